@@ -1,0 +1,60 @@
+//! Everything the browser shows, plus the types both sides share.
+//!
+//! # Layout
+//! - [`protocol`]: the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
+//! - [`pages`]: one module per routed page.
+//! - [`components`]: reusable pieces of UI.
+//! - `ws_client` (browser only): the socket that talks [`protocol`] to `/ws`.
+//!
+//! Features: `ssr` for the server build, `hydrate` for the WASM build. Browser-only code sits
+//! behind `hydrate`; it is never compiled into the server.
+
+pub mod components;
+pub mod pages;
+pub mod protocol;
+#[cfg(feature = "hydrate")]
+pub mod ws_client;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    StaticSegment,
+};
+
+/// The HTML document the server renders around [`App`]; the WASM hydrates its body.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The root component: styles, title and routes.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/chat.css" />
+        <Title text="Chat" />
+        <Router>
+            <Routes fallback=pages::NotFound>
+                <Route path=StaticSegment("") view=pages::HomePage />
+            </Routes>
+        </Router>
+    }
+}

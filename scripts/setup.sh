@@ -1,0 +1,193 @@
+# shellcheck shell=bash
+# Sourced by scripts/start and scripts/test: installs what a fresh machine lacks and exports
+# the environment the build needs. Idempotent, and quick when everything is already there.
+#
+# The WASM half needs a Rust toolchain that can build `wasm32-unknown-unknown`:
+#   * if the active toolchain can (rustup with `rustup target add wasm32-unknown-unknown`),
+#     it is used as is;
+#   * otherwise (Debian machines without a wasm32 std, and no way to download one) the
+#     WASM build alone goes through Debian's `rustc-web` 1.96, rebuilding std from source
+#     with `-Zbuild-std`; the server is still built by the active toolchain.
+# Tools and build output live outside the clone, under $CHAT_CACHE_DIR.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHAT_CACHE_DIR="${CHAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rust-chat}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CHAT_CACHE_DIR/target}"
+# cargo-leptos sets this while building; setting the same value for plain cargo commands keeps
+# leptos's compile-time `option_env!` identical, so `cargo test` reuses cargo-leptos's builds.
+export LEPTOS_OUTPUT_NAME=chat
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+CARGO_LEPTOS_VERSION=0.3.11
+# Oldest rustc that can build cargo-leptos 0.3.11 from its lockfile.
+CARGO_LEPTOS_MIN_RUSTC=1.96
+# wasm-bindgen-cli must equal the `=`-pinned wasm-bindgen in Cargo.toml.
+WASM_BINDGEN_VERSION="$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' "$ROOT/Cargo.toml")"
+BINARYEN_VERSION=132.0.0
+DEBIAN_WASM_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy lld-22)
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Runs a command as root: directly, or through passwordless sudo; otherwise explains.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif have sudo && sudo -n true 2>/dev/null; then
+        sudo "$@"
+    else
+        return 1
+    fi
+}
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} = 0 ] && return 0
+    have apt-get || die "missing packages ${missing[*]}, and this is not a Debian-like system: install their equivalents"
+    say "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "could not install ${missing[*]} (needs root or passwordless sudo). Run: sudo apt-get install ${missing[*]}"
+}
+
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+rustc_version() { "$1" --version 2>/dev/null | awk '{print $2}'; }
+
+# True when `$1` (a rustc) has a wasm32-unknown-unknown standard library.
+rustc_builds_wasm() {
+    local tmp
+    tmp="$(mktemp -d)"
+    echo 'pub fn f() -> u32 { 1 }' > "$tmp/probe.rs"
+    "$1" --target wasm32-unknown-unknown --crate-type lib --emit metadata -o "$tmp/probe.rmeta" "$tmp/probe.rs" >/dev/null 2>&1
+    local ok=$?
+    rm -rf "$tmp"
+    return $ok
+}
+
+setup_rust() {
+    have cargo && have rustc || die "Rust is not installed: get it from https://rustup.rs (or your distribution) and re-run"
+    # The cargo that builds the server (and that users have on PATH), captured before any
+    # PATH change below.
+    HOST_CARGO="$(command -v cargo)"
+    if rustc_builds_wasm rustc; then
+        WASM_ROUTE=native
+        LIB_CARGO_ARGS=()
+        WASM_CARGO="$HOST_CARGO"
+    else
+        WASM_ROUTE=debian
+        say "the active Rust toolchain has no wasm32 std; using Debian's rustc-web for the WASM build"
+        apt_install "${DEBIAN_WASM_PACKAGES[@]}"
+        rustc_builds_wasm /usr/bin/rustc && die "unexpected: Debian's rustc has a prebuilt wasm32 std"
+        # A `cargo` that runs Debian's toolchain with std built from source. cargo-leptos runs
+        # `cargo` from PATH for the WASM build; the server build uses HOST_CARGO instead
+        # (LEPTOS_BIN_CARGO_COMMAND), so only the WASM goes through this route.
+        local dir="$CHAT_CACHE_DIR/wasm-toolchain/bin"
+        mkdir -p "$dir"
+        cat > "$dir/cargo.new" <<'WRAPPER'
+#!/bin/sh
+# Debian's rustc-web toolchain; -Zbuild-std needs RUSTC_BOOTSTRAP in cargo's own environment.
+export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc PATH="/usr/bin:$PATH"
+unset RUSTUP_TOOLCHAIN
+exec /usr/bin/cargo "$@"
+WRAPPER
+        chmod +x "$dir/cargo.new"
+        mv "$dir/cargo.new" "$dir/cargo"
+        WASM_CARGO="$dir/cargo"
+        LIB_CARGO_ARGS=(--lib-cargo-args=-Zbuild-std=std,panic_abort)
+    fi
+}
+
+# Picks a cargo new enough to build cargo-leptos from its lockfile.
+tool_cargo() {
+    if version_ge "$(rustc_version rustc)" "$CARGO_LEPTOS_MIN_RUSTC"; then
+        echo "$HOST_CARGO"
+    elif [ -x /usr/bin/rustc ] && version_ge "$(rustc_version /usr/bin/rustc)" "$CARGO_LEPTOS_MIN_RUSTC"; then
+        echo "$WASM_CARGO"
+    else
+        die "cargo-leptos $CARGO_LEPTOS_VERSION needs Rust >= $CARGO_LEPTOS_MIN_RUSTC; run 'rustup update'"
+    fi
+}
+
+# `cargo install` with a quick release profile: LTO and a single codegen unit would triple
+# the install time on two cores for tools whose speed does not matter.
+quick_install() {
+    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        "$(tool_cargo)" install --quiet "$@"
+}
+
+setup_tools() {
+    if [ "$(cargo-leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
+        say "installing cargo-leptos $CARGO_LEPTOS_VERSION (one-off, ~15-30 min on 2 cores)"
+        quick_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+    fi
+    if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+        say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (one-off, ~5-10 min)"
+        # Not --locked: its lockfile names a crate version crates.io no longer serves.
+        quick_install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    fi
+}
+
+setup_node() {
+    if ! have npm || ! have node; then
+        apt_install nodejs npm
+    fi
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    [ "$major" -ge 18 ] || die "Node.js >= 18 is needed for Playwright (found $(node --version))"
+}
+
+# wasm-opt for release builds: npm's binaryen, never Debian's binaryen 108, which breaks
+# wasm-bindgen's externref table so that hydration silently fails.
+setup_wasm_opt() {
+    local dir="$CHAT_CACHE_DIR/binaryen"
+    if [ "$("$dir/node_modules/.bin/wasm-opt" --version 2>/dev/null | awk '{print $3}')" != "${BINARYEN_VERSION%%.*}" ]; then
+        say "installing wasm-opt (npm binaryen@$BINARYEN_VERSION)"
+        mkdir -p "$dir"
+        npm install --silent --no-audit --no-fund --prefix "$dir" "binaryen@$BINARYEN_VERSION" >/dev/null
+    fi
+    export PATH="$dir/node_modules/.bin:$PATH"
+}
+
+setup_browser() {
+    if [ -z "${CHROMIUM_PATH:-}" ]; then
+        for c in chromium chromium-browser google-chrome-stable google-chrome; do
+            if have "$c"; then CHROMIUM_PATH="$(command -v "$c")"; break; fi
+        done
+    fi
+    if [ -z "${CHROMIUM_PATH:-}" ]; then
+        apt_install chromium
+        CHROMIUM_PATH=/usr/bin/chromium
+    fi
+    export CHROMIUM_PATH
+    local stamp="$ROOT/end2end/node_modules/.package-lock.json"
+    if [ ! -f "$stamp" ] || [ "$ROOT/end2end/package-lock.json" -nt "$stamp" ]; then
+        say "installing the end-to-end test's npm packages"
+        (cd "$ROOT/end2end" && npm ci --silent --no-audit --no-fund)
+    fi
+}
+
+# Runs cargo-leptos with the WASM route chosen above. It is started directly (not through
+# `cargo leptos`) so that its own environment stays clean: it finds the WASM route's `cargo`
+# first on PATH for the front end, and builds the server with HOST_CARGO.
+cargo_leptos() {
+    local cmd="$1"
+    shift
+    PATH="$(dirname "$WASM_CARGO"):$PATH" LEPTOS_BIN_CARGO_COMMAND="$HOST_CARGO" \
+        cargo-leptos "$cmd" "${LIB_CARGO_ARGS[@]}" "$@"
+}
+
+# Runs clippy on the WASM build of the front end, with the WASM route's toolchain.
+clippy_wasm() {
+    local args=(clippy --package frontend --package app --features app/hydrate
+        --target wasm32-unknown-unknown --target-dir "$CARGO_TARGET_DIR/front")
+    if [ "$WASM_ROUTE" = debian ]; then
+        args+=(-Zbuild-std=std,panic_abort)
+    fi
+    "$WASM_CARGO" "${args[@]}" "$@"
+}

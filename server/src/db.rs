@@ -1,0 +1,99 @@
+//! The embedded SurrealDB handle: opened once at start-up from the settings, cheap to clone.
+//!
+//! Disk storage uses the SurrealKV engine (pure Rust, durable: one fsync per commit, with
+//! concurrent commits grouped); memory storage is for tests. The schema is applied at every
+//! start and is idempotent.
+
+use std::path::Path;
+use surrealdb::{
+    engine::any::{connect, Any},
+    Surreal,
+};
+
+use crate::settings::StorageKind;
+
+const NAMESPACE: &str = "chat";
+const DATABASE: &str = "chat";
+
+/// Cheap-to-clone handle to the embedded database.
+#[derive(Clone)]
+pub struct Database {
+    db: Surreal<Any>,
+    kind: StorageKind,
+    boots: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Surreal(#[from] surrealdb::Error),
+}
+
+impl Database {
+    /// Opens (creating if needed) the database described by the settings.
+    pub async fn open(kind: StorageKind, data_dir: &Path) -> Result<Self, DbError> {
+        let url = match kind {
+            StorageKind::Memory => "mem://".to_owned(),
+            StorageKind::Disk => {
+                let dir = data_dir.join("db");
+                std::fs::create_dir_all(&dir).map_err(|source| DbError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                format!("surrealkv://{}", dir.display())
+            }
+        };
+        let db = connect(url).await?;
+        db.use_ns(NAMESPACE).use_db(DATABASE).await?;
+        let this = Database { db, kind, boots: 0 };
+        this.apply_schema().await?;
+        let boots = this.record_boot().await?;
+        Ok(Database { boots, ..this })
+    }
+
+    /// Which engine this handle runs on.
+    pub fn kind(&self) -> StorageKind {
+        self.kind
+    }
+
+    /// How many times this database has been opened, this time included. On disk it grows
+    /// across restarts, which makes durability visible in `/healthz`.
+    pub fn boots(&self) -> u64 {
+        self.boots
+    }
+
+    /// Succeeds when the datastore answers a query.
+    pub async fn check(&self) -> Result<(), DbError> {
+        self.db.health().await?;
+        self.db.query("RETURN 1").await?.check()?;
+        Ok(())
+    }
+
+    async fn apply_schema(&self) -> Result<(), DbError> {
+        self.db.query(SCHEMA).await?.check()?;
+        Ok(())
+    }
+
+    async fn record_boot(&self) -> Result<u64, DbError> {
+        let mut res = self
+            .db
+            .query("UPSERT ONLY server_meta:boots SET count = (count OR 0) + 1, at = time::now() RETURN VALUE count")
+            .await?
+            .check()?;
+        let count: Option<i64> = res.take(0)?;
+        Ok(count.unwrap_or_default().max(0) as u64)
+    }
+}
+
+/// The schema, applied at every start (every statement is `IF NOT EXISTS`).
+const SCHEMA: &str = "
+-- One row, `server_meta:boots`: how often this data directory has been opened, and when last.
+DEFINE TABLE IF NOT EXISTS server_meta SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS count ON server_meta TYPE int;
+DEFINE FIELD IF NOT EXISTS at ON server_meta TYPE datetime;
+";

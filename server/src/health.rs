@@ -1,0 +1,44 @@
+//! `GET /healthz`: 200 with a JSON report when the server and its database answer, 503 when
+//! the database does not. For load balancers, monitoring and the test-suite.
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Serialize;
+
+use crate::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub database: DatabaseHealth,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseHealth {
+    pub ok: bool,
+    pub storage: &'static str,
+    pub boots: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let check = state.db.check().await;
+    let ok = check.is_ok();
+    let health = Health {
+        status: if ok { "ok" } else { "degraded" },
+        version: env!("CARGO_PKG_VERSION"),
+        database: DatabaseHealth {
+            ok,
+            storage: state.db.kind().as_str(),
+            boots: state.db.boots(),
+            error: check.err().map(|e| e.to_string()),
+        },
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health))
+}

@@ -1,0 +1,190 @@
+//! The chat server as a library, so that `main` stays thin and tests can start the real thing.
+//!
+//! # Layout
+//! - [`settings`]: layered configuration (defaults, TOML file, `CHAT_*` env, flags).
+//! - [`db`]: the embedded SurrealDB handle and its schema.
+//! - [`ws`]: the `/ws` endpoint, one handler task per socket.
+//! - [`health`]: `/healthz`.
+//! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
+//!   static files) and runs until a shutdown future resolves.
+
+pub mod db;
+pub mod health;
+pub mod settings;
+pub mod ws;
+
+use axum::{extract::FromRef, routing::get, Router};
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::{future::Future, net::SocketAddr, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+use crate::{db::Database, settings::Settings};
+
+/// How long shutdown waits for sockets to say goodbye before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub db: Database,
+    /// Cancelled once, when the server starts shutting down; every socket watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks socket tasks so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("invalid Leptos configuration: {0}")]
+    Leptos(String),
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database and binds the listener; nothing is served until [`Self::run`].
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let leptos = leptos_options()?;
+        let db = Database::open(settings.storage, &settings.data_dir).await?;
+        info!(
+            storage = settings.storage.as_str(),
+            data_dir = %settings.data_dir.display(),
+            boots = db.boots(),
+            "database open"
+        );
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: settings.addr,
+                source,
+            })?;
+        let state = AppState {
+            leptos,
+            db,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let router = router(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener always has a local address")
+    }
+
+    /// Serves until `shutdown` resolves, then closes every socket with "going away", lets
+    /// in-flight requests finish, and waits (bounded) for socket tasks to end.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application {
+            listener,
+            router,
+            state,
+        } = self;
+        let token = state.shutdown.clone();
+        tokio::spawn({
+            let token = token.clone();
+            async move {
+                shutdown.await;
+                info!("shutting down");
+                token.cancel();
+            }
+        });
+        info!(addr = %listener.local_addr()?, "listening");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await?;
+        state.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("some sockets did not close within {SHUTDOWN_GRACE:?}");
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let routes = generate_route_list(app::App);
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(health::healthz))
+        .leptos_routes(&state, routes, {
+            let leptos = state.leptos.clone();
+            move || app::shell(leptos.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Leptos settings from cargo-leptos's environment (`LEPTOS_*`), with the project's output
+/// name when the binary was built without cargo-leptos (plain `cargo test`).
+fn leptos_options() -> Result<LeptosOptions, StartError> {
+    let mut options = leptos::config::get_configuration(None)
+        .map_err(|e| StartError::Leptos(e.to_string()))?
+        .leptos_options;
+    if options.output_name.is_empty() {
+        options.output_name = "chat".into();
+    }
+    Ok(options)
+}
+
+/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,20 @@
+//! `server`: runs the chat. Settings come from flags, `CHAT_*` environment variables and an
+//! optional TOML file (see the README); Ctrl-C or SIGTERM shuts it down gracefully.
+
+use clap::Parser;
+use server::{
+    settings::{Cli, Settings},
+    shutdown_signal, Application,
+};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load(Cli::parse())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&settings.log)?)
+        .init();
+    let app = Application::build(settings).await?;
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Server settings, layered: built-in defaults, then a TOML file (`--config` / `CHAT_CONFIG`),
+//! then environment variables (`CHAT_*`), then command-line flags. Every setting is listed in
+//! the README.
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+/// Where chats are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Embedded SurrealDB on disk (SurrealKV engine) under the data directory: durable.
+    Disk,
+    /// Embedded SurrealDB in memory: everything is lost at exit. For tests and demos.
+    Memory,
+}
+
+impl StorageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageKind::Disk => "disk",
+            StorageKind::Memory => "memory",
+        }
+    }
+}
+
+/// Command-line flags; each also reads its environment variable.
+#[derive(Debug, Default, Parser)]
+#[command(name = "server", version, about = "Real-time chat server")]
+pub struct Cli {
+    /// TOML file with any of the settings below (keys: addr, data_dir, storage, log).
+    #[arg(long, env = "CHAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: LEPTOS_SITE_ADDR, else 127.0.0.1:3000].
+    #[arg(long, env = "CHAT_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory holding the database and other state [default: ./data].
+    #[arg(long, env = "CHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine [default: disk].
+    #[arg(long, env = "CHAT_STORAGE", value_enum)]
+    pub storage: Option<StorageKind>,
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info].
+    #[arg(long, env = "CHAT_LOG")]
+    pub log: Option<String>,
+}
+
+/// The settings file's shape: the same keys as the flags, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    storage: Option<StorageKind>,
+    log: Option<String>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub storage: StorageKind,
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid settings file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid LEPTOS_SITE_ADDR {0:?}")]
+    SiteAddr(String),
+}
+
+impl Settings {
+    /// Reads the file named by the flags (if any) and resolves every setting.
+    pub fn load(cli: Cli) -> Result<Self, SettingsError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let site_addr = match std::env::var("LEPTOS_SITE_ADDR") {
+            Ok(s) => Some(s.parse().map_err(|_| SettingsError::SiteAddr(s))?),
+            Err(_) => None,
+        };
+        Ok(Self::resolve(cli, file, site_addr))
+    }
+
+    fn resolve(cli: Cli, file: FileSettings, site_addr: Option<SocketAddr>) -> Self {
+        Settings {
+            addr: cli
+                .addr
+                .or(file.addr)
+                .or(site_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            storage: cli.storage.or(file.storage).unwrap_or(StorageKind::Disk),
+            log: cli.log.or(file.log).unwrap_or_else(|| "info".into()),
+        }
+    }
+
+    /// In-memory storage on an ephemeral loopback port: what integration tests start.
+    pub fn for_tests() -> Self {
+        Settings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from("unused-in-memory"),
+            storage: StorageKind::Memory,
+            log: "warn".into(),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| SettingsError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> FileSettings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::resolve(Cli::default(), FileSettings::default(), None);
+        assert_eq!(s.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("data"));
+        assert_eq!(s.storage, StorageKind::Disk);
+        assert_eq!(s.log, "info");
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_cargo_leptos() {
+        let f = file("addr = \"127.0.0.1:4000\"\ndata_dir = \"/srv/chat\"\nstorage = \"memory\"");
+        let cli = Cli {
+            addr: Some("127.0.0.1:5000".parse().unwrap()),
+            ..Cli::default()
+        };
+        let s = Settings::resolve(cli, f, Some("127.0.0.1:3000".parse().unwrap()));
+        assert_eq!(s.addr, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("/srv/chat"));
+        assert_eq!(s.storage, StorageKind::Memory);
+
+        let s = Settings::resolve(
+            Cli::default(),
+            file("addr = \"127.0.0.1:4000\""),
+            Some("127.0.0.1:3000".parse().unwrap()),
+        );
+        assert_eq!(s.addr, "127.0.0.1:4000".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        assert!(toml::from_str::<FileSettings>("adress = \"x\"").is_err());
+        assert!(toml::from_str::<FileSettings>("storage = \"floppy\"").is_err());
+    }
+
+    #[test]
+    fn environment_variables_feed_the_flags() {
+        // clap reads CHAT_* through `env = ...`; check the names once, without touching the
+        // process environment (tests run in parallel).
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let envs: Vec<_> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            envs,
+            ["CHAT_CONFIG", "CHAT_ADDR", "CHAT_DATA_DIR", "CHAT_STORAGE", "CHAT_LOG"]
+        );
+    }
+}

@@ -1,0 +1,59 @@
+use server::settings::{Settings, StorageKind};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn healthz_reports_a_working_database() {
+    let app = spawn_app().await;
+    let res = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"]["ok"], true);
+    assert_eq!(body["database"]["storage"], "memory");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_home_page_is_rendered_on_the_server_with_its_hydration_script() {
+    let app = spawn_app().await;
+    let res = reqwest::get(app.url("/")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<h1>Chat</h1>"), "{html}");
+    assert!(html.contains("Loading…"), "status before hydration: {html}");
+    assert!(html.contains("/pkg/chat.js"), "hydration script: {html}");
+    assert!(html.contains("/pkg/chat.css"), "stylesheet: {html}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    let app = spawn_app().await;
+    let res = reqwest::get(app.url("/no/such/page")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn disk_storage_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        storage: StorageKind::Disk,
+        data_dir: dir.path().to_owned(),
+        ..Settings::for_tests()
+    };
+    for expected_boots in 1..=2 {
+        let app = spawn_app_with(settings.clone()).await;
+        let body: serde_json::Value = reqwest::get(app.url("/healthz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["database"]["storage"], "disk");
+        assert_eq!(body["database"]["boots"], expected_boots);
+        app.stop().await;
+    }
+    assert!(dir.path().join("db").is_dir());
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real server on port 0, real HTTP and WebSocket clients.
+
+mod helpers;
+mod http;
+mod ws;

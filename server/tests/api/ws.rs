@@ -1,0 +1,102 @@
+use app::protocol::{ClientMsg, ErrorCode, ServerMsg, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
+
+use crate::helpers::spawn_app;
+
+fn assert_error(msg: ServerMsg, want: ErrorCode) {
+    match msg {
+        ServerMsg::Error { code, .. } => assert_eq!(code, want),
+        other => panic!("expected error {want:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_new_socket_is_greeted_with_the_protocol_version() {
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    match client.recv().await {
+        ServerMsg::Hello {
+            protocol_version, ..
+        } => assert_eq!(protocol_version, PROTOCOL_VERSION),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_with_a_pong_carrying_the_same_nonce() {
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    client.recv().await; // hello
+    for nonce in [1, 42, u64::MAX] {
+        client.send(&ClientMsg::Ping { nonce }).await;
+        match client.recv().await {
+            ServerMsg::Pong {
+                nonce: got,
+                server_time_ms,
+            } => {
+                assert_eq!(got, nonce);
+                assert!(server_time_ms > 1_600_000_000_000, "{server_time_ms}");
+            }
+            other => panic!("expected pong, got {other:?}"),
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_typed_errors_and_the_socket_stays_usable() {
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    client.recv().await; // hello
+
+    client.send_raw(Message::text("{not json")).await;
+    assert_error(client.recv().await, ErrorCode::BadFrame);
+
+    client
+        .send_raw(Message::text(r#"{"type":"format_disk"}"#))
+        .await;
+    assert_error(client.recv().await, ErrorCode::BadFrame);
+
+    client.send_raw(Message::binary(vec![1, 2, 3])).await;
+    assert_error(client.recv().await, ErrorCode::UnsupportedFrame);
+
+    let oversized = format!(
+        r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#,
+        "x".repeat(MAX_FRAME_BYTES)
+    );
+    client.send_raw(Message::text(oversized)).await;
+    assert_error(client.recv().await, ErrorCode::FrameTooLarge);
+
+    client.send(&ClientMsg::Ping { nonce: 5 }).await;
+    assert!(matches!(client.recv().await, ServerMsg::Pong { nonce: 5, .. }));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_beyond_the_transport_limit_closes_the_socket() {
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    client.recv().await; // hello
+    let huge = "x".repeat(server::ws::TRANSPORT_LIMIT_BYTES + 1);
+    client.send_raw(Message::text(huge)).await;
+    match client.recv_raw().await {
+        Some(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Size),
+        None | Some(Message::Close(None)) => {}
+        other => panic!("expected the socket to close, got {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sockets_with_going_away() {
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    client.recv().await; // hello
+    let stopping = tokio::spawn(app.stop());
+    match client.recv_raw().await {
+        Some(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    stopping.await.unwrap();
+}
