@@ -1,9 +1,9 @@
 //! Everything the browser shows, plus the types both sides share.
 //!
 //! # Layout
-//! - [`protocol`]: the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
-//! - [`pages`]: one module per routed page.
-//! - [`components`]: reusable pieces of UI.
+//! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
+//! - [`pages`] — one module per routed page.
+//! - [`components`] — reusable pieces of UI.
 //! - `ws_client` (browser only): the socket that talks [`protocol`] to `/ws`.
 //!
 //! Features: `ssr` for the server build, `hydrate` for the WASM build. Browser-only code sits

@@ -61,10 +61,14 @@ impl ClientMsg {
         if frame.len() > MAX_FRAME_BYTES {
             return Err(ServerMsg::error(
                 ErrorCode::FrameTooLarge,
-                format!("frame is {} bytes; the limit is {MAX_FRAME_BYTES}", frame.len()),
+                format!(
+                    "frame is {} bytes; the limit is {MAX_FRAME_BYTES}",
+                    frame.len()
+                ),
             ));
         }
-        serde_json::from_str(frame).map_err(|e| ServerMsg::error(ErrorCode::BadFrame, e.to_string()))
+        serde_json::from_str(frame)
+            .map_err(|e| ServerMsg::error(ErrorCode::BadFrame, e.to_string()))
     }
 
     /// Encodes this message as one text frame.
@@ -134,7 +138,10 @@ mod tests {
             (r#"{"type":"launch_rockets"}"#, ErrorCode::BadFrame),
             (r#"{"type":"ping"}"#, ErrorCode::BadFrame),
             (r#"{"type":"ping","nonce":-1}"#, ErrorCode::BadFrame),
-            (r#"{"type":"ping","nonce":1,"extra":true}"#, ErrorCode::BadFrame),
+            (
+                r#"{"type":"ping","nonce":1,"extra":true}"#,
+                ErrorCode::BadFrame,
+            ),
         ];
         for (frame, want) in cases {
             match ClientMsg::decode(frame) {
@@ -146,7 +153,10 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_rejected_before_parsing() {
-        let frame = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
+        let frame = format!(
+            r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#,
+            "x".repeat(MAX_FRAME_BYTES)
+        );
         match ClientMsg::decode(&frame) {
             Err(ServerMsg::Error { code, .. }) => assert_eq!(code, ErrorCode::FrameTooLarge),
             other => panic!("decoded to {other:?}"),

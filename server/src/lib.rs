@@ -1,10 +1,10 @@
 //! The chat server as a library, so that `main` stays thin and tests can start the real thing.
 //!
 //! # Layout
-//! - [`settings`]: layered configuration (defaults, TOML file, `CHAT_*` env, flags).
-//! - [`db`]: the embedded SurrealDB handle and its schema.
-//! - [`ws`]: the `/ws` endpoint, one handler task per socket.
-//! - [`health`]: `/healthz`.
+//! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
+//! - [`db`] — the embedded SurrealDB handle and its schema.
+//! - [`ws`] — the `/ws` endpoint, one handler task per socket.
+//! - [`health`] — `/healthz`.
 //! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
 //!   static files) and runs until a shutdown future resolves.
 
@@ -75,12 +75,13 @@ impl Application {
             boots = db.boots(),
             "database open"
         );
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: settings.addr,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.addr,
+                    source,
+                })?;
         let state = AppState {
             leptos,
             db,
@@ -104,7 +105,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then closes every socket with "going away", lets
     /// in-flight requests finish, and waits (bounded) for socket tasks to end.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Application {
             listener,
             router,
@@ -144,7 +148,9 @@ fn router(state: AppState) -> Router {
             let leptos = state.leptos.clone();
             move || app::shell(leptos.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

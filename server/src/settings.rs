@@ -140,6 +140,10 @@ fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
 mod tests {
     use super::*;
 
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
     fn file(text: &str) -> FileSettings {
         toml::from_str(text).unwrap()
     }
@@ -147,7 +151,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let s = Settings::resolve(Cli::default(), FileSettings::default(), None);
-        assert_eq!(s.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(s.addr, addr("127.0.0.1:3000"));
         assert_eq!(s.data_dir, PathBuf::from("data"));
         assert_eq!(s.storage, StorageKind::Disk);
         assert_eq!(s.log, "info");
@@ -157,20 +161,20 @@ mod tests {
     fn flags_beat_the_file_and_the_file_beats_cargo_leptos() {
         let f = file("addr = \"127.0.0.1:4000\"\ndata_dir = \"/srv/chat\"\nstorage = \"memory\"");
         let cli = Cli {
-            addr: Some("127.0.0.1:5000".parse().unwrap()),
+            addr: Some(addr("127.0.0.1:5000")),
             ..Cli::default()
         };
-        let s = Settings::resolve(cli, f, Some("127.0.0.1:3000".parse().unwrap()));
-        assert_eq!(s.addr, "127.0.0.1:5000".parse().unwrap());
+        let s = Settings::resolve(cli, f, Some(addr("127.0.0.1:3000")));
+        assert_eq!(s.addr, addr("127.0.0.1:5000"));
         assert_eq!(s.data_dir, PathBuf::from("/srv/chat"));
         assert_eq!(s.storage, StorageKind::Memory);
 
         let s = Settings::resolve(
             Cli::default(),
             file("addr = \"127.0.0.1:4000\""),
-            Some("127.0.0.1:3000".parse().unwrap()),
+            Some(addr("127.0.0.1:3000")),
         );
-        assert_eq!(s.addr, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(s.addr, addr("127.0.0.1:4000"));
     }
 
     #[test]
@@ -190,7 +194,13 @@ mod tests {
             .collect();
         assert_eq!(
             envs,
-            ["CHAT_CONFIG", "CHAT_ADDR", "CHAT_DATA_DIR", "CHAT_STORAGE", "CHAT_LOG"]
+            [
+                "CHAT_CONFIG",
+                "CHAT_ADDR",
+                "CHAT_DATA_DIR",
+                "CHAT_STORAGE",
+                "CHAT_LOG"
+            ]
         );
     }
 }

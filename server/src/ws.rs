@@ -83,6 +83,7 @@ impl Handler {
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
                     debug!(error = %e, "socket error");
+                    self.close_after_error(&e).await;
                     break;
                 }
             };
@@ -93,6 +94,28 @@ impl Handler {
             }
         }
         debug!("socket closed");
+    }
+
+    /// Tells the peer why its socket is being closed, where the error allows it: 1009 for a
+    /// message beyond [`TRANSPORT_LIMIT_BYTES`], 1002 for a protocol violation.
+    async fn close_after_error(&mut self, error: &axum::Error) {
+        // The WebSocket library's error type is not re-exported by axum; its message is the
+        // only stable handle on the cause.
+        let text = error.to_string();
+        let (code, reason) = if text.contains("Space limit exceeded") {
+            (close_code::SIZE, "message too big")
+        } else if text.contains("Protocol error") || text.contains("Utf8") {
+            (close_code::PROTOCOL, "protocol error")
+        } else {
+            return;
+        };
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await;
     }
 
     fn handle_text(&self, text: &str) -> ServerMsg {

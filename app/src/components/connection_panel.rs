@@ -13,7 +13,9 @@ pub enum ConnectionState {
     /// Server-rendered, before the WASM has taken over.
     Loading,
     Connecting,
-    Connected { protocol_version: u32 },
+    Connected {
+        protocol_version: u32,
+    },
     /// The socket dropped; the client retries with backoff.
     Reconnecting,
 }
@@ -70,7 +72,9 @@ pub fn ConnectionPanel() -> impl IntoView {
                 });
             }
         };
-        socket.set_value(Some(crate::ws_client::Socket::connect(on_state, on_message)));
+        socket.set_value(Some(crate::ws_client::Socket::connect(
+            on_state, on_message,
+        )));
         hydrated.set(true);
     });
 
@@ -130,7 +134,10 @@ mod tests {
 
     #[test]
     fn only_a_live_socket_counts_as_connected() {
-        assert!(ConnectionState::Connected { protocol_version: 1 }.is_connected());
+        assert!(ConnectionState::Connected {
+            protocol_version: 1
+        }
+        .is_connected());
         for s in [
             ConnectionState::Loading,
             ConnectionState::Connecting,

@@ -5,9 +5,7 @@ use futures::{SinkExt, StreamExt};
 use server::{settings::Settings, Application};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
-use tokio_tungstenite::{
-    connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream,
-};
+use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
 
 /// Every await on the server is bounded by this, so a broken server fails a test instead of
 /// hanging it.
@@ -57,10 +55,11 @@ impl TestApp {
     }
 
     pub async fn connect(&self) -> Client {
-        let (ws, _) = tokio::time::timeout(TIMEOUT, connect_async(format!("ws://{}/ws", self.addr)))
-            .await
-            .expect("connect in time")
-            .expect("websocket handshake");
+        let (ws, _) =
+            tokio::time::timeout(TIMEOUT, connect_async(format!("ws://{}/ws", self.addr)))
+                .await
+                .expect("connect in time")
+                .expect("websocket handshake");
         Client { ws }
     }
 
