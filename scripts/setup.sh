@@ -26,7 +26,8 @@ CARGO_LEPTOS_MIN_RUSTC=1.96
 # wasm-bindgen-cli must equal the `=`-pinned wasm-bindgen in Cargo.toml.
 WASM_BINDGEN_VERSION="$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' "$ROOT/Cargo.toml")"
 BINARYEN_VERSION=132.0.0
-DEBIAN_WASM_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy lld-22)
+# rust-web-llvm provides `rust-lld` (a link to lld-22), the wasm32 linker.
+DEBIAN_WASM_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy rust-web-llvm lld-22)
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -117,7 +118,7 @@ tool_cargo() {
 # `cargo install` with a quick release profile: LTO and a single codegen unit would triple
 # the install time on two cores for tools whose speed does not matter.
 quick_install() {
-    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
         "$(tool_cargo)" install --quiet "$@"
 }
 

@@ -9,6 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// Our own logs at `info`; the storage engine's start-up chatter only from `warn`.
+pub const DEFAULT_LOG: &str = "info,surrealkv=warn";
+
 /// Where chats are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +47,7 @@ pub struct Cli {
     /// Storage engine [default: disk].
     #[arg(long, env = "CHAT_STORAGE", value_enum)]
     pub storage: Option<StorageKind>,
-    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info].
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
 }
@@ -110,7 +113,7 @@ impl Settings {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("data")),
             storage: cli.storage.or(file.storage).unwrap_or(StorageKind::Disk),
-            log: cli.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
         }
     }
 
@@ -154,7 +157,7 @@ mod tests {
         assert_eq!(s.addr, addr("127.0.0.1:3000"));
         assert_eq!(s.data_dir, PathBuf::from("data"));
         assert_eq!(s.storage, StorageKind::Disk);
-        assert_eq!(s.log, "info");
+        assert_eq!(s.log, DEFAULT_LOG);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 use server::settings::{Settings, StorageKind};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{get, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_reports_a_working_database() {
     let app = spawn_app().await;
-    let res = reqwest::get(app.url("/healthz")).await.unwrap();
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
+    let res = get(app.addr, "/healthz").await;
+    assert_eq!(res.status, 200);
+    assert!(res
+        .headers
+        .to_ascii_lowercase()
+        .contains("content-type: application/json"));
+    let body = res.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["database"]["ok"], true);
     assert_eq!(body["database"]["storage"], "memory");
@@ -17,9 +21,9 @@ async fn healthz_reports_a_working_database() {
 #[tokio::test]
 async fn the_home_page_is_rendered_on_the_server_with_its_hydration_script() {
     let app = spawn_app().await;
-    let res = reqwest::get(app.url("/")).await.unwrap();
-    assert_eq!(res.status(), 200);
-    let html = res.text().await.unwrap();
+    let res = get(app.addr, "/").await;
+    assert_eq!(res.status, 200);
+    let html = res.body;
     assert!(html.contains("<h1>Chat</h1>"), "{html}");
     assert!(html.contains("Loading…"), "status before hydration: {html}");
     assert!(html.contains("/pkg/chat.js"), "hydration script: {html}");
@@ -30,8 +34,8 @@ async fn the_home_page_is_rendered_on_the_server_with_its_hydration_script() {
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let app = spawn_app().await;
-    let res = reqwest::get(app.url("/no/such/page")).await.unwrap();
-    assert_eq!(res.status(), 404);
+    let res = get(app.addr, "/no/such/page").await;
+    assert_eq!(res.status, 404);
     app.stop().await;
 }
 
@@ -45,12 +49,7 @@ async fn disk_storage_survives_a_restart() {
     };
     for expected_boots in 1..=2 {
         let app = spawn_app_with(settings.clone()).await;
-        let body: serde_json::Value = reqwest::get(app.url("/healthz"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get(app.addr, "/healthz").await.json();
         assert_eq!(body["database"]["storage"], "disk");
         assert_eq!(body["database"]["boots"], expected_boots);
         app.stop().await;
