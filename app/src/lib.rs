@@ -1,6 +1,7 @@
 //! Everything the browser shows, plus the types both sides share.
 //!
 //! # Layout
+//! - [`domain`] — validated values (usernames, message bodies, ...) shared by both sides.
 //! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
 //! - [`pages`] — one module per routed page.
 //! - [`components`] — reusable pieces of UI.
@@ -10,6 +11,7 @@
 //! behind `hydrate`; it is never compiled into the server.
 
 pub mod components;
+pub mod domain;
 pub mod pages;
 pub mod protocol;
 #[cfg(feature = "hydrate")]

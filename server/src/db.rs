@@ -56,6 +56,11 @@ impl Database {
         Ok(Database { boots, ..this })
     }
 
+    /// The underlying SurrealDB handle, for the chat store.
+    pub fn handle(&self) -> Surreal<Any> {
+        self.db.clone()
+    }
+
     /// Which engine this handle runs on.
     pub fn kind(&self) -> StorageKind {
         self.kind

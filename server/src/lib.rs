@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
-//! - [`db`] — the embedded SurrealDB handle and its schema.
+//! - [`db`] — the embedded SurrealDB handle.
+//! - [`store`] — `SurrealChatStore`: accounts, conversations, members, messages.
 //! - [`ws`] — the `/ws` endpoint, one handler task per socket.
 //! - [`health`] — `/healthz`.
 //! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
@@ -11,6 +12,7 @@
 pub mod db;
 pub mod health;
 pub mod settings;
+pub mod store;
 pub mod ws;
 
 use axum::{extract::FromRef, routing::get, Router};

@@ -2,4 +2,5 @@
 
 mod helpers;
 mod http;
+mod store;
 mod ws;

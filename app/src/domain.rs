@@ -1,0 +1,301 @@
+//! Validated domain values. Each newtype can only be built through `parse`, so an invalid
+//! username, body or room name cannot exist past the boundary where it arrived. The rules
+//! are shared by the server (which enforces them) and the browser (which explains them).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a value was refused; `field` names the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+macro_rules! string_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Decoding validates: a frame carrying an invalid value fails to decode.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// A login name: 3–32 characters, lowercase ASCII letters, digits, `_`, `.` and `-`,
+    /// starting with a letter or digit. Case-insensitive on input, stored lowercase.
+    Username
+);
+
+impl Username {
+    pub const MIN: usize = 3;
+    pub const MAX: usize = 32;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim().to_ascii_lowercase();
+        let n = s.chars().count();
+        if !(Self::MIN..=Self::MAX).contains(&n) {
+            return Err(invalid(
+                "username",
+                format!("must be {}–{} characters", Self::MIN, Self::MAX),
+            ));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(invalid(
+                "username",
+                "may contain only letters, digits, '_', '.' and '-'",
+            ));
+        }
+        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(invalid("username", "must start with a letter or digit"));
+        }
+        Ok(Username(s))
+    }
+}
+
+string_newtype!(
+    /// The name shown to others: 1–64 characters after trimming, no control characters.
+    DisplayName
+);
+
+impl DisplayName {
+    pub const MAX: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        single_line("display_name", s, Self::MAX).map(DisplayName)
+    }
+}
+
+string_newtype!(
+    /// A group room's name: 1–64 characters after trimming, no control characters.
+    RoomName
+);
+
+impl RoomName {
+    pub const MAX: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        single_line("room_name", s, Self::MAX).map(RoomName)
+    }
+}
+
+fn single_line(field: &'static str, s: &str, max: usize) -> Result<String, Invalid> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if s.chars().count() > max {
+        return Err(invalid(field, format!("must be at most {max} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(s.to_owned())
+}
+
+/// A password as typed: 8–256 characters. Never serialised back out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Password(String);
+
+impl Password {
+    pub const MIN: usize = 8;
+    pub const MAX: usize = 256;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let n = s.chars().count();
+        if !(Self::MIN..=Self::MAX).contains(&n) {
+            return Err(invalid(
+                "password",
+                format!("must be {}–{} characters", Self::MIN, Self::MAX),
+            ));
+        }
+        Ok(Password(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Password {
+    type Error = Invalid;
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Password::parse(&s)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+string_newtype!(
+    /// A message's text: plain text (never HTML), 1–4000 characters, not only whitespace,
+    /// no control characters other than newline and tab. Kept exactly as typed otherwise.
+    MessageBody
+);
+
+impl MessageBody {
+    pub const MAX: usize = 4000;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.trim().is_empty() {
+            return Err(invalid("body", "must not be empty"));
+        }
+        if s.chars().count() > Self::MAX {
+            return Err(invalid(
+                "body",
+                format!("must be at most {} characters", Self::MAX),
+            ));
+        }
+        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(invalid("body", "must not contain control characters"));
+        }
+        Ok(MessageBody(s.to_owned()))
+    }
+
+    /// The first line, shortened to `max` characters, for conversation previews.
+    pub fn preview(&self, max: usize) -> String {
+        let line = self.0.trim().lines().next().unwrap_or_default();
+        if line.chars().count() <= max {
+            line.to_owned()
+        } else {
+            let mut s: String = line.chars().take(max.saturating_sub(1)).collect();
+            s.push('…');
+            s
+        }
+    }
+}
+
+string_newtype!(
+    /// The sender's own id for a message, for idempotent retries: 1–64 characters of
+    /// `[A-Za-z0-9_-]` (a UUID fits).
+    ClientMsgId
+);
+
+impl ClientMsgId {
+    pub const MAX: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.is_empty() || s.len() > Self::MAX {
+            return Err(invalid(
+                "client_msg_id",
+                format!("must be 1–{} characters", Self::MAX),
+            ));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "client_msg_id",
+                "may contain only letters, digits, '-' and '_'",
+            ));
+        }
+        Ok(ClientMsgId(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_normalised_and_checked() {
+        assert_eq!(Username::parse("  Alice_1 ").unwrap().as_str(), "alice_1");
+        for bad in [
+            "",
+            "ab",
+            &"a".repeat(33),
+            "al ice",
+            "_alice",
+            "ålice",
+            "a<b>c",
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn message_bodies_keep_their_text_but_refuse_blank_huge_or_control() {
+        assert_eq!(
+            MessageBody::parse(" hi\nthere ").unwrap().as_str(),
+            " hi\nthere "
+        );
+        assert_eq!(
+            MessageBody::parse("<img src=x onerror=alert(1)>")
+                .unwrap()
+                .as_str(),
+            "<img src=x onerror=alert(1)>"
+        );
+        assert!(MessageBody::parse("").is_err());
+        assert!(MessageBody::parse(" \n\t ").is_err());
+        assert!(MessageBody::parse(&"x".repeat(MessageBody::MAX + 1)).is_err());
+        assert!(MessageBody::parse(&"é".repeat(MessageBody::MAX)).is_ok());
+        assert!(MessageBody::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn previews_take_the_first_line_and_ellipsise() {
+        let body = MessageBody::parse("hello world\nsecond").unwrap();
+        assert_eq!(body.preview(80), "hello world");
+        assert_eq!(body.preview(6), "hello…");
+    }
+
+    #[test]
+    fn decoding_validates() {
+        assert!(serde_json::from_str::<Username>("\"ok_name\"").is_ok());
+        assert!(serde_json::from_str::<Username>("\"no\"").is_err());
+        assert!(serde_json::from_str::<Password>("\"short\"").is_err());
+        assert!(serde_json::from_str::<ClientMsgId>("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let p = Password::parse("correct horse").unwrap();
+        assert_eq!(format!("{p:?}"), "Password(***)");
+    }
+}

@@ -1,0 +1,764 @@
+//! `SurrealChatStore`: accounts, conversations, members and messages in embedded SurrealDB.
+//!
+//! The database is the truth; this module is the only place that speaks SurrealQL for chats.
+//! Decisions worth knowing:
+//! - A direct conversation's record key is derived from the two usernames in sorted order
+//!   (`alice/bob`), so there is exactly one per pair whoever starts it: the record id is the
+//!   uniqueness constraint.
+//! - A message's `seq` is assigned by the caller (the server serialises sends per
+//!   conversation); the unique `(conversation, seq)` index refuses a second message at the
+//!   same position, and the unique `(sender, client_msg_id)` index refuses a second copy of
+//!   a retried send. A message, its conversation's `last_*` fields and the sender's read
+//!   position are written in one transaction.
+//! - Unread counts are never stored: they are `conversation.last_seq - member.last_read_seq`.
+//! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
+
+use app::domain::{ClientMsgId, DisplayName, MessageBody, RoomName, Username};
+use surrealdb::{
+    engine::any::Any,
+    types::{RecordId, RecordIdKey, SurrealValue},
+    Surreal,
+};
+
+use crate::db::DbError;
+
+/// The tables, fields and indexes of the chat; applied at every start (idempotent).
+pub const SCHEMA: &str = "
+DEFINE TABLE IF NOT EXISTS user SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS display_name ON user TYPE string;
+DEFINE FIELD IF NOT EXISTS password_hash ON user TYPE string;
+DEFINE FIELD IF NOT EXISTS created_at ON user TYPE int;
+
+DEFINE TABLE IF NOT EXISTS conversation SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS kind ON conversation TYPE string ASSERT $value IN ['direct', 'room'];
+DEFINE FIELD IF NOT EXISTS name ON conversation TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS peers ON conversation TYPE array<record<user>>;
+DEFINE FIELD IF NOT EXISTS last_seq ON conversation TYPE int;
+DEFINE FIELD IF NOT EXISTS last_at ON conversation TYPE int;
+DEFINE FIELD IF NOT EXISTS last_sender ON conversation TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS last_text ON conversation TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS created_at ON conversation TYPE int;
+DEFINE INDEX IF NOT EXISTS conversation_kind ON conversation FIELDS kind;
+
+DEFINE TABLE IF NOT EXISTS member SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS conversation ON member TYPE record<conversation>;
+DEFINE FIELD IF NOT EXISTS user ON member TYPE record<user>;
+DEFINE FIELD IF NOT EXISTS last_read_seq ON member TYPE int;
+DEFINE FIELD IF NOT EXISTS joined_at ON member TYPE int;
+DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
+DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
+
+DEFINE TABLE IF NOT EXISTS message SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS conversation ON message TYPE record<conversation>;
+DEFINE FIELD IF NOT EXISTS seq ON message TYPE int;
+DEFINE FIELD IF NOT EXISTS sender ON message TYPE record<user>;
+DEFINE FIELD IF NOT EXISTS body ON message TYPE string;
+DEFINE FIELD IF NOT EXISTS client_msg_id ON message TYPE string;
+DEFINE FIELD IF NOT EXISTS sent_at ON message TYPE int;
+DEFINE INDEX IF NOT EXISTS message_seq ON message FIELDS conversation, seq UNIQUE;
+DEFINE INDEX IF NOT EXISTS message_client_id ON message FIELDS sender, client_msg_id UNIQUE;
+";
+
+/// Key of the public room every user can join (the old chats' "broadcast to all").
+pub const DEFAULT_ROOM_KEY: &str = "general";
+const DEFAULT_ROOM_NAME: &str = "General";
+/// Longest preview kept on a conversation for the recent-conversations list.
+const PREVIEW_CHARS: usize = 120;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username is taken")]
+    UsernameTaken,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("no such conversation")]
+    NoSuchConversation,
+    #[error("not a member of this conversation")]
+    NotMember,
+    #[error("a direct conversation cannot be joined or left")]
+    NotARoom,
+    #[error("a message already has this position")]
+    SeqTaken,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<surrealdb::Error> for StoreError {
+    fn from(e: surrealdb::Error) -> Self {
+        StoreError::Db(DbError::Surreal(e))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Room,
+}
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub username: Username,
+    pub display_name: String,
+    pub password_hash: String,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub conversation: String,
+    pub seq: u64,
+    pub sender: String,
+    pub body: String,
+    pub client_msg_id: String,
+    pub sent_at: i64,
+}
+
+/// One line of a user's recent-conversations list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    pub key: String,
+    pub kind: Kind,
+    /// The room's name; `None` for a direct conversation.
+    pub name: Option<String>,
+    /// For a direct conversation: the other user and their display name.
+    pub peer: Option<(String, String)>,
+    pub last_seq: u64,
+    pub last_read_seq: u64,
+    pub last_at: i64,
+    pub last_sender: Option<String>,
+    pub last_text: Option<String>,
+}
+
+impl ConversationRow {
+    pub fn unread(&self) -> u64 {
+        self.last_seq.saturating_sub(self.last_read_seq)
+    }
+}
+
+/// A room as listed to someone who may join it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRow {
+    pub key: String,
+    pub name: String,
+    pub member_count: u64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct UserRow {
+    id: RecordId,
+    display_name: String,
+    password_hash: String,
+}
+
+#[derive(Debug, SurrealValue)]
+struct MessageRow {
+    conversation: RecordId,
+    seq: i64,
+    sender: RecordId,
+    body: String,
+    client_msg_id: String,
+    sent_at: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct MemberConversationRow {
+    conversation: RecordId,
+    last_read_seq: i64,
+    kind: String,
+    name: Option<String>,
+    peers: Vec<RecordId>,
+    last_seq: i64,
+    last_at: i64,
+    last_sender: Option<String>,
+    last_text: Option<String>,
+}
+
+#[derive(Debug, SurrealValue)]
+struct ConversationMeta {
+    kind: String,
+    last_seq: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct RoomListRow {
+    id: RecordId,
+    name: Option<String>,
+    members: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct NameRow {
+    id: RecordId,
+    display_name: String,
+}
+
+fn user_id(username: &str) -> RecordId {
+    RecordId::new("user", username)
+}
+
+fn conversation_id(key: &str) -> RecordId {
+    RecordId::new("conversation", key)
+}
+
+fn member_id(conversation: &str, username: &str) -> RecordId {
+    RecordId::new("member", format!("{conversation}|{username}"))
+}
+
+/// The string key of a record id (every id this store creates has one).
+fn key_of(id: &RecordId) -> String {
+    match &id.key {
+        RecordIdKey::String(s) => s.clone(),
+        RecordIdKey::Number(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn to_u64(n: i64) -> u64 {
+    n.max(0) as u64
+}
+
+/// The canonical key of the direct conversation between two users.
+pub fn direct_key(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("{a}/{b}")
+    } else {
+        format!("{b}/{a}")
+    }
+}
+
+/// A fresh room key: `r` and 16 hex digits from the standard library's randomly keyed
+/// hasher (room keys are unique, not secret: rooms are listed to everyone).
+fn new_room_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("r{:016x}", h.finish())
+}
+
+/// True when a SurrealDB error is a unique-index or record-id clash.
+fn is_duplicate(e: &surrealdb::Error) -> bool {
+    let text = e.to_string();
+    text.contains("already contains") || text.contains("already exists")
+}
+
+/// Chat storage over one SurrealDB handle; cheap to clone.
+#[derive(Clone)]
+pub struct SurrealChatStore {
+    db: Surreal<Any>,
+}
+
+impl SurrealChatStore {
+    /// Applies the schema and makes sure the default room exists.
+    pub async fn new(db: Surreal<Any>, now_ms: i64) -> Result<Self, StoreError> {
+        db.query(SCHEMA).await?.check()?;
+        let store = SurrealChatStore { db };
+        store
+            .db
+            .query(
+                "IF !record::exists($room) {
+                    CREATE $room SET kind = 'room', name = $name, peers = [], last_seq = 0,
+                        last_at = $now, created_at = $now;
+                 };",
+            )
+            .bind(("room", conversation_id(DEFAULT_ROOM_KEY)))
+            .bind(("name", DEFAULT_ROOM_NAME))
+            .bind(("now", now_ms))
+            .await?
+            .check()?;
+        Ok(store)
+    }
+
+    // ---- accounts ----------------------------------------------------------------------
+
+    /// Creates an account; fails with [`StoreError::UsernameTaken`] if the name is in use.
+    pub async fn create_user(
+        &self,
+        username: &Username,
+        display_name: &DisplayName,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .db
+            .query("CREATE $id SET display_name = $display_name, password_hash = $hash, created_at = $now")
+            .bind(("id", user_id(username.as_str())))
+            .bind(("display_name", display_name.as_str().to_owned()))
+            .bind(("hash", password_hash.to_owned()))
+            .bind(("now", now_ms))
+            .await?
+            .check();
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(StoreError::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT id, display_name, password_hash FROM ONLY $id")
+            .bind(("id", user_id(username)))
+            .await?
+            .check()?;
+        let row: Option<UserRow> = res.take(0)?;
+        Ok(row.and_then(|r| {
+            Some(UserRecord {
+                username: Username::parse(&key_of(&r.id)).ok()?,
+                display_name: r.display_name,
+                password_hash: r.password_hash,
+            })
+        }))
+    }
+
+    /// Users whose username or display name contains `query` (case-insensitive), by username.
+    pub async fn search_users(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT id, display_name FROM user
+                 WHERE string::contains(string::lowercase(record::id(id)), $q)
+                    OR string::contains(string::lowercase(display_name), $q)
+                 ORDER BY id LIMIT $limit",
+            )
+            .bind(("q", query.trim().to_lowercase()))
+            .bind(("limit", i64::from(limit)))
+            .await?
+            .check()?;
+        let rows: Vec<NameRow> = res.take(0)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (key_of(&r.id), r.display_name))
+            .collect())
+    }
+
+    /// Display names of the given users (unknown ones are left out).
+    pub async fn display_names(
+        &self,
+        usernames: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let ids: Vec<RecordId> = usernames.iter().map(|u| user_id(u)).collect();
+        let mut res = self
+            .db
+            .query("SELECT id, display_name FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        let rows: Vec<NameRow> = res.take(0)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (key_of(&r.id), r.display_name))
+            .collect())
+    }
+
+    // ---- conversations -----------------------------------------------------------------
+
+    /// The direct conversation between `a` and `b`, created (with both as members) on first
+    /// use. Returns its key.
+    pub async fn open_direct(&self, a: &str, b: &str, now_ms: i64) -> Result<String, StoreError> {
+        if self.user(b).await?.is_none() || self.user(a).await?.is_none() {
+            return Err(StoreError::NoSuchUser);
+        }
+        let key = direct_key(a, b);
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 IF !record::exists($conv) {
+                    CREATE $conv SET kind = 'direct', peers = [$a, $b], last_seq = 0,
+                        last_at = $now, created_at = $now;
+                    CREATE $ma SET conversation = $conv, user = $a, last_read_seq = 0, joined_at = $now;
+                    CREATE $mb SET conversation = $conv, user = $b, last_read_seq = 0, joined_at = $now;
+                 };
+                 COMMIT;",
+            )
+            .bind(("conv", conversation_id(&key)))
+            .bind(("a", user_id(a)))
+            .bind(("b", user_id(b)))
+            .bind(("ma", member_id(&key, a)))
+            .bind(("mb", member_id(&key, b)))
+            .bind(("now", now_ms))
+            .await?
+            .check();
+        match res {
+            Ok(_) => Ok(key),
+            // Both users opened it at the same moment: the other transaction created it.
+            Err(e) if is_duplicate(&e) => Ok(key),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates a room with `creator` as its first member. Returns its key.
+    pub async fn create_room(
+        &self,
+        creator: &str,
+        name: &RoomName,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let key = new_room_key();
+        self.db
+            .query(
+                "BEGIN;
+                 CREATE $conv SET kind = 'room', name = $name, peers = [], last_seq = 0,
+                    last_at = $now, created_at = $now;
+                 CREATE $member SET conversation = $conv, user = $user, last_read_seq = 0,
+                    joined_at = $now;
+                 COMMIT;",
+            )
+            .bind(("conv", conversation_id(&key)))
+            .bind(("member", member_id(&key, creator)))
+            .bind(("name", name.as_str().to_owned()))
+            .bind(("user", user_id(creator)))
+            .bind(("now", now_ms))
+            .await?
+            .check()?;
+        Ok(key)
+    }
+
+    /// Every room with its member count.
+    pub async fn rooms(&self) -> Result<Vec<RoomRow>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT id, name, count(SELECT VALUE id FROM member WHERE conversation = $parent.id) AS members
+                 FROM conversation WHERE kind = 'room' ORDER BY name",
+            )
+            .await?
+            .check()?;
+        let rows: Vec<RoomListRow> = res.take(0)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RoomRow {
+                key: key_of(&r.id),
+                name: r.name.unwrap_or_default(),
+                member_count: to_u64(r.members),
+            })
+            .collect())
+    }
+
+    /// Joins a room (no-op when already a member). A new member has read nothing.
+    pub async fn join_room(
+        &self,
+        key: &str,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.require_room(key).await?;
+        self.db
+            .query(
+                "IF !record::exists($m) {
+                    CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0, joined_at = $now;
+                 };",
+            )
+            .bind(("m", member_id(key, username)))
+            .bind(("conv", conversation_id(key)))
+            .bind(("user", user_id(username)))
+            .bind(("now", now_ms))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
+        self.require_room(key).await?;
+        self.require_member(key, username).await?;
+        self.db
+            .query("DELETE $m")
+            .bind(("m", member_id(key, username)))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    async fn require_room(&self, key: &str) -> Result<(), StoreError> {
+        match self.meta(key).await? {
+            None => Err(StoreError::NoSuchConversation),
+            Some(m) if m.kind != "room" => Err(StoreError::NotARoom),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<ConversationMeta>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT kind, last_seq FROM ONLY $conv")
+            .bind(("conv", conversation_id(key)))
+            .await?
+            .check()?;
+        Ok(res.take(0)?)
+    }
+
+    /// The conversation's last `seq`, or `None` if it does not exist.
+    pub async fn last_seq(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta(key).await?.map(|m| to_u64(m.last_seq)))
+    }
+
+    pub async fn is_member(&self, key: &str, username: &str) -> Result<bool, StoreError> {
+        let mut res = self
+            .db
+            .query("RETURN record::exists($m)")
+            .bind(("m", member_id(key, username)))
+            .await?
+            .check()?;
+        let exists: Option<bool> = res.take(0)?;
+        Ok(exists.unwrap_or(false))
+    }
+
+    /// Fails with `NoSuchConversation` or `NotMember` unless `username` belongs to `key`.
+    pub async fn require_member(&self, key: &str, username: &str) -> Result<(), StoreError> {
+        if self.is_member(key, username).await? {
+            Ok(())
+        } else if self.meta(key).await?.is_none() {
+            Err(StoreError::NoSuchConversation)
+        } else {
+            Err(StoreError::NotMember)
+        }
+    }
+
+    /// Usernames of the conversation's members.
+    pub async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT VALUE user FROM member WHERE conversation = $conv")
+            .bind(("conv", conversation_id(key)))
+            .await?
+            .check()?;
+        let users: Vec<RecordId> = res.take(0)?;
+        let mut names: Vec<String> = users.iter().map(key_of).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The user's conversations, latest activity first.
+    pub async fn recent_conversations(
+        &self,
+        username: &str,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT conversation, last_read_seq, conversation.kind AS kind,
+                    conversation.name AS name, conversation.peers AS peers,
+                    conversation.last_seq AS last_seq, conversation.last_at AS last_at,
+                    conversation.last_sender AS last_sender, conversation.last_text AS last_text
+                 FROM member WHERE user = $user",
+            )
+            .bind(("user", user_id(username)))
+            .await?
+            .check()?;
+        let rows: Vec<MemberConversationRow> = res.take(0)?;
+        let peers: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.peers.iter().map(key_of))
+            .filter(|p| p != username)
+            .collect();
+        let names: std::collections::HashMap<String, String> =
+            self.display_names(&peers).await?.into_iter().collect();
+        let mut out: Vec<ConversationRow> = rows
+            .into_iter()
+            .map(|r| {
+                let kind = if r.kind == "direct" {
+                    Kind::Direct
+                } else {
+                    Kind::Room
+                };
+                let peer = (kind == Kind::Direct)
+                    .then(|| {
+                        r.peers
+                            .iter()
+                            .map(key_of)
+                            .find(|p| p != username)
+                            // A conversation with oneself is a direct conversation too.
+                            .or_else(|| Some(username.to_owned()))
+                    })
+                    .flatten()
+                    .map(|p| {
+                        let name = names.get(&p).cloned().unwrap_or_else(|| p.clone());
+                        (p, name)
+                    });
+                ConversationRow {
+                    key: key_of(&r.conversation),
+                    kind,
+                    name: r.name,
+                    peer,
+                    last_seq: to_u64(r.last_seq),
+                    last_read_seq: to_u64(r.last_read_seq),
+                    last_at: r.last_at,
+                    last_sender: r.last_sender,
+                    last_text: r.last_text,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.key.cmp(&b.key)));
+        Ok(out)
+    }
+
+    // ---- messages ----------------------------------------------------------------------
+
+    /// Stores a message at `seq`, which must be the conversation's `last_seq + 1`; in the same
+    /// transaction it moves the conversation's last-message fields and the sender's read
+    /// position. Durable when this returns (the engine syncs every commit).
+    pub async fn append_message(
+        &self,
+        key: &str,
+        seq: u64,
+        sender: &str,
+        client_msg_id: &ClientMsgId,
+        body: &MessageBody,
+        now_ms: i64,
+    ) -> Result<MessageRecord, StoreError> {
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 IF (SELECT VALUE last_seq FROM ONLY $conv) != $seq - 1 {
+                    THROW 'seq_taken';
+                 };
+                 CREATE message SET conversation = $conv, seq = $seq, sender = $sender,
+                    body = $body, client_msg_id = $cmid, sent_at = $now;
+                 UPDATE $conv SET last_seq = $seq, last_at = $now, last_sender = $sender_name,
+                    last_text = $preview;
+                 UPDATE $member SET last_read_seq = math::max([last_read_seq, $seq]);
+                 COMMIT;",
+            )
+            .bind(("conv", conversation_id(key)))
+            .bind(("seq", seq as i64))
+            .bind(("sender", user_id(sender)))
+            .bind(("sender_name", sender.to_owned()))
+            .bind(("body", body.as_str().to_owned()))
+            .bind(("cmid", client_msg_id.as_str().to_owned()))
+            .bind(("preview", body.preview(PREVIEW_CHARS)))
+            .bind(("member", member_id(key, sender)))
+            .bind(("now", now_ms))
+            .await?
+            .check();
+        match res {
+            Ok(_) => Ok(MessageRecord {
+                conversation: key.to_owned(),
+                seq,
+                sender: sender.to_owned(),
+                body: body.as_str().to_owned(),
+                client_msg_id: client_msg_id.as_str().to_owned(),
+                sent_at: now_ms,
+            }),
+            Err(e) if is_duplicate(&e) || e.to_string().contains("seq_taken") => {
+                Err(StoreError::SeqTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The message `sender` already stored under `client_msg_id`, if any.
+    pub async fn find_by_client_id(
+        &self,
+        sender: &str,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
+                 WHERE sender = $sender AND client_msg_id = $cmid LIMIT 1",
+            )
+            .bind(("sender", user_id(sender)))
+            .bind(("cmid", client_msg_id.as_str().to_owned()))
+            .await?
+            .check()?;
+        let rows: Vec<MessageRow> = res.take(0)?;
+        Ok(rows.into_iter().next().map(message_record))
+    }
+
+    /// Up to `limit` messages with `seq < before` (or the newest), oldest first.
+    pub async fn history(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        let mut res = self
+            .db
+            .query(
+                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
+                 WHERE conversation = $conv AND seq < $before ORDER BY seq DESC LIMIT $limit",
+            )
+            .bind(("conv", conversation_id(key)))
+            .bind(("before", before))
+            .bind(("limit", i64::from(limit)))
+            .await?
+            .check()?;
+        let rows: Vec<MessageRow> = res.take(0)?;
+        let mut out: Vec<MessageRecord> = rows.into_iter().map(message_record).collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Up to `limit` messages with `seq > after`, oldest first: what a reconnecting client missed.
+    pub async fn messages_after(
+        &self,
+        key: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
+                 WHERE conversation = $conv AND seq > $after ORDER BY seq ASC LIMIT $limit",
+            )
+            .bind(("conv", conversation_id(key)))
+            .bind(("after", after as i64))
+            .bind(("limit", i64::from(limit)))
+            .await?
+            .check()?;
+        let rows: Vec<MessageRow> = res.take(0)?;
+        Ok(rows.into_iter().map(message_record).collect())
+    }
+
+    /// Moves the user's read position forward to `seq` (never backwards, never past the last
+    /// message). Returns `(last_read_seq, last_seq)` after the update.
+    pub async fn mark_read(
+        &self,
+        key: &str,
+        username: &str,
+        seq: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        self.require_member(key, username).await?;
+        let mut res = self
+            .db
+            .query(
+                "LET $last = (SELECT VALUE last_seq FROM ONLY $conv);
+                 UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, math::min([$seq, $last])])
+                    RETURN VALUE last_read_seq;
+                 RETURN $last;",
+            )
+            .bind(("conv", conversation_id(key)))
+            .bind(("member", member_id(key, username)))
+            .bind(("seq", seq as i64))
+            .await?
+            .check()?;
+        let read: Option<i64> = res.take(1)?;
+        let last: Option<i64> = res.take(2)?;
+        Ok((to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0))))
+    }
+}
+
+fn message_record(r: MessageRow) -> MessageRecord {
+    MessageRecord {
+        conversation: key_of(&r.conversation),
+        seq: to_u64(r.seq),
+        sender: key_of(&r.sender),
+        body: r.body,
+        client_msg_id: r.client_msg_id,
+        sent_at: r.sent_at,
+    }
+}

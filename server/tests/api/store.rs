@@ -1,0 +1,303 @@
+//! `SurrealChatStore` against real embedded SurrealDB (in memory, and on disk for restarts).
+
+use app::domain::{ClientMsgId, DisplayName, MessageBody, RoomName, Username};
+use server::{
+    db::Database,
+    settings::StorageKind,
+    store::{Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_KEY},
+};
+use std::path::Path;
+
+async fn open(kind: StorageKind, dir: &Path) -> SurrealChatStore {
+    // A disk database that was just dropped may be held by its background flush briefly.
+    for _ in 0..50 {
+        if let Ok(db) = Database::open(kind, dir).await {
+            return SurrealChatStore::new(db.handle(), 1).await.expect("schema");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("database does not open");
+}
+
+async fn memory_store() -> SurrealChatStore {
+    open(StorageKind::Memory, Path::new("unused")).await
+}
+
+async fn user(store: &SurrealChatStore, name: &str) {
+    store
+        .create_user(
+            &Username::parse(name).unwrap(),
+            &DisplayName::parse(&name.to_uppercase()).unwrap(),
+            "hash",
+            1,
+        )
+        .await
+        .unwrap();
+}
+
+fn cmid(s: &str) -> ClientMsgId {
+    ClientMsgId::parse(s).unwrap()
+}
+
+fn body(s: &str) -> MessageBody {
+    MessageBody::parse(s).unwrap()
+}
+
+/// Appends `text` as the next message of `conv`.
+async fn say(store: &SurrealChatStore, conv: &str, sender: &str, text: &str, at: i64) -> u64 {
+    let seq = store.last_seq(conv).await.unwrap().unwrap() + 1;
+    store
+        .append_message(
+            conv,
+            seq,
+            sender,
+            &cmid(&format!("{sender}-{at}")),
+            &body(text),
+            at,
+        )
+        .await
+        .unwrap();
+    seq
+}
+
+#[tokio::test]
+async fn usernames_are_unique() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    let again = store
+        .create_user(
+            &Username::parse("Alice").unwrap(),
+            &DisplayName::parse("Other").unwrap(),
+            "h",
+            2,
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::UsernameTaken)), "{again:?}");
+    let alice = store.user("alice").await.unwrap().unwrap();
+    assert_eq!(alice.display_name, "ALICE");
+    assert_eq!(alice.password_hash, "hash");
+    assert!(store.user("nobody").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_pair_of_users_has_one_direct_conversation_whoever_starts_it() {
+    let store = memory_store().await;
+    for u in ["alice", "bob", "carol"] {
+        user(&store, u).await;
+    }
+    let ab = store.open_direct("alice", "bob", 10).await.unwrap();
+    let ba = store.open_direct("bob", "alice", 11).await.unwrap();
+    assert_eq!(ab, ba);
+    assert_eq!(store.members(&ab).await.unwrap(), ["alice", "bob"]);
+    assert!(matches!(
+        store.require_member(&ab, "carol").await,
+        Err(StoreError::NotMember)
+    ));
+    assert!(matches!(
+        store.join_room(&ab, "carol", 12).await,
+        Err(StoreError::NotARoom)
+    ));
+    assert!(matches!(
+        store.open_direct("alice", "nobody", 13).await,
+        Err(StoreError::NoSuchUser)
+    ));
+}
+
+#[tokio::test]
+async fn messages_get_consecutive_positions_and_retries_store_nothing_twice() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        let seq = i as u64 + 1;
+        let m = store
+            .append_message(
+                &conv,
+                seq,
+                "alice",
+                &cmid(&format!("m{seq}")),
+                &body(text),
+                100 + seq as i64,
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.seq, seq);
+    }
+    // The same position twice, or a gap, is refused.
+    let clash = store
+        .append_message(&conv, 3, "bob", &cmid("b1"), &body("x"), 200)
+        .await;
+    assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
+    let gap = store
+        .append_message(&conv, 9, "bob", &cmid("b2"), &body("x"), 200)
+        .await;
+    assert!(matches!(gap, Err(StoreError::SeqTaken)), "{gap:?}");
+    // The same client_msg_id twice is refused by the unique index, even at a free position.
+    let dup = store
+        .append_message(&conv, 4, "alice", &cmid("m2"), &body("two again"), 300)
+        .await;
+    assert!(dup.is_err(), "{dup:?}");
+    let original = store
+        .find_by_client_id("alice", &cmid("m2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((original.seq, original.body.as_str()), (2, "two"));
+
+    let all = store.history(&conv, None, 50).await.unwrap();
+    let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(store.last_seq(&conv).await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn history_pages_backwards_from_the_newest() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    for i in 1..=120 {
+        say(&store, &conv, "alice", &format!("message {i}"), i).await;
+    }
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.history(&conv, before, 50).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = Some(page[0].seq);
+        pages.push(page.iter().map(|m| m.seq).collect::<Vec<_>>());
+    }
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0], (71..=120).collect::<Vec<_>>());
+    assert_eq!(pages[1], (21..=70).collect::<Vec<_>>());
+    assert_eq!(pages[2], (1..=20).collect::<Vec<_>>());
+    let missed = store.messages_after(&conv, 117, 100).await.unwrap();
+    assert_eq!(
+        missed.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [118, 119, 120]
+    );
+    assert_eq!(missed[2].body, "message 120");
+}
+
+#[tokio::test]
+async fn unread_counts_and_recent_order_follow_sends_and_reads() {
+    let store = memory_store().await;
+    for u in ["alice", "bob", "carol"] {
+        user(&store, u).await;
+    }
+    let ab = store.open_direct("alice", "bob", 1).await.unwrap();
+    let ac = store.open_direct("alice", "carol", 2).await.unwrap();
+    say(&store, &ab, "bob", "hi alice", 10).await;
+    say(&store, &ab, "bob", "are you there?", 11).await;
+    say(&store, &ac, "carol", "lunch?", 12).await;
+    say(&store, &ab, "alice", "yes!", 13).await;
+    say(&store, &ab, "bob", "great", 14).await;
+
+    let recent = store.recent_conversations("alice").await.unwrap();
+    let lines: Vec<(&str, u64)> = recent
+        .iter()
+        .map(|c| (c.key.as_str(), c.unread()))
+        .collect();
+    // Sending marks everything before it read for the sender.
+    assert_eq!(lines, [(ab.as_str(), 1), (ac.as_str(), 1)]);
+    assert_eq!(recent[0].peer, Some(("bob".into(), "BOB".into())));
+    assert_eq!(recent[0].last_text.as_deref(), Some("great"));
+    assert_eq!(recent[0].last_sender.as_deref(), Some("bob"));
+    assert_eq!(recent[0].kind, Kind::Direct);
+
+    say(&store, &ac, "carol", "at noon", 15).await;
+    let recent = store.recent_conversations("alice").await.unwrap();
+    assert_eq!(recent[0].key, ac);
+    assert_eq!(recent[0].unread(), 2);
+
+    // Reading moves forward only, and never past the last message.
+    assert_eq!(store.mark_read(&ac, "alice", 1).await.unwrap(), (1, 2));
+    assert_eq!(store.mark_read(&ac, "alice", 0).await.unwrap(), (1, 2));
+    assert_eq!(store.mark_read(&ac, "alice", 99).await.unwrap(), (2, 2));
+    let unread: Vec<u64> = store
+        .recent_conversations("alice")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.unread())
+        .collect();
+    assert_eq!(unread, [0, 1]);
+    assert!(matches!(
+        store.mark_read(&ac, "bob", 1).await,
+        Err(StoreError::NotMember)
+    ));
+    // Bob's view: one conversation, with everything Alice said since his last send unread.
+    let bob = store.recent_conversations("bob").await.unwrap();
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0].unread(), 0);
+}
+
+#[tokio::test]
+async fn rooms_can_be_created_joined_and_left() {
+    let store = memory_store().await;
+    for u in ["alice", "bob", "carol"] {
+        user(&store, u).await;
+    }
+    let rooms = store.rooms().await.unwrap();
+    assert_eq!(rooms.len(), 1, "the default room exists: {rooms:?}");
+    assert_eq!(rooms[0].key, DEFAULT_ROOM_KEY);
+
+    let room = store
+        .create_room("alice", &RoomName::parse("Rustaceans").unwrap(), 5)
+        .await
+        .unwrap();
+    store.join_room(&room, "bob", 6).await.unwrap();
+    store.join_room(&room, "bob", 7).await.unwrap(); // idempotent
+    store.join_room(&room, "carol", 8).await.unwrap();
+    assert_eq!(
+        store.members(&room).await.unwrap(),
+        ["alice", "bob", "carol"]
+    );
+    say(&store, &room, "carol", "hello all", 9).await;
+    let bob_view = store.recent_conversations("bob").await.unwrap();
+    assert_eq!(bob_view[0].name.as_deref(), Some("Rustaceans"));
+    assert_eq!(bob_view[0].unread(), 1);
+
+    store.leave_room(&room, "bob").await.unwrap();
+    assert_eq!(store.members(&room).await.unwrap(), ["alice", "carol"]);
+    assert!(store.recent_conversations("bob").await.unwrap().is_empty());
+    assert!(matches!(
+        store.leave_room(&room, "bob").await,
+        Err(StoreError::NotMember)
+    ));
+    let listed = store.rooms().await.unwrap();
+    let rust = listed.iter().find(|r| r.key == room).unwrap();
+    assert_eq!((rust.name.as_str(), rust.member_count), ("Rustaceans", 2));
+    assert!(matches!(
+        store.join_room("nope", "bob", 10).await,
+        Err(StoreError::NoSuchConversation)
+    ));
+}
+
+#[tokio::test]
+async fn accounts_history_and_read_state_survive_reopening_the_disk_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = {
+        let store = open(StorageKind::Disk, dir.path()).await;
+        user(&store, "alice").await;
+        user(&store, "bob").await;
+        let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+        for i in 1..=5 {
+            say(&store, &conv, "alice", &format!("m{i}"), i).await;
+        }
+        store.mark_read(&conv, "bob", 3).await.unwrap();
+        conv
+    };
+    let store = open(StorageKind::Disk, dir.path()).await;
+    assert!(store.user("alice").await.unwrap().is_some());
+    let history = store.history(&conv, None, 50).await.unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let bob = store.recent_conversations("bob").await.unwrap();
+    assert_eq!((bob[0].last_read_seq, bob[0].unread()), (3, 2));
+}
