@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest text frame, in bytes, the server accepts; bigger frames are refused with
 /// [`ErrorCode::FrameTooLarge`].
@@ -26,10 +26,11 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerMsg {
-    /// First frame on every socket.
+    /// First frame on every socket: who the socket belongs to.
     Hello {
         protocol_version: u32,
         server_version: String,
+        me: UserInfo,
     },
     /// Answer to [`ClientMsg::Ping`].
     Pong {
@@ -39,6 +40,14 @@ pub enum ServerMsg {
     },
     /// A frame could not be handled. Nothing was changed on the server.
     Error { code: ErrorCode, message: String },
+}
+
+/// A user as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserInfo {
+    pub username: String,
+    pub display_name: String,
 }
 
 /// Machine-readable reason carried by [`ServerMsg::Error`].
@@ -119,6 +128,10 @@ mod tests {
             ServerMsg::Hello {
                 protocol_version: PROTOCOL_VERSION,
                 server_version: "0.1.0".into(),
+                me: UserInfo {
+                    username: "alice".into(),
+                    display_name: "Alice <b>".into(),
+                },
             },
             ServerMsg::Pong {
                 nonce: u64::MAX,

@@ -1,6 +1,7 @@
 //! The chat server as a library, so that `main` stays thin and tests can start the real thing.
 //!
 //! # Layout
+//! - [`auth`] — accounts and sessions: sign-up/in/out endpoints, the check on every socket.
 //! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
 //! - [`db`] — the embedded SurrealDB handle.
 //! - [`store`] — `SurrealChatStore`: accounts, conversations, members, messages.
@@ -9,13 +10,18 @@
 //! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
 //!   static files) and runs until a shutdown future resolves.
 
+pub mod auth;
 pub mod db;
 pub mod health;
 pub mod settings;
 pub mod store;
 pub mod ws;
 
-use axum::{extract::FromRef, routing::get, Router};
+use axum::{
+    extract::FromRef,
+    routing::{get, post},
+    Router,
+};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -24,7 +30,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-use crate::{db::Database, settings::Settings};
+use crate::{db::Database, settings::Settings, store::SurrealChatStore};
 
 /// How long shutdown waits for sockets to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -34,6 +40,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub leptos: LeptosOptions,
     pub db: Database,
+    pub store: SurrealChatStore,
+    pub keys: auth::Keys,
+    /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
+    pub public_origin: Option<String>,
+    /// Session ids as they sign out; their sockets close.
+    pub sessions_ended: tokio::sync::broadcast::Sender<String>,
     /// Cancelled once, when the server starts shutting down; every socket watches it.
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them.
@@ -55,6 +67,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Db(#[from] db::DbError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot read or create the session-signing secret: {0}")]
+    Secret(std::io::Error),
     #[error("invalid Leptos configuration: {0}")]
     Leptos(String),
 }
@@ -77,6 +93,23 @@ impl Application {
             boots = db.boots(),
             "database open"
         );
+        let store = SurrealChatStore::new(db.handle(), now_ms()).await?;
+        db.handle()
+            .query(auth::SCHEMA)
+            .await
+            .and_then(|r| r.check())
+            .map_err(db::DbError::from)?;
+        let secret = auth::load_or_create_secret(
+            settings.jwt_secret.as_ref().map(|s| s.expose()),
+            (settings.storage == settings::StorageKind::Disk)
+                .then_some(settings.data_dir.as_path()),
+        )
+        .map_err(StartError::Secret)?;
+        let secure_cookie = settings
+            .public_origin
+            .as_deref()
+            .is_some_and(|o| o.starts_with("https://"));
+        let keys = auth::Keys::from_secret(&secret, settings.session_ttl, secure_cookie);
         let listener =
             TcpListener::bind(settings.addr)
                 .await
@@ -87,6 +120,10 @@ impl Application {
         let state = AppState {
             leptos,
             db,
+            store,
+            keys,
+            public_origin: settings.public_origin.clone(),
+            sessions_ended: tokio::sync::broadcast::channel(256).0,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
@@ -146,6 +183,10 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(health::healthz))
+        .route("/api/auth/signup", post(auth::sign_up))
+        .route("/api/auth/signin", post(auth::sign_in))
+        .route("/api/auth/signout", post(auth::sign_out))
+        .route("/api/auth/me", get(auth::me))
         .leptos_routes(&state, routes, {
             let leptos = state.leptos.clone();
             move || app::shell(leptos.clone())
@@ -167,6 +208,13 @@ fn leptos_options() -> Result<LeptosOptions, StartError> {
         options.output_name = "chat".into();
     }
     Ok(options)
+}
+
+/// Milliseconds since the Unix epoch: the timestamps stored with messages.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.

@@ -12,6 +12,9 @@ use std::{
 /// Our own logs at `info`; the storage engine's start-up chatter only from `warn`.
 pub const DEFAULT_LOG: &str = "info,surrealkv=warn";
 
+/// Default lifetime of a sign-in: 30 days.
+pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
+
 /// Where chats are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,7 +38,7 @@ impl StorageKind {
 #[derive(Debug, Default, Parser)]
 #[command(name = "server", version, about = "Real-time chat server")]
 pub struct Cli {
-    /// TOML file with any of the settings below (keys: addr, data_dir, storage, log).
+    /// TOML file with any of the settings below (keys: the flag names with `_` for `-`).
     #[arg(long, env = "CHAT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: LEPTOS_SITE_ADDR, else 127.0.0.1:3000].
@@ -47,6 +50,17 @@ pub struct Cli {
     /// Storage engine [default: disk].
     #[arg(long, env = "CHAT_STORAGE", value_enum)]
     pub storage: Option<StorageKind>,
+    /// Secret that signs session tokens [default: generated once, kept in <data_dir>/jwt-secret].
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// How long a sign-in lasts, in hours [default: 720 (30 days)].
+    #[arg(long, env = "CHAT_SESSION_TTL_HOURS")]
+    pub session_ttl_hours: Option<u64>,
+    /// The origin browsers load the app from, e.g. `https://chat.example.com`; WebSocket
+    /// upgrades from any other origin are refused. Also marks the session cookie `Secure`
+    /// when it is https [default: the origin of the request's own Host header].
+    #[arg(long, env = "CHAT_PUBLIC_ORIGIN")]
+    pub public_origin: Option<String>,
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
@@ -60,6 +74,9 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     storage: Option<StorageKind>,
     log: Option<String>,
+    jwt_secret: Option<String>,
+    session_ttl_hours: Option<u64>,
+    public_origin: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -69,6 +86,31 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub storage: StorageKind,
     pub log: String,
+    /// `None`: generated and kept in the data directory.
+    pub jwt_secret: Option<Secret>,
+    pub session_ttl: std::time::Duration,
+    /// `None`: same origin as the request's Host header.
+    pub public_origin: Option<String>,
+}
+
+/// A secret string that never shows in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +156,17 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("data")),
             storage: cli.storage.or(file.storage).unwrap_or(StorageKind::Disk),
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
+            jwt_secret: cli.jwt_secret.or(file.jwt_secret).map(Secret),
+            session_ttl: std::time::Duration::from_secs(
+                3600 * cli
+                    .session_ttl_hours
+                    .or(file.session_ttl_hours)
+                    .unwrap_or(DEFAULT_SESSION_TTL_HOURS),
+            ),
+            public_origin: cli
+                .public_origin
+                .or(file.public_origin)
+                .map(|o| o.trim_end_matches('/').to_owned()),
         }
     }
 
@@ -124,6 +177,9 @@ impl Settings {
             data_dir: PathBuf::from("unused-in-memory"),
             storage: StorageKind::Memory,
             log: "warn".into(),
+            jwt_secret: None,
+            session_ttl: std::time::Duration::from_secs(3600 * DEFAULT_SESSION_TTL_HOURS),
+            public_origin: None,
         }
     }
 }
@@ -202,6 +258,9 @@ mod tests {
                 "CHAT_ADDR",
                 "CHAT_DATA_DIR",
                 "CHAT_STORAGE",
+                "CHAT_JWT_SECRET",
+                "CHAT_SESSION_TTL_HOURS",
+                "CHAT_PUBLIC_ORIGIN",
                 "CHAT_LOG"
             ]
         );

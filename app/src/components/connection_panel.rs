@@ -152,6 +152,10 @@ mod tests {
         let hello = ServerMsg::Hello {
             protocol_version: 1,
             server_version: "x".into(),
+            me: crate::protocol::UserInfo {
+                username: "a".into(),
+                display_name: "A".into(),
+            },
         };
         assert_eq!(describe(&hello), None);
         let pong = ServerMsg::Pong {

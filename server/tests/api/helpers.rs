@@ -50,13 +50,59 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 }
 
 impl TestApp {
-    pub async fn connect(&self) -> Client {
-        let (ws, _) =
-            tokio::time::timeout(TIMEOUT, connect_async(format!("ws://{}/ws", self.addr)))
-                .await
-                .expect("connect in time")
-                .expect("websocket handshake");
-        Client { ws }
+    /// Creates an account (display name = username in capitals) and returns its token.
+    pub async fn sign_up(&self, username: &str) -> String {
+        let body = serde_json::json!({
+            "username": username,
+            "password": "correct horse battery",
+            "display_name": username.to_uppercase(),
+        });
+        let res = post_json(self.addr, "/api/auth/signup", &body, None).await;
+        assert_eq!(res.status, 201, "sign-up of {username}: {}", res.body);
+        res.session_token().expect("a session cookie")
+    }
+
+    /// A new user's socket, past the hello.
+    pub async fn user(&self, username: &str) -> Client {
+        let token = self.sign_up(username).await;
+        let mut client = self.connect(&token).await;
+        client.recv().await; // hello
+        client
+    }
+
+    /// Opens `/ws` as a browser on this origin would, with the session cookie.
+    pub async fn connect(&self, token: &str) -> Client {
+        let origin = format!("http://{}", self.addr);
+        self.try_connect(Some(token), Some(&origin))
+            .await
+            .expect("websocket handshake")
+    }
+
+    /// Opens `/ws` with the given cookie and Origin; `Err` carries the refusal's status.
+    pub async fn try_connect(
+        &self,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Client, u16> {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
+        let mut req = format!("ws://{}/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        if let Some(token) = token {
+            req.headers_mut()
+                .insert("cookie", format!("chat_session={token}").parse().unwrap());
+        }
+        if let Some(origin) = origin {
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+        }
+        match tokio::time::timeout(TIMEOUT, connect_async(req))
+            .await
+            .expect("connect in time")
+        {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(Error::Http(res)) => Err(res.status().as_u16()),
+            Err(e) => panic!("handshake failed: {e}"),
+        }
     }
 
     /// Triggers graceful shutdown and waits for the server to finish.
@@ -112,16 +158,70 @@ impl HttpResponse {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).expect("JSON body")
     }
+
+    /// The value of the `chat_session` cookie this response sets, if any.
+    pub fn session_token(&self) -> Option<String> {
+        self.headers
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+            .find_map(|(_, v)| v.trim().strip_prefix("chat_session="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The `error.code` of a JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// `POST path` with a JSON body and optionally the session cookie.
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    token: Option<&str>,
+) -> HttpResponse {
+    let body = body.to_string();
+    let cookie = token.map_or(String::new(), |t| format!("Cookie: chat_session={t}\r\n"));
+    request(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+/// `GET path` with the session cookie.
+pub async fn get_with(addr: SocketAddr, path: &str, token: &str) -> HttpResponse {
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: chat_session={token}\r\n\r\n"),
+    )
+    .await
 }
 
 /// `GET path` over HTTP/1.1 with `Connection: close`. A few lines of our own instead of an
 /// HTTP client crate, whose features would change those SurrealDB is built with and force
 /// a rebuild of it for the tests.
 pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+async fn request(addr: SocketAddr, request: String) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read");

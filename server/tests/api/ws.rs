@@ -14,11 +14,20 @@ fn assert_error(msg: ServerMsg, want: ErrorCode) {
 #[tokio::test]
 async fn a_new_socket_is_greeted_with_the_protocol_version() {
     let app = spawn_app().await;
-    let mut client = app.connect().await;
+    let token = app.sign_up("alice").await;
+    let mut client = app.connect(&token).await;
     match client.recv().await {
         ServerMsg::Hello {
-            protocol_version, ..
-        } => assert_eq!(protocol_version, PROTOCOL_VERSION),
+            protocol_version,
+            me,
+            ..
+        } => {
+            assert_eq!(protocol_version, PROTOCOL_VERSION);
+            assert_eq!(
+                (me.username.as_str(), me.display_name.as_str()),
+                ("alice", "ALICE")
+            );
+        }
         other => panic!("expected hello, got {other:?}"),
     }
     app.stop().await;
@@ -27,8 +36,7 @@ async fn a_new_socket_is_greeted_with_the_protocol_version() {
 #[tokio::test]
 async fn a_ping_is_answered_with_a_pong_carrying_the_same_nonce() {
     let app = spawn_app().await;
-    let mut client = app.connect().await;
-    client.recv().await; // hello
+    let mut client = app.user("alice").await;
     for nonce in [1, 42, u64::MAX] {
         client.send(&ClientMsg::Ping { nonce }).await;
         match client.recv().await {
@@ -48,8 +56,7 @@ async fn a_ping_is_answered_with_a_pong_carrying_the_same_nonce() {
 #[tokio::test]
 async fn bad_frames_get_typed_errors_and_the_socket_stays_usable() {
     let app = spawn_app().await;
-    let mut client = app.connect().await;
-    client.recv().await; // hello
+    let mut client = app.user("alice").await;
 
     client.send_raw(Message::text("{not json")).await;
     assert_error(client.recv().await, ErrorCode::BadFrame);
@@ -80,8 +87,7 @@ async fn bad_frames_get_typed_errors_and_the_socket_stays_usable() {
 #[tokio::test]
 async fn a_frame_beyond_the_transport_limit_closes_the_socket() {
     let app = spawn_app().await;
-    let mut client = app.connect().await;
-    client.recv().await; // hello
+    let mut client = app.user("alice").await;
     let huge = "x".repeat(server::ws::TRANSPORT_LIMIT_BYTES + 1);
     client.send_raw(Message::text(huge)).await;
     // The server sends 1009 and drops the socket; as it never read the rest of the frame,
@@ -100,8 +106,7 @@ async fn a_frame_beyond_the_transport_limit_closes_the_socket() {
 #[tokio::test]
 async fn shutdown_closes_open_sockets_with_going_away() {
     let app = spawn_app().await;
-    let mut client = app.connect().await;
-    client.recv().await; // hello
+    let mut client = app.user("alice").await;
     let stopping = tokio::spawn(app.stop());
     match client.recv_raw().await {
         Some(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),

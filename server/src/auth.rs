@@ -1,0 +1,542 @@
+//! Accounts and sessions: sign-up, sign-in and sign-out over HTTP, and the check that every
+//! WebSocket upgrade goes through.
+//!
+//! - Passwords are hashed with Argon2id (the `argon2` crate's defaults: 19 MiB, t=2, p=1) on
+//!   the blocking pool; unknown usernames cost the same as wrong passwords.
+//! - A session is a row in the `session` table plus an HS256 JWT naming it (`sid`) and the
+//!   user (`sub`), with an expiry. The JWT travels in an HttpOnly, SameSite=Lax cookie
+//!   (browsers) or an `Authorization: Bearer` header (other clients); never in a URL.
+//!   Signing out deletes the row, so the token is dead even before it expires.
+//! - Only HS256 is accepted: `alg: none`, other algorithms, other keys, tampered and expired
+//!   tokens are all refused.
+
+use app::domain::{DisplayName, Password, Username};
+use argon2::{
+    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Argon2,
+};
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::{path::Path, sync::Arc, time::Duration};
+use surrealdb::{engine::any::Any, types::RecordId, Surreal};
+use tracing::{info, warn};
+
+use crate::{store::StoreError, AppState};
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "chat_session";
+
+/// The signing key and session lifetime; cheap to clone.
+#[derive(Clone)]
+pub struct Keys {
+    encoding: Arc<EncodingKey>,
+    decoding: Arc<DecodingKey>,
+    pub ttl: Duration,
+    /// Adds `Secure` to the cookie (serve over HTTPS).
+    pub secure_cookie: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    sid: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// Who a request or socket belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub username: Username,
+    pub session_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    Invalid(#[from] app::domain::Invalid),
+    #[error("this username is taken")]
+    UsernameTaken,
+    #[error("wrong username or password")]
+    WrongCredentials,
+    #[error("not signed in")]
+    Unauthenticated,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => AuthError::UsernameTaken,
+            other => AuthError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<surrealdb::Error> for AuthError {
+    fn from(e: surrealdb::Error) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl AuthError {
+    fn code(&self) -> (&'static str, StatusCode) {
+        match self {
+            AuthError::Invalid(_) => ("invalid_input", StatusCode::BAD_REQUEST),
+            AuthError::UsernameTaken => ("username_taken", StatusCode::CONFLICT),
+            AuthError::WrongCredentials => ("wrong_credentials", StatusCode::UNAUTHORIZED),
+            AuthError::Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            AuthError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+/// `{"error": {"code": ..., "message": ...}}` with the matching status.
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code();
+        if let AuthError::Internal(detail) = &self {
+            warn!(%detail, "auth request failed");
+        }
+        let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl Keys {
+    pub fn from_secret(secret: &[u8], ttl: Duration, secure_cookie: bool) -> Self {
+        Keys {
+            encoding: Arc::new(EncodingKey::from_secret(secret)),
+            decoding: Arc::new(DecodingKey::from_secret(secret)),
+            ttl,
+            secure_cookie,
+        }
+    }
+
+    fn issue(&self, username: &str, session_id: &str) -> Result<String, AuthError> {
+        let now = now_secs();
+        let claims = Claims {
+            sub: username.to_owned(),
+            sid: session_id.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// Checks signature, algorithm and expiry; says nothing yet about revocation.
+    fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|d| d.claims)
+            .map_err(|_| AuthError::Unauthenticated)
+    }
+
+    fn cookie(&self, token: &str) -> HeaderValue {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let value = format!(
+            "{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
+            self.ttl.as_secs()
+        );
+        HeaderValue::from_str(&value).expect("a JWT and our attributes are valid header bytes")
+    }
+
+    fn clear_cookie(&self) -> HeaderValue {
+        HeaderValue::from_static("chat_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")
+    }
+}
+
+/// The signing secret: from settings if given, else generated once and kept in
+/// `<data_dir>/jwt-secret` (mode 0600), or per process for in-memory storage.
+pub fn load_or_create_secret(
+    configured: Option<&str>,
+    data_dir: Option<&Path>,
+) -> std::io::Result<Vec<u8>> {
+    if let Some(s) = configured {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let Some(dir) = data_dir else {
+        return Ok(random_hex(32).into_bytes());
+    };
+    let path = dir.join("jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().as_bytes().to_vec()),
+        _ => {
+            std::fs::create_dir_all(dir)?;
+            let secret = random_hex(32);
+            write_private(&path, &secret)?;
+            info!(path = %path.display(), "generated a new session-signing secret");
+            Ok(secret.into_bytes())
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// `n` random bytes from the OS, hex-encoded.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn hash_password(password: Password) -> Result<String, AuthError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AuthError::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| AuthError::Internal(e.to_string()))?
+}
+
+/// A valid hash of a random password, verified against when the username is unknown so that
+/// both failures take the same time.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ehZcO3Ru9Cq0Q7PrjH4ZbGrnmCq3JQJgN6sO1nCEnSE";
+
+async fn verify_password(password: Password, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        let ok = PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        known && ok
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn session_id_record(sid: &str) -> RecordId {
+    RecordId::new("session", sid)
+}
+
+async fn create_session(
+    db: &Surreal<Any>,
+    username: &str,
+    ttl: Duration,
+) -> Result<String, AuthError> {
+    let sid = random_hex(16);
+    let now = now_secs() as i64;
+    db.query("CREATE $id SET user = $user, created_at = $now, expires_at = $exp")
+        .bind(("id", session_id_record(&sid)))
+        .bind(("user", RecordId::new("user", username)))
+        .bind(("now", now))
+        .bind(("exp", now + ttl.as_secs() as i64))
+        .await?
+        .check()?;
+    Ok(sid)
+}
+
+/// Table for sessions; added to the chat schema at start-up.
+pub const SCHEMA: &str = "
+DEFINE TABLE IF NOT EXISTS session SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS user ON session TYPE record<user>;
+DEFINE FIELD IF NOT EXISTS created_at ON session TYPE int;
+DEFINE FIELD IF NOT EXISTS expires_at ON session TYPE int;
+";
+
+/// Extracts the session token from the cookie or the `Authorization: Bearer` header.
+pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// The live session the request carries: a valid token whose session row still exists.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, AuthError> {
+    let token = token_from_headers(headers).ok_or(AuthError::Unauthenticated)?;
+    let claims = state.keys.verify(token)?;
+    let username = Username::parse(&claims.sub).map_err(|_| AuthError::Unauthenticated)?;
+    let mut res = state
+        .db
+        .handle()
+        .query("SELECT VALUE record::id(user) FROM ONLY $id WHERE expires_at > $now")
+        .bind(("id", session_id_record(&claims.sid)))
+        .bind(("now", now_secs() as i64))
+        .await?
+        .check()?;
+    let owner: Option<String> = res.take(0)?;
+    match owner {
+        Some(owner) if owner == username.as_str() => Ok(Session {
+            username,
+            session_id: claims.sid,
+        }),
+        _ => Err(AuthError::Unauthenticated),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUp {
+    username: String,
+    password: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    username: String,
+    password: String,
+}
+
+/// What the auth endpoints answer with on success.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    pub username: String,
+    pub display_name: String,
+}
+
+/// `POST /api/auth/signup` `{username, password, display_name?}`: creates the account and
+/// signs in (201 + cookie).
+pub async fn sign_up(
+    State(state): State<AppState>,
+    Json(form): Json<SignUp>,
+) -> Result<Response, AuthError> {
+    let username = Username::parse(&form.username)?;
+    let password = Password::parse(&form.password)?;
+    let display_name = DisplayName::parse(form.display_name.as_deref().unwrap_or(&form.username))?;
+    let hash = hash_password(password).await?;
+    state
+        .store
+        .create_user(&username, &display_name, &hash, crate::now_ms())
+        .await?;
+    info!(user = %username, "account created");
+    signed_in(
+        &state,
+        &username,
+        display_name.as_str(),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// `POST /api/auth/signin` `{username, password}`: 200 + cookie, or 401 `wrong_credentials`.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Json(form): Json<SignIn>,
+) -> Result<Response, AuthError> {
+    let username = Username::parse(&form.username).map_err(|_| AuthError::WrongCredentials)?;
+    let password = Password::parse(&form.password).map_err(|_| AuthError::WrongCredentials)?;
+    let user = state.store.user(username.as_str()).await?;
+    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    match user {
+        Some(user) if ok => signed_in(&state, &username, &user.display_name, StatusCode::OK).await,
+        _ => Err(AuthError::WrongCredentials),
+    }
+}
+
+async fn signed_in(
+    state: &AppState,
+    username: &Username,
+    display_name: &str,
+    status: StatusCode,
+) -> Result<Response, AuthError> {
+    let sid = create_session(&state.db.handle(), username.as_str(), state.keys.ttl).await?;
+    let token = state.keys.issue(username.as_str(), &sid)?;
+    let me = Me {
+        username: username.to_string(),
+        display_name: display_name.to_owned(),
+    };
+    let mut res = (status, Json(me)).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, state.keys.cookie(&token));
+    Ok(res)
+}
+
+/// `POST /api/auth/signout`: ends the session (its token stops working at once), closes
+/// its live sockets and clears the cookie. 204 even when not signed in.
+pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Ok(session) = authenticate(&state, &headers).await {
+        let deleted = state
+            .db
+            .handle()
+            .query("DELETE $id")
+            .bind(("id", session_id_record(&session.session_id)))
+            .await
+            .and_then(|r| r.check());
+        if let Err(e) = deleted {
+            return AuthError::from(e).into_response();
+        }
+        // No socket listening is fine: there was nothing to close.
+        let _ = state.sessions_ended.send(session.session_id.clone());
+        info!(user = %session.username, "signed out");
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, state.keys.clear_cookie());
+    res
+}
+
+/// `GET /api/auth/me`: the signed-in user, or 401.
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, AuthError> {
+    let session = authenticate(&state, &headers).await?;
+    let user = state
+        .store
+        .user(session.username.as_str())
+        .await?
+        .ok_or(AuthError::Unauthenticated)?;
+    Ok(Json(Me {
+        username: user.username.to_string(),
+        display_name: user.display_name,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_secret(b"test-secret", Duration::from_secs(60), false)
+    }
+
+    #[test]
+    fn a_token_round_trips() {
+        let k = keys();
+        let token = k.issue("alice", "s1").unwrap();
+        let claims = k.verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("alice", "s1"));
+    }
+
+    #[test]
+    fn forged_expired_and_unsigned_tokens_are_refused() {
+        let k = keys();
+        let other = Keys::from_secret(b"another-secret", Duration::from_secs(60), false);
+        assert!(
+            k.verify(&other.issue("alice", "s1").unwrap()).is_err(),
+            "other key"
+        );
+
+        let token = k.issue("alice", "s1").unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = parts[1].replace('a', "b");
+        assert!(k.verify(&parts.join(".")).is_err(), "tampered");
+
+        let expired = Claims {
+            sub: "alice".into(),
+            sid: "s1".into(),
+            iat: 0,
+            exp: 1,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &k.encoding).unwrap();
+        assert!(k.verify(&token).is_err(), "expired");
+
+        // `alg: none`: header and claims, no signature.
+        use base64_url as b64;
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&format!(
+                r#"{{"sub":"alice","sid":"s1","iat":0,"exp":{}}}"#,
+                now_secs() + 60
+            ))
+        );
+        assert!(k.verify(&none).is_err(), "alg none");
+    }
+
+    /// Unpadded URL-safe base64, enough for the test tokens above.
+    fn base64_url(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = s.as_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_token_is_read_from_the_cookie_or_a_bearer_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; chat_session=tok; b=2"),
+        );
+        assert_eq!(token_from_headers(&h), Some("tok"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer other"),
+        );
+        assert_eq!(token_from_headers(&h), Some("other"));
+        assert_eq!(token_from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_and_same_site() {
+        let c = keys().cookie("t");
+        let c = c.to_str().unwrap();
+        assert!(c.starts_with("chat_session=t;"));
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Max-Age=60"));
+        assert!(!c.contains("Secure"));
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_against_their_own_hash() {
+        let hash = hash_password(Password::parse("correct horse").unwrap())
+            .await
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(
+            verify_password(
+                Password::parse("correct horse").unwrap(),
+                Some(hash.clone())
+            )
+            .await
+        );
+        assert!(!verify_password(Password::parse("wrong horse!").unwrap(), Some(hash)).await);
+        assert!(!verify_password(Password::parse("correct horse").unwrap(), None).await);
+    }
+}
