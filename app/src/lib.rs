@@ -5,11 +5,14 @@
 //! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
 //! - [`pages`] — one module per routed page.
 //! - [`components`] — reusable pieces of UI.
-//! - `ws_client` (browser only): the socket that talks [`protocol`] to `/ws`.
+//! - `ws_client`, `auth_client` (browser only): the socket that talks [`protocol`] to `/ws`,
+//!   and the calls to `/api/auth/*`.
 //!
 //! Features: `ssr` for the server build, `hydrate` for the WASM build. Browser-only code sits
 //! behind `hydrate`; it is never compiled into the server.
 
+#[cfg(feature = "hydrate")]
+pub mod auth_client;
 pub mod components;
 pub mod domain;
 pub mod pages;

@@ -10,7 +10,7 @@ use std::{
 };
 
 /// Our own logs at `info`; the storage engine's start-up chatter only from `warn`.
-pub const DEFAULT_LOG: &str = "info,surrealkv=warn";
+pub const DEFAULT_LOG: &str = "info,surrealdb=warn,surrealkv=warn";
 
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
@@ -61,7 +61,7 @@ pub struct Cli {
     /// when it is https [default: the origin of the request's own Host header].
     #[arg(long, env = "CHAT_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
-    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealkv=warn].
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealdb=warn,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
 }

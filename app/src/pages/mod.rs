@@ -2,7 +2,7 @@
 
 mod home;
 
-pub use home::HomePage;
+pub use home::{AuthState, HomePage};
 
 use leptos::prelude::*;
 
