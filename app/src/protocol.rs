@@ -6,20 +6,94 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{ClientMsgId, MessageBody, RoomName, Username};
+
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest text frame, in bytes, the server accepts; bigger frames are refused with
-/// [`ErrorCode::FrameTooLarge`].
-pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// [`ErrorCode::FrameTooLarge`]. A maximal message body (4,000 characters of up to 4 bytes)
+/// fits with room to spare.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+
+/// Largest page of history the server returns; bigger `limit`s are clamped.
+pub const MAX_HISTORY_PAGE: u32 = 100;
+/// Page size when a `history` request names no `limit`.
+pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+
+/// A message's position in its conversation: 1 for the first, then +1 per message, no gaps.
+pub type Seq = u64;
+
+/// Opaque conversation identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationId(pub String);
+
+impl std::fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A frame sent by the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
-    /// Asks the server to answer with [`ServerMsg::Pong`] carrying the same `nonce`; used to
-    /// measure round trips and to prove the socket is alive end to end.
+    /// Answered by [`ServerMsg::Pong`] with the same `nonce`.
     Ping { nonce: u64 },
+    /// Answered by [`ServerMsg::Conversations`]: the user's conversations, latest activity first.
+    ListConversations,
+    /// Opens (creating on first use) the direct conversation with `username`. Answered by
+    /// [`ServerMsg::Conversation`].
+    OpenDirect { username: Username },
+    /// Creates a group room with the sender as its first member. Answered by
+    /// [`ServerMsg::Conversation`].
+    CreateRoom { name: RoomName },
+    /// Answered by [`ServerMsg::Rooms`]: every room, with whether the user is in it.
+    ListRooms,
+    /// Joins a room. Answered by [`ServerMsg::Conversation`].
+    JoinRoom { conversation_id: ConversationId },
+    /// Leaves a room: no more delivery. Answered by [`ServerMsg::Left`].
+    LeaveRoom { conversation_id: ConversationId },
+    /// Answered by [`ServerMsg::Members`].
+    ListMembers { conversation_id: ConversationId },
+    /// Users whose username or display name contains `query` (case-insensitive), for starting
+    /// a direct conversation. Answered by [`ServerMsg::Users`].
+    SearchUsers { query: String },
+    /// Posts a message. `client_msg_id` makes retries safe: sending the same id again returns
+    /// the original message. Answered by [`ServerMsg::Ack`] once the message is durable.
+    Send {
+        conversation_id: ConversationId,
+        client_msg_id: ClientMsgId,
+        body: MessageBody,
+    },
+    /// A page of history: the newest `limit` messages with `seq < before_seq` (or the newest
+    /// overall). Answered by [`ServerMsg::History`].
+    History {
+        conversation_id: ConversationId,
+        #[serde(default)]
+        before_seq: Option<Seq>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Everything up to and including `seq` has been read. Echoed to all the user's sockets
+    /// as [`ServerMsg::ReadState`].
+    MarkRead {
+        conversation_id: ConversationId,
+        seq: Seq,
+    },
+    /// After a reconnect: for each conversation, the last `seq` the client has. The server
+    /// sends every later message, in order, as [`ServerMsg::Message`] frames, then
+    /// [`ServerMsg::Resumed`]; live messages are never sent twice.
+    Resume { positions: Vec<Position> },
+}
+
+/// What a client last saw of one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
 }
 
 /// A frame sent by the server.
@@ -32,14 +106,73 @@ pub enum ServerMsg {
         server_version: String,
         me: UserInfo,
     },
-    /// Answer to [`ClientMsg::Ping`].
     Pong {
         nonce: u64,
         /// Server wall-clock time in milliseconds since the Unix epoch.
         server_time_ms: u64,
     },
-    /// A frame could not be handled. Nothing was changed on the server.
-    Error { code: ErrorCode, message: String },
+    /// The user's conversations, latest activity first.
+    Conversations {
+        conversations: Vec<ConversationSummary>,
+    },
+    /// One conversation was opened, joined, created or changed.
+    Conversation {
+        conversation: ConversationSummary,
+    },
+    /// The user left the conversation (on any of their sockets).
+    Left {
+        conversation_id: ConversationId,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    Members {
+        conversation_id: ConversationId,
+        members: Vec<Member>,
+    },
+    Users {
+        query: String,
+        users: Vec<UserInfo>,
+    },
+    /// The socket fell too far behind; the server closes it right after. Reconnect and
+    /// `resume`.
+    Lagging,
+    /// The message with this `client_msg_id` is stored durably as `message`.
+    Ack {
+        client_msg_id: String,
+        message: Message,
+    },
+    /// A new message in one of the user's conversations (live, or replayed by `resume`).
+    Message {
+        message: Message,
+    },
+    /// A page of history, oldest first; `has_more` when older messages exist.
+    History {
+        conversation_id: ConversationId,
+        messages: Vec<Message>,
+        has_more: bool,
+    },
+    /// The user's read position in a conversation changed (on this or another socket).
+    ReadState {
+        conversation_id: ConversationId,
+        last_read_seq: Seq,
+        unread: u64,
+    },
+    /// Every message missed before the `resume` has been sent.
+    Resumed,
+    /// A user sharing a conversation with this one came online or went offline.
+    Presence {
+        username: String,
+        online: bool,
+    },
+    /// A frame could not be handled. Nothing was changed on the server. `client_msg_id` is
+    /// set when the failed frame was a `send`.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
 }
 
 /// A user as others see them.
@@ -50,25 +183,93 @@ pub struct UserInfo {
     pub display_name: String,
 }
 
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+    pub sender: String,
+    pub body: String,
+    pub client_msg_id: String,
+    /// Server time of storage, milliseconds since the Unix epoch.
+    pub sent_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Room,
+}
+
+/// One line of the recent-conversations list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    /// The peer's display name for a direct conversation, the room's name otherwise.
+    pub title: String,
+    /// The other user, for a direct conversation, and whether they are online.
+    pub peer: Option<Member>,
+    pub last_seq: Seq,
+    pub last_read_seq: Seq,
+    /// `last_seq - last_read_seq`.
+    pub unread: u64,
+    pub last_message: Option<Preview>,
+    /// Last message time, or creation time when empty; milliseconds since the Unix epoch.
+    pub last_activity_ms: i64,
+}
+
+/// The latest message of a conversation, shortened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub sender: String,
+    pub text: String,
+    pub sent_at_ms: i64,
+}
+
+/// A conversation member and whether they are online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user: UserInfo,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub id: ConversationId,
+    pub name: String,
+    pub member_count: u64,
+    pub joined: bool,
+}
+
 /// Machine-readable reason carried by [`ServerMsg::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The frame is not valid JSON or does not match any [`ClientMsg`] variant.
+    /// Not JSON, or not a valid [`ClientMsg`] (unknown type, missing or extra fields).
     BadFrame,
+    /// A field broke its rule (empty or over-long body, bad username, ...).
+    InvalidInput,
     /// The frame is larger than [`MAX_FRAME_BYTES`].
     FrameTooLarge,
     /// Binary frames are not part of the protocol.
     UnsupportedFrame,
+    /// The conversation or user does not exist (or is not visible to this user).
+    NotFound,
+    /// The user is not a member of the conversation.
+    Forbidden,
+    /// Too many messages too fast; retry later.
+    RateLimited,
     /// Something failed on the server; the client may retry.
     Internal,
 }
 
 impl ClientMsg {
     /// Decodes one text frame, mapping every failure to the error the server sends back.
-    pub fn decode(frame: &str) -> Result<Self, ServerMsg> {
+    pub fn decode(frame: &str) -> Result<Self, DecodeError> {
         if frame.len() > MAX_FRAME_BYTES {
-            return Err(ServerMsg::error(
+            return Err(DecodeError::new(
                 ErrorCode::FrameTooLarge,
                 format!(
                     "frame is {} bytes; the limit is {MAX_FRAME_BYTES}",
@@ -76,8 +277,18 @@ impl ClientMsg {
                 ),
             ));
         }
-        serde_json::from_str(frame)
-            .map_err(|e| ServerMsg::error(ErrorCode::BadFrame, e.to_string()))
+        serde_json::from_str(frame).map_err(|e| {
+            // A domain value that breaks its rule fails decoding with a message that starts
+            // with the field's name (see `domain::Invalid`): that is invalid input, not a
+            // malformed frame.
+            let text = e.to_string();
+            let code = if VALIDATION_MARKERS.iter().any(|m| text.starts_with(m)) {
+                ErrorCode::InvalidInput
+            } else {
+                ErrorCode::BadFrame
+            };
+            DecodeError::new(code, text)
+        })
     }
 
     /// Encodes this message as one text frame.
@@ -86,11 +297,44 @@ impl ClientMsg {
     }
 }
 
+/// Why a client frame could not be decoded; sent back as [`ServerMsg::Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        DecodeError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DecodeError> for ServerMsg {
+    fn from(e: DecodeError) -> Self {
+        ServerMsg::error(e.code, e.message)
+    }
+}
+
+/// How `domain::Invalid` messages start.
+const VALIDATION_MARKERS: &[&str] = &[
+    "username:",
+    "display_name:",
+    "room_name:",
+    "password:",
+    "body:",
+    "client_msg_id:",
+];
+
 impl ServerMsg {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMsg::Error {
             code,
             message: message.into(),
+            client_msg_id: None,
         }
     }
 
@@ -158,7 +402,7 @@ mod tests {
         ];
         for (frame, want) in cases {
             match ClientMsg::decode(frame) {
-                Err(ServerMsg::Error { code, .. }) => assert_eq!(code, want, "frame {frame}"),
+                Err(DecodeError { code, .. }) => assert_eq!(code, want, "frame {frame}"),
                 other => panic!("frame {frame} decoded to {other:?}"),
             }
         }
@@ -171,7 +415,7 @@ mod tests {
             "x".repeat(MAX_FRAME_BYTES)
         );
         match ClientMsg::decode(&frame) {
-            Err(ServerMsg::Error { code, .. }) => assert_eq!(code, ErrorCode::FrameTooLarge),
+            Err(DecodeError { code, .. }) => assert_eq!(code, ErrorCode::FrameTooLarge),
             other => panic!("decoded to {other:?}"),
         }
     }

@@ -71,6 +71,13 @@ async fn run(
                                 if let ServerMsg::Hello { protocol_version, .. } = msg {
                                     backoff = BACKOFF_MIN;
                                     on_state(ConnectionState::Connected { protocol_version });
+                                    // Live delivery starts with the client's first frame;
+                                    // this page keeps no history yet, so it resumes from
+                                    // nothing.
+                                    let start = ClientMsg::Resume { positions: Vec::new() };
+                                    if write.send(Message::Text(start.encode())).await.is_err() {
+                                        break;
+                                    }
                                 }
                                 on_message(msg);
                             }

@@ -310,6 +310,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Sessi
     }
 }
 
+/// Whether a session still exists (it has not signed out or expired).
+pub async fn session_alive(state: &AppState, session_id: &str) -> bool {
+    let res = state
+        .db
+        .handle()
+        .query("RETURN record::exists($id)")
+        .bind(("id", session_id_record(session_id)))
+        .await
+        .and_then(|r| r.check());
+    match res {
+        Ok(mut r) => r.take::<Option<bool>>(0).ok().flatten().unwrap_or(false),
+        Err(_) => true,
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {

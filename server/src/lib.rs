@@ -6,13 +6,17 @@
 //! - [`db`] — the embedded SurrealDB handle.
 //! - [`store`] — `SurrealChatStore`: accounts, conversations, members, messages.
 //! - [`ws`] — the `/ws` endpoint, one handler task per socket.
+//! - [`chat`] — what each client frame does, between the socket and the store.
+//! - [`hub`] — in-process routing: live sockets, per-conversation send order, fan-out.
 //! - [`health`] — `/healthz`.
 //! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
 //!   static files) and runs until a shutdown future resolves.
 
 pub mod auth;
+pub mod chat;
 pub mod db;
 pub mod health;
+pub mod hub;
 pub mod settings;
 pub mod store;
 pub mod ws;
@@ -41,6 +45,7 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     pub db: Database,
     pub store: SurrealChatStore,
+    pub hub: hub::Hub,
     pub keys: auth::Keys,
     /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
     pub public_origin: Option<String>,
@@ -121,6 +126,7 @@ impl Application {
             leptos,
             db,
             store,
+            hub: hub::Hub::new(settings.send_rate),
             keys,
             public_origin: settings.public_origin.clone(),
             sessions_ended: tokio::sync::broadcast::channel(256).0,

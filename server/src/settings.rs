@@ -12,6 +12,9 @@ use std::{
 /// Our own logs at `info`; the storage engine's start-up chatter only from `warn`.
 pub const DEFAULT_LOG: &str = "info,surrealdb=warn,surrealkv=warn";
 
+/// Default messages per second per user.
+pub const DEFAULT_SEND_RATE: u32 = 20;
+
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
 
@@ -61,6 +64,9 @@ pub struct Cli {
     /// when it is https [default: the origin of the request's own Host header].
     #[arg(long, env = "CHAT_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
+    /// Messages per second each user may send (bursts of three seconds' worth) [default: 20].
+    #[arg(long, env = "CHAT_SEND_RATE")]
+    pub send_rate: Option<u32>,
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealdb=warn,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
@@ -77,6 +83,7 @@ struct FileSettings {
     jwt_secret: Option<String>,
     session_ttl_hours: Option<u64>,
     public_origin: Option<String>,
+    send_rate: Option<u32>,
 }
 
 /// Fully resolved settings.
@@ -91,6 +98,8 @@ pub struct Settings {
     pub session_ttl: std::time::Duration,
     /// `None`: same origin as the request's Host header.
     pub public_origin: Option<String>,
+    /// Messages per second per user.
+    pub send_rate: u32,
 }
 
 /// A secret string that never shows in logs or `Debug` output.
@@ -167,6 +176,10 @@ impl Settings {
                 .public_origin
                 .or(file.public_origin)
                 .map(|o| o.trim_end_matches('/').to_owned()),
+            send_rate: cli
+                .send_rate
+                .or(file.send_rate)
+                .unwrap_or(DEFAULT_SEND_RATE),
         }
     }
 
@@ -180,6 +193,8 @@ impl Settings {
             jwt_secret: None,
             session_ttl: std::time::Duration::from_secs(3600 * DEFAULT_SESSION_TTL_HOURS),
             public_origin: None,
+            // Tests pour messages in; the rate limit has a test of its own.
+            send_rate: 100_000,
         }
     }
 }
@@ -261,6 +276,7 @@ mod tests {
                 "CHAT_JWT_SECRET",
                 "CHAT_SESSION_TTL_HOURS",
                 "CHAT_PUBLIC_ORIGIN",
+                "CHAT_SEND_RATE",
                 "CHAT_LOG"
             ]
         );

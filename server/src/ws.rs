@@ -1,4 +1,6 @@
-//! The `/ws` endpoint: one [`Handler`] task per socket, speaking `app::protocol`.
+//! The `/ws` endpoint: one [`Handler`] task per socket, speaking `app::protocol`. What each
+//! frame does is in [`crate::chat`]; this module is the transport: upgrade checks, framing,
+//! the outbox from the [`crate::hub`], heartbeats, resume bookkeeping and closing.
 //!
 //! Every socket gets [`ServerMsg::Hello`] first. Frames above the protocol's size cap get a
 //! typed [`ServerMsg::Error`], as do binary and undecodable frames, and change nothing; frames
@@ -16,14 +18,31 @@ use axum::{
     Json,
 };
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::{SystemTime, UNIX_EPOCH},
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
+use tokio::{
+    sync::{broadcast, mpsc},
+    time::Instant,
+};
 use tracing::{debug, info_span, Instrument};
 
-use crate::AppState;
+use crate::{
+    chat::{self, Refusal},
+    hub::Outbound,
+    AppState,
+};
+
+/// How often the server pings an idle socket.
+const HEARTBEAT: Duration = Duration::from_secs(25);
+/// A socket that has sent nothing (not even a pong) for this long is dead and closed.
+const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// Most sockets one user may hold open at once.
+pub const MAX_SOCKETS_PER_USER: usize = 32;
 
 /// Largest message the WebSocket layer will assemble. Above the protocol's own cap so that a
 /// slightly oversized frame is answered with a typed error rather than a dropped socket.
@@ -57,23 +76,51 @@ pub async fn upgrade(
         },
         _ => return crate::auth::AuthError::Unauthenticated.into_response(),
     };
+    if state.hub.socket_count(&me.username) >= MAX_SOCKETS_PER_USER {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many open connections for this user",
+        );
+    }
     let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let shutdown = state.shutdown.clone();
     let ended = state.sessions_ended.subscribe();
     let tracker = state.tasks.clone();
     let user = session.username.to_string();
     ws.max_frame_size(TRANSPORT_LIMIT_BYTES)
         .max_message_size(TRANSPORT_LIMIT_BYTES)
         .on_upgrade(move |socket| {
+            // Registered before the hello: nothing sent after it can be missed.
+            let (outbox, came_online) = state.hub.register(&me.username, conn_id);
             let handler = Handler {
                 socket,
-                shutdown,
                 ended,
                 session_id: session.session_id,
                 me,
+                conn_id,
+                outbox,
+                next: HashMap::new(),
+                started: false,
+                state,
             };
-            tracker.track_future(handler.run().instrument(info_span!("ws", conn_id, user)))
+            tracker.track_future(
+                handler
+                    .run(came_online)
+                    .instrument(info_span!("ws", conn_id, user)),
+            )
         })
+}
+
+/// Tells everyone who shares a conversation with `user` that they came or went.
+async fn announce_presence(state: AppState, user: String, online: bool) {
+    let contacts = chat::contacts(&state, &user).await;
+    let msg = ServerMsg::Presence {
+        username: user,
+        online,
+    };
+    state
+        .hub
+        .push(&contacts, &Outbound::Frame(Arc::from(msg.encode())), None);
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
@@ -108,76 +155,134 @@ fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
 /// Owns one socket for its whole life.
 struct Handler {
     socket: WebSocket,
-    shutdown: CancellationToken,
     /// Sessions signing out; ours closes the socket.
     ended: broadcast::Receiver<String>,
     session_id: String,
     me: UserInfo,
+    conn_id: u64,
+    /// What the hub routes to this socket. Closed by the hub when the socket lags.
+    outbox: mpsc::Receiver<Outbound>,
+    /// Per conversation, the next `seq` this socket must deliver. Live messages below it are
+    /// copies of what a `resume` already sent and are skipped; one above it means a gap,
+    /// filled from the database first. So each conversation reaches the client in order,
+    /// once.
+    next: HashMap<String, u64>,
+    /// Live delivery starts with the client's first frame, so that a reconnecting client's
+    /// `resume` is handled before any live message and nothing overtakes what it missed.
+    started: bool,
+    state: AppState,
+}
+
+/// Why the loop ended, and what to tell the peer.
+enum Exit {
+    Quiet,
+    Close(u16, &'static str),
 }
 
 impl Handler {
-    async fn run(mut self) {
+    async fn run(mut self, came_online: bool) {
         debug!("socket opened");
+        let username = self.me.username.clone();
+        if came_online {
+            announce_presence(self.state.clone(), username.clone(), true).await;
+        }
+        let exit = self.serve().await;
+        if let Exit::Close(code, reason) = exit {
+            let _ = self
+                .socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                })))
+                .await;
+        }
+        if self.state.hub.unregister(&username, self.conn_id) {
+            announce_presence(self.state.clone(), username, false).await;
+        }
+        debug!("socket closed");
+    }
+
+    async fn serve(&mut self) -> Exit {
         let hello = ServerMsg::Hello {
             protocol_version: PROTOCOL_VERSION,
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
             me: self.me.clone(),
         };
         if self.send(&hello).await.is_err() {
-            return;
+            return Exit::Quiet;
         }
+        let shutdown = self.state.shutdown.clone();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        let mut last_heard = Instant::now();
         loop {
-            let frame = tokio::select! {
-                frame = self.socket.recv() => frame,
-                () = self.shutdown.cancelled() => {
-                    let _ = self
-                        .socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: close_code::AWAY,
-                            reason: Utf8Bytes::from_static("server shutting down"),
-                        })))
-                        .await;
-                    break;
+            tokio::select! {
+                frame = self.socket.recv() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            let handled = self.handle_text(&text).await;
+                            self.started = true;
+                            if handled.is_err() {
+                                return Exit::Quiet;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let e = ServerMsg::error(
+                                ErrorCode::UnsupportedFrame,
+                                "binary frames are not part of the protocol; send JSON text frames",
+                            );
+                            if self.send(&e).await.is_err() {
+                                return Exit::Quiet;
+                            }
+                        }
+                        // axum answers pings itself; a pong proves the peer is alive.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => return Exit::Quiet,
+                        Some(Err(e)) => {
+                            debug!(error = %e, "socket error");
+                            self.close_after_error(&e).await;
+                            return Exit::Quiet;
+                        }
+                    }
+                }
+                out = self.outbox.recv(), if self.started => {
+                    let Some(out) = out else {
+                        // The hub dropped us: we fell too far behind.
+                        let _ = self.send(&ServerMsg::Lagging).await;
+                        return Exit::Close(close_code::AGAIN, "lagging; reconnect and resume");
+                    };
+                    if self.deliver(out).await.is_err() {
+                        return Exit::Quiet;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > DEAD_AFTER {
+                        debug!("no sign of life; closing");
+                        return Exit::Close(close_code::AWAY, "no heartbeat");
+                    }
+                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return Exit::Quiet;
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    return Exit::Close(close_code::AWAY, "server shutting down");
                 }
                 ended = self.ended.recv() => {
                     match ended {
                         Ok(sid) if sid == self.session_id => {}
                         // Missed some sign-outs: ours may have been one of them.
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            if crate::auth::session_alive(&self.state, &self.session_id).await {
+                                continue;
+                            }
+                        }
                         _ => continue,
                     }
-                    let _ = self
-                        .socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: close_code::POLICY,
-                            reason: Utf8Bytes::from_static("signed out"),
-                        })))
-                        .await;
-                    break;
-                }
-            };
-            let reply = match frame {
-                Some(Ok(Message::Text(text))) => Some(self.handle_text(&text)),
-                Some(Ok(Message::Binary(_))) => Some(ServerMsg::error(
-                    ErrorCode::UnsupportedFrame,
-                    "binary frames are not part of the protocol; send JSON text frames",
-                )),
-                // axum answers pings itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Err(e)) => {
-                    debug!(error = %e, "socket error");
-                    self.close_after_error(&e).await;
-                    break;
-                }
-            };
-            if let Some(reply) = reply {
-                if self.send(&reply).await.is_err() {
-                    break;
+                    return Exit::Close(close_code::POLICY, "signed out");
                 }
             }
         }
-        debug!("socket closed");
     }
 
     /// Tells the peer why its socket is being closed, where the error allows it: 1009 for a
@@ -202,13 +307,134 @@ impl Handler {
             .await;
     }
 
-    fn handle_text(&self, text: &str) -> ServerMsg {
-        match ClientMsg::decode(text) {
-            Ok(ClientMsg::Ping { nonce }) => ServerMsg::Pong {
+    /// Handles one client frame; `Err` only when the socket itself failed.
+    async fn handle_text(&mut self, text: &str) -> Result<(), axum::Error> {
+        let msg = match ClientMsg::decode(text) {
+            Ok(msg) => msg,
+            Err(error) => return self.send(&error.into()).await,
+        };
+        let state = &self.state;
+        let me = self.me.username.as_str();
+        let reply = match msg {
+            ClientMsg::Ping { nonce } => Ok(ServerMsg::Pong {
                 nonce,
                 server_time_ms: now_ms(),
-            },
-            Err(error) => error,
+            }),
+            ClientMsg::ListConversations => chat::list_conversations(state, me).await,
+            ClientMsg::OpenDirect { username } => {
+                chat::open_direct(state, me, username.as_str()).await
+            }
+            ClientMsg::CreateRoom { name } => chat::create_room(state, me, &name).await,
+            ClientMsg::ListRooms => chat::list_rooms(state, me).await,
+            ClientMsg::JoinRoom { conversation_id } => {
+                chat::join_room(state, me, &conversation_id.0).await
+            }
+            ClientMsg::LeaveRoom { conversation_id } => {
+                chat::leave_room(state, me, &conversation_id.0).await
+            }
+            ClientMsg::ListMembers { conversation_id } => {
+                chat::list_members(state, me, &conversation_id.0).await
+            }
+            ClientMsg::SearchUsers { query } => chat::search_users(state, &query).await,
+            ClientMsg::History {
+                conversation_id,
+                before_seq,
+                limit,
+            } => chat::history(state, me, &conversation_id.0, before_seq, limit).await,
+            ClientMsg::MarkRead {
+                conversation_id,
+                seq,
+            } => chat::mark_read(state, me, &conversation_id.0, seq).await,
+            ClientMsg::Send {
+                conversation_id,
+                client_msg_id,
+                body,
+            } => {
+                let reply = chat::send(
+                    state,
+                    me,
+                    self.conn_id,
+                    &conversation_id.0,
+                    &client_msg_id,
+                    &body,
+                )
+                .await;
+                let reply = reply.map_err(|r| r.into_msg(Some(client_msg_id.to_string())));
+                return self.send(&reply.unwrap_or_else(|e| e)).await;
+            }
+            ClientMsg::Resume { positions } => {
+                for p in positions {
+                    self.resume(&p.conversation_id.0, p.seq).await?;
+                }
+                Ok(ServerMsg::Resumed)
+            }
+        };
+        let reply = reply.unwrap_or_else(|r: Refusal| r.into_msg(None));
+        self.send(&reply).await
+    }
+
+    /// Forwards one item from the hub, keeping each conversation in order and without
+    /// repeats (see [`Handler::next`]).
+    async fn deliver(&mut self, out: Outbound) -> Result<(), axum::Error> {
+        let frame = match out {
+            Outbound::Frame(frame) => frame,
+            Outbound::Message {
+                conversation,
+                seq,
+                frame,
+            } => {
+                match self.next.get(&*conversation).copied() {
+                    Some(next) if seq < next => return Ok(()),
+                    Some(next) if seq > next => {
+                        // Everything below `seq` is stored: fetch the gap, which may
+                        // include `seq` itself.
+                        self.resume(&conversation, next - 1).await?;
+                        if self.next.get(&*conversation).is_some_and(|&n| seq < n) {
+                            return Ok(());
+                        }
+                    }
+                    _ => {}
+                }
+                self.next.insert(conversation.to_string(), seq + 1);
+                frame
+            }
+        };
+        self.socket
+            .send(Message::Text(Utf8Bytes::from(&*frame)))
+            .await
+    }
+
+    /// Replays what this socket missed in one conversation after `after`, in order, and
+    /// moves the conversation's next expected `seq` past it.
+    async fn resume(&mut self, key: &str, mut after: u64) -> Result<(), axum::Error> {
+        let me = self.me.username.clone();
+        let start = after;
+        let next = self.next.entry(key.to_owned()).or_insert(after + 1);
+        *next = (*next).max(after + 1);
+        loop {
+            let page = match chat::missed(&self.state, &me, key, after).await {
+                Ok(page) => page,
+                Err(refusal) => return self.send(&refusal.into_msg(None)).await,
+            };
+            let Some(last) = page.last().map(|m| m.seq) else {
+                return Ok(());
+            };
+            for message in page {
+                self.send(&ServerMsg::Message { message }).await?;
+            }
+            after = last;
+            let next = self.next.entry(key.to_owned()).or_insert(last + 1);
+            *next = (*next).max(last + 1);
+            if after - start >= chat::RESUME_LIMIT {
+                let e = ServerMsg::error(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "more than {} missed messages in {key}; reload its history",
+                        chat::RESUME_LIMIT
+                    ),
+                );
+                return self.send(&e).await;
+            }
         }
     }
 

@@ -121,9 +121,9 @@ pub fn ConnectionPanel() -> impl IntoView {
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn describe(msg: &ServerMsg) -> Option<String> {
     match msg {
-        ServerMsg::Hello { .. } => None,
         ServerMsg::Pong { nonce, .. } => Some(format!("Pong #{nonce}")),
-        ServerMsg::Error { code, message } => Some(format!("Error {code:?}: {message}")),
+        ServerMsg::Error { code, message, .. } => Some(format!("Error {code:?}: {message}")),
+        _ => None,
     }
 }
 

@@ -67,6 +67,7 @@ impl TestApp {
         let token = self.sign_up(username).await;
         let mut client = self.connect(&token).await;
         client.recv().await; // hello
+        client.start().await;
         client
     }
 
@@ -99,7 +100,10 @@ impl TestApp {
             .await
             .expect("connect in time")
         {
-            Ok((ws, _)) => Ok(Client { ws }),
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                pending: Default::default(),
+            }),
             Err(Error::Http(res)) => Err(res.status().as_u16()),
             Err(e) => panic!("handshake failed: {e}"),
         }
@@ -120,6 +124,8 @@ impl TestApp {
 
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames received while waiting for another one, in arrival order.
+    pending: std::collections::VecDeque<ServerMsg>,
 }
 
 impl Client {
@@ -133,9 +139,78 @@ impl Client {
 
     /// The next frame, which must be a text frame holding a valid `ServerMsg`.
     pub async fn recv(&mut self) -> ServerMsg {
-        match self.recv_raw().await {
+        if let Some(msg) = self.pending.pop_front() {
+            return msg;
+        }
+        self.recv_wire().await
+    }
+
+    async fn recv_wire(&mut self) -> ServerMsg {
+        let frame = loop {
+            match self.recv_raw().await {
+                // Heartbeats; tungstenite answers pings by itself.
+                Some(Message::Ping(_) | Message::Pong(_)) => continue,
+                other => break other,
+            }
+        };
+        match frame {
             Some(Message::Text(text)) => ServerMsg::decode(&text).expect("valid ServerMsg"),
             other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Starts live delivery, as a client with nothing to resume does: an empty `resume`.
+    pub async fn start(&mut self) {
+        self.ask(ClientMsg::Resume { positions: vec![] }, |m| {
+            matches!(m, ServerMsg::Resumed).then_some(())
+        })
+        .await;
+    }
+
+    /// The first frame (pending or new) that `pick` accepts; others stay pending in order.
+    pub async fn expect<T>(&mut self, mut pick: impl FnMut(&ServerMsg) -> Option<T>) -> T {
+        if let Some(i) = self.pending.iter().position(|m| pick(m).is_some()) {
+            let msg = self.pending.remove(i).unwrap();
+            return pick(&msg).unwrap();
+        }
+        loop {
+            let msg = self.recv_wire().await;
+            if let Some(t) = pick(&msg) {
+                return t;
+            }
+            self.pending.push_back(msg);
+        }
+    }
+
+    /// Sends `msg` and returns the first reply `pick` accepts.
+    pub async fn ask<T>(&mut self, msg: ClientMsg, pick: impl FnMut(&ServerMsg) -> Option<T>) -> T {
+        self.send(&msg).await;
+        self.expect(pick).await
+    }
+
+    /// Whether a frame `pick` accepts arrives within `wait` (pending frames count).
+    pub async fn receives_within(
+        &mut self,
+        wait: Duration,
+        mut pick: impl FnMut(&ServerMsg) -> bool,
+    ) -> bool {
+        if self.pending.iter().any(&mut pick) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let msg = ServerMsg::decode(&text).expect("valid ServerMsg");
+                    if pick(&msg) {
+                        return true;
+                    }
+                    self.pending.push_back(msg);
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(_) | Err(_) => return false,
+            }
         }
     }
 

@@ -1,0 +1,215 @@
+//! The in-process switchboard: who is online on which sockets, the per-conversation send
+//! order, and fan-out. The database stays the truth; the hub only routes.
+//!
+//! - Every socket registers a bounded outbox (`OUTBOX_CAPACITY` frames). A frame is encoded
+//!   once and shared (`Arc<str>`) by every recipient. A socket whose outbox is full is
+//!   dropped from the hub, which closes its outbox; its handler tells the client `lagging`
+//!   and closes it, and the client resumes on reconnect. Nobody else waits for it.
+//! - Sends to one conversation are serialised by that conversation's lock: the `seq` is
+//!   assigned, the message stored durably, and only then acked and fanned out, all under
+//!   the lock, so every socket sees a conversation's messages in `seq` order with no gaps.
+//!   Different conversations proceed in parallel.
+//! - Presence: a user is online while they have at least one registered socket.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+use tokio::sync::mpsc;
+
+/// Frames a socket may have queued before it counts as lagging.
+pub const OUTBOX_CAPACITY: usize = 1024;
+
+/// Sends per user: a bucket of `BURST_SECONDS` seconds' worth of tokens, refilled at the
+/// configured rate.
+pub const BURST_SECONDS: f64 = 3.0;
+
+/// What the hub pushes to a socket's handler.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// An encoded `ServerMsg` to forward as is.
+    Frame(Arc<str>),
+    /// A message of `conversation` at `seq`, already encoded; the handler skips it if a
+    /// `resume` has already sent it.
+    Message {
+        conversation: Arc<str>,
+        seq: u64,
+        frame: Arc<str>,
+    },
+}
+
+#[derive(Debug)]
+struct SocketEntry {
+    conn_id: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// Per-conversation send state, behind the conversation's lock.
+#[derive(Debug, Default)]
+pub struct ConvState {
+    /// Last stored `seq`, once loaded from the database.
+    pub last_seq: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct Inner {
+    /// Sends per second allowed per user.
+    rate: f64,
+    /// username -> live sockets. A std mutex: never held across an await.
+    sockets: Mutex<HashMap<String, Vec<SocketEntry>>>,
+    /// conversation key -> its send lock and state.
+    conversations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ConvState>>>>,
+    /// username -> send budget. A std mutex: never held across an await.
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// Cheap-to-clone handle to the switchboard.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    /// A hub allowing each user `send_rate` messages per second (bursts of three seconds').
+    pub fn new(send_rate: u32) -> Self {
+        Hub {
+            inner: Arc::new(Inner {
+                rate: f64::from(send_rate.max(1)),
+                sockets: Mutex::default(),
+                conversations: Mutex::default(),
+                buckets: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Registers a socket; returns its outbox and whether the user just came online.
+    pub fn register(&self, user: &str, conn_id: u64) -> (mpsc::Receiver<Outbound>, bool) {
+        let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let mut sockets = lock(&self.inner.sockets);
+        let list = sockets.entry(user.to_owned()).or_default();
+        let came_online = list.is_empty();
+        list.push(SocketEntry { conn_id, tx });
+        (rx, came_online)
+    }
+
+    /// Forgets a socket; returns whether the user went offline with it.
+    pub fn unregister(&self, user: &str, conn_id: u64) -> bool {
+        let mut sockets = lock(&self.inner.sockets);
+        let Some(list) = sockets.get_mut(user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|s| s.conn_id != conn_id);
+        let went_offline = before > 0 && list.is_empty();
+        if list.is_empty() {
+            sockets.remove(user);
+        }
+        went_offline
+    }
+
+    pub fn is_online(&self, user: &str) -> bool {
+        lock(&self.inner.sockets).contains_key(user)
+    }
+
+    /// How many sockets `user` has open.
+    pub fn socket_count(&self, user: &str) -> usize {
+        lock(&self.inner.sockets).get(user).map_or(0, Vec::len)
+    }
+
+    /// Queues `item` for every socket of every user in `users`, except `skip_conn`.
+    /// Sockets that cannot take it are dropped (they are lagging; see the module docs).
+    pub fn push(&self, users: &[String], item: &Outbound, skip_conn: Option<u64>) {
+        let mut sockets = lock(&self.inner.sockets);
+        for user in users {
+            if let Some(list) = sockets.get_mut(user) {
+                list.retain(|s| {
+                    Some(s.conn_id) == skip_conn || s.tx.try_send(item.clone()).is_ok()
+                });
+                if list.is_empty() {
+                    sockets.remove(user);
+                }
+            }
+        }
+    }
+
+    /// The send lock of a conversation.
+    pub fn conversation(&self, key: &str) -> Arc<tokio::sync::Mutex<ConvState>> {
+        lock(&self.inner.conversations)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Takes one send token from `user`'s bucket; `false` when they are sending too fast.
+    pub fn allow_send(&self, user: &str) -> bool {
+        let now = Instant::now();
+        let mut buckets = lock(&self.inner.buckets);
+        let burst = self.inner.rate * BURST_SECONDS;
+        let b = buckets.entry(user.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(b.at).as_secs_f64() * self.inner.rate;
+        b.tokens = (b.tokens + refill).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it: every critical
+/// section here leaves the maps consistent at each step.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_is_online_while_any_socket_is_open() {
+        let hub = Hub::new(20);
+        let (_a, first) = hub.register("alice", 1);
+        let (_b, second) = hub.register("alice", 2);
+        assert!(first && !second);
+        assert!(!hub.unregister("alice", 1));
+        assert!(hub.is_online("alice"));
+        assert!(hub.unregister("alice", 2));
+        assert!(!hub.is_online("alice"));
+    }
+
+    #[test]
+    fn a_full_outbox_drops_only_that_socket() {
+        let hub = Hub::new(20);
+        let (_slow, _) = hub.register("slow", 1);
+        let (mut fast, _) = hub.register("fast", 2);
+        let users = vec!["slow".to_owned(), "fast".to_owned()];
+        let frame = Outbound::Frame(Arc::from("{}"));
+        for _ in 0..=OUTBOX_CAPACITY {
+            hub.push(&users, &frame, None);
+            // The fast reader keeps up.
+            assert!(fast.try_recv().is_ok());
+        }
+        assert!(!hub.is_online("slow"));
+        assert!(hub.is_online("fast"));
+    }
+
+    #[test]
+    fn sending_is_limited_to_a_burst_then_the_refill_rate() {
+        let hub = Hub::new(20);
+        let allowed = (0..100).filter(|_| hub.allow_send("alice")).count();
+        assert_eq!(allowed, 60);
+        assert!(hub.allow_send("bob"), "buckets are per user");
+    }
+}

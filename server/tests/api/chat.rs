@@ -1,0 +1,552 @@
+//! The chat over real sockets: direct and room conversations, fan-out to every socket,
+//! read state, resume after a reconnect, idempotent sends, restarts and bad frames.
+
+use app::{
+    domain::{ClientMsgId, MessageBody, RoomName, Username},
+    protocol::{
+        ClientMsg, ConversationId, ConversationSummary, ErrorCode, Message, Position, ServerMsg,
+    },
+};
+use server::settings::{Settings, StorageKind};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::helpers::{spawn_app, spawn_app_with, Client, TestApp};
+
+fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientMsg {
+    ClientMsg::Send {
+        conversation_id: conv.clone(),
+        client_msg_id: ClientMsgId::parse(cmid).unwrap(),
+        body: MessageBody::parse(body).unwrap(),
+    }
+}
+
+async fn open_direct(client: &mut Client, with: &str) -> ConversationSummary {
+    client
+        .ask(
+            ClientMsg::OpenDirect {
+                username: Username::parse(with).unwrap(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.clone()),
+                _ => None,
+            },
+        )
+        .await
+}
+
+async fn say(client: &mut Client, conv: &ConversationId, cmid: &str, body: &str) -> Message {
+    let want = cmid.to_owned();
+    client
+        .ask(send_msg(conv, cmid, body), |m| match m {
+            ServerMsg::Ack {
+                client_msg_id,
+                message,
+            } if *client_msg_id == want => Some(message.clone()),
+            ServerMsg::Error {
+                client_msg_id: Some(id),
+                code,
+                message,
+            } if *id == want => panic!("send {want} refused: {code:?} {message}"),
+            _ => None,
+        })
+        .await
+}
+
+async fn next_message(client: &mut Client) -> Message {
+    client
+        .expect(|m| match m {
+            ServerMsg::Message { message } => Some(message.clone()),
+            _ => None,
+        })
+        .await
+}
+
+async fn error_code(client: &mut Client, msg: ClientMsg) -> ErrorCode {
+    client
+        .ask(msg, |m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await
+}
+
+async fn history(
+    client: &mut Client,
+    conv: &ConversationId,
+    before: Option<u64>,
+) -> (Vec<u64>, bool) {
+    client
+        .ask(
+            ClientMsg::History {
+                conversation_id: conv.clone(),
+                before_seq: before,
+                limit: Some(50),
+            },
+            |m| match m {
+                ServerMsg::History {
+                    messages, has_more, ..
+                } => Some((messages.iter().map(|m| m.seq).collect(), *has_more)),
+                _ => None,
+            },
+        )
+        .await
+}
+
+async fn conversations(client: &mut Client) -> Vec<ConversationSummary> {
+    client
+        .ask(ClientMsg::ListConversations, |m| match m {
+            ServerMsg::Conversations { conversations } => Some(conversations.clone()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn two_users_chat_in_a_direct_conversation_and_a_third_cannot_get_in() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bob").await;
+    let mut eve = app.user("eve").await;
+
+    let dm = open_direct(&mut alice, "bob").await;
+    assert_eq!(dm.title, "BOB");
+    let same = open_direct(&mut bob, "alice").await;
+    assert_eq!(same.id, dm.id, "one conversation per pair");
+
+    let sent = say(&mut alice, &dm.id, "a1", "hi bob").await;
+    assert_eq!(sent.seq, 1);
+    let got = next_message(&mut bob).await;
+    assert_eq!(
+        (got.seq, got.body.as_str(), got.sender.as_str()),
+        (1, "hi bob", "alice")
+    );
+    say(&mut bob, &dm.id, "b1", "hi alice").await;
+    let got = next_message(&mut alice).await;
+    assert_eq!((got.seq, got.body.as_str()), (2, "hi alice"));
+
+    // Eve can neither read, post, mark read nor join.
+    let history_req = ClientMsg::History {
+        conversation_id: dm.id.clone(),
+        before_seq: None,
+        limit: None,
+    };
+    assert_eq!(error_code(&mut eve, history_req).await, ErrorCode::NotFound);
+    assert_eq!(
+        error_code(&mut eve, send_msg(&dm.id, "e1", "let me in")).await,
+        ErrorCode::NotFound
+    );
+    let mark = ClientMsg::MarkRead {
+        conversation_id: dm.id.clone(),
+        seq: 2,
+    };
+    assert_eq!(error_code(&mut eve, mark).await, ErrorCode::NotFound);
+    let join = ClientMsg::JoinRoom {
+        conversation_id: dm.id.clone(),
+    };
+    assert_eq!(error_code(&mut eve, join).await, ErrorCode::InvalidInput);
+    assert_eq!(
+        history(&mut alice, &dm.id, None).await.0,
+        [1, 2],
+        "nothing stored by eve"
+    );
+    assert!(
+        !eve.receives_within(Duration::from_millis(300), |m| matches!(
+            m,
+            ServerMsg::Message { .. }
+        ))
+        .await
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_socket_of_a_user_gets_every_message_and_read_state() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let token = app.sign_up("bob").await;
+    let mut bob1 = app.connect(&token).await;
+    let mut bob2 = app.connect(&token).await;
+    let mut bob3 = app.connect(&token).await;
+    for b in [&mut bob1, &mut bob2, &mut bob3] {
+        b.recv().await; // hello
+        b.start().await;
+    }
+    let dm = open_direct(&mut alice, "bob").await;
+    for i in 1..=3 {
+        say(
+            &mut alice,
+            &dm.id,
+            &format!("m{i}"),
+            &format!("message {i}"),
+        )
+        .await;
+    }
+    for b in [&mut bob1, &mut bob2, &mut bob3] {
+        for want in 1..=3 {
+            assert_eq!(next_message(b).await.seq, want);
+        }
+    }
+    // Bob's own message reaches his other sockets too.
+    say(&mut bob1, &dm.id, "b1", "from tab one").await;
+    assert_eq!(next_message(&mut bob2).await.body, "from tab one");
+    assert_eq!(next_message(&mut bob3).await.body, "from tab one");
+
+    let mark = ClientMsg::MarkRead {
+        conversation_id: dm.id.clone(),
+        seq: 4,
+    };
+    bob1.send(&mark).await;
+    for b in [&mut bob2, &mut bob3] {
+        let (read, unread) = b
+            .expect(|m| match m {
+                ServerMsg::ReadState {
+                    last_read_seq,
+                    unread,
+                    ..
+                } => Some((*last_read_seq, *unread)),
+                _ => None,
+            })
+            .await;
+        assert_eq!((read, unread), (4, 0));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_delivers_to_its_members_until_they_leave() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bob").await;
+    let mut carol = app.user("carol").await;
+    let room = alice
+        .ask(
+            ClientMsg::CreateRoom {
+                name: RoomName::parse("Rustaceans").unwrap(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.clone()),
+                _ => None,
+            },
+        )
+        .await;
+    assert_eq!(room.title, "Rustaceans");
+    for c in [&mut bob, &mut carol] {
+        let listed = c
+            .ask(ClientMsg::ListRooms, |m| match m {
+                ServerMsg::Rooms { rooms } => Some(rooms.clone()),
+                _ => None,
+            })
+            .await;
+        assert!(listed.iter().any(|r| r.id == room.id && !r.joined));
+        assert!(
+            listed.iter().any(|r| r.name == "General"),
+            "the default room is listed"
+        );
+        let joined = c
+            .ask(
+                ClientMsg::JoinRoom {
+                    conversation_id: room.id.clone(),
+                },
+                |m| match m {
+                    ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                    _ => None,
+                },
+            )
+            .await;
+        assert_eq!(joined, room.id);
+    }
+    say(&mut alice, &room.id, "r1", "welcome").await;
+    assert_eq!(next_message(&mut bob).await.body, "welcome");
+    assert_eq!(next_message(&mut carol).await.body, "welcome");
+
+    bob.ask(
+        ClientMsg::LeaveRoom {
+            conversation_id: room.id.clone(),
+        },
+        |m| matches!(m, ServerMsg::Left { .. }).then_some(()),
+    )
+    .await;
+    say(&mut carol, &room.id, "r2", "bye bob").await;
+    assert_eq!(next_message(&mut alice).await.body, "bye bob");
+    assert!(
+        !bob.receives_within(Duration::from_millis(300), |m| matches!(
+            m,
+            ServerMsg::Message { .. }
+        ))
+        .await,
+        "no delivery after leaving"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unread_counts_and_recent_order_follow_sends_and_reads() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bob").await;
+    let mut carol = app.user("carol").await;
+    let ab = open_direct(&mut bob, "alice").await;
+    let ac = open_direct(&mut carol, "alice").await;
+    say(&mut bob, &ab.id, "b1", "one").await;
+    say(&mut bob, &ab.id, "b2", "two").await;
+    say(&mut carol, &ac.id, "c1", "three").await;
+
+    let list = conversations(&mut alice).await;
+    let lines: Vec<(String, u64)> = list.iter().map(|c| (c.title.clone(), c.unread)).collect();
+    assert_eq!(lines, [("CAROL".to_owned(), 1), ("BOB".to_owned(), 2)]);
+    assert_eq!(list[1].last_message.as_ref().unwrap().text, "two");
+
+    say(&mut bob, &ab.id, "b3", "four").await;
+    let list = conversations(&mut alice).await;
+    assert_eq!(list[0].title, "BOB", "the newest activity comes first");
+    assert_eq!(list[0].unread, 3);
+
+    alice
+        .ask(
+            ClientMsg::MarkRead {
+                conversation_id: ab.id.clone(),
+                seq: 2,
+            },
+            |m| matches!(m, ServerMsg::ReadState { .. }).then_some(()),
+        )
+        .await;
+    let unread: Vec<u64> = conversations(&mut alice)
+        .await
+        .iter()
+        .map(|c| c.unread)
+        .collect();
+    assert_eq!(unread, [1, 1]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_reconnects_mid_burst_ends_with_every_message_once_in_order() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let token = app.sign_up("bob").await;
+    let mut bob = app.connect(&token).await;
+    bob.recv().await;
+    bob.start().await;
+    let dm = open_direct(&mut alice, "bob").await;
+
+    const N: u64 = 1000;
+    // Alice pipelines the whole burst; acks come back as the server stores them.
+    let sender = {
+        let conv = dm.id.clone();
+        tokio::spawn(async move {
+            for i in 1..=N {
+                alice
+                    .send(&send_msg(
+                        &conv,
+                        &format!("burst-{i}"),
+                        &format!("message {i}"),
+                    ))
+                    .await;
+            }
+            let mut acked = 0;
+            while acked < N {
+                if let ServerMsg::Ack { .. } = alice.recv().await {
+                    acked += 1;
+                }
+            }
+            alice
+        })
+    };
+
+    let mut got: Vec<u64> = Vec::new();
+    while got.len() < 200 {
+        got.push(next_message(&mut bob).await.seq);
+    }
+    drop(bob); // the connection drops mid-burst
+    let mut bob = app.connect(&token).await;
+    bob.recv().await; // hello
+    bob.send(&ClientMsg::Resume {
+        positions: vec![Position {
+            conversation_id: dm.id.clone(),
+            seq: *got.last().unwrap(),
+        }],
+    })
+    .await;
+    while (got.len() as u64) < N {
+        match bob.recv().await {
+            ServerMsg::Message { message } => got.push(message.seq),
+            ServerMsg::Resumed | ServerMsg::Presence { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        (1..=N).collect::<Vec<_>>(),
+        "all, in order, none twice"
+    );
+    assert!(
+        !bob.receives_within(Duration::from_millis(300), |m| matches!(
+            m,
+            ServerMsg::Message { .. }
+        ))
+        .await,
+        "and nothing more"
+    );
+
+    // A retried send returns the original and stores nothing new.
+    let mut alice = sender.await.unwrap();
+    let again = say(&mut alice, &dm.id, "burst-7", "message 7, retried").await;
+    assert_eq!((again.seq, again.body.as_str()), (7, "message 7"));
+    let (page, has_more) = history(&mut alice, &dm.id, None).await;
+    assert_eq!(page.last(), Some(&N));
+    assert!(has_more);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_history_and_unread_state_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        storage: StorageKind::Disk,
+        data_dir: dir.path().to_owned(),
+        ..Settings::for_tests()
+    };
+    let app = spawn_app_with(settings.clone()).await;
+    let alice_token = app.sign_up("alice").await;
+    let bob_token = app.sign_up("bob").await;
+    let mut alice = app.connect(&alice_token).await;
+    alice.recv().await;
+    alice.start().await;
+    let dm = open_direct(&mut alice, "bob").await;
+    for i in 1..=3 {
+        say(
+            &mut alice,
+            &dm.id,
+            &format!("m{i}"),
+            &format!("before restart {i}"),
+        )
+        .await;
+    }
+    drop(alice);
+    app.stop().await;
+
+    let app: TestApp = spawn_app_with(settings).await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.recv().await;
+    bob.start().await;
+    let list = conversations(&mut bob).await;
+    assert_eq!((list[0].title.as_str(), list[0].unread), ("ALICE", 3));
+    assert_eq!(history(&mut bob, &dm.id, None).await.0, [1, 2, 3]);
+    let mut alice = app.connect(&alice_token).await;
+    alice.recv().await;
+    alice.start().await;
+    assert_eq!(say(&mut alice, &dm.id, "m4", "after restart").await.seq, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_their_error_and_store_nothing() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bob").await;
+    let dm = open_direct(&mut alice, "bob").await;
+    let conv = serde_json::to_string(&dm.id).unwrap();
+    let long = "x".repeat(MessageBody::MAX + 1);
+    let cases: Vec<(String, ErrorCode)> = vec![
+        ("{not json".into(), ErrorCode::BadFrame),
+        (r#"{"type":"launch_rockets"}"#.into(), ErrorCode::BadFrame),
+        (format!(r#"{{"type":"send","conversation_id":{conv},"client_msg_id":"c1","body":""}}"#), ErrorCode::InvalidInput),
+        (format!(r#"{{"type":"send","conversation_id":{conv},"client_msg_id":"c2","body":"   "}}"#), ErrorCode::InvalidInput),
+        (format!(r#"{{"type":"send","conversation_id":{conv},"client_msg_id":"c3","body":"{long}"}}"#), ErrorCode::InvalidInput),
+        (format!(r#"{{"type":"send","conversation_id":{conv},"client_msg_id":"c 4","body":"hi"}}"#), ErrorCode::InvalidInput),
+        // A forged sender is not a field of the protocol at all.
+        (format!(r#"{{"type":"send","conversation_id":{conv},"client_msg_id":"c5","body":"hi","sender":"bob"}}"#), ErrorCode::BadFrame),
+        (r#"{"type":"send","conversation_id":"general","client_msg_id":"c6","body":"not a member"}"#.into(), ErrorCode::NotFound),
+        (r#"{"type":"send","conversation_id":"nope","client_msg_id":"c7","body":"no such"}"#.into(), ErrorCode::NotFound),
+        (r#"{"type":"history","conversation_id":"bob/eve"}"#.into(), ErrorCode::NotFound),
+        (r#"{"type":"open_direct","username":"alice"}"#.into(), ErrorCode::InvalidInput),
+        (r#"{"type":"open_direct","username":"nobody"}"#.into(), ErrorCode::NotFound),
+        (format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(app::protocol::MAX_FRAME_BYTES)), ErrorCode::FrameTooLarge),
+    ];
+    for (frame, want) in cases {
+        alice.send_raw(Frame::text(frame.clone())).await;
+        let code = alice
+            .expect(|m| match m {
+                ServerMsg::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+            .await;
+        assert_eq!(code, want, "frame {}", &frame[..frame.len().min(120)]);
+    }
+    assert_eq!(history(&mut alice, &dm.id, None).await.0, Vec::<u64>::new());
+    assert!(
+        !bob.receives_within(Duration::from_millis(200), |m| matches!(
+            m,
+            ServerMsg::Message { .. }
+        ))
+        .await
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flooding_sender_is_rate_limited_with_a_typed_error() {
+    let app = spawn_app_with(Settings {
+        send_rate: 1,
+        ..Settings::for_tests()
+    })
+    .await;
+    let mut alice = app.user("alice").await;
+    app.sign_up("bob").await;
+    let dm = open_direct(&mut alice, "bob").await;
+    for i in 0..40 {
+        alice
+            .send(&send_msg(&dm.id, &format!("f{i}"), "flood"))
+            .await;
+    }
+    let (mut acks, mut limited) = (0, 0);
+    while acks + limited < 40 {
+        match alice.recv().await {
+            ServerMsg::Ack { .. } => acks += 1,
+            ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                client_msg_id: Some(_),
+                ..
+            } => limited += 1,
+            _ => {}
+        }
+    }
+    // A burst of 3 s worth at 1/s, plus what refills while the accepted ones are stored.
+    assert!((3..=12).contains(&acks), "{acks} accepted");
+    assert_eq!(limited, 40 - acks);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn contacts_see_each_other_come_and_go() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    app.sign_up("bob").await;
+    open_direct(&mut alice, "bob").await;
+    let bob_token = {
+        let res = crate::helpers::post_json(
+            app.addr,
+            "/api/auth/signin",
+            &serde_json::json!({"username": "bob", "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+        res.session_token().unwrap()
+    };
+    let mut bob = app.connect(&bob_token).await;
+    bob.recv().await;
+    bob.start().await;
+    let online = |want: bool| {
+        move |m: &ServerMsg| match m {
+            ServerMsg::Presence { username, online } if username == "bob" && *online == want => {
+                Some(())
+            }
+            _ => None,
+        }
+    };
+    alice.expect(online(true)).await;
+    drop(bob);
+    alice.expect(online(false)).await;
+    app.stop().await;
+}
