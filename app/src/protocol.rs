@@ -257,8 +257,6 @@ pub enum ErrorCode {
     UnsupportedFrame,
     /// The conversation or user does not exist (or is not visible to this user).
     NotFound,
-    /// The user is not a member of the conversation.
-    Forbidden,
     /// Too many messages too fast; retry later.
     RateLimited,
     /// Something failed on the server; the client may retry.

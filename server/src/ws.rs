@@ -7,6 +7,7 @@
 //! beyond [`TRANSPORT_LIMIT_BYTES`] are not even buffered: the socket is closed with 1009. On shutdown each socket is closed with 1001
 //! ("going away") so clients know to reconnect.
 
+use app::domain::ClientMsgId;
 use app::protocol::{ClientMsg, ErrorCode, ServerMsg, UserInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use axum::{
     extract::{
@@ -311,7 +312,21 @@ impl Handler {
     async fn handle_text(&mut self, text: &str) -> Result<(), axum::Error> {
         let msg = match ClientMsg::decode(text) {
             Ok(msg) => msg,
-            Err(error) => return self.send(&error.into()).await,
+            Err(error) => {
+                // A refused `send` names its `client_msg_id` when the frame has a readable
+                // one, so the client can mark that message failed.
+                let client_msg_id = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .filter(|v| v["type"] == "send")
+                    .and_then(|v| v["client_msg_id"].as_str().map(str::to_owned))
+                    .filter(|id| ClientMsgId::parse(id).is_ok());
+                let reply = ServerMsg::Error {
+                    code: error.code,
+                    message: error.message,
+                    client_msg_id,
+                };
+                return self.send(&reply).await;
+            }
         };
         let state = &self.state;
         let me = self.me.username.as_str();

@@ -464,6 +464,19 @@ async fn bad_frames_get_their_error_and_store_nothing() {
         (r#"{"type":"open_direct","username":"nobody"}"#.into(), ErrorCode::NotFound),
         (format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(app::protocol::MAX_FRAME_BYTES)), ErrorCode::FrameTooLarge),
     ];
+    // A refused send names its client_msg_id, even when the body is what failed.
+    alice
+        .send_raw(Frame::text(format!(
+            r#"{{"type":"send","conversation_id":{conv},"client_msg_id":"named-2","body":""}}"#
+        )))
+        .await;
+    let id = alice
+        .expect(|m| match m {
+            ServerMsg::Error { client_msg_id, .. } => Some(client_msg_id.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(id.as_deref(), Some("named-2"));
     for (frame, want) in cases {
         alice.send_raw(Frame::text(frame.clone())).await;
         let code = alice
