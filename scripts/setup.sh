@@ -19,6 +19,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CHAT_CACHE_DIR/target}"
 # leptos's compile-time `option_env!` identical, so `cargo test` reuses cargo-leptos's builds.
 export LEPTOS_OUTPUT_NAME=chat
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+# `cargo install` puts the tools here; make sure they are found even if PATH lacks it.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.11
 # Oldest rustc that can build cargo-leptos 0.3.11 from its lockfile.
@@ -124,7 +126,7 @@ quick_install() {
 
 setup_tools() {
     if [ "$(cargo-leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
-        say "installing cargo-leptos $CARGO_LEPTOS_VERSION (one-off, ~15-30 min on 2 cores)"
+        say "installing cargo-leptos $CARGO_LEPTOS_VERSION (one-off, ~20-40 min on 2 cores)"
         quick_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
     fi
     if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
