@@ -189,13 +189,7 @@ impl Handler {
         }
         let exit = self.serve().await;
         if let Exit::Close(code, reason) = exit {
-            let _ = self
-                .socket
-                .send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(reason),
-                })))
-                .await;
+            self.close(code, reason).await;
         }
         if self.state.hub.unregister(&username, self.conn_id) {
             announce_presence(self.state.clone(), username, false).await;
@@ -299,6 +293,11 @@ impl Handler {
         } else {
             return;
         };
+        self.close(code, reason).await;
+    }
+
+    /// Sends a close frame; the socket may already be gone, which is fine.
+    async fn close(&mut self, code: u16, reason: &'static str) {
         let _ = self
             .socket
             .send(Message::Close(Some(CloseFrame {

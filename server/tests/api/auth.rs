@@ -1,10 +1,10 @@
 //! Accounts, sessions and the checks on the WebSocket upgrade.
 
 use serde_json::json;
-use server::settings::{Settings, StorageKind};
+
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
-use crate::helpers::{get, get_with, post_json, spawn_app, spawn_app_with};
+use crate::helpers::{disk_settings, get, get_with, post_json, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn signing_up_signs_in_and_me_says_who() {
@@ -154,11 +154,7 @@ async fn signing_out_closes_the_sessions_sockets_and_kills_its_token() {
 #[tokio::test]
 async fn accounts_and_sessions_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        storage: StorageKind::Disk,
-        data_dir: dir.path().to_owned(),
-        ..Settings::for_tests()
-    };
+    let settings = disk_settings(dir.path());
     let app = spawn_app_with(settings.clone()).await;
     let token = app.sign_up("alice").await;
     app.stop().await;

@@ -7,11 +7,11 @@ use app::{
         ClientMsg, ConversationId, ConversationSummary, ErrorCode, Message, Position, ServerMsg,
     },
 };
-use server::settings::{Settings, StorageKind};
+use server::settings::Settings;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::helpers::{spawn_app, spawn_app_with, Client, TestApp};
+use crate::helpers::{disk_settings, spawn_app, spawn_app_with, Client, TestApp};
 
 fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientMsg {
     ClientMsg::Send {
@@ -402,11 +402,7 @@ async fn a_receiver_that_reconnects_mid_burst_ends_with_every_message_once_in_or
 #[tokio::test]
 async fn accounts_history_and_unread_state_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        storage: StorageKind::Disk,
-        data_dir: dir.path().to_owned(),
-        ..Settings::for_tests()
-    };
+    let settings = disk_settings(dir.path());
     let app = spawn_app_with(settings.clone()).await;
     let alice_token = app.sign_up("alice").await;
     let bob_token = app.sign_up("bob").await;

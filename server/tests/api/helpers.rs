@@ -17,6 +17,15 @@ pub struct TestApp {
     handle: JoinHandle<std::io::Result<()>>,
 }
 
+/// Test settings with durable storage in `dir`.
+pub fn disk_settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        storage: server::settings::StorageKind::Disk,
+        data_dir: dir.to_owned(),
+        ..Settings::for_tests()
+    }
+}
+
 /// Starts a server with in-memory storage.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Settings::for_tests()).await

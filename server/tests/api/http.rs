@@ -1,6 +1,4 @@
-use server::settings::{Settings, StorageKind};
-
-use crate::helpers::{get, spawn_app, spawn_app_with};
+use crate::helpers::{disk_settings, get, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_reports_a_working_database() {
@@ -42,11 +40,7 @@ async fn unknown_paths_are_404() {
 #[tokio::test]
 async fn disk_storage_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        storage: StorageKind::Disk,
-        data_dir: dir.path().to_owned(),
-        ..Settings::for_tests()
-    };
+    let settings = disk_settings(dir.path());
     for expected_boots in 1..=2 {
         let app = spawn_app_with(settings.clone()).await;
         let body = get(app.addr, "/healthz").await.json();
