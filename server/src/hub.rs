@@ -98,19 +98,20 @@ impl Hub {
         (rx, came_online)
     }
 
-    /// Forgets a socket; returns whether the user went offline with it.
+    /// Forgets a socket; returns whether the user is offline now (no socket left, counting
+    /// sockets `push` already dropped for lagging).
     pub fn unregister(&self, user: &str, conn_id: u64) -> bool {
         let mut sockets = lock(&self.inner.sockets);
         let Some(list) = sockets.get_mut(user) else {
-            return false;
+            return true;
         };
-        let before = list.len();
         list.retain(|s| s.conn_id != conn_id);
-        let went_offline = before > 0 && list.is_empty();
         if list.is_empty() {
             sockets.remove(user);
+            true
+        } else {
+            false
         }
-        went_offline
     }
 
     pub fn is_online(&self, user: &str) -> bool {
