@@ -62,6 +62,15 @@ async fn next_message(client: &mut Client) -> Message {
         .await
 }
 
+/// True when no `message` frame reaches `client` within `millis`.
+async fn gets_no_message(client: &mut Client, millis: u64) -> bool {
+    !client
+        .receives_within(Duration::from_millis(millis), |m| {
+            matches!(m, ServerMsg::Message { .. })
+        })
+        .await
+}
+
 async fn error_code(client: &mut Client, msg: ClientMsg) -> ErrorCode {
     client
         .ask(msg, |m| match m {
@@ -150,13 +159,7 @@ async fn two_users_chat_in_a_direct_conversation_and_a_third_cannot_get_in() {
         [1, 2],
         "nothing stored by eve"
     );
-    assert!(
-        !eve.receives_within(Duration::from_millis(300), |m| matches!(
-            m,
-            ServerMsg::Message { .. }
-        ))
-        .await
-    );
+    assert!(gets_no_message(&mut eve, 300).await);
     app.stop().await;
 }
 
@@ -270,11 +273,7 @@ async fn a_room_delivers_to_its_members_until_they_leave() {
     say(&mut carol, &room.id, "r2", "bye bob").await;
     assert_eq!(next_message(&mut alice).await.body, "bye bob");
     assert!(
-        !bob.receives_within(Duration::from_millis(300), |m| matches!(
-            m,
-            ServerMsg::Message { .. }
-        ))
-        .await,
+        gets_no_message(&mut bob, 300).await,
         "no delivery after leaving"
     );
     app.stop().await;
@@ -380,14 +379,7 @@ async fn a_receiver_that_reconnects_mid_burst_ends_with_every_message_once_in_or
         (1..=N).collect::<Vec<_>>(),
         "all, in order, none twice"
     );
-    assert!(
-        !bob.receives_within(Duration::from_millis(300), |m| matches!(
-            m,
-            ServerMsg::Message { .. }
-        ))
-        .await,
-        "and nothing more"
-    );
+    assert!(gets_no_message(&mut bob, 300).await, "and nothing more");
 
     // A retried send returns the original and stores nothing new.
     let mut alice = sender.await.unwrap();
@@ -484,13 +476,7 @@ async fn bad_frames_get_their_error_and_store_nothing() {
         assert_eq!(code, want, "frame {}", &frame[..frame.len().min(120)]);
     }
     assert_eq!(history(&mut alice, &dm.id, None).await.0, Vec::<u64>::new());
-    assert!(
-        !bob.receives_within(Duration::from_millis(200), |m| matches!(
-            m,
-            ServerMsg::Message { .. }
-        ))
-        .await
-    );
+    assert!(gets_no_message(&mut bob, 200).await);
     app.stop().await;
 }
 
