@@ -3,6 +3,7 @@
 use gloo_net::http::Request;
 use serde::{Deserialize, Serialize};
 
+use crate::chat::state::sentence;
 use crate::protocol::UserInfo;
 
 #[derive(Serialize)]
@@ -63,22 +64,4 @@ pub async fn sign_out() {
     // Whatever the answer, the page forgets the user; the cookie is HttpOnly, so only the
     // server can clear it, which it does on success.
     let _ = Request::post("/api/auth/signout").send().await;
-}
-
-/// "username: must be 3–32 characters" -> "Username must be 3–32 characters."
-fn sentence(message: &str) -> String {
-    let text = match message.split_once(": ") {
-        Some((field, rest)) => format!("{} {rest}", field.replace('_', " ")),
-        None => message.to_owned(),
-    };
-    let mut chars = text.chars();
-    let mut out: String = chars
-        .next()
-        .map(|c| c.to_uppercase().collect())
-        .unwrap_or_default();
-    out.push_str(chars.as_str());
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
 }

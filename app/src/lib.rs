@@ -5,14 +5,18 @@
 //! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
 //! - [`pages`] — one module per routed page.
 //! - [`components`] — reusable pieces of UI.
+//! - [`chat`] — the browser's model of the chat (pure data, tested on the host).
 //! - `ws_client`, `auth_client` (browser only): the socket that talks [`protocol`] to `/ws`,
 //!   and the calls to `/api/auth/*`.
 //!
 //! Features: `ssr` for the server build, `hydrate` for the WASM build. Browser-only code sits
 //! behind `hydrate`; it is never compiled into the server.
+// Statically typed view trees nest deeper than rustc's default query depth allows.
+#![recursion_limit = "256"]
 
 #[cfg(feature = "hydrate")]
 pub mod auth_client;
+pub mod chat;
 pub mod components;
 pub mod domain;
 pub mod pages;

@@ -1,40 +1,52 @@
 //! The browser's WebSocket to `/ws`: connects, reconnects with backoff and jitter, decodes
 //! [`ServerMsg`] frames and reports the connection state. Browser-only (`hydrate`).
+//!
+//! The first frame on every socket is the caller's (`on_open`: the chat's `resume`); frames
+//! queued while the socket is down are dropped, because the chat re-sends what matters
+//! (unacknowledged messages) once the `resume` completes.
 
-use futures::{channel::mpsc, SinkExt, StreamExt};
+use futures::{channel::mpsc, FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message};
-use gloo_timers::future::sleep;
+use gloo_timers::future::{sleep, IntervalStream};
 use leptos::task::spawn_local;
 use std::time::Duration;
 
 use crate::components::ConnectionState;
 use crate::protocol::{ClientMsg, ServerMsg};
 
-/// Frames queued while the socket is down beyond this many are dropped (and the user's ping
-/// is simply not answered): the queue must not grow without bound.
-const OUTBOX_CAPACITY: usize = 64;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The page pings this often; a socket silent for [`SILENCE_LIMIT`] is presumed dead (the
+/// browser may take minutes to notice a cut network by itself).
+const PING_EVERY_MS: u32 = 15_000;
+const SILENCE_LIMIT_MS: f64 = 40_000.0;
 
-/// Handle to the page's socket; dropping it does not close the socket (the page owns it).
+/// Handle to the page's socket; dropping every handle ends it.
+#[derive(Clone)]
 pub struct Socket {
-    outbox: mpsc::Sender<ClientMsg>,
+    outbox: mpsc::UnboundedSender<ClientMsg>,
 }
 
 impl Socket {
     /// Opens `/ws` on the page's own host and keeps it open, reconnecting as needed.
     pub fn connect(
         on_state: impl Fn(ConnectionState) + 'static,
+        on_open: impl Fn() -> ClientMsg + 'static,
         on_message: impl Fn(ServerMsg) + 'static,
     ) -> Self {
-        let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
-        spawn_local(run(socket_url(), rx, on_state, on_message));
+        let (outbox, rx) = mpsc::unbounded();
+        spawn_local(run(socket_url(), rx, on_state, on_open, on_message));
         Socket { outbox }
     }
 
-    pub fn ping(&self, nonce: u64) {
-        // A full queue means the socket has been down for a while; the status line says so.
-        let _ = self.outbox.clone().try_send(ClientMsg::Ping { nonce });
+    /// Sends a frame if the socket is up; otherwise it is dropped (see the module docs).
+    pub fn send(&self, msg: ClientMsg) {
+        let _ = self.outbox.unbounded_send(msg);
+    }
+
+    /// Closes the socket for good (sign-out).
+    pub fn close(&self) {
+        self.outbox.close_channel();
     }
 }
 
@@ -51,40 +63,63 @@ fn socket_url() -> String {
     }
 }
 
+fn browser_online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
+
+fn now() -> f64 {
+    web_sys::js_sys::Date::now()
+}
+
 async fn run(
     url: String,
-    mut outbox: mpsc::Receiver<ClientMsg>,
+    mut outbox: mpsc::UnboundedReceiver<ClientMsg>,
     on_state: impl Fn(ConnectionState),
+    on_open: impl Fn() -> ClientMsg,
     on_message: impl Fn(ServerMsg),
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut nonce = 0_u64;
     loop {
+        if !browser_online() {
+            on_state(ConnectionState::Offline);
+            while !browser_online() {
+                sleep(Duration::from_millis(500)).await;
+            }
+            backoff = BACKOFF_MIN;
+        }
         on_state(ConnectionState::Connecting);
         if let Ok(ws) = WebSocket::open(&url) {
             let (mut write, read) = ws.split();
             let mut read = read.fuse();
+            let mut pings = IntervalStream::new(PING_EVERY_MS).fuse();
+            let mut heard = now();
             loop {
                 futures::select! {
-                    frame = read.next() => match frame {
-                        Some(Ok(Message::Text(text))) => match ServerMsg::decode(&text) {
-                            Ok(msg) => {
-                                if let ServerMsg::Hello { protocol_version, .. } = msg {
-                                    backoff = BACKOFF_MIN;
-                                    on_state(ConnectionState::Connected { protocol_version });
-                                    // Live delivery starts with the client's first frame;
-                                    // this page keeps no history yet, so it resumes from
-                                    // nothing.
-                                    let start = ClientMsg::Resume { positions: Vec::new() };
-                                    if write.send(Message::Text(start.encode())).await.is_err() {
-                                        break;
+                    frame = read.next() => {
+                        heard = now();
+                        match frame {
+                            Some(Ok(Message::Text(text))) => match ServerMsg::decode(&text) {
+                                Ok(msg) => {
+                                    if let ServerMsg::Hello { protocol_version, .. } = msg {
+                                        backoff = BACKOFF_MIN;
+                                        // Whatever was queued for the old socket is stale.
+                                        if !drain(&mut outbox) {
+                                            return;
+                                        }
+                                        let first = on_open();
+                                        if write.send(Message::Text(first.encode())).await.is_err() {
+                                            break;
+                                        }
+                                        on_state(ConnectionState::Connected { protocol_version });
                                     }
+                                    on_message(msg);
                                 }
-                                on_message(msg);
-                            }
-                            Err(e) => leptos::logging::warn!("undecodable frame from server: {e}"),
-                        },
-                        Some(Ok(Message::Bytes(_))) => {}
-                        Some(Err(_)) | None => break,
+                                Err(e) => leptos::logging::warn!("undecodable frame from server: {e}"),
+                            },
+                            Some(Ok(Message::Bytes(_))) => {}
+                            Some(Err(_)) | None => break,
+                        }
                     },
                     msg = outbox.next() => match msg {
                         Some(msg) => {
@@ -92,24 +127,52 @@ async fn run(
                                 break;
                             }
                         }
-                        // Every `Socket` handle is gone: nobody can send any more.
-                        None => return,
+                        // Signed out, or every handle is gone.
+                        None => {
+                            let _ = write.close().now_or_never();
+                            on_state(ConnectionState::Closed);
+                            return;
+                        }
+                    },
+                    _ = pings.next() => {
+                        if now() - heard > SILENCE_LIMIT_MS || !browser_online() {
+                            break;
+                        }
+                        nonce += 1;
+                        if write.send(Message::Text(ClientMsg::Ping { nonce }.encode())).await.is_err() {
+                            break;
+                        }
                     },
                 }
             }
         }
-        on_state(ConnectionState::Reconnecting);
+        on_state(if browser_online() {
+            ConnectionState::Reconnecting
+        } else {
+            ConnectionState::Offline
+        });
+        if !drain(&mut outbox) {
+            on_state(ConnectionState::Closed);
+            return;
+        }
         sleep(jittered(backoff)).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
-/// Spreads reconnects over [d/2, d] so that clients dropped together do not return together.
-fn jittered(d: Duration) -> Duration {
-    let r = js_random();
-    d.mul_f64(0.5 + r / 2.0)
+/// Drops queued frames; `false` once the page has closed the socket for good.
+fn drain(outbox: &mut mpsc::UnboundedReceiver<ClientMsg>) -> bool {
+    loop {
+        match outbox.try_recv() {
+            Ok(_) => {}
+            Err(mpsc::TryRecvError::Closed) => return false,
+            Err(mpsc::TryRecvError::Empty) => return true,
+        }
+    }
 }
 
-fn js_random() -> f64 {
-    web_sys::js_sys::Math::random()
+/// Spreads reconnects over [d/2, d] so that clients dropped together do not return together.
+fn jittered(d: Duration) -> Duration {
+    let r = web_sys::js_sys::Math::random();
+    d.mul_f64(0.5 + r / 2.0)
 }

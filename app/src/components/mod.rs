@@ -1,7 +1,17 @@
 //! Reusable pieces of UI.
 
 mod auth_form;
-mod connection_panel;
+mod avatar;
+mod chat_view;
+mod conversation;
+mod dialogs;
+mod sidebar;
+mod status;
 
 pub use auth_form::AuthForm;
-pub use connection_panel::{ConnectionPanel, ConnectionState};
+pub use avatar::Avatar;
+pub use chat_view::{ChatCtx, ChatView};
+pub use conversation::ConversationPane;
+pub use dialogs::{NewMessageDialog, NewRoomDialog};
+pub use sidebar::Sidebar;
+pub use status::{ConnectionState, StatusLine};

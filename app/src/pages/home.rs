@@ -1,11 +1,11 @@
-//! The landing page: sign in or create an account, then the live connection to the server.
+//! The landing page: sign in or create an account, then the chat.
 //!
 //! The server renders it in its "Loading…" state; the hydrated page asks `/api/auth/me` who
 //! the user is and shows either the sign-in form or the signed-in view.
 
 use leptos::prelude::*;
 
-use crate::components::{AuthForm, ConnectionPanel};
+use crate::components::{AuthForm, ChatView};
 use crate::protocol::UserInfo;
 
 /// What the page knows about the visitor.
@@ -35,7 +35,7 @@ pub fn HomePage() -> impl IntoView {
         });
     });
 
-    let sign_out = move |_| {
+    let sign_out = move |()| {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
             crate::auth_client::sign_out().await;
@@ -43,40 +43,29 @@ pub fn HomePage() -> impl IntoView {
         });
     };
 
-    view! {
-        <main class="page">
-            <header class="page-header">
-                <h1>"Chat"</h1>
-                <p class="tagline">"Real-time chat, written in Rust end to end."</p>
-            </header>
-            {move || match auth.get() {
-                AuthState::Unknown => {
-                    view! { <p role="status" class="status">"Loading…"</p> }.into_any()
-                }
-                AuthState::SignedOut => view! { <AuthForm auth /> }.into_any(),
-                AuthState::Unreachable(problem) => {
-                    view! {
-                        <p role="alert" class="error">{problem}</p>
-                        <AuthForm auth />
+    move || match auth.get() {
+        AuthState::SignedIn(me) => view! { <ChatView me on_sign_out=sign_out /> }.into_any(),
+        other => view! {
+            <main class="welcome">
+                <header class="welcome-header">
+                    <h1>"Chat"</h1>
+                    <p class="tagline">"Real-time chat, written in Rust end to end."</p>
+                </header>
+                {match other {
+                    AuthState::Unknown => {
+                        view! { <p role="status" class="status">"Loading…"</p> }.into_any()
                     }
-                        .into_any()
-                }
-                AuthState::SignedIn(me) => {
-                    view! {
-                        <div class="whoami">
-                            <span>
-                                "Signed in as " <strong>{me.display_name}</strong>
-                                <span class="muted">" @" {me.username}</span>
-                            </span>
-                            <button type="button" class="secondary" on:click=sign_out>
-                                "Sign out"
-                            </button>
-                        </div>
-                        <ConnectionPanel />
+                    AuthState::Unreachable(problem) => {
+                        view! {
+                            <p role="alert" class="error">{problem}</p>
+                            <AuthForm auth />
+                        }
+                            .into_any()
                     }
-                        .into_any()
-                }
-            }}
-        </main>
+                    _ => view! { <AuthForm auth /> }.into_any(),
+                }}
+            </main>
+        }
+        .into_any(),
     }
 }

@@ -1,0 +1,919 @@
+//! The chat as the browser holds it: conversations, loaded messages, local echoes, read
+//! positions and presence, changed only by [`ServerMsg`]s and by the user's actions.
+//!
+//! Pure data (no DOM, no socket), so every rule here — ordering, de-duplication, unread
+//! counts, what to resume — is unit-tested on the host. The UI keeps one [`Chat`] in a signal
+//! and sends whatever the methods return.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::domain::{ClientMsgId, MessageBody};
+use crate::protocol::{
+    ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message, Position,
+    Preview, RoomInfo, Seq, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE,
+};
+
+/// Characters of a message kept for the sidebar preview (the server keeps as many).
+const PREVIEW_CHARS: usize = 120;
+
+/// Everything the signed-in page knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chat {
+    pub me: UserInfo,
+    /// Latest activity first.
+    pub conversations: Vec<ConversationSummary>,
+    pub threads: HashMap<ConversationId, Thread>,
+    /// The conversation on screen.
+    pub active: Option<ConversationId>,
+    /// The socket is up and its `resume` has completed: sends go out at once.
+    pub live: bool,
+    /// Whether the page is visible (tab in front): only then is the open conversation read.
+    pub visible: bool,
+    /// Display names by username, from conversations, member lists and searches.
+    pub names: HashMap<String, String>,
+    pub online: HashSet<String>,
+    /// The answer to the last `list_rooms`.
+    pub rooms: Option<Vec<RoomInfo>>,
+    /// The answer to the last `search_users`.
+    pub search: Option<(String, Vec<UserInfo>)>,
+    /// A `conversation` answer should open that conversation (the user asked for it).
+    opening: bool,
+    /// A `list_conversations` is on its way; no need to ask again.
+    listing: bool,
+    /// The last refusal not tied to a message, for the user to read.
+    pub notice: Option<String>,
+}
+
+/// One conversation's loaded messages and local echoes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thread {
+    /// Stored messages by `seq`: inserting twice is harmless, order is by construction.
+    pub messages: BTreeMap<Seq, Message>,
+    /// The newest page has arrived.
+    pub loaded: bool,
+    /// Older messages exist before the first loaded one.
+    pub has_more: bool,
+    pub loading_older: bool,
+    /// Messages typed here and not yet acknowledged, in the order they were typed.
+    pub pending: Vec<Pending>,
+    /// The first unread `seq` when the conversation was opened ("new messages" line).
+    pub first_unread: Option<Seq>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub client_msg_id: String,
+    pub body: String,
+    pub state: PendingState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingState {
+    /// Sent, or waiting for the socket; retried on every reconnect.
+    Sending,
+    /// Refused by the server: shown with its reason and a retry button.
+    Failed(String),
+}
+
+/// Something the page should tell the user outside the conversation on screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub conversation_id: ConversationId,
+    pub title: String,
+    pub body: String,
+}
+
+impl Thread {
+    pub fn last_seq(&self) -> Option<Seq> {
+        self.messages.keys().next_back().copied()
+    }
+
+    pub fn first_seq(&self) -> Option<Seq> {
+        self.messages.keys().next().copied()
+    }
+
+    /// The first hole in the loaded run, as (the newest missing seq + 1, its length): a
+    /// `history` request with these as `before_seq` and `limit` fills it from the top.
+    fn hole(&self) -> Option<(Seq, u32)> {
+        let mut prev: Option<Seq> = None;
+        for &seq in self.messages.keys() {
+            if let Some(p) = prev {
+                if seq > p + 1 {
+                    let missing = (seq - p - 1).min(u64::from(MAX_HISTORY_PAGE)) as u32;
+                    return Some((seq, missing));
+                }
+            }
+            prev = Some(seq);
+        }
+        None
+    }
+}
+
+impl Chat {
+    pub fn new(me: UserInfo) -> Self {
+        let mut names = HashMap::new();
+        names.insert(me.username.clone(), me.display_name.clone());
+        Chat {
+            me,
+            conversations: Vec::new(),
+            threads: HashMap::new(),
+            active: None,
+            live: false,
+            visible: true,
+            names,
+            online: HashSet::new(),
+            rooms: None,
+            search: None,
+            opening: false,
+            listing: false,
+            notice: None,
+        }
+    }
+
+    pub fn summary(&self, id: &ConversationId) -> Option<&ConversationSummary> {
+        self.conversations.iter().find(|c| &c.id == id)
+    }
+
+    fn summary_mut(&mut self, id: &ConversationId) -> Option<&mut ConversationSummary> {
+        self.conversations.iter_mut().find(|c| &c.id == id)
+    }
+
+    pub fn total_unread(&self) -> u64 {
+        self.conversations.iter().map(|c| c.unread).sum()
+    }
+
+    /// How a username is shown.
+    pub fn name_of<'a>(&'a self, username: &'a str) -> &'a str {
+        self.names.get(username).map_or(username, String::as_str)
+    }
+
+    /// Whether a direct conversation's peer is online.
+    pub fn peer_online(&self, c: &ConversationSummary) -> Option<bool> {
+        c.peer
+            .as_ref()
+            .map(|p| self.online.contains(&p.user.username))
+    }
+
+    /// The first frame on a new socket: what this page already holds, so the server replays
+    /// only what it missed.
+    pub fn resume(&mut self) -> ClientMsg {
+        self.live = false;
+        self.listing = false;
+        let mut positions: Vec<Position> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| t.loaded)
+            .map(|(id, t)| Position {
+                conversation_id: id.clone(),
+                seq: t.last_seq().unwrap_or(0),
+            })
+            .collect();
+        positions.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+        ClientMsg::Resume { positions }
+    }
+
+    /// The socket closed: nothing more goes out until the next `resumed`.
+    pub fn disconnected(&mut self) {
+        self.live = false;
+        for t in self.threads.values_mut() {
+            // An answer that will never come must not block the next request.
+            t.loading_older = false;
+        }
+    }
+
+    /// Applies one frame from the server. Returns the frames to send back and, for a new
+    /// message from someone else, what to tell the user.
+    pub fn apply(&mut self, msg: ServerMsg) -> (Vec<ClientMsg>, Option<Alert>) {
+        let mut out = Vec::new();
+        let mut alert = None;
+        match msg {
+            ServerMsg::Hello { me, .. } => {
+                self.names
+                    .insert(me.username.clone(), me.display_name.clone());
+                self.me = me;
+            }
+            ServerMsg::Resumed => {
+                self.live = true;
+                self.listing = true;
+                out.push(ClientMsg::ListConversations);
+                for (id, t) in &self.threads {
+                    for p in &t.pending {
+                        if p.state == PendingState::Sending {
+                            out.extend(send_frame(id, p));
+                        }
+                    }
+                }
+                out.extend(self.open_requests());
+                out.extend(self.read_request());
+            }
+            ServerMsg::Conversations { conversations } => {
+                self.listing = false;
+                for c in &conversations {
+                    self.learn(c);
+                }
+                self.conversations = conversations;
+                // Read positions moved while away, and unread counts are the server's.
+                self.sort();
+                out.extend(self.read_request());
+            }
+            ServerMsg::Conversation { conversation } => {
+                self.learn(&conversation);
+                let id = conversation.id.clone();
+                self.upsert(conversation);
+                if std::mem::take(&mut self.opening) {
+                    out.extend(self.open(id));
+                }
+            }
+            ServerMsg::Left { conversation_id } => {
+                self.conversations.retain(|c| c.id != conversation_id);
+                self.threads.remove(&conversation_id);
+                if self.active.as_ref() == Some(&conversation_id) {
+                    self.active = None;
+                }
+                if let Some(rooms) = &mut self.rooms {
+                    for r in rooms.iter_mut().filter(|r| r.id == conversation_id) {
+                        r.joined = false;
+                        r.member_count = r.member_count.saturating_sub(1);
+                    }
+                }
+            }
+            ServerMsg::Rooms { rooms } => self.rooms = Some(rooms),
+            ServerMsg::Members { members, .. } => {
+                for m in members {
+                    self.set_online(&m.user.username, m.online);
+                    self.names.insert(m.user.username, m.user.display_name);
+                }
+            }
+            ServerMsg::Users { query, users } => {
+                for u in &users {
+                    self.names
+                        .insert(u.username.clone(), u.display_name.clone());
+                }
+                self.search = Some((query, users));
+            }
+            ServerMsg::Ack {
+                client_msg_id,
+                message,
+            } => {
+                if let Some(t) = self.threads.get_mut(&message.conversation_id) {
+                    t.pending.retain(|p| p.client_msg_id != client_msg_id);
+                }
+                out.extend(self.receive(message));
+            }
+            ServerMsg::Message { message } => {
+                let from_someone_else = message.sender != self.me.username;
+                let id = message.conversation_id.clone();
+                let seen = self.is_reading(&id);
+                let alert_body = from_someone_else.then(|| message.body.clone());
+                let sender = message.sender.clone();
+                let known = self.receive_known(message, &mut out);
+                if !known && !self.listing {
+                    // A conversation this page has not heard of (someone wrote first).
+                    self.listing = true;
+                    out.push(ClientMsg::ListConversations);
+                }
+                if let (Some(body), false) = (alert_body, seen) {
+                    let title = match self.summary(&id) {
+                        Some(c) if c.kind == ConversationKind::Room => {
+                            format!("{} in {}", self.name_of(&sender), c.title)
+                        }
+                        _ => self.name_of(&sender).to_owned(),
+                    };
+                    alert = Some(Alert {
+                        conversation_id: id,
+                        title,
+                        body: MessageBody::parse(&body)
+                            .map(|b| b.preview(PREVIEW_CHARS))
+                            .unwrap_or(body),
+                    });
+                }
+            }
+            ServerMsg::History {
+                conversation_id,
+                messages,
+                has_more,
+            } => {
+                let t = self.threads.entry(conversation_id.clone()).or_default();
+                let oldest_before = t.first_seq();
+                let page_oldest = messages.first().map(|m| m.seq);
+                // The page reaches as far back as anything loaded: it decides `has_more`.
+                if !t.loaded
+                    || match (page_oldest, oldest_before) {
+                        (Some(p), Some(o)) => p <= o,
+                        _ => true,
+                    }
+                {
+                    t.has_more = has_more;
+                }
+                t.loaded = true;
+                t.loading_older = false;
+                for m in messages {
+                    t.messages.insert(m.seq, m);
+                }
+                if let Some((before, limit)) = t.hole() {
+                    out.push(ClientMsg::History {
+                        conversation_id: conversation_id.clone(),
+                        before_seq: Some(before),
+                        limit: Some(limit),
+                    });
+                }
+                if let Some(last) = t.last_seq() {
+                    if let Some(c) = self.summary_mut(&conversation_id) {
+                        c.last_seq = c.last_seq.max(last);
+                        c.unread = c.last_seq.saturating_sub(c.last_read_seq);
+                    }
+                }
+                out.extend(self.read_request());
+            }
+            ServerMsg::ReadState {
+                conversation_id,
+                last_read_seq,
+                unread,
+            } => {
+                if let Some(c) = self.summary_mut(&conversation_id) {
+                    c.last_seq = c.last_seq.max(last_read_seq + unread);
+                    c.last_read_seq = c.last_read_seq.max(last_read_seq);
+                    c.unread = c.last_seq.saturating_sub(c.last_read_seq);
+                }
+            }
+            ServerMsg::Presence { username, online } => self.set_online(&username, online),
+            ServerMsg::Error {
+                code,
+                message,
+                client_msg_id: Some(id),
+            } => {
+                let reason = match code {
+                    ErrorCode::RateLimited => "Too many messages: wait a moment.".to_owned(),
+                    ErrorCode::NotFound => "This conversation is not available.".to_owned(),
+                    _ => sentence(&message),
+                };
+                for t in self.threads.values_mut() {
+                    for p in t.pending.iter_mut().filter(|p| p.client_msg_id == id) {
+                        p.state = PendingState::Failed(reason.clone());
+                    }
+                }
+            }
+            ServerMsg::Error { code, message, .. } => {
+                self.opening = false;
+                self.notice = Some(match code {
+                    ErrorCode::NotFound => sentence(&message),
+                    ErrorCode::Internal => "The server failed; try again.".to_owned(),
+                    _ => sentence(&message),
+                });
+            }
+            ServerMsg::Pong { .. } | ServerMsg::Lagging => {}
+        }
+        (out, alert)
+    }
+
+    /// Whether the user is looking at this conversation right now.
+    pub fn is_reading(&self, id: &ConversationId) -> bool {
+        self.visible && self.active.as_ref() == Some(id)
+    }
+
+    /// Shows a conversation: loads its newest page if needed, marks it read.
+    pub fn open(&mut self, id: ConversationId) -> Vec<ClientMsg> {
+        let first_unread = self
+            .summary(&id)
+            .filter(|c| c.unread > 0)
+            .map(|c| c.last_read_seq + 1);
+        self.active = Some(id.clone());
+        self.notice = None;
+        let t = self.threads.entry(id).or_default();
+        t.first_unread = first_unread;
+        let mut out = self.open_requests();
+        out.extend(self.read_request());
+        out
+    }
+
+    /// Back to the list (phone-width screens).
+    pub fn close(&mut self) {
+        self.active = None;
+    }
+
+    /// The user is about to open the conversation the server will answer with.
+    pub fn expect_open(&mut self) {
+        self.opening = true;
+    }
+
+    /// Requests the active conversation's newest page and, for a room, its members.
+    fn open_requests(&mut self) -> Vec<ClientMsg> {
+        let mut out = Vec::new();
+        let Some(id) = self.active.clone() else {
+            return out;
+        };
+        if !self.live {
+            return out;
+        }
+        let room = self
+            .summary(&id)
+            .is_some_and(|c| c.kind == ConversationKind::Room);
+        let t = self.threads.entry(id.clone()).or_default();
+        if !t.loaded && !t.loading_older {
+            t.loading_older = true;
+            out.push(ClientMsg::History {
+                conversation_id: id.clone(),
+                before_seq: None,
+                limit: Some(DEFAULT_HISTORY_PAGE),
+            });
+            if room {
+                out.push(ClientMsg::ListMembers {
+                    conversation_id: id,
+                });
+            }
+        }
+        out
+    }
+
+    /// The page became visible or hidden.
+    pub fn set_visible(&mut self, visible: bool) -> Option<ClientMsg> {
+        self.visible = visible;
+        self.read_request()
+    }
+
+    /// Marks the open conversation read up to its newest message, if the user can see it.
+    pub fn read_request(&mut self) -> Option<ClientMsg> {
+        if !self.live {
+            return None;
+        }
+        let id = self.active.clone()?;
+        if !self.is_reading(&id) {
+            return None;
+        }
+        let newest = self.threads.get(&id).and_then(Thread::last_seq);
+        let c = self.summary_mut(&id)?;
+        let seq = c.last_seq.max(newest.unwrap_or(0));
+        if seq <= c.last_read_seq {
+            return None;
+        }
+        // Optimistic: the badge clears now; the server's `read_state` confirms it.
+        c.last_read_seq = seq;
+        c.last_seq = seq;
+        c.unread = 0;
+        Some(ClientMsg::MarkRead {
+            conversation_id: id,
+            seq,
+        })
+    }
+
+    /// The user scrolled to the top of the open conversation.
+    pub fn load_older(&mut self) -> Option<ClientMsg> {
+        let id = self.active.clone()?;
+        let live = self.live;
+        let t = self.threads.get_mut(&id)?;
+        if !live || !t.loaded || !t.has_more || t.loading_older {
+            return None;
+        }
+        t.loading_older = true;
+        Some(ClientMsg::History {
+            conversation_id: id,
+            before_seq: t.first_seq(),
+            limit: Some(DEFAULT_HISTORY_PAGE),
+        })
+    }
+
+    /// Shows the message at once as pending and sends it if the socket is up; otherwise it
+    /// goes out on the next reconnect.
+    pub fn send(&mut self, body: MessageBody, client_msg_id: ClientMsgId) -> Option<ClientMsg> {
+        let id = self.active.clone()?;
+        let pending = Pending {
+            client_msg_id: client_msg_id.into_inner(),
+            body: body.into_inner(),
+            state: PendingState::Sending,
+        };
+        let frame = self.live.then(|| send_frame(&id, &pending)).flatten();
+        self.threads.entry(id).or_default().pending.push(pending);
+        frame
+    }
+
+    /// Sends a failed message again, with the same `client_msg_id` (so it cannot double).
+    pub fn retry(&mut self, client_msg_id: &str) -> Option<ClientMsg> {
+        let live = self.live;
+        for (id, t) in &mut self.threads {
+            if let Some(p) = t
+                .pending
+                .iter_mut()
+                .find(|p| p.client_msg_id == client_msg_id)
+            {
+                p.state = PendingState::Sending;
+                return if live { send_frame(id, p) } else { None };
+            }
+        }
+        None
+    }
+
+    /// Adds a stored message (ack or delivery). Returns a `mark_read` if it should be read.
+    fn receive(&mut self, message: Message) -> Vec<ClientMsg> {
+        let mut out = Vec::new();
+        self.receive_known(message, &mut out);
+        out
+    }
+
+    /// Like [`Self::receive`]; `false` when the conversation is not in the list.
+    fn receive_known(&mut self, message: Message, out: &mut Vec<ClientMsg>) -> bool {
+        let id = message.conversation_id.clone();
+        let mine = message.sender == self.me.username;
+        let Some(c) = self.summary_mut(&id) else {
+            return false;
+        };
+        if message.seq > c.last_seq {
+            c.last_seq = message.seq;
+            c.last_message = Some(Preview {
+                sender: message.sender.clone(),
+                text: MessageBody::parse(&message.body)
+                    .map(|b| b.preview(PREVIEW_CHARS))
+                    .unwrap_or_else(|_| message.body.clone()),
+                sent_at_ms: message.sent_at_ms,
+            });
+            c.last_activity_ms = c.last_activity_ms.max(message.sent_at_ms);
+        }
+        if mine {
+            // Sending marks the conversation read up to the message, on the server too.
+            c.last_read_seq = c.last_read_seq.max(message.seq);
+        }
+        c.unread = c.last_seq.saturating_sub(c.last_read_seq);
+        if let Some(t) = self.threads.get_mut(&id) {
+            // Messages of a conversation never opened are fetched when it is opened.
+            if t.loaded {
+                // Someone else's copy of this very message (another tab of the same user).
+                t.pending
+                    .retain(|p| p.client_msg_id != message.client_msg_id || !mine);
+                let seq = message.seq;
+                t.messages.insert(seq, message);
+                if let Some((before, limit)) = t.hole() {
+                    out.push(ClientMsg::History {
+                        conversation_id: id.clone(),
+                        before_seq: Some(before),
+                        limit: Some(limit),
+                    });
+                }
+            }
+        }
+        self.sort();
+        out.extend(self.read_request());
+        true
+    }
+
+    fn upsert(&mut self, c: ConversationSummary) {
+        match self.conversations.iter_mut().find(|x| x.id == c.id) {
+            Some(x) => *x = c,
+            None => self.conversations.push(c),
+        }
+        self.sort();
+    }
+
+    fn sort(&mut self) {
+        // Stable: equal times keep their order, so the list does not flicker.
+        self.conversations
+            .sort_by_key(|c| std::cmp::Reverse(c.last_activity_ms));
+    }
+
+    fn learn(&mut self, c: &ConversationSummary) {
+        if let Some(p) = &c.peer {
+            self.names
+                .insert(p.user.username.clone(), p.user.display_name.clone());
+            self.set_online(&p.user.username, p.online);
+        }
+    }
+
+    fn set_online(&mut self, username: &str, online: bool) {
+        if online {
+            self.online.insert(username.to_owned());
+        } else {
+            self.online.remove(username);
+        }
+    }
+}
+
+fn send_frame(id: &ConversationId, p: &Pending) -> Option<ClientMsg> {
+    Some(ClientMsg::Send {
+        conversation_id: id.clone(),
+        client_msg_id: ClientMsgId::parse(&p.client_msg_id).ok()?,
+        body: MessageBody::parse(&p.body).ok()?,
+    })
+}
+
+/// "body: must not be empty" -> "Body must not be empty."
+pub fn sentence(message: &str) -> String {
+    let text = match message.split_once(": ") {
+        Some((field, rest)) => format!("{} {rest}", field.replace('_', " ")),
+        None => message.to_owned(),
+    };
+    let mut chars = text.chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Member;
+
+    fn user(name: &str) -> UserInfo {
+        UserInfo {
+            username: name.into(),
+            display_name: name.to_uppercase(),
+        }
+    }
+
+    fn id(s: &str) -> ConversationId {
+        ConversationId(s.into())
+    }
+
+    fn direct(peer: &str, last_seq: Seq, last_read_seq: Seq, at: i64) -> ConversationSummary {
+        ConversationSummary {
+            id: id(&format!("ann/{peer}")),
+            kind: ConversationKind::Direct,
+            title: peer.to_uppercase(),
+            peer: Some(Member {
+                user: user(peer),
+                online: false,
+            }),
+            last_seq,
+            last_read_seq,
+            unread: last_seq - last_read_seq,
+            last_message: None,
+            last_activity_ms: at,
+        }
+    }
+
+    fn msg(conv: &str, seq: Seq, sender: &str) -> Message {
+        Message {
+            conversation_id: id(conv),
+            seq,
+            sender: sender.into(),
+            body: format!("m{seq}"),
+            client_msg_id: format!("c{sender}{seq}"),
+            sent_at_ms: 1000 + seq as i64,
+        }
+    }
+
+    /// Ann, connected, with conversations with bob (older) and cat (newer).
+    fn chat() -> Chat {
+        let mut c = Chat::new(user("ann"));
+        c.resume();
+        c.apply(ServerMsg::Resumed);
+        c.apply(ServerMsg::Conversations {
+            conversations: vec![direct("cat", 0, 0, 20), direct("bob", 3, 1, 10)],
+        });
+        c
+    }
+
+    fn history(conv: &str, seqs: std::ops::RangeInclusive<Seq>, has_more: bool) -> ServerMsg {
+        ServerMsg::History {
+            conversation_id: id(conv),
+            messages: seqs.map(|s| msg(conv, s, "bob")).collect(),
+            has_more,
+        }
+    }
+
+    fn order(c: &Chat) -> Vec<&str> {
+        c.conversations.iter().map(|c| c.id.0.as_str()).collect()
+    }
+
+    #[test]
+    fn a_message_elsewhere_moves_its_conversation_up_and_counts_as_unread() {
+        let mut c = chat();
+        let (out, alert) = c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 4, "bob"),
+        });
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(order(&c), ["ann/bob", "ann/cat"]);
+        let bob = c.summary(&id("ann/bob")).unwrap();
+        assert_eq!((bob.last_seq, bob.unread), (4, 3));
+        assert_eq!(bob.last_message.as_ref().unwrap().text, "m4");
+        assert_eq!(alert.unwrap().title, "BOB");
+        assert_eq!(c.total_unread(), 3);
+    }
+
+    #[test]
+    fn opening_loads_the_newest_page_marks_read_and_remembers_the_first_unread() {
+        let mut c = chat();
+        let out = c.open(id("ann/bob"));
+        assert_eq!(
+            out,
+            [
+                ClientMsg::History {
+                    conversation_id: id("ann/bob"),
+                    before_seq: None,
+                    limit: Some(DEFAULT_HISTORY_PAGE)
+                },
+                ClientMsg::MarkRead {
+                    conversation_id: id("ann/bob"),
+                    seq: 3
+                }
+            ]
+        );
+        assert_eq!(c.threads[&id("ann/bob")].first_unread, Some(2));
+        assert_eq!(c.summary(&id("ann/bob")).unwrap().unread, 0);
+        // Opening again while the page is loading asks for nothing more.
+        assert!(c.open(id("ann/bob")).is_empty());
+    }
+
+    #[test]
+    fn a_message_in_the_open_conversation_is_read_at_once_unless_the_tab_is_hidden() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 1..=3, false));
+        let (out, alert) = c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 4, "bob"),
+        });
+        assert_eq!(
+            out,
+            [ClientMsg::MarkRead {
+                conversation_id: id("ann/bob"),
+                seq: 4
+            }]
+        );
+        assert!(alert.is_none());
+        assert_eq!(c.set_visible(false), None);
+        let (out, alert) = c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 5, "bob"),
+        });
+        assert!(out.is_empty());
+        assert!(alert.is_some(), "a hidden tab alerts");
+        assert_eq!(c.summary(&id("ann/bob")).unwrap().unread, 1);
+        assert_eq!(
+            c.set_visible(true),
+            Some(ClientMsg::MarkRead {
+                conversation_id: id("ann/bob"),
+                seq: 5
+            })
+        );
+    }
+
+    #[test]
+    fn messages_are_kept_once_and_in_order_whatever_the_arrival_order() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 2..=3, true));
+        for seq in [5, 4, 5, 3] {
+            c.apply(ServerMsg::Message {
+                message: msg("ann/bob", seq, "bob"),
+            });
+        }
+        let seqs: Vec<_> = c.threads[&id("ann/bob")].messages.keys().copied().collect();
+        assert_eq!(seqs, [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_gap_is_filled_from_history() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 1..=3, false));
+        let (out, _) = c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 7, "bob"),
+        });
+        assert_eq!(
+            out[0],
+            ClientMsg::History {
+                conversation_id: id("ann/bob"),
+                before_seq: Some(7),
+                limit: Some(3)
+            }
+        );
+    }
+
+    #[test]
+    fn older_pages_load_once_at_a_time_and_stop_at_the_beginning() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 51..=100, true));
+        let older = c.load_older();
+        assert_eq!(
+            older,
+            Some(ClientMsg::History {
+                conversation_id: id("ann/bob"),
+                before_seq: Some(51),
+                limit: Some(DEFAULT_HISTORY_PAGE)
+            })
+        );
+        assert_eq!(c.load_older(), None, "one page at a time");
+        c.apply(history("ann/bob", 1..=50, false));
+        assert_eq!(c.load_older(), None, "nothing before seq 1");
+        assert_eq!(c.threads[&id("ann/bob")].messages.len(), 100);
+    }
+
+    #[test]
+    fn a_local_echo_becomes_the_stored_message_on_ack_and_fails_visibly_on_error() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 1..=3, false));
+        let body = MessageBody::parse("hello").unwrap();
+        let frame = c.send(body.clone(), ClientMsgId::parse("x1").unwrap());
+        assert!(matches!(frame, Some(ClientMsg::Send { .. })));
+        assert_eq!(c.threads[&id("ann/bob")].pending.len(), 1);
+        let mut stored = msg("ann/bob", 4, "ann");
+        stored.client_msg_id = "x1".into();
+        c.apply(ServerMsg::Ack {
+            client_msg_id: "x1".into(),
+            message: stored,
+        });
+        let t = &c.threads[&id("ann/bob")];
+        assert!(t.pending.is_empty());
+        assert_eq!(t.last_seq(), Some(4));
+
+        c.send(body, ClientMsgId::parse("x2").unwrap());
+        c.apply(ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            client_msg_id: Some("x2".into()),
+        });
+        assert!(matches!(
+            c.threads[&id("ann/bob")].pending[0].state,
+            PendingState::Failed(_)
+        ));
+        assert!(matches!(c.retry("x2"), Some(ClientMsg::Send { .. })));
+        assert_eq!(
+            c.threads[&id("ann/bob")].pending[0].state,
+            PendingState::Sending
+        );
+    }
+
+    #[test]
+    fn offline_sends_wait_and_go_out_after_the_reconnect_with_the_same_id() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 1..=3, false));
+        c.disconnected();
+        let sent = c.send(
+            MessageBody::parse("later").unwrap(),
+            ClientMsgId::parse("x9").unwrap(),
+        );
+        assert_eq!(sent, None);
+        assert_eq!(
+            c.resume(),
+            ClientMsg::Resume {
+                positions: vec![Position {
+                    conversation_id: id("ann/bob"),
+                    seq: 3
+                }]
+            }
+        );
+        let (out, _) = c.apply(ServerMsg::Resumed);
+        assert_eq!(out[0], ClientMsg::ListConversations);
+        assert!(out.iter().any(|m| matches!(
+            m,
+            ClientMsg::Send { client_msg_id, .. } if client_msg_id.as_str() == "x9"
+        )));
+    }
+
+    #[test]
+    fn a_message_in_an_unknown_conversation_fetches_the_list_once() {
+        let mut c = chat();
+        let (out, alert) = c.apply(ServerMsg::Message {
+            message: msg("ann/dan", 1, "dan"),
+        });
+        assert_eq!(out, [ClientMsg::ListConversations]);
+        assert!(alert.is_some());
+        let (out, _) = c.apply(ServerMsg::Message {
+            message: msg("ann/dan", 2, "dan"),
+        });
+        assert!(out.is_empty(), "already asked");
+    }
+
+    #[test]
+    fn read_state_from_another_tab_clears_the_badge() {
+        let mut c = chat();
+        c.apply(ServerMsg::ReadState {
+            conversation_id: id("ann/bob"),
+            last_read_seq: 3,
+            unread: 0,
+        });
+        assert_eq!(c.summary(&id("ann/bob")).unwrap().unread, 0);
+        assert_eq!(c.total_unread(), 0);
+    }
+
+    #[test]
+    fn presence_and_leaving_update_the_list() {
+        let mut c = chat();
+        c.apply(ServerMsg::Presence {
+            username: "bob".into(),
+            online: true,
+        });
+        let bob = c.summary(&id("ann/bob")).unwrap().clone();
+        assert_eq!(c.peer_online(&bob), Some(true));
+        c.open(id("ann/bob"));
+        c.apply(ServerMsg::Left {
+            conversation_id: id("ann/bob"),
+        });
+        assert_eq!(order(&c), ["ann/cat"]);
+        assert_eq!(c.active, None);
+    }
+
+    #[test]
+    fn refusals_read_as_sentences() {
+        assert_eq!(sentence("no such user"), "No such user.");
+        assert_eq!(
+            sentence("room_name: must be 1–64 characters"),
+            "Room name must be 1–64 characters."
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The signed-in screen: the sidebar of conversations beside the open conversation, on one
+//! WebSocket. On phone-width screens the two are shown one at a time.
+//!
+//! All state lives in one [`Chat`] signal, shared through [`ChatCtx`]; components read it with
+//! memos and change it with [`ChatCtx::act`], which sends whatever frames the change calls for.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::chat::Chat;
+use crate::components::{ConnectionState, ConversationPane, Sidebar};
+use crate::protocol::{ClientMsg, UserInfo};
+
+/// Shared by every component of the signed-in screen.
+#[derive(Clone, Copy)]
+pub struct ChatCtx {
+    pub chat: RwSignal<Chat>,
+    pub conn: RwSignal<ConnectionState>,
+    /// The browser's clock (UTC ms), ticking every 30 s so relative times stay true.
+    pub now: RwSignal<i64>,
+    #[cfg(feature = "hydrate")]
+    socket: StoredValue<Option<crate::ws_client::Socket>, LocalStorage>,
+}
+
+impl ChatCtx {
+    pub fn get() -> Self {
+        expect_context::<ChatCtx>()
+    }
+
+    /// Changes the chat and sends the frames the change returns.
+    pub fn act<R, I>(&self, f: impl FnOnce(&mut Chat) -> R)
+    where
+        R: IntoIterator<Item = ClientMsg, IntoIter = I>,
+        I: Iterator<Item = ClientMsg>,
+    {
+        if let Some(frames) = self.chat.try_update(f) {
+            self.send_all(frames);
+        }
+    }
+
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    pub fn send_all(&self, frames: impl IntoIterator<Item = ClientMsg>) {
+        #[cfg(feature = "hydrate")]
+        self.socket.with_value(|s| {
+            if let Some(s) = s {
+                for f in frames {
+                    s.send(f);
+                }
+            }
+        });
+    }
+}
+
+#[component]
+pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl IntoView {
+    let ctx = ChatCtx {
+        chat: RwSignal::new(Chat::new(me)),
+        conn: RwSignal::new(ConnectionState::Loading),
+        now: RwSignal::new(crate::chat::time::now_ms()),
+        #[cfg(feature = "hydrate")]
+        socket: StoredValue::new_local(None),
+    };
+    provide_context(ctx);
+
+    #[cfg(feature = "hydrate")]
+    browser::start(ctx);
+
+    let chat = ctx.chat;
+    let title = move || match chat.with(Chat::total_unread) {
+        0 => "Chat".to_owned(),
+        n => format!("({n}) Chat"),
+    };
+    let view_name = move || {
+        if chat.with(|c| c.active.is_some()) {
+            "conversation"
+        } else {
+            "list"
+        }
+    };
+
+    view! {
+        <Title text=title />
+        <div class="chat" data-view=view_name>
+            // Erased: the two halves' view types are deep enough to strain the compiler.
+            {view! { <Sidebar on_sign_out /> }.into_any()}
+            {view! { <ConversationPane /> }.into_any()}
+        </div>
+    }
+}
+
+/// The browser's side: socket, clock, page visibility, notifications.
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::*;
+    use crate::chat::Alert;
+    use crate::ws_client::Socket;
+    use std::time::Duration;
+
+    pub fn start(ctx: ChatCtx) {
+        let ChatCtx {
+            chat, conn, now, ..
+        } = ctx;
+        let on_click = StoredValue::new_local(click_handler(ctx));
+        // Effects run only in the browser, after hydration.
+        Effect::new(move |started: Option<()>| {
+            if started.is_some() {
+                return;
+            }
+            let socket = Socket::connect(
+                move |state| {
+                    conn.try_set(state);
+                    if !state.is_connected() {
+                        chat.try_update(Chat::disconnected);
+                    }
+                },
+                move || {
+                    chat.try_update(Chat::resume).unwrap_or(ClientMsg::Resume {
+                        positions: Vec::new(),
+                    })
+                },
+                move |msg| {
+                    if let Some((frames, alert)) = chat.try_update(|c| c.apply(msg)) {
+                        ctx.send_all(frames);
+                        if let Some(alert) = alert {
+                            on_click.try_with_value(|h| notify(h, alert));
+                        }
+                    }
+                },
+            );
+            ctx.socket.set_value(Some(socket));
+            let visible = !document().hidden();
+            ctx.act(|c| c.set_visible(visible));
+        });
+
+        let tick = set_interval_with_handle(
+            move || {
+                now.try_set(crate::chat::time::now_ms());
+            },
+            Duration::from_secs(30),
+        )
+        .ok();
+        let visibility = window_event_listener_untyped("visibilitychange", move |_| {
+            let visible = !document().hidden();
+            ctx.act(|c| c.set_visible(visible));
+        });
+        on_cleanup(move || {
+            if let Some(t) = tick {
+                t.clear();
+            }
+            visibility.remove();
+            ctx.socket.try_with_value(|s| s.as_ref().map(Socket::close));
+        });
+    }
+
+    type ClickHandler = wasm_bindgen::closure::Closure<dyn Fn(web_sys::Event)>;
+
+    /// A browser notification for a message the user is not looking at, if they allowed it.
+    /// Clicking it brings the tab forward on that conversation (its `tag`).
+    fn notify(on_click: &ClickHandler, alert: Alert) {
+        use web_sys::{Notification, NotificationOptions, NotificationPermission};
+        if !document().hidden() || Notification::permission() != NotificationPermission::Granted {
+            return;
+        }
+        let options = NotificationOptions::new();
+        options.set_body(&alert.body);
+        options.set_tag(&alert.conversation_id.0);
+        if let Ok(n) = Notification::new_with_options(&alert.title, &options) {
+            n.set_onclick(Some(wasm_bindgen::JsCast::unchecked_ref(on_click.as_ref())));
+        }
+    }
+
+    fn click_handler(ctx: ChatCtx) -> ClickHandler {
+        ClickHandler::new(move |ev: web_sys::Event| {
+            let Some(n) = ev
+                .target()
+                .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Notification>(t).ok())
+            else {
+                return;
+            };
+            let Some(tag) = n.tag() else {
+                return;
+            };
+            let _ = window().focus();
+            let id = crate::protocol::ConversationId(tag);
+            n.close();
+            ctx.act(move |c| c.open(id));
+        })
+    }
+}

@@ -1,0 +1,531 @@
+//! The open conversation: its header, the message log (newest at the bottom, older pages
+//! loaded on scrolling up without the view jumping, day separators, a "new messages" line,
+//! "jump to latest"), and the composer with local echo.
+//!
+//! Message text is only ever put into the page as text nodes: no HTML from a message reaches
+//! the DOM.
+
+use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
+
+use crate::chat::{time, Chat, PendingState};
+use crate::components::{Avatar, ChatCtx};
+use crate::domain::{ClientMsgId, MessageBody};
+use crate::protocol::{ConversationId, ConversationKind};
+
+/// Within this many pixels of the bottom, the log counts as "at the latest message" and
+/// follows new ones.
+const PINNED_SLACK_PX: i32 = 80;
+/// Within this many pixels of the top, the next older page is requested.
+const LOAD_OLDER_PX: i32 = 300;
+/// Consecutive messages by one sender within this time share one header.
+const GROUP_MS: i64 = 5 * 60_000;
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq)]
+enum Row {
+    Day(String),
+    NewMessages,
+    Message {
+        seq: u64,
+        mine: bool,
+        /// Same sender as the line above, shortly after: no name or avatar.
+        compact: bool,
+        sender: String,
+        name: String,
+        body: String,
+        clock: String,
+    },
+    Pending {
+        client_msg_id: String,
+        body: String,
+        failed: Option<String>,
+    },
+}
+
+impl Row {
+    fn key(&self) -> String {
+        match self {
+            Row::Day(label) => format!("d:{label}"),
+            Row::NewMessages => "new".into(),
+            Row::Message { seq, compact, .. } => format!("m:{seq}:{compact}"),
+            Row::Pending {
+                client_msg_id,
+                failed,
+                ..
+            } => format!("p:{client_msg_id}:{}", failed.is_some()),
+        }
+    }
+}
+
+fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
+    let Some(t) = c.threads.get(id) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(t.messages.len() + t.pending.len() + 8);
+    let mut prev: Option<(&str, i64)> = None;
+    for m in t.messages.values() {
+        let at = time::to_local(m.sent_at_ms);
+        let new_day = prev.is_none_or(|(_, p)| !time::same_day(p, at));
+        if new_day {
+            out.push(Row::Day(time::day_label(now_local, at)));
+        }
+        let marker = t.first_unread == Some(m.seq);
+        if marker {
+            out.push(Row::NewMessages);
+        }
+        let compact =
+            !new_day && !marker && prev.is_some_and(|(s, p)| s == m.sender && at - p < GROUP_MS);
+        out.push(Row::Message {
+            seq: m.seq,
+            mine: m.sender == c.me.username,
+            compact,
+            sender: m.sender.clone(),
+            name: c.name_of(&m.sender).to_owned(),
+            body: m.body.clone(),
+            clock: time::clock(at),
+        });
+        prev = Some((&m.sender, at));
+    }
+    for p in &t.pending {
+        out.push(Row::Pending {
+            client_msg_id: p.client_msg_id.clone(),
+            body: p.body.clone(),
+            failed: match &p.state {
+                PendingState::Sending => None,
+                PendingState::Failed(reason) => Some(reason.clone()),
+            },
+        });
+    }
+    out
+}
+
+#[component]
+pub fn ConversationPane() -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let chat = ctx.chat;
+    let active = Memo::new(move |_| chat.with(|c| c.active.clone()));
+    view! {
+        <main class="pane">
+            {move || match active.get() {
+                None => {
+                    view! {
+                        <div class="pane-empty">
+                            <h2>"No conversation open"</h2>
+                            <p class="muted">
+                                "Pick one on the left, or start a new one with "
+                                <strong>"New message"</strong>
+                                "."
+                            </p>
+                        </div>
+                    }
+                        .into_any()
+                }
+                Some(id) => view! { <Conversation id /> }.into_any(),
+            }}
+        </main>
+    }
+}
+
+#[component]
+fn Conversation(id: ConversationId) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let chat = ctx.chat;
+    let summary = Memo::new({
+        let id = id.clone();
+        move |_| chat.with(|c| c.summary(&id).cloned())
+    });
+    let title = move || summary.get().map(|s| s.title).unwrap_or_default();
+    let subtitle = Memo::new(move |_| {
+        let s = summary.get()?;
+        Some(match s.kind {
+            ConversationKind::Direct => {
+                let online = chat.with(|c| c.peer_online(&s)) == Some(true);
+                let username = s.peer.map(|p| p.user.username).unwrap_or_default();
+                format!(
+                    "@{username} · {}",
+                    if online { "online" } else { "offline" }
+                )
+            }
+            ConversationKind::Room => "Room".to_owned(),
+        })
+    });
+    let online = summary.get_untracked().and_then(|s| s.peer).map(|_| {
+        Signal::derive(move || {
+            summary.with(|s| {
+                s.as_ref()
+                    .is_some_and(|s| chat.with(|c| c.peer_online(s)) == Some(true))
+            })
+        })
+    });
+    let avatar_key = summary
+        .get_untracked()
+        .and_then(|s| s.peer)
+        .map_or_else(|| id.0.clone(), |p| p.user.username);
+    let is_room =
+        move || summary.with(|s| s.as_ref().is_some_and(|s| s.kind == ConversationKind::Room));
+    let leave = {
+        let id = id.clone();
+        move |_| {
+            ctx.send_all([crate::protocol::ClientMsg::LeaveRoom {
+                conversation_id: id.clone(),
+            }])
+        }
+    };
+
+    view! {
+        <header class="pane-header">
+            <button
+                type="button"
+                class="ghost back"
+                aria-label="Back to conversations"
+                on:click=move |_| chat.update(Chat::close)
+            >
+                "‹"
+            </button>
+            <Avatar name=Signal::derive(title) key=avatar_key online=online />
+            <div class="pane-title">
+                <h2>{title}</h2>
+                <p class="muted">{move || subtitle.get().unwrap_or_default()}</p>
+            </div>
+            <Show when=is_room>
+                <button type="button" class="ghost" on:click=leave.clone()>
+                    "Leave room"
+                </button>
+            </Show>
+        </header>
+        <MessageLog id=id.clone() />
+        <Composer title=Signal::derive(title) />
+    }
+}
+
+#[component]
+fn MessageLog(id: ConversationId) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let chat = ctx.chat;
+    let now = ctx.now;
+    let log = NodeRef::<html::Div>::new();
+    let rows = Memo::new({
+        let id = id.clone();
+        move |_| {
+            let now_local = time::to_local(now.get());
+            chat.with(|c| rows(c, &id, now_local))
+        }
+    });
+    let status = Memo::new({
+        let id = id.clone();
+        move |_| {
+            chat.with(|c| {
+                c.threads
+                    .get(&id)
+                    .map(|t| (t.loaded, t.has_more, t.loading_older))
+            })
+        }
+    });
+    // The log follows new messages while the user is at the bottom.
+    let pinned = RwSignal::new(true);
+    // Messages that arrived while scrolled up ("Jump to latest" shows how many).
+    let unseen = RwSignal::new(0_u32);
+    // Distance from the bottom to restore once an older page is in (no jump).
+    let anchor = StoredValue::new(None::<i32>);
+
+    let scroll_to_bottom = move || {
+        if let Some(el) = log.get_untracked() {
+            el.set_scroll_top(el.scroll_height());
+        }
+        pinned.set(true);
+        unseen.set(0);
+    };
+
+    let on_scroll = move |_| {
+        let Some(el) = log.get_untracked() else {
+            return;
+        };
+        let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
+        let at_bottom = from_bottom <= PINNED_SLACK_PX;
+        pinned.set(at_bottom);
+        if at_bottom {
+            unseen.set(0);
+        }
+        if el.scroll_top() < LOAD_OLDER_PX {
+            let mut asked = false;
+            ctx.act(|c| {
+                let req = c.load_older();
+                asked = req.is_some();
+                req
+            });
+            if asked {
+                anchor.set_value(Some(el.scroll_height() - el.scroll_top()));
+            }
+        }
+    };
+
+    // After the rows change, once the DOM has them: keep the view still when older messages
+    // came in above, follow the bottom when pinned, count what arrived below otherwise.
+    Effect::new(
+        move |prev: Option<(Option<u64>, Option<u64>, usize, bool)>| {
+            let shape = rows.with(|r| {
+                let mut seqs = r.iter().filter_map(|row| match row {
+                    Row::Message { seq, .. } => Some(*seq),
+                    _ => None,
+                });
+                let first = seqs.next();
+                let last = seqs.next_back().or(first);
+                let pending = r
+                    .iter()
+                    .filter(|row| matches!(row, Row::Pending { .. }))
+                    .count();
+                (first, last, pending)
+            });
+            let loaded = status.get().is_some_and(|s| s.0);
+            let key = (shape.0, shape.1, shape.2, loaded);
+            let first_paint = prev.is_none_or(|p| !p.3) && loaded;
+            let grew_below = prev.is_some_and(|p| shape.1 > p.1);
+            let sent = prev.is_some_and(|p| shape.2 > p.2);
+            request_animation_frame(move || {
+                let Some(el) = log.get_untracked() else {
+                    return;
+                };
+                if let Some(a) = anchor.try_get_value().flatten() {
+                    if !grew_below {
+                        anchor.set_value(None);
+                        el.set_scroll_top(el.scroll_height() - a);
+                        return;
+                    }
+                }
+                if first_paint {
+                    // Open at the first unread message if there is one, else at the bottom.
+                    match el.query_selector(".new-messages").ok().flatten() {
+                        Some(marker) => {
+                            // The marker's offset parent is the log (`position: relative`).
+                            let top = marker
+                                .dyn_ref::<web_sys::HtmlElement>()
+                                .map_or(0, web_sys::HtmlElement::offset_top);
+                            el.set_scroll_top(top - 8);
+                        }
+                        None => el.set_scroll_top(el.scroll_height()),
+                    }
+                    let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
+                    pinned.try_set(from_bottom <= PINNED_SLACK_PX);
+                } else if sent || pinned.get_untracked() {
+                    el.set_scroll_top(el.scroll_height());
+                    pinned.try_set(true);
+                } else if grew_below {
+                    unseen.try_update(|n| *n += 1);
+                }
+            });
+            key
+        },
+    );
+
+    view! {
+        <div class="log-wrap">
+            <div
+                class="log"
+                role="log"
+                aria-label="Messages"
+                aria-busy=move || status.get().is_none_or(|s| !s.0).then_some("true")
+                node_ref=log
+                on:scroll=on_scroll
+            >
+                {move || match status.get() {
+                    Some((true, false, _)) => {
+                        view! { <p class="log-start">"This is the beginning of the conversation."</p> }
+                            .into_any()
+                    }
+                    Some((true, true, true)) | None | Some((false, _, _)) => {
+                        view! { <p class="log-start">"Loading messages…"</p> }.into_any()
+                    }
+                    Some((true, true, false)) => {
+                        view! { <p class="log-start">"Scroll up for older messages"</p> }.into_any()
+                    }
+                }}
+                <ol class="messages">
+                    <For each=move || rows.get() key=Row::key let:row>
+                        <RowView row />
+                    </For>
+                </ol>
+            </div>
+            <Show when=move || !pinned.get() && unseen.get() != 0>
+                <button type="button" class="jump" on:click=move |_| scroll_to_bottom()>
+                    "Jump to latest"
+                    <span class="jump-count">
+                        {move || match unseen.get() {
+                            1 => " · 1 new message".to_owned(),
+                            n => format!(" · {n} new messages"),
+                        }}
+                    </span>
+                </button>
+            </Show>
+        </div>
+    }
+}
+
+#[component]
+fn RowView(row: Row) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    match row {
+        Row::Day(label) => view! {
+            <li class="day" role="separator">
+                <span>{label}</span>
+            </li>
+        }
+        .into_any(),
+        Row::NewMessages => view! {
+            <li class="new-messages" role="separator">
+                <span>"New messages"</span>
+            </li>
+        }
+        .into_any(),
+        Row::Message {
+            seq,
+            mine,
+            compact,
+            sender,
+            name,
+            body,
+            clock,
+        } => view! {
+            <li
+                class="msg"
+                class:mine=mine
+                class:compact=compact
+                data-seq=seq
+                data-state="sent"
+            >
+                <span class="msg-gutter">
+                    {(!mine && !compact)
+                        .then(|| {
+                            view! { <Avatar name=Signal::stored(name.clone()) key=sender small=true /> }
+                        })}
+                </span>
+                <div class="msg-main">
+                    {(!compact)
+                        .then(|| {
+                            view! {
+                                <div class="msg-meta">
+                                    <span class="msg-author">
+                                        {if mine { "You".to_owned() } else { name.clone() }}
+                                    </span>
+                                    <time>{clock.clone()}</time>
+                                </div>
+                            }
+                        })}
+                    <div class="bubble" title=clock>
+                        {body}
+                    </div>
+                </div>
+            </li>
+        }
+        .into_any(),
+        Row::Pending {
+            client_msg_id,
+            body,
+            failed,
+        } => {
+            let is_failed = failed.is_some();
+            let state = if is_failed { "failed" } else { "pending" };
+            view! {
+                <li class="msg mine" class:failed=is_failed data-state=state>
+                    <span class="msg-gutter"></span>
+                    <div class="msg-main">
+                        <div class="bubble">{body}</div>
+                        {match failed {
+                            None => view! { <p class="msg-status">"Sending…"</p> }.into_any(),
+                            Some(reason) => {
+                                let retry = move |_| {
+                                    let id = client_msg_id.clone();
+                                    ctx.act(move |c| c.retry(&id));
+                                };
+                                view! {
+                                    <p class="msg-status error">
+                                        "Not sent: " {reason} " "
+                                        <button type="button" class="link" on:click=retry>
+                                            "Retry"
+                                        </button>
+                                    </p>
+                                }
+                                    .into_any()
+                            }
+                        }}
+                    </div>
+                </li>
+            }
+            .into_any()
+        }
+    }
+}
+
+#[component]
+fn Composer(title: Signal<String>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let draft = RwSignal::new(String::new());
+    let problem = Memo::new(move |_| {
+        draft.with(|d| {
+            if d.trim().is_empty() {
+                return None;
+            }
+            MessageBody::parse(d)
+                .err()
+                .map(|e| crate::chat::state::sentence(&e.to_string()))
+        })
+    });
+    let sendable = move || draft.with(|d| !d.trim().is_empty()) && problem.get().is_none();
+    let textarea = NodeRef::<html::Textarea>::new();
+
+    let send = move || {
+        let Ok(body) = MessageBody::parse(&draft.get_untracked()) else {
+            return;
+        };
+        let Ok(id) = ClientMsgId::parse(&new_client_msg_id()) else {
+            return;
+        };
+        ctx.act(move |c| c.send(body, id));
+        draft.set(String::new());
+        if let Some(t) = textarea.get_untracked() {
+            t.set_value("");
+            let _ = t.focus();
+        }
+    };
+
+    view! {
+        <form
+            class="composer"
+            on:submit=move |ev: ev::SubmitEvent| {
+                ev.prevent_default();
+                send();
+            }
+        >
+            <textarea
+                node_ref=textarea
+                aria-label="Message"
+                rows="1"
+                placeholder=move || format!("Message {}", title.get())
+                prop:value=move || draft.get()
+                on:input=move |ev| draft.set(event_target_value(&ev))
+                on:keydown=move |ev: ev::KeyboardEvent| {
+                    // Enter sends; Shift+Enter (and Enter while composing text with an IME)
+                    // is a new line.
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        send();
+                    }
+                }
+            ></textarea>
+            <button type="submit" disabled=move || !sendable()>
+                "Send"
+            </button>
+            {move || problem.get().map(|p| view! { <p role="alert" class="error composer-error">{p}</p> })}
+        </form>
+    }
+}
+
+/// A fresh id for a message, unique enough per user (time plus 64 random bits).
+fn new_client_msg_id() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let r = || (web_sys::js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+        format!("{:x}-{:08x}{:08x}", time::now_ms(), r(), r())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    String::new()
+}

@@ -1,0 +1,243 @@
+//! The left column: who is signed in, the connection status, the buttons to start a direct
+//! message or find a room, and the recent conversations with previews, times, unread badges
+//! and presence.
+
+use leptos::prelude::*;
+
+use crate::chat::{time, Chat};
+use crate::components::{Avatar, ChatCtx, NewMessageDialog, NewRoomDialog, StatusLine};
+use crate::protocol::{ConversationId, ConversationKind, ConversationSummary};
+
+/// Which dialog is open over the sidebar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialog {
+    None,
+    NewMessage,
+    NewRoom,
+}
+
+#[component]
+pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let chat = ctx.chat;
+    let dialog = RwSignal::new(Dialog::None);
+    let me = Memo::new(move |_| chat.with(|c| c.me.clone()));
+    let ids = Memo::new(move |_| {
+        chat.with(|c| {
+            c.conversations
+                .iter()
+                .map(|c| c.id.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    let notice = Memo::new(move |_| chat.with(|c| c.notice.clone()));
+
+    view! {
+        <aside class="sidebar">
+            <header class="sidebar-header">
+                <div class="me">
+                    <Avatar
+                        name=Signal::derive(move || me.get().display_name)
+                        key=me.get_untracked().username
+                    />
+                    <div class="me-names">
+                        <strong class="me-name">{move || me.get().display_name}</strong>
+                        <StatusLine state=ctx.conn />
+                    </div>
+                </div>
+                <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
+                    "Sign out"
+                </button>
+            </header>
+            <div class="sidebar-actions">
+                <button type="button" on:click=move |_| dialog.set(Dialog::NewMessage)>
+                    "New message"
+                </button>
+                <button
+                    type="button"
+                    class="secondary"
+                    on:click=move |_| dialog.set(Dialog::NewRoom)
+                >
+                    "New room"
+                </button>
+            </div>
+            <NotificationPrompt />
+            {move || {
+                notice.get().map(|n| view! { <p role="alert" class="error notice">{n}</p> })
+            }}
+            <nav class="conversations" aria-label="Conversations">
+                <Show
+                    when=move || !ids.with(Vec::is_empty)
+                    fallback=|| {
+                        view! {
+                            <p class="empty">
+                                "No conversations yet. Start one with "
+                                <strong>"New message"</strong>
+                                ", or join a room with "
+                                <strong>"New room"</strong>
+                                "."
+                            </p>
+                        }
+                    }
+                >
+                    <ul role="list">
+                        <For each=move || ids.get() key=|id| id.clone() let:id>
+                            <ConversationItem id />
+                        </For>
+                    </ul>
+                </Show>
+            </nav>
+            {move || match dialog.get() {
+                Dialog::None => ().into_any(),
+                Dialog::NewMessage => view! { <NewMessageDialog dialog /> }.into_any(),
+                Dialog::NewRoom => view! { <NewRoomDialog dialog /> }.into_any(),
+            }}
+        </aside>
+    }
+}
+
+/// What one line of the list shows; a memo of it changes only when the line does.
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    summary: ConversationSummary,
+    online: Option<bool>,
+    preview: String,
+    active: bool,
+}
+
+fn line(c: &Chat, id: &ConversationId) -> Option<Line> {
+    let summary = c.summary(id)?.clone();
+    let preview = match &summary.last_message {
+        None => "No messages yet".to_owned(),
+        Some(p) if p.sender == c.me.username => format!("You: {}", p.text),
+        Some(p) if summary.kind == ConversationKind::Room => {
+            format!("{}: {}", c.name_of(&p.sender), p.text)
+        }
+        Some(p) => p.text.clone(),
+    };
+    Some(Line {
+        online: c.peer_online(&summary),
+        active: c.active.as_ref() == Some(id),
+        preview,
+        summary,
+    })
+}
+
+#[component]
+fn ConversationItem(id: ConversationId) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let chat = ctx.chat;
+    let now = ctx.now;
+    let line = Memo::new({
+        let id = id.clone();
+        move |_| chat.with(|c| line(c, &id))
+    });
+    let get = move || line.get();
+    let title = move || get().map(|l| l.summary.title).unwrap_or_default();
+    let unread = Memo::new(move |_| line.with(|l| l.as_ref().map_or(0, |l| l.summary.unread)));
+    let active = Memo::new(move |_| line.with(|l| l.as_ref().is_some_and(|l| l.active)));
+    let online = line.get_untracked().and_then(|l| l.online).map(|_| {
+        Signal::derive(move || line.with(|l| l.as_ref().and_then(|l| l.online) == Some(true)))
+    });
+    // A person has the same colour everywhere: keyed by username, rooms by id.
+    let avatar_key = line
+        .with_untracked(|l| {
+            l.as_ref()
+                .and_then(|l| l.summary.peer.as_ref())
+                .map(|p| p.user.username.clone())
+        })
+        .unwrap_or_else(|| id.0.clone());
+    let when = move || {
+        let at = get().map_or(0, |l| l.summary.last_activity_ms);
+        time::relative(time::to_local(now.get()), time::to_local(at))
+    };
+    let open = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            ctx.act(move |c| c.open(id));
+        }
+    };
+
+    view! {
+        <li>
+            <button
+                type="button"
+                class="conv"
+                class:active=active
+                class:unread=move || unread.get() != 0
+                aria-current=move || active.get().then_some("true")
+                data-id=id.0.clone()
+                on:click=open
+            >
+                <Avatar name=Signal::derive(title) key=avatar_key online=online />
+                <span class="conv-main">
+                    <span class="conv-top">
+                        <span class="conv-title">{title}</span>
+                        <time class="conv-time">{when}</time>
+                    </span>
+                    <span class="conv-bottom">
+                        <span class="conv-preview">
+                            {move || get().map(|l| l.preview).unwrap_or_default()}
+                        </span>
+                        {move || {
+                            let n = unread.get();
+                            (n > 0)
+                                .then(|| {
+                                    view! {
+                                        <span
+                                            class="badge"
+                                            role="img"
+                                            aria-label=format!("{n} unread")
+                                        >
+                                            {if n > 99 { "99+".to_owned() } else { n.to_string() }}
+                                        </span>
+                                    }
+                                })
+                        }}
+                    </span>
+                </span>
+                {move || {
+                    get()
+                        .and_then(|l| l.online)
+                        .map(|on| {
+                            view! {
+                                <span class="sr-only">
+                                    {if on { ", online" } else { ", offline" }}
+                                </span>
+                            }
+                        })
+                }}
+            </button>
+        </li>
+    }
+}
+
+/// Offers browser notifications until the user has answered the browser's question.
+#[component]
+fn NotificationPrompt() -> impl IntoView {
+    let asked = RwSignal::new(true);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        asked.set(web_sys::Notification::permission() != web_sys::NotificationPermission::Default);
+    });
+    let enable = move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Ok(promise) = web_sys::Notification::request_permission() {
+            leptos::task::spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+                asked.try_set(true);
+            });
+        }
+    };
+    view! {
+        <Show when=move || !asked.get()>
+            <p class="notify-prompt">
+                <button type="button" class="link" on:click=enable>
+                    "Turn on notifications"
+                </button>
+                " for messages that arrive while this tab is in the background."
+            </p>
+        </Show>
+    }
+}

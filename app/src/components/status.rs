@@ -1,0 +1,83 @@
+//! The connection status line: connected, connecting, reconnecting or offline, in a `status`
+//! live region so that screen readers hear changes.
+
+use leptos::prelude::*;
+
+/// What the user is told about the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Server-rendered, before the WASM has taken over.
+    Loading,
+    Connecting,
+    Connected {
+        protocol_version: u32,
+    },
+    /// The socket dropped; the client retries with backoff.
+    Reconnecting,
+    /// The browser says there is no network; the client retries once it is back.
+    Offline,
+    /// Signed out: the socket is closed for good.
+    Closed,
+}
+
+impl ConnectionState {
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionState::Loading => "Loading…",
+            ConnectionState::Connecting => "Connecting…",
+            ConnectionState::Connected { .. } => "Connected",
+            ConnectionState::Reconnecting => "Reconnecting…",
+            ConnectionState::Offline => "Offline",
+            ConnectionState::Closed => "Disconnected",
+        }
+    }
+
+    /// A short name for styling and tests (`data-state`).
+    pub fn key(self) -> &'static str {
+        match self {
+            ConnectionState::Loading => "loading",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected { .. } => "connected",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Offline => "offline",
+            ConnectionState::Closed => "closed",
+        }
+    }
+
+    pub fn is_connected(self) -> bool {
+        matches!(self, ConnectionState::Connected { .. })
+    }
+}
+
+#[component]
+pub fn StatusLine(state: RwSignal<ConnectionState>) -> impl IntoView {
+    view! {
+        <p role="status" class="conn" data-state=move || state.get().key()>
+            <span class="conn-dot" aria-hidden="true"></span>
+            {move || state.get().label()}
+        </p>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_live_socket_counts_as_connected() {
+        assert!(ConnectionState::Connected {
+            protocol_version: 1
+        }
+        .is_connected());
+        for s in [
+            ConnectionState::Loading,
+            ConnectionState::Connecting,
+            ConnectionState::Reconnecting,
+            ConnectionState::Offline,
+            ConnectionState::Closed,
+        ] {
+            assert!(!s.is_connected(), "{s:?}");
+            assert_ne!(s.key(), "connected");
+        }
+    }
+}
