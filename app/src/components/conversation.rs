@@ -279,14 +279,16 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
             let loaded = status.get().is_some_and(|s| s.0);
             let key = (shape.0, shape.1, shape.2, loaded);
             let first_paint = prev.is_none_or(|p| !p.3) && loaded;
+            let grew_above = prev.is_some_and(|p| shape.0 < p.0);
             let grew_below = prev.is_some_and(|p| shape.1 > p.1);
             let sent = prev.is_some_and(|p| shape.2 > p.2);
             request_animation_frame(move || {
                 let Some(el) = log.get_untracked() else {
                     return;
                 };
-                if let Some(a) = anchor.try_get_value().flatten() {
-                    if !grew_below {
+                // Only once the older page is in: its request alone changes nothing below.
+                if grew_above {
+                    if let Some(a) = anchor.try_get_value().flatten() {
                         anchor.set_value(None);
                         el.set_scroll_top(el.scroll_height() - a);
                         return;
@@ -365,13 +367,13 @@ fn RowView(row: Row) -> impl IntoView {
     let ctx = ChatCtx::get();
     match row {
         Row::Day(label) => view! {
-            <li class="day" role="separator">
-                <span>{label}</span>
+            <li class="day" role="separator" aria-label=label.clone()>
+                <span>{label.clone()}</span>
             </li>
         }
         .into_any(),
         Row::NewMessages => view! {
-            <li class="new-messages" role="separator">
+            <li class="new-messages" role="separator" aria-label="New messages">
                 <span>"New messages"</span>
             </li>
         }

@@ -1,0 +1,303 @@
+// The chat as people use it: two (or three) browser contexts, each its own person, talking
+// through the real server in real Chromium.
+import { test, expect } from "@playwright/test";
+import {
+  composer,
+  conversationId,
+  conversationItem,
+  conversations,
+  messageLog,
+  openDirect,
+  openGeneral,
+  OwnServer,
+  person,
+  postMany,
+  send,
+  shownBodies,
+  signUp,
+  status,
+  uniqueName,
+  watchForErrors,
+} from "./helpers";
+
+test("two people chat both ways in a direct conversation, live", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+
+  await openDirect(ann.page, bob.name);
+  // Nothing to send yet: the button stays disabled for empty and blank drafts.
+  const sendButton = ann.page.getByRole("button", { name: "Send" });
+  await expect(sendButton).toBeDisabled();
+  await composer(ann.page).fill("   ");
+  await expect(sendButton).toBeDisabled();
+
+  await send(ann.page, "Hi Bob!");
+  await expect(messageLog(ann.page).locator('li[data-state="sent"]')).toHaveText([/Hi Bob!/]);
+
+  // Bob did nothing: the conversation appears in his list, unread, and opens on the message.
+  const fromAnn = conversationItem(bob.page, ann.name);
+  await expect(fromAnn.getByRole("img", { name: "1 unread" })).toBeVisible();
+  await fromAnn.click();
+  await expect(messageLog(bob.page).getByText("Hi Bob!")).toBeVisible();
+  await expect(fromAnn.getByRole("img", { name: /unread/ })).toHaveCount(0);
+
+  await send(bob.page, "Hello Ann, how are you?");
+  await expect(messageLog(ann.page).getByText("Hello Ann, how are you?")).toBeVisible();
+
+  // Shift+Enter is a new line; Enter sends.
+  await composer(ann.page).fill("Fine, thanks.");
+  await composer(ann.page).press("Shift+Enter");
+  await composer(ann.page).pressSequentially("And you?");
+  await composer(ann.page).press("Enter");
+  await expect(composer(ann.page)).toHaveValue("");
+  await expect.poll(() => shownBodies(bob.page)).toEqual([
+    "Hi Bob!",
+    "Hello Ann, how are you?",
+    "Fine, thanks.\nAnd you?",
+  ]);
+  expect(await shownBodies(ann.page)).toEqual(await shownBodies(bob.page));
+
+  // Each side sees the other online, and its own messages set apart.
+  await expect(ann.page.getByText(`@${bob.name} · online`)).toBeVisible();
+  await expect(messageLog(ann.page).locator("li.msg.mine")).toHaveCount(2);
+  await expect(messageLog(bob.page).locator("li.msg.mine")).toHaveCount(1);
+
+  await ann.page.screenshot({ path: "screenshots/conversation.png" });
+  await bob.page.screenshot({ path: "screenshots/conversation-other-side.png" });
+});
+
+test("a message elsewhere moves its conversation to the top with an unread badge, in every tab", async ({
+  browser,
+}) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+
+  await openDirect(ann.page, bob.name);
+  await send(ann.page, "first");
+  await conversationItem(bob.page, ann.name).click();
+  await expect(messageLog(bob.page).getByText("first")).toBeVisible();
+
+  // Bob moves to the room and writes there: the room is now his latest conversation.
+  await openGeneral(bob.page);
+  await send(bob.page, "morning, room");
+  await expect(conversations(bob.page).getByRole("button").first()).toContainText("General");
+
+  // A second tab of Bob's, on the list.
+  const bobTab2 = await bob.page.context().newPage();
+  watchForErrors(bobTab2);
+  await bobTab2.goto("/");
+  await expect(status(bobTab2)).toHaveText("Connected");
+
+  for (const text of ["one", "two", "three"]) await send(ann.page, text);
+
+  for (const page of [bob.page, bobTab2]) {
+    const first = conversations(page).getByRole("button").first();
+    await expect(first).toContainText(ann.name);
+    await expect(first).toContainText("three");
+    await expect(first.getByRole("img", { name: "3 unread" })).toBeVisible();
+    await expect(page).toHaveTitle("(3) Chat");
+  }
+  await bob.page.screenshot({ path: "screenshots/unread-badge.png" });
+
+  // Opening it in one tab clears the badge in both, and shows where the unread part starts.
+  await conversationItem(bob.page, ann.name).click();
+  await expect(messageLog(bob.page).getByRole("separator", { name: "New messages" })).toBeVisible();
+  await expect(shownBodies(bob.page)).resolves.toEqual(["first", "one", "two", "three"]);
+  for (const page of [bob.page, bobTab2]) {
+    await expect(conversationItem(page, ann.name).getByRole("img", { name: /unread/ })).toHaveCount(0);
+    await expect(page).toHaveTitle("Chat");
+  }
+});
+
+test("scrolling up loads older pages in order without the view jumping", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(ann.page, bob.name);
+  const id = await conversationId(ann.page, bob.name);
+  const bodies = Array.from({ length: 160 }, (_, i) => `Message ${String(i + 1).padStart(3, "0")}`);
+  await postMany(ann.page, id, bodies);
+
+  await conversationItem(bob.page, ann.name).click();
+  const log = messageLog(bob.page);
+  const shown = log.locator("li.msg");
+  // The newest page (50), at the bottom.
+  await expect(shown).toHaveCount(50);
+  await expect(log.getByText("Message 160")).toBeInViewport();
+
+  for (const count of [100, 150, 160]) {
+    const oldest = (await shownBodies(bob.page))[0];
+    await log.evaluate((el) => (el.scrollTop = 0));
+    await expect(shown).toHaveCount(count);
+    // The message that was at the top is still where it was, just under the top edge.
+    const logBox = (await log.boundingBox())!;
+    const wasTop = (await log.getByText(oldest, { exact: true }).boundingBox())!;
+    expect(Math.abs(wasTop.y - logBox.y)).toBeLessThan(120);
+  }
+  await expect(log.getByText("This is the beginning of the conversation.")).toBeVisible();
+  expect(await shownBodies(bob.page)).toEqual(bodies);
+  await bob.page.screenshot({ path: "screenshots/scroll-back.png" });
+
+  // Scrolled up, a new message does not pull the view down: "Jump to latest" offers it.
+  await send(ann.page, "a new one");
+  const jump = bob.page.getByRole("button", { name: /Jump to latest/ });
+  await expect(jump).toBeVisible();
+  await jump.click();
+  await expect(log.getByText("a new one")).toBeInViewport();
+  await expect(jump).toBeHidden();
+});
+
+test("messages sent across a server restart arrive once each, in order, without a reload", async ({
+  browser,
+}) => {
+  test.setTimeout(120_000);
+  const server = new OwnServer(Number(process.env.E2E_OWN_PORT ?? 3007));
+  await server.start();
+  try {
+    const ann = await person(browser, "ann", { base: server.base });
+    const bob = await person(browser, "bob", { base: server.base });
+    await openDirect(ann.page, bob.name);
+    await send(ann.page, "m01");
+    await conversationItem(bob.page, ann.name).click();
+    await expect(messageLog(bob.page).getByText("m01")).toBeVisible();
+    // Survives only if the page is never reloaded.
+    await bob.page.evaluate(() => ((window as any).sameDocument = true));
+
+    const expected = ["m01"];
+    for (let i = 2; i <= 20; i++) {
+      const text = `m${String(i).padStart(2, "0")}`;
+      expected.push(text);
+      await send(ann.page, text);
+      if (i === 8) {
+        // Killed mid-stream: whatever was acknowledged is on disk; the rest is retried.
+        await server.stop("SIGKILL");
+        await expect(status(ann.page)).not.toHaveText("Connected");
+        await expect(status(bob.page)).not.toHaveText("Connected");
+      }
+      if (i === 14) {
+        await bob.page.screenshot({ path: "screenshots/reconnecting.png" });
+        await server.start();
+      }
+    }
+    await expect(status(bob.page)).toHaveText("Connected", { timeout: 30_000 });
+    await expect(status(ann.page)).toHaveText("Connected", { timeout: 30_000 });
+    await expect.poll(() => shownBodies(bob.page), { timeout: 30_000 }).toEqual(expected);
+    await expect.poll(() => shownBodies(ann.page)).toEqual(expected);
+    await expect(messageLog(ann.page).locator('li[data-state="pending"], li[data-state="failed"]')).toHaveCount(0);
+    expect(await bob.page.evaluate(() => (window as any).sameDocument)).toBe(true);
+
+    // And the server really kept them: a fresh page loads the same history.
+    await bob.page.reload();
+    await conversationItem(bob.page, ann.name).click();
+    await expect.poll(() => shownBodies(bob.page)).toEqual(expected);
+  } catch (e) {
+    console.log(server.logs());
+    throw e;
+  } finally {
+    await server.dispose();
+  }
+});
+
+test("message text is shown as text and never runs", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  const payloads = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(2)</script>",
+    '"><svg onload=alert(3)>',
+    "<a href=\"javascript:alert(4)\">click</a>",
+  ];
+  await openDirect(ann.page, bob.name);
+  for (const p of payloads) await send(ann.page, p);
+  await conversationItem(bob.page, ann.name).click();
+  for (const page of [ann.page, bob.page]) {
+    await expect.poll(() => shownBodies(page)).toEqual(payloads);
+    await expect(messageLog(page).locator("img, script, svg, a")).toHaveCount(0);
+  }
+  // The sidebar preview is text too.
+  await expect(conversationItem(bob.page, ann.name)).toContainText('<a href="javascript:alert(4)">click</a>');
+  await bob.page.screenshot({ path: "screenshots/xss-as-text.png" });
+});
+
+test("a hidden tab counts new messages in its title and shows a notification", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const context = await browser.newContext();
+  await context.grantPermissions(["notifications"]);
+  // Records notifications instead of relying on the desktop to show them.
+  await context.addInitScript(() => {
+    const shown: { title: string; body: string }[] = [];
+    (window as any).shownNotifications = shown;
+    class Recorder {
+      static permission = "granted";
+      static requestPermission = async () => "granted";
+      onclick: unknown = null;
+      tag: string;
+      constructor(title: string, options: { body: string; tag: string }) {
+        shown.push({ title, body: options.body });
+        this.tag = options.tag;
+      }
+      close() {}
+    }
+    (window as any).Notification = Recorder;
+  });
+  const page = await context.newPage();
+  watchForErrors(page);
+  const bobName = uniqueName("bob");
+  await signUp(page, bobName);
+
+  await openDirect(ann.page, bobName);
+  await send(ann.page, "are you there?");
+  await conversationItem(page, ann.name).click();
+  await expect(messageLog(page).getByText("are you there?")).toBeVisible();
+  await expect(page).toHaveTitle("Chat");
+
+  // The tab goes to the background.
+  await page.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+    document.dispatchEvent(new Event("visibilitychange", { bubbles: true }));
+  });
+  await send(ann.page, "ping 1");
+  await send(ann.page, "ping 2");
+  await expect(page).toHaveTitle("(2) Chat");
+  await expect
+    .poll(() => page.evaluate(() => (window as any).shownNotifications))
+    .toEqual([
+      { title: ann.name, body: "ping 1" },
+      { title: ann.name, body: "ping 2" },
+    ]);
+
+  // Back in front: the open conversation is read.
+  await page.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+    document.dispatchEvent(new Event("visibilitychange", { bubbles: true }));
+  });
+  await expect(page).toHaveTitle("Chat");
+});
+
+test("a 360 px wide screen can sign in, open a conversation and send", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const phone = await person(browser, "pia", { viewport: { width: 360, height: 740 } });
+  const page = phone.page;
+  await page.screenshot({ path: "screenshots/phone-list-empty.png" });
+
+  await openDirect(ann.page, phone.name);
+  await send(ann.page, "hello from a laptop");
+
+  // One screen at a time: the list, then the conversation with a way back.
+  await expect(conversationItem(page, ann.name)).toBeVisible();
+  await page.screenshot({ path: "screenshots/phone-list.png" });
+  await conversationItem(page, ann.name).click();
+  await expect(conversations(page)).toBeHidden();
+  await expect(messageLog(page).getByText("hello from a laptop")).toBeVisible();
+  await send(page, "hello from a phone");
+  await expect(messageLog(ann.page).getByText("hello from a phone")).toBeVisible();
+  await page.screenshot({ path: "screenshots/phone-conversation.png" });
+
+  // Nothing sticks out sideways.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+
+  await page.getByRole("button", { name: "Back to conversations" }).click();
+  await expect(conversations(page)).toBeVisible();
+});
