@@ -194,6 +194,11 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             </Show>
         </header>
         <MessageLog id=id.clone() />
+        <Show when=move || !ctx.conn.get().is_connected()>
+            <p class="pane-banner">
+                "Not connected. Messages you send now go out as soon as the connection is back."
+            </p>
+        </Show>
         <Composer title=Signal::derive(title) />
     }
 }
