@@ -218,6 +218,43 @@ test("message text is shown as text and never runs", async ({ browser }) => {
   await bob.page.screenshot({ path: "screenshots/xss-as-text.png" });
 });
 
+test("display names and room names are shown as text and never run", async ({ browser }) => {
+  const payload = `<img src=x onerror="window.pwned=1">`;
+  // Display names are set at sign-up (the API takes one; the form uses the username).
+  const context = await browser.newContext();
+  const mal = await context.newPage();
+  watchForErrors(mal);
+  const malName = uniqueName("mal");
+  const res = await mal.request.post("/api/auth/signup", {
+    data: { username: malName, password: "correct horse battery", display_name: payload },
+  });
+  expect(res.status()).toBe(201);
+  await mal.goto("/");
+  await expect(status(mal)).toHaveText("Connected");
+  await expect(mal.locator(".me-name")).toHaveText(payload);
+
+  // A room named like markup, with a message from the user named like markup.
+  const room = `<script>window.pwned=2</script>${uniqueName("r")}`;
+  await mal.getByRole("button", { name: "New room" }).click();
+  await mal.getByLabel("Room name").fill(room);
+  await mal.getByRole("button", { name: "Create room" }).click();
+  await expect(mal.getByRole("heading", { level: 2, name: room })).toBeVisible();
+  await send(mal, "hi");
+
+  const ann = await person(browser, "ann");
+  await openDirect(ann.page, malName);
+  await expect(ann.page.getByRole("heading", { level: 2, name: payload })).toBeVisible();
+  await ann.page.getByRole("button", { name: "New room" }).click();
+  await expect(ann.page.getByText(room)).toBeVisible();
+  await ann.page.getByRole("button", { name: `Join ${room}` }).click();
+  await expect(messageLog(ann.page).getByText(payload)).toBeVisible();
+  await ann.page.screenshot({ path: "screenshots/xss-names-as-text.png" });
+  for (const page of [ann.page, mal]) {
+    expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
+    await expect(page.locator("main img, aside img, main script, aside script")).toHaveCount(0);
+  }
+});
+
 test("a hidden tab counts new messages in its title and shows a notification", async ({ browser }) => {
   const ann = await person(browser, "ann");
   const context = await browser.newContext();

@@ -80,3 +80,26 @@ test("an unreachable server is explained next to the form", async ({ page }) => 
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByRole("alert")).toHaveText(/server is unreachable/);
 });
+
+test("pages and API answers carry a Content-Security-Policy and the usual security headers", async ({
+  request,
+}) => {
+  const page = await request.get("/");
+  const csp = page.headers()["content-security-policy"];
+  expect(csp).toMatch(/script-src 'self' 'nonce-[A-Za-z0-9_-]+' 'wasm-unsafe-eval'/);
+  expect(csp).toContain("frame-ancestors 'none'");
+  expect(csp).not.toMatch(/script-src[^;]*'unsafe-inline'/);
+  // The nonce in the header is the one on the page's inline scripts, and differs per response.
+  const nonce = csp.match(/'nonce-([^']+)'/)![1];
+  expect(await page.text()).toContain(`<script type="module" nonce="${nonce}">`);
+  const again = (await request.get("/")).headers()["content-security-policy"];
+  expect(again).not.toEqual(csp);
+
+  for (const path of ["/", "/api/auth/me", "/healthz", "/pkg/chat.css", "/no-such-page"]) {
+    const headers = (await request.get(path)).headers();
+    expect(headers["x-content-type-options"], path).toBe("nosniff");
+    expect(headers["x-frame-options"], path).toBe("DENY");
+    expect(headers["referrer-policy"], path).toBe("no-referrer");
+    expect(headers["content-security-policy"], path).toBeTruthy();
+  }
+});

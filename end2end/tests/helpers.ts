@@ -41,8 +41,14 @@ export async function person(
   return { page, name };
 }
 
-/// Fails the test on any uncaught error or dialog (alert, confirm) in the page.
+/// Fails the test on any uncaught error, dialog (alert, confirm) or Content-Security-Policy
+/// violation in the page.
 export function watchForErrors(page: Page) {
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content.Security.Policy/i.test(m.text())) {
+      throw new Error(`CSP violation: ${m.text()}`);
+    }
+  });
   page.on("pageerror", (e) => {
     throw new Error(`uncaught error in the page: ${e.message}`);
   });
@@ -71,7 +77,8 @@ export async function openDirect(page: Page, username: string) {
   await page.getByRole("button", { name: "New message" }).click();
   await page.getByLabel("Search users").fill(username);
   await page.getByRole("button", { name: new RegExp(`@${username}$`) }).click();
-  await expect(page.getByRole("heading", { level: 2, name: username })).toBeVisible();
+  // The header names the person and, below, their username.
+  await expect(page.getByText(new RegExp(`^@${username} · (online|offline)$`))).toBeVisible();
 }
 
 /// Joins (or opens) the public General room through "New room".

@@ -9,6 +9,7 @@
 //! - [`chat`] — what each client frame does, between the socket and the store.
 //! - [`hub`] — in-process routing: live sockets, per-conversation send order, fan-out.
 //! - [`health`] — `/healthz`.
+//! - [`security`] — security headers and the pages' Content-Security-Policy.
 //! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
 //!   static files) and runs until a shutdown future resolves.
 
@@ -17,6 +18,7 @@ pub mod chat;
 pub mod db;
 pub mod health;
 pub mod hub;
+pub mod security;
 pub mod settings;
 pub mod store;
 pub mod ws;
@@ -195,11 +197,18 @@ fn router(state: AppState) -> Router {
         .route("/api/auth/me", get(auth::me))
         .leptos_routes(&state, routes, {
             let leptos = state.leptos.clone();
-            move || app::shell(leptos.clone())
+            move || {
+                security::set_page_policy();
+                app::shell(leptos.clone())
+            }
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
+            |options| {
+                security::set_page_policy();
+                app::shell(options)
+            },
         ))
+        .layer(axum::middleware::map_response(security::add_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

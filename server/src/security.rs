@@ -1,0 +1,89 @@
+//! Security headers on every response, and the page's Content-Security-Policy.
+//!
+//! Pages get a CSP that allows only this origin's scripts plus the one inline hydration script
+//! Leptos marks with a per-response nonce, and WebAssembly compilation. Every other response
+//! (API answers, static files, errors) gets a CSP that allows nothing, so a response that is
+//! somehow interpreted as a document cannot run anything either.
+
+use axum::{
+    http::{header, HeaderName, HeaderValue},
+    response::Response,
+};
+use leptos::prelude::use_context;
+
+/// What any document from this server may not do, on top of its CSP.
+const COMMON: [(HeaderName, &str); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+];
+
+/// For responses that are not pages.
+const LOCKED_DOWN_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The policy of a rendered page whose inline scripts carry `nonce`.
+pub fn page_policy(nonce: &str, live_reload: Option<&str>) -> String {
+    let reload = live_reload.map(|r| format!(" {r}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; \
+         script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; style-src-attr 'unsafe-inline'; \
+         img-src 'self' data:; \
+         connect-src 'self'{reload}; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Called while a page renders (inside leptos_axum's request context): sets the page's CSP
+/// with this response's nonce.
+pub fn set_page_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    // `cargo leptos watch` injects a live-reload script that talks to its own port.
+    let reload = std::env::var("LEPTOS_WATCH").ok().map(|_| {
+        let port = std::env::var("LEPTOS_RELOAD_PORT").unwrap_or_else(|_| "3001".into());
+        format!("ws://127.0.0.1:{port} ws://localhost:{port}")
+    });
+    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce, reload.as_deref())) {
+        response.insert_header(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// Middleware body: adds the common headers, and the locked-down CSP where the response set
+/// none.
+pub async fn add_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in COMMON {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(LOCKED_DOWN_CSP));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_policy_allows_only_the_nonced_inline_script() {
+        let p = page_policy("abc", None);
+        assert!(p.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"));
+        assert!(!p.contains("unsafe-inline'; img"), "no inline scripts: {p}");
+        assert!(p.contains("frame-ancestors 'none'"));
+        assert!(page_policy("abc", Some("ws://127.0.0.1:3001")).contains("ws://127.0.0.1:3001"));
+    }
+}
