@@ -16,14 +16,14 @@ use argon2::{
     Argon2,
 };
 use axum::{
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use surrealdb::{engine::any::Any, types::RecordId, Surreal};
 use tracing::{info, warn};
 
@@ -67,6 +67,8 @@ pub enum AuthError {
     WrongCredentials,
     #[error("not signed in")]
     Unauthenticated,
+    #[error("too many failed sign-ins; try again in {} minutes", .0.as_secs().div_ceil(60).max(1))]
+    TooManyAttempts(Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -93,6 +95,7 @@ impl AuthError {
             AuthError::UsernameTaken => ("username_taken", StatusCode::CONFLICT),
             AuthError::WrongCredentials => ("wrong_credentials", StatusCode::UNAUTHORIZED),
             AuthError::Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            AuthError::TooManyAttempts(_) => ("too_many_attempts", StatusCode::TOO_MANY_REQUESTS),
             AuthError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -106,7 +109,14 @@ impl IntoResponse for AuthError {
             warn!(%detail, "auth request failed");
         }
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut res = (status, Json(body)).into_response();
+        if let AuthError::TooManyAttempts(wait) = self {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
+        res
     }
 }
 
@@ -373,17 +383,30 @@ pub async fn sign_up(
 }
 
 /// `POST /api/auth/signin` `{username, password}`: 200 + cookie, or 401 `wrong_credentials`.
+/// Checks the password, unless this account or address has failed too often lately (then the
+/// answer is 429 without looking at the password, see [`crate::throttle`]).
 pub async fn sign_in(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(form): Json<SignIn>,
 ) -> Result<Response, AuthError> {
     let username = Username::parse(&form.username).map_err(|_| AuthError::WrongCredentials)?;
+    if let Some(wait) = state.sign_in_throttle.check(username.as_str(), peer.ip()) {
+        warn!(username = username.as_str(), peer = %peer.ip(), "sign-in refused: too many failures");
+        return Err(AuthError::TooManyAttempts(wait));
+    }
     let password = Password::parse(&form.password).map_err(|_| AuthError::WrongCredentials)?;
     let user = state.store.user(username.as_str()).await?;
     let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     match user {
-        Some(user) if ok => signed_in(&state, &username, &user.display_name, StatusCode::OK).await,
-        _ => Err(AuthError::WrongCredentials),
+        Some(user) if ok => {
+            state.sign_in_throttle.succeeded(username.as_str());
+            signed_in(&state, &username, &user.display_name, StatusCode::OK).await
+        }
+        _ => {
+            state.sign_in_throttle.failed(username.as_str(), peer.ip());
+            Err(AuthError::WrongCredentials)
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`ws`] — the `/ws` endpoint, one handler task per socket.
 //! - [`chat`] — what each client frame does, between the socket and the store.
 //! - [`hub`] — in-process routing: live sockets, per-conversation send order, fan-out.
+//! - [`throttle`] — slows password guessing (per account and per address).
 //! - [`health`] — `/healthz`.
 //! - [`security`] — security headers and the pages' Content-Security-Policy.
 //! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod security;
 pub mod settings;
 pub mod store;
+pub mod throttle;
 pub mod ws;
 
 use axum::{
@@ -57,6 +59,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them.
     pub tasks: TaskTracker,
+    pub sign_in_throttle: throttle::SignInThrottle,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -134,6 +137,7 @@ impl Application {
             sessions_ended: tokio::sync::broadcast::channel(256).0,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            sign_in_throttle: throttle::SignInThrottle::default(),
         };
         let router = router(state.clone());
         Ok(Application {
@@ -171,9 +175,13 @@ impl Application {
             }
         });
         info!(addr = %listener.local_addr()?, "listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await?;
+        // The peer address is what sign-in throttling counts per client.
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await?;
         state.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
             .await

@@ -1,10 +1,13 @@
 //! Accounts, sessions and the checks on the WebSocket upgrade.
 
 use serde_json::json;
+use server::settings::{Secret, Settings};
 
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
-use crate::helpers::{disk_settings, get, get_with, post_json, spawn_app, spawn_app_with};
+use crate::helpers::{
+    disk_settings, get, get_with, post_json, spawn_app, spawn_app_with, PASSWORD,
+};
 
 #[tokio::test]
 async fn signing_up_signs_in_and_me_says_who() {
@@ -171,5 +174,98 @@ async fn accounts_and_sessions_survive_a_restart() {
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn password_guessing_is_throttled_per_account_before_the_password_is_checked() {
+    use server::throttle::PER_ACCOUNT;
+    let app = spawn_app().await;
+    app.sign_up("victim").await;
+    app.sign_up("bystander").await;
+    let attempt = |username: &str, password: &str| {
+        let body = json!({"username": username, "password": password});
+        let addr = app.addr;
+        async move { post_json(addr, "/api/auth/signin", &body, None).await }
+    };
+    for _ in 0..PER_ACCOUNT {
+        let res = attempt("victim", "guess guess").await;
+        assert_eq!(res.error_code(), "wrong_credentials");
+    }
+    // Locked: even the right password is refused now, and the answer says for how long.
+    let locked = attempt("victim", PASSWORD).await;
+    assert_eq!(
+        (locked.status, locked.error_code()),
+        (429, "too_many_attempts".to_owned())
+    );
+    assert!(
+        locked
+            .headers
+            .to_ascii_lowercase()
+            .contains("retry-after: "),
+        "{}",
+        locked.headers
+    );
+    // Other accounts are not affected (the address limit is higher).
+    assert_eq!(attempt("bystander", PASSWORD).await.status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_expired_and_unsigned_tokens_are_refused() {
+    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    const SECRET: &[u8] = b"a secret only this test and its server know";
+    let mut settings = Settings::for_tests();
+    settings.jwt_secret = Some(Secret::new(String::from_utf8_lossy(SECRET)));
+    let app = spawn_app_with(settings).await;
+    let token = app.sign_up("alice").await;
+    let here = format!("http://{}", app.addr);
+    let genuine = decode::<serde_json::Value>(
+        &token,
+        &DecodingKey::from_secret(SECRET),
+        &Validation::new(Algorithm::HS256),
+    )
+    .expect("the server signs with the configured secret")
+    .claims;
+    let now = genuine["iat"].as_u64().unwrap();
+    let sign = |claims: &serde_json::Value, alg: Algorithm, secret: &[u8]| {
+        encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    };
+
+    let mut expired = genuine.clone();
+    expired["exp"] = json!(now - 1);
+    let mut longer = genuine.clone();
+    longer["exp"] = json!(now + 10 * 365 * 24 * 3600);
+    let payload = token.split('.').nth(1).unwrap();
+    let forged = [
+        ("expired", sign(&expired, Algorithm::HS256, SECRET)),
+        (
+            "another key",
+            sign(&genuine, Algorithm::HS256, b"some other secret"),
+        ),
+        (
+            "extended by another key",
+            sign(&longer, Algorithm::HS256, b"guess"),
+        ),
+        (
+            "another algorithm",
+            sign(&genuine, Algorithm::HS512, SECRET),
+        ),
+        // {"alg":"none","typ":"JWT"}, no signature.
+        (
+            "alg none",
+            format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."),
+        ),
+    ];
+    for (what, token) in &forged {
+        assert_eq!(
+            app.try_connect(Some(token), Some(&here)).await.err(),
+            Some(401),
+            "{what}"
+        );
+        let me = get_with(app.addr, "/api/auth/me", token).await;
+        assert_eq!(me.status, 401, "{what}");
+    }
+    assert!(app.try_connect(Some(&token), Some(&here)).await.is_ok());
     app.stop().await;
 }

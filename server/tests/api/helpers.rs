@@ -10,6 +10,8 @@ use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, Web
 /// Every await on the server is bounded by this, so a broken server fails a test instead of
 /// hanging it.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -63,7 +65,7 @@ impl TestApp {
     pub async fn sign_up(&self, username: &str) -> String {
         let body = serde_json::json!({
             "username": username,
-            "password": "correct horse battery",
+            "password": PASSWORD,
             "display_name": username.to_uppercase(),
         });
         let res = post_json(self.addr, "/api/auth/signup", &body, None).await;
