@@ -42,6 +42,8 @@ use crate::{
 const HEARTBEAT: Duration = Duration::from_secs(25);
 /// A socket that has sent nothing (not even a pong) for this long is dead and closed.
 const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// How long a closing socket waits for the peer to answer its close frame.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Most sockets one user may hold open at once.
 pub const MAX_SOCKETS_PER_USER: usize = 32;
 
@@ -297,14 +299,29 @@ impl Handler {
     }
 
     /// Sends a close frame; the socket may already be gone, which is fine.
+    ///
+    /// Then it waits (briefly) for the peer's close reply, reading and dropping whatever the
+    /// peer sent meanwhile: closing a TCP connection with unread data makes the kernel send a
+    /// reset, and a reset can destroy the close frame before the peer reads it.
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let _ = self
+        let sent = self
             .socket
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             })))
             .await;
+        if sent.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
+            while let Some(Ok(frame)) = self.socket.recv().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// Handles one client frame; `Err` only when the socket itself failed.

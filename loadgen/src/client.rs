@@ -1,0 +1,118 @@
+//! One WebSocket to `/ws`, as a browser opens it (session cookie, same-origin `Origin`).
+//! Every failure is an `Err`, never a panic: scenarios expect the server to vanish.
+
+use anyhow::{anyhow, bail, Context};
+use app::protocol::{ClientMsg, ServerMsg};
+use futures::{SinkExt, StreamExt};
+use std::{net::SocketAddr, time::Duration};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{client::IntoClientRequest, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// The server closed the socket (with this close code, if it sent one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed(pub Option<u16>);
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(code) => write!(f, "closed by the server with code {code}"),
+            None => f.write_str("the connection ended without a close frame"),
+        }
+    }
+}
+
+impl std::error::Error for Closed {}
+
+pub struct Conn {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Conn {
+    /// Connects and consumes the `hello`.
+    pub async fn open(addr: SocketAddr, token: &str) -> anyhow::Result<Conn> {
+        let mut req = format!("ws://{addr}/ws").into_client_request()?;
+        req.headers_mut()
+            .insert("cookie", format!("chat_session={token}").parse()?);
+        req.headers_mut()
+            .insert("origin", format!("http://{addr}").parse()?);
+        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connect_async(req))
+            .await
+            .context("connect timed out")??;
+        let mut conn = Conn { ws };
+        match conn.next(Duration::from_secs(5)).await? {
+            ServerMsg::Hello { .. } => Ok(conn),
+            other => bail!("expected hello, got {other:?}"),
+        }
+    }
+
+    /// Connects, resumes from nothing (so live delivery starts) and waits for `resumed`.
+    pub async fn open_live(addr: SocketAddr, token: &str) -> anyhow::Result<Conn> {
+        let mut conn = Conn::open(addr, token).await?;
+        conn.send(&ClientMsg::Resume {
+            positions: Vec::new(),
+        })
+        .await?;
+        conn.until(Duration::from_secs(10), |m| {
+            matches!(m, ServerMsg::Resumed).then_some(())
+        })
+        .await?;
+        Ok(conn)
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
+        self.ws.send(Message::text(msg.encode())).await?;
+        Ok(())
+    }
+
+    /// The next protocol frame within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> anyhow::Result<ServerMsg> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no frame within {wait:?}"))?;
+            match frame {
+                Some(Ok(Message::Text(text))) => return Ok(ServerMsg::decode(&text)?),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed(frame.map(|f| u16::from(f.code))).into())
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(Closed(None).into()),
+            }
+        }
+    }
+
+    /// Skips frames until `pick` accepts one (within `wait` in all).
+    pub async fn until<T>(
+        &mut self,
+        wait: Duration,
+        mut pick: impl FnMut(&ServerMsg) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let msg = self.next(left).await?;
+            if let Some(t) = pick(&msg) {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// Sends `msg` and waits for the reply `pick` accepts.
+    pub async fn ask<T>(
+        &mut self,
+        msg: ClientMsg,
+        pick: impl FnMut(&ServerMsg) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        self.send(&msg).await?;
+        self.until(Duration::from_secs(10), pick).await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

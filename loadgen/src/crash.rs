@@ -1,0 +1,281 @@
+//! Crash consistency: senders write steadily while the server is killed (SIGKILL, or SIGTERM
+//! with `--stop term`) at random moments and restarted on the same data directory. After
+//! every restart, and at the end, every message the server acknowledged must be stored
+//! exactly once at its acknowledged `seq`, `seq`s must have no gaps, and unread counts must
+//! agree with the histories.
+
+use anyhow::Context;
+use app::domain::{ClientMsgId, MessageBody, RoomName, Username};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::check::{check, check_unread, require, Acked, Findings};
+use crate::client::{Closed, Conn};
+use crate::http::sign_up;
+use crate::process::{free_port, ServerProcess, Stop};
+use crate::Rng;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server_bin: PathBuf,
+    pub senders: usize,
+    pub kills: usize,
+    pub stop: Stop,
+    pub seed: u64,
+    /// The server runs for a random time in this range (ms) before each kill.
+    pub up_ms: (u64, u64),
+}
+
+/// One kill and restart.
+#[derive(Debug, Clone)]
+pub struct KillReport {
+    pub kill: usize,
+    pub up_ms: u64,
+    /// Acknowledged before the kill (all senders, since the start).
+    pub acknowledged: usize,
+    pub recovered: usize,
+    pub lost: usize,
+    pub restart_ms: u128,
+}
+
+pub struct Report {
+    pub seed: u64,
+    pub kills: Vec<KillReport>,
+    pub last: Findings,
+    /// Sends the server refused with an error (retried by nobody: they were never acked).
+    pub refused: u64,
+    /// Open sockets that the server closed with 1001 "going away", and those that just broke.
+    pub clean_closes: u64,
+    pub abrupt_closes: u64,
+}
+
+struct Shared {
+    acked: Mutex<Vec<Acked>>,
+    stop: AtomicBool,
+    refused: AtomicU64,
+    clean_closes: AtomicU64,
+    abrupt_closes: AtomicU64,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir()?;
+    let addr = free_port()?;
+    let mut server = ServerProcess::new(&opts.server_bin, addr, &dir.path().join("data"))?;
+    server.start().await?;
+    let mut rng = Rng::new(opts.seed);
+    let tag = opts.seed % 100_000;
+
+    // Users in pairs, each pair with a direct conversation, and one room for everyone.
+    let mut tokens = Vec::new();
+    for i in 0..opts.senders.max(2) {
+        tokens.push((
+            format!("crash{tag}u{i}"),
+            sign_up(addr, &format!("crash{tag}u{i}")).await?,
+        ));
+    }
+    let mut readers: BTreeMap<ConversationId, String> = BTreeMap::new();
+    let mut routes: Vec<Vec<ConversationId>> = vec![Vec::new(); tokens.len()];
+    for pair in (0..tokens.len() - 1).step_by(2) {
+        let mut conn = Conn::open(addr, &tokens[pair].1).await?;
+        let id = conn
+            .ask(
+                ClientMsg::OpenDirect {
+                    username: Username::parse(&tokens[pair + 1].0)?,
+                },
+                |m| match m {
+                    ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                    _ => None,
+                },
+            )
+            .await?;
+        readers.insert(id.clone(), tokens[pair].1.clone());
+        routes[pair].push(id.clone());
+        routes[pair + 1].push(id);
+    }
+    let room = {
+        let mut conn = Conn::open(addr, &tokens[0].1).await?;
+        conn.ask(
+            ClientMsg::CreateRoom {
+                name: RoomName::parse("crash room")?,
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                _ => None,
+            },
+        )
+        .await?
+    };
+    for (_, token) in &tokens[1..] {
+        let mut conn = Conn::open(addr, token).await?;
+        let want = room.clone();
+        conn.ask(
+            ClientMsg::JoinRoom {
+                conversation_id: room.clone(),
+            },
+            move |m| {
+                matches!(m, ServerMsg::Conversation { conversation } if conversation.id == want)
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+    readers.insert(room.clone(), tokens[0].1.clone());
+    for r in &mut routes {
+        r.push(room.clone());
+    }
+
+    let shared = Arc::new(Shared {
+        acked: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+        refused: AtomicU64::new(0),
+        clean_closes: AtomicU64::new(0),
+        abrupt_closes: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::new();
+    for (i, ((name, token), convs)) in tokens.iter().cloned().zip(routes).enumerate() {
+        let shared = shared.clone();
+        let seed = rng.next_u64();
+        tasks.push(tokio::spawn(async move {
+            sender(addr, i, name, token, convs, shared, seed).await
+        }));
+    }
+
+    let mut kills = Vec::new();
+    for kill in 1..=opts.kills {
+        let up_ms = rng.range(opts.up_ms.0, opts.up_ms.1);
+        tokio::time::sleep(Duration::from_millis(up_ms)).await;
+        server.stop(opts.stop).await?;
+        let snapshot = shared.acked.lock().expect("lock").clone();
+        let restart = server.start().await?;
+        let f = check(addr, &readers, &snapshot).await?;
+        kills.push(KillReport {
+            kill,
+            up_ms,
+            acknowledged: snapshot.len(),
+            recovered: f.recovered,
+            lost: f.lost.len(),
+            restart_ms: restart.as_millis(),
+        });
+        require(&f).with_context(|| format!("after kill {kill}"))?;
+    }
+    // Let the senders settle on the last restart, then stop them and check everything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shared.stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await??;
+    }
+    let acked = shared.acked.lock().expect("lock").clone();
+    let mut last = check(addr, &readers, &acked).await?;
+    let mut newest: HashMap<ConversationId, u64> = HashMap::new();
+    for a in &acked {
+        let n = newest.entry(a.conversation.clone()).or_default();
+        *n = (*n).max(a.seq);
+    }
+    let all_tokens: Vec<String> = tokens.iter().map(|(_, t)| t.clone()).collect();
+    last.problems
+        .extend(check_unread(addr, &all_tokens, &newest).await?);
+    server.stop(Stop::Term).await?;
+    require(&last).context("final check")?;
+    let abrupt = shared.abrupt_closes.load(Ordering::SeqCst);
+    anyhow::ensure!(
+        opts.stop == Stop::Kill || abrupt == 0,
+        "graceful shutdown broke {abrupt} sockets without a close frame"
+    );
+    Ok(Report {
+        seed: opts.seed,
+        kills,
+        last,
+        refused: shared.refused.load(Ordering::SeqCst),
+        clean_closes: shared.clean_closes.load(Ordering::SeqCst),
+        abrupt_closes: shared.abrupt_closes.load(Ordering::SeqCst),
+    })
+}
+
+/// Sends one message at a time, waiting for its ack; reconnects whenever the socket dies and
+/// re-sends the unacknowledged message with the same `client_msg_id`.
+async fn sender(
+    addr: std::net::SocketAddr,
+    index: usize,
+    name: String,
+    token: String,
+    convs: Vec<ConversationId>,
+    shared: Arc<Shared>,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut n = 0_u64;
+    let mut in_flight: Option<(ConversationId, String)> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let mut conn = match Conn::open(addr, &token).await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                continue;
+            }
+        };
+        loop {
+            if shared.stop.load(Ordering::SeqCst) && in_flight.is_none() {
+                conn.close().await;
+                return Ok(());
+            }
+            let (conv, id) = in_flight.clone().unwrap_or_else(|| {
+                n += 1;
+                let conv = convs[rng.range(0, convs.len() as u64) as usize].clone();
+                (conv, format!("s{index}-{n}"))
+            });
+            in_flight = Some((conv.clone(), id.clone()));
+            let frame = ClientMsg::Send {
+                conversation_id: conv.clone(),
+                client_msg_id: ClientMsgId::parse(&id)?,
+                body: MessageBody::parse(&format!("{name} #{n}"))?,
+            };
+            if conn.send(&frame).await.is_err() {
+                break;
+            }
+            let want = id.clone();
+            let reply = conn
+                .until(Duration::from_secs(5), move |m| match m {
+                    ServerMsg::Ack {
+                        client_msg_id,
+                        message,
+                    } if *client_msg_id == want => Some(Ok(message.seq)),
+                    ServerMsg::Error {
+                        client_msg_id: Some(c),
+                        code,
+                        ..
+                    } if *c == want => Some(Err(*code)),
+                    _ => None,
+                })
+                .await;
+            match reply {
+                Ok(Ok(seq)) => {
+                    shared.acked.lock().expect("lock").push(Acked {
+                        conversation: conv,
+                        seq,
+                        client_msg_id: id,
+                    });
+                    in_flight = None;
+                }
+                Ok(Err(_)) => {
+                    shared.refused.fetch_add(1, Ordering::SeqCst);
+                    in_flight = None;
+                }
+                // The server went away: reconnect and send the same message again.
+                Err(e) => {
+                    let counter = match e.downcast_ref::<Closed>() {
+                        Some(Closed(Some(1001))) => &shared.clean_closes,
+                        _ => &shared.abrupt_closes,
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}

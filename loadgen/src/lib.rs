@@ -1,0 +1,57 @@
+//! A client of the chat server that speaks its real protocol, and scenarios built on it.
+//!
+//! - [`http`] — sign-up over plain HTTP/1.1 (no HTTP client crate needed).
+//! - [`client`] — one WebSocket, tolerant of the server going away.
+//! - [`process`] — the server as a child process: start, SIGKILL / SIGTERM, RSS, logs.
+//! - [`check`] — reads every conversation back and checks the invariants.
+//! - [`crash`] — many senders while the server is killed and restarted.
+//!
+//! Loopback only: every address is checked with [`loopback_only`].
+
+pub mod check;
+pub mod client;
+pub mod crash;
+pub mod http;
+pub mod process;
+
+use std::net::SocketAddr;
+
+/// Refuses anything but a loopback target: load is never sent elsewhere.
+pub fn loopback_only(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "{addr} is not a loopback address; this tool only loads loopback servers"
+    );
+    Ok(addr)
+}
+
+/// A small seeded generator (xorshift64*): runs are reproducible from their printed seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..hi` (`hi > lo`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo)
+    }
+}
+
+/// A seed from the clock, for runs that were not given one.
+pub fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}

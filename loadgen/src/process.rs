@@ -1,0 +1,141 @@
+//! The chat server as a child process on a data directory of ours, so that it can be killed
+//! (SIGKILL: no goodbye, no flush) or stopped (SIGTERM: graceful) and started again.
+
+use anyhow::{bail, Context};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+use tokio::process::{Child, Command};
+
+use crate::http::status_of;
+
+pub struct ServerProcess {
+    bin: PathBuf,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    /// Extra `CHAT_*` settings for every start.
+    env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGKILL: the process gets no chance to do anything.
+    Kill,
+    /// SIGTERM: the server's graceful shutdown.
+    Term,
+}
+
+impl ServerProcess {
+    /// A server on `addr` (loopback) storing to `data_dir` on disk; its output is appended to
+    /// `data_dir/../server.log`.
+    pub fn new(bin: &Path, addr: SocketAddr, data_dir: &Path) -> anyhow::Result<Self> {
+        crate::loopback_only(addr)?;
+        let log = data_dir.with_extension("log");
+        Ok(ServerProcess {
+            bin: bin.to_owned(),
+            addr,
+            data_dir: data_dir.to_owned(),
+            log,
+            child: None,
+            env: vec![
+                // Load tests must not trip the per-user rate limit.
+                ("CHAT_SEND_RATE".into(), "1000000".into()),
+                ("CHAT_LOG".into(), "warn,server=info".into()),
+            ],
+        })
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Starts the server and waits until `/healthz` answers; returns how long that took.
+    pub async fn start(&mut self) -> anyhow::Result<Duration> {
+        anyhow::ensure!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("open {}", self.log.display()))?;
+        let started = Instant::now();
+        let mut child = Command::new(&self.bin)
+            .env("CHAT_ADDR", self.addr.to_string())
+            .env("CHAT_DATA_DIR", &self.data_dir)
+            .env("CHAT_STORAGE", "disk")
+            .env("LEPTOS_OUTPUT_NAME", "chat")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {}", self.bin.display()))?;
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "the server exited with {status}; see {}",
+                    self.log.display()
+                );
+            }
+            if status_of(self.addr, "/healthz").await == Some(200) {
+                self.child = Some(child);
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!(
+            "the server did not become healthy in 60 s; see {}",
+            self.log.display()
+        )
+    }
+
+    pub async fn stop(&mut self, how: Stop) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id().context("no pid")?;
+        let signal = match how {
+            Stop::Kill => "-KILL",
+            Stop::Term => "-TERM",
+        };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill {signal} {pid} failed");
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .context("the server did not exit within 30 s")??;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Resident memory of the server process, in KiB (from `/proc`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The server's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
