@@ -5,6 +5,7 @@
 //! - [`process`] — the server as a child process: start, SIGKILL / SIGTERM, RSS, logs.
 //! - [`check`] — reads every conversation back and checks the invariants.
 //! - [`crash`] — many senders while the server is killed and restarted.
+//! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
 //!
 //! Loopback only: every address is checked with [`loopback_only`].
 
@@ -13,6 +14,7 @@ pub mod client;
 pub mod crash;
 pub mod http;
 pub mod process;
+pub mod soak;
 
 use std::net::SocketAddr;
 

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! loadgen crash --server-bin target/debug/server --kills 5
+//! loadgen soak --server-bin target/release/server --seconds 600
 //! ```
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -36,6 +37,21 @@ enum Command {
         min_up_ms: u64,
         #[arg(long, default_value_t = 1500)]
         max_up_ms: u64,
+    },
+    /// Mixed traffic with reconnects for a bounded time; memory, order, loss and log checks.
+    Soak {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// How long to run (bounded: at most one hour).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// Messages per second per user.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 
@@ -101,6 +117,54 @@ async fn main() -> anyhow::Result<()> {
                     "clean_closes": report.clean_closes,
                     "abrupt_closes": report.abrupt_closes,
                     "restart_ms_max": report.kills.iter().map(|k| k.restart_ms).max(),
+                })
+            );
+        }
+        Command::Soak {
+            server_bin,
+            users,
+            seconds,
+            rate,
+            seed,
+        } => {
+            let seed = seed.unwrap_or_else(loadgen::fresh_seed);
+            println!("soak run: {users} users, {rate} msg/s each, {seconds} s, seed {seed}");
+            let r = loadgen::soak::run(loadgen::soak::Options {
+                server_bin,
+                users,
+                duration: std::time::Duration::from_secs(seconds),
+                rate,
+                seed,
+            })
+            .await?;
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            println!(
+                "{:.0} s: {} acknowledged ({:.0}/s), {} delivered, {} connections; \
+                 server RSS start {:.1} MiB, peak {:.1} MiB, end {:.1} MiB; \
+                 0 lost, no duplicates, in order, unread consistent, no errors logged",
+                r.seconds,
+                r.acked,
+                r.acked as f64 / r.seconds,
+                r.delivered,
+                r.connections,
+                mib(r.rss_start_kib),
+                mib(r.rss_peak_kib),
+                mib(r.rss_end_kib),
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": "soak",
+                    "seed": r.seed,
+                    "seconds": r.seconds,
+                    "acknowledged": r.acked,
+                    "delivered": r.delivered,
+                    "connections": r.connections,
+                    "lost": r.findings.lost.len(),
+                    "rss_start_kib": r.rss_start_kib,
+                    "rss_peak_kib": r.rss_peak_kib,
+                    "rss_end_kib": r.rss_end_kib,
+                    "log_problems": r.log_problems.len(),
                 })
             );
         }

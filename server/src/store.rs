@@ -241,6 +241,26 @@ fn new_room_key() -> String {
 }
 
 /// True when a SurrealDB error is a unique-index or record-id clash.
+/// The outcome of a `BEGIN; …; COMMIT;` query. `check()` would report the first failed
+/// statement, which in a failed transaction is usually a bystander ("not executed due to a
+/// failed transaction"); the statement that really failed (a unique index, a `THROW`) may
+/// come later, so its error is the one returned.
+fn transaction(mut res: surrealdb::IndexedResults) -> Result<(), surrealdb::Error> {
+    let mut errors: Vec<(usize, surrealdb::Error)> = res.take_errors().into_iter().collect();
+    errors.sort_by_key(|(i, _)| *i);
+    let cause = errors
+        .iter()
+        .position(|(_, e)| {
+            let text = e.to_string();
+            !text.contains("not executed due to") && !text.contains("Cannot COMMIT")
+        })
+        .unwrap_or(0);
+    match errors.into_iter().nth(cause) {
+        None => Ok(()),
+        Some((_, e)) => Err(e),
+    }
+}
+
 fn is_duplicate(e: &surrealdb::Error) -> bool {
     let text = e.to_string();
     text.contains("already contains") || text.contains("already exists")
@@ -387,9 +407,8 @@ impl SurrealChatStore {
             .bind(("ma", member_id(&key, a)))
             .bind(("mb", member_id(&key, b)))
             .bind(("now", now_ms))
-            .await?
-            .check();
-        match res {
+            .await?;
+        match transaction(res) {
             Ok(_) => Ok(key),
             // Both users opened it at the same moment: the other transaction created it.
             Err(e) if is_duplicate(&e) => Ok(key),
@@ -639,9 +658,8 @@ impl SurrealChatStore {
             .bind(("preview", body.preview(PREVIEW_CHARS)))
             .bind(("member", member_id(key, sender)))
             .bind(("now", now_ms))
-            .await?
-            .check();
-        match res {
+            .await?;
+        match transaction(res) {
             Ok(_) => Ok(MessageRecord {
                 conversation: key.to_owned(),
                 seq,

@@ -545,3 +545,57 @@ async fn contacts_see_each_other_come_and_go() {
     alice.expect(online(false)).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_message_sent_on_two_sockets_at_once_is_stored_once_and_acked_on_both() {
+    // A client that reconnects re-sends what was unacknowledged, possibly while its old
+    // socket's copy is still being stored: both must get the one stored message.
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let token = app.sign_up("bob").await;
+    let dm = open_direct(&mut alice, "bob").await;
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let mut tab = app.connect(&token).await;
+        tab.recv().await; // hello
+        tabs.push(tab);
+    }
+    for i in 0..20 {
+        let cmid = format!("twice{i}");
+        let frame = send_msg(&dm.id, &cmid, &format!("once {i}"));
+        let (a, b) = tabs.split_at_mut(1);
+        let (first, second) = tokio::join!(
+            async {
+                a[0].send(&frame).await;
+                ack_of(&mut a[0], &cmid).await
+            },
+            async {
+                b[0].send(&frame).await;
+                ack_of(&mut b[0], &cmid).await
+            }
+        );
+        assert_eq!(first, second, "both sockets are told the same message");
+        assert_eq!(first.seq, i + 1, "stored once: no seq is skipped");
+    }
+    let (seqs, _) = history(&mut alice, &dm.id, None).await;
+    assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+    app.stop().await;
+}
+
+/// The `ack` for `cmid`, failing on an error for it.
+async fn ack_of(client: &mut Client, cmid: &str) -> Message {
+    client
+        .expect(|m| match m {
+            ServerMsg::Ack {
+                client_msg_id,
+                message,
+            } if client_msg_id == cmid => Some(message.clone()),
+            ServerMsg::Error {
+                client_msg_id: Some(id),
+                code,
+                message,
+            } if id == cmid => panic!("{cmid} refused: {code:?} {message}"),
+            _ => None,
+        })
+        .await
+}

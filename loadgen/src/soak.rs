@@ -1,0 +1,310 @@
+//! Soak: users in pairs and in a room send at a steady rate for a bounded time while their
+//! sockets come and go (each connection lives a few seconds, then the user reconnects and
+//! resumes). Checks, throughout: each socket sees each conversation's messages in `seq`
+//! order, each once; at the end: every acknowledged message stored exactly once, no gaps,
+//! unread counts consistent, and no error or warning in the server's log. Samples the
+//! server's resident memory every second.
+
+use anyhow::Context;
+use app::domain::{ClientMsgId, MessageBody, RoomName, Username};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::check::{check, check_unread, require, Acked, Findings};
+use crate::client::Conn;
+use crate::http::sign_up;
+use crate::process::{free_port, ServerProcess, Stop};
+use crate::Rng;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server_bin: PathBuf,
+    pub users: usize,
+    pub duration: Duration,
+    /// Messages per second per user.
+    pub rate: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub seconds: f64,
+    pub acked: usize,
+    pub delivered: u64,
+    pub connections: u64,
+    pub rss_start_kib: u64,
+    pub rss_peak_kib: u64,
+    pub rss_end_kib: u64,
+    pub findings: Findings,
+    pub log_problems: Vec<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    acked: Mutex<Vec<Acked>>,
+    problems: Mutex<Vec<String>>,
+    delivered: AtomicU64,
+    connections: AtomicU64,
+}
+
+/// Most messages one user has in flight (sent, not yet acknowledged).
+const WINDOW: usize = 4;
+
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir()?;
+    let addr = free_port()?;
+    let mut server = ServerProcess::new(&opts.server_bin, addr, &dir.path().join("data"))?;
+    server.start().await?;
+    let mut rng = Rng::new(opts.seed);
+    let tag = opts.seed % 100_000;
+
+    let users = opts.users.max(2);
+    let mut tokens = Vec::new();
+    for i in 0..users {
+        let name = format!("soak{tag}u{i}");
+        tokens.push((name.clone(), sign_up(addr, &name).await?));
+    }
+    let mut readers: BTreeMap<ConversationId, String> = BTreeMap::new();
+    let mut routes: Vec<Vec<ConversationId>> = vec![Vec::new(); users];
+    for pair in (0..users - 1).step_by(2) {
+        let mut conn = Conn::open(addr, &tokens[pair].1).await?;
+        let id = conn
+            .ask(
+                ClientMsg::OpenDirect {
+                    username: Username::parse(&tokens[pair + 1].0)?,
+                },
+                |m| match m {
+                    ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                    _ => None,
+                },
+            )
+            .await?;
+        conn.close().await;
+        readers.insert(id.clone(), tokens[pair].1.clone());
+        routes[pair].push(id.clone());
+        routes[pair + 1].push(id);
+    }
+    let mut owner = Conn::open(addr, &tokens[0].1).await?;
+    let room = owner
+        .ask(
+            ClientMsg::CreateRoom {
+                name: RoomName::parse("soak room")?,
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                _ => None,
+            },
+        )
+        .await?;
+    owner.close().await;
+    for (_, token) in &tokens[1..] {
+        let mut conn = Conn::open(addr, token).await?;
+        let want = room.clone();
+        conn.ask(
+            ClientMsg::JoinRoom {
+                conversation_id: room.clone(),
+            },
+            move |m| {
+                matches!(m, ServerMsg::Conversation { conversation } if conversation.id == want)
+                    .then_some(())
+            },
+        )
+        .await?;
+        conn.close().await;
+    }
+    readers.insert(room.clone(), tokens[0].1.clone());
+    for r in &mut routes {
+        r.push(room.clone());
+    }
+
+    let rss_start = server.rss_kib().unwrap_or(0);
+    let started = Instant::now();
+    let deadline = started + opts.duration;
+    let shared = Arc::new(Shared::default());
+    let mut tasks = Vec::new();
+    for (i, ((name, token), convs)) in tokens.iter().cloned().zip(routes).enumerate() {
+        let shared = shared.clone();
+        let seed = rng.next_u64();
+        let period = Duration::from_secs_f64(1.0 / opts.rate.max(0.01));
+        tasks.push(tokio::spawn(async move {
+            user(addr, i, name, token, convs, shared, seed, period, deadline).await
+        }));
+    }
+    let mut rss_peak = rss_start;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_peak = rss_peak.max(server.rss_kib().unwrap_or(0));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rss_end = server.rss_kib().unwrap_or(0);
+    let acked = shared.acked.lock().expect("lock").clone();
+    let mut findings = check(addr, &readers, &acked).await?;
+    let mut newest: HashMap<ConversationId, u64> = HashMap::new();
+    for a in &acked {
+        let n = newest.entry(a.conversation.clone()).or_default();
+        *n = (*n).max(a.seq);
+    }
+    let all: Vec<String> = tokens.iter().map(|(_, t)| t.clone()).collect();
+    findings
+        .problems
+        .extend(check_unread(addr, &all, &newest).await?);
+    findings
+        .problems
+        .extend(shared.problems.lock().expect("lock").iter().cloned());
+    server.stop(Stop::Term).await?;
+    let log_problems: Vec<String> = strip_ansi(&server.log())
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .map(str::to_owned)
+        .collect();
+    require(&findings).with_context(|| {
+        format!(
+            "soak check; the server logged:\n{}",
+            log_problems
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    anyhow::ensure!(
+        log_problems.is_empty(),
+        "the server logged problems:\n{}",
+        log_problems.join("\n")
+    );
+    Ok(Report {
+        seed: opts.seed,
+        seconds,
+        acked: acked.len(),
+        delivered: shared.delivered.load(Ordering::SeqCst),
+        connections: shared.connections.load(Ordering::SeqCst),
+        rss_start_kib: rss_start,
+        rss_peak_kib: rss_peak,
+        rss_end_kib: rss_end,
+        findings,
+        log_problems,
+    })
+}
+
+/// One user: connects, sends at its rate (at most [`WINDOW`] unacknowledged), reads what
+/// arrives, and after a few seconds drops the connection and comes back; unacknowledged
+/// messages are sent again with the same ids.
+#[allow(clippy::too_many_arguments)]
+async fn user(
+    addr: std::net::SocketAddr,
+    index: usize,
+    name: String,
+    token: String,
+    convs: Vec<ConversationId>,
+    shared: Arc<Shared>,
+    seed: u64,
+    period: Duration,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut n = 0_u64;
+    // Sent and not acknowledged: id -> (conversation, body).
+    let mut in_flight: BTreeMap<String, (ConversationId, String)> = BTreeMap::new();
+    while Instant::now() < deadline || !in_flight.is_empty() {
+        if Instant::now() > deadline + Duration::from_secs(30) {
+            anyhow::bail!("{name}: {} messages never acknowledged", in_flight.len());
+        }
+        let mut conn = Conn::open_live(addr, &token)
+            .await
+            .with_context(|| format!("{name} connects"))?;
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        for (id, (conv, body)) in &in_flight {
+            conn.send(&send_frame(conv, id, body)?).await?;
+        }
+        let session_end = Instant::now() + Duration::from_millis(rng.range(2_000, 8_000));
+        // What this socket has seen of each conversation.
+        let mut last_seen: HashMap<ConversationId, u64> = HashMap::new();
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            let now = Instant::now();
+            if now >= session_end || (now >= deadline && in_flight.is_empty()) {
+                break;
+            }
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if now < deadline && in_flight.len() < WINDOW {
+                        n += 1;
+                        let id = format!("k{index}-{n}");
+                        let conv = convs[rng.range(0, convs.len() as u64) as usize].clone();
+                        let body = format!("{name} says {n}");
+                        conn.send(&send_frame(&conv, &id, &body)?).await?;
+                        in_flight.insert(id, (conv, body));
+                    }
+                }
+                frame = conn.next(Duration::from_secs(10)) => match frame? {
+                    ServerMsg::Ack { client_msg_id, message }
+                        if in_flight.remove(&client_msg_id).is_some() =>
+                    {
+                        shared.acked.lock().expect("lock").push(Acked {
+                            conversation: message.conversation_id,
+                            seq: message.seq,
+                            client_msg_id,
+                        });
+                    }
+                    ServerMsg::Message { message } => {
+                        shared.delivered.fetch_add(1, Ordering::Relaxed);
+                        let last = last_seen.entry(message.conversation_id.clone()).or_default();
+                        if message.seq <= *last {
+                            shared.problems.lock().expect("lock").push(format!(
+                                "{name}: {} seq {} after {} on one socket (duplicate or reordered)",
+                                message.conversation_id, message.seq, last
+                            ));
+                        }
+                        *last = message.seq;
+                    }
+                    ServerMsg::Error { code, message, client_msg_id } => {
+                        shared.problems.lock().expect("lock").push(format!(
+                            "{name}: error {code:?} {message} ({client_msg_id:?})"
+                        ));
+                        if let Some(id) = client_msg_id {
+                            in_flight.remove(&id);
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+        conn.close().await;
+    }
+    Ok(())
+}
+
+/// The log without terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn send_frame(conv: &ConversationId, id: &str, body: &str) -> anyhow::Result<ClientMsg> {
+    Ok(ClientMsg::Send {
+        conversation_id: conv.clone(),
+        client_msg_id: ClientMsgId::parse(id)?,
+        body: MessageBody::parse(body)?,
+    })
+}
