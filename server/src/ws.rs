@@ -42,6 +42,8 @@ use crate::{
 const HEARTBEAT: Duration = Duration::from_secs(25);
 /// A socket that has sent nothing (not even a pong) for this long is dead and closed.
 const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// How long one frame may take to go out before the peer is deemed to have stopped reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer to answer its close frame.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Most sockets one user may hold open at once.
@@ -258,7 +260,7 @@ impl Handler {
                         debug!("no sign of life; closing");
                         return Exit::Close(close_code::AWAY, "no heartbeat");
                     }
-                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if self.write(Message::Ping(Default::default())).await.is_err() {
                         return Exit::Quiet;
                     }
                 }
@@ -305,8 +307,7 @@ impl Handler {
     /// reset, and a reset can destroy the close frame before the peer reads it.
     async fn close(&mut self, code: u16, reason: &'static str) {
         let sent = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
+            .write(Message::Close(Some(CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             })))
@@ -430,9 +431,7 @@ impl Handler {
                 frame
             }
         };
-        self.socket
-            .send(Message::Text(Utf8Bytes::from(&*frame)))
-            .await
+        self.write(Message::Text(Utf8Bytes::from(&*frame))).await
     }
 
     /// Replays what this socket missed in one conversation after `after`, in order, and
@@ -470,7 +469,22 @@ impl Handler {
     }
 
     async fn send(&mut self, msg: &ServerMsg) -> Result<(), axum::Error> {
-        self.socket.send(Message::Text(msg.encode().into())).await
+        self.write(Message::Text(msg.encode().into())).await
+    }
+
+    /// Writes one frame, giving up after [`WRITE_TIMEOUT`]: a peer that stops reading fills
+    /// its TCP buffers, and would otherwise hold this task (and its memory) forever.
+    async fn write(&mut self, frame: Message) -> Result<(), axum::Error> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(frame)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                debug!("peer stopped reading; dropping the socket");
+                Err(axum::Error::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "write timed out",
+                )))
+            }
+        }
     }
 }
 

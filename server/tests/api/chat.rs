@@ -599,3 +599,108 @@ async fn ack_of(client: &mut Client, cmid: &str) -> Message {
         })
         .await
 }
+
+#[tokio::test]
+async fn a_member_who_never_reads_is_cut_off_and_nobody_else_waits_for_them() {
+    // Beyond the 1,024-frame outbox plus what TCP buffers hold for a reader that reads nothing.
+    const FLOOD: u64 = 1600;
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bob").await;
+    let mut slow = app.user("slow").await;
+    let room = alice
+        .ask(
+            ClientMsg::CreateRoom {
+                name: RoomName::parse("busy").unwrap(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                _ => None,
+            },
+        )
+        .await;
+    for member in [&mut bob, &mut slow] {
+        let want = room.clone();
+        member
+            .ask(
+                ClientMsg::JoinRoom {
+                    conversation_id: room.clone(),
+                },
+                move |m| {
+                    matches!(m, ServerMsg::Conversation { conversation } if conversation.id == want)
+                        .then_some(())
+                },
+            )
+            .await;
+    }
+    // From here on `slow` reads nothing while 1,600 messages of 4,000 characters go by.
+    let body = "x".repeat(4000);
+    let send_all = async {
+        // In windows of 100, reading the acks: a sender is a reader too.
+        for window in (1..=FLOOD).collect::<Vec<_>>().chunks(100) {
+            for i in window {
+                alice.send(&send_msg(&room, &format!("f{i}"), &body)).await;
+            }
+            for i in window {
+                ack_of(&mut alice, &format!("f{i}")).await;
+            }
+        }
+    };
+    let bob_reads = async {
+        for want in 1..=FLOOD {
+            assert_eq!(next_message(&mut bob).await.seq, want);
+        }
+    };
+    tokio::join!(send_all, bob_reads);
+
+    // Its socket's writes time out and the server drops it (not held forever): its
+    // contacts see it go offline without it reading a byte.
+    let gone = bob
+        .receives_within(
+            server::ws::WRITE_TIMEOUT * 3,
+            |m| matches!(m, ServerMsg::Presence { username, online: false } if username == "slow"),
+        )
+        .await;
+    assert!(
+        gone,
+        "the server still holds the socket of a reader that never reads"
+    );
+
+    // Reading now finds a bounded backlog, then the end of a connection the server already
+    // dropped (a server still holding it would now send the rest, `lagging` and a close).
+    let mut got = 0_u64;
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match futures::StreamExt::next(&mut slow.ws).await {
+                Some(Ok(Frame::Text(text))) => {
+                    if matches!(ServerMsg::decode(&text), Ok(ServerMsg::Message { .. })) {
+                        got += 1;
+                    }
+                }
+                Some(Ok(Frame::Close(frame))) => return Some(frame),
+                Some(Err(_)) | None => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    assert_eq!(end, None, "the connection was still open");
+    assert!(got < FLOOD, "slow got all {got}: it was never cut off");
+
+    // Coming back and resuming brings everything, in order.
+    let token = app.sign_in("slow").await;
+    let mut back = app.connect(&token).await;
+    back.recv().await; // hello
+    back.send(&ClientMsg::Resume {
+        positions: vec![Position {
+            conversation_id: room.clone(),
+            seq: 0,
+        }],
+    })
+    .await;
+    for want in 1..=FLOOD {
+        assert_eq!(next_message(&mut back).await.seq, want);
+    }
+    app.stop().await;
+}

@@ -73,6 +73,14 @@ impl TestApp {
         res.session_token().expect("a session cookie")
     }
 
+    /// Signs an existing account in again and returns the new session's token.
+    pub async fn sign_in(&self, username: &str) -> String {
+        let body = serde_json::json!({ "username": username, "password": PASSWORD });
+        let res = post_json(self.addr, "/api/auth/signin", &body, None).await;
+        assert_eq!(res.status, 200, "sign-in of {username}: {}", res.body);
+        res.session_token().expect("a session cookie")
+    }
+
     /// A new user's socket, past the hello.
     pub async fn user(&self, username: &str) -> Client {
         let token = self.sign_up(username).await;
