@@ -19,7 +19,7 @@ use axum::{
     Json,
 };
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -44,6 +44,8 @@ const HEARTBEAT: Duration = Duration::from_secs(25);
 const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// How long one frame may take to go out before the peer is deemed to have stopped reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most acked-ahead `seq`s one socket remembers per conversation (see `Handler::acked`).
+const MAX_ACKED_AHEAD: usize = 1024;
 /// How long a closing socket waits for the peer to answer its close frame.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Most sockets one user may hold open at once.
@@ -105,6 +107,7 @@ pub async fn upgrade(
                 conn_id,
                 outbox,
                 next: HashMap::new(),
+                acked: HashMap::new(),
                 started: false,
                 state,
             };
@@ -172,6 +175,9 @@ struct Handler {
     /// filled from the database first. So each conversation reaches the client in order,
     /// once.
     next: HashMap<String, u64>,
+    /// Per conversation, `seq`s this socket was sent as `ack`s at or beyond its `next`:
+    /// the sender already has them, so deliveries and gap fills skip them.
+    acked: HashMap<String, BTreeSet<u64>>,
     /// Live delivery starts with the client's first frame, so that a reconnecting client's
     /// `resume` is handled before any live message and nothing overtakes what it missed.
     started: bool,
@@ -372,7 +378,19 @@ impl Handler {
                 conversation_id,
                 before_seq,
                 limit,
-            } => chat::history(state, me, &conversation_id.0, before_seq, limit).await,
+            } => {
+                let reply = chat::history(state, me, &conversation_id.0, before_seq, limit).await;
+                // The newest page tells the client everything up to its last message: live
+                // copies of those are not sent again.
+                if let (None, Ok(ServerMsg::History { messages, .. })) = (before_seq, &reply) {
+                    if let Some(last) = messages.last() {
+                        let next = self.next.entry(conversation_id.0.clone()).or_insert(0);
+                        *next = (*next).max(last.seq + 1);
+                        self.skip_acked(&conversation_id.0);
+                    }
+                }
+                reply
+            }
             ClientMsg::MarkRead {
                 conversation_id,
                 seq,
@@ -391,6 +409,10 @@ impl Handler {
                     &body,
                 )
                 .await;
+                if let Ok(ServerMsg::Ack { message, .. }) = &reply {
+                    self.before_ack(&message.conversation_id.0, message.seq)
+                        .await?;
+                }
                 let reply = reply.map_err(|r| r.into_msg(Some(client_msg_id.to_string())));
                 return self.send(&reply.unwrap_or_else(|e| e)).await;
             }
@@ -428,15 +450,63 @@ impl Handler {
                     _ => {}
                 }
                 self.next.insert(conversation.to_string(), seq + 1);
+                self.skip_acked(&conversation);
                 frame
             }
         };
         self.write(Message::Text(Utf8Bytes::from(&*frame))).await
     }
 
+    /// Remembers that this socket was told `seq` by an `ack`, so that it is not also
+    /// delivered as a `message` (by a gap fill, for instance).
+    fn note_acked(&mut self, key: &str, seq: u64) {
+        match self.next.get(key) {
+            Some(&next) if seq < next => {}
+            _ => {
+                let acked = self.acked.entry(key.to_owned()).or_default();
+                acked.insert(seq);
+                // A socket that only ever sends in a conversation never advances `next`
+                // there; keep the newest few (forgetting one costs at most a repeat).
+                if acked.len() > MAX_ACKED_AHEAD {
+                    acked.pop_first();
+                }
+                self.skip_acked(key);
+            }
+        }
+    }
+
+    /// Moves `next` past acked `seq`s it has reached, and forgets those below it.
+    fn skip_acked(&mut self, key: &str) {
+        let Some(acked) = self.acked.get_mut(key) else {
+            return;
+        };
+        if let Some(next) = self.next.get_mut(key) {
+            while acked.first().is_some_and(|&s| s <= *next) {
+                let s = acked.pop_first().expect("checked non-empty");
+                if s == *next {
+                    *next += 1;
+                }
+            }
+        }
+        if acked.is_empty() {
+            self.acked.remove(key);
+        }
+    }
+
     /// Replays what this socket missed in one conversation after `after`, in order, and
     /// moves the conversation's next expected `seq` past it.
-    async fn resume(&mut self, key: &str, mut after: u64) -> Result<(), axum::Error> {
+    async fn resume(&mut self, key: &str, after: u64) -> Result<(), axum::Error> {
+        self.replay(key, after, None).await
+    }
+
+    /// Sends the stored messages of `key` after `after` (and below `until`, if given) that
+    /// this socket has not been told of, in order, moving `next` past them.
+    async fn replay(
+        &mut self,
+        key: &str,
+        mut after: u64,
+        until: Option<u64>,
+    ) -> Result<(), axum::Error> {
         let me = self.me.username.clone();
         let start = after;
         let next = self.next.entry(key.to_owned()).or_insert(after + 1);
@@ -446,15 +516,32 @@ impl Handler {
                 Ok(page) => page,
                 Err(refusal) => return self.send(&refusal.into_msg(None)).await,
             };
-            let Some(last) = page.last().map(|m| m.seq) else {
+            let mut reached_until = false;
+            let mut last = None;
+            for message in page {
+                if until.is_some_and(|u| message.seq >= u) {
+                    reached_until = true;
+                    break;
+                }
+                last = Some(message.seq);
+                let own = self
+                    .acked
+                    .get(key)
+                    .is_some_and(|acked| acked.contains(&message.seq));
+                if !own {
+                    self.send(&ServerMsg::Message { message }).await?;
+                }
+            }
+            let Some(last) = last else {
                 return Ok(());
             };
-            for message in page {
-                self.send(&ServerMsg::Message { message }).await?;
-            }
             after = last;
             let next = self.next.entry(key.to_owned()).or_insert(last + 1);
             *next = (*next).max(last + 1);
+            self.skip_acked(key);
+            if reached_until {
+                return Ok(());
+            }
             if after - start >= chat::RESUME_LIMIT {
                 let e = ServerMsg::error(
                     ErrorCode::InvalidInput,
@@ -466,6 +553,19 @@ impl Handler {
                 return self.send(&e).await;
             }
         }
+    }
+
+    /// Before an `ack` for `seq` goes out: every earlier message of the conversation that
+    /// this socket is owed goes first, so that the client sees `seq`s in order (a message
+    /// fanned out just before ours may still sit in this socket's outbox).
+    async fn before_ack(&mut self, key: &str, seq: u64) -> Result<(), axum::Error> {
+        if let Some(&next) = self.next.get(key) {
+            if next < seq {
+                self.replay(key, next - 1, Some(seq)).await?;
+            }
+        }
+        self.note_acked(key, seq);
+        Ok(())
     }
 
     async fn send(&mut self, msg: &ServerMsg) -> Result<(), axum::Error> {

@@ -4,5 +4,6 @@ mod auth;
 mod chat;
 mod helpers;
 mod http;
+mod interleave;
 mod store;
 mod ws;
