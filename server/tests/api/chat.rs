@@ -704,3 +704,67 @@ async fn a_member_who_never_reads_is_cut_off_and_nobody_else_waits_for_them() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_outsider_gets_not_found_on_every_path_into_a_conversation() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    app.sign_up("bob").await;
+    let mut eve = app.user("eve").await;
+    let dm = open_direct(&mut alice, "bob").await;
+    say(&mut alice, &dm.id, "a1", "private").await;
+    let room = alice
+        .ask(
+            ClientMsg::CreateRoom {
+                name: RoomName::parse("team").unwrap(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                _ => None,
+            },
+        )
+        .await;
+    say(&mut alice, &room, "a2", "members only").await;
+    let made_up = ConversationId("r0123456789abcdef".into());
+    for conv in [&dm.id, &room, &made_up] {
+        let paths = [
+            ClientMsg::History {
+                conversation_id: conv.clone(),
+                before_seq: None,
+                limit: None,
+            },
+            send_msg(conv, &format!("e{}", conv.0.len()), "let me in"),
+            ClientMsg::MarkRead {
+                conversation_id: conv.clone(),
+                seq: 1,
+            },
+            ClientMsg::ListMembers {
+                conversation_id: conv.clone(),
+            },
+            ClientMsg::LeaveRoom {
+                conversation_id: conv.clone(),
+            },
+            ClientMsg::Resume {
+                positions: vec![Position {
+                    conversation_id: conv.clone(),
+                    seq: 0,
+                }],
+            },
+        ];
+        for path in paths {
+            let code = error_code(&mut eve, path.clone()).await;
+            // Leaving a direct conversation is refused as such (it cannot be left by
+            // anyone), which says nothing about who is in it.
+            let allowed = match path {
+                ClientMsg::LeaveRoom { .. } if conv == &dm.id => ErrorCode::InvalidInput,
+                _ => ErrorCode::NotFound,
+            };
+            assert_eq!(code, allowed, "{path:?}");
+        }
+    }
+    // Nothing leaked to eve, nothing was stored or moved by her.
+    assert!(gets_no_message(&mut eve, 300).await);
+    assert_eq!(history(&mut alice, &dm.id, None).await.0, [1]);
+    assert_eq!(history(&mut alice, &room, None).await.0, [1]);
+    app.stop().await;
+}

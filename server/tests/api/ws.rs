@@ -114,3 +114,34 @@ async fn shutdown_closes_open_sockets_with_going_away() {
     }
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn one_user_cannot_hold_more_than_the_socket_cap() {
+    let app = spawn_app().await;
+    let token = app.sign_up("hoarder").await;
+    let here = format!("http://{}", app.addr);
+    let mut held = Vec::new();
+    for _ in 0..server::ws::MAX_SOCKETS_PER_USER {
+        held.push(app.connect(&token).await);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            app.try_connect(Some(&token), Some(&here)).await.err(),
+            Some(429)
+        );
+    }
+    // Others are not affected, and a freed slot can be used again.
+    let other = app.sign_up("other").await;
+    assert!(app.try_connect(Some(&other), Some(&here)).await.is_ok());
+    drop(held.pop());
+    let mut reopened = false;
+    for _ in 0..50 {
+        if app.try_connect(Some(&token), Some(&here)).await.is_ok() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reopened, "a closed socket frees its slot");
+    app.stop().await;
+}
