@@ -5,18 +5,17 @@
 //! agree with the histories.
 
 use anyhow::Context;
-use app::domain::{ClientMsgId, MessageBody, RoomName, Username};
+use app::domain::{ClientMsgId, MessageBody};
 use app::protocol::{ClientMsg, ConversationId, ServerMsg};
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::check::{check, check_unread, require, Acked, Findings};
+use crate::check::{check, require, Acked, Findings};
 use crate::client::{Closed, Conn};
-use crate::http::sign_up;
 use crate::process::{free_port, ServerProcess, Stop};
+use crate::world::populate;
 use crate::Rng;
 
 #[derive(Debug, Clone)]
@@ -69,64 +68,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut rng = Rng::new(opts.seed);
     let tag = opts.seed % 100_000;
 
-    // Users in pairs, each pair with a direct conversation, and one room for everyone.
-    let mut tokens = Vec::new();
-    for i in 0..opts.senders.max(2) {
-        tokens.push((
-            format!("crash{tag}u{i}"),
-            sign_up(addr, &format!("crash{tag}u{i}")).await?,
-        ));
-    }
-    let mut readers: BTreeMap<ConversationId, String> = BTreeMap::new();
-    let mut routes: Vec<Vec<ConversationId>> = vec![Vec::new(); tokens.len()];
-    for pair in (0..tokens.len() - 1).step_by(2) {
-        let mut conn = Conn::open(addr, &tokens[pair].1).await?;
-        let id = conn
-            .ask(
-                ClientMsg::OpenDirect {
-                    username: Username::parse(&tokens[pair + 1].0)?,
-                },
-                |m| match m {
-                    ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                    _ => None,
-                },
-            )
-            .await?;
-        readers.insert(id.clone(), tokens[pair].1.clone());
-        routes[pair].push(id.clone());
-        routes[pair + 1].push(id);
-    }
-    let room = {
-        let mut conn = Conn::open(addr, &tokens[0].1).await?;
-        conn.ask(
-            ClientMsg::CreateRoom {
-                name: RoomName::parse("crash room")?,
-            },
-            |m| match m {
-                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                _ => None,
-            },
-        )
-        .await?
-    };
-    for (_, token) in &tokens[1..] {
-        let mut conn = Conn::open(addr, token).await?;
-        let want = room.clone();
-        conn.ask(
-            ClientMsg::JoinRoom {
-                conversation_id: room.clone(),
-            },
-            move |m| {
-                matches!(m, ServerMsg::Conversation { conversation } if conversation.id == want)
-                    .then_some(())
-            },
-        )
-        .await?;
-    }
-    readers.insert(room.clone(), tokens[0].1.clone());
-    for r in &mut routes {
-        r.push(room.clone());
-    }
+    let world = populate(addr, &format!("crash{tag}"), opts.senders, "crash room").await?;
 
     let shared = Arc::new(Shared {
         acked: Mutex::new(Vec::new()),
@@ -136,7 +78,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         abrupt_closes: AtomicU64::new(0),
     });
     let mut tasks = Vec::new();
-    for (i, ((name, token), convs)) in tokens.iter().cloned().zip(routes).enumerate() {
+    for (i, ((name, token), convs)) in world
+        .users
+        .iter()
+        .cloned()
+        .zip(world.routes.clone())
+        .enumerate()
+    {
         let shared = shared.clone();
         let seed = rng.next_u64();
         tasks.push(tokio::spawn(async move {
@@ -151,7 +99,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         server.stop(opts.stop).await?;
         let snapshot = shared.acked.lock().expect("lock").clone();
         let restart = server.start().await?;
-        let f = check(addr, &readers, &snapshot).await?;
+        let f = check(addr, &world.readers, &snapshot).await?;
         kills.push(KillReport {
             kill,
             up_ms,
@@ -169,15 +117,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         t.await??;
     }
     let acked = shared.acked.lock().expect("lock").clone();
-    let mut last = check(addr, &readers, &acked).await?;
-    let mut newest: HashMap<ConversationId, u64> = HashMap::new();
-    for a in &acked {
-        let n = newest.entry(a.conversation.clone()).or_default();
-        *n = (*n).max(a.seq);
-    }
-    let all_tokens: Vec<String> = tokens.iter().map(|(_, t)| t.clone()).collect();
-    last.problems
-        .extend(check_unread(addr, &all_tokens, &newest).await?);
+    let last = world.check(addr, &acked).await?;
     server.stop(Stop::Term).await?;
     require(&last).context("final check")?;
     let abrupt = shared.abrupt_closes.load(Ordering::SeqCst);

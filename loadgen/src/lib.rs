@@ -3,6 +3,7 @@
 //! - [`http`] — sign-up over plain HTTP/1.1 (no HTTP client crate needed).
 //! - [`client`] — one WebSocket, tolerant of the server going away.
 //! - [`process`] — the server as a child process: start, SIGKILL / SIGTERM, RSS, logs.
+//! - [`world`] — users in pairs and one room: the population scenarios run on.
 //! - [`check`] — reads every conversation back and checks the invariants.
 //! - [`crash`] — many senders while the server is killed and restarted.
 //! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
@@ -15,6 +16,7 @@ pub mod crash;
 pub mod http;
 pub mod process;
 pub mod soak;
+pub mod world;
 
 use std::net::SocketAddr;
 

@@ -6,7 +6,7 @@
 //! server's resident memory every second.
 
 use anyhow::Context;
-use app::domain::{ClientMsgId, MessageBody, RoomName, Username};
+use app::domain::{ClientMsgId, MessageBody};
 use app::protocol::{ClientMsg, ConversationId, ServerMsg};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::check::{check, check_unread, require, Acked, Findings};
+use crate::check::{require, Acked, Findings};
 use crate::client::Conn;
-use crate::http::sign_up;
 use crate::process::{free_port, ServerProcess, Stop};
+use crate::world::populate;
 use crate::Rng;
 
 #[derive(Debug, Clone)]
@@ -63,71 +63,20 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut rng = Rng::new(opts.seed);
     let tag = opts.seed % 100_000;
 
-    let users = opts.users.max(2);
-    let mut tokens = Vec::new();
-    for i in 0..users {
-        let name = format!("soak{tag}u{i}");
-        tokens.push((name.clone(), sign_up(addr, &name).await?));
-    }
-    let mut readers: BTreeMap<ConversationId, String> = BTreeMap::new();
-    let mut routes: Vec<Vec<ConversationId>> = vec![Vec::new(); users];
-    for pair in (0..users - 1).step_by(2) {
-        let mut conn = Conn::open(addr, &tokens[pair].1).await?;
-        let id = conn
-            .ask(
-                ClientMsg::OpenDirect {
-                    username: Username::parse(&tokens[pair + 1].0)?,
-                },
-                |m| match m {
-                    ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                    _ => None,
-                },
-            )
-            .await?;
-        conn.close().await;
-        readers.insert(id.clone(), tokens[pair].1.clone());
-        routes[pair].push(id.clone());
-        routes[pair + 1].push(id);
-    }
-    let mut owner = Conn::open(addr, &tokens[0].1).await?;
-    let room = owner
-        .ask(
-            ClientMsg::CreateRoom {
-                name: RoomName::parse("soak room")?,
-            },
-            |m| match m {
-                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                _ => None,
-            },
-        )
-        .await?;
-    owner.close().await;
-    for (_, token) in &tokens[1..] {
-        let mut conn = Conn::open(addr, token).await?;
-        let want = room.clone();
-        conn.ask(
-            ClientMsg::JoinRoom {
-                conversation_id: room.clone(),
-            },
-            move |m| {
-                matches!(m, ServerMsg::Conversation { conversation } if conversation.id == want)
-                    .then_some(())
-            },
-        )
-        .await?;
-        conn.close().await;
-    }
-    readers.insert(room.clone(), tokens[0].1.clone());
-    for r in &mut routes {
-        r.push(room.clone());
-    }
+    let world = populate(addr, &format!("soak{tag}"), opts.users, "soak room").await?;
 
     let rss_start = server.rss_kib().unwrap_or(0);
     let started = Instant::now();
     let deadline = started + opts.duration;
     let shared = Arc::new(Shared::default());
     let mut tasks = Vec::new();
-    for (i, ((name, token), convs)) in tokens.iter().cloned().zip(routes).enumerate() {
+    for (i, ((name, token), convs)) in world
+        .users
+        .iter()
+        .cloned()
+        .zip(world.routes.clone())
+        .enumerate()
+    {
         let shared = shared.clone();
         let seed = rng.next_u64();
         let period = Duration::from_secs_f64(1.0 / opts.rate.max(0.01));
@@ -146,16 +95,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     let rss_end = server.rss_kib().unwrap_or(0);
     let acked = shared.acked.lock().expect("lock").clone();
-    let mut findings = check(addr, &readers, &acked).await?;
-    let mut newest: HashMap<ConversationId, u64> = HashMap::new();
-    for a in &acked {
-        let n = newest.entry(a.conversation.clone()).or_default();
-        *n = (*n).max(a.seq);
-    }
-    let all: Vec<String> = tokens.iter().map(|(_, t)| t.clone()).collect();
-    findings
-        .problems
-        .extend(check_unread(addr, &all, &newest).await?);
+    let mut findings = world.check(addr, &acked).await?;
     findings
         .problems
         .extend(shared.problems.lock().expect("lock").iter().cloned());

@@ -1,0 +1,115 @@
+//! The population a scenario runs on: users in pairs, each pair with a direct conversation,
+//! and one room everybody joined; and the end-of-run check over all of it.
+
+use anyhow::Context;
+use app::domain::{RoomName, Username};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use crate::check::{check, check_unread, Acked, Findings};
+use crate::client::Conn;
+use crate::http::sign_up;
+
+pub struct World {
+    /// (username, session token) per user.
+    pub users: Vec<(String, String)>,
+    /// Each conversation, with the token of one member to read it back.
+    pub readers: BTreeMap<ConversationId, String>,
+    /// Per user (same order as `users`): the conversations they may write to.
+    pub routes: Vec<Vec<ConversationId>>,
+}
+
+/// Signs up `count` (at least 2) users named `{prefix}u{i}`, pairs them in direct
+/// conversations and puts everyone in one room called `room`.
+pub async fn populate(
+    addr: SocketAddr,
+    prefix: &str,
+    count: usize,
+    room: &str,
+) -> anyhow::Result<World> {
+    let count = count.max(2);
+    let mut users = Vec::new();
+    for i in 0..count {
+        let name = format!("{prefix}u{i}");
+        users.push((name.clone(), sign_up(addr, &name).await?));
+    }
+    let mut readers = BTreeMap::new();
+    let mut routes: Vec<Vec<ConversationId>> = vec![Vec::new(); count];
+    for pair in (0..count - 1).step_by(2) {
+        let id = ask_conversation(
+            addr,
+            &users[pair].1,
+            ClientMsg::OpenDirect {
+                username: Username::parse(&users[pair + 1].0)?,
+            },
+        )
+        .await?;
+        readers.insert(id.clone(), users[pair].1.clone());
+        routes[pair].push(id.clone());
+        routes[pair + 1].push(id);
+    }
+    let room = ask_conversation(
+        addr,
+        &users[0].1,
+        ClientMsg::CreateRoom {
+            name: RoomName::parse(room)?,
+        },
+    )
+    .await?;
+    for (_, token) in &users[1..] {
+        ask_conversation(
+            addr,
+            token,
+            ClientMsg::JoinRoom {
+                conversation_id: room.clone(),
+            },
+        )
+        .await?;
+    }
+    readers.insert(room.clone(), users[0].1.clone());
+    for r in &mut routes {
+        r.push(room.clone());
+    }
+    Ok(World {
+        users,
+        readers,
+        routes,
+    })
+}
+
+/// Sends `msg` on a new socket of `token`'s user and returns the conversation it answers.
+async fn ask_conversation(
+    addr: SocketAddr,
+    token: &str,
+    msg: ClientMsg,
+) -> anyhow::Result<ConversationId> {
+    let mut conn = Conn::open(addr, token).await?;
+    let id = conn
+        .ask(msg, |m| match m {
+            ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+            _ => None,
+        })
+        .await
+        .context("set-up request")?;
+    conn.close().await;
+    Ok(id)
+}
+
+impl World {
+    /// Reads everything back: the acknowledged messages (see [`check`]) and every user's
+    /// unread counts against the newest acknowledged `seq`s.
+    pub async fn check(&self, addr: SocketAddr, acked: &[Acked]) -> anyhow::Result<Findings> {
+        let mut findings = check(addr, &self.readers, acked).await?;
+        let mut newest: HashMap<ConversationId, u64> = HashMap::new();
+        for a in acked {
+            let n = newest.entry(a.conversation.clone()).or_default();
+            *n = (*n).max(a.seq);
+        }
+        let tokens: Vec<String> = self.users.iter().map(|(_, t)| t.clone()).collect();
+        findings
+            .problems
+            .extend(check_unread(addr, &tokens, &newest).await?);
+        Ok(findings)
+    }
+}
