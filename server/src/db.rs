@@ -4,7 +4,10 @@
 //! concurrent commits grouped); memory storage is for tests. The schema is applied at every
 //! start and is idempotent.
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 use surrealdb::{
     engine::any::{connect, Any},
     Surreal,
@@ -21,6 +24,8 @@ pub struct Database {
     db: Surreal<Any>,
     kind: StorageKind,
     boots: u64,
+    /// The storage engine's lock file (disk only), held until its shutdown is complete.
+    lock_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,20 +42,28 @@ pub enum DbError {
 impl Database {
     /// Opens (creating if needed) the database described by the settings.
     pub async fn open(kind: StorageKind, data_dir: &Path) -> Result<Self, DbError> {
-        let url = match kind {
-            StorageKind::Memory => "mem://".to_owned(),
+        let (url, lock_file) = match kind {
+            StorageKind::Memory => ("mem://".to_owned(), None),
             StorageKind::Disk => {
                 let dir = data_dir.join("db");
                 std::fs::create_dir_all(&dir).map_err(|source| DbError::DataDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
-                format!("surrealkv://{}", dir.display())
+                (
+                    format!("surrealkv://{}", dir.display()),
+                    Some(dir.join("LOCK")),
+                )
             }
         };
         let db = connect(url).await?;
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        let this = Database { db, kind, boots: 0 };
+        let this = Database {
+            db,
+            kind,
+            boots: 0,
+            lock_file,
+        };
         this.apply_schema().await?;
         let boots = this.record_boot().await?;
         Ok(Database { boots, ..this })
@@ -70,6 +83,35 @@ impl Database {
     /// across restarts, which makes durability visible in `/healthz`.
     pub fn boots(&self) -> u64 {
         self.boots
+    }
+
+    /// Drops this handle and waits (at most `limit`) until the embedded engine has shut
+    /// down: background tasks stopped, memtable flushed, files closed. `false` on timeout.
+    ///
+    /// SurrealDB 3.3 shuts its datastore down on a detached task once the last handle is
+    /// gone, and offers nothing to await; a process that exits first cuts that shutdown short
+    /// (and logs errors). Its storage engine holds an exclusive `flock` on `LOCK` until it
+    /// is done, so being able to take that lock ourselves is the signal. Every other handle
+    /// (the store's, the sockets') must be dropped before this is called.
+    pub async fn close(self, limit: Duration) -> bool {
+        let Database { db, lock_file, .. } = self;
+        drop(db);
+        let Some(path) = lock_file else {
+            return true;
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(file) = std::fs::File::open(&path) {
+                if file.try_lock().is_ok() {
+                    let _ = file.unlock();
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Succeeds when the datastore answers a query.

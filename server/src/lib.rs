@@ -42,6 +42,8 @@ use crate::{db::Database, settings::Settings, store::SurrealChatStore};
 
 /// How long shutdown waits for sockets to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the database to flush and close.
+const DB_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything a request handler may need; cheap to clone.
 #[derive(Clone)]
@@ -188,6 +190,12 @@ impl Application {
             .is_err()
         {
             warn!("some sockets did not close within {SHUTDOWN_GRACE:?}");
+        }
+        // The last handles go with the state; then the database finishes its own shutdown.
+        let db = state.db.clone();
+        drop(state);
+        if !db.close(DB_CLOSE_GRACE).await {
+            warn!("the database did not finish shutting down within {DB_CLOSE_GRACE:?}");
         }
         info!("stopped");
         Ok(())
