@@ -7,14 +7,18 @@
 //! - [`check`] — reads every conversation back and checks the invariants.
 //! - [`crash`] — many senders while the server is killed and restarted.
 //! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
+//! - [`bench`] — closed-loop throughput and latency, against the server or [`relay`], the
+//!   in-process baseline with no authentication or storage.
 //!
 //! Loopback only: every address is checked with [`loopback_only`].
 
+pub mod bench;
 pub mod check;
 pub mod client;
 pub mod crash;
 pub mod http;
 pub mod process;
+pub mod relay;
 pub mod soak;
 pub mod world;
 

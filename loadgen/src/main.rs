@@ -3,6 +3,7 @@
 //! ```text
 //! loadgen crash --server-bin target/debug/server --kills 5
 //! loadgen soak --server-bin target/release/server --seconds 600
+//! loadgen bench --server-bin target/release/server --users 200 --window 8 --seconds 20
 //! ```
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +38,20 @@ enum Command {
         min_up_ms: u64,
         #[arg(long, default_value_t = 1500)]
         max_up_ms: u64,
+    },
+    /// Closed-loop throughput and latency of the server, then of the in-process relay
+    /// baseline, in the same run.
+    Bench {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Messages each user keeps in flight.
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        /// Seconds per target (bounded: at most ten minutes).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
     },
     /// Mixed traffic with reconnects for a bounded time; memory, order, loss and log checks.
     Soak {
@@ -117,6 +132,72 @@ async fn main() -> anyhow::Result<()> {
                     "clean_closes": report.clean_closes,
                     "abrupt_closes": report.abrupt_closes,
                     "restart_ms_max": report.kills.iter().map(|k| k.restart_ms).max(),
+                })
+            );
+        }
+        Command::Bench {
+            server_bin,
+            users,
+            window,
+            seconds,
+        } => {
+            let mut reports = Vec::new();
+            for target in [
+                loadgen::bench::Target::Server(server_bin),
+                loadgen::bench::Target::Relay,
+            ] {
+                reports.push(
+                    loadgen::bench::run(loadgen::bench::Options {
+                        target,
+                        users,
+                        window,
+                        duration: std::time::Duration::from_secs(seconds),
+                    })
+                    .await?,
+                );
+            }
+            let relay = reports[1].throughput.max(1.0);
+            println!("closed loop: {users} users in pairs, window {window}, {seconds} s each");
+            println!("target   delivered/s   vs relay   ack p50/p99 (us)   delivery p50/p99 (us)   server RSS");
+            for r in &reports {
+                println!(
+                    "{:<7}  {:>11.0}   {:>7.1}%   {:>7} / {:<7}   {:>9} / {:<9}   {}",
+                    r.target,
+                    r.throughput,
+                    100.0 * r.throughput / relay,
+                    r.ack_us.p50,
+                    r.ack_us.p99,
+                    r.delivery_us.p50,
+                    r.delivery_us.p99,
+                    r.rss_kib
+                        .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                );
+            }
+            let line: Vec<_> = reports
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "target": r.target,
+                        "delivered_per_s": r.throughput,
+                        "acked": r.acked,
+                        "delivered": r.delivered,
+                        "ack_p50_us": r.ack_us.p50,
+                        "ack_p99_us": r.ack_us.p99,
+                        "delivery_p50_us": r.delivery_us.p50,
+                        "delivery_p99_us": r.delivery_us.p99,
+                        "rss_kib": r.rss_kib,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": "bench-closed-loop",
+                    "users": users,
+                    "window": window,
+                    "seconds": seconds,
+                    "ratio_to_relay": reports[0].throughput / relay,
+                    "results": line,
                 })
             );
         }

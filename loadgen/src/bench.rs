@@ -1,0 +1,255 @@
+//! Closed-loop throughput: users in pairs, each keeping `window` messages in flight to its
+//! peer for a fixed time, against the real server or the in-process relay baseline. Measures
+//! delivered messages per second, send→ack and send→delivery latency, and checks that every
+//! acknowledged message was delivered once, in order.
+
+use anyhow::Context;
+use app::domain::{ClientMsgId, MessageBody, Username};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::client::{Closed, Conn};
+use crate::http::sign_up;
+use crate::process::{free_port, ServerProcess, Stop};
+use crate::relay::Relay;
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The chat server binary, on a fresh disk data directory.
+    Server(PathBuf),
+    Relay,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Target,
+    pub users: usize,
+    pub window: usize,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub target: &'static str,
+    pub seconds: f64,
+    pub acked: u64,
+    pub delivered: u64,
+    /// `delivered / seconds`.
+    pub throughput: f64,
+    pub ack_us: Percentiles,
+    pub delivery_us: Percentiles,
+    pub rss_kib: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    fn of(mut v: Vec<u64>) -> Self {
+        if v.is_empty() {
+            return Self::default();
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: *v.last().expect("non-empty"),
+        }
+    }
+}
+
+struct UserResult {
+    acked: u64,
+    delivered: u64,
+    ack_us: Vec<u64>,
+    delivery_us: Vec<u64>,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    let users = opts.users.max(2) & !1;
+    let dir = tempfile::tempdir()?;
+    let mut server = None;
+    let (addr, target, tokens, convs) = match &opts.target {
+        Target::Relay => {
+            let relay = Relay::start().await?;
+            let tokens: Vec<String> = (0..users).map(|i| format!("r{i}")).collect();
+            let convs = (0..users)
+                .map(|i| {
+                    let (a, b) = (i & !1, i | 1);
+                    ConversationId(format!("r{a}/r{b}"))
+                })
+                .collect();
+            (relay.addr, "relay", tokens, convs)
+        }
+        Target::Server(bin) => {
+            let addr = free_port()?;
+            let mut s = ServerProcess::new(bin, addr, &dir.path().join("data"))?;
+            s.start().await?;
+            let mut tokens = Vec::new();
+            for i in 0..users {
+                tokens.push(sign_up(addr, &format!("bench{i}")).await?);
+            }
+            let mut convs = Vec::new();
+            for pair in (0..users).step_by(2) {
+                let mut conn = Conn::open(addr, &tokens[pair]).await?;
+                let id = conn
+                    .ask(
+                        ClientMsg::OpenDirect {
+                            username: Username::parse(&format!("bench{}", pair + 1))?,
+                        },
+                        |m| match m {
+                            ServerMsg::Conversation { conversation } => {
+                                Some(conversation.id.clone())
+                            }
+                            _ => None,
+                        },
+                    )
+                    .await?;
+                conn.close().await;
+                convs.push(id.clone());
+                convs.push(id);
+            }
+            server = Some(s);
+            (addr, "server", tokens, convs)
+        }
+    };
+    let mut conns = Vec::new();
+    for token in &tokens {
+        conns.push(Conn::open_live(addr, token).await.context("connect")?);
+    }
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    let mut tasks = Vec::new();
+    for (i, (conn, conv)) in conns.into_iter().zip(convs).enumerate() {
+        let window = opts.window.max(1);
+        tasks.push(tokio::spawn(user(conn, i, conv, window, start, deadline)));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await??);
+    }
+    let seconds = opts.duration.as_secs_f64();
+    let rss_kib = server.as_ref().and_then(ServerProcess::rss_kib);
+    if let Some(mut s) = server {
+        s.stop(Stop::Term).await?;
+    }
+    let acked: u64 = results.iter().map(|r| r.acked).sum();
+    let delivered: u64 = results.iter().map(|r| r.delivered).sum();
+    anyhow::ensure!(
+        acked == delivered,
+        "{acked} acknowledged but {delivered} delivered"
+    );
+    Ok(Report {
+        target,
+        seconds,
+        acked,
+        delivered,
+        throughput: delivered as f64 / seconds,
+        ack_us: Percentiles::of(
+            results
+                .iter_mut()
+                .flat_map(|r| r.ack_us.drain(..))
+                .collect(),
+        ),
+        delivery_us: Percentiles::of(
+            results
+                .iter_mut()
+                .flat_map(|r| r.delivery_us.drain(..))
+                .collect(),
+        ),
+        rss_kib,
+    })
+}
+
+/// Sends to its peer while fewer than `window` are unacknowledged, until `deadline`; reads
+/// acks and deliveries; then waits for the last acks and deliveries.
+async fn user(
+    mut conn: Conn,
+    index: usize,
+    conv: ConversationId,
+    window: usize,
+    start: Instant,
+    deadline: Instant,
+) -> anyhow::Result<UserResult> {
+    let mut r = UserResult {
+        acked: 0,
+        delivered: 0,
+        ack_us: Vec::new(),
+        delivery_us: Vec::new(),
+    };
+    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut n = 0_u64;
+    let mut last_seq = 0_u64;
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if now < deadline {
+            while sent_at.len() < window {
+                n += 1;
+                let id = format!("b{index}-{n}");
+                // The body carries the send time, for the receiver's latency.
+                let body = format!("{}", start.elapsed().as_nanos());
+                conn.send(&ClientMsg::Send {
+                    conversation_id: conv.clone(),
+                    client_msg_id: ClientMsgId::parse(&id)?,
+                    body: MessageBody::parse(&body)?,
+                })
+                .await?;
+                sent_at.insert(id, Instant::now());
+            }
+        } else if sent_at.is_empty()
+            && quiet_since.is_some_and(|q| q.elapsed() > Duration::from_millis(500))
+        {
+            return Ok(r);
+        }
+        let frame = match conn.next(Duration::from_millis(200)).await {
+            Ok(f) => f,
+            // The socket closed: a failure, not a quiet moment.
+            Err(e) if e.downcast_ref::<Closed>().is_some() => return Err(e),
+            Err(_) => {
+                let quiet = *quiet_since.get_or_insert_with(Instant::now);
+                if quiet.elapsed() > Duration::from_secs(10) {
+                    anyhow::bail!(
+                        "user {index}: nothing for 10 s with {} messages unacknowledged",
+                        sent_at.len()
+                    );
+                }
+                continue;
+            }
+        };
+        quiet_since = None;
+        match frame {
+            ServerMsg::Ack { client_msg_id, .. } => {
+                if let Some(t) = sent_at.remove(&client_msg_id) {
+                    r.acked += 1;
+                    r.ack_us.push(t.elapsed().as_micros() as u64);
+                }
+            }
+            ServerMsg::Message { message } => {
+                anyhow::ensure!(
+                    message.seq > last_seq,
+                    "user {index}: seq {} after {last_seq}",
+                    message.seq
+                );
+                last_seq = message.seq;
+                r.delivered += 1;
+                if let Ok(ns) = message.body.parse::<u128>() {
+                    let now_ns = start.elapsed().as_nanos();
+                    r.delivery_us
+                        .push((now_ns.saturating_sub(ns) / 1000) as u64);
+                }
+            }
+            ServerMsg::Error { code, message, .. } => {
+                anyhow::bail!("user {index}: error {code:?}: {message}")
+            }
+            _ => {}
+        }
+    }
+}
