@@ -4,16 +4,16 @@
 //! acknowledged message was delivered once, in order.
 
 use anyhow::Context;
-use app::domain::{ClientMsgId, MessageBody, Username};
+use app::domain::{ClientMsgId, MessageBody};
 use app::protocol::{ClientMsg, ConversationId, ServerMsg};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::client::{Closed, Conn};
-use crate::http::sign_up;
 use crate::process::{free_port, ServerProcess, Stop};
 use crate::relay::Relay;
+use crate::world::populate;
 
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -80,7 +80,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         Target::Relay => {
             let relay = Relay::start().await?;
             let tokens: Vec<String> = (0..users).map(|i| format!("r{i}")).collect();
-            let convs = (0..users)
+            let convs: Vec<ConversationId> = (0..users)
                 .map(|i| {
                     let (a, b) = (i & !1, i | 1);
                     ConversationId(format!("r{a}/r{b}"))
@@ -92,30 +92,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             let addr = free_port()?;
             let mut s = ServerProcess::new(bin, addr, &dir.path().join("data"))?;
             s.start().await?;
-            let mut tokens = Vec::new();
-            for i in 0..users {
-                tokens.push(sign_up(addr, &format!("bench{i}")).await?);
-            }
-            let mut convs = Vec::new();
-            for pair in (0..users).step_by(2) {
-                let mut conn = Conn::open(addr, &tokens[pair]).await?;
-                let id = conn
-                    .ask(
-                        ClientMsg::OpenDirect {
-                            username: Username::parse(&format!("bench{}", pair + 1))?,
-                        },
-                        |m| match m {
-                            ServerMsg::Conversation { conversation } => {
-                                Some(conversation.id.clone())
-                            }
-                            _ => None,
-                        },
-                    )
-                    .await?;
-                conn.close().await;
-                convs.push(id.clone());
-                convs.push(id);
-            }
+            // The users in pairs, each pair's direct conversation first in its routes.
+            let world = populate(addr, "bench", users, "bench room").await?;
+            let tokens: Vec<String> = world.users.into_iter().map(|(_, t)| t).collect();
+            let convs: Vec<ConversationId> =
+                world.routes.into_iter().map(|r| r[0].clone()).collect();
             server = Some(s);
             (addr, "server", tokens, convs)
         }

@@ -35,6 +35,35 @@ async fn open_direct(client: &mut Client, with: &str) -> ConversationSummary {
         .await
 }
 
+async fn create_room(client: &mut Client, name: &str) -> ConversationSummary {
+    client
+        .ask(
+            ClientMsg::CreateRoom {
+                name: RoomName::parse(name).unwrap(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.clone()),
+                _ => None,
+            },
+        )
+        .await
+}
+
+/// Joins a room; the id of the conversation the server answers with.
+async fn join_room(client: &mut Client, room: &ConversationId) -> ConversationId {
+    client
+        .ask(
+            ClientMsg::JoinRoom {
+                conversation_id: room.clone(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                _ => None,
+            },
+        )
+        .await
+}
+
 async fn say(client: &mut Client, conv: &ConversationId, cmid: &str, body: &str) -> Message {
     let want = cmid.to_owned();
     client
@@ -222,17 +251,7 @@ async fn a_room_delivers_to_its_members_until_they_leave() {
     let mut alice = app.user("alice").await;
     let mut bob = app.user("bob").await;
     let mut carol = app.user("carol").await;
-    let room = alice
-        .ask(
-            ClientMsg::CreateRoom {
-                name: RoomName::parse("Rustaceans").unwrap(),
-            },
-            |m| match m {
-                ServerMsg::Conversation { conversation } => Some(conversation.clone()),
-                _ => None,
-            },
-        )
-        .await;
+    let room = create_room(&mut alice, "Rustaceans").await;
     assert_eq!(room.title, "Rustaceans");
     for c in [&mut bob, &mut carol] {
         let listed = c
@@ -246,17 +265,7 @@ async fn a_room_delivers_to_its_members_until_they_leave() {
             listed.iter().any(|r| r.name == "General"),
             "the default room is listed"
         );
-        let joined = c
-            .ask(
-                ClientMsg::JoinRoom {
-                    conversation_id: room.id.clone(),
-                },
-                |m| match m {
-                    ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                    _ => None,
-                },
-            )
-            .await;
+        let joined = join_room(c, &room.id).await;
         assert_eq!(joined, room.id);
     }
     say(&mut alice, &room.id, "r1", "welcome").await;
@@ -608,30 +617,9 @@ async fn a_member_who_never_reads_is_cut_off_and_nobody_else_waits_for_them() {
     let mut alice = app.user("alice").await;
     let mut bob = app.user("bob").await;
     let mut slow = app.user("slow").await;
-    let room = alice
-        .ask(
-            ClientMsg::CreateRoom {
-                name: RoomName::parse("busy").unwrap(),
-            },
-            |m| match m {
-                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                _ => None,
-            },
-        )
-        .await;
+    let room = create_room(&mut alice, "busy").await.id;
     for member in [&mut bob, &mut slow] {
-        let want = room.clone();
-        member
-            .ask(
-                ClientMsg::JoinRoom {
-                    conversation_id: room.clone(),
-                },
-                move |m| {
-                    matches!(m, ServerMsg::Conversation { conversation } if conversation.id == want)
-                        .then_some(())
-                },
-            )
-            .await;
+        assert_eq!(join_room(member, &room).await, room);
     }
     // From here on `slow` reads nothing while 1,600 messages of 4,000 characters go by.
     let body = "x".repeat(4000);
@@ -713,17 +701,7 @@ async fn an_outsider_gets_not_found_on_every_path_into_a_conversation() {
     let mut eve = app.user("eve").await;
     let dm = open_direct(&mut alice, "bob").await;
     say(&mut alice, &dm.id, "a1", "private").await;
-    let room = alice
-        .ask(
-            ClientMsg::CreateRoom {
-                name: RoomName::parse("team").unwrap(),
-            },
-            |m| match m {
-                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
-                _ => None,
-            },
-        )
-        .await;
+    let room = create_room(&mut alice, "team").await.id;
     say(&mut alice, &room, "a2", "members only").await;
     let made_up = ConversationId("r0123456789abcdef".into());
     for conv in [&dm.id, &room, &made_up] {

@@ -44,6 +44,18 @@ struct Person {
 }
 
 impl Person {
+    fn new(name: &'static str, token: String) -> Self {
+        Person {
+            name,
+            token,
+            socket: None,
+            seen: BTreeSet::new(),
+            last_on_socket: 0,
+            read_to: 0,
+            sent: 0,
+        }
+    }
+
     async fn connect(&mut self, app: &TestApp, conv: &ConversationId) {
         let mut socket = app.connect(&self.token).await;
         socket.recv().await; // hello
@@ -136,24 +148,8 @@ async fn run_case(seed: u64) {
     let mut rng = Rng(seed.max(1));
     let app = spawn_app().await;
     let mut people = [
-        Person {
-            name: "ann",
-            token: app.sign_up("ann").await,
-            socket: None,
-            seen: BTreeSet::new(),
-            last_on_socket: 0,
-            read_to: 0,
-            sent: 0,
-        },
-        Person {
-            name: "bob",
-            token: app.sign_up("bob").await,
-            socket: None,
-            seen: BTreeSet::new(),
-            last_on_socket: 0,
-            read_to: 0,
-            sent: 0,
-        },
+        Person::new("ann", app.sign_up("ann").await),
+        Person::new("bob", app.sign_up("bob").await),
     ];
     let conv = {
         let mut c = app.connect(&people[0].token).await;
