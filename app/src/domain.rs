@@ -199,14 +199,19 @@ impl MessageBody {
 
     /// The first line, shortened to `max` characters, for conversation previews.
     pub fn preview(&self, max: usize) -> String {
-        let line = self.0.trim().lines().next().unwrap_or_default();
-        if line.chars().count() <= max {
-            line.to_owned()
-        } else {
-            let mut s: String = line.chars().take(max.saturating_sub(1)).collect();
-            s.push('…');
-            s
-        }
+        preview(&self.0, max)
+    }
+}
+
+/// The first line of a message's text, cut to `max` characters with an ellipsis.
+pub fn preview(text: &str, max: usize) -> String {
+    let line = text.trim().lines().next().unwrap_or_default();
+    if line.chars().count() <= max {
+        line.to_owned()
+    } else {
+        let mut s: String = line.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
     }
 }
 

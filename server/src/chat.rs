@@ -14,8 +14,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::{
-    hub::Outbound,
-    store::{ConversationRow, Kind, MessageRecord, StoreError},
+    hub::{Hub, Members, Outbound},
+    store::{ConversationRow, Kind, MessageRecord, StoreError, SurrealChatStore},
+    writer::Submission,
     AppState,
 };
 
@@ -147,11 +148,13 @@ pub async fn open_direct(state: &AppState, me: &str, other: &str) -> Reply {
         ));
     }
     let key = state.store.open_direct(me, other, crate::now_ms()).await?;
+    state.hub.forget_members(&key);
     conversation(state, me, &key).await
 }
 
 pub async fn create_room(state: &AppState, me: &str, name: &app::domain::RoomName) -> Reply {
     let key = state.store.create_room(me, name, crate::now_ms()).await?;
+    state.hub.forget_members(&key);
     conversation(state, me, &key).await
 }
 
@@ -179,26 +182,26 @@ pub async fn list_rooms(state: &AppState, me: &str) -> Reply {
 
 pub async fn join_room(state: &AppState, me: &str, key: &str) -> Reply {
     state.store.join_room(key, me, crate::now_ms()).await?;
+    state.hub.forget_members(key);
     conversation(state, me, key).await
 }
 
 /// Leaves a room, and tells the user's other sockets.
 pub async fn leave_room(state: &AppState, me: &str, key: &str) -> Reply {
     state.store.leave_room(key, me).await?;
+    state.hub.forget_members(key);
     let left = ServerMsg::Left {
         conversation_id: ConversationId(key.to_owned()),
     };
-    state.hub.push(
-        &[me.to_owned()],
-        &Outbound::Frame(Arc::from(left.encode())),
-        None,
-    );
+    state
+        .hub
+        .push(&[me.to_owned()], &Outbound::frame(&left), None);
     Ok(left)
 }
 
 pub async fn list_members(state: &AppState, me: &str, key: &str) -> Reply {
-    state.store.require_member(key, me).await?;
-    let names = state.store.members(key).await?;
+    require_member(state, key, me).await?;
+    let names = members(&state.hub, &state.store, key).await?;
     let users = state.store.display_names(&names).await?;
     Ok(ServerMsg::Members {
         conversation_id: ConversationId(key.to_owned()),
@@ -243,7 +246,7 @@ pub async fn history(
     before: Option<u64>,
     limit: Option<u32>,
 ) -> Reply {
-    state.store.require_member(key, me).await?;
+    require_member(state, key, me).await?;
     let limit = limit
         .unwrap_or(DEFAULT_HISTORY_PAGE)
         .clamp(1, MAX_HISTORY_PAGE);
@@ -268,106 +271,68 @@ pub async fn mark_read(state: &AppState, me: &str, key: &str, seq: u64) -> Reply
         last_read_seq: read,
         unread: last.saturating_sub(read),
     };
-    state.hub.push(
-        &[me.to_owned()],
-        &Outbound::Frame(Arc::from(msg.encode())),
-        None,
-    );
+    state
+        .hub
+        .push(&[me.to_owned()], &Outbound::frame(&msg), None);
     Ok(msg)
 }
 
-/// Stores a message and fans it out; the reply is the sender's `ack`. Retrying with the same
-/// `client_msg_id` returns the original message and stores nothing.
-pub async fn send(
+/// Checks a `send` and hands it to its conversation's writer, which stores it, acks it and
+/// fans it out (see [`crate::writer`]). Retrying with the same `client_msg_id` returns the
+/// original message and stores nothing.
+pub async fn submit(
     state: &AppState,
     me: &str,
     conn_id: u64,
     key: &str,
-    client_msg_id: &ClientMsgId,
-    body: &MessageBody,
-) -> Reply {
-    state.store.require_member(key, me).await?;
-    if let Some(original) = already_sent(state, me, key, client_msg_id).await? {
-        return Ok(original);
-    }
+    client_msg_id: ClientMsgId,
+    body: MessageBody,
+) -> Result<(), Refusal> {
+    require_member(state, key, me).await?;
     if !state.hub.allow_send(me) {
         return Err(Refusal::new(
             ErrorCode::RateLimited,
             "too many messages; slow down",
         ));
     }
-    let conv = state.hub.conversation(key);
-    let mut conv = conv.lock().await;
-    let mut attempt = 0;
-    let stored = loop {
-        let last = match conv.last_seq {
-            Some(s) => s,
-            None => state
-                .store
-                .last_seq(key)
-                .await?
-                .ok_or(StoreError::NoSuchConversation)?,
-        };
-        match state
-            .store
-            .append_message(key, last + 1, me, client_msg_id, body, crate::now_ms())
-            .await
-        {
-            Ok(m) => break m,
-            Err(StoreError::SeqTaken) if attempt == 0 => {
-                attempt += 1;
-                // Either our cached position is stale or this very message raced itself in
-                // on another socket: reload and look again.
-                conv.last_seq = None;
-                if let Some(original) = already_sent(state, me, key, client_msg_id).await? {
-                    return Ok(original);
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    conv.last_seq = Some(stored.seq);
-    let msg = message(stored);
-    let seq = msg.seq;
-    let members = state.store.members(key).await.unwrap_or_default();
-    let frame = Arc::from(
-        ServerMsg::Message {
-            message: msg.clone(),
-        }
-        .encode(),
-    );
-    state.hub.push(
-        &members,
-        &Outbound::Message {
+    state
+        .writers
+        .submit(Submission {
             conversation: Arc::from(key),
-            seq,
-            frame,
-        },
-        Some(conn_id),
-    );
-    drop(conv);
-    Ok(ServerMsg::Ack {
-        client_msg_id: client_msg_id.to_string(),
-        message: msg,
-    })
+            sender: me.to_owned(),
+            conn_id,
+            client_msg_id,
+            body,
+        })
+        .await
 }
 
-async fn already_sent(
-    state: &AppState,
-    me: &str,
+/// The members of `key`, from the hub's cache or else the database (then cached).
+pub async fn members(
+    hub: &Hub,
+    store: &SurrealChatStore,
     key: &str,
-    client_msg_id: &ClientMsgId,
-) -> Result<Option<ServerMsg>, Refusal> {
-    match state.store.find_by_client_id(me, client_msg_id).await? {
-        Some(m) if m.conversation == key => Ok(Some(ServerMsg::Ack {
-            client_msg_id: client_msg_id.to_string(),
-            message: message(m),
-        })),
-        Some(_) => Err(Refusal::new(
-            ErrorCode::InvalidInput,
-            "client_msg_id: already used for a message in another conversation",
-        )),
-        None => Ok(None),
+) -> Result<Members, StoreError> {
+    if let Some(members) = hub.cached_members(key) {
+        return Ok(members);
+    }
+    let generation = hub.members_generation();
+    let members: Members = store.members(key).await?.into();
+    // An unknown key is not cached: anyone could fill the cache with made-up keys.
+    if !members.is_empty() {
+        hub.cache_members(key, members.clone(), generation);
+    }
+    Ok(members)
+}
+
+/// Fails with `NotMember` (told to the client as "no such conversation") unless `me`
+/// belongs to `key`.
+pub async fn require_member(state: &AppState, key: &str, me: &str) -> Result<(), StoreError> {
+    let members = members(&state.hub, &state.store, key).await?;
+    if members.binary_search_by(|m| m.as_str().cmp(me)).is_ok() {
+        Ok(())
+    } else {
+        Err(StoreError::NotMember)
     }
 }
 
@@ -378,7 +343,7 @@ pub async fn missed(
     key: &str,
     after: u64,
 ) -> Result<Vec<Message>, Refusal> {
-    state.store.require_member(key, me).await?;
+    require_member(state, key, me).await?;
     Ok(state
         .store
         .messages_after(key, after, RESUME_PAGE)
@@ -395,8 +360,8 @@ pub async fn contacts(state: &AppState, me: &str) -> Vec<String> {
     };
     let mut all = std::collections::BTreeSet::new();
     for row in rows {
-        if let Ok(members) = state.store.members(&row.key).await {
-            all.extend(members);
+        if let Ok(members) = members(&state.hub, &state.store, &row.key).await {
+            all.extend(members.iter().cloned());
         }
     }
     all.remove(me);

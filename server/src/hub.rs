@@ -5,15 +5,20 @@
 //!   once and shared (`Arc<str>`) by every recipient. A socket whose outbox is full is
 //!   dropped from the hub, which closes its outbox; its handler tells the client `lagging`
 //!   and closes it, and the client resumes on reconnect. Nobody else waits for it.
-//! - Sends to one conversation are serialised by that conversation's lock: the `seq` is
-//!   assigned, the message stored durably, and only then acked and fanned out, all under
-//!   the lock, so every socket sees a conversation's messages in `seq` order with no gaps.
-//!   Different conversations proceed in parallel.
+//! - Sends are stored by the [`crate::writer`]s, which assign `seq`s, commit in batches and
+//!   only then ack and fan out, in `seq` order: every socket sees a conversation's messages
+//!   in order with no gaps.
+//! - Members of each conversation are cached here (the database stays the truth: every
+//!   change of membership goes through [`Hub::forget_members`]).
 //! - Presence: a user is online while they have at least one registered socket.
 
+use axum::extract::ws::Utf8Bytes;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Instant,
 };
 use tokio::sync::mpsc;
@@ -25,31 +30,41 @@ pub const OUTBOX_CAPACITY: usize = 1024;
 /// configured rate.
 pub const BURST_SECONDS: f64 = 3.0;
 
-/// What the hub pushes to a socket's handler.
+/// What the hub pushes to a socket's handler. Frames are encoded once and shared by every
+/// recipient (`Utf8Bytes` clones are reference counts).
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// An encoded `ServerMsg` to forward as is.
-    Frame(Arc<str>),
+    Frame(Utf8Bytes),
     /// A message of `conversation` at `seq`, already encoded; the handler skips it if a
     /// `resume` has already sent it.
     Message {
         conversation: Arc<str>,
         seq: u64,
-        frame: Arc<str>,
+        frame: Utf8Bytes,
+    },
+    /// The `ack` of this socket's own message at `seq`; ordered with the deliveries.
+    Ack {
+        conversation: Arc<str>,
+        seq: u64,
+        frame: Utf8Bytes,
     },
 }
+
+impl Outbound {
+    /// Encodes a `ServerMsg` once, as a frame to forward as is.
+    pub fn frame(msg: &app::protocol::ServerMsg) -> Self {
+        Outbound::Frame(Utf8Bytes::from(msg.encode()))
+    }
+}
+
+/// Members of a conversation, sorted by username.
+pub type Members = Arc<[String]>;
 
 #[derive(Debug)]
 struct SocketEntry {
     conn_id: u64,
     tx: mpsc::Sender<Outbound>,
-}
-
-/// Per-conversation send state, behind the conversation's lock.
-#[derive(Debug, Default)]
-pub struct ConvState {
-    /// Last stored `seq`, once loaded from the database.
-    pub last_seq: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -63,8 +78,11 @@ struct Inner {
     rate: f64,
     /// username -> live sockets. A std mutex: never held across an await.
     sockets: Mutex<HashMap<String, Vec<SocketEntry>>>,
-    /// conversation key -> its send lock and state.
-    conversations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ConvState>>>>,
+    /// conversation key -> its members, once loaded from the database.
+    members: Mutex<HashMap<String, Members>>,
+    /// Bumped by every [`Hub::forget_members`], so that a load that raced a change of
+    /// membership does not cache what it read before the change.
+    members_generation: AtomicU64,
     /// username -> send budget. A std mutex: never held across an await.
     buckets: Mutex<HashMap<String, Bucket>>,
 }
@@ -82,7 +100,8 @@ impl Hub {
             inner: Arc::new(Inner {
                 rate: f64::from(send_rate.max(1)),
                 sockets: Mutex::default(),
-                conversations: Mutex::default(),
+                members: Mutex::default(),
+                members_generation: AtomicU64::new(0),
                 buckets: Mutex::default(),
             }),
         }
@@ -139,12 +158,45 @@ impl Hub {
         }
     }
 
-    /// The send lock of a conversation.
-    pub fn conversation(&self, key: &str) -> Arc<tokio::sync::Mutex<ConvState>> {
-        lock(&self.inner.conversations)
-            .entry(key.to_owned())
-            .or_default()
-            .clone()
+    /// Queues `item` for one socket of `user`; drops the socket if it cannot take it.
+    pub fn push_to(&self, user: &str, conn_id: u64, item: Outbound) {
+        let mut sockets = lock(&self.inner.sockets);
+        if let Some(list) = sockets.get_mut(user) {
+            if let Some(i) = list.iter().position(|s| s.conn_id == conn_id) {
+                if list[i].tx.try_send(item).is_err() {
+                    list.swap_remove(i);
+                }
+            }
+            if list.is_empty() {
+                sockets.remove(user);
+            }
+        }
+    }
+
+    /// The cached members of `key`, if loaded.
+    pub fn cached_members(&self, key: &str) -> Option<Members> {
+        lock(&self.inner.members).get(key).cloned()
+    }
+
+    /// The current membership generation: read it before loading members from the database
+    /// and hand it to [`Hub::cache_members`].
+    pub fn members_generation(&self) -> u64 {
+        self.inner.members_generation.load(Ordering::Acquire)
+    }
+
+    /// Caches members read from the database, unless membership changed since `generation`.
+    pub fn cache_members(&self, key: &str, members: Members, generation: u64) {
+        let mut map = lock(&self.inner.members);
+        if self.inner.members_generation.load(Ordering::Acquire) == generation {
+            map.insert(key.to_owned(), members);
+        }
+    }
+
+    /// Drops the cached members of `key`: call after its membership changed in the database.
+    pub fn forget_members(&self, key: &str) {
+        let mut map = lock(&self.inner.members);
+        self.inner.members_generation.fetch_add(1, Ordering::AcqRel);
+        map.remove(key);
     }
 
     /// Takes one send token from `user`'s bucket; `false` when they are sending too fast.
@@ -196,7 +248,7 @@ mod tests {
         let (_slow, _) = hub.register("slow", 1);
         let (mut fast, _) = hub.register("fast", 2);
         let users = vec!["slow".to_owned(), "fast".to_owned()];
-        let frame = Outbound::Frame(Arc::from("{}"));
+        let frame = Outbound::Frame(Utf8Bytes::from_static("{}"));
         for _ in 0..=OUTBOX_CAPACITY {
             hub.push(&users, &frame, None);
             // The fast reader keeps up.

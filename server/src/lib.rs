@@ -7,7 +7,8 @@
 //! - [`store`] — `SurrealChatStore`: accounts, conversations, members, messages.
 //! - [`ws`] — the `/ws` endpoint, one handler task per socket.
 //! - [`chat`] — what each client frame does, between the socket and the store.
-//! - [`hub`] — in-process routing: live sockets, per-conversation send order, fan-out.
+//! - [`hub`] — in-process routing: live sockets, cached members, fan-out.
+//! - [`writer`] — group commit: sent messages numbered, stored in batches, acked, fanned out.
 //! - [`throttle`] — slows password guessing (per account and per address).
 //! - [`health`] — `/healthz`.
 //! - [`security`] — security headers and the pages' Content-Security-Policy.
@@ -23,6 +24,7 @@ pub mod security;
 pub mod settings;
 pub mod store;
 pub mod throttle;
+pub mod writer;
 pub mod ws;
 
 use axum::{
@@ -52,6 +54,10 @@ pub struct AppState {
     pub db: Database,
     pub store: SurrealChatStore,
     pub hub: hub::Hub,
+    /// Where sends go to be stored (see [`writer`]).
+    pub writers: writer::Writers,
+    /// The writer tasks: shutdown waits for them to drain.
+    pub writer_tasks: TaskTracker,
     pub keys: auth::Keys,
     /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
     pub public_origin: Option<String>,
@@ -129,11 +135,16 @@ impl Application {
                     addr: settings.addr,
                     source,
                 })?;
+        let hub = hub::Hub::new(settings.send_rate);
+        let writer_tasks = TaskTracker::new();
+        let writers = writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks);
         let state = AppState {
             leptos,
             db,
             store,
-            hub: hub::Hub::new(settings.send_rate),
+            hub,
+            writers,
+            writer_tasks,
             keys,
             public_origin: settings.public_origin.clone(),
             sessions_ended: tokio::sync::broadcast::channel(256).0,
@@ -193,7 +204,16 @@ impl Application {
         }
         // The last handles go with the state; then the database finishes its own shutdown.
         let db = state.db.clone();
+        let writers = state.writer_tasks.clone();
         drop(state);
+        // With the last handle gone the writers store what is queued, and end.
+        writers.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, writers.wait())
+            .await
+            .is_err()
+        {
+            warn!("the message writers did not finish within {SHUTDOWN_GRACE:?}");
+        }
         if !db.close(DB_CLOSE_GRACE).await {
             warn!("the database did not finish shutting down within {DB_CLOSE_GRACE:?}");
         }

@@ -13,7 +13,7 @@
 //! - Unread counts are never stored: they are `conversation.last_seq - member.last_read_seq`.
 //! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
 
-use app::domain::{ClientMsgId, DisplayName, MessageBody, RoomName, Username};
+use app::domain::{ClientMsgId, DisplayName, RoomName, Username};
 use surrealdb::{
     engine::any::Any,
     types::{RecordId, RecordIdKey, SurrealValue},
@@ -159,6 +159,32 @@ struct MessageRow {
     body: String,
     client_msg_id: String,
     sent_at: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct NewMessageRow {
+    conversation: RecordId,
+    seq: i64,
+    sender: RecordId,
+    body: String,
+    client_msg_id: String,
+    sent_at: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct LastMessageRow {
+    id: RecordId,
+    first: i64,
+    seq: i64,
+    at: i64,
+    sender: String,
+    text: String,
+}
+
+#[derive(Debug, SurrealValue)]
+struct ReadRow {
+    id: RecordId,
+    seq: i64,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -623,51 +649,81 @@ impl SurrealChatStore {
 
     // ---- messages ----------------------------------------------------------------------
 
-    /// Stores a message at `seq`, which must be the conversation's `last_seq + 1`; in the same
-    /// transaction it moves the conversation's last-message fields and the sender's read
-    /// position. Durable when this returns (the engine syncs every commit).
-    pub async fn append_message(
-        &self,
-        key: &str,
-        seq: u64,
-        sender: &str,
-        client_msg_id: &ClientMsgId,
-        body: &MessageBody,
-        now_ms: i64,
-    ) -> Result<MessageRecord, StoreError> {
+    /// Stores a batch of messages in one transaction, so that they share one sync: the
+    /// group commit of [`crate::writer`]. Each conversation's messages must continue its
+    /// `last_seq` without gaps, in order; the conversations' last-message fields and the
+    /// senders' read positions move in the same transaction. All or nothing: a clash on a
+    /// `seq` or on a sender's `client_msg_id` fails the whole batch with
+    /// [`StoreError::SeqTaken`]. Durable when this returns.
+    pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
+        use std::collections::HashMap;
+        // Per conversation: its first `seq` in the batch and its last message.
+        let mut last: HashMap<&str, (u64, &MessageRecord)> = HashMap::new();
+        let mut reads: HashMap<(&str, &str), u64> = HashMap::new();
+        for m in batch {
+            match last.get_mut(m.conversation.as_str()) {
+                Some((_, prev)) if prev.seq + 1 != m.seq => return Err(StoreError::SeqTaken),
+                Some((_, prev)) => *prev = m,
+                None => {
+                    last.insert(&m.conversation, (m.seq, m));
+                }
+            }
+            let read = reads.entry((&m.conversation, &m.sender)).or_default();
+            *read = (*read).max(m.seq);
+        }
+        let rows: Vec<NewMessageRow> = batch
+            .iter()
+            .map(|m| NewMessageRow {
+                conversation: conversation_id(&m.conversation),
+                seq: m.seq as i64,
+                sender: user_id(&m.sender),
+                body: m.body.clone(),
+                client_msg_id: m.client_msg_id.clone(),
+                sent_at: m.sent_at,
+            })
+            .collect();
+        let convs: Vec<LastMessageRow> = last
+            .into_values()
+            .map(|(first, m)| LastMessageRow {
+                id: conversation_id(&m.conversation),
+                first: first as i64,
+                seq: m.seq as i64,
+                at: m.sent_at,
+                sender: m.sender.clone(),
+                text: app::domain::preview(&m.body, PREVIEW_CHARS),
+            })
+            .collect();
+        let reads: Vec<ReadRow> = reads
+            .into_iter()
+            .map(|((conv, user), seq)| ReadRow {
+                id: member_id(conv, user),
+                seq: seq as i64,
+            })
+            .collect();
         let res = self
             .db
             .query(
                 "BEGIN;
-                 IF (SELECT VALUE last_seq FROM ONLY $conv) != $seq - 1 {
-                    THROW 'seq_taken';
+                 INSERT INTO message $rows RETURN NONE;
+                 FOR $c IN $convs {
+                    IF $c.id.last_seq != $c.first - 1 {
+                        THROW 'seq_taken';
+                    };
+                    UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
+                        last_sender = $c.sender, last_text = $c.text RETURN NONE;
                  };
-                 CREATE message SET conversation = $conv, seq = $seq, sender = $sender,
-                    body = $body, client_msg_id = $cmid, sent_at = $now;
-                 UPDATE $conv SET last_seq = $seq, last_at = $now, last_sender = $sender_name,
-                    last_text = $preview;
-                 UPDATE $member SET last_read_seq = math::max([last_read_seq, $seq]);
+                 FOR $r IN $reads {
+                    UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
+                        RETURN NONE;
+                 };
                  COMMIT;",
             )
-            .bind(("conv", conversation_id(key)))
-            .bind(("seq", seq as i64))
-            .bind(("sender", user_id(sender)))
-            .bind(("sender_name", sender.to_owned()))
-            .bind(("body", body.as_str().to_owned()))
-            .bind(("cmid", client_msg_id.as_str().to_owned()))
-            .bind(("preview", body.preview(PREVIEW_CHARS)))
-            .bind(("member", member_id(key, sender)))
-            .bind(("now", now_ms))
+            .bind(("rows", rows))
+            .bind(("convs", convs))
+            .bind(("reads", reads))
             .await?;
         match transaction(res) {
-            Ok(_) => Ok(MessageRecord {
-                conversation: key.to_owned(),
-                seq,
-                sender: sender.to_owned(),
-                body: body.as_str().to_owned(),
-                client_msg_id: client_msg_id.as_str().to_owned(),
-                sent_at: now_ms,
-            }),
+            Ok(()) => Ok(()),
             Err(e) if is_duplicate(&e) || e.to_string().contains("seq_taken") => {
                 Err(StoreError::SeqTaken)
             }

@@ -20,10 +20,7 @@ use axum::{
 };
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tokio::{
@@ -126,9 +123,7 @@ async fn announce_presence(state: AppState, user: String, online: bool) {
         username: user,
         online,
     };
-    state
-        .hub
-        .push(&contacts, &Outbound::Frame(Arc::from(msg.encode())), None);
+    state.hub.push(&contacts, &Outbound::frame(&msg), None);
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
@@ -400,21 +395,22 @@ impl Handler {
                 client_msg_id,
                 body,
             } => {
-                let reply = chat::send(
+                // The ack (or a failure to store) comes back through the outbox, in order
+                // with the conversation's messages; meanwhile this socket reads on.
+                let id = client_msg_id.to_string();
+                return match chat::submit(
                     state,
                     me,
                     self.conn_id,
                     &conversation_id.0,
-                    &client_msg_id,
-                    &body,
+                    client_msg_id,
+                    body,
                 )
-                .await;
-                if let Ok(ServerMsg::Ack { message, .. }) = &reply {
-                    self.before_ack(&message.conversation_id.0, message.seq)
-                        .await?;
-                }
-                let reply = reply.map_err(|r| r.into_msg(Some(client_msg_id.to_string())));
-                return self.send(&reply.unwrap_or_else(|e| e)).await;
+                .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(refusal) => self.send(&refusal.into_msg(Some(id))).await,
+                };
             }
             ClientMsg::Resume { positions } => {
                 for p in positions {
@@ -453,8 +449,16 @@ impl Handler {
                 self.skip_acked(&conversation);
                 frame
             }
+            Outbound::Ack {
+                conversation,
+                seq,
+                frame,
+            } => {
+                self.before_ack(&conversation, seq).await?;
+                frame
+            }
         };
-        self.write(Message::Text(Utf8Bytes::from(&*frame))).await
+        self.write(Message::Text(frame)).await
     }
 
     /// Remembers that this socket was told `seq` by an `ack`, so that it is not also

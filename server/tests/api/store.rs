@@ -4,7 +4,7 @@ use app::domain::{ClientMsgId, DisplayName, MessageBody, RoomName, Username};
 use server::{
     db::Database,
     settings::StorageKind,
-    store::{Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_KEY},
+    store::{Kind, MessageRecord, StoreError, SurrealChatStore, DEFAULT_ROOM_KEY},
 };
 use std::path::Path;
 
@@ -43,20 +43,44 @@ fn body(s: &str) -> MessageBody {
     MessageBody::parse(s).unwrap()
 }
 
+/// Stores one message at `seq`, as a batch of one.
+async fn append(
+    store: &SurrealChatStore,
+    conv: &str,
+    seq: u64,
+    sender: &str,
+    id: &str,
+    text: &str,
+    at: i64,
+) -> Result<MessageRecord, StoreError> {
+    let m = MessageRecord {
+        conversation: conv.to_owned(),
+        seq,
+        sender: sender.to_owned(),
+        body: body(text).as_str().to_owned(),
+        client_msg_id: cmid(id).to_string(),
+        sent_at: at,
+    };
+    store
+        .append_batch(std::slice::from_ref(&m))
+        .await
+        .map(|()| m)
+}
+
 /// Appends `text` as the next message of `conv`.
 async fn say(store: &SurrealChatStore, conv: &str, sender: &str, text: &str, at: i64) -> u64 {
     let seq = store.last_seq(conv).await.unwrap().unwrap() + 1;
-    store
-        .append_message(
-            conv,
-            seq,
-            sender,
-            &cmid(&format!("{sender}-{at}")),
-            &body(text),
-            at,
-        )
-        .await
-        .unwrap();
+    append(
+        store,
+        conv,
+        seq,
+        sender,
+        &format!("{sender}-{at}"),
+        text,
+        at,
+    )
+    .await
+    .unwrap();
     seq
 }
 
@@ -111,32 +135,26 @@ async fn messages_get_consecutive_positions_and_retries_store_nothing_twice() {
     let conv = store.open_direct("alice", "bob", 1).await.unwrap();
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
         let seq = i as u64 + 1;
-        let m = store
-            .append_message(
-                &conv,
-                seq,
-                "alice",
-                &cmid(&format!("m{seq}")),
-                &body(text),
-                100 + seq as i64,
-            )
-            .await
-            .unwrap();
+        let m = append(
+            &store,
+            &conv,
+            seq,
+            "alice",
+            &format!("m{seq}"),
+            text,
+            100 + seq as i64,
+        )
+        .await
+        .unwrap();
         assert_eq!(m.seq, seq);
     }
     // The same position twice, or a gap, is refused.
-    let clash = store
-        .append_message(&conv, 3, "bob", &cmid("b1"), &body("x"), 200)
-        .await;
+    let clash = append(&store, &conv, 3, "bob", "b1", "x", 200).await;
     assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
-    let gap = store
-        .append_message(&conv, 9, "bob", &cmid("b2"), &body("x"), 200)
-        .await;
+    let gap = append(&store, &conv, 9, "bob", "b2", "x", 200).await;
     assert!(matches!(gap, Err(StoreError::SeqTaken)), "{gap:?}");
     // The same client_msg_id twice is refused by the unique index, even at a free position.
-    let dup = store
-        .append_message(&conv, 4, "alice", &cmid("m2"), &body("two again"), 300)
-        .await;
+    let dup = append(&store, &conv, 4, "alice", "m2", "two again", 300).await;
     assert!(dup.is_err(), "{dup:?}");
     let original = store
         .find_by_client_id("alice", &cmid("m2"))

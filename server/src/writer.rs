@@ -1,0 +1,336 @@
+//! Group commit: how sent messages become durable, numbered and delivered.
+//!
+//! Each conversation belongs to one of a few writer tasks (by a hash of its key). A socket
+//! hands its `send` to that writer and goes on reading; the writer takes everything queued
+//! (up to [`MAX_BATCH`]), gives each message the next `seq` of its conversation, stores the
+//! whole batch in one transaction — one sync for all of them — and only then acks each
+//! sender and fans each message out, in `seq` order. Nothing is acked before it is durable,
+//! and a batch is stored whole or not at all, so `seq`s have no gaps.
+//!
+//! The writer keeps each of its conversations' last `seq` in memory (it is the only one
+//! that appends to them; the database is read once per conversation) and the recent
+//! `(sender, client_msg_id)` pairs it stored, so that a re-sent message is recognised
+//! without a query. A re-send of something older (from before a restart) is caught by the
+//! database's unique index: the batch fails, and is redone one message at a time, looking
+//! each one up first.
+
+use app::{
+    domain::{ClientMsgId, MessageBody},
+    protocol::{ErrorCode, ServerMsg},
+};
+use axum::extract::ws::Utf8Bytes;
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    hash::{BuildHasher, Hash, Hasher},
+    sync::Arc,
+};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::{
+    chat::{self, Refusal},
+    hub::{Hub, Outbound},
+    store::{MessageRecord, StoreError, SurrealChatStore},
+};
+
+/// Writer tasks: two, so that one can prepare and fan out while the other's commit syncs.
+pub const WRITERS: usize = 2;
+/// Most messages stored by one commit.
+pub const MAX_BATCH: usize = 1024;
+/// Sends queued per writer before senders wait (back-pressure on their sockets).
+const QUEUE: usize = 4 * MAX_BATCH;
+/// Stored `(sender, client_msg_id)` pairs each writer remembers.
+const RECENT_IDS: usize = 100_000;
+
+/// A message a socket asks to send; membership and rate were checked by [`chat::submit`].
+#[derive(Debug)]
+pub struct Submission {
+    pub conversation: Arc<str>,
+    pub sender: String,
+    /// The sender's socket: it gets the ack, everyone else the message.
+    pub conn_id: u64,
+    pub client_msg_id: ClientMsgId,
+    pub body: MessageBody,
+}
+
+/// Handles to the writer tasks; cheap to clone.
+#[derive(Clone)]
+pub struct Writers {
+    queues: Arc<[mpsc::Sender<Submission>]>,
+    hasher: std::hash::RandomState,
+}
+
+impl Writers {
+    /// Starts `count` writer tasks on `tracker`. They end once every handle is dropped and
+    /// their queues are drained.
+    pub fn start(store: &SurrealChatStore, hub: &Hub, count: usize, tracker: &TaskTracker) -> Self {
+        let queues = (0..count.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let writer = Writer {
+                    store: store.clone(),
+                    hub: hub.clone(),
+                    rx,
+                    last_seq: HashMap::new(),
+                    recent: RecentIds::default(),
+                };
+                tracker.spawn(writer.run());
+                tx
+            })
+            .collect();
+        Writers {
+            queues,
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// Queues a send for its conversation's writer; waits while that writer is full.
+    pub async fn submit(&self, submission: Submission) -> Result<(), Refusal> {
+        let mut h = self.hasher.build_hasher();
+        submission.conversation.hash(&mut h);
+        let queue = &self.queues[(h.finish() % self.queues.len() as u64) as usize];
+        queue
+            .send(submission)
+            .await
+            .map_err(|_| Refusal::new(ErrorCode::Internal, "the server is shutting down"))
+    }
+}
+
+/// A bounded set of stored `(sender, client_msg_id)` pairs, oldest forgotten first.
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<(String, String)>,
+    order: VecDeque<(String, String)>,
+}
+
+impl RecentIds {
+    fn contains(&self, sender: &str, id: &str) -> bool {
+        self.set.contains(&(sender.to_owned(), id.to_owned()))
+    }
+
+    fn insert(&mut self, sender: &str, id: &str) {
+        let key = (sender.to_owned(), id.to_owned());
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+            if self.order.len() > RECENT_IDS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+struct Writer {
+    store: SurrealChatStore,
+    hub: Hub,
+    rx: mpsc::Receiver<Submission>,
+    /// Last stored `seq` of each conversation this writer has appended to.
+    last_seq: HashMap<Arc<str>, u64>,
+    recent: RecentIds,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut queued = Vec::with_capacity(MAX_BATCH);
+        while self.rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+            let batch = std::mem::replace(&mut queued, Vec::with_capacity(MAX_BATCH));
+            self.commit(batch).await;
+        }
+    }
+
+    /// The next `seq` of `key`, counted in memory once loaded.
+    async fn next_seq(&mut self, key: &Arc<str>) -> Result<u64, StoreError> {
+        let last = match self.last_seq.get(key) {
+            Some(&last) => last,
+            None => self
+                .store
+                .last_seq(key)
+                .await?
+                .ok_or(StoreError::NoSuchConversation)?,
+        };
+        self.last_seq.insert(key.clone(), last + 1);
+        Ok(last + 1)
+    }
+
+    async fn commit(&mut self, batch: Vec<Submission>) {
+        let now = crate::now_ms();
+        let mut records: Vec<MessageRecord> = Vec::with_capacity(batch.len());
+        let mut senders: Vec<Submission> = Vec::with_capacity(batch.len());
+        // Submissions repeating a `client_msg_id` of this batch or of a stored message.
+        let mut repeats: Vec<Submission> = Vec::new();
+        let mut in_batch: HashSet<(String, String)> = HashSet::new();
+        for sub in batch {
+            let id = (sub.sender.clone(), sub.client_msg_id.to_string());
+            if in_batch.contains(&id) || self.recent.contains(&id.0, &id.1) {
+                repeats.push(sub);
+                continue;
+            }
+            let seq = match self.next_seq(&sub.conversation).await {
+                Ok(seq) => seq,
+                Err(e) => {
+                    self.refuse(&sub, e.into());
+                    continue;
+                }
+            };
+            in_batch.insert(id);
+            records.push(record(&sub, seq, now));
+            senders.push(sub);
+        }
+        if !records.is_empty() {
+            match self.store.append_batch(&records).await {
+                Ok(()) => {
+                    for (record, sub) in records.iter().zip(&senders) {
+                        self.delivered(record, sub).await;
+                    }
+                }
+                Err(StoreError::SeqTaken) => {
+                    // A message stored before this writer started, re-sent: redo the batch
+                    // one message at a time, looking each one up first.
+                    self.forget_positions(&records);
+                    for sub in &senders {
+                        self.commit_one(sub).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, messages = records.len(), "storing a batch failed");
+                    self.forget_positions(&records);
+                    for sub in &senders {
+                        self.refuse(sub, failed());
+                    }
+                }
+            }
+        }
+        // After the batch: whatever the outcome, the store has the answer.
+        for sub in &repeats {
+            if !self.ack_stored(sub).await {
+                self.refuse(sub, failed());
+            }
+        }
+    }
+
+    /// Stores one message on the slow path: the answer for an already stored
+    /// `client_msg_id`, else a batch of one.
+    async fn commit_one(&mut self, sub: &Submission) {
+        if self.ack_stored(sub).await {
+            return;
+        }
+        let result = match self.next_seq(&sub.conversation).await {
+            Ok(seq) => {
+                let record = record(sub, seq, crate::now_ms());
+                self.store
+                    .append_batch(std::slice::from_ref(&record))
+                    .await
+                    .map(|()| record)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(record) => self.delivered(&record, sub).await,
+            Err(e) => {
+                self.last_seq.remove(&sub.conversation);
+                self.refuse(sub, e.into());
+            }
+        }
+    }
+
+    /// Acks a re-sent message with the stored original; `false` if there is none.
+    async fn ack_stored(&mut self, sub: &Submission) -> bool {
+        match self
+            .store
+            .find_by_client_id(&sub.sender, &sub.client_msg_id)
+            .await
+        {
+            Ok(Some(m)) if *m.conversation == *sub.conversation => {
+                self.ack(&m, sub);
+                true
+            }
+            Ok(Some(_)) => {
+                self.refuse(
+                    sub,
+                    Refusal::new(
+                        ErrorCode::InvalidInput,
+                        "client_msg_id: already used for a message in another conversation",
+                    ),
+                );
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.refuse(sub, e.into());
+                true
+            }
+        }
+    }
+
+    /// After a failed commit the positions counted in memory are unknown: reload them.
+    fn forget_positions(&mut self, records: &[MessageRecord]) {
+        for r in records {
+            self.last_seq.remove(r.conversation.as_str());
+        }
+    }
+
+    /// A message is stored: fan it out to every member's sockets, then ack the sender.
+    async fn delivered(&mut self, record: &MessageRecord, sub: &Submission) {
+        self.recent.insert(&record.sender, &record.client_msg_id);
+        let message = chat::message(record.clone());
+        let frame = Utf8Bytes::from(
+            ServerMsg::Message {
+                message: message.clone(),
+            }
+            .encode(),
+        );
+        match chat::members(&self.hub, &self.store, &sub.conversation).await {
+            Ok(members) => self.hub.push(
+                &members,
+                &Outbound::Message {
+                    conversation: sub.conversation.clone(),
+                    seq: record.seq,
+                    frame,
+                },
+                Some(sub.conn_id),
+            ),
+            // Stored but not pushed: members get it when they next resume or open it.
+            Err(e) => warn!(error = %e, "cannot read members to fan out a message"),
+        }
+        self.ack(record, sub);
+    }
+
+    fn ack(&self, record: &MessageRecord, sub: &Submission) {
+        let ack = ServerMsg::Ack {
+            client_msg_id: sub.client_msg_id.to_string(),
+            message: chat::message(record.clone()),
+        };
+        self.hub.push_to(
+            &sub.sender,
+            sub.conn_id,
+            Outbound::Ack {
+                conversation: sub.conversation.clone(),
+                seq: record.seq,
+                frame: Utf8Bytes::from(ack.encode()),
+            },
+        );
+    }
+
+    fn refuse(&self, sub: &Submission, refusal: Refusal) {
+        let msg = refusal.into_msg(Some(sub.client_msg_id.to_string()));
+        self.hub
+            .push_to(&sub.sender, sub.conn_id, Outbound::frame(&msg));
+    }
+}
+
+fn record(sub: &Submission, seq: u64, now: i64) -> MessageRecord {
+    MessageRecord {
+        conversation: sub.conversation.to_string(),
+        seq,
+        sender: sub.sender.clone(),
+        body: sub.body.as_str().to_owned(),
+        client_msg_id: sub.client_msg_id.to_string(),
+        sent_at: now,
+    }
+}
+
+fn failed() -> Refusal {
+    Refusal::new(ErrorCode::Internal, "the server failed; try again")
+}
