@@ -1,7 +1,9 @@
-//! Closed-loop throughput: users in pairs, each keeping `window` messages in flight to its
-//! peer for a fixed time, against the real server or the in-process relay baseline. Measures
-//! delivered messages per second, send→ack and send→delivery latency, and checks that every
-//! acknowledged message was delivered once, in order.
+//! Throughput and latency: users in pairs, each sending to its peer for a fixed time, against
+//! the real server or the in-process relay baseline. Closed loop: each user keeps `window`
+//! messages in flight. Open loop: a fixed aggregate rate, each user on its own schedule, and
+//! latencies counted from the scheduled send time (so a stalled server cannot hide its
+//! queue). Measures delivered messages per second, send→ack and send→delivery latency, and
+//! checks that every acknowledged message was delivered once, in order.
 
 use anyhow::Context;
 use app::domain::{ClientMsgId, MessageBody};
@@ -22,13 +24,25 @@ pub enum Target {
     Relay,
 }
 
+/// How the users send.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// Each user keeps this many messages unacknowledged.
+    Closed { window: usize },
+    /// All users together send this many messages per second.
+    Open { per_second: f64 },
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub target: Target,
     pub users: usize,
-    pub window: usize,
+    pub load: Load,
     pub duration: Duration,
 }
+
+/// Most messages one user may have unacknowledged in the open loop before the run fails.
+const OPEN_BACKLOG: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -51,7 +65,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut v: Vec<u64>) -> Self {
+    pub fn of(mut v: Vec<u64>) -> Self {
         if v.is_empty() {
             return Self::default();
         }
@@ -108,9 +122,20 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + opts.duration;
     let mut tasks = Vec::new();
+    let count = conns.len();
     for (i, (conn, conv)) in conns.into_iter().zip(convs).enumerate() {
-        let window = opts.window.max(1);
-        tasks.push(tokio::spawn(user(conn, i, conv, window, start, deadline)));
+        let pace = match opts.load {
+            Load::Closed { window } => Pace::Window(window.max(1)),
+            Load::Open { per_second } => {
+                let every = Duration::from_secs_f64(count as f64 / per_second.max(0.001));
+                // Staggered, so that the users' schedules spread over the interval.
+                Pace::Every {
+                    every,
+                    first: start + every.mul_f64(i as f64 / count as f64),
+                }
+            }
+        };
+        tasks.push(tokio::spawn(user(conn, i, conv, pace, start, deadline)));
     }
     let mut results = Vec::new();
     for t in tasks {
@@ -149,13 +174,19 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     })
 }
 
-/// Sends to its peer while fewer than `window` are unacknowledged, until `deadline`; reads
-/// acks and deliveries; then waits for the last acks and deliveries.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    Window(usize),
+    Every { every: Duration, first: Instant },
+}
+
+/// Sends to its peer at its `pace` until `deadline`; reads acks and deliveries; then waits
+/// for the last acks and deliveries.
 async fn user(
     mut conn: Conn,
     index: usize,
     conv: ConversationId,
-    window: usize,
+    pace: Pace,
     start: Instant,
     deadline: Instant,
 ) -> anyhow::Result<UserResult> {
@@ -169,28 +200,59 @@ async fn user(
     let mut n = 0_u64;
     let mut last_seq = 0_u64;
     let mut quiet_since: Option<Instant> = None;
+    let mut next_send = match pace {
+        Pace::Every { first, .. } => first,
+        Pace::Window(_) => start,
+    };
     loop {
         let now = Instant::now();
         if now < deadline {
-            while sent_at.len() < window {
+            // Each send is stamped with its due time: now for the closed loop, the
+            // schedule's for the open loop.
+            let mut due = Vec::new();
+            match pace {
+                Pace::Window(window) => {
+                    while sent_at.len() + due.len() < window {
+                        due.push(now);
+                    }
+                }
+                Pace::Every { every, .. } => {
+                    while next_send <= now && next_send < deadline {
+                        due.push(next_send);
+                        next_send += every;
+                    }
+                    anyhow::ensure!(
+                        sent_at.len() < OPEN_BACKLOG,
+                        "user {index}: {} messages unacknowledged: the server fell behind",
+                        sent_at.len()
+                    );
+                }
+            }
+            for at in due {
                 n += 1;
                 let id = format!("b{index}-{n}");
-                // The body carries the send time, for the receiver's latency.
-                let body = format!("{}", start.elapsed().as_nanos());
+                // The body carries the due time, for the receiver's latency.
+                let body = format!("{}", at.duration_since(start).as_nanos());
                 conn.send(&ClientMsg::Send {
                     conversation_id: conv.clone(),
                     client_msg_id: ClientMsgId::parse(&id)?,
                     body: MessageBody::parse(&body)?,
                 })
                 .await?;
-                sent_at.insert(id, Instant::now());
+                sent_at.insert(id, at);
             }
         } else if sent_at.is_empty()
             && quiet_since.is_some_and(|q| q.elapsed() > Duration::from_millis(500))
         {
             return Ok(r);
         }
-        let frame = match conn.next(Duration::from_millis(200)).await {
+        let mut wait = Duration::from_millis(200);
+        if let Pace::Every { .. } = pace {
+            if next_send < deadline {
+                wait = wait.min(next_send.saturating_duration_since(Instant::now()));
+            }
+        }
+        let frame = match conn.next(wait).await {
             Ok(f) => f,
             // The socket closed: a failure, not a quiet moment.
             Err(e) if e.downcast_ref::<Closed>().is_some() => return Err(e),

@@ -17,9 +17,12 @@ pub mod check;
 pub mod client;
 pub mod crash;
 pub mod http;
+pub mod idle;
 pub mod process;
 pub mod relay;
 pub mod soak;
+pub mod storage;
+pub mod storm;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -62,4 +65,15 @@ pub fn fresh_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
+}
+
+/// The machine's load averages (1, 5 and 15 minutes) from `/proc/loadavg`, as printed there.
+pub fn machine_load() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }

@@ -39,19 +39,76 @@ enum Command {
         #[arg(long, default_value_t = 1500)]
         max_up_ms: u64,
     },
-    /// Closed-loop throughput and latency of the server, then of the in-process relay
-    /// baseline, in the same run.
+    /// Throughput and latency of the server, then of the in-process relay baseline, in the
+    /// same run: closed loop (a window per user), or open loop with `--rate`.
     Bench {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
         server_bin: PathBuf,
         #[arg(long, default_value_t = 200)]
         users: usize,
-        /// Messages each user keeps in flight.
+        /// Closed loop: messages each user keeps in flight.
         #[arg(long, default_value_t = 8)]
         window: usize,
+        /// Open loop: messages per second, all users together (instead of a window).
+        #[arg(long)]
+        rate: Option<f64>,
         /// Seconds per target (bounded: at most ten minutes).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
         seconds: u64,
+    },
+    /// Holds many authenticated idle sockets; memory per connection.
+    Idle {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        connections: u64,
+        /// Seconds to hold them before measuring and pinging each (bounded).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+        seconds: u64,
+    },
+    /// Reconnect storms: half the users drop and resume at once, repeatedly, under traffic.
+    Storm {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        storms: u64,
+        /// Seconds between storms.
+        #[arg(long, default_value_t = 2.0)]
+        every: f64,
+        /// Messages per second each sender sends.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+    },
+    /// Builds the storage benchmark's database through the protocol (see `storage`).
+    GenerateDb {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        /// A new directory: the database goes to `DIR/data`, its layout to `DIR/layout.json`.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 10_000)]
+        conversations: usize,
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=20_000_000))]
+        messages: u64,
+    },
+    /// Start-up time, history pages and recent-conversations lists on a generated database.
+    Storage {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Requests of each kind (bounded).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        samples: u64,
+        /// Times the server is started (start-up time is taken each time).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        starts: u64,
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Mixed traffic with reconnects for a bounded time; memory, order, loss and log checks.
     Soak {
@@ -139,8 +196,13 @@ async fn main() -> anyhow::Result<()> {
             server_bin,
             users,
             window,
+            rate,
             seconds,
         } => {
+            let load = match rate {
+                Some(per_second) => loadgen::bench::Load::Open { per_second },
+                None => loadgen::bench::Load::Closed { window },
+            };
             let mut reports = Vec::new();
             for target in [
                 loadgen::bench::Target::Server(server_bin),
@@ -150,14 +212,22 @@ async fn main() -> anyhow::Result<()> {
                     loadgen::bench::run(loadgen::bench::Options {
                         target,
                         users,
-                        window,
+                        load,
                         duration: std::time::Duration::from_secs(seconds),
                     })
                     .await?,
                 );
             }
             let relay = reports[1].throughput.max(1.0);
-            println!("closed loop: {users} users in pairs, window {window}, {seconds} s each");
+            let machine = loadgen::machine_load();
+            match load {
+                loadgen::bench::Load::Closed { window } => println!(
+                    "closed loop: {users} users in pairs, window {window}, {seconds} s each"
+                ),
+                loadgen::bench::Load::Open { per_second } => println!(
+                    "open loop: {users} users in pairs, {per_second} msg/s in all, {seconds} s each"
+                ),
+            }
             println!("target   delivered/s   vs relay   ack p50/p99 (us)   delivery p50/p99 (us)   server RSS");
             for r in &reports {
                 println!(
@@ -173,6 +243,11 @@ async fn main() -> anyhow::Result<()> {
                         .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
                 );
             }
+            println!(
+                "machine load (1/5/15 min) before: {}, after: {}",
+                machine.as_deref().unwrap_or("-"),
+                loadgen::machine_load().as_deref().unwrap_or("-")
+            );
             let line: Vec<_> = reports
                 .iter()
                 .map(|r| {
@@ -181,10 +256,12 @@ async fn main() -> anyhow::Result<()> {
                         "delivered_per_s": r.throughput,
                         "acked": r.acked,
                         "delivered": r.delivered,
+                        "acked_per_s": r.acked as f64 / r.seconds,
                         "ack_p50_us": r.ack_us.p50,
                         "ack_p99_us": r.ack_us.p99,
                         "delivery_p50_us": r.delivery_us.p50,
                         "delivery_p99_us": r.delivery_us.p99,
+                        "delivery_max_us": r.delivery_us.max,
                         "rss_kib": r.rss_kib,
                     })
                 })
@@ -192,12 +269,182 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "scenario": "bench-closed-loop",
+                    "scenario": match load {
+                        loadgen::bench::Load::Closed { .. } => "bench-closed-loop",
+                        loadgen::bench::Load::Open { .. } => "bench-open-loop",
+                    },
                     "users": users,
-                    "window": window,
+                    "window": matches!(load, loadgen::bench::Load::Closed { .. }).then_some(window),
+                    "rate": rate,
+                    "load_before": machine,
+                    "load_after": loadgen::machine_load(),
                     "seconds": seconds,
                     "ratio_to_relay": reports[0].throughput / relay,
                     "results": line,
+                })
+            );
+        }
+        Command::Idle {
+            server_bin,
+            connections,
+            seconds,
+        } => {
+            let machine = loadgen::machine_load();
+            let r = loadgen::idle::run(loadgen::idle::Options {
+                server_bin,
+                connections: connections as usize,
+                hold: std::time::Duration::from_secs(seconds),
+            })
+            .await?;
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            println!(
+                "{} idle authenticated sockets ({} users) opened in {:.1} s, all {} answered a ping after {seconds} s",
+                r.connections, r.users, r.open_seconds, r.alive
+            );
+            println!(
+                "server RSS before {:.1} MiB (runtime, database and its caches), with the sockets {:.1} MiB: {:.0} bytes per connection",
+                mib(r.rss_before_kib),
+                mib(r.rss_after_kib),
+                r.bytes_per_connection()
+            );
+            println!(
+                "machine load before {}, after {}",
+                machine.as_deref().unwrap_or("-"),
+                loadgen::machine_load().as_deref().unwrap_or("-")
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": "idle",
+                    "connections": r.connections,
+                    "alive": r.alive,
+                    "rss_before_kib": r.rss_before_kib,
+                    "rss_after_kib": r.rss_after_kib,
+                    "bytes_per_connection": r.bytes_per_connection(),
+                    "open_seconds": r.open_seconds,
+                })
+            );
+        }
+        Command::Storm {
+            server_bin,
+            users,
+            storms,
+            every,
+            rate,
+        } => {
+            let r = loadgen::storm::run(loadgen::storm::Options {
+                server_bin,
+                users,
+                storms: storms as usize,
+                every: std::time::Duration::from_secs_f64(every.clamp(0.5, 60.0)),
+                rate,
+            })
+            .await?;
+            println!(
+                "{} storms of {} sockets: {} reconnects, resume p50 {} us, p99 {} us, max {} us; \
+                 {} messages delivered, each once, in order, no gaps",
+                r.storms,
+                r.pairs,
+                r.reconnects,
+                r.resume_us.p50,
+                r.resume_us.p99,
+                r.resume_us.max,
+                r.delivered
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": "storm",
+                    "storms": r.storms,
+                    "sockets": r.pairs,
+                    "reconnects": r.reconnects,
+                    "resume_p50_us": r.resume_us.p50,
+                    "resume_p99_us": r.resume_us.p99,
+                    "resume_max_us": r.resume_us.max,
+                    "delivered": r.delivered,
+                    "lost": 0,
+                })
+            );
+        }
+        Command::GenerateDb {
+            server_bin,
+            dir,
+            users,
+            conversations,
+            messages,
+        } => {
+            let g = loadgen::storage::generate(loadgen::storage::Generate {
+                server_bin,
+                dir,
+                users,
+                conversations,
+                messages,
+            })
+            .await?;
+            println!(
+                "generated {} messages in {} conversations in {:.0} s",
+                g.messages, g.conversations, g.seconds
+            );
+        }
+        Command::Storage {
+            server_bin,
+            dir,
+            samples,
+            starts,
+            seed,
+        } => {
+            let seed = seed.unwrap_or_else(loadgen::fresh_seed);
+            let machine = loadgen::machine_load();
+            let m = loadgen::storage::measure(loadgen::storage::Measure {
+                server_bin,
+                dir,
+                samples: samples as usize,
+                starts: starts as usize,
+                seed,
+            })
+            .await?;
+            println!(
+                "{} messages, {} conversations, {} users; {:.0} MiB on disk; seed {seed}",
+                m.messages,
+                m.conversations,
+                m.users,
+                m.disk_bytes as f64 / (1024.0 * 1024.0)
+            );
+            println!("start-up (spawn to /healthz), ms: {:?}", m.startup_ms);
+            println!("request ({samples} each)             p50 (us)   p99 (us)   max (us)");
+            for (name, p) in [
+                ("newest history page (50)", m.latest_us),
+                ("deep history page (50)", m.deep_us),
+                ("recent conversations", m.recent_us),
+            ] {
+                println!("{name:<32} {:>9}  {:>9}  {:>9}", p.p50, p.p99, p.max);
+            }
+            println!(
+                "recent-conversations lists held {}..{} rows; server RSS {}; machine load before {}, after {}",
+                m.recent_rows.0,
+                m.recent_rows.1,
+                m.rss_kib
+                    .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                machine.as_deref().unwrap_or("-"),
+                loadgen::machine_load().as_deref().unwrap_or("-"),
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": "storage",
+                    "messages": m.messages,
+                    "conversations": m.conversations,
+                    "disk_bytes": m.disk_bytes,
+                    "startup_ms": m.startup_ms,
+                    "history_latest_p50_us": m.latest_us.p50,
+                    "history_latest_p99_us": m.latest_us.p99,
+                    "history_deep_p50_us": m.deep_us.p50,
+                    "history_deep_p99_us": m.deep_us.p99,
+                    "recent_p50_us": m.recent_us.p50,
+                    "recent_p99_us": m.recent_us.p99,
+                    "recent_rows": [m.recent_rows.0, m.recent_rows.1],
+                    "rss_kib": m.rss_kib,
+                    "seed": seed,
                 })
             );
         }

@@ -1,0 +1,412 @@
+//! The storage benchmark: the queries users feel, on a large database.
+//!
+//! `generate` builds the database through the real protocol: `users` users, every pair of
+//! them in a direct conversation and the rest of `conversations` as two-person rooms, so
+//! that each user has about `2 * conversations / users` conversations; then `messages`
+//! messages, half of them in ten big rooms (deep scroll-back) and half spread over the
+//! rest. The layout (tokens, conversations, sizes) is kept beside the data directory.
+//!
+//! `measure` starts the server on it (start-up time: spawn until `/healthz` answers), then
+//! times, one request at a time over a WebSocket, the newest history page of random
+//! conversations, a page deep in a big room's scroll-back, and the recent-conversations
+//! list of random users; and checks every answer.
+
+use anyhow::{ensure, Context};
+use app::domain::{ClientMsgId, MessageBody, RoomName, Username};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::bench::Percentiles;
+use crate::client::{Closed, Conn};
+use crate::http::sign_up;
+use crate::process::{free_port, ServerProcess, Stop};
+use crate::Rng;
+
+/// Rooms that get half of all messages.
+const BIG_ROOMS: usize = 10;
+/// Messages each sender keeps in flight while generating.
+const WINDOW: usize = 64;
+/// Messages per history page, as the app asks.
+const PAGE: u32 = 50;
+
+#[derive(Debug, Clone)]
+pub struct Generate {
+    pub server_bin: PathBuf,
+    pub dir: PathBuf,
+    pub users: usize,
+    pub conversations: usize,
+    pub messages: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Layout {
+    /// (username, token).
+    users: Vec<(String, String)>,
+    /// Each conversation: its id, the index of a member, and how many messages it holds.
+    conversations: Vec<(String, usize, u64)>,
+    /// Indexes into `conversations` of the big rooms.
+    big: Vec<usize>,
+    messages: u64,
+}
+
+fn layout_path(dir: &Path) -> PathBuf {
+    dir.join("layout.json")
+}
+
+fn data_dir(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
+pub struct Generated {
+    pub conversations: usize,
+    pub messages: u64,
+    pub seconds: f64,
+}
+
+/// Builds the database in `opts.dir` (which must not hold one yet).
+pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
+    ensure!(
+        !layout_path(&opts.dir).exists(),
+        "{} already holds a generated database",
+        opts.dir.display()
+    );
+    ensure!(opts.users >= 2, "at least two users");
+    std::fs::create_dir_all(&opts.dir)?;
+    let started = Instant::now();
+    let addr = free_port()?;
+    let mut server = ServerProcess::new(&opts.server_bin, addr, &data_dir(&opts.dir))?;
+    server.start().await?;
+    let mut users = Vec::new();
+    for i in 0..opts.users {
+        let name = format!("s{i}");
+        users.push((name.clone(), sign_up(addr, &name).await?));
+    }
+    let mut conns = Vec::new();
+    for (_, token) in &users {
+        conns.push(Conn::open(addr, token).await?);
+    }
+    // Conversations as (id, the two members).
+    let mut convs: Vec<(String, usize, usize)> = Vec::new();
+    'pairs: for a in 0..opts.users {
+        for b in a + 1..opts.users {
+            if convs.len() >= opts.conversations {
+                break 'pairs;
+            }
+            let id = conns[a]
+                .ask(
+                    ClientMsg::OpenDirect {
+                        username: Username::parse(&users[b].0)?,
+                    },
+                    conversation_reply,
+                )
+                .await?;
+            convs.push((id, a, b));
+        }
+    }
+    let mut k = 0;
+    while convs.len() < opts.conversations {
+        let a = k % opts.users;
+        let b = (a + 1 + (k / opts.users) % (opts.users - 1)) % opts.users;
+        let id = conns[a]
+            .ask(
+                ClientMsg::CreateRoom {
+                    name: RoomName::parse(&format!("Room {k}"))?,
+                },
+                conversation_reply,
+            )
+            .await?;
+        conns[b]
+            .ask(
+                ClientMsg::JoinRoom {
+                    conversation_id: ConversationId(id.clone()),
+                },
+                conversation_reply,
+            )
+            .await?;
+        convs.push((id, a, b));
+        k += 1;
+    }
+    println!(
+        "{} users, {} conversations in {:.0} s",
+        users.len(),
+        convs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // The last `BIG_ROOMS` conversations (rooms) take half of the messages.
+    let big: Vec<usize> = (convs.len().saturating_sub(BIG_ROOMS)..convs.len()).collect();
+    let small = convs.len() - big.len();
+    let half = opts.messages / 2;
+    let mut counts = vec![0_u64; convs.len()];
+    for (i, c) in counts.iter_mut().enumerate() {
+        *c = if i < small {
+            half / small as u64 + u64::from((i as u64) < half % small as u64)
+        } else {
+            let rest = opts.messages - half;
+            rest / big.len() as u64 + u64::from(((i - small) as u64) < rest % big.len() as u64)
+        };
+    }
+    // Each conversation's messages alternate between its two members; each user sends
+    // its share round-robin over its conversations.
+    let mut plans: Vec<Vec<(ConversationId, u64)>> = vec![Vec::new(); users.len()];
+    for ((id, a, b), &n) in convs.iter().zip(&counts) {
+        plans[*a].push((ConversationId(id.clone()), n.div_ceil(2)));
+        plans[*b].push((ConversationId(id.clone()), n / 2));
+    }
+    let sending = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, (conn, plan)) in conns.into_iter().zip(plans).enumerate() {
+        tasks.push(tokio::spawn(send_plan(conn, i, plan)));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        sent += t.await??;
+    }
+    ensure!(
+        sent == opts.messages,
+        "{sent} acknowledged of {}",
+        opts.messages
+    );
+    let send_seconds = sending.elapsed().as_secs_f64();
+    println!(
+        "{sent} messages in {send_seconds:.0} s ({:.0}/s)",
+        sent as f64 / send_seconds
+    );
+    server.stop(Stop::Term).await?;
+    let layout = Layout {
+        users,
+        conversations: convs
+            .into_iter()
+            .zip(&counts)
+            .map(|((id, a, _), &n)| (id, a, n))
+            .collect(),
+        big,
+        messages: sent,
+    };
+    std::fs::write(layout_path(&opts.dir), serde_json::to_vec(&layout)?)?;
+    Ok(Generated {
+        conversations: layout.conversations.len(),
+        messages: sent,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn conversation_reply(m: &ServerMsg) -> Option<String> {
+    match m {
+        ServerMsg::Conversation { conversation } => Some(conversation.id.0.clone()),
+        _ => None,
+    }
+}
+
+/// Sends `plan` (conversation, count) round-robin with `WINDOW` in flight; returns how
+/// many were acknowledged. Everything else that arrives (the peers' messages) is read and
+/// dropped.
+async fn send_plan(
+    mut conn: Conn,
+    index: usize,
+    mut plan: Vec<(ConversationId, u64)>,
+) -> anyhow::Result<u64> {
+    // Live delivery starts with the first frame; a resume from nothing starts it cleanly.
+    conn.send(&ClientMsg::Resume {
+        positions: Vec::new(),
+    })
+    .await?;
+    let mut in_flight = 0;
+    let mut acked = 0;
+    let mut n = 0_u64;
+    let mut turn = 0;
+    loop {
+        plan.retain(|(_, left)| *left > 0);
+        while in_flight < WINDOW && !plan.is_empty() {
+            turn = (turn + 1) % plan.len();
+            let (conv, left) = &mut plan[turn];
+            *left -= 1;
+            n += 1;
+            conn.send(&ClientMsg::Send {
+                conversation_id: conv.clone(),
+                client_msg_id: ClientMsgId::parse(&format!("g{index}-{n}"))?,
+                body: MessageBody::parse(&format!(
+                    "message {n} from user {index}: some words of ordinary length"
+                ))?,
+            })
+            .await?;
+            in_flight += 1;
+            if plan[turn].1 == 0 {
+                break;
+            }
+        }
+        if in_flight == 0 && plan.is_empty() {
+            return Ok(acked);
+        }
+        match conn.next(Duration::from_secs(30)).await {
+            Ok(ServerMsg::Ack { .. }) => {
+                in_flight -= 1;
+                acked += 1;
+            }
+            Ok(ServerMsg::Error { code, message, .. }) => {
+                anyhow::bail!("user {index}: {code:?}: {message}")
+            }
+            Ok(_) => {}
+            Err(e) if e.downcast_ref::<Closed>().is_some() => return Err(e),
+            Err(e) => return Err(e.context(format!("user {index}: no ack"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Measure {
+    pub server_bin: PathBuf,
+    pub dir: PathBuf,
+    pub samples: usize,
+    pub starts: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+pub struct Measured {
+    pub messages: u64,
+    pub conversations: usize,
+    pub users: usize,
+    pub disk_bytes: u64,
+    pub startup_ms: Vec<u64>,
+    pub latest_us: Percentiles,
+    pub deep_us: Percentiles,
+    pub recent_us: Percentiles,
+    /// Rows in the recent-conversations lists, smallest and largest.
+    pub recent_rows: (usize, usize),
+    pub rss_kib: Option<u64>,
+}
+
+pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
+    let layout: Layout = serde_json::from_slice(
+        &std::fs::read(layout_path(&opts.dir))
+            .with_context(|| format!("no generated database in {}", opts.dir.display()))?,
+    )?;
+    let addr: SocketAddr = free_port()?;
+    let mut server = ServerProcess::new(&opts.server_bin, addr, &data_dir(&opts.dir))?;
+    let mut startup_ms = Vec::new();
+    for i in 0..opts.starts.max(1) {
+        if i > 0 {
+            server.stop(Stop::Term).await?;
+        }
+        startup_ms.push(server.start().await?.as_millis() as u64);
+    }
+    let mut rng = Rng::new(opts.seed);
+    let mut conns: HashMap<usize, Conn> = HashMap::new();
+    let mut latest = Vec::new();
+    let mut deep = Vec::new();
+    let mut recent = Vec::new();
+    let mut rows = (usize::MAX, 0);
+    for _ in 0..opts.samples {
+        // The newest page of a random conversation.
+        let c = rng.range(0, layout.conversations.len() as u64) as usize;
+        let (id, member, count) = &layout.conversations[c];
+        let conn = conn_of(&mut conns, addr, &layout, *member).await?;
+        let (took, seqs) = history(conn, id, None).await?;
+        let expect: Vec<u64> = (count.saturating_sub(u64::from(PAGE)) + 1..=*count).collect();
+        ensure!(seqs == expect, "{id}: newest page {seqs:?}");
+        latest.push(took);
+
+        // A page deep in a big room's scroll-back.
+        let c = layout.big[rng.range(0, layout.big.len() as u64) as usize];
+        let (id, member, count) = &layout.conversations[c];
+        let before = rng.range(u64::from(PAGE) + 1, count / 2);
+        let conn = conn_of(&mut conns, addr, &layout, *member).await?;
+        let (took, seqs) = history(conn, id, Some(before)).await?;
+        let expect: Vec<u64> = (before - u64::from(PAGE)..before).collect();
+        ensure!(seqs == expect, "{id}: page before {before}: {seqs:?}");
+        deep.push(took);
+
+        // A random user's recent conversations.
+        let u = rng.range(0, layout.users.len() as u64) as usize;
+        let conn = conn_of(&mut conns, addr, &layout, u).await?;
+        let t = Instant::now();
+        let list = conn
+            .ask(ClientMsg::ListConversations, |m| match m {
+                ServerMsg::Conversations { conversations } => Some(conversations.clone()),
+                _ => None,
+            })
+            .await?;
+        recent.push(t.elapsed().as_micros() as u64);
+        ensure!(
+            list.windows(2)
+                .all(|w| w[0].last_activity_ms >= w[1].last_activity_ms),
+            "recent conversations out of order"
+        );
+        ensure!(
+            list.iter()
+                .all(|c| c.unread == c.last_seq.saturating_sub(c.last_read_seq)),
+            "unread counts inconsistent"
+        );
+        rows = (rows.0.min(list.len()), rows.1.max(list.len()));
+    }
+    let rss_kib = server.rss_kib();
+    server.stop(Stop::Term).await?;
+    Ok(Measured {
+        messages: layout.messages,
+        conversations: layout.conversations.len(),
+        users: layout.users.len(),
+        disk_bytes: dir_size(&data_dir(&opts.dir)),
+        startup_ms,
+        latest_us: Percentiles::of(latest),
+        deep_us: Percentiles::of(deep),
+        recent_us: Percentiles::of(recent),
+        recent_rows: rows,
+        rss_kib,
+    })
+}
+
+async fn conn_of<'a>(
+    conns: &'a mut HashMap<usize, Conn>,
+    addr: SocketAddr,
+    layout: &Layout,
+    user: usize,
+) -> anyhow::Result<&'a mut Conn> {
+    if !conns.contains_key(&user) {
+        let conn = Conn::open(addr, &layout.users[user].1).await?;
+        conns.insert(user, conn);
+    }
+    Ok(conns.get_mut(&user).expect("inserted above"))
+}
+
+/// One history request: how long the answer took (µs) and the `seq`s it held.
+async fn history(
+    conn: &mut Conn,
+    id: &str,
+    before: Option<u64>,
+) -> anyhow::Result<(u64, Vec<u64>)> {
+    let t = Instant::now();
+    let seqs = conn
+        .ask(
+            ClientMsg::History {
+                conversation_id: ConversationId(id.to_owned()),
+                before_seq: before,
+                limit: Some(PAGE),
+            },
+            |m| match m {
+                ServerMsg::History { messages, .. } => {
+                    Some(messages.iter().map(|m| m.seq).collect::<Vec<_>>())
+                }
+                _ => None,
+            },
+        )
+        .await?;
+    Ok((t.elapsed().as_micros() as u64, seqs))
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
