@@ -82,7 +82,7 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
     server.start().await?;
     let mut users = Vec::new();
     for i in 0..opts.users {
-        let name = format!("s{i}");
+        let name = format!("store{i}");
         users.push((name.clone(), sign_up(addr, &name).await?));
     }
     let mut conns = Vec::new();

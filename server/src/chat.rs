@@ -128,13 +128,7 @@ pub async fn list_conversations(state: &AppState, me: &str) -> Reply {
 
 /// The summary of one of `me`'s conversations.
 pub async fn conversation(state: &AppState, me: &str, key: &str) -> Reply {
-    let row = state
-        .store
-        .recent_conversations(me)
-        .await?
-        .into_iter()
-        .find(|r| r.key == key)
-        .ok_or(StoreError::NotMember)?;
+    let row = state.store.conversation_row(me, key).await?;
     Ok(ServerMsg::Conversation {
         conversation: summary(state, row),
     })

@@ -588,19 +588,43 @@ impl SurrealChatStore {
         &self,
         username: &str,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        let mut res = self
-            .db
-            .query(
-                "SELECT conversation, last_read_seq, conversation.kind AS kind,
+        self.conversation_rows(username, None).await
+    }
+
+    /// One of the user's conversations; `NotMember` if they are not in it.
+    pub async fn conversation_row(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> Result<ConversationRow, StoreError> {
+        self.conversation_rows(username, Some(key))
+            .await?
+            .pop()
+            .ok_or(StoreError::NotMember)
+    }
+
+    /// All of the user's conversations, or only `key`.
+    async fn conversation_rows(
+        &self,
+        username: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        const FIELDS: &str = "SELECT conversation, last_read_seq, conversation.kind AS kind,
                     conversation.name AS name, conversation.peers AS peers,
                     conversation.last_seq AS last_seq, conversation.last_at AS last_at,
-                    conversation.last_sender AS last_sender, conversation.last_text AS last_text
-                 FROM member WHERE user = $user",
-            )
-            .bind(("user", user_id(username)))
-            .await?
-            .check()?;
-        let rows: Vec<MemberConversationRow> = res.take(0)?;
+                    conversation.last_sender AS last_sender, conversation.last_text AS last_text";
+        let query = match key {
+            None => self
+                .db
+                .query(format!("{FIELDS} FROM member WHERE user = $user"))
+                .bind(("user", user_id(username))),
+            // A member record's id is derived from the conversation and the user.
+            Some(key) => self
+                .db
+                .query(format!("{FIELDS} FROM $member"))
+                .bind(("member", member_id(key, username))),
+        };
+        let rows: Vec<MemberConversationRow> = query.await?.check()?.take(0)?;
         let peers: Vec<String> = rows
             .iter()
             .flat_map(|r| r.peers.iter().map(key_of))
