@@ -189,8 +189,13 @@ struct ReadRow {
 
 #[derive(Debug, SurrealValue)]
 struct MemberConversationRow {
-    conversation: RecordId,
     last_read_seq: i64,
+    c: ConversationFields,
+}
+
+#[derive(Debug, SurrealValue)]
+struct ConversationFields {
+    id: RecordId,
     kind: String,
     name: Option<String>,
     peers: Vec<RecordId>,
@@ -609,10 +614,9 @@ impl SurrealChatStore {
         username: &str,
         key: Option<&str>,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        const FIELDS: &str = "SELECT conversation, last_read_seq, conversation.kind AS kind,
-                    conversation.name AS name, conversation.peers AS peers,
-                    conversation.last_seq AS last_seq, conversation.last_at AS last_at,
-                    conversation.last_sender AS last_sender, conversation.last_text AS last_text";
+        // The conversation record is read once per row, not once per field.
+        const FIELDS: &str = "SELECT last_read_seq, conversation.{id, kind, name, peers,
+                    last_seq, last_at, last_sender, last_text} AS c";
         let query = match key {
             None => self
                 .db
@@ -627,7 +631,7 @@ impl SurrealChatStore {
         let rows: Vec<MemberConversationRow> = query.await?.check()?.take(0)?;
         let peers: Vec<String> = rows
             .iter()
-            .flat_map(|r| r.peers.iter().map(key_of))
+            .flat_map(|r| r.c.peers.iter().map(key_of))
             .filter(|p| p != username)
             .collect();
         let names: std::collections::HashMap<String, String> =
@@ -635,14 +639,14 @@ impl SurrealChatStore {
         let mut out: Vec<ConversationRow> = rows
             .into_iter()
             .map(|r| {
-                let kind = if r.kind == "direct" {
+                let kind = if r.c.kind == "direct" {
                     Kind::Direct
                 } else {
                     Kind::Room
                 };
                 let peer = (kind == Kind::Direct)
                     .then(|| {
-                        r.peers
+                        r.c.peers
                             .iter()
                             .map(key_of)
                             .find(|p| p != username)
@@ -655,15 +659,15 @@ impl SurrealChatStore {
                         (p, name)
                     });
                 ConversationRow {
-                    key: key_of(&r.conversation),
+                    key: key_of(&r.c.id),
                     kind,
-                    name: r.name,
+                    name: r.c.name,
                     peer,
-                    last_seq: to_u64(r.last_seq),
+                    last_seq: to_u64(r.c.last_seq),
                     last_read_seq: to_u64(r.last_read_seq),
-                    last_at: r.last_at,
-                    last_sender: r.last_sender,
-                    last_text: r.last_text,
+                    last_at: r.c.last_at,
+                    last_sender: r.c.last_sender,
+                    last_text: r.c.last_text,
                 }
             })
             .collect();
@@ -782,22 +786,23 @@ impl SurrealChatStore {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let before = before.map_or(i64::MAX, |b| b as i64);
+        // `seq`s are dense (1, 2, 3, ... with no gaps), so a page is an exact range of the
+        // `(conversation, seq)` index: no sort, no scan past the page.
         let mut res = self
             .db
             .query(
-                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
-                 WHERE conversation = $conv AND seq < $before ORDER BY seq DESC LIMIT $limit",
+                "LET $hi = $before ?? ($conv.last_seq + 1);
+                 SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
+                 WHERE conversation = $conv AND seq >= $hi - $limit AND seq < $hi
+                 ORDER BY seq ASC",
             )
             .bind(("conv", conversation_id(key)))
-            .bind(("before", before))
+            .bind(("before", before.map(|b| b as i64)))
             .bind(("limit", i64::from(limit)))
             .await?
             .check()?;
-        let rows: Vec<MessageRow> = res.take(0)?;
-        let mut out: Vec<MessageRecord> = rows.into_iter().map(message_record).collect();
-        out.reverse();
-        Ok(out)
+        let rows: Vec<MessageRow> = res.take(1)?;
+        Ok(rows.into_iter().map(message_record).collect())
     }
 
     /// Up to `limit` messages with `seq > after`, oldest first: what a reconnecting client missed.
@@ -811,7 +816,8 @@ impl SurrealChatStore {
             .db
             .query(
                 "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
-                 WHERE conversation = $conv AND seq > $after ORDER BY seq ASC LIMIT $limit",
+                 WHERE conversation = $conv AND seq > $after AND seq <= $after + $limit
+                 ORDER BY seq ASC",
             )
             .bind(("conv", conversation_id(key)))
             .bind(("after", after as i64))
