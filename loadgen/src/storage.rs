@@ -295,7 +295,7 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
         startup_ms.push(server.start().await?.as_millis() as u64);
     }
     let mut rng = Rng::new(opts.seed);
-    let mut conns: HashMap<usize, Conn> = HashMap::new();
+    let mut conns: HashMap<usize, (Conn, Instant)> = HashMap::new();
     let mut latest = Vec::new();
     let mut deep = Vec::new();
     let mut recent = Vec::new();
@@ -359,17 +359,24 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
     })
 }
 
+/// The socket of `user`, opened on first use, and reopened when it sat unused long enough
+/// for the server to drop it as silent (a browser pings; this client does not).
 async fn conn_of<'a>(
-    conns: &'a mut HashMap<usize, Conn>,
+    conns: &'a mut HashMap<usize, (Conn, Instant)>,
     addr: SocketAddr,
     layout: &Layout,
     user: usize,
 ) -> anyhow::Result<&'a mut Conn> {
-    if !conns.contains_key(&user) {
+    let fresh = conns
+        .get(&user)
+        .is_some_and(|(_, used)| used.elapsed() < Duration::from_secs(30));
+    if !fresh {
         let conn = Conn::open(addr, &layout.users[user].1).await?;
-        conns.insert(user, conn);
+        conns.insert(user, (conn, Instant::now()));
     }
-    Ok(conns.get_mut(&user).expect("inserted above"))
+    let (conn, used) = conns.get_mut(&user).expect("inserted above");
+    *used = Instant::now();
+    Ok(conn)
 }
 
 /// One history request: how long the answer took (µs) and the `seq`s it held.
