@@ -52,6 +52,9 @@ pub const MAX_SOCKETS_PER_USER: usize = 32;
 /// slightly oversized frame is answered with a typed error rather than a dropped socket.
 pub const TRANSPORT_LIMIT_BYTES: usize = 4 * MAX_FRAME_BYTES;
 
+/// Initial read buffer per socket; it grows for a larger frame.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Checks the upgrade (Origin, then session), and hands the socket to a [`Handler`] tracked
@@ -93,6 +96,10 @@ pub async fn upgrade(
     let user = session.username.to_string();
     ws.max_frame_size(TRANSPORT_LIMIT_BYTES)
         .max_message_size(TRANSPORT_LIMIT_BYTES)
+        // The library's defaults (128 KiB each way) would cost an idle socket about 256 KiB;
+        // frames are small, and every send is flushed at once anyway.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             // Registered before the hello: nothing sent after it can be missed.
             let (outbox, came_online) = state.hub.register(&me.username, conn_id);
