@@ -91,6 +91,7 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
     }
     // Conversations as (id, the two members).
     let mut convs: Vec<(String, usize, usize)> = Vec::new();
+    #[allow(clippy::needless_range_loop)] // `a` and `b` index two lists
     'pairs: for a in 0..opts.users {
         for b in a + 1..opts.users {
             if convs.len() >= opts.conversations {
@@ -313,7 +314,12 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
         // A page deep in a big room's scroll-back.
         let c = layout.big[rng.range(0, layout.big.len() as u64) as usize];
         let (id, member, count) = &layout.conversations[c];
-        let before = rng.range(u64::from(PAGE) + 1, count / 2);
+        let deepest = (count / 2).max(u64::from(PAGE) + 2).min(count + 1);
+        ensure!(
+            deepest > u64::from(PAGE) + 1,
+            "{id}: too small for a deep page"
+        );
+        let before = rng.range(u64::from(PAGE) + 1, deepest);
         let conn = conn_of(&mut conns, addr, &layout, *member).await?;
         let (took, seqs) = history(conn, id, Some(before)).await?;
         let expect: Vec<u64> = (before - u64::from(PAGE)..before).collect();

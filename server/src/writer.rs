@@ -21,7 +21,7 @@ use app::{
 use axum::extract::ws::Utf8Bytes;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     sync::Arc,
 };
 use tokio::sync::mpsc;
@@ -87,9 +87,8 @@ impl Writers {
 
     /// Queues a send for its conversation's writer; waits while that writer is full.
     pub async fn submit(&self, submission: Submission) -> Result<(), Refusal> {
-        let mut h = self.hasher.build_hasher();
-        submission.conversation.hash(&mut h);
-        let queue = &self.queues[(h.finish() % self.queues.len() as u64) as usize];
+        let h = self.hasher.hash_one(&submission.conversation);
+        let queue = &self.queues[(h % self.queues.len() as u64) as usize];
         queue
             .send(submission)
             .await
