@@ -151,18 +151,9 @@ struct UserRow {
     password_hash: String,
 }
 
+/// A message as stored: read by the queries, written by `append_batch`.
 #[derive(Debug, SurrealValue)]
 struct MessageRow {
-    conversation: RecordId,
-    seq: i64,
-    sender: RecordId,
-    body: String,
-    client_msg_id: String,
-    sent_at: i64,
-}
-
-#[derive(Debug, SurrealValue)]
-struct NewMessageRow {
     conversation: RecordId,
     seq: i64,
     sender: RecordId,
@@ -699,9 +690,9 @@ impl SurrealChatStore {
             let read = reads.entry((&m.conversation, &m.sender)).or_default();
             *read = (*read).max(m.seq);
         }
-        let rows: Vec<NewMessageRow> = batch
+        let rows: Vec<MessageRow> = batch
             .iter()
-            .map(|m| NewMessageRow {
+            .map(|m| MessageRow {
                 conversation: conversation_id(&m.conversation),
                 seq: m.seq as i64,
                 sender: user_id(&m.sender),
