@@ -24,6 +24,9 @@ use crate::world::populate;
 /// How long the dropped sockets stay away.
 const AWAY: Duration = Duration::from_millis(300);
 
+/// How long past the storm's time a socket waits for the others before giving up.
+const BARRIER_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub server_bin: std::path::PathBuf,
@@ -81,10 +84,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let last = s.await??;
         let _ = target.send(last);
     }
+    // The first failure ends the run (the others would wait for it at the barrier).
+    let results = futures::future::try_join_all(
+        stormers
+            .into_iter()
+            .map(|s| async move { s.await.context("a stormer panicked")? }),
+    )
+    .await?;
     let mut resume_us = Vec::new();
     let mut delivered = 0;
-    for s in stormers {
-        let (times, got) = s.await??;
+    for (times, got) in results {
         resume_us.extend(times);
         delivered += got;
     }
@@ -152,7 +161,8 @@ async fn storm(
     barrier: Arc<Barrier>,
     target: oneshot::Receiver<u64>,
 ) -> anyhow::Result<(Vec<u64>, u64)> {
-    let mut conn = Conn::open_live(addr, &token).await?;
+    // The peer may already be sending: resume from the start, so nothing sent before this
+    // socket was live is missed.
     let mut last = 0_u64;
     let mut got = 0_u64;
     let mut times = Vec::new();
@@ -170,6 +180,10 @@ async fn storm(
         }
         Ok(())
     };
+    let mut conn = Conn::open(addr, &token).await?;
+    for m in resume(&mut conn, &conv, last).await? {
+        read(m, &mut last)?;
+    }
     for round in 1..=opts.storms {
         let at = start + opts.every * round as u32;
         while let Ok(m) = conn
@@ -179,22 +193,14 @@ async fn storm(
             read(m, &mut last)?;
         }
         drop(conn);
-        barrier.wait().await;
+        tokio::time::timeout(opts.every + BARRIER_WAIT, barrier.wait())
+            .await
+            .context("the other sockets never came to the storm (one of them failed)")?;
         tokio::time::sleep(AWAY).await;
         let t = Instant::now();
         conn = Conn::open(addr, &token).await?;
-        conn.send(&ClientMsg::Resume {
-            positions: vec![Position {
-                conversation_id: conv.clone(),
-                seq: last,
-            }],
-        })
-        .await?;
-        loop {
-            match conn.next(Duration::from_secs(10)).await? {
-                ServerMsg::Resumed => break,
-                m => read(m, &mut last)?,
-            }
+        for m in resume(&mut conn, &conv, last).await? {
+            read(m, &mut last)?;
         }
         times.push(t.elapsed().as_micros() as u64);
     }
@@ -208,4 +214,26 @@ async fn storm(
     }
     ensure!(last == target, "{}: {last} beyond {target}", conv.0);
     Ok((times, got))
+}
+
+/// Resumes `conv` after `seq`; returns what arrived before `resumed`.
+async fn resume(
+    conn: &mut Conn,
+    conv: &ConversationId,
+    seq: u64,
+) -> anyhow::Result<Vec<ServerMsg>> {
+    conn.send(&ClientMsg::Resume {
+        positions: vec![Position {
+            conversation_id: conv.clone(),
+            seq,
+        }],
+    })
+    .await?;
+    let mut missed = Vec::new();
+    loop {
+        match conn.next(Duration::from_secs(10)).await? {
+            ServerMsg::Resumed => return Ok(missed),
+            m => missed.push(m),
+        }
+    }
 }
