@@ -6,6 +6,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 use surrealdb::{
@@ -19,9 +20,14 @@ const NAMESPACE: &str = "chat";
 const DATABASE: &str = "chat";
 
 /// Cheap-to-clone handle to the embedded database.
+///
+/// The `Surreal` handle is shared behind an `Arc`, never cloned: in SurrealDB 3.3 every
+/// clone of it opens a session of its own in the engine (about 8 KB, created and torn down
+/// by the engine's one session task), which made every request and every socket pay for
+/// sessions it never needed. Nothing here sets session variables, so one session serves all.
 #[derive(Clone)]
 pub struct Database {
-    db: Surreal<Any>,
+    db: Arc<Surreal<Any>>,
     kind: StorageKind,
     boots: u64,
     /// The storage engine's lock file (disk only), held until its shutdown is complete.
@@ -59,7 +65,7 @@ impl Database {
         let db = connect(url).await?;
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
         let this = Database {
-            db,
+            db: Arc::new(db),
             kind,
             boots: 0,
             lock_file,
@@ -69,9 +75,9 @@ impl Database {
         Ok(Database { boots, ..this })
     }
 
-    /// The underlying SurrealDB handle, for the chat store.
-    pub fn handle(&self) -> Surreal<Any> {
-        self.db.clone()
+    /// The underlying SurrealDB handle (shared, not cloned: see [`Database`]).
+    pub fn handle(&self) -> Arc<Surreal<Any>> {
+        Arc::clone(&self.db)
     }
 
     /// Which engine this handle runs on.

@@ -14,6 +14,7 @@
 //! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
 
 use app::domain::{ClientMsgId, DisplayName, RoomName, Username};
+use std::sync::Arc;
 use surrealdb::{
     engine::any::Any,
     types::{RecordId, RecordIdKey, SurrealValue},
@@ -291,12 +292,13 @@ fn is_duplicate(e: &surrealdb::Error) -> bool {
 /// Chat storage over one SurrealDB handle; cheap to clone.
 #[derive(Clone)]
 pub struct SurrealChatStore {
-    db: Surreal<Any>,
+    /// Shared, never cloned (a clone is a new engine session: see [`crate::db::Database`]).
+    db: Arc<Surreal<Any>>,
 }
 
 impl SurrealChatStore {
     /// Applies the schema and makes sure the default room exists.
-    pub async fn new(db: Surreal<Any>, now_ms: i64) -> Result<Self, StoreError> {
+    pub async fn new(db: Arc<Surreal<Any>>, now_ms: i64) -> Result<Self, StoreError> {
         db.query(SCHEMA).await?.check()?;
         let store = SurrealChatStore { db };
         store
