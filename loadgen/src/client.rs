@@ -7,7 +7,7 @@ use futures::{SinkExt, StreamExt};
 use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    connect_async,
+    connect_async_with_config,
     tungstenite::{client::IntoClientRequest, Message},
     MaybeTlsStream, WebSocketStream,
 };
@@ -32,16 +32,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects and consumes the `hello`.
+    /// Connects (without Nagle, as browsers do for WebSockets) and consumes the `hello`.
     pub async fn open(addr: SocketAddr, token: &str) -> anyhow::Result<Conn> {
         let mut req = format!("ws://{addr}/ws").into_client_request()?;
         req.headers_mut()
             .insert("cookie", format!("chat_session={token}").parse()?);
         req.headers_mut()
             .insert("origin", format!("http://{addr}").parse()?);
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connect_async(req))
-            .await
-            .context("connect timed out")??;
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            connect_async_with_config(req, None, true),
+        )
+        .await
+        .context("connect timed out")??;
         let mut conn = Conn { ws };
         match conn.next(Duration::from_secs(5)).await? {
             ServerMsg::Hello { .. } => Ok(conn),

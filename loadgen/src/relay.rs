@@ -34,6 +34,8 @@ impl Relay {
         let seqs: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // As the server does: frames go out at once.
+                let _ = stream.set_nodelay(true);
                 let outboxes = outboxes.clone();
                 let seqs = seqs.clone();
                 tokio::spawn(async move {

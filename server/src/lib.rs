@@ -30,6 +30,7 @@ pub mod ws;
 use axum::{
     extract::FromRef,
     routing::{get, post},
+    serve::ListenerExt,
     Router,
 };
 use leptos::prelude::LeptosOptions;
@@ -188,6 +189,13 @@ impl Application {
             }
         });
         info!(addr = %listener.local_addr()?, "listening");
+        // No Nagle: every frame is written as soon as it is ready, and a small frame held back
+        // for the peer's delayed ACK would add up to 40 ms to a delivery.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         // The peer address is what sign-in throttling counts per client.
         axum::serve(
             listener,
