@@ -6,18 +6,21 @@
 //!   (`alice/bob`), so there is exactly one per pair whoever starts it: the record id is the
 //!   uniqueness constraint.
 //! - A message's `seq` is assigned by the caller (the server serialises sends per
-//!   conversation); the unique `(conversation, seq)` index refuses a second message at the
-//!   same position, and the unique `(sender, client_msg_id)` index refuses a second copy of
-//!   a retried send. A message, its conversation's `last_*` fields and the sender's read
-//!   position are written in one transaction.
+//!   conversation) and is part of its record id, `msg:[conversation, seq]`: a second message
+//!   at the same position is refused by the id itself, and a history page is a range of
+//!   ids, read straight from the key space (no index). A retried send is refused by its
+//!   `sent:[sender, client_msg_id]` record, which points at the stored message. Messages,
+//!   their `sent` records, the conversations' `last_*` fields and the senders' read
+//!   positions are written in one transaction. (No secondary index on messages: in 3.3.5
+//!   each one cost more CPU per insert than the row itself.)
 //! - Unread counts are never stored: they are `conversation.last_seq - member.last_read_seq`.
 //! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
 
 use app::domain::{ClientMsgId, DisplayName, RoomName, Username};
-use std::sync::Arc;
+use std::{ops::Bound, sync::Arc};
 use surrealdb::{
     engine::any::Any,
-    types::{RecordId, RecordIdKey, SurrealValue},
+    types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value},
     Surreal,
 };
 
@@ -49,16 +52,22 @@ DEFINE FIELD IF NOT EXISTS joined_at ON member TYPE int;
 DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
 DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 
-DEFINE TABLE IF NOT EXISTS message SCHEMAFULL;
-DEFINE FIELD IF NOT EXISTS conversation ON message TYPE record<conversation>;
-DEFINE FIELD IF NOT EXISTS seq ON message TYPE int;
-DEFINE FIELD IF NOT EXISTS sender ON message TYPE record<user>;
-DEFINE FIELD IF NOT EXISTS body ON message TYPE string;
-DEFINE FIELD IF NOT EXISTS client_msg_id ON message TYPE string;
-DEFINE FIELD IF NOT EXISTS sent_at ON message TYPE int;
-DEFINE INDEX IF NOT EXISTS message_seq ON message FIELDS conversation, seq UNIQUE;
-DEFINE INDEX IF NOT EXISTS message_client_id ON message FIELDS sender, client_msg_id UNIQUE;
+-- Messages: `msg:[conversation key, seq]`. The sender is a username.
+DEFINE TABLE IF NOT EXISTS msg SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS sender ON msg TYPE string;
+DEFINE FIELD IF NOT EXISTS body ON msg TYPE string;
+DEFINE FIELD IF NOT EXISTS client_msg_id ON msg TYPE string;
+DEFINE FIELD IF NOT EXISTS sent_at ON msg TYPE int;
+
+-- Sends already stored: `sent:[sender, client_msg_id]`, pointing at the message.
+DEFINE TABLE IF NOT EXISTS sent SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS conversation ON sent TYPE string;
+DEFINE FIELD IF NOT EXISTS seq ON sent TYPE int;
 ";
+
+/// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
+/// database moves them to `msg`/`sent` once, this many per transaction.
+const MIGRATION_PAGE: i64 = 2_000;
 
 /// Key of the public room every user can join (the old chats' "broadcast to all").
 pub const DEFAULT_ROOM_KEY: &str = "general";
@@ -152,9 +161,29 @@ struct UserRow {
     password_hash: String,
 }
 
-/// A message as stored: read by the queries, written by `append_batch`.
+/// A message as stored (`id` is `msg:[conversation, seq]`): read by the queries, written
+/// by `append_batch`.
 #[derive(Debug, SurrealValue)]
 struct MessageRow {
+    id: RecordId,
+    sender: String,
+    body: String,
+    client_msg_id: String,
+    sent_at: i64,
+}
+
+/// A send already stored (`id` is `sent:[sender, client_msg_id]`).
+#[derive(Debug, SurrealValue)]
+struct SentRow {
+    id: RecordId,
+    conversation: String,
+    seq: i64,
+}
+
+/// A message in schema 1's `message` table (see [`SurrealChatStore::migrate_messages`]).
+#[derive(Debug, SurrealValue)]
+struct OldMessageRow {
+    id: RecordId,
     conversation: RecordId,
     seq: i64,
     sender: RecordId,
@@ -222,6 +251,38 @@ fn user_id(username: &str) -> RecordId {
 
 fn conversation_id(key: &str) -> RecordId {
     RecordId::new("conversation", key)
+}
+
+fn message_id(conversation: &str, seq: u64) -> RecordId {
+    RecordId::new("msg", message_key(conversation, seq))
+}
+
+fn message_key(conversation: &str, seq: u64) -> RecordIdKey {
+    RecordIdKey::Array(Array::from(vec![
+        Value::String(conversation.to_owned()),
+        Value::from_t(seq as i64),
+    ]))
+}
+
+/// `msg:[conversation, from]..[conversation, to]` (`to` excluded): a page of history.
+fn message_range(conversation: &str, from: u64, to: u64) -> RecordId {
+    RecordId::new(
+        "msg",
+        RecordIdKeyRange {
+            start: Bound::Included(message_key(conversation, from)),
+            end: Bound::Excluded(message_key(conversation, to)),
+        },
+    )
+}
+
+fn sent_id(sender: &str, client_msg_id: &str) -> RecordId {
+    RecordId::new(
+        "sent",
+        RecordIdKey::Array(Array::from(vec![
+            sender.to_owned(),
+            client_msg_id.to_owned(),
+        ])),
+    )
 }
 
 fn member_id(conversation: &str, username: &str) -> RecordId {
@@ -301,6 +362,7 @@ impl SurrealChatStore {
     pub async fn new(db: Arc<Surreal<Any>>, now_ms: i64) -> Result<Self, StoreError> {
         db.query(SCHEMA).await?.check()?;
         let store = SurrealChatStore { db };
+        store.migrate_messages().await?;
         store
             .db
             .query(
@@ -315,6 +377,89 @@ impl SurrealChatStore {
             .await?
             .check()?;
         Ok(store)
+    }
+
+    /// Moves the messages of a schema-1 database (table `message`) to `msg` and `sent`, a
+    /// page per transaction in id order, then removes the old table. Safe to interrupt: a
+    /// page already copied is skipped (`INSERT IGNORE`) when it runs again. A no-op on a
+    /// database without the old table.
+    async fn migrate_messages(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("RETURN (INFO FOR DB).tables.message != NONE")
+            .await?
+            .check()?;
+        if res.take::<Option<bool>>(0)? != Some(true) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut after: Bound<RecordIdKey> = Bound::Unbounded;
+        let mut moved = 0_usize;
+        loop {
+            let range = RecordId::new(
+                "message",
+                RecordIdKeyRange {
+                    start: after,
+                    end: Bound::Unbounded,
+                },
+            );
+            let mut res = self
+                .db
+                .query("SELECT * FROM $range LIMIT $page")
+                .bind(("range", range))
+                .bind(("page", MIGRATION_PAGE))
+                .await?
+                .check()?;
+            let old: Vec<OldMessageRow> = res.take(0)?;
+            let Some(last) = old.last() else {
+                break;
+            };
+            after = Bound::Excluded(last.id.key.clone());
+            let page = old.len();
+            let (rows, sent): (Vec<MessageRow>, Vec<SentRow>) = old
+                .into_iter()
+                .map(|m| {
+                    let (conversation, sender) = (key_of(&m.conversation), key_of(&m.sender));
+                    let seq = to_u64(m.seq);
+                    let sent = SentRow {
+                        id: sent_id(&sender, &m.client_msg_id),
+                        conversation: conversation.clone(),
+                        seq: m.seq,
+                    };
+                    let row = MessageRow {
+                        id: message_id(&conversation, seq),
+                        sender,
+                        body: m.body,
+                        client_msg_id: m.client_msg_id,
+                        sent_at: m.sent_at,
+                    };
+                    (row, sent)
+                })
+                .unzip();
+            let res = self
+                .db
+                .query(
+                    "BEGIN;
+                     INSERT IGNORE INTO msg $rows RETURN NONE;
+                     INSERT IGNORE INTO sent $sent RETURN NONE;
+                     COMMIT;",
+                )
+                .bind(("rows", rows))
+                .bind(("sent", sent))
+                .await?;
+            transaction(res)?;
+            moved += page;
+            if moved % 100_000 < page {
+                tracing::info!(moved, "moving messages to the new layout");
+            }
+        }
+        self.db.query("REMOVE TABLE message").await?.check()?;
+        tracing::info!(
+            moved,
+            ms = started.elapsed().as_millis() as u64,
+            "messages moved to the new layout (schema 2)"
+        );
+        Ok(())
     }
 
     // ---- accounts ----------------------------------------------------------------------
@@ -695,12 +840,19 @@ impl SurrealChatStore {
         let rows: Vec<MessageRow> = batch
             .iter()
             .map(|m| MessageRow {
-                conversation: conversation_id(&m.conversation),
-                seq: m.seq as i64,
-                sender: user_id(&m.sender),
+                id: message_id(&m.conversation, m.seq),
+                sender: m.sender.clone(),
                 body: m.body.clone(),
                 client_msg_id: m.client_msg_id.clone(),
                 sent_at: m.sent_at,
+            })
+            .collect();
+        let sent: Vec<SentRow> = batch
+            .iter()
+            .map(|m| SentRow {
+                id: sent_id(&m.sender, &m.client_msg_id),
+                conversation: m.conversation.clone(),
+                seq: m.seq as i64,
             })
             .collect();
         let convs: Vec<LastMessageRow> = last
@@ -725,7 +877,8 @@ impl SurrealChatStore {
             .db
             .query(
                 "BEGIN;
-                 INSERT INTO message $rows RETURN NONE;
+                 INSERT INTO msg $rows RETURN NONE;
+                 INSERT INTO sent $sent RETURN NONE;
                  FOR $c IN $convs {
                     IF $c.id.last_seq != $c.first - 1 {
                         THROW 'seq_taken';
@@ -740,6 +893,7 @@ impl SurrealChatStore {
                  COMMIT;",
             )
             .bind(("rows", rows))
+            .bind(("sent", sent))
             .bind(("convs", convs))
             .bind(("reads", reads))
             .await?;
@@ -760,16 +914,18 @@ impl SurrealChatStore {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let mut res = self
             .db
-            .query(
-                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
-                 WHERE sender = $sender AND client_msg_id = $cmid LIMIT 1",
-            )
-            .bind(("sender", user_id(sender)))
-            .bind(("cmid", client_msg_id.as_str().to_owned()))
+            .query("SELECT * FROM ONLY $sent")
+            .bind(("sent", sent_id(sender, client_msg_id.as_str())))
             .await?
             .check()?;
-        let rows: Vec<MessageRow> = res.take(0)?;
-        Ok(rows.into_iter().next().map(message_record))
+        let Some(sent) = res.take::<Option<SentRow>>(0)? else {
+            return Ok(None);
+        };
+        let seq = to_u64(sent.seq);
+        Ok(self
+            .messages_in(&sent.conversation, seq, seq + 1)
+            .await?
+            .pop())
     }
 
     /// Up to `limit` messages with `seq < before` (or the newest), oldest first.
@@ -779,25 +935,13 @@ impl SurrealChatStore {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        // A one-sided range on the `(conversation, seq)` index, walked backwards: measured
-        // on 1M messages, a two-sided range (`seq >= lo AND seq < hi`) makes the planner scan
-        // the whole conversation (hundreds of ms in a big room).
-        let before = before.map_or(i64::MAX, |b| b as i64);
-        let mut res = self
-            .db
-            .query(
-                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
-                 WHERE conversation = $conv AND seq < $before ORDER BY seq DESC LIMIT $limit",
-            )
-            .bind(("conv", conversation_id(key)))
-            .bind(("before", before))
-            .bind(("limit", i64::from(limit)))
-            .await?
-            .check()?;
-        let rows: Vec<MessageRow> = res.take(0)?;
-        let mut out: Vec<MessageRecord> = rows.into_iter().map(message_record).collect();
-        out.reverse();
-        Ok(out)
+        let end = match before {
+            Some(b) => b,
+            None => self.last_seq(key).await?.unwrap_or(0) + 1,
+        };
+        // `seq`s have no gaps (the writer checks), so the page is exactly this id range.
+        self.messages_in(key, end.saturating_sub(u64::from(limit)).max(1), end)
+            .await
     }
 
     /// Up to `limit` messages with `seq > after`, oldest first: what a reconnecting client missed.
@@ -807,19 +951,29 @@ impl SurrealChatStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
+        let from = after + 1;
+        self.messages_in(key, from, from.saturating_add(u64::from(limit)))
+            .await
+    }
+
+    /// The messages with `from <= seq < to`, oldest first: one range of record ids.
+    async fn messages_in(
+        &self,
+        key: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
         let mut res = self
             .db
-            .query(
-                "SELECT conversation, seq, sender, body, client_msg_id, sent_at FROM message
-                 WHERE conversation = $conv AND seq > $after ORDER BY seq ASC LIMIT $limit",
-            )
-            .bind(("conv", conversation_id(key)))
-            .bind(("after", after as i64))
-            .bind(("limit", i64::from(limit)))
+            .query("SELECT * FROM $range")
+            .bind(("range", message_range(key, from, to)))
             .await?
             .check()?;
         let rows: Vec<MessageRow> = res.take(0)?;
-        Ok(rows.into_iter().map(message_record).collect())
+        Ok(rows.into_iter().filter_map(message_record).collect())
     }
 
     /// Moves the user's read position forward to `seq` (never backwards, never past the last
@@ -850,13 +1004,29 @@ impl SurrealChatStore {
     }
 }
 
-fn message_record(r: MessageRow) -> MessageRecord {
-    MessageRecord {
-        conversation: key_of(&r.conversation),
-        seq: to_u64(r.seq),
-        sender: key_of(&r.sender),
+/// The record of a stored message; `None` for an id not of the form `msg:[key, seq]`
+/// (never written by this store).
+fn message_record(r: MessageRow) -> Option<MessageRecord> {
+    let (conversation, seq) = message_position(&r.id)?;
+    Some(MessageRecord {
+        conversation,
+        seq,
+        sender: r.sender,
         body: r.body,
         client_msg_id: r.client_msg_id,
         sent_at: r.sent_at,
+    })
+}
+
+/// `(conversation, seq)` of a message id `msg:[conversation, seq]`.
+fn message_position(id: &RecordId) -> Option<(String, u64)> {
+    let RecordIdKey::Array(parts) = &id.key else {
+        return None;
+    };
+    match parts.iter().collect::<Vec<_>>().as_slice() {
+        [Value::String(conversation), Value::Number(seq)] => {
+            Some((conversation.clone(), to_u64(seq.to_int()?)))
+        }
+        _ => None,
     }
 }

@@ -153,7 +153,7 @@ async fn messages_get_consecutive_positions_and_retries_store_nothing_twice() {
     assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
     let gap = append(&store, &conv, 9, "bob", "b2", "x", 200).await;
     assert!(matches!(gap, Err(StoreError::SeqTaken)), "{gap:?}");
-    // The same client_msg_id twice is refused by the unique index, even at a free position.
+    // The same client_msg_id twice is refused by its `sent` record, even at a free position.
     let dup = append(&store, &conv, 4, "alice", "m2", "two again", 300).await;
     assert!(dup.is_err(), "{dup:?}");
     let original = store
@@ -318,4 +318,64 @@ async fn accounts_history_and_read_state_survive_reopening_the_disk_store() {
     );
     let bob = store.recent_conversations("bob").await.unwrap();
     assert_eq!((bob[0].last_read_seq, bob[0].unread()), (3, 2));
+}
+
+/// A database written by schema 1 (messages in `message`, random ids, two unique indexes)
+/// is moved to the new layout when it is opened: same history, same re-send protection.
+#[tokio::test]
+async fn a_schema_one_database_is_migrated_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
+    // Schema 1, as it was applied, and 2,500 messages (more than one migration page).
+    db.handle()
+        .query(
+            "DEFINE TABLE message SCHEMAFULL;
+             DEFINE FIELD conversation ON message TYPE record<conversation>;
+             DEFINE FIELD seq ON message TYPE int;
+             DEFINE FIELD sender ON message TYPE record<user>;
+             DEFINE FIELD body ON message TYPE string;
+             DEFINE FIELD client_msg_id ON message TYPE string;
+             DEFINE FIELD sent_at ON message TYPE int;
+             DEFINE INDEX message_seq ON message FIELDS conversation, seq UNIQUE;
+             DEFINE INDEX message_client_id ON message FIELDS sender, client_msg_id UNIQUE;
+             FOR $i IN 1..=2500 {
+                CREATE message SET conversation = conversation:`alice/bob`, seq = $i,
+                    sender = user:alice, body = 'old ' + <string> $i,
+                    client_msg_id = 'c' + <string> $i, sent_at = $i;
+             };",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    let store = SurrealChatStore::new(db.handle(), 1)
+        .await
+        .expect("migrates");
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    assert_eq!(conv, "alice/bob");
+    let page = store.history(&conv, Some(2001), 50).await.unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1951..=2000).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (page[0].sender.as_str(), page[0].body.as_str()),
+        ("alice", "old 1951")
+    );
+    let all = store.messages_after(&conv, 0, 5000).await.unwrap();
+    assert_eq!(all.len(), 2500);
+    let found = store
+        .find_by_client_id("alice", &cmid("c2222"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.seq, found.body.as_str()), (2222, "old 2222"));
+    // The old table is gone: opening again has nothing to move.
+    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    assert_eq!(
+        again.messages_after(&conv, 0, 5000).await.unwrap().len(),
+        2500
+    );
 }
