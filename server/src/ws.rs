@@ -18,6 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use futures::SinkExt;
 use std::{
     collections::{BTreeSet, HashMap},
     sync::atomic::{AtomicU64, Ordering},
@@ -54,6 +55,11 @@ pub const TRANSPORT_LIMIT_BYTES: usize = 4 * MAX_FRAME_BYTES;
 
 /// Initial read buffer per socket; it grows for a larger frame.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Frames buffered for a socket before they are written out without waiting for a flush.
+/// Allocated only once something is buffered: an idle socket does not pay for it.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// Most outbox items written with one flush (see `Handler::deliver_burst`).
+const BURST: usize = 64;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -97,9 +103,9 @@ pub async fn upgrade(
     ws.max_frame_size(TRANSPORT_LIMIT_BYTES)
         .max_message_size(TRANSPORT_LIMIT_BYTES)
         // The library's defaults (128 KiB each way) would cost an idle socket about 256 KiB;
-        // frames are small, and every send is flushed at once anyway.
+        // frames are small, and every burst is flushed at once anyway.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             // Registered before the hello: nothing sent after it can be missed.
             let (outbox, came_online) = state.hub.register(&me.username, conn_id);
@@ -259,7 +265,7 @@ impl Handler {
                         let _ = self.send(&ServerMsg::Lagging).await;
                         return Exit::Close(close_code::AGAIN, "lagging; reconnect and resume");
                     };
-                    if self.deliver(out).await.is_err() {
+                    if self.deliver_burst(out).await.is_err() {
                         return Exit::Quiet;
                     }
                 }
@@ -430,8 +436,22 @@ impl Handler {
         self.send(&reply).await
     }
 
+    /// Forwards `first` and whatever else the outbox already holds (up to [`BURST`] items)
+    /// with one flush: a committed batch reaches a socket as several items at once, and one
+    /// write for all of them costs one system call instead of one each.
+    async fn deliver_burst(&mut self, first: Outbound) -> Result<(), axum::Error> {
+        self.deliver(first).await?;
+        for _ in 1..BURST {
+            let Ok(out) = self.outbox.try_recv() else {
+                break;
+            };
+            self.deliver(out).await?;
+        }
+        self.timed(|socket| socket.flush()).await
+    }
+
     /// Forwards one item from the hub, keeping each conversation in order and without
-    /// repeats (see [`Handler::next`]).
+    /// repeats (see [`Handler::next`]). Buffered: the caller flushes.
     async fn deliver(&mut self, out: Outbound) -> Result<(), axum::Error> {
         let frame = match out {
             Outbound::Frame(frame) => frame,
@@ -465,7 +485,7 @@ impl Handler {
                 frame
             }
         };
-        self.write(Message::Text(frame)).await
+        self.timed(|socket| socket.feed(Message::Text(frame))).await
     }
 
     /// Remembers that this socket was told `seq` by an `ack`, so that it is not also
@@ -583,11 +603,23 @@ impl Handler {
         self.write(Message::Text(msg.encode().into())).await
     }
 
-    /// Writes one frame, giving up after [`WRITE_TIMEOUT`]: a peer that stops reading fills
-    /// its TCP buffers, and would otherwise hold this task (and its memory) forever.
+    /// Writes one frame and flushes (with whatever was buffered before it).
     async fn write(&mut self, frame: Message) -> Result<(), axum::Error> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(frame)).await {
-            Ok(sent) => sent,
+        self.timed(|socket| socket.send(frame)).await
+    }
+
+    /// Runs one write operation on the socket, giving up after [`WRITE_TIMEOUT`]: a peer
+    /// that stops reading fills its TCP buffers, and would otherwise hold this task (and
+    /// its memory) forever.
+    async fn timed<'a, F>(
+        &'a mut self,
+        op: impl FnOnce(&'a mut WebSocket) -> F,
+    ) -> Result<(), axum::Error>
+    where
+        F: std::future::Future<Output = Result<(), axum::Error>> + 'a,
+    {
+        match tokio::time::timeout(WRITE_TIMEOUT, op(&mut self.socket)).await {
+            Ok(done) => done,
             Err(_) => {
                 debug!("peer stopped reading; dropping the socket");
                 Err(axum::Error::new(std::io::Error::new(

@@ -1,0 +1,54 @@
+// Time to interactive, in headless Chromium, against a running server (not part of the
+// test suite: it reports times, it asserts none).
+//
+//   node end2end/tti.mjs [http://127.0.0.1:3000] [loads]
+//
+// Each load is a new browser context (empty cache, no cookies), so every load fetches the
+// page, the JS and the WASM. Measured in the page's own clock (ms since navigation start):
+// - `form`: the sign-in form is on screen. The server renders "Loading…"; the form only
+//   appears once the WASM has loaded, hydrated and asked `/api/auth/me`, so this is the
+//   moment a visitor can type.
+// - `chat`: a new account is created from that form and the chat shows "Connected" (sign-up
+//   includes the server's Argon2 hash: it is the time to a usable chat, not a page metric).
+// Output: one line per load, then p50/max and one JSON line.
+import { chromium } from "@playwright/test";
+
+const base = process.argv[2] ?? "http://127.0.0.1:3000";
+const loads = Math.max(1, Math.min(50, Number(process.argv[3] ?? 10)));
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || undefined,
+  args: ["--disable-gpu", "--disable-quic", "--no-first-run"],
+});
+
+const form = [];
+const chat = [];
+for (let i = 0; i < loads; i++) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(base, { waitUntil: "commit" });
+  await page.getByLabel("Username").waitFor({ state: "visible", timeout: 30_000 });
+  form.push(await page.evaluate(() => performance.now()));
+  await page.getByLabel("Username").fill(`tti${Date.now().toString(36)}${i}`);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+  chat.push(await page.evaluate(() => performance.now()));
+  console.log(`load ${i + 1}: form ${form[i].toFixed(0)} ms, connected ${chat[i].toFixed(0)} ms`);
+  await context.close();
+}
+await browser.close();
+
+const pct = (v, q) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) * q)];
+const summary = {
+  scenario: "tti",
+  loads,
+  form_p50_ms: Math.round(pct(form, 0.5)),
+  form_max_ms: Math.round(Math.max(...form)),
+  connected_p50_ms: Math.round(pct(chat, 0.5)),
+  connected_max_ms: Math.round(Math.max(...chat)),
+};
+console.log(
+  `sign-in form interactive: p50 ${summary.form_p50_ms} ms, max ${summary.form_max_ms} ms; ` +
+    `new account connected: p50 ${summary.connected_p50_ms} ms, max ${summary.connected_max_ms} ms`,
+);
+console.log(JSON.stringify(summary));
