@@ -20,6 +20,7 @@ pub mod chat;
 pub mod db;
 pub mod health;
 pub mod hub;
+mod recent;
 pub mod security;
 pub mod settings;
 pub mod store;

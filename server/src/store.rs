@@ -25,6 +25,7 @@ use surrealdb::{
 };
 
 use crate::db::DbError;
+use crate::recent::{self, RecentCache};
 
 /// The tables, fields and indexes of the chat; applied at every start (idempotent).
 pub const SCHEMA: &str = "
@@ -355,13 +356,18 @@ fn is_duplicate(e: &surrealdb::Error) -> bool {
 pub struct SurrealChatStore {
     /// Shared, never cloned (a clone is a new engine session: see [`crate::db::Database`]).
     db: Arc<Surreal<Any>>,
+    /// The recent-conversations lists, kept current by this store's writes.
+    recent: Arc<RecentCache>,
 }
 
 impl SurrealChatStore {
     /// Applies the schema and makes sure the default room exists.
     pub async fn new(db: Arc<Surreal<Any>>, now_ms: i64) -> Result<Self, StoreError> {
         db.query(SCHEMA).await?.check()?;
-        let store = SurrealChatStore { db };
+        let store = SurrealChatStore {
+            db,
+            recent: Arc::default(),
+        };
         store.migrate_messages().await?;
         store
             .db
@@ -576,8 +582,10 @@ impl SurrealChatStore {
             .bind(("ma", member_id(&key, a)))
             .bind(("mb", member_id(&key, b)))
             .bind(("now", now_ms))
-            .await?;
-        match transaction(res) {
+            .await;
+        self.recent.forget_user(a);
+        self.recent.forget_user(b);
+        match transaction(res?) {
             Ok(_) => Ok(key),
             // Both users opened it at the same moment: the other transaction created it.
             Err(e) if is_duplicate(&e) => Ok(key),
@@ -593,7 +601,8 @@ impl SurrealChatStore {
         now_ms: i64,
     ) -> Result<String, StoreError> {
         let key = new_room_key();
-        self.db
+        let res = self
+            .db
             .query(
                 "BEGIN;
                  CREATE $conv SET kind = 'room', name = $name, peers = [], last_seq = 0,
@@ -607,8 +616,9 @@ impl SurrealChatStore {
             .bind(("name", name.as_str().to_owned()))
             .bind(("user", user_id(creator)))
             .bind(("now", now_ms))
-            .await?
-            .check()?;
+            .await;
+        self.recent.forget_user(creator);
+        res?.check()?;
         Ok(key)
     }
 
@@ -641,7 +651,8 @@ impl SurrealChatStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.require_room(key).await?;
-        self.db
+        let res = self
+            .db
             .query(
                 "IF !record::exists($m) {
                     CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0, joined_at = $now;
@@ -651,19 +662,22 @@ impl SurrealChatStore {
             .bind(("conv", conversation_id(key)))
             .bind(("user", user_id(username)))
             .bind(("now", now_ms))
-            .await?
-            .check()?;
+            .await;
+        self.recent.forget_user(username);
+        res?.check()?;
         Ok(())
     }
 
     pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
         self.require_room(key).await?;
         self.require_member(key, username).await?;
-        self.db
+        let res = self
+            .db
             .query("DELETE $m")
             .bind(("m", member_id(key, username)))
-            .await?
-            .check()?;
+            .await;
+        self.recent.forget_user(username);
+        res?.check()?;
         Ok(())
     }
 
@@ -731,7 +745,14 @@ impl SurrealChatStore {
         &self,
         username: &str,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        self.conversation_rows(username, None).await
+        if let Some(rows) = self.recent.get(username) {
+            return Ok(rows);
+        }
+        self.recent.begin_load(username);
+        let rows = self.conversation_rows(username, None).await;
+        self.recent
+            .finish_load(username, rows.as_ref().ok().map(Vec::as_slice));
+        rows
     }
 
     /// One of the user's conversations; `NotMember` if they are not in it.
@@ -809,7 +830,7 @@ impl SurrealChatStore {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.key.cmp(&b.key)));
+        recent::sort(&mut out);
         Ok(out)
     }
 
@@ -855,17 +876,23 @@ impl SurrealChatStore {
                 seq: m.seq as i64,
             })
             .collect();
-        let convs: Vec<LastMessageRow> = last
+        let (convs, newest): (Vec<LastMessageRow>, Vec<&MessageRecord>) = last
             .into_values()
-            .map(|(first, m)| LastMessageRow {
-                id: conversation_id(&m.conversation),
-                first: first as i64,
-                seq: m.seq as i64,
-                at: m.sent_at,
-                sender: m.sender.clone(),
-                text: app::domain::preview(&m.body, PREVIEW_CHARS),
+            .map(|(first, m)| {
+                let row = LastMessageRow {
+                    id: conversation_id(&m.conversation),
+                    first: first as i64,
+                    seq: m.seq as i64,
+                    at: m.sent_at,
+                    sender: m.sender.clone(),
+                    text: app::domain::preview(&m.body, PREVIEW_CHARS),
+                };
+                (row, m)
             })
-            .collect();
+            .unzip();
+        let previews: Vec<String> = convs.iter().map(|c| c.text.clone()).collect();
+        let read_positions: Vec<((&str, &str), u64)> =
+            reads.iter().map(|(&k, &seq)| (k, seq)).collect();
         let reads: Vec<ReadRow> = reads
             .into_iter()
             .map(|((conv, user), seq)| ReadRow {
@@ -898,7 +925,16 @@ impl SurrealChatStore {
             .bind(("reads", reads))
             .await?;
         match transaction(res) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                for (m, text) in newest.into_iter().zip(previews) {
+                    self.recent
+                        .message(&m.conversation, m.seq, m.sent_at, &m.sender, &text);
+                }
+                for ((conv, user), seq) in read_positions {
+                    self.recent.read(user, conv, seq);
+                }
+                Ok(())
+            }
             Err(e) if is_duplicate(&e) || e.to_string().contains("seq_taken") => {
                 Err(StoreError::SeqTaken)
             }
@@ -1000,7 +1036,9 @@ impl SurrealChatStore {
             .check()?;
         let read: Option<i64> = res.take(1)?;
         let last: Option<i64> = res.take(2)?;
-        Ok((to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0))))
+        let (read, last) = (to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0)));
+        self.recent.read(username, key, read);
+        Ok((read, last))
     }
 }
 
