@@ -55,6 +55,10 @@ enum Command {
         /// Seconds per target (bounded: at most ten minutes).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
         seconds: u64,
+        /// Also run the store-only ceiling (`server`'s `store_ceiling` example binary) for
+        /// as long, and report the server against it.
+        #[arg(long)]
+        store_ceiling: Option<PathBuf>,
     },
     /// Holds many authenticated idle sockets; memory per connection.
     Idle {
@@ -198,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
             window,
             rate,
             seconds,
+            store_ceiling,
         } => {
             let load = match rate {
                 Some(per_second) => loadgen::bench::Load::Open { per_second },
@@ -219,6 +224,10 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let relay = reports[1].throughput.max(1.0);
+            let ceiling = match &store_ceiling {
+                Some(bin) => Some(loadgen::process::store_ceiling(bin, seconds).await?),
+                None => None,
+            };
             let machine = loadgen::machine_load();
             match load {
                 loadgen::bench::Load::Closed { window } => println!(
@@ -241,6 +250,12 @@ async fn main() -> anyhow::Result<()> {
                     r.delivery_us.p99,
                     r.rss_kib
                         .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                );
+            }
+            if let Some(c) = ceiling {
+                println!(
+                    "store only  {c:>8.0}/s   (the server delivered {:.1}% of what the store alone makes durable)",
+                    100.0 * reports[0].throughput / c.max(1.0)
                 );
             }
             println!(
@@ -280,6 +295,8 @@ async fn main() -> anyhow::Result<()> {
                     "load_after": loadgen::machine_load(),
                     "seconds": seconds,
                     "ratio_to_relay": reports[0].throughput / relay,
+                    "store_ceiling_per_s": ceiling,
+                    "ratio_to_store_ceiling": ceiling.map(|c| reports[0].throughput / c.max(1.0)),
                     "results": line,
                 })
             );

@@ -139,3 +139,33 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }
+
+/// Runs the server's `store_ceiling` example for `seconds` and returns its messages per
+/// second (from its JSON line).
+pub async fn store_ceiling(bin: &Path, seconds: u64) -> anyhow::Result<f64> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(seconds + 120),
+        Command::new(bin)
+            .args(["--seconds", &seconds.to_string()])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("the store ceiling run did not finish")??;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no JSON line from the store ceiling run")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    v["per_second"]
+        .as_f64()
+        .context("no per_second in the store ceiling's JSON line")
+}

@@ -328,7 +328,7 @@ fn new_room_key() -> String {
 /// True when a SurrealDB error is a unique-index or record-id clash.
 /// The outcome of a `BEGIN; …; COMMIT;` query. `check()` would report the first failed
 /// statement, which in a failed transaction is usually a bystander ("not executed due to a
-/// failed transaction"); the statement that really failed (a unique index, a `THROW`) may
+/// failed transaction"); the statement that really failed (a record id taken, a `THROW`) may
 /// come later, so its error is the one returned.
 fn transaction(mut res: surrealdb::IndexedResults) -> Result<(), surrealdb::Error> {
     let mut errors: Vec<(usize, surrealdb::Error)> = res.take_errors().into_iter().collect();

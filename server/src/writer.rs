@@ -10,9 +10,9 @@
 //! The writer keeps each of its conversations' last `seq` in memory (it is the only one
 //! that appends to them; the database is read once per conversation) and the recent
 //! `(sender, client_msg_id)` pairs it stored, so that a re-sent message is recognised
-//! without a query. A re-send of something older (from before a restart) is caught by the
-//! database's unique index: the batch fails, and is redone one message at a time, looking
-//! each one up first.
+//! without a query. A re-send of something older (from before a restart) is caught by its
+//! `sent` record in the database: the batch fails, and is redone one message at a time,
+//! looking each one up first.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
