@@ -77,3 +77,37 @@ pub fn machine_load() -> Option<String> {
             .join(" "),
     )
 }
+
+/// The machine's CPU time counters (`/proc/stat`, all CPUs), to tell how much of a run's
+/// time the hypervisor gave to other guests (steal): on a shared VM, that is what makes
+/// two runs of the same code differ.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    pub fn now() -> Option<CpuTimes> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = text
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        Some(CpuTimes {
+            // user nice system idle iowait irq softirq steal (guest time is inside user).
+            total: fields.iter().take(8).sum(),
+            steal: *fields.get(7)?,
+        })
+    }
+
+    /// The share of CPU time stolen since `self`, in percent.
+    pub fn steal_since(&self) -> Option<f64> {
+        let now = CpuTimes::now()?;
+        let total = now.total.checked_sub(self.total)?;
+        (total > 0).then(|| 100.0 * (now.steal - self.steal) as f64 / total as f64)
+    }
+}

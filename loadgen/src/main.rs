@@ -208,6 +208,8 @@ async fn main() -> anyhow::Result<()> {
                 Some(per_second) => loadgen::bench::Load::Open { per_second },
                 None => loadgen::bench::Load::Closed { window },
             };
+            let machine = loadgen::machine_load();
+            let cpu = loadgen::CpuTimes::now();
             let mut reports = Vec::new();
             for target in [
                 loadgen::bench::Target::Server(server_bin),
@@ -228,7 +230,6 @@ async fn main() -> anyhow::Result<()> {
                 Some(bin) => Some(loadgen::process::store_ceiling(bin, seconds).await?),
                 None => None,
             };
-            let machine = loadgen::machine_load();
             match load {
                 loadgen::bench::Load::Closed { window } => println!(
                     "closed loop: {users} users in pairs, window {window}, {seconds} s each"
@@ -258,10 +259,12 @@ async fn main() -> anyhow::Result<()> {
                     100.0 * reports[0].throughput / c.max(1.0)
                 );
             }
+            let steal = cpu.and_then(|c| c.steal_since());
             println!(
-                "machine load (1/5/15 min) before: {}, after: {}",
+                "machine load (1/5/15 min) before: {}, after: {}; CPU time stolen by the hypervisor: {}",
                 machine.as_deref().unwrap_or("-"),
-                loadgen::machine_load().as_deref().unwrap_or("-")
+                loadgen::machine_load().as_deref().unwrap_or("-"),
+                steal.map_or("-".into(), |s| format!("{s:.1}%"))
             );
             let line: Vec<_> = reports
                 .iter()
@@ -293,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
                     "rate": rate,
                     "load_before": machine,
                     "load_after": loadgen::machine_load(),
+                    "steal_percent": steal,
                     "seconds": seconds,
                     "ratio_to_relay": reports[0].throughput / relay,
                     "store_ceiling_per_s": ceiling,
