@@ -416,6 +416,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let seed = seed.unwrap_or_else(loadgen::fresh_seed);
             let machine = loadgen::machine_load();
+            let cpu = loadgen::CpuTimes::now();
             let m = loadgen::storage::measure(loadgen::storage::Measure {
                 server_bin,
                 dir,
@@ -440,14 +441,16 @@ async fn main() -> anyhow::Result<()> {
             ] {
                 println!("{name:<32} {:>9}  {:>9}  {:>9}", p.p50, p.p99, p.max);
             }
+            let steal = cpu.and_then(|c| c.steal_since());
             println!(
-                "recent-conversations lists held {}..{} rows; server RSS {}; machine load before {}, after {}",
+                "recent-conversations lists held {}..{} rows; server RSS {}; machine load before {}, after {}; CPU time stolen by the hypervisor: {}",
                 m.recent_rows.0,
                 m.recent_rows.1,
                 m.rss_kib
                     .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
                 machine.as_deref().unwrap_or("-"),
                 loadgen::machine_load().as_deref().unwrap_or("-"),
+                steal.map_or("-".into(), |s| format!("{s:.1}%")),
             );
             println!(
                 "{}",
@@ -465,6 +468,7 @@ async fn main() -> anyhow::Result<()> {
                     "recent_p99_us": m.recent_us.p99,
                     "recent_rows": [m.recent_rows.0, m.recent_rows.1],
                     "rss_kib": m.rss_kib,
+                    "steal_percent": steal,
                     "seed": seed,
                 })
             );
