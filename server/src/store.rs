@@ -987,7 +987,7 @@ impl SurrealChatStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let from = after + 1;
+        let from = after.saturating_add(1);
         self.messages_in(key, from, from.saturating_add(u64::from(limit)))
             .await
     }

@@ -540,8 +540,11 @@ impl Handler {
     ) -> Result<(), axum::Error> {
         let me = self.me.username.clone();
         let start = after;
-        let next = self.next.entry(key.to_owned()).or_insert(after + 1);
-        *next = (*next).max(after + 1);
+        let next = self
+            .next
+            .entry(key.to_owned())
+            .or_insert(after.saturating_add(1));
+        *next = (*next).max(after.saturating_add(1));
         loop {
             let page = match chat::missed(&self.state, &me, key, after).await {
                 Ok(page) => page,

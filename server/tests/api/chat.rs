@@ -484,6 +484,16 @@ async fn bad_frames_get_their_error_and_store_nothing() {
             .await;
         assert_eq!(code, want, "frame {}", &frame[..frame.len().min(120)]);
     }
+    // A resume from the largest position there is: nothing to replay, and the socket lives.
+    alice
+        .send_raw(Frame::text(format!(
+            r#"{{"type":"resume","positions":[{{"conversation_id":{conv},"seq":{}}}]}}"#,
+            u64::MAX
+        )))
+        .await;
+    alice
+        .expect(|m| matches!(m, ServerMsg::Resumed).then_some(()))
+        .await;
     assert_eq!(history(&mut alice, &dm.id, None).await.0, Vec::<u64>::new());
     assert!(gets_no_message(&mut bob, 200).await);
     app.stop().await;
