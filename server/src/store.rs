@@ -53,17 +53,16 @@ DEFINE FIELD IF NOT EXISTS joined_at ON member TYPE int;
 DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
 DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 
--- Messages: `msg:[conversation key, seq]`. The sender is a username.
-DEFINE TABLE IF NOT EXISTS msg SCHEMAFULL;
-DEFINE FIELD IF NOT EXISTS sender ON msg TYPE string;
-DEFINE FIELD IF NOT EXISTS body ON msg TYPE string;
-DEFINE FIELD IF NOT EXISTS client_msg_id ON msg TYPE string;
-DEFINE FIELD IF NOT EXISTS sent_at ON msg TYPE int;
+-- Messages: `msg:[conversation key, seq]` with `sender` (a username), `body`,
+-- `client_msg_id` and `sent_at` (ms). The two hot tables are SCHEMALESS: their rows are
+-- written only by `append_batch`, from typed Rust rows (`MessageRow`, `SentRow`) and read
+-- back into the same types, and the database's per-field checks cost ~15 % of the store's
+-- throughput (measured with `store_ceiling`).
+DEFINE TABLE IF NOT EXISTS msg SCHEMALESS;
 
--- Sends already stored: `sent:[sender, client_msg_id]`, pointing at the message.
-DEFINE TABLE IF NOT EXISTS sent SCHEMAFULL;
-DEFINE FIELD IF NOT EXISTS conversation ON sent TYPE string;
-DEFINE FIELD IF NOT EXISTS seq ON sent TYPE int;
+-- Sends already stored: `sent:[sender, client_msg_id]` with the message's `conversation`
+-- and `seq`.
+DEFINE TABLE IF NOT EXISTS sent SCHEMALESS;
 ";
 
 /// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
