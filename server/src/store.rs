@@ -360,7 +360,9 @@ pub struct SurrealChatStore {
 }
 
 impl SurrealChatStore {
-    /// Applies the schema and makes sure the default room exists.
+    /// Applies the schema (migrating schema-1 messages) and makes sure the default room
+    /// exists. One store per database: its recent-conversations cache assumes every write
+    /// goes through it (clones share the cache).
     pub async fn new(db: Arc<Surreal<Any>>, now_ms: i64) -> Result<Self, StoreError> {
         db.query(SCHEMA).await?.check()?;
         let store = SurrealChatStore {
