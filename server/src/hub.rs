@@ -221,8 +221,8 @@ impl Hub {
 }
 
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it: every critical
-/// section here leaves the maps consistent at each step.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// section here (and in [`crate::recent`]) leaves the maps consistent at each step.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

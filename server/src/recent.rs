@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::hub::lock;
 use crate::store::{ConversationRow, Kind};
 
 #[derive(Default)]
@@ -224,10 +225,6 @@ fn other_in_direct<'a>(key: &'a str, user: &'a str) -> &'a str {
         Some((a, _)) => a,
         None => user,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -180,6 +180,23 @@ struct SentRow {
     seq: i64,
 }
 
+/// How one message is stored: its row and its `sent` record.
+fn stored_rows(m: &MessageRecord) -> (MessageRow, SentRow) {
+    let row = MessageRow {
+        id: message_id(&m.conversation, m.seq),
+        sender: m.sender.clone(),
+        body: m.body.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        sent_at: m.sent_at,
+    };
+    let sent = SentRow {
+        id: sent_id(&m.sender, &m.client_msg_id),
+        conversation: m.conversation.clone(),
+        seq: m.seq as i64,
+    };
+    (row, sent)
+}
+
 /// A message in schema 1's `message` table (see [`SurrealChatStore::migrate_messages`]).
 #[derive(Debug, SurrealValue)]
 struct OldMessageRow {
@@ -426,21 +443,14 @@ impl SurrealChatStore {
             let (rows, sent): (Vec<MessageRow>, Vec<SentRow>) = old
                 .into_iter()
                 .map(|m| {
-                    let (conversation, sender) = (key_of(&m.conversation), key_of(&m.sender));
-                    let seq = to_u64(m.seq);
-                    let sent = SentRow {
-                        id: sent_id(&sender, &m.client_msg_id),
-                        conversation: conversation.clone(),
-                        seq: m.seq,
-                    };
-                    let row = MessageRow {
-                        id: message_id(&conversation, seq),
-                        sender,
+                    stored_rows(&MessageRecord {
+                        conversation: key_of(&m.conversation),
+                        seq: to_u64(m.seq),
+                        sender: key_of(&m.sender),
                         body: m.body,
                         client_msg_id: m.client_msg_id,
                         sent_at: m.sent_at,
-                    };
-                    (row, sent)
+                    })
                 })
                 .unzip();
             let res = self
@@ -859,24 +869,7 @@ impl SurrealChatStore {
             let read = reads.entry((&m.conversation, &m.sender)).or_default();
             *read = (*read).max(m.seq);
         }
-        let rows: Vec<MessageRow> = batch
-            .iter()
-            .map(|m| MessageRow {
-                id: message_id(&m.conversation, m.seq),
-                sender: m.sender.clone(),
-                body: m.body.clone(),
-                client_msg_id: m.client_msg_id.clone(),
-                sent_at: m.sent_at,
-            })
-            .collect();
-        let sent: Vec<SentRow> = batch
-            .iter()
-            .map(|m| SentRow {
-                id: sent_id(&m.sender, &m.client_msg_id),
-                conversation: m.conversation.clone(),
-                seq: m.seq as i64,
-            })
-            .collect();
+        let (rows, sent): (Vec<MessageRow>, Vec<SentRow>) = batch.iter().map(stored_rows).unzip();
         let (convs, newest): (Vec<LastMessageRow>, Vec<&MessageRecord>) = last
             .into_values()
             .map(|(first, m)| {
