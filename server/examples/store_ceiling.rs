@@ -12,6 +12,7 @@
 //! commit, as in production). Prints one human line and one JSON line.
 
 use app::domain::{DisplayName, Username};
+use clap::Parser;
 use server::{
     db::Database,
     settings::StorageKind,
@@ -20,44 +21,36 @@ use server::{
 };
 use std::time::{Duration, Instant};
 
+/// Flags (see the file's docs); every count is bounded.
+#[derive(Parser)]
 struct Options {
-    pairs: usize,
-    batch: usize,
-    writers: usize,
-    seconds: f64,
-}
-
-fn options() -> anyhow::Result<Options> {
-    let mut o = Options {
-        pairs: 100,
-        batch: writer::MAX_BATCH,
-        writers: writer::WRITERS,
-        seconds: 10.0,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            anyhow::bail!("expected --flag value pairs, got {args:?}");
-        };
-        match flag.as_str() {
-            "--pairs" => o.pairs = value.parse::<usize>()?.clamp(1, 10_000),
-            "--batch" => o.batch = value.parse::<usize>()?.clamp(1, 10_000),
-            "--writers" => o.writers = value.parse::<usize>()?.clamp(1, 16),
-            "--seconds" => o.seconds = value.parse::<f64>()?.clamp(1.0, 600.0),
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
-    Ok(o)
+    /// Direct conversations (two users each) the batches are spread over.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pairs: u16,
+    /// Messages per `append_batch` (the server's `writer::MAX_BATCH`).
+    #[arg(long, default_value_t = writer::MAX_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    batch: u16,
+    /// Concurrent writers (the server's `writer::WRITERS`).
+    #[arg(long, default_value_t = writer::WRITERS as u8, value_parser = clap::value_parser!(u8).range(1..=16))]
+    writers: u8,
+    /// How long to store.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let o = options()?;
+    let o = Options::parse();
+    let (pairs, batch, writers) = (
+        usize::from(o.pairs),
+        usize::from(o.batch),
+        usize::from(o.writers),
+    );
     let dir = tempfile::tempdir()?;
     let db = Database::open(StorageKind::Disk, dir.path()).await?;
     let store = SurrealChatStore::new(db.handle(), 1).await?;
     let mut convs = Vec::new();
-    for p in 0..o.pairs {
+    for p in 0..pairs {
         let (a, b) = (format!("ceil{}", 2 * p), format!("ceil{}", 2 * p + 1));
         for u in [&a, &b] {
             store
@@ -71,15 +64,13 @@ async fn main() -> anyhow::Result<()> {
         }
         convs.push((store.open_direct(&a, &b, 1).await?, a));
     }
-    let run_for = Duration::from_secs_f64(o.seconds);
+    let run_for = Duration::from_secs(o.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..o.writers {
+    for w in 0..writers {
         // Each writer owns every `writers`-th conversation, as the server's writers do.
-        let mine: Vec<(String, String)> =
-            convs.iter().skip(w).step_by(o.writers).cloned().collect();
+        let mine: Vec<(String, String)> = convs.iter().skip(w).step_by(writers).cloned().collect();
         let store = store.clone();
-        let batch = o.batch;
         tasks.push(tokio::spawn(async move {
             let mut seqs = vec![0_u64; mine.len()];
             let mut stored = 0_u64;
@@ -118,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "store ceiling: {stored} messages in {seconds:.1} s = {per_second:.0}/s \
          ({} writers, batches of {}, {} conversations, durable)",
-        o.writers, o.batch, o.pairs
+        writers, batch, pairs
     );
     println!(
         "{}",
@@ -127,9 +118,9 @@ async fn main() -> anyhow::Result<()> {
             "stored": stored,
             "seconds": seconds,
             "per_second": per_second,
-            "writers": o.writers,
-            "batch": o.batch,
-            "conversations": o.pairs,
+            "writers": writers,
+            "batch": batch,
+            "conversations": pairs,
         })
     );
     drop(store);
