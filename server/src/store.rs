@@ -8,15 +8,16 @@
 //! - A message's `seq` is assigned by the caller (the server serialises sends per
 //!   conversation) and is part of its record id, `msg:[conversation, seq]`: a second message
 //!   at the same position is refused by the id itself, and a history page is a range of
-//!   ids, read straight from the key space (no index). A retried send is refused by its
-//!   `sent:[sender, client_msg_id]` record, which points at the stored message. Messages,
-//!   their `sent` records, the conversations' `last_*` fields and the senders' read
-//!   positions are written in one transaction. (No secondary index on messages: in 3.3.5
-//!   each one cost more CPU per insert than the row itself.)
+//!   ids, read straight from the key space (no index). Messages, the conversations'
+//!   `last_*` fields and the senders' read positions are written in one transaction. A
+//!   message is one record and nothing else: no secondary index (in 3.3.5 each one cost
+//!   more CPU per insert than the row itself) and no record per `client_msg_id` (it cost
+//!   a third of the store's throughput). Retried sends are recognised by
+//!   [`crate::writer`], from memory and each conversation's newest messages.
 //! - Unread counts are never stored: they are `conversation.last_seq - member.last_read_seq`.
 //! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
 
-use app::domain::{ClientMsgId, DisplayName, RoomName, Username};
+use app::domain::{DisplayName, RoomName, Username};
 use std::{ops::Bound, sync::Arc};
 use surrealdb::{
     engine::any::Any,
@@ -54,19 +55,15 @@ DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
 DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 
 -- Messages: `msg:[conversation key, seq]` with `sender` (a username), `body`,
--- `client_msg_id` and `sent_at` (ms). The two hot tables are SCHEMALESS: their rows are
--- written only by `append_batch`, from typed Rust rows (`MessageRow`, `SentRow`) and read
--- back into the same types, and the database's per-field checks cost ~15 % of the store's
--- throughput (measured with `store_ceiling`).
+-- `client_msg_id` and `sent_at` (ms). SCHEMALESS: its rows are written only by
+-- `append_batch`, from a typed Rust row (`MessageRow`) and read back into the same type,
+-- and the database's per-field checks cost ~15 % of the store's throughput (measured with
+-- `store_ceiling`).
 DEFINE TABLE IF NOT EXISTS msg SCHEMALESS;
-
--- Sends already stored: `sent:[sender, client_msg_id]` with the message's `conversation`
--- and `seq`.
-DEFINE TABLE IF NOT EXISTS sent SCHEMALESS;
 ";
 
 /// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
-/// database moves them to `msg`/`sent` once, this many per transaction.
+/// database moves them to `msg` once, this many per transaction.
 const MIGRATION_PAGE: i64 = 2_000;
 
 /// Key of the public room every user can join (the old chats' "broadcast to all").
@@ -172,29 +169,15 @@ struct MessageRow {
     sent_at: i64,
 }
 
-/// A send already stored (`id` is `sent:[sender, client_msg_id]`).
-#[derive(Debug, SurrealValue)]
-struct SentRow {
-    id: RecordId,
-    conversation: String,
-    seq: i64,
-}
-
-/// How one message is stored: its row and its `sent` record.
-fn stored_rows(m: &MessageRecord) -> (MessageRow, SentRow) {
-    let row = MessageRow {
+/// How one message is stored.
+fn stored_row(m: &MessageRecord) -> MessageRow {
+    MessageRow {
         id: message_id(&m.conversation, m.seq),
         sender: m.sender.clone(),
         body: m.body.clone(),
         client_msg_id: m.client_msg_id.clone(),
         sent_at: m.sent_at,
-    };
-    let sent = SentRow {
-        id: sent_id(&m.sender, &m.client_msg_id),
-        conversation: m.conversation.clone(),
-        seq: m.seq as i64,
-    };
-    (row, sent)
+    }
 }
 
 /// A message in schema 1's `message` table (see [`SurrealChatStore::migrate_messages`]).
@@ -292,16 +275,6 @@ fn message_range(conversation: &str, from: u64, to: u64) -> RecordId {
     )
 }
 
-fn sent_id(sender: &str, client_msg_id: &str) -> RecordId {
-    RecordId::new(
-        "sent",
-        RecordIdKey::Array(Array::from(vec![
-            sender.to_owned(),
-            client_msg_id.to_owned(),
-        ])),
-    )
-}
-
 fn member_id(conversation: &str, username: &str) -> RecordId {
     RecordId::new("member", format!("{conversation}|{username}"))
 }
@@ -387,6 +360,7 @@ impl SurrealChatStore {
             recent: Arc::default(),
         };
         store.migrate_messages().await?;
+        store.drop_sent_table().await?;
         store
             .db
             .query(
@@ -403,7 +377,26 @@ impl SurrealChatStore {
         Ok(store)
     }
 
-    /// Moves the messages of a schema-1 database (table `message`) to `msg` and `sent`, a
+    /// Schema 2 also kept a `sent:[sender, client_msg_id]` record per message; nothing
+    /// reads it any more, so a database that has the table loses it once.
+    async fn drop_sent_table(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("RETURN (INFO FOR DB).tables.sent != NONE")
+            .await?
+            .check()?;
+        if res.take::<Option<bool>>(0)? == Some(true) {
+            let started = std::time::Instant::now();
+            self.db.query("REMOVE TABLE sent").await?.check()?;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "removed the `sent` table of schema 2"
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves the messages of a schema-1 database (table `message`) to `msg`, a
     /// page per transaction in id order, then removes the old table. Safe to interrupt: a
     /// page already copied is skipped (`INSERT IGNORE`) when it runs again. A no-op on a
     /// database without the old table.
@@ -440,10 +433,10 @@ impl SurrealChatStore {
             };
             after = Bound::Excluded(last.id.key.clone());
             let page = old.len();
-            let (rows, sent): (Vec<MessageRow>, Vec<SentRow>) = old
+            let rows: Vec<MessageRow> = old
                 .into_iter()
                 .map(|m| {
-                    stored_rows(&MessageRecord {
+                    stored_row(&MessageRecord {
                         conversation: key_of(&m.conversation),
                         seq: to_u64(m.seq),
                         sender: key_of(&m.sender),
@@ -452,19 +445,12 @@ impl SurrealChatStore {
                         sent_at: m.sent_at,
                     })
                 })
-                .unzip();
-            let res = self
-                .db
-                .query(
-                    "BEGIN;
-                     INSERT IGNORE INTO msg $rows RETURN NONE;
-                     INSERT IGNORE INTO sent $sent RETURN NONE;
-                     COMMIT;",
-                )
+                .collect();
+            self.db
+                .query("INSERT IGNORE INTO msg $rows RETURN NONE")
                 .bind(("rows", rows))
-                .bind(("sent", sent))
-                .await?;
-            transaction(res)?;
+                .await?
+                .check()?;
             moved += page;
             if moved % 100_000 < page {
                 tracing::info!(moved, "moving messages to the new layout");
@@ -851,8 +837,7 @@ impl SurrealChatStore {
     /// group commit of [`crate::writer`]. Each conversation's messages must continue its
     /// `last_seq` without gaps, in order; the conversations' last-message fields and the
     /// senders' read positions move in the same transaction. All or nothing: a clash on a
-    /// `seq` or on a sender's `client_msg_id` fails the whole batch with
-    /// [`StoreError::SeqTaken`]. Durable when this returns.
+    /// `seq` fails the whole batch with [`StoreError::SeqTaken`]. Durable when this returns.
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
         use std::collections::HashMap;
         // Per conversation: its first `seq` in the batch and its last message.
@@ -869,7 +854,7 @@ impl SurrealChatStore {
             let read = reads.entry((&m.conversation, &m.sender)).or_default();
             *read = (*read).max(m.seq);
         }
-        let (rows, sent): (Vec<MessageRow>, Vec<SentRow>) = batch.iter().map(stored_rows).unzip();
+        let rows: Vec<MessageRow> = batch.iter().map(stored_row).collect();
         let (convs, newest): (Vec<LastMessageRow>, Vec<&MessageRecord>) = last
             .into_values()
             .map(|(first, m)| {
@@ -899,7 +884,6 @@ impl SurrealChatStore {
             .query(
                 "BEGIN;
                  INSERT INTO msg $rows RETURN NONE;
-                 INSERT INTO sent $sent RETURN NONE;
                  FOR $c IN $convs {
                     IF $c.id.last_seq != $c.first - 1 {
                         THROW 'seq_taken';
@@ -914,7 +898,6 @@ impl SurrealChatStore {
                  COMMIT;",
             )
             .bind(("rows", rows))
-            .bind(("sent", sent))
             .bind(("convs", convs))
             .bind(("reads", reads))
             .await?;
@@ -936,24 +919,10 @@ impl SurrealChatStore {
         }
     }
 
-    /// The message `sender` already stored under `client_msg_id`, if any.
-    pub async fn find_by_client_id(
-        &self,
-        sender: &str,
-        client_msg_id: &ClientMsgId,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        let mut res = self
-            .db
-            .query("SELECT * FROM ONLY $sent")
-            .bind(("sent", sent_id(sender, client_msg_id.as_str())))
-            .await?
-            .check()?;
-        let Some(sent) = res.take::<Option<SentRow>>(0)? else {
-            return Ok(None);
-        };
-        let seq = to_u64(sent.seq);
+    /// The message at `seq` of conversation `key`, if stored.
+    pub async fn message(&self, key: &str, seq: u64) -> Result<Option<MessageRecord>, StoreError> {
         Ok(self
-            .messages_in(&sent.conversation, seq, seq + 1)
+            .messages_in(key, seq, seq.saturating_add(1))
             .await?
             .pop())
     }

@@ -8,11 +8,13 @@
 //! and a batch is stored whole or not at all, so `seq`s have no gaps.
 //!
 //! The writer keeps each of its conversations' last `seq` in memory (it is the only one
-//! that appends to them; the database is read once per conversation) and the recent
-//! `(sender, client_msg_id)` pairs it stored, so that a re-sent message is recognised
-//! without a query. A re-send of something older (from before a restart) is caught by its
-//! `sent` record in the database: the batch fails, and is redone one message at a time,
-//! looking each one up first.
+//! that appends to them; the database is read once per conversation) and where the recent
+//! `(sender, client_msg_id)` pairs it stored went, so that a re-sent message is acked with
+//! the original instead of being stored twice. Those it remembers are the last
+//! [`RECENT_IDS`] it stored, and, from before it started, the [`WARM_IDS`] newest messages
+//! of each conversation it loads. A client that lost its connection resumes before it
+//! re-sends (the resume delivers whatever was stored, with its `client_msg_id`), so older
+//! re-sends do not arise from our clients.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -41,7 +43,9 @@ pub const MAX_BATCH: usize = 1024;
 /// Sends queued per writer before senders wait (back-pressure on their sockets).
 const QUEUE: usize = 4 * MAX_BATCH;
 /// Stored `(sender, client_msg_id)` pairs each writer remembers.
-const RECENT_IDS: usize = 100_000;
+pub const RECENT_IDS: usize = 100_000;
+/// Newest messages of a conversation whose ids a writer learns when it first appends to it.
+pub const WARM_IDS: u32 = 500;
 
 /// A message a socket asks to send; membership and rate were checked by [`chat::submit`].
 #[derive(Debug)]
@@ -96,25 +100,30 @@ impl Writers {
     }
 }
 
-/// A bounded set of stored `(sender, client_msg_id)` pairs, oldest forgotten first.
+/// Where stored `(sender, client_msg_id)` pairs went (conversation and `seq`), bounded,
+/// oldest forgotten first.
 #[derive(Default)]
 struct RecentIds {
-    set: HashSet<(String, String)>,
+    map: HashMap<(String, String), (Arc<str>, u64)>,
     order: VecDeque<(String, String)>,
 }
 
 impl RecentIds {
-    fn contains(&self, sender: &str, id: &str) -> bool {
-        self.set.contains(&(sender.to_owned(), id.to_owned()))
+    fn get(&self, sender: &str, id: &str) -> Option<&(Arc<str>, u64)> {
+        self.map.get(&(sender.to_owned(), id.to_owned()))
     }
 
-    fn insert(&mut self, sender: &str, id: &str) {
+    fn insert(&mut self, sender: &str, id: &str, conversation: &Arc<str>, seq: u64) {
         let key = (sender.to_owned(), id.to_owned());
-        if self.set.insert(key.clone()) {
+        if self
+            .map
+            .insert(key.clone(), (conversation.clone(), seq))
+            .is_none()
+        {
             self.order.push_back(key);
             if self.order.len() > RECENT_IDS {
                 if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
+                    self.map.remove(&old);
                 }
             }
         }
@@ -139,18 +148,30 @@ impl Writer {
         }
     }
 
-    /// The next `seq` of `key`, counted in memory once loaded.
+    /// The last stored `seq` of `key`, counted in memory once loaded. Loading it also
+    /// learns the ids of the conversation's newest messages.
+    async fn last_seq(&mut self, key: &Arc<str>) -> Result<u64, StoreError> {
+        if let Some(&last) = self.last_seq.get(key) {
+            return Ok(last);
+        }
+        let last = self
+            .store
+            .last_seq(key)
+            .await?
+            .ok_or(StoreError::NoSuchConversation)?;
+        let newest = self.store.history(key, Some(last + 1), WARM_IDS).await?;
+        for m in newest {
+            self.recent.insert(&m.sender, &m.client_msg_id, key, m.seq);
+        }
+        self.last_seq.insert(key.clone(), last);
+        Ok(last)
+    }
+
+    /// The next `seq` of `key`, taken.
     async fn next_seq(&mut self, key: &Arc<str>) -> Result<u64, StoreError> {
-        let last = match self.last_seq.get(key) {
-            Some(&last) => last,
-            None => self
-                .store
-                .last_seq(key)
-                .await?
-                .ok_or(StoreError::NoSuchConversation)?,
-        };
-        self.last_seq.insert(key.clone(), last + 1);
-        Ok(last + 1)
+        let next = self.last_seq(key).await? + 1;
+        self.last_seq.insert(key.clone(), next);
+        Ok(next)
     }
 
     async fn commit(&mut self, batch: Vec<Submission>) {
@@ -161,8 +182,13 @@ impl Writer {
         let mut repeats: Vec<Submission> = Vec::new();
         let mut in_batch: HashSet<(String, String)> = HashSet::new();
         for sub in batch {
+            // Loading the conversation first teaches its newest ids.
+            if let Err(e) = self.last_seq(&sub.conversation).await {
+                self.refuse(&sub, e.into());
+                continue;
+            }
             let id = (sub.sender.clone(), sub.client_msg_id.to_string());
-            if in_batch.contains(&id) || self.recent.contains(&id.0, &id.1) {
+            if in_batch.contains(&id) || self.recent.get(&id.0, &id.1).is_some() {
                 repeats.push(sub);
                 continue;
             }
@@ -236,23 +262,26 @@ impl Writer {
 
     /// Acks a re-sent message with the stored original; `false` if there is none.
     async fn ack_stored(&mut self, sub: &Submission) -> bool {
-        match self
-            .store
-            .find_by_client_id(&sub.sender, &sub.client_msg_id)
-            .await
-        {
-            Ok(Some(m)) if *m.conversation == *sub.conversation => {
+        let Some((conversation, seq)) = self
+            .recent
+            .get(&sub.sender, sub.client_msg_id.as_str())
+            .cloned()
+        else {
+            return false;
+        };
+        if conversation != sub.conversation {
+            self.refuse(
+                sub,
+                Refusal::new(
+                    ErrorCode::InvalidInput,
+                    "client_msg_id: already used for a message in another conversation",
+                ),
+            );
+            return true;
+        }
+        match self.store.message(&conversation, seq).await {
+            Ok(Some(m)) => {
                 self.ack(&m, sub);
-                true
-            }
-            Ok(Some(_)) => {
-                self.refuse(
-                    sub,
-                    Refusal::new(
-                        ErrorCode::InvalidInput,
-                        "client_msg_id: already used for a message in another conversation",
-                    ),
-                );
                 true
             }
             Ok(None) => false,
@@ -272,7 +301,12 @@ impl Writer {
 
     /// A message is stored: fan it out to every member's sockets, then ack the sender.
     async fn delivered(&mut self, record: &MessageRecord, sub: &Submission) {
-        self.recent.insert(&record.sender, &record.client_msg_id);
+        self.recent.insert(
+            &record.sender,
+            &record.client_msg_id,
+            &sub.conversation,
+            record.seq,
+        );
         let message = chat::message(record.clone());
         let frame = Utf8Bytes::from(
             ServerMsg::Message {

@@ -433,6 +433,9 @@ async fn accounts_history_and_unread_state_survive_a_restart() {
     let mut alice = app.connect(&alice_token).await;
     alice.recv().await;
     alice.start().await;
+    // A send whose ack was lost in the restart, re-sent: the original, not a copy.
+    let again = say(&mut alice, &dm.id, "m3", "before restart 3, re-sent").await;
+    assert_eq!((again.seq, again.body.as_str()), (3, "before restart 3"));
     assert_eq!(say(&mut alice, &dm.id, "m4", "after restart").await.seq, 4);
     app.stop().await;
 }

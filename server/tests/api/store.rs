@@ -128,7 +128,7 @@ async fn a_pair_of_users_has_one_direct_conversation_whoever_starts_it() {
 }
 
 #[tokio::test]
-async fn messages_get_consecutive_positions_and_retries_store_nothing_twice() {
+async fn messages_get_consecutive_positions_without_gaps() {
     let store = memory_store().await;
     user(&store, "alice").await;
     user(&store, "bob").await;
@@ -153,15 +153,9 @@ async fn messages_get_consecutive_positions_and_retries_store_nothing_twice() {
     assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
     let gap = append(&store, &conv, 9, "bob", "b2", "x", 200).await;
     assert!(matches!(gap, Err(StoreError::SeqTaken)), "{gap:?}");
-    // The same client_msg_id twice is refused by its `sent` record, even at a free position.
-    let dup = append(&store, &conv, 4, "alice", "m2", "two again", 300).await;
-    assert!(dup.is_err(), "{dup:?}");
-    let original = store
-        .find_by_client_id("alice", &cmid("m2"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((original.seq, original.body.as_str()), (2, "two"));
+    let second = store.message(&conv, 2).await.unwrap().unwrap();
+    assert_eq!((second.seq, second.body.as_str()), (2, "two"));
+    assert!(store.message(&conv, 4).await.unwrap().is_none());
 
     let all = store.history(&conv, None, 50).await.unwrap();
     let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
@@ -321,7 +315,7 @@ async fn accounts_history_and_read_state_survive_reopening_the_disk_store() {
 }
 
 /// A database written by schema 1 (messages in `message`, random ids, two unique indexes)
-/// is moved to the new layout when it is opened: same history, same re-send protection.
+/// is moved to the new layout when it is opened: same history, same client ids.
 #[tokio::test]
 async fn a_schema_one_database_is_migrated_when_opened() {
     let dir = tempfile::tempdir().unwrap();
@@ -366,16 +360,51 @@ async fn a_schema_one_database_is_migrated_when_opened() {
     );
     let all = store.messages_after(&conv, 0, 5000).await.unwrap();
     assert_eq!(all.len(), 2500);
-    let found = store
-        .find_by_client_id("alice", &cmid("c2222"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((found.seq, found.body.as_str()), (2222, "old 2222"));
+    let found = store.message(&conv, 2222).await.unwrap().unwrap();
+    assert_eq!(
+        (found.client_msg_id.as_str(), found.body.as_str()),
+        ("c2222", "old 2222")
+    );
     // The old table is gone: opening again has nothing to move.
     let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
     assert_eq!(
         again.messages_after(&conv, 0, 5000).await.unwrap().len(),
         2500
     );
+}
+
+/// Schema 2 kept a `sent` record per message; a database that has them loses the table
+/// when it is opened, and keeps its messages.
+#[tokio::test]
+async fn a_schema_two_database_loses_its_sent_records_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
+    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    say(&store, &conv, "alice", "kept", 2).await;
+    db.handle()
+        .query(
+            "DEFINE TABLE sent SCHEMALESS;
+             CREATE sent:['alice', 'c1'] SET conversation = 'alice/bob', seq = 1;",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    assert!(has_sent_table(&db).await);
+    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    assert!(!has_sent_table(&db).await);
+    let kept = again.message(&conv, 1).await.unwrap().unwrap();
+    assert_eq!(kept.body, "kept");
+}
+
+async fn has_sent_table(db: &Database) -> bool {
+    let mut res = db
+        .handle()
+        .query("RETURN (INFO FOR DB).tables.sent != NONE")
+        .await
+        .unwrap();
+    res.take::<Option<bool>>(0).unwrap() == Some(true)
 }
