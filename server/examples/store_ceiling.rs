@@ -9,7 +9,8 @@
 //! The batches are shaped like the server's under the closed-loop benchmark: `pairs` direct
 //! conversations, each batch spread over all of them, and as many concurrent writers as the
 //! server runs (each with its own conversations), on a fresh disk database (one sync per
-//! commit, as in production). Prints one human line and one JSON line.
+//! commit, as in production); each writer also stores its senders' read positions every
+//! `writer::READS_EVERY`, as the server's do. Prints one human line and one JSON line.
 
 use app::domain::{DisplayName, Username};
 use clap::Parser;
@@ -75,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             let mut seqs = vec![0_u64; mine.len()];
             let mut stored = 0_u64;
             let mut n = 0_usize;
+            let mut reads_due = Instant::now() + writer::READS_EVERY;
             while started.elapsed() < run_for && !mine.is_empty() {
                 let records: Vec<MessageRecord> = (0..batch)
                     .map(|i| {
@@ -96,6 +98,15 @@ async fn main() -> anyhow::Result<()> {
                 store.append_batch(&records).await?;
                 stored += records.len() as u64;
                 n += batch;
+                if Instant::now() >= reads_due {
+                    let reads: Vec<((&str, &str), u64)> = mine
+                        .iter()
+                        .zip(&seqs)
+                        .map(|((key, sender), &seq)| ((key.as_str(), sender.as_str()), seq))
+                        .collect();
+                    store.advance_reads(&reads).await?;
+                    reads_due = Instant::now() + writer::READS_EVERY;
+                }
             }
             anyhow::Ok(stored)
         }));

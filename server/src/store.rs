@@ -835,9 +835,11 @@ impl SurrealChatStore {
 
     /// Stores a batch of messages in one transaction, so that they share one sync: the
     /// group commit of [`crate::writer`]. Each conversation's messages must continue its
-    /// `last_seq` without gaps, in order; the conversations' last-message fields and the
-    /// senders' read positions move in the same transaction. All or nothing: a clash on a
-    /// `seq` fails the whole batch with [`StoreError::SeqTaken`]. Durable when this returns.
+    /// `last_seq` without gaps, in order; the conversations' last-message fields move in the
+    /// same transaction. All or nothing: a clash on a `seq` fails the whole batch with
+    /// [`StoreError::SeqTaken`]. Durable when this returns. Sending also reads: the senders'
+    /// read positions move in the recent-conversations cache at once, and on disk when the
+    /// writer passes them to [`Self::advance_reads`] (coalesced, a second later at most).
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
         use std::collections::HashMap;
         // Per conversation: its first `seq` in the batch and its last message.
@@ -870,15 +872,6 @@ impl SurrealChatStore {
             })
             .unzip();
         let previews: Vec<String> = convs.iter().map(|c| c.text.clone()).collect();
-        let read_positions: Vec<((&str, &str), u64)> =
-            reads.iter().map(|(&k, &seq)| (k, seq)).collect();
-        let reads: Vec<ReadRow> = reads
-            .into_iter()
-            .map(|((conv, user), seq)| ReadRow {
-                id: member_id(conv, user),
-                seq: seq as i64,
-            })
-            .collect();
         let res = self
             .db
             .query(
@@ -891,15 +884,10 @@ impl SurrealChatStore {
                     UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
                         last_sender = $c.sender, last_text = $c.text RETURN NONE;
                  };
-                 FOR $r IN $reads {
-                    UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
-                        RETURN NONE;
-                 };
                  COMMIT;",
             )
             .bind(("rows", rows))
             .bind(("convs", convs))
-            .bind(("reads", reads))
             .await?;
         match transaction(res) {
             Ok(()) => {
@@ -907,7 +895,7 @@ impl SurrealChatStore {
                     self.recent
                         .message(&m.conversation, m.seq, m.sent_at, &m.sender, &text);
                 }
-                for ((conv, user), seq) in read_positions {
+                for ((conv, user), seq) in reads {
                     self.recent.read(user, conv, seq);
                 }
                 Ok(())
@@ -917,6 +905,36 @@ impl SurrealChatStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Moves read positions `(conversation, user) -> seq` forward (never back), in one
+    /// transaction; members who left are skipped.
+    pub async fn advance_reads(&self, reads: &[((&str, &str), u64)]) -> Result<(), StoreError> {
+        let rows: Vec<ReadRow> = reads
+            .iter()
+            .map(|&((conv, user), seq)| ReadRow {
+                id: member_id(conv, user),
+                seq: seq as i64,
+            })
+            .collect();
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 FOR $r IN $reads {
+                    UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
+                        RETURN NONE;
+                 };
+                 COMMIT;",
+            )
+            .bind(("reads", rows))
+            .await?;
+        transaction(res)?;
+        // A list loaded from disk before this may hold older positions.
+        for &((conv, user), seq) in reads {
+            self.recent.read(user, conv, seq);
+        }
+        Ok(())
     }
 
     /// The message at `seq` of conversation `key`, if stored.

@@ -15,6 +15,11 @@
 //! of each conversation it loads. A client that lost its connection resumes before it
 //! re-sends (the resume delivers whatever was stored, with its `client_msg_id`), so older
 //! re-sends do not arise from our clients.
+//!
+//! Sending a message marks its conversation read for the sender. That position is not
+//! stored with the message (an update per sender per batch cost a quarter of the store's
+//! throughput): the writer coalesces them and stores them within [`READS_EVERY`], and on
+//! shutdown. A crash can lose that last second of read positions, never a message.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -25,8 +30,9 @@ use std::{
     collections::{HashMap, HashSet, VecDeque},
     hash::BuildHasher,
     sync::Arc,
+    time::Duration,
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
@@ -46,6 +52,8 @@ const QUEUE: usize = 4 * MAX_BATCH;
 pub const RECENT_IDS: usize = 100_000;
 /// Newest messages of a conversation whose ids a writer learns when it first appends to it.
 pub const WARM_IDS: u32 = 500;
+/// Longest a sender's read position waits in memory before it is stored.
+pub const READS_EVERY: Duration = Duration::from_secs(1);
 
 /// A message a socket asks to send; membership and rate were checked by [`chat::submit`].
 #[derive(Debug)]
@@ -78,6 +86,8 @@ impl Writers {
                     rx,
                     last_seq: HashMap::new(),
                     recent: RecentIds::default(),
+                    reads: HashMap::new(),
+                    reads_due: None,
                 };
                 tracker.spawn(writer.run());
                 tx
@@ -137,14 +147,61 @@ struct Writer {
     /// Last stored `seq` of each conversation this writer has appended to.
     last_seq: HashMap<Arc<str>, u64>,
     recent: RecentIds,
+    /// Read positions moved by sending, not stored yet: `(conversation, sender) -> seq`.
+    reads: HashMap<(Arc<str>, String), u64>,
+    /// When they must be stored (`None` while there are none).
+    reads_due: Option<Instant>,
 }
 
 impl Writer {
     async fn run(mut self) {
         let mut queued = Vec::with_capacity(MAX_BATCH);
-        while self.rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        loop {
+            let received = match self.reads_due {
+                Some(due) => {
+                    let recv = self.rx.recv_many(&mut queued, MAX_BATCH);
+                    match tokio::time::timeout_at(due, recv).await {
+                        Ok(n) => n,
+                        Err(_) => {
+                            self.store_reads().await;
+                            continue;
+                        }
+                    }
+                }
+                None => self.rx.recv_many(&mut queued, MAX_BATCH).await,
+            };
+            if received == 0 {
+                break;
+            }
             let batch = std::mem::replace(&mut queued, Vec::with_capacity(MAX_BATCH));
             self.commit(batch).await;
+            if self.reads_due.is_some_and(|due| due <= Instant::now()) {
+                self.store_reads().await;
+            }
+        }
+        self.store_reads().await;
+    }
+
+    /// Stores the read positions moved by sending; kept for the next try if that fails.
+    async fn store_reads(&mut self) {
+        if self.reads.is_empty() {
+            self.reads_due = None;
+            return;
+        }
+        let reads: Vec<((&str, &str), u64)> = self
+            .reads
+            .iter()
+            .map(|((conv, user), &seq)| ((&**conv, user.as_str()), seq))
+            .collect();
+        match self.store.advance_reads(&reads).await {
+            Ok(()) => {
+                self.reads.clear();
+                self.reads_due = None;
+            }
+            Err(e) => {
+                warn!(error = %e, positions = reads.len(), "storing read positions failed");
+                self.reads_due = Some(Instant::now() + READS_EVERY);
+            }
         }
     }
 
@@ -307,6 +364,13 @@ impl Writer {
             &sub.conversation,
             record.seq,
         );
+        let read = self
+            .reads
+            .entry((sub.conversation.clone(), record.sender.clone()))
+            .or_default();
+        *read = (*read).max(record.seq);
+        self.reads_due
+            .get_or_insert_with(|| Instant::now() + READS_EVERY);
         let message = chat::message(record.clone());
         let frame = Utf8Bytes::from(
             ServerMsg::Message {

@@ -433,6 +433,9 @@ async fn accounts_history_and_unread_state_survive_a_restart() {
     let mut alice = app.connect(&alice_token).await;
     alice.recv().await;
     alice.start().await;
+    // Sending marked it read for Alice: stored on the way down, with her messages.
+    let list = conversations(&mut alice).await;
+    assert_eq!((list[0].title.as_str(), list[0].unread), ("BOB", 0));
     // A send whose ack was lost in the restart, re-sent: the original, not a copy.
     let again = say(&mut alice, &dm.id, "m3", "before restart 3, re-sent").await;
     assert_eq!((again.seq, again.body.as_str()), (3, "before restart 3"));

@@ -43,7 +43,8 @@ fn body(s: &str) -> MessageBody {
     MessageBody::parse(s).unwrap()
 }
 
-/// Stores one message at `seq`, as a batch of one.
+/// Stores one message at `seq`, as a batch of one, and the sender's read position with
+/// it, as the writer does (a second later at most).
 async fn append(
     store: &SurrealChatStore,
     conv: &str,
@@ -61,10 +62,9 @@ async fn append(
         client_msg_id: cmid(id).to_string(),
         sent_at: at,
     };
-    store
-        .append_batch(std::slice::from_ref(&m))
-        .await
-        .map(|()| m)
+    store.append_batch(std::slice::from_ref(&m)).await?;
+    store.advance_reads(&[((conv, sender), seq)]).await?;
+    Ok(m)
 }
 
 /// Appends `text` as the next message of `conv`.
