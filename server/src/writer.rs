@@ -18,8 +18,9 @@
 //!
 //! Sending a message marks its conversation read for the sender. That position is not
 //! stored with the message (an update per sender per batch cost a quarter of the store's
-//! throughput): the writer coalesces them and stores them within [`READS_EVERY`], and on
-//! shutdown. A crash can lose that last second of read positions, never a message.
+//! throughput): the writer coalesces them and stores them within [`READS_EVERY`], in a task
+//! beside it (so that no send waits for them), and on shutdown. A crash can lose that last
+//! second of read positions, never a message.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -32,7 +33,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
@@ -88,6 +89,7 @@ impl Writers {
                     recent: RecentIds::default(),
                     reads: HashMap::new(),
                     reads_due: None,
+                    reads_storing: None,
                 };
                 tracker.spawn(writer.run());
                 tx
@@ -148,10 +150,15 @@ struct Writer {
     last_seq: HashMap<Arc<str>, u64>,
     recent: RecentIds,
     /// Read positions moved by sending, not stored yet: `(conversation, sender) -> seq`.
-    reads: HashMap<(Arc<str>, String), u64>,
+    reads: ReadPositions,
     /// When they must be stored (`None` while there are none).
     reads_due: Option<Instant>,
+    /// The read positions being stored, beside the writer (so that sends do not wait for
+    /// them); it answers those it could not store.
+    reads_storing: Option<JoinHandle<ReadPositions>>,
 }
+
+type ReadPositions = HashMap<(Arc<str>, String), u64>;
 
 impl Writer {
     async fn run(mut self) {
@@ -163,7 +170,7 @@ impl Writer {
                     match tokio::time::timeout_at(due, recv).await {
                         Ok(n) => n,
                         Err(_) => {
-                            self.store_reads().await;
+                            self.store_reads(false).await;
                             continue;
                         }
                     }
@@ -176,32 +183,62 @@ impl Writer {
             let batch = std::mem::replace(&mut queued, Vec::with_capacity(MAX_BATCH));
             self.commit(batch).await;
             if self.reads_due.is_some_and(|due| due <= Instant::now()) {
-                self.store_reads().await;
+                self.store_reads(false).await;
             }
         }
-        self.store_reads().await;
+        // Shutting down: the last positions, waiting for them.
+        self.store_reads(true).await;
     }
 
-    /// Stores the read positions moved by sending; kept for the next try if that fails.
-    async fn store_reads(&mut self) {
+    /// Starts storing the read positions moved by sending, unless the last such store is
+    /// still running (then it tries again shortly); with `wait`, waits for both. Positions
+    /// that could not be stored are kept for the next try.
+    async fn store_reads(&mut self, wait: bool) {
+        if let Some(storing) = self.reads_storing.take() {
+            if !wait && !storing.is_finished() {
+                self.reads_storing = Some(storing);
+                self.reads_due = Some(Instant::now() + READS_EVERY / 10);
+                return;
+            }
+            if let Ok(failed) = storing.await {
+                for (key, seq) in failed {
+                    let read = self.reads.entry(key).or_default();
+                    *read = (*read).max(seq);
+                }
+            }
+        }
         if self.reads.is_empty() {
             self.reads_due = None;
             return;
         }
-        let reads: Vec<((&str, &str), u64)> = self
-            .reads
-            .iter()
-            .map(|((conv, user), &seq)| ((&**conv, user.as_str()), seq))
-            .collect();
-        match self.store.advance_reads(&reads).await {
-            Ok(()) => {
-                self.reads.clear();
-                self.reads_due = None;
+        let reads = std::mem::take(&mut self.reads);
+        self.reads_due = Some(Instant::now() + READS_EVERY);
+        let store = self.store.clone();
+        let storing = tokio::spawn(async move {
+            let positions: Vec<((&str, &str), u64)> = reads
+                .iter()
+                .map(|((conv, user), &seq)| ((&**conv, user.as_str()), seq))
+                .collect();
+            match store.advance_reads(&positions).await {
+                Ok(()) => ReadPositions::new(),
+                Err(e) => {
+                    warn!(error = %e, positions = positions.len(), "storing read positions failed");
+                    drop(positions);
+                    reads
+                }
             }
-            Err(e) => {
-                warn!(error = %e, positions = reads.len(), "storing read positions failed");
-                self.reads_due = Some(Instant::now() + READS_EVERY);
+        });
+        if wait {
+            if let Ok(failed) = storing.await {
+                if !failed.is_empty() {
+                    warn!(
+                        positions = failed.len(),
+                        "read positions not stored at shutdown"
+                    );
+                }
             }
+        } else {
+            self.reads_storing = Some(storing);
         }
     }
 
