@@ -22,6 +22,10 @@ use server::{
 };
 use std::time::{Duration, Instant};
 
+/// The server's allocator (see `src/main.rs`), so that the ceiling is the store's, not malloc's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Flags (see the file's docs); every count is bounded.
 #[derive(Parser)]
 struct Options {

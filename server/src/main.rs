@@ -8,6 +8,12 @@ use server::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: allocation was ~17 % of the server's CPU in the
+/// closed-loop profile, and with it the server delivers 12-20 % more and holds less memory
+/// per socket (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(Cli::parse())?;
