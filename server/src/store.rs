@@ -18,7 +18,11 @@
 //! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
 
 use app::domain::{DisplayName, RoomName, Username};
-use std::{ops::Bound, sync::Arc};
+use std::{
+    collections::HashMap,
+    ops::Bound,
+    sync::{Arc, Mutex},
+};
 use surrealdb::{
     engine::any::Any,
     types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value},
@@ -26,6 +30,7 @@ use surrealdb::{
 };
 
 use crate::db::DbError;
+use crate::hub::lock;
 use crate::recent::{self, RecentCache};
 
 /// The tables, fields and indexes of the chat; applied at every start (idempotent).
@@ -347,6 +352,9 @@ pub struct SurrealChatStore {
     db: Arc<Surreal<Any>>,
     /// The recent-conversations lists, kept current by this store's writes.
     recent: Arc<RecentCache>,
+    /// Read positions moved by sending that are not on disk yet: `(user, conversation) ->
+    /// seq`. Whatever reads positions from the database takes these into account.
+    unstored_reads: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
 
 impl SurrealChatStore {
@@ -358,6 +366,7 @@ impl SurrealChatStore {
         let store = SurrealChatStore {
             db,
             recent: Arc::default(),
+            unstored_reads: Arc::default(),
         };
         store.migrate_messages().await?;
         store.drop_sent_table().await?;
@@ -827,8 +836,23 @@ impl SurrealChatStore {
                 }
             })
             .collect();
+        self.add_unstored_reads(username, &mut out);
         recent::sort(&mut out);
         Ok(out)
+    }
+
+    /// Read positions of `username` moved by sending but not stored yet, over rows read
+    /// from the database.
+    fn add_unstored_reads(&self, username: &str, rows: &mut [ConversationRow]) {
+        let unstored = lock(&self.unstored_reads);
+        if unstored.is_empty() {
+            return;
+        }
+        for row in rows {
+            if let Some(&seq) = unstored.get(&(username.to_owned(), row.key.clone())) {
+                row.last_read_seq = row.last_read_seq.max(seq);
+            }
+        }
     }
 
     // ---- messages ----------------------------------------------------------------------
@@ -841,7 +865,6 @@ impl SurrealChatStore {
     /// read positions move in the recent-conversations cache at once, and on disk when the
     /// writer passes them to [`Self::advance_reads`] (coalesced, a second later at most).
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
-        use std::collections::HashMap;
         // Per conversation: its first `seq` in the batch and its last message.
         let mut last: HashMap<&str, (u64, &MessageRecord)> = HashMap::new();
         let mut reads: HashMap<(&str, &str), u64> = HashMap::new();
@@ -895,8 +918,13 @@ impl SurrealChatStore {
                     self.recent
                         .message(&m.conversation, m.seq, m.sent_at, &m.sender, &text);
                 }
+                let mut unstored = lock(&self.unstored_reads);
                 for ((conv, user), seq) in reads {
                     self.recent.read(user, conv, seq);
+                    let read = unstored
+                        .entry((user.to_owned(), conv.to_owned()))
+                        .or_default();
+                    *read = (*read).max(seq);
                 }
                 Ok(())
             }
@@ -930,8 +958,12 @@ impl SurrealChatStore {
             .bind(("reads", rows))
             .await?;
         transaction(res)?;
-        // A list loaded from disk before this may hold older positions.
+        let mut unstored = lock(&self.unstored_reads);
         for &((conv, user), seq) in reads {
+            let key = (user.to_owned(), conv.to_owned());
+            if unstored.get(&key).is_some_and(|&pending| pending <= seq) {
+                unstored.remove(&key);
+            }
             self.recent.read(user, conv, seq);
         }
         Ok(())
@@ -1017,7 +1049,12 @@ impl SurrealChatStore {
             .check()?;
         let read: Option<i64> = res.take(1)?;
         let last: Option<i64> = res.take(2)?;
-        let (read, last) = (to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0)));
+        let (mut read, last) = (to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0)));
+        if let Some(&unstored) =
+            lock(&self.unstored_reads).get(&(username.to_owned(), key.to_owned()))
+        {
+            read = read.max(unstored);
+        }
         self.recent.read(username, key, read);
         Ok((read, last))
     }

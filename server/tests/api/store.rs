@@ -247,6 +247,39 @@ async fn unread_counts_and_recent_order_follow_sends_and_reads() {
     assert_eq!(bob[0].unread(), 0);
 }
 
+/// Sending marks read at once, even before the writer stores the position: a list read
+/// from the database in between (a new tab, a list not cached) does not count one's own
+/// message as unread.
+#[tokio::test]
+async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let ab = store.open_direct("alice", "bob", 1).await.unwrap();
+    say(&store, &ab, "bob", "hi", 10).await;
+    let m = MessageRecord {
+        conversation: ab.clone(),
+        seq: 2,
+        sender: "alice".into(),
+        body: "hello".into(),
+        client_msg_id: "a1".into(),
+        sent_at: 11,
+    };
+    store.append_batch(std::slice::from_ref(&m)).await.unwrap();
+    let unread = |rows: Vec<server::store::ConversationRow>| rows[0].unread();
+    assert_eq!(
+        unread(store.recent_conversations("alice").await.unwrap()),
+        0
+    );
+    assert_eq!(unread(store.recent_conversations("bob").await.unwrap()), 1);
+    assert_eq!(store.mark_read(&ab, "alice", 1).await.unwrap(), (2, 2));
+    store.advance_reads(&[((&ab, "alice"), 2)]).await.unwrap();
+    assert_eq!(
+        unread(store.recent_conversations("alice").await.unwrap()),
+        0
+    );
+}
+
 #[tokio::test]
 async fn rooms_can_be_created_joined_and_left() {
     let store = memory_store().await;
