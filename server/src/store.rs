@@ -8,8 +8,9 @@
 //! - A message's `seq` is assigned by the caller (the server serialises sends per
 //!   conversation) and is part of its record id, `msg:[conversation, seq]`: a second message
 //!   at the same position is refused by the id itself, and a history page is a range of
-//!   ids, read straight from the key space (no index). Messages, the conversations'
-//!   `last_*` fields and the senders' read positions are written in one transaction. A
+//!   ids, read straight from the key space (no index). A batch of messages and their
+//!   conversations' `last_*` fields are written in one transaction; the read positions
+//!   that sending moves follow within a second ([`SurrealChatStore::advance_reads`]). A
 //!   message is one record and nothing else: no secondary index (in 3.3.5 each one cost
 //!   more CPU per insert than the row itself) and no record per `client_msg_id` (it cost
 //!   a third of the store's throughput). Retried sends are recognised by
