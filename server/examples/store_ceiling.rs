@@ -9,8 +9,9 @@
 //! The batches are shaped like the server's under the closed-loop benchmark: `pairs` direct
 //! conversations, each batch spread over all of them, and as many concurrent writers as the
 //! server runs (each with its own conversations), on a fresh disk database (one sync per
-//! commit, as in production); each writer also stores its senders' read positions every
-//! `writer::READS_EVERY`, as the server's do. Prints one human line and one JSON line.
+//! commit, as in production); the senders' read positions are stored every
+//! `writer::READS_EVERY` by the server's own task for that. Prints one human line and one
+//! JSON line.
 
 use app::domain::{DisplayName, Username};
 use clap::Parser;
@@ -72,15 +73,18 @@ async fn main() -> anyhow::Result<()> {
     let run_for = Duration::from_secs(o.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let (running, writers_ended) = tokio::sync::mpsc::channel::<()>(1);
+    let reads = tokio::spawn(writer::store_reads_every(store.clone(), writers_ended));
     for w in 0..writers {
         // Each writer owns every `writers`-th conversation, as the server's writers do.
         let mine: Vec<(String, String)> = convs.iter().skip(w).step_by(writers).cloned().collect();
         let store = store.clone();
+        let running = running.clone();
         tasks.push(tokio::spawn(async move {
+            let _running = running;
             let mut seqs = vec![0_u64; mine.len()];
             let mut stored = 0_u64;
             let mut n = 0_usize;
-            let mut reads_due = Instant::now() + writer::READS_EVERY;
             while started.elapsed() < run_for && !mine.is_empty() {
                 let records: Vec<MessageRecord> = (0..batch)
                     .map(|i| {
@@ -102,23 +106,16 @@ async fn main() -> anyhow::Result<()> {
                 store.append_batch(&records).await?;
                 stored += records.len() as u64;
                 n += batch;
-                if Instant::now() >= reads_due {
-                    let reads: Vec<((&str, &str), u64)> = mine
-                        .iter()
-                        .zip(&seqs)
-                        .map(|((key, sender), &seq)| ((key.as_str(), sender.as_str()), seq))
-                        .collect();
-                    store.advance_reads(&reads).await?;
-                    reads_due = Instant::now() + writer::READS_EVERY;
-                }
             }
             anyhow::Ok(stored)
         }));
     }
+    drop(running);
     let mut stored = 0;
     for t in tasks {
         stored += t.await??;
     }
+    reads.await?;
     let seconds = started.elapsed().as_secs_f64();
     let per_second = stored as f64 / seconds;
     println!(

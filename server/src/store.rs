@@ -10,7 +10,7 @@
 //!   at the same position is refused by the id itself, and a history page is a range of
 //!   ids, read straight from the key space (no index). A batch of messages and their
 //!   conversations' `last_*` fields are written in one transaction; the read positions
-//!   that sending moves follow within a second ([`SurrealChatStore::advance_reads`]). A
+//!   that sending moves follow within a second ([`SurrealChatStore::store_reads`]). A
 //!   message is one record and nothing else: no secondary index (in 3.3.5 each one cost
 //!   more CPU per insert than the row itself) and no record per `client_msg_id` (it cost
 //!   a third of the store's throughput). Retried sends are recognised by
@@ -863,8 +863,9 @@ impl SurrealChatStore {
     /// `last_seq` without gaps, in order; the conversations' last-message fields move in the
     /// same transaction. All or nothing: a clash on a `seq` fails the whole batch with
     /// [`StoreError::SeqTaken`]. Durable when this returns. Sending also reads: the senders'
-    /// read positions move in the recent-conversations cache at once, and on disk when the
-    /// writer passes them to [`Self::advance_reads`] (coalesced, a second later at most).
+    /// read positions move at once in memory (the recent-conversations cache, and the
+    /// not-yet-stored positions that reads from disk apply), and on disk at the next
+    /// [`Self::store_reads`] (a second later at most: see [`crate::writer`]).
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
         // Per conversation: its first `seq` in the batch and its last message.
         let mut last: HashMap<&str, (u64, &MessageRecord)> = HashMap::new();
@@ -936,14 +937,22 @@ impl SurrealChatStore {
         }
     }
 
-    /// Moves read positions `(conversation, user) -> seq` forward (never back), in one
-    /// transaction; members who left are skipped.
-    pub async fn advance_reads(&self, reads: &[((&str, &str), u64)]) -> Result<(), StoreError> {
+    /// Stores the read positions that sending moved (see [`Self::append_batch`]), forward
+    /// only, in one transaction; members who left are skipped. Those moved again meanwhile
+    /// stay for the next call, as do all of them if this fails.
+    pub async fn store_reads(&self) -> Result<(), StoreError> {
+        let reads: Vec<((String, String), u64)> = lock(&self.unstored_reads)
+            .iter()
+            .map(|(key, &seq)| (key.clone(), seq))
+            .collect();
+        if reads.is_empty() {
+            return Ok(());
+        }
         let rows: Vec<ReadRow> = reads
             .iter()
-            .map(|&((conv, user), seq)| ReadRow {
+            .map(|((user, conv), seq)| ReadRow {
                 id: member_id(conv, user),
-                seq: seq as i64,
+                seq: *seq as i64,
             })
             .collect();
         let res = self
@@ -960,12 +969,10 @@ impl SurrealChatStore {
             .await?;
         transaction(res)?;
         let mut unstored = lock(&self.unstored_reads);
-        for &((conv, user), seq) in reads {
-            let key = (user.to_owned(), conv.to_owned());
+        for (key, seq) in reads {
             if unstored.get(&key).is_some_and(|&pending| pending <= seq) {
                 unstored.remove(&key);
             }
-            self.recent.read(user, conv, seq);
         }
         Ok(())
     }

@@ -18,9 +18,9 @@
 //!
 //! Sending a message marks its conversation read for the sender. That position is not
 //! stored with the message (an update per sender per batch cost a quarter of the store's
-//! throughput): the writer coalesces them and stores them within [`READS_EVERY`], in a task
-//! beside it (so that no send waits for them), and on shutdown. A crash can lose that last
-//! second of read positions, never a message.
+//! throughput): the store keeps them in memory, and one task beside the writers stores
+//! them every [`READS_EVERY`] (so that no send waits for them) and once more after the last
+//! writer has ended. A crash can lose that last second of read positions, never a message.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -33,7 +33,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
@@ -78,6 +78,7 @@ impl Writers {
     /// Starts `count` writer tasks on `tracker`. They end once every handle is dropped and
     /// their queues are drained.
     pub fn start(store: &SurrealChatStore, hub: &Hub, count: usize, tracker: &TaskTracker) -> Self {
+        let (running, writers_ended) = mpsc::channel(1);
         let queues = (0..count.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE);
@@ -87,14 +88,14 @@ impl Writers {
                     rx,
                     last_seq: HashMap::new(),
                     recent: RecentIds::default(),
-                    reads: HashMap::new(),
-                    reads_due: None,
-                    reads_storing: None,
+                    _running: running.clone(),
                 };
                 tracker.spawn(writer.run());
                 tx
             })
             .collect();
+        drop(running);
+        tracker.spawn(store_reads_every(store.clone(), writers_ended));
         Writers {
             queues,
             hasher: std::hash::RandomState::new(),
@@ -149,96 +150,33 @@ struct Writer {
     /// Last stored `seq` of each conversation this writer has appended to.
     last_seq: HashMap<Arc<str>, u64>,
     recent: RecentIds,
-    /// Read positions moved by sending, not stored yet: `(conversation, sender) -> seq`.
-    reads: ReadPositions,
-    /// When they must be stored (`None` while there are none).
-    reads_due: Option<Instant>,
-    /// The read positions being stored, beside the writer (so that sends do not wait for
-    /// them); it answers those it could not store.
-    reads_storing: Option<JoinHandle<ReadPositions>>,
+    /// Dropped when the writer ends (see [`store_reads_every`]).
+    _running: mpsc::Sender<()>,
 }
 
-type ReadPositions = HashMap<(Arc<str>, String), u64>;
+/// Stores the read positions that sending moved, every [`READS_EVERY`] and once more when
+/// every writer has ended (their `running` senders are gone), then ends.
+pub async fn store_reads_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
+    loop {
+        let ended = tokio::select! {
+            _ = writers_ended.recv() => true,
+            () = tokio::time::sleep(READS_EVERY) => false,
+        };
+        if let Err(e) = store.store_reads().await {
+            warn!(error = %e, "storing read positions failed; they are kept for the next try");
+        }
+        if ended {
+            break;
+        }
+    }
+}
 
 impl Writer {
     async fn run(mut self) {
         let mut queued = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let received = match self.reads_due {
-                Some(due) => {
-                    let recv = self.rx.recv_many(&mut queued, MAX_BATCH);
-                    match tokio::time::timeout_at(due, recv).await {
-                        Ok(n) => n,
-                        Err(_) => {
-                            self.store_reads(false).await;
-                            continue;
-                        }
-                    }
-                }
-                None => self.rx.recv_many(&mut queued, MAX_BATCH).await,
-            };
-            if received == 0 {
-                break;
-            }
+        while self.rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
             let batch = std::mem::replace(&mut queued, Vec::with_capacity(MAX_BATCH));
             self.commit(batch).await;
-            if self.reads_due.is_some_and(|due| due <= Instant::now()) {
-                self.store_reads(false).await;
-            }
-        }
-        // Shutting down: the last positions, waiting for them.
-        self.store_reads(true).await;
-    }
-
-    /// Starts storing the read positions moved by sending, unless the last such store is
-    /// still running (then it tries again shortly); with `wait`, waits for both. Positions
-    /// that could not be stored are kept for the next try.
-    async fn store_reads(&mut self, wait: bool) {
-        if let Some(storing) = self.reads_storing.take() {
-            if !wait && !storing.is_finished() {
-                self.reads_storing = Some(storing);
-                self.reads_due = Some(Instant::now() + READS_EVERY / 10);
-                return;
-            }
-            if let Ok(failed) = storing.await {
-                for (key, seq) in failed {
-                    let read = self.reads.entry(key).or_default();
-                    *read = (*read).max(seq);
-                }
-            }
-        }
-        if self.reads.is_empty() {
-            self.reads_due = None;
-            return;
-        }
-        let reads = std::mem::take(&mut self.reads);
-        self.reads_due = Some(Instant::now() + READS_EVERY);
-        let store = self.store.clone();
-        let storing = tokio::spawn(async move {
-            let positions: Vec<((&str, &str), u64)> = reads
-                .iter()
-                .map(|((conv, user), &seq)| ((&**conv, user.as_str()), seq))
-                .collect();
-            match store.advance_reads(&positions).await {
-                Ok(()) => ReadPositions::new(),
-                Err(e) => {
-                    warn!(error = %e, positions = positions.len(), "storing read positions failed");
-                    drop(positions);
-                    reads
-                }
-            }
-        });
-        if wait {
-            if let Ok(failed) = storing.await {
-                if !failed.is_empty() {
-                    warn!(
-                        positions = failed.len(),
-                        "read positions not stored at shutdown"
-                    );
-                }
-            }
-        } else {
-            self.reads_storing = Some(storing);
         }
     }
 
@@ -401,13 +339,6 @@ impl Writer {
             &sub.conversation,
             record.seq,
         );
-        let read = self
-            .reads
-            .entry((sub.conversation.clone(), record.sender.clone()))
-            .or_default();
-        *read = (*read).max(record.seq);
-        self.reads_due
-            .get_or_insert_with(|| Instant::now() + READS_EVERY);
         let message = chat::message(record.clone());
         let frame = Utf8Bytes::from(
             ServerMsg::Message {

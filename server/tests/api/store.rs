@@ -44,7 +44,7 @@ fn body(s: &str) -> MessageBody {
 }
 
 /// Stores one message at `seq`, as a batch of one, and the sender's read position with
-/// it, as the writer does (a second later at most).
+/// it, as the server does (a second later at most).
 async fn append(
     store: &SurrealChatStore,
     conv: &str,
@@ -63,7 +63,7 @@ async fn append(
         sent_at: at,
     };
     store.append_batch(std::slice::from_ref(&m)).await?;
-    store.advance_reads(&[((conv, sender), seq)]).await?;
+    store.store_reads().await?;
     Ok(m)
 }
 
@@ -273,7 +273,7 @@ async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
     );
     assert_eq!(unread(store.recent_conversations("bob").await.unwrap()), 1);
     assert_eq!(store.mark_read(&ab, "alice", 1).await.unwrap(), (2, 2));
-    store.advance_reads(&[((&ab, "alice"), 2)]).await.unwrap();
+    store.store_reads().await.unwrap();
     assert_eq!(
         unread(store.recent_conversations("alice").await.unwrap()),
         0
