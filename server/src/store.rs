@@ -387,15 +387,21 @@ impl SurrealChatStore {
         Ok(store)
     }
 
+    /// Whether the database defines table `name` (for the steps that move old layouts).
+    async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        let mut res = self
+            .db
+            .query("RETURN (INFO FOR DB).tables[$name] != NONE")
+            .bind(("name", name.to_owned()))
+            .await?
+            .check()?;
+        Ok(res.take::<Option<bool>>(0)? == Some(true))
+    }
+
     /// Schema 2 also kept a `sent:[sender, client_msg_id]` record per message; nothing
     /// reads it any more, so a database that has the table loses it once.
     async fn drop_sent_table(&self) -> Result<(), StoreError> {
-        let mut res = self
-            .db
-            .query("RETURN (INFO FOR DB).tables.sent != NONE")
-            .await?
-            .check()?;
-        if res.take::<Option<bool>>(0)? == Some(true) {
+        if self.has_table("sent").await? {
             let started = std::time::Instant::now();
             self.db.query("REMOVE TABLE sent").await?.check()?;
             tracing::info!(
@@ -411,12 +417,7 @@ impl SurrealChatStore {
     /// page already copied is skipped (`INSERT IGNORE`) when it runs again. A no-op on a
     /// database without the old table.
     async fn migrate_messages(&self) -> Result<(), StoreError> {
-        let mut res = self
-            .db
-            .query("RETURN (INFO FOR DB).tables.message != NONE")
-            .await?
-            .check()?;
-        if res.take::<Option<bool>>(0)? != Some(true) {
+        if !self.has_table("message").await? {
             return Ok(());
         }
         let started = std::time::Instant::now();
