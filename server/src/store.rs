@@ -8,9 +8,13 @@
 //! - A message's `seq` is assigned by the caller (the server serialises sends per
 //!   conversation) and is part of its record id, `msg:[conversation, seq]`: a second message
 //!   at the same position is refused by the id itself, and a history page is a range of
-//!   ids, read straight from the key space (no index). A batch of messages and their
-//!   conversations' `last_*` fields are written in one transaction; the read positions
-//!   that sending moves follow within a second ([`SurrealChatStore::store_reads`]). A
+//!   ids, read straight from the key space (no index). A batch of messages is one
+//!   transaction that writes those records and nothing else; what they change elsewhere
+//!   (each conversation's `last_*` fields, the senders' read positions) is kept in memory
+//!   and follows within a second ([`SurrealChatStore::store_pending`]); every read of those
+//!   fields applies what is pending. After a crash, opening the store puts each
+//!   conversation's `last_*` fields back in step with its messages
+//!   ([`SurrealChatStore::repair_last_messages`]); read positions can lag by a second. A
 //!   message is one record and nothing else: no secondary index (in 3.3.5 each one cost
 //!   more CPU per insert than the row itself) and no record per `client_msg_id` (it cost
 //!   a third of the store's throughput). Retried sends are recognised by
@@ -66,6 +70,11 @@ DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 -- and the database's per-field checks cost ~15 % of the store's throughput (measured with
 -- `store_ceiling`).
 DEFINE TABLE IF NOT EXISTS msg SCHEMALESS;
+
+-- `store_state:shutdown.clean`: false while a store has the database open, true once it
+-- stored everything it kept in memory and closed.
+DEFINE TABLE IF NOT EXISTS store_state SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS clean ON store_state TYPE bool;
 ";
 
 /// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
@@ -201,7 +210,6 @@ struct OldMessageRow {
 #[derive(Debug, SurrealValue)]
 struct LastMessageRow {
     id: RecordId,
-    first: i64,
     seq: i64,
     at: i64,
     sender: String,
@@ -235,6 +243,12 @@ struct ConversationFields {
 #[derive(Debug, SurrealValue)]
 struct ConversationMeta {
     kind: String,
+    last_seq: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct ConversationSeqRow {
+    id: RecordId,
     last_seq: i64,
 }
 
@@ -294,6 +308,16 @@ fn key_of(id: &RecordId) -> String {
     }
 }
 
+fn last_message_row(m: &MessageRecord) -> LastMessageRow {
+    LastMessageRow {
+        id: conversation_id(&m.conversation),
+        seq: m.seq as i64,
+        at: m.sent_at,
+        sender: m.sender.clone(),
+        text: app::domain::preview(&m.body, PREVIEW_CHARS),
+    }
+}
+
 fn to_u64(n: i64) -> u64 {
     n.max(0) as u64
 }
@@ -346,6 +370,33 @@ fn is_duplicate(e: &surrealdb::Error) -> bool {
     text.contains("already contains") || text.contains("already exists")
 }
 
+/// The last message of a conversation, as its `last_*` fields hold it.
+#[derive(Debug, Clone)]
+struct LastMessage {
+    seq: u64,
+    at: i64,
+    sender: String,
+    text: String,
+}
+
+/// What stored batches changed that is not on disk yet (see
+/// [`SurrealChatStore::append_batch`]). Whatever reads these fields from the database
+/// applies them.
+#[derive(Debug, Default, Clone)]
+struct Pending {
+    /// Read positions moved by sending: `(user, conversation) -> seq`.
+    reads: HashMap<(String, String), u64>,
+    /// Conversations' last messages, by conversation key.
+    last: HashMap<String, LastMessage>,
+}
+
+impl Pending {
+    /// `key`'s last `seq`: the stored one or a newer pending one.
+    fn last_seq(&self, key: &str, stored: u64) -> u64 {
+        self.last.get(key).map_or(stored, |m| m.seq.max(stored))
+    }
+}
+
 /// Chat storage over one SurrealDB handle; cheap to clone.
 #[derive(Clone)]
 pub struct SurrealChatStore {
@@ -353,24 +404,24 @@ pub struct SurrealChatStore {
     db: Arc<Surreal<Any>>,
     /// The recent-conversations lists, kept current by this store's writes.
     recent: Arc<RecentCache>,
-    /// Read positions moved by sending that are not on disk yet: `(user, conversation) ->
-    /// seq`. Whatever reads positions from the database takes these into account.
-    unstored_reads: Arc<Mutex<HashMap<(String, String), u64>>>,
+    pending: Arc<Mutex<Pending>>,
 }
 
 impl SurrealChatStore {
-    /// Applies the schema (migrating schema-1 messages) and makes sure the default room
-    /// exists. One store per database: its recent-conversations cache assumes every write
-    /// goes through it (clones share the cache).
+    /// Applies the schema (migrating schema-1 messages), repairs what a crash left behind
+    /// and makes sure the default room exists. One store per database: its
+    /// recent-conversations cache assumes every write goes through it (clones share the
+    /// cache), and [`Self::close`] is called once when it is done.
     pub async fn new(db: Arc<Surreal<Any>>, now_ms: i64) -> Result<Self, StoreError> {
         db.query(SCHEMA).await?.check()?;
         let store = SurrealChatStore {
             db,
             recent: Arc::default(),
-            unstored_reads: Arc::default(),
+            pending: Arc::default(),
         };
         store.migrate_messages().await?;
         store.drop_sent_table().await?;
+        store.open_state().await?;
         store
             .db
             .query(
@@ -385,6 +436,81 @@ impl SurrealChatStore {
             .await?
             .check()?;
         Ok(store)
+    }
+
+    /// Marks the database open (not closed cleanly), first repairing it if the last store
+    /// did not close cleanly. A database without the mark was never opened by a store that
+    /// defers fields (older ones wrote them with each batch): nothing to repair.
+    async fn open_state(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT VALUE clean FROM ONLY store_state:shutdown")
+            .await?
+            .check()?;
+        if res.take::<Option<bool>>(0)? == Some(false) {
+            self.repair_last_messages().await?;
+        }
+        self.set_clean(false).await
+    }
+
+    async fn set_clean(&self, clean: bool) -> Result<(), StoreError> {
+        self.db
+            .query("UPSERT store_state:shutdown SET clean = $clean RETURN NONE")
+            .bind(("clean", clean))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Stores what is pending and marks the database closed cleanly, so that the next
+    /// start need not repair it. Call it once, after the last [`Self::append_batch`].
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.store_pending().await?;
+        self.set_clean(true).await
+    }
+
+    /// After a crash, a conversation's `last_*` fields and its senders' read positions may
+    /// miss its last second of messages (they were pending): sets them from the messages
+    /// past `last_seq`. One range read per conversation, almost always empty.
+    pub async fn repair_last_messages(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut res = self
+            .db
+            .query("SELECT id, last_seq FROM conversation")
+            .await?
+            .check()?;
+        let convs: Vec<ConversationSeqRow> = res.take(0)?;
+        let (mut last, mut reads) = (Vec::new(), Vec::new());
+        for c in &convs {
+            let key = key_of(&c.id);
+            let after = self
+                .messages_in(&key, to_u64(c.last_seq) + 1, i64::MAX as u64)
+                .await?;
+            let Some(m) = after.last() else {
+                continue;
+            };
+            last.push(last_message_row(m));
+            // Sending marked them read for their senders.
+            let mut senders: HashMap<&str, u64> = HashMap::new();
+            for m in &after {
+                senders.insert(&m.sender, m.seq);
+            }
+            reads.extend(senders.into_iter().map(|(user, seq)| ReadRow {
+                id: member_id(&key, user),
+                seq: seq as i64,
+            }));
+        }
+        let count = last.len();
+        if count > 0 {
+            self.store_changes(reads, last).await?;
+        }
+        tracing::warn!(
+            conversations = convs.len(),
+            repaired = count,
+            ms = started.elapsed().as_millis() as u64,
+            "the database was not closed cleanly: conversations' last messages checked"
+        );
+        Ok(())
     }
 
     /// Whether the database defines table `name` (for the steps that move old layouts).
@@ -709,7 +835,8 @@ impl SurrealChatStore {
 
     /// The conversation's last `seq`, or `None` if it does not exist.
     pub async fn last_seq(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.meta(key).await?.map(|m| to_u64(m.last_seq)))
+        let stored = self.meta(key).await?.map(|m| to_u64(m.last_seq));
+        Ok(stored.map(|seq| lock(&self.pending).last_seq(key, seq)))
     }
 
     pub async fn is_member(&self, key: &str, username: &str) -> Result<bool, StoreError> {
@@ -838,20 +965,23 @@ impl SurrealChatStore {
                 }
             })
             .collect();
-        self.add_unstored_reads(username, &mut out);
+        self.add_pending(username, &mut out);
         recent::sort(&mut out);
         Ok(out)
     }
 
-    /// Read positions of `username` moved by sending but not stored yet, over rows read
-    /// from the database.
-    fn add_unstored_reads(&self, username: &str, rows: &mut [ConversationRow]) {
-        let unstored = lock(&self.unstored_reads);
-        if unstored.is_empty() {
-            return;
-        }
+    /// Last messages and read positions of `username` not stored yet, over rows read from
+    /// the database.
+    fn add_pending(&self, username: &str, rows: &mut [ConversationRow]) {
+        let pending = lock(&self.pending);
         for row in rows {
-            if let Some(&seq) = unstored.get(&(username.to_owned(), row.key.clone())) {
+            if let Some(m) = pending.last.get(&row.key).filter(|m| m.seq > row.last_seq) {
+                row.last_seq = m.seq;
+                row.last_at = m.at;
+                row.last_sender = Some(m.sender.clone());
+                row.last_text = Some(m.text.clone());
+            }
+            if let Some(&seq) = pending.reads.get(&(username.to_owned(), row.key.clone())) {
                 row.last_read_seq = row.last_read_seq.max(seq);
             }
         }
@@ -861,101 +991,120 @@ impl SurrealChatStore {
 
     /// Stores a batch of messages in one transaction, so that they share one sync: the
     /// group commit of [`crate::writer`]. Each conversation's messages must continue its
-    /// `last_seq` without gaps, in order; the conversations' last-message fields move in the
-    /// same transaction. All or nothing: a clash on a `seq` fails the whole batch with
-    /// [`StoreError::SeqTaken`]. Durable when this returns. Sending also reads: the senders'
-    /// read positions move at once in memory (the recent-conversations cache, and the
-    /// not-yet-stored positions that reads from disk apply), and on disk at the next
-    /// [`Self::store_reads`] (a second later at most: see [`crate::writer`]).
+    /// last `seq` without gaps, in order (the caller counts them). All or nothing: a `seq`
+    /// already stored fails the whole batch with [`StoreError::SeqTaken`]. Durable when this
+    /// returns. The transaction writes the messages only (the store's cost is per record
+    /// written): their conversations' last-message fields and the senders' read positions
+    /// (sending reads) move at once in memory — the recent-conversations cache, and the
+    /// pending changes that reads from disk apply — and on disk at the next
+    /// [`Self::store_pending`] (a second later at most: see [`crate::writer`]).
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
-        // Per conversation: its first `seq` in the batch and its last message.
-        let mut last: HashMap<&str, (u64, &MessageRecord)> = HashMap::new();
+        // Per conversation: its last message in the batch.
+        let mut last: HashMap<&str, &MessageRecord> = HashMap::new();
         let mut reads: HashMap<(&str, &str), u64> = HashMap::new();
         for m in batch {
             match last.get_mut(m.conversation.as_str()) {
-                Some((_, prev)) if prev.seq + 1 != m.seq => return Err(StoreError::SeqTaken),
-                Some((_, prev)) => *prev = m,
+                Some(prev) if prev.seq + 1 != m.seq => return Err(StoreError::SeqTaken),
+                Some(prev) => *prev = m,
                 None => {
-                    last.insert(&m.conversation, (m.seq, m));
+                    last.insert(&m.conversation, m);
                 }
             }
             let read = reads.entry((&m.conversation, &m.sender)).or_default();
             *read = (*read).max(m.seq);
         }
         let rows: Vec<MessageRow> = batch.iter().map(stored_row).collect();
-        let (convs, newest): (Vec<LastMessageRow>, Vec<&MessageRecord>) = last
-            .into_values()
-            .map(|(first, m)| {
-                let row = LastMessageRow {
-                    id: conversation_id(&m.conversation),
-                    first: first as i64,
-                    seq: m.seq as i64,
-                    at: m.sent_at,
-                    sender: m.sender.clone(),
-                    text: app::domain::preview(&m.body, PREVIEW_CHARS),
-                };
-                (row, m)
-            })
-            .unzip();
-        let previews: Vec<String> = convs.iter().map(|c| c.text.clone()).collect();
+        // One statement: atomic on its own.
         let res = self
             .db
-            .query(
-                "BEGIN;
-                 INSERT INTO msg $rows RETURN NONE;
-                 FOR $c IN $convs {
-                    IF $c.id.last_seq != $c.first - 1 {
-                        THROW 'seq_taken';
-                    };
-                    UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
-                        last_sender = $c.sender, last_text = $c.text RETURN NONE;
-                 };
-                 COMMIT;",
-            )
+            .query("INSERT INTO msg $rows RETURN NONE")
             .bind(("rows", rows))
-            .bind(("convs", convs))
-            .await?;
-        match transaction(res) {
-            Ok(()) => {
-                for (m, text) in newest.into_iter().zip(previews) {
+            .await
+            .and_then(surrealdb::IndexedResults::check);
+        match res {
+            Ok(_) => {
+                let mut pending = lock(&self.pending);
+                for m in last.into_values() {
+                    let text = app::domain::preview(&m.body, PREVIEW_CHARS);
                     self.recent
                         .message(&m.conversation, m.seq, m.sent_at, &m.sender, &text);
+                    let newer = LastMessage {
+                        seq: m.seq,
+                        at: m.sent_at,
+                        sender: m.sender.clone(),
+                        text,
+                    };
+                    match pending.last.get_mut(m.conversation.as_str()) {
+                        Some(held) if held.seq < m.seq => *held = newer,
+                        Some(_) => {}
+                        None => {
+                            pending.last.insert(m.conversation.clone(), newer);
+                        }
+                    }
                 }
-                let mut unstored = lock(&self.unstored_reads);
                 for ((conv, user), seq) in reads {
                     self.recent.read(user, conv, seq);
-                    let read = unstored
+                    let read = pending
+                        .reads
                         .entry((user.to_owned(), conv.to_owned()))
                         .or_default();
                     *read = (*read).max(seq);
                 }
                 Ok(())
             }
-            Err(e) if is_duplicate(&e) || e.to_string().contains("seq_taken") => {
-                Err(StoreError::SeqTaken)
-            }
+            Err(e) if is_duplicate(&e) => Err(StoreError::SeqTaken),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Stores the read positions that sending moved (see [`Self::append_batch`]), forward
-    /// only, in one transaction; members who left are skipped. Those moved again meanwhile
-    /// stay for the next call, as do all of them if this fails.
-    pub async fn store_reads(&self) -> Result<(), StoreError> {
-        let reads: Vec<((String, String), u64)> = lock(&self.unstored_reads)
-            .iter()
-            .map(|(key, &seq)| (key.clone(), seq))
-            .collect();
-        if reads.is_empty() {
+    /// Stores what [`Self::append_batch`] left pending — conversations' last messages and
+    /// read positions, forward only — in one transaction; members who left are skipped.
+    /// Those moved again meanwhile stay pending, as does everything if this fails.
+    pub async fn store_pending(&self) -> Result<(), StoreError> {
+        let held = lock(&self.pending).clone();
+        if held.reads.is_empty() && held.last.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ReadRow> = reads
+        let read_rows: Vec<ReadRow> = held
+            .reads
             .iter()
             .map(|((user, conv), seq)| ReadRow {
                 id: member_id(conv, user),
                 seq: *seq as i64,
             })
             .collect();
+        let last_rows: Vec<LastMessageRow> = held
+            .last
+            .iter()
+            .map(|(key, m)| LastMessageRow {
+                id: conversation_id(key),
+                seq: m.seq as i64,
+                at: m.at,
+                sender: m.sender.clone(),
+                text: m.text.clone(),
+            })
+            .collect();
+        self.store_changes(read_rows, last_rows).await?;
+        let mut pending = lock(&self.pending);
+        for (key, seq) in held.reads {
+            if pending.reads.get(&key).is_some_and(|&now| now <= seq) {
+                pending.reads.remove(&key);
+            }
+        }
+        for (key, m) in held.last {
+            if pending.last.get(&key).is_some_and(|now| now.seq <= m.seq) {
+                pending.last.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves read positions and conversations' last messages forward, in one transaction.
+    async fn store_changes(
+        &self,
+        reads: Vec<ReadRow>,
+        last: Vec<LastMessageRow>,
+    ) -> Result<(), StoreError> {
         let res = self
             .db
             .query(
@@ -964,18 +1113,17 @@ impl SurrealChatStore {
                     UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
                         RETURN NONE;
                  };
+                 FOR $c IN $convs {
+                    UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
+                        last_sender = $c.sender, last_text = $c.text
+                        WHERE last_seq < $c.seq RETURN NONE;
+                 };
                  COMMIT;",
             )
-            .bind(("reads", rows))
+            .bind(("reads", reads))
+            .bind(("convs", last))
             .await?;
-        transaction(res)?;
-        let mut unstored = lock(&self.unstored_reads);
-        for (key, seq) in reads {
-            if unstored.get(&key).is_some_and(|&pending| pending <= seq) {
-                unstored.remove(&key);
-            }
-        }
-        Ok(())
+        Ok(transaction(res)?)
     }
 
     /// The message at `seq` of conversation `key`, if stored.
@@ -1043,10 +1191,11 @@ impl SurrealChatStore {
         seq: u64,
     ) -> Result<(u64, u64), StoreError> {
         self.require_member(key, username).await?;
+        let pending_last = lock(&self.pending).last_seq(key, 0);
         let mut res = self
             .db
             .query(
-                "LET $last = (SELECT VALUE last_seq FROM ONLY $conv);
+                "LET $last = math::max([(SELECT VALUE last_seq FROM ONLY $conv), $pending_last]);
                  UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, math::min([$seq, $last])])
                     RETURN VALUE last_read_seq;
                  RETURN $last;",
@@ -1054,15 +1203,17 @@ impl SurrealChatStore {
             .bind(("conv", conversation_id(key)))
             .bind(("member", member_id(key, username)))
             .bind(("seq", seq as i64))
+            .bind(("pending_last", pending_last as i64))
             .await?
             .check()?;
         let read: Option<i64> = res.take(1)?;
         let last: Option<i64> = res.take(2)?;
         let (mut read, last) = (to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0)));
-        if let Some(&unstored) =
-            lock(&self.unstored_reads).get(&(username.to_owned(), key.to_owned()))
+        if let Some(&pending) = lock(&self.pending)
+            .reads
+            .get(&(username.to_owned(), key.to_owned()))
         {
-            read = read.max(unstored);
+            read = read.max(pending);
         }
         self.recent.read(username, key, read);
         Ok((read, last))

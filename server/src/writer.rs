@@ -16,11 +16,15 @@
 //! re-sends (the resume delivers whatever was stored, with its `client_msg_id`), so older
 //! re-sends do not arise from our clients.
 //!
-//! Sending a message marks its conversation read for the sender. That position is not
-//! stored with the message (an update per sender per batch cost a quarter of the store's
-//! throughput): the store keeps them in memory, and one task beside the writers stores
-//! them every [`READS_EVERY`] (so that no send waits for them) and once more after the last
-//! writer has ended. A crash can lose that last second of read positions, never a message.
+//! A batch's transaction writes its messages and nothing else. What they change besides —
+//! each conversation's last message (its `last_*` fields) and the sender's read position
+//! (sending marks the conversation read) — is kept in memory by the store (every read of
+//! those fields applies it) and stored by one task beside the writers every
+//! [`PENDING_EVERY`], so that no send waits for it, and once more when the last writer has
+//! ended. Updating them in each batch cost half of a one-message transaction and a
+//! quarter of a full batch's throughput. A crash can lose that last second of read
+//! positions, never a message: the next start sets the conversations' fields from their
+//! messages.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -53,8 +57,8 @@ const QUEUE: usize = 4 * MAX_BATCH;
 pub const RECENT_IDS: usize = 100_000;
 /// Newest messages of a conversation whose ids a writer learns when it first appends to it.
 pub const WARM_IDS: u32 = 500;
-/// Longest a sender's read position waits in memory before it is stored.
-pub const READS_EVERY: Duration = Duration::from_secs(1);
+/// Longest a change a batch made besides its messages waits in memory before it is stored.
+pub const PENDING_EVERY: Duration = Duration::from_secs(1);
 
 /// A message a socket asks to send; membership and rate were checked by [`chat::submit`].
 #[derive(Debug)]
@@ -95,7 +99,7 @@ impl Writers {
             })
             .collect();
         drop(running);
-        tracker.spawn(store_reads_every(store.clone(), writers_ended));
+        tracker.spawn(store_pending_every(store.clone(), writers_ended));
         Writers {
             queues,
             hasher: std::hash::RandomState::new(),
@@ -150,23 +154,27 @@ struct Writer {
     /// Last stored `seq` of each conversation this writer has appended to.
     last_seq: HashMap<Arc<str>, u64>,
     recent: RecentIds,
-    /// Dropped when the writer ends (see [`store_reads_every`]).
+    /// Dropped when the writer ends (see [`store_pending_every`]).
     _running: mpsc::Sender<()>,
 }
 
-/// Stores the read positions that sending moved, every [`READS_EVERY`] and once more when
-/// every writer has ended (their `running` senders are gone), then ends.
-pub async fn store_reads_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
+/// Stores what the writers' batches left pending (see [`SurrealChatStore::append_batch`])
+/// every [`PENDING_EVERY`]; once every writer has ended (their `running` senders are gone),
+/// closes the store and ends.
+pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
     loop {
         let ended = tokio::select! {
             _ = writers_ended.recv() => true,
-            () = tokio::time::sleep(READS_EVERY) => false,
+            () = tokio::time::sleep(PENDING_EVERY) => false,
         };
-        if let Err(e) = store.store_reads().await {
-            warn!(error = %e, "storing read positions failed; they are kept for the next try");
-        }
         if ended {
+            if let Err(e) = store.close().await {
+                warn!(error = %e, "closing the store failed; the next start repairs it");
+            }
             break;
+        }
+        if let Err(e) = store.store_pending().await {
+            warn!(error = %e, "storing pending changes failed; they are kept for the next try");
         }
     }
 }

@@ -63,7 +63,7 @@ async fn append(
         sent_at: at,
     };
     store.append_batch(std::slice::from_ref(&m)).await?;
-    store.store_reads().await?;
+    store.store_pending().await?;
     Ok(m)
 }
 
@@ -148,11 +148,10 @@ async fn messages_get_consecutive_positions_without_gaps() {
         .unwrap();
         assert_eq!(m.seq, seq);
     }
-    // The same position twice, or a gap, is refused.
+    // The same position twice is refused (gaps are the caller's to avoid: the writer
+    // counts each conversation's positions; in a batch they are checked).
     let clash = append(&store, &conv, 3, "bob", "b1", "x", 200).await;
     assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
-    let gap = append(&store, &conv, 9, "bob", "b2", "x", 200).await;
-    assert!(matches!(gap, Err(StoreError::SeqTaken)), "{gap:?}");
     let second = store.message(&conv, 2).await.unwrap().unwrap();
     assert_eq!((second.seq, second.body.as_str()), (2, "two"));
     assert!(store.message(&conv, 4).await.unwrap().is_none());
@@ -271,9 +270,16 @@ async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
         unread(store.recent_conversations("alice").await.unwrap()),
         0
     );
-    assert_eq!(unread(store.recent_conversations("bob").await.unwrap()), 1);
+    // The conversation's last message is pending too; a list read from disk shows it.
+    let bob = store.recent_conversations("bob").await.unwrap();
+    assert_eq!(
+        (bob[0].last_seq, bob[0].last_text.as_deref()),
+        (2, Some("hello"))
+    );
+    assert_eq!(bob[0].unread(), 1);
+    assert_eq!(store.last_seq(&ab).await.unwrap(), Some(2));
     assert_eq!(store.mark_read(&ab, "alice", 1).await.unwrap(), (2, 2));
-    store.store_reads().await.unwrap();
+    store.store_pending().await.unwrap();
     assert_eq!(
         unread(store.recent_conversations("alice").await.unwrap()),
         0
@@ -345,6 +351,70 @@ async fn accounts_history_and_read_state_survive_reopening_the_disk_store() {
     );
     let bob = store.recent_conversations("bob").await.unwrap();
     assert_eq!((bob[0].last_read_seq, bob[0].unread()), (3, 2));
+}
+
+/// A crash loses what was pending in memory (the conversations' last-message fields, read
+/// positions moved by sending), never a message: the next open sets the fields from the
+/// messages, so the list, unread counts and the next `seq` are right.
+#[tokio::test]
+async fn conversations_are_repaired_from_their_messages_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ab, room) = {
+        let store = open(StorageKind::Disk, dir.path()).await;
+        user(&store, "alice").await;
+        user(&store, "bob").await;
+        let ab = store.open_direct("alice", "bob", 1).await.unwrap();
+        let room = store
+            .create_room("bob", &RoomName::parse("Quiet").unwrap(), 2)
+            .await
+            .unwrap();
+        say(&store, &ab, "alice", "stored before", 3).await;
+        // Stored, but its conversation's fields only pending: then the process dies.
+        let batch: Vec<MessageRecord> = (2..=4)
+            .map(|seq| MessageRecord {
+                conversation: ab.clone(),
+                seq,
+                sender: "alice".into(),
+                body: format!("m{seq}"),
+                client_msg_id: format!("a{seq}"),
+                sent_at: 10 + seq as i64,
+            })
+            .collect();
+        store.append_batch(&batch).await.unwrap();
+        (ab, room)
+    };
+    let store = open(StorageKind::Disk, dir.path()).await;
+    assert_eq!(store.last_seq(&ab).await.unwrap(), Some(4));
+    let bob = store.recent_conversations("bob").await.unwrap();
+    let row = bob.iter().find(|r| r.key == ab).unwrap();
+    assert_eq!(
+        (
+            row.last_seq,
+            row.last_at,
+            row.last_text.as_deref(),
+            row.unread()
+        ),
+        (4, 14, Some("m4"), 4)
+    );
+    assert_eq!(bob[0].key, ab, "latest activity first");
+    let quiet = bob.iter().find(|r| r.key == room).unwrap();
+    assert_eq!((quiet.last_seq, quiet.last_text.as_deref()), (0, None));
+    // The next message continues the sequence; the old position is taken.
+    assert!(matches!(
+        append(&store, &ab, 4, "bob", "b4", "again", 20).await,
+        Err(StoreError::SeqTaken)
+    ));
+    assert_eq!(say(&store, &ab, "bob", "next", 21).await, 5);
+    // A clean close leaves nothing to repair; what it stored is there on the next open.
+    store.close().await.unwrap();
+    drop(store);
+    let store = open(StorageKind::Disk, dir.path()).await;
+    let alice = store.conversation_row("alice", &ab).await.unwrap();
+    assert_eq!(
+        (alice.last_seq, alice.last_text.as_deref(), alice.unread()),
+        (5, Some("next"), 1),
+        "her own messages were read (repaired), bob's is not"
+    );
 }
 
 /// A database written by schema 1 (messages in `message`, random ids, two unique indexes)
