@@ -29,7 +29,7 @@ pub const RESUME_LIMIT: u64 = 10_000;
 const RESUME_PAGE: u32 = 500;
 
 /// A refusal, sent to the client as `ServerMsg::Error`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,

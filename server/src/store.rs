@@ -77,6 +77,10 @@ DEFINE TABLE IF NOT EXISTS store_state SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS clean ON store_state TYPE bool;
 ";
 
+/// Pending changes stored per transaction by [`SurrealChatStore::store_pending`]: one
+/// transaction of them costs about as much as a writer's batch of a few messages.
+const PENDING_CHUNK: usize = 64;
+
 /// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
 /// database moves them to `msg` once, this many per transaction.
 const MIGRATION_PAGE: i64 = 2_000;
@@ -1058,43 +1062,56 @@ impl SurrealChatStore {
     }
 
     /// Stores what [`Self::append_batch`] left pending — conversations' last messages and
-    /// read positions, forward only — in one transaction; members who left are skipped.
-    /// Those moved again meanwhile stay pending, as does everything if this fails.
+    /// read positions, forward only; members who left are skipped — a few at a time
+    /// ([`PENDING_CHUNK`] per transaction), so that the writers' transactions never wait
+    /// long behind one. Those moved again meanwhile stay pending, as does whatever a failure
+    /// stopped.
     pub async fn store_pending(&self) -> Result<(), StoreError> {
         let held = lock(&self.pending).clone();
-        if held.reads.is_empty() && held.last.is_empty() {
-            return Ok(());
-        }
-        let read_rows: Vec<ReadRow> = held
-            .reads
-            .iter()
-            .map(|((user, conv), seq)| ReadRow {
-                id: member_id(conv, user),
-                seq: *seq as i64,
-            })
-            .collect();
-        let last_rows: Vec<LastMessageRow> = held
-            .last
-            .iter()
-            .map(|(key, m)| LastMessageRow {
-                id: conversation_id(key),
-                seq: m.seq as i64,
-                at: m.at,
-                sender: m.sender.clone(),
-                text: m.text.clone(),
-            })
-            .collect();
-        self.store_changes(read_rows, last_rows).await?;
-        let mut pending = lock(&self.pending);
-        for (key, seq) in held.reads {
-            if pending.reads.get(&key).is_some_and(|&now| now <= seq) {
-                pending.reads.remove(&key);
+        // Read positions first: a crash in between leaves conversations behind their
+        // messages, which the next start repairs, read positions included.
+        let reads: Vec<((String, String), u64)> = held.reads.into_iter().collect();
+        for chunk in reads.chunks(PENDING_CHUNK) {
+            let rows = chunk
+                .iter()
+                .map(|((user, conv), seq)| ReadRow {
+                    id: member_id(conv, user),
+                    seq: *seq as i64,
+                })
+                .collect();
+            self.store_changes(rows, Vec::new()).await?;
+            {
+                let mut pending = lock(&self.pending);
+                for (key, seq) in chunk {
+                    if pending.reads.get(key).is_some_and(|now| now <= seq) {
+                        pending.reads.remove(key);
+                    }
+                }
             }
+            tokio::task::yield_now().await;
         }
-        for (key, m) in held.last {
-            if pending.last.get(&key).is_some_and(|now| now.seq <= m.seq) {
-                pending.last.remove(&key);
+        let last: Vec<(String, LastMessage)> = held.last.into_iter().collect();
+        for chunk in last.chunks(PENDING_CHUNK) {
+            let rows = chunk
+                .iter()
+                .map(|(key, m)| LastMessageRow {
+                    id: conversation_id(key),
+                    seq: m.seq as i64,
+                    at: m.at,
+                    sender: m.sender.clone(),
+                    text: m.text.clone(),
+                })
+                .collect();
+            self.store_changes(Vec::new(), rows).await?;
+            {
+                let mut pending = lock(&self.pending);
+                for (key, m) in chunk {
+                    if pending.last.get(key).is_some_and(|now| now.seq <= m.seq) {
+                        pending.last.remove(key);
+                    }
+                }
             }
+            tokio::task::yield_now().await;
         }
         Ok(())
     }

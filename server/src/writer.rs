@@ -8,7 +8,8 @@
 //! and a batch is stored whole or not at all, so `seq`s have no gaps.
 //!
 //! The writer keeps each of its conversations' last `seq` in memory (it is the only one
-//! that appends to them; the database is read once per conversation) and where the recent
+//! that appends to them; the database is read once per conversation, by a task beside the
+//! writer: sends to that conversation wait for it, in order, the others go on) and where the recent
 //! `(sender, client_msg_id)` pairs it stored went, so that a re-sent message is acked with
 //! the original instead of being stored twice. Those it remembers are the last
 //! [`RECENT_IDS`] it stored, and, from before it started, the [`WARM_IDS`] newest messages
@@ -86,12 +87,16 @@ impl Writers {
         let queues = (0..count.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE);
+                let (loads, loaded) = mpsc::unbounded_channel();
                 let writer = Writer {
                     store: store.clone(),
                     hub: hub.clone(),
                     rx,
                     last_seq: HashMap::new(),
                     recent: RecentIds::default(),
+                    parked: HashMap::new(),
+                    loads,
+                    loaded,
                     _running: running.clone(),
                 };
                 tracker.spawn(writer.run());
@@ -154,8 +159,38 @@ struct Writer {
     /// Last stored `seq` of each conversation this writer has appended to.
     last_seq: HashMap<Arc<str>, u64>,
     recent: RecentIds,
+    /// Conversations being loaded, with the sends that wait for them, in order.
+    parked: HashMap<Arc<str>, Vec<Submission>>,
+    /// Where loads of conversations report.
+    loads: mpsc::UnboundedSender<Loaded>,
+    loaded: mpsc::UnboundedReceiver<Loaded>,
     /// Dropped when the writer ends (see [`store_pending_every`]).
     _running: mpsc::Sender<()>,
+}
+
+/// A conversation a writer had not appended to yet: its last `seq` and newest messages.
+struct Loaded {
+    conversation: Arc<str>,
+    result: Result<(u64, Vec<MessageRecord>), StoreError>,
+}
+
+/// Reads what a writer needs to know of a conversation before it appends to it.
+async fn load(
+    store: &SurrealChatStore,
+    key: &str,
+) -> Result<(u64, Vec<MessageRecord>), StoreError> {
+    let last = store
+        .last_seq(key)
+        .await?
+        .ok_or(StoreError::NoSuchConversation)?;
+    let newest = store.history(key, Some(last + 1), WARM_IDS).await?;
+    Ok((last, newest))
+}
+
+/// What woke a writer.
+enum Wake {
+    Queued(usize),
+    Loaded(Loaded),
 }
 
 /// Stores what the writers' batches left pending (see [`SurrealChatStore::append_batch`])
@@ -180,12 +215,83 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
 }
 
 impl Writer {
+    /// Commits what is queued, batch after batch, until every handle is gone, the queue
+    /// is drained and no conversation is being loaded.
     async fn run(mut self) {
         let mut queued = Vec::with_capacity(MAX_BATCH);
-        while self.rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-            let batch = std::mem::replace(&mut queued, Vec::with_capacity(MAX_BATCH));
-            self.commit(batch).await;
+        let mut open = true;
+        while open || !self.parked.is_empty() {
+            let wake = tokio::select! {
+                // A loaded conversation first: its sends were queued before these.
+                biased;
+                Some(loaded) = self.loaded.recv() => Wake::Loaded(loaded),
+                n = self.rx.recv_many(&mut queued, MAX_BATCH), if open => Wake::Queued(n),
+            };
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            match wake {
+                Wake::Queued(0) => open = false,
+                Wake::Queued(_) => {}
+                Wake::Loaded(loaded) => batch = self.learn(loaded),
+            }
+            for sub in queued.drain(..) {
+                self.route(sub, &mut batch);
+            }
+            if !batch.is_empty() {
+                self.commit(batch).await;
+            }
         }
+    }
+
+    /// Puts a send in `batch` if its conversation is known; otherwise parks it while the
+    /// conversation loads beside the writer, so that sends to known conversations do not
+    /// wait for that.
+    fn route(&mut self, sub: Submission, batch: &mut Vec<Submission>) {
+        if let Some(parked) = self.parked.get_mut(&sub.conversation) {
+            parked.push(sub);
+        } else if self.last_seq.contains_key(&sub.conversation) {
+            batch.push(sub);
+        } else {
+            let (store, loads, key) = (
+                self.store.clone(),
+                self.loads.clone(),
+                sub.conversation.clone(),
+            );
+            tokio::spawn(async move {
+                let result = load(&store, &key).await;
+                // The writer holds a receiver until every load it started has reported.
+                let _ = loads.send(Loaded {
+                    conversation: key,
+                    result,
+                });
+            });
+            self.parked.insert(sub.conversation.clone(), vec![sub]);
+        }
+    }
+
+    /// Takes in a loaded conversation; returns the sends that waited for it (refused if it
+    /// could not be loaded).
+    fn learn(&mut self, loaded: Loaded) -> Vec<Submission> {
+        let subs = self.parked.remove(&loaded.conversation).unwrap_or_default();
+        match loaded.result {
+            Ok((last, newest)) => {
+                self.know(&loaded.conversation, last, newest);
+                subs
+            }
+            Err(e) => {
+                let refusal: Refusal = e.into();
+                for sub in &subs {
+                    self.refuse(sub, refusal.clone());
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn know(&mut self, key: &Arc<str>, last: u64, newest: Vec<MessageRecord>) {
+        for m in newest {
+            self.recent.insert(&m.sender, &m.client_msg_id, key, m.seq);
+        }
+        self.last_seq.insert(key.clone(), last);
     }
 
     /// The last stored `seq` of `key`, counted in memory once loaded. Loading it also
@@ -194,16 +300,8 @@ impl Writer {
         if let Some(&last) = self.last_seq.get(key) {
             return Ok(last);
         }
-        let last = self
-            .store
-            .last_seq(key)
-            .await?
-            .ok_or(StoreError::NoSuchConversation)?;
-        let newest = self.store.history(key, Some(last + 1), WARM_IDS).await?;
-        for m in newest {
-            self.recent.insert(&m.sender, &m.client_msg_id, key, m.seq);
-        }
-        self.last_seq.insert(key.clone(), last);
+        let (last, newest) = load(&self.store, key).await?;
+        self.know(key, last, newest);
         Ok(last)
     }
 
