@@ -9,8 +9,9 @@
 //! The batches are shaped like the server's under the closed-loop benchmark: `pairs` direct
 //! conversations, each batch spread over all of them, and as many concurrent writers as the
 //! server runs (each with its own conversations), on a fresh disk database (one sync per
-//! commit, as in production); the senders' read positions are stored every
-//! `writer::READS_EVERY` by the server's own task for that. Prints one human line and one
+//! commit, as in production); what the batches leave pending (conversations' last
+//! messages, the senders' read positions) is stored every `writer::PENDING_EVERY` by the
+//! server's own task for that. Prints one human line and one
 //! JSON line.
 
 use app::domain::{DisplayName, Username};
@@ -74,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     let (running, writers_ended) = tokio::sync::mpsc::channel::<()>(1);
-    let reads = tokio::spawn(writer::store_pending_every(store.clone(), writers_ended));
+    let pending = tokio::spawn(writer::store_pending_every(store.clone(), writers_ended));
     for w in 0..writers {
         // Each writer owns every `writers`-th conversation, as the server's writers do.
         let mine: Vec<(String, String)> = convs.iter().skip(w).step_by(writers).cloned().collect();
@@ -115,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         stored += t.await??;
     }
-    reads.await?;
+    pending.await?;
     let seconds = started.elapsed().as_secs_f64();
     let per_second = stored as f64 / seconds;
     println!(
