@@ -23,9 +23,8 @@
 //! those fields applies it) and stored by one task beside the writers every
 //! [`PENDING_EVERY`], so that no send waits for it, and once more when the last writer has
 //! ended. Updating them in each batch cost half of a one-message transaction and a
-//! quarter of a full batch's throughput. A crash can lose that last second of read
-//! positions, never a message: the next start sets the conversations' fields from their
-//! messages.
+//! quarter of a full batch's throughput. A crash loses none of it: the next start sets the
+//! conversations' fields and their senders' read positions from the messages.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
