@@ -13,8 +13,8 @@
 //!   (each conversation's `last_*` fields, the senders' read positions) is kept in memory
 //!   and follows within a second ([`SurrealChatStore::store_pending`]); every read of those
 //!   fields applies what is pending. After a crash, opening the store puts each
-//!   conversation's `last_*` fields back in step with its messages
-//!   ([`SurrealChatStore::repair_last_messages`]); read positions can lag by a second. A
+//!   conversation's `last_*` fields, and the read positions its senders moved, back in
+//!   step with its messages ([`SurrealChatStore::repair_last_messages`]). A
 //!   message is one record and nothing else: no secondary index (in 3.3.5 each one cost
 //!   more CPU per insert than the row itself) and no record per `client_msg_id` (it cost
 //!   a third of the store's throughput). Retried sends are recognised by
