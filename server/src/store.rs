@@ -312,16 +312,6 @@ fn key_of(id: &RecordId) -> String {
     }
 }
 
-fn last_message_row(m: &MessageRecord) -> LastMessageRow {
-    LastMessageRow {
-        id: conversation_id(&m.conversation),
-        seq: m.seq as i64,
-        at: m.sent_at,
-        sender: m.sender.clone(),
-        text: app::domain::preview(&m.body, PREVIEW_CHARS),
-    }
-}
-
 fn to_u64(n: i64) -> u64 {
     n.max(0) as u64
 }
@@ -392,6 +382,28 @@ struct Pending {
     reads: HashMap<(String, String), u64>,
     /// Conversations' last messages, by conversation key.
     last: HashMap<String, LastMessage>,
+}
+
+impl LastMessage {
+    fn of(m: &MessageRecord) -> Self {
+        LastMessage {
+            seq: m.seq,
+            at: m.sent_at,
+            sender: m.sender.clone(),
+            text: app::domain::preview(&m.body, PREVIEW_CHARS),
+        }
+    }
+
+    /// How it is stored in conversation `key`'s `last_*` fields.
+    fn row(&self, key: &str) -> LastMessageRow {
+        LastMessageRow {
+            id: conversation_id(key),
+            seq: self.seq as i64,
+            at: self.at,
+            sender: self.sender.clone(),
+            text: self.text.clone(),
+        }
+    }
 }
 
 impl Pending {
@@ -493,7 +505,7 @@ impl SurrealChatStore {
             let Some(m) = after.last() else {
                 continue;
             };
-            last.push(last_message_row(m));
+            last.push(LastMessage::of(m).row(&key));
             // Sending marked them read for their senders.
             let mut senders: HashMap<&str, u64> = HashMap::new();
             for m in &after {
@@ -985,6 +997,9 @@ impl SurrealChatStore {
                 row.last_sender = Some(m.sender.clone());
                 row.last_text = Some(m.text.clone());
             }
+            if pending.reads.is_empty() {
+                continue;
+            }
             if let Some(&seq) = pending.reads.get(&(username.to_owned(), row.key.clone())) {
                 row.last_read_seq = row.last_read_seq.max(seq);
             }
@@ -1029,15 +1044,9 @@ impl SurrealChatStore {
             Ok(_) => {
                 let mut pending = lock(&self.pending);
                 for m in last.into_values() {
-                    let text = app::domain::preview(&m.body, PREVIEW_CHARS);
+                    let newer = LastMessage::of(m);
                     self.recent
-                        .message(&m.conversation, m.seq, m.sent_at, &m.sender, &text);
-                    let newer = LastMessage {
-                        seq: m.seq,
-                        at: m.sent_at,
-                        sender: m.sender.clone(),
-                        text,
-                    };
+                        .message(&m.conversation, m.seq, m.sent_at, &m.sender, &newer.text);
                     match pending.last.get_mut(m.conversation.as_str()) {
                         Some(held) if held.seq < m.seq => *held = newer,
                         Some(_) => {}
@@ -1092,16 +1101,7 @@ impl SurrealChatStore {
         }
         let last: Vec<(String, LastMessage)> = held.last.into_iter().collect();
         for chunk in last.chunks(PENDING_CHUNK) {
-            let rows = chunk
-                .iter()
-                .map(|(key, m)| LastMessageRow {
-                    id: conversation_id(key),
-                    seq: m.seq as i64,
-                    at: m.at,
-                    sender: m.sender.clone(),
-                    text: m.text.clone(),
-                })
-                .collect();
+            let rows = chunk.iter().map(|(key, m)| m.row(key)).collect();
             self.store_changes(Vec::new(), rows).await?;
             {
                 let mut pending = lock(&self.pending);

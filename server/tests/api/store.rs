@@ -43,6 +43,18 @@ fn body(s: &str) -> MessageBody {
     MessageBody::parse(s).unwrap()
 }
 
+/// A message of `conv` at `seq`, as the writer makes it.
+fn record(conv: &str, seq: u64, sender: &str, id: &str, text: &str, at: i64) -> MessageRecord {
+    MessageRecord {
+        conversation: conv.to_owned(),
+        seq,
+        sender: sender.to_owned(),
+        body: body(text).as_str().to_owned(),
+        client_msg_id: cmid(id).to_string(),
+        sent_at: at,
+    }
+}
+
 /// Stores one message at `seq`, as a batch of one, and the sender's read position with
 /// it, as the server does (a second later at most).
 async fn append(
@@ -54,14 +66,7 @@ async fn append(
     text: &str,
     at: i64,
 ) -> Result<MessageRecord, StoreError> {
-    let m = MessageRecord {
-        conversation: conv.to_owned(),
-        seq,
-        sender: sender.to_owned(),
-        body: body(text).as_str().to_owned(),
-        client_msg_id: cmid(id).to_string(),
-        sent_at: at,
-    };
+    let m = record(conv, seq, sender, id, text, at);
     store.append_batch(std::slice::from_ref(&m)).await?;
     store.store_pending().await?;
     Ok(m)
@@ -256,14 +261,7 @@ async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
     user(&store, "bob").await;
     let ab = store.open_direct("alice", "bob", 1).await.unwrap();
     say(&store, &ab, "bob", "hi", 10).await;
-    let m = MessageRecord {
-        conversation: ab.clone(),
-        seq: 2,
-        sender: "alice".into(),
-        body: "hello".into(),
-        client_msg_id: "a1".into(),
-        sent_at: 11,
-    };
+    let m = record(&ab, 2, "alice", "a1", "hello", 11);
     store.append_batch(std::slice::from_ref(&m)).await.unwrap();
     let unread = |rows: Vec<server::store::ConversationRow>| rows[0].unread();
     assert_eq!(
@@ -371,13 +369,9 @@ async fn conversations_are_repaired_from_their_messages_after_a_crash() {
         say(&store, &ab, "alice", "stored before", 3).await;
         // Stored, but its conversation's fields only pending: then the process dies.
         let batch: Vec<MessageRecord> = (2..=4)
-            .map(|seq| MessageRecord {
-                conversation: ab.clone(),
-                seq,
-                sender: "alice".into(),
-                body: format!("m{seq}"),
-                client_msg_id: format!("a{seq}"),
-                sent_at: 10 + seq as i64,
+            .map(|seq| {
+                let (id, text) = (format!("a{seq}"), format!("m{seq}"));
+                record(&ab, seq, "alice", &id, &text, 10 + seq as i64)
             })
             .collect();
         store.append_batch(&batch).await.unwrap();
