@@ -16,9 +16,12 @@
 //! as a database read) but not cached. Conversations' fixed parts (kind, name, the names of
 //! the people in a direct conversation) never change once created.
 //!
-//! Nothing is evicted: memory grows with the conversations that had a message or a reader
-//! since start-up (their last message's preview), and with the users who asked for their
-//! list (about 50 bytes per conversation in it).
+//! Nothing is evicted: memory grows with the conversations that had a message, a reader or
+//! a history page since start-up (their last message's preview), and with the users who
+//! asked for their list (about 50 bytes per conversation in it).
+//!
+//! The same entries answer [`RecentCache::last_seq`]: where a history page ends and where a
+//! writer's numbering resumes, without a database read once a conversation is known.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -195,6 +198,12 @@ impl RecentCache {
             },
             None => {}
         }
+    }
+
+    /// `key`'s last `seq`, if a list load, a read of it or a committed message made it
+    /// known; from then on every commit keeps it current (see [`Self::message`]).
+    pub fn last_seq(&self, key: &str) -> Option<u64> {
+        lock(&self.state).conversations.get(key).map(|c| c.last.seq)
     }
 
     /// `key`'s newest message is now `seq` (older news is ignored).

@@ -247,7 +247,15 @@ struct ConversationFields {
 #[derive(Debug, SurrealValue)]
 struct ConversationMeta {
     kind: String,
+}
+
+/// A conversation's `last_*` fields as stored.
+#[derive(Debug, SurrealValue)]
+struct LastFieldsRow {
     last_seq: i64,
+    last_at: i64,
+    last_sender: Option<String>,
+    last_text: Option<String>,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -842,17 +850,35 @@ impl SurrealChatStore {
     async fn meta(&self, key: &str) -> Result<Option<ConversationMeta>, StoreError> {
         let mut res = self
             .db
-            .query("SELECT kind, last_seq FROM ONLY $conv")
+            .query("SELECT kind FROM ONLY $conv")
             .bind(("conv", conversation_id(key)))
             .await?
             .check()?;
         Ok(res.take(0)?)
     }
 
-    /// The conversation's last `seq`, or `None` if it does not exist.
+    /// The conversation's last `seq`, or `None` if it does not exist. From memory once known
+    /// (the recent-conversations cache follows every commit); else read, and then known.
     pub async fn last_seq(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let stored = self.meta(key).await?.map(|m| to_u64(m.last_seq));
-        Ok(stored.map(|seq| lock(&self.pending).last_seq(key, seq)))
+        if let Some(seq) = self.recent.last_seq(key) {
+            return Ok(Some(seq));
+        }
+        let mut res = self
+            .db
+            .query("SELECT last_seq, last_at, last_sender, last_text FROM ONLY $conv")
+            .bind(("conv", conversation_id(key)))
+            .await?
+            .check()?;
+        let Some(row): Option<LastFieldsRow> = res.take(0)? else {
+            return Ok(None);
+        };
+        let stored = to_u64(row.last_seq);
+        // A conversation without messages is left out: its list row shows when it was made.
+        if let (true, Some(sender), Some(text)) = (stored > 0, &row.last_sender, &row.last_text) {
+            // Older than what a commit already put there, this changes nothing.
+            self.recent.message(key, stored, row.last_at, sender, text);
+        }
+        Ok(Some(lock(&self.pending).last_seq(key, stored)))
     }
 
     pub async fn is_member(&self, key: &str, username: &str) -> Result<bool, StoreError> {

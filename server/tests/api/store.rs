@@ -351,6 +351,64 @@ async fn accounts_history_and_read_state_survive_reopening_the_disk_store() {
     assert_eq!((bob[0].last_read_seq, bob[0].unread()), (3, 2));
 }
 
+/// The newest page and the next `seq` need the conversation's last `seq`: read once, then
+/// known in memory and moved by every commit, so it never lags what was stored; reading it
+/// changes nothing the recent-conversations list shows.
+#[tokio::test]
+async fn a_conversations_last_seq_is_read_once_then_follows_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ab, room) = {
+        let store = open(StorageKind::Disk, dir.path()).await;
+        user(&store, "alice").await;
+        user(&store, "bob").await;
+        let ab = store.open_direct("alice", "bob", 1).await.unwrap();
+        let room = store
+            .create_room("bob", &RoomName::parse("Quiet").unwrap(), 2)
+            .await
+            .unwrap();
+        for at in 3..=5 {
+            say(&store, &ab, "alice", &format!("m{at}"), at).await;
+        }
+        store.close().await.unwrap();
+        (ab, room)
+    };
+    let store = open(StorageKind::Disk, dir.path()).await;
+    let seqs = |page: Vec<MessageRecord>| page.iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(store.history(&ab, None, 50).await.unwrap()), [1, 2, 3]);
+    assert_eq!(store.last_seq(&room).await.unwrap(), Some(0));
+    assert_eq!(store.last_seq("nobody/nowhere").await.unwrap(), None);
+    // Committed, not yet stored in the conversation's fields: the page still ends there.
+    let batch = [
+        record(&ab, 4, "bob", "b4", "m6", 6),
+        record(&ab, 5, "bob", "b5", "m7", 7),
+    ];
+    store.append_batch(&batch).await.unwrap();
+    assert_eq!(store.last_seq(&ab).await.unwrap(), Some(5));
+    assert_eq!(
+        seqs(store.history(&ab, None, 2).await.unwrap()),
+        [4, 5],
+        "the newest page ends at the last commit"
+    );
+    let alice = store.recent_conversations("alice").await.unwrap();
+    let row = alice.iter().find(|r| r.key == ab).unwrap();
+    assert_eq!(
+        (
+            row.last_seq,
+            row.last_at,
+            row.last_text.as_deref(),
+            row.unread()
+        ),
+        (5, 7, Some("m7"), 2)
+    );
+    let bob = store.recent_conversations("bob").await.unwrap();
+    let quiet = bob.iter().find(|r| r.key == room).unwrap();
+    assert_eq!(
+        (quiet.last_seq, quiet.last_at, quiet.last_text.as_deref()),
+        (0, 2, None),
+        "a conversation without messages shows when it was made"
+    );
+}
+
 /// A crash loses what was pending in memory (the conversations' last-message fields, read
 /// positions moved by sending), never a message: the next open sets the fields from the
 /// messages, so the list, unread counts and the next `seq` are right.
