@@ -24,7 +24,7 @@ use axum::{
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
-use surrealdb::{engine::any::Any, types::RecordId, Surreal};
+use surrealdb::{engine::local::Db, types::RecordId, Surreal};
 use tracing::{info, warn};
 
 use crate::{store::StoreError, AppState};
@@ -254,7 +254,7 @@ fn session_id_record(sid: &str) -> RecordId {
 }
 
 async fn create_session(
-    db: &Surreal<Any>,
+    db: &Surreal<Db>,
     username: &str,
     ttl: Duration,
 ) -> Result<String, AuthError> {

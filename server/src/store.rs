@@ -29,7 +29,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 use surrealdb::{
-    engine::any::Any,
+    engine::local::Db,
     types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value},
     Surreal,
 };
@@ -425,7 +425,7 @@ impl Pending {
 #[derive(Clone)]
 pub struct SurrealChatStore {
     /// Shared, never cloned (a clone is a new engine session: see [`crate::db::Database`]).
-    db: Arc<Surreal<Any>>,
+    db: Arc<Surreal<Db>>,
     /// The recent-conversations lists, kept current by this store's writes.
     recent: Arc<RecentCache>,
     pending: Arc<Mutex<Pending>>,
@@ -436,7 +436,7 @@ impl SurrealChatStore {
     /// and makes sure the default room exists. One store per database: its
     /// recent-conversations cache assumes every write goes through it (clones share the
     /// cache), and [`Self::close`] is called once when it is done.
-    pub async fn new(db: Arc<Surreal<Any>>, now_ms: i64) -> Result<Self, StoreError> {
+    pub async fn new(db: Arc<Surreal<Db>>, now_ms: i64) -> Result<Self, StoreError> {
         db.query(SCHEMA).await?.check()?;
         let store = SurrealChatStore {
             db,
