@@ -351,6 +351,19 @@ async fn accounts_history_and_read_state_survive_reopening_the_disk_store() {
     assert_eq!((bob[0].last_read_seq, bob[0].unread()), (3, 2));
 }
 
+/// Alice and Bob, their direct conversation (made at 1) and Bob's empty room "Quiet" (made
+/// at 2).
+async fn alice_bob_and_a_quiet_room(store: &SurrealChatStore) -> (String, String) {
+    user(store, "alice").await;
+    user(store, "bob").await;
+    let ab = store.open_direct("alice", "bob", 1).await.unwrap();
+    let room = store
+        .create_room("bob", &RoomName::parse("Quiet").unwrap(), 2)
+        .await
+        .unwrap();
+    (ab, room)
+}
+
 /// The newest page and the next `seq` need the conversation's last `seq`: read once, then
 /// known in memory and moved by every commit, so it never lags what was stored; reading it
 /// changes nothing the recent-conversations list shows.
@@ -359,13 +372,7 @@ async fn a_conversations_last_seq_is_read_once_then_follows_every_commit() {
     let dir = tempfile::tempdir().unwrap();
     let (ab, room) = {
         let store = open(StorageKind::Disk, dir.path()).await;
-        user(&store, "alice").await;
-        user(&store, "bob").await;
-        let ab = store.open_direct("alice", "bob", 1).await.unwrap();
-        let room = store
-            .create_room("bob", &RoomName::parse("Quiet").unwrap(), 2)
-            .await
-            .unwrap();
+        let (ab, room) = alice_bob_and_a_quiet_room(&store).await;
         for at in 3..=5 {
             say(&store, &ab, "alice", &format!("m{at}"), at).await;
         }
@@ -417,13 +424,7 @@ async fn conversations_are_repaired_from_their_messages_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let (ab, room) = {
         let store = open(StorageKind::Disk, dir.path()).await;
-        user(&store, "alice").await;
-        user(&store, "bob").await;
-        let ab = store.open_direct("alice", "bob", 1).await.unwrap();
-        let room = store
-            .create_room("bob", &RoomName::parse("Quiet").unwrap(), 2)
-            .await
-            .unwrap();
+        let (ab, room) = alice_bob_and_a_quiet_room(&store).await;
         say(&store, &ab, "alice", "stored before", 3).await;
         // Stored, but its conversation's fields only pending: then the process dies.
         let batch: Vec<MessageRecord> = (2..=4)
