@@ -26,7 +26,8 @@ const DATABASE: &str = "chat";
 /// and zeroed in one go, which took 3.5 s of CPU at each shutdown and would stall a commit
 /// when it fills.
 pub const MEMTABLE_BYTES: u64 = 64 << 20;
-/// The storage engine's cache of file blocks; its default is half of RAM less 1 GiB.
+/// The storage engine's cache of file blocks by default (the `db_cache_mb` setting changes
+/// it); SurrealKV's own default is half of RAM less 1 GiB.
 pub const BLOCK_CACHE_BYTES: u64 = 256 << 20;
 
 /// Cheap-to-clone handle to the embedded database.
@@ -58,18 +59,15 @@ pub enum DbError {
 }
 
 /// Opens SurrealKV in `dir` as `surrealdb::engine::any::connect("surrealkv://...")` would,
-/// but with its memory capped ([`MEMTABLE_BYTES`], [`BLOCK_CACHE_BYTES`]): the SDK reads
+/// but with its memory capped ([`MEMTABLE_BYTES`], `cache_bytes`): the SDK reads
 /// those settings only from a datastore it is handed (`Surreal::unstable_from_datastore`,
 /// outside SurrealDB's semver promise; the version is pinned in `Cargo.toml`). The steps after building are the SDK's
 /// own (`surrealdb_engine_local::connect`): settle the storage version before the
 /// maintenance tasks write anything.
-async fn open_surrealkv(dir: &Path) -> anyhow::Result<Arc<Datastore>> {
+async fn open_surrealkv(dir: &Path, cache_bytes: u64) -> anyhow::Result<Arc<Datastore>> {
     let config = ConfigMap::empty()
         .with_key_value("surrealkv_max_memtable_size", MEMTABLE_BYTES.to_string())
-        .with_key_value(
-            "surrealkv_block_cache_capacity",
-            BLOCK_CACHE_BYTES.to_string(),
-        );
+        .with_key_value("surrealkv_block_cache_capacity", cache_bytes.to_string());
     let datastore = Datastore::builder()
         .with_config(config)
         .without_maintenance_tasks()
@@ -82,8 +80,17 @@ async fn open_surrealkv(dir: &Path) -> anyhow::Result<Arc<Datastore>> {
 }
 
 impl Database {
-    /// Opens (creating if needed) the database described by the settings.
+    /// Opens (creating if needed) the database, with the default block cache.
     pub async fn open(kind: StorageKind, data_dir: &Path) -> Result<Self, DbError> {
+        Self::open_with_cache(kind, data_dir, BLOCK_CACHE_BYTES).await
+    }
+
+    /// Opens (creating if needed) the database; on disk, with a block cache of `cache_bytes`.
+    pub async fn open_with_cache(
+        kind: StorageKind,
+        data_dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<Self, DbError> {
         let (db, lock_file) = match kind {
             StorageKind::Memory => (Surreal::new::<Mem>(()).await?, None),
             StorageKind::Disk => {
@@ -92,7 +99,7 @@ impl Database {
                     path: dir.display().to_string(),
                     source,
                 })?;
-                let datastore = open_surrealkv(&dir)
+                let datastore = open_surrealkv(&dir, cache_bytes)
                     .await
                     .map_err(|e| DbError::Engine(format!("{e:#}")))?;
                 (

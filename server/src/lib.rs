@@ -106,7 +106,12 @@ impl Application {
     /// Opens the database and binds the listener; nothing is served until [`Self::run`].
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let leptos = leptos_options()?;
-        let db = Database::open(settings.storage, &settings.data_dir).await?;
+        let db = Database::open_with_cache(
+            settings.storage,
+            &settings.data_dir,
+            settings.db_cache_bytes,
+        )
+        .await?;
         info!(
             storage = settings.storage.as_str(),
             data_dir = %settings.data_dir.display(),

@@ -15,6 +15,11 @@ pub const DEFAULT_LOG: &str = "info,surrealdb=warn,surrealkv=warn";
 /// Default messages per second per user.
 pub const DEFAULT_SEND_RATE: u32 = 20;
 
+/// Default size of the storage engine's block cache, in MiB (see `db::BLOCK_CACHE_BYTES`).
+pub const DEFAULT_DB_CACHE_MB: u64 = crate::db::BLOCK_CACHE_BYTES >> 20;
+/// Smallest block cache the settings accept, in MiB.
+pub const MIN_DB_CACHE_MB: u64 = 16;
+
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
 
@@ -67,6 +72,10 @@ pub struct Cli {
     /// Messages per second each user may send (bursts of three seconds' worth) [default: 20].
     #[arg(long, env = "CHAT_SEND_RATE")]
     pub send_rate: Option<u32>,
+    /// Memory for the storage engine's cache of file blocks, in MiB (at least 16); more keeps
+    /// more of a large database's history in memory [default: 256].
+    #[arg(long, env = "CHAT_DB_CACHE_MB")]
+    pub db_cache_mb: Option<u64>,
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealdb=warn,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
@@ -84,6 +93,7 @@ struct FileSettings {
     session_ttl_hours: Option<u64>,
     public_origin: Option<String>,
     send_rate: Option<u32>,
+    db_cache_mb: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -100,6 +110,8 @@ pub struct Settings {
     pub public_origin: Option<String>,
     /// Messages per second per user.
     pub send_rate: u32,
+    /// The storage engine's block cache, in bytes.
+    pub db_cache_bytes: u64,
 }
 
 /// A secret string that never shows in logs or `Debug` output.
@@ -136,6 +148,8 @@ pub enum SettingsError {
     },
     #[error("invalid LEPTOS_SITE_ADDR {0:?}")]
     SiteAddr(String),
+    #[error("db_cache_mb must be at least {MIN_DB_CACHE_MB} (got {0})")]
+    DbCache(u64),
 }
 
 impl Settings {
@@ -149,7 +163,11 @@ impl Settings {
             Ok(s) => Some(s.parse().map_err(|_| SettingsError::SiteAddr(s))?),
             Err(_) => None,
         };
-        Ok(Self::resolve(cli, file, site_addr))
+        let settings = Self::resolve(cli, file, site_addr);
+        if settings.db_cache_bytes < MIN_DB_CACHE_MB << 20 {
+            return Err(SettingsError::DbCache(settings.db_cache_bytes >> 20));
+        }
+        Ok(settings)
     }
 
     fn resolve(cli: Cli, file: FileSettings, site_addr: Option<SocketAddr>) -> Self {
@@ -180,6 +198,11 @@ impl Settings {
                 .send_rate
                 .or(file.send_rate)
                 .unwrap_or(DEFAULT_SEND_RATE),
+            db_cache_bytes: cli
+                .db_cache_mb
+                .or(file.db_cache_mb)
+                .unwrap_or(DEFAULT_DB_CACHE_MB)
+                .saturating_mul(1 << 20),
         }
     }
 
@@ -195,6 +218,7 @@ impl Settings {
             public_origin: None,
             // Tests pour messages in; the rate limit has a test of its own.
             send_rate: 100_000,
+            db_cache_bytes: DEFAULT_DB_CACHE_MB << 20,
         }
     }
 }
@@ -229,6 +253,24 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("data"));
         assert_eq!(s.storage, StorageKind::Disk);
         assert_eq!(s.log, DEFAULT_LOG);
+        assert_eq!(s.db_cache_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn the_database_cache_is_set_in_mib_and_has_a_floor() {
+        let s = Settings::resolve(Cli::default(), file("db_cache_mb = 1024"), None);
+        assert_eq!(s.db_cache_bytes, 1 << 30);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.toml");
+        std::fs::write(&path, "db_cache_mb = 8").unwrap();
+        let cli = Cli {
+            config: Some(path),
+            ..Cli::default()
+        };
+        assert!(matches!(
+            Settings::load(cli),
+            Err(SettingsError::DbCache(8))
+        ));
     }
 
     #[test]
@@ -277,6 +319,7 @@ mod tests {
                 "CHAT_SESSION_TTL_HOURS",
                 "CHAT_PUBLIC_ORIGIN",
                 "CHAT_SEND_RATE",
+                "CHAT_DB_CACHE_MB",
                 "CHAT_LOG"
             ]
         );
