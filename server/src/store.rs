@@ -1234,24 +1234,19 @@ impl SurrealChatStore {
         seq: u64,
     ) -> Result<(u64, u64), StoreError> {
         self.require_member(key, username).await?;
-        let pending_last = lock(&self.pending).last_seq(key, 0);
+        let last = self.last_seq(key).await?.unwrap_or(0);
         let mut res = self
             .db
             .query(
-                "LET $last = math::max([(SELECT VALUE last_seq FROM ONLY $conv), $pending_last]);
-                 UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, math::min([$seq, $last])])
-                    RETURN VALUE last_read_seq;
-                 RETURN $last;",
+                "UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, $upto])
+                    RETURN VALUE last_read_seq",
             )
-            .bind(("conv", conversation_id(key)))
             .bind(("member", member_id(key, username)))
-            .bind(("seq", seq as i64))
-            .bind(("pending_last", pending_last as i64))
+            .bind(("upto", seq.min(last) as i64))
             .await?
             .check()?;
-        let read: Option<i64> = res.take(1)?;
-        let last: Option<i64> = res.take(2)?;
-        let (mut read, last) = (to_u64(read.unwrap_or(0)), to_u64(last.unwrap_or(0)));
+        let read: Option<i64> = res.take(0)?;
+        let mut read = to_u64(read.unwrap_or(0));
         if let Some(&pending) = lock(&self.pending)
             .reads
             .get(&(username.to_owned(), key.to_owned()))
