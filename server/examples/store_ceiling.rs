@@ -11,8 +11,7 @@
 //! server runs (each with its own conversations), on a fresh disk database (one sync per
 //! commit, as in production); what the batches leave pending (conversations' last
 //! messages, the senders' read positions) is stored every `writer::PENDING_EVERY` by the
-//! server's own task for that. Prints one human line and one
-//! JSON line.
+//! server's own task for that. Prints one human line and one JSON line.
 
 use app::domain::{DisplayName, Username};
 use clap::Parser;

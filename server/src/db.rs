@@ -1,8 +1,8 @@
 //! The embedded SurrealDB handle: opened once at start-up from the settings, cheap to clone.
 //!
 //! Disk storage uses the SurrealKV engine (pure Rust, durable: one fsync per commit, with
-//! concurrent commits grouped), opened with its memory capped; memory storage is for tests. The schema is applied at every
-//! start and is idempotent.
+//! concurrent commits grouped), opened with its memory capped; memory storage is for tests.
+//! The schema is applied at every start and is idempotent.
 
 use std::{
     path::{Path, PathBuf},
@@ -59,11 +59,11 @@ pub enum DbError {
 }
 
 /// Opens SurrealKV in `dir` as `surrealdb::engine::any::connect("surrealkv://...")` would,
-/// but with its memory capped ([`MEMTABLE_BYTES`], `cache_bytes`): the SDK reads
-/// those settings only from a datastore it is handed (`Surreal::unstable_from_datastore`,
-/// outside SurrealDB's semver promise; the version is pinned in `Cargo.toml`). The steps after building are the SDK's
-/// own (`surrealdb_engine_local::connect`): settle the storage version before the
-/// maintenance tasks write anything.
+/// but with its memory capped ([`MEMTABLE_BYTES`], `cache_bytes`): the SDK reads those
+/// settings only from a datastore it is handed (`Surreal::unstable_from_datastore`, outside
+/// SurrealDB's semver promise; the version is pinned in `Cargo.toml`). The steps after
+/// building are the SDK's own (`surrealdb_engine_local::connect`): settle the storage
+/// version before the maintenance tasks write anything.
 async fn open_surrealkv(dir: &Path, cache_bytes: u64) -> anyhow::Result<Arc<Datastore>> {
     let config = ConfigMap::empty()
         .with_key_value("surrealkv_max_memtable_size", MEMTABLE_BYTES.to_string())
