@@ -1,5 +1,6 @@
 //! Throughput and latency: users in pairs, each sending to its peer for a fixed time, against
-//! the real server or the in-process relay baseline. Closed loop: each user keeps `window`
+//! the real server or one of the in-process relay baselines (plain, or durable: see
+//! [`crate::relay`]). Closed loop: each user keeps `window`
 //! messages in flight. Open loop: a fixed aggregate rate, each user on its own schedule, and
 //! latencies counted from the scheduled send time (so a stalled server cannot hide its
 //! queue). Measures delivered messages per second, send→ack and send→delivery latency, and
@@ -21,7 +22,10 @@ use crate::world::populate;
 pub enum Target {
     /// The chat server binary, on a fresh disk data directory.
     Server(PathBuf),
+    /// The relay baseline: no storage.
     Relay,
+    /// The relay baseline syncing every message to a file before its ack.
+    DurableRelay,
 }
 
 /// How the users send.
@@ -90,9 +94,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let users = opts.users.max(2) & !1;
     let dir = tempfile::tempdir()?;
     let mut server = None;
+    // Kept until the run ends: dropping the durable relay stops its syncing.
+    let mut relay = None;
     let (addr, target, tokens, convs) = match &opts.target {
-        Target::Relay => {
-            let relay = Relay::start().await?;
+        Target::Relay | Target::DurableRelay => {
+            let durable = matches!(opts.target, Target::DurableRelay);
+            let journal = dir.path().join("journal");
+            let started = Relay::start(durable.then_some(journal.as_path())).await?;
+            let addr = started.addr;
+            relay = Some(started);
             let tokens: Vec<String> = (0..users).map(|i| format!("r{i}")).collect();
             let convs: Vec<ConversationId> = (0..users)
                 .map(|i| {
@@ -100,7 +110,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                     ConversationId(format!("r{a}/r{b}"))
                 })
                 .collect();
-            (relay.addr, "relay", tokens, convs)
+            (
+                addr,
+                if durable { "relay+sync" } else { "relay" },
+                tokens,
+                convs,
+            )
         }
         Target::Server(bin) => {
             let addr = free_port()?;
@@ -146,6 +161,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     if let Some(mut s) = server {
         s.stop(Stop::Term).await?;
     }
+    drop(relay);
     let acked: u64 = results.iter().map(|r| r.acked).sum();
     let delivered: u64 = results.iter().map(|r| r.delivered).sum();
     anyhow::ensure!(

@@ -39,8 +39,8 @@ enum Command {
         #[arg(long, default_value_t = 1500)]
         max_up_ms: u64,
     },
-    /// Throughput and latency of the server, then of the in-process relay baseline, in the
-    /// same run: closed loop (a window per user), or open loop with `--rate`.
+    /// Throughput and latency of the server, then of the in-process relay baselines (durable,
+    /// then plain), in the same run: closed loop (a window per user), or open loop with `--rate`.
     Bench {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
         server_bin: PathBuf,
@@ -213,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
             let mut reports = Vec::new();
             for target in [
                 loadgen::bench::Target::Server(server_bin),
+                loadgen::bench::Target::DurableRelay,
                 loadgen::bench::Target::Relay,
             ] {
                 reports.push(
@@ -225,7 +226,10 @@ async fn main() -> anyhow::Result<()> {
                     .await?,
                 );
             }
-            let relay = reports[1].throughput.max(1.0);
+            let (server, durable, relay) = (&reports[0], &reports[1], &reports[2]);
+            let relay_per_s = relay.throughput.max(1.0);
+            // Latency beside the baselines': how many times theirs.
+            let times = |a: u64, b: u64| a as f64 / b.max(1) as f64;
             let ceiling = match &store_ceiling {
                 Some(bin) => Some(loadgen::process::store_ceiling(bin, seconds).await?),
                 None => None,
@@ -238,13 +242,13 @@ async fn main() -> anyhow::Result<()> {
                     "open loop: {users} users in pairs, {per_second} msg/s in all, {seconds} s each"
                 ),
             }
-            println!("target   delivered/s   vs relay   ack p50/p99 (us)   delivery p50/p99 (us)   server RSS");
+            println!("target       delivered/s   vs relay   ack p50/p99 (us)   delivery p50/p99 (us)   server RSS");
             for r in &reports {
                 println!(
-                    "{:<7}  {:>11.0}   {:>7.1}%   {:>7} / {:<7}   {:>9} / {:<9}   {}",
+                    "{:<10}  {:>11.0}   {:>7.1}%   {:>7} / {:<7}   {:>9} / {:<9}   {}",
                     r.target,
                     r.throughput,
-                    100.0 * r.throughput / relay,
+                    100.0 * r.throughput / relay_per_s,
                     r.ack_us.p50,
                     r.ack_us.p99,
                     r.delivery_us.p50,
@@ -253,10 +257,15 @@ async fn main() -> anyhow::Result<()> {
                         .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
                 );
             }
+            println!(
+                "server delivery p99: {:.1}x the durable relay's, {:.1}x the relay's (relay+sync: the relay with an fsync before each ack, shared by whatever arrived meanwhile)",
+                times(server.delivery_us.p99, durable.delivery_us.p99),
+                times(server.delivery_us.p99, relay.delivery_us.p99),
+            );
             if let Some(c) = ceiling {
                 println!(
                     "store only  {c:>8.0}/s   (the server delivered {:.1}% of what the store alone makes durable)",
-                    100.0 * reports[0].throughput / c.max(1.0)
+                    100.0 * server.throughput / c.max(1.0)
                 );
             }
             let steal = cpu.and_then(|c| c.steal_since());
@@ -298,9 +307,12 @@ async fn main() -> anyhow::Result<()> {
                     "load_after": loadgen::machine_load(),
                     "steal_percent": steal,
                     "seconds": seconds,
-                    "ratio_to_relay": reports[0].throughput / relay,
+                    "ratio_to_relay": server.throughput / relay_per_s,
+                    "ratio_to_durable_relay": server.throughput / durable.throughput.max(1.0),
+                    "delivery_p99_vs_relay": times(server.delivery_us.p99, relay.delivery_us.p99),
+                    "delivery_p99_vs_durable_relay": times(server.delivery_us.p99, durable.delivery_us.p99),
                     "store_ceiling_per_s": ceiling,
-                    "ratio_to_store_ceiling": ceiling.map(|c| reports[0].throughput / c.max(1.0)),
+                    "ratio_to_store_ceiling": ceiling.map(|c| server.throughput / c.max(1.0)),
                     "results": line,
                 })
             );

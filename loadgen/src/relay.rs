@@ -1,6 +1,12 @@
-//! The baseline: a minimal in-process WebSocket relay speaking the same frames as the chat
-//! server, with no authentication, no storage and no sequencing beyond a counter. Whatever
-//! it reaches on this machine is the ceiling the real server is compared with.
+//! The baselines: a minimal in-process WebSocket relay speaking the same frames as the chat
+//! server, with no authentication and no sequencing beyond a counter. Whatever it reaches on
+//! this machine is the ceiling the real server is compared with.
+//!
+//! Two kinds: the plain relay stores nothing; the durable relay appends every `send` to one
+//! file and acknowledges and delivers it only after an fsync that covers it, one thread
+//! syncing and everything that arrived during a sync sharing the next (group commit, the
+//! server's store's own scheme). The durable relay is the floor for a server that acks
+//! nothing before it is on disk: this machine's disk and scheduler, and no database.
 //!
 //! A client's session token is taken as its username; a direct conversation `a/b` has the
 //! members `a` and `b`. A `send` is acknowledged to the sender and delivered to the other
@@ -9,8 +15,11 @@
 use app::protocol::{ClientMsg, Message, ServerMsg, UserInfo, PROTOCOL_VERSION};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{
@@ -18,42 +27,143 @@ use tokio_tungstenite::tungstenite::{
     Message as Frame,
 };
 
-type Outboxes = Arc<Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Arc<str>>>>>>;
+type Outbox = mpsc::UnboundedSender<Arc<str>>;
+type Outboxes = Arc<Mutex<HashMap<String, Vec<Outbox>>>>;
 
-/// A running relay; dropping it does not stop it (it lives as long as the runtime).
+/// A running relay. Dropping it stops the durable relay's syncing thread (its sockets then
+/// get no more acks); the sockets themselves live as long as the runtime.
 pub struct Relay {
     pub addr: SocketAddr,
+    journal: Option<Arc<Journal>>,
 }
 
 impl Relay {
-    /// Listens on a free loopback port.
-    pub async fn start() -> anyhow::Result<Relay> {
+    /// Listens on a free loopback port; with `journal`, durable: appends every message to
+    /// that file (created) and syncs it before the ack.
+    pub async fn start(journal: Option<&Path>) -> anyhow::Result<Relay> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let outboxes: Outboxes = Arc::default();
-        let seqs: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let journal = match journal {
+            Some(path) => Some(Journal::start(File::create(path)?)?),
+            None => None,
+        };
+        let shared = Shared {
+            outboxes: Arc::default(),
+            seqs: Arc::default(),
+            journal: journal.clone(),
+        };
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 // As the server does: frames go out at once.
                 let _ = stream.set_nodelay(true);
-                let outboxes = outboxes.clone();
-                let seqs = seqs.clone();
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream, outboxes, seqs).await;
+                    let _ = serve(stream, shared).await;
                 });
             }
         });
-        Ok(Relay { addr })
+        Ok(Relay { addr, journal })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(journal) = &self.journal {
+            journal.close();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    outboxes: Outboxes,
+    /// Each conversation's last `seq`; the durable relay holds it until the message is
+    /// appended, so that a conversation's messages reach the file in `seq` order.
+    seqs: Arc<Mutex<HashMap<String, u64>>>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// What a sync releases: the frames, to whom, in the order they were appended.
+struct Unsynced {
+    ack: (Outbox, Arc<str>),
+    delivery: (Vec<Outbox>, Arc<str>),
+}
+
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    waiting: Vec<Unsynced>,
+    closed: bool,
+}
+
+/// The durable relay's log: appended under [`Shared::seqs`], written and synced by one
+/// thread.
+struct Journal {
+    next: Mutex<Batch>,
+    arrived: Condvar,
+}
+
+impl Journal {
+    fn start(file: File) -> anyhow::Result<Arc<Journal>> {
+        let journal = Arc::new(Journal {
+            next: Mutex::default(),
+            arrived: Condvar::new(),
+        });
+        let syncing = journal.clone();
+        std::thread::Builder::new()
+            .name("relay-journal".into())
+            .spawn(move || syncing.run(file))?;
+        Ok(journal)
+    }
+
+    fn append(&self, line: &str, then: Unsynced) {
+        let mut next = self.next.lock().expect("lock");
+        next.bytes.extend_from_slice(line.as_bytes());
+        next.bytes.push(b'\n');
+        next.waiting.push(then);
+        drop(next);
+        self.arrived.notify_one();
+    }
+
+    fn close(&self) {
+        self.next.lock().expect("lock").closed = true;
+        self.arrived.notify_one();
+    }
+
+    /// Writes and syncs whatever arrived, then releases its frames; until closed or the
+    /// file fails (then nothing more is acked, and the run reports the silence).
+    fn run(&self, mut file: File) {
+        loop {
+            let batch = {
+                let mut next = self.next.lock().expect("lock");
+                while next.waiting.is_empty() && !next.closed {
+                    next = self.arrived.wait(next).expect("lock");
+                }
+                if next.closed {
+                    return;
+                }
+                std::mem::take(&mut *next)
+            };
+            if file
+                .write_all(&batch.bytes)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                return;
+            }
+            for u in batch.waiting {
+                for out in &u.delivery.0 {
+                    let _ = out.send(u.delivery.1.clone());
+                }
+                let _ = u.ack.0.send(u.ack.1);
+            }
+        }
     }
 }
 
 // The handshake callback's error type is tungstenite's (an HTTP response), not ours.
 #[allow(clippy::result_large_err)]
-async fn serve(
-    stream: tokio::net::TcpStream,
-    outboxes: Outboxes,
-    seqs: Arc<Mutex<HashMap<String, u64>>>,
-) -> anyhow::Result<()> {
+async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<()> {
     let mut user = String::new();
     let ws = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, res: Response| {
         user = req
@@ -69,7 +179,7 @@ async fn serve(
     let (mut write, mut read) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Arc<str>>();
     {
-        let mut outboxes = outboxes.lock().expect("lock");
+        let mut outboxes = shared.outboxes.lock().expect("lock");
         let mine = outboxes.entry(user.clone()).or_default();
         mine.retain(|s| !s.is_closed());
         mine.push(tx.clone());
@@ -98,12 +208,14 @@ async fn serve(
                 client_msg_id,
                 body,
             }) => {
+                let mut seqs = shared.seqs.lock().expect("lock");
                 let seq = {
-                    let mut seqs = seqs.lock().expect("lock");
                     let s = seqs.entry(conversation_id.0.clone()).or_default();
                     *s += 1;
                     *s
                 };
+                // The plain relay needs the lock no longer.
+                let seqs = shared.journal.is_some().then_some(seqs);
                 let message = Message {
                     conversation_id: conversation_id.clone(),
                     seq,
@@ -118,18 +230,44 @@ async fn serve(
                     }
                     .encode(),
                 );
-                {
-                    let outboxes = outboxes.lock().expect("lock");
-                    for member in conversation_id.0.split('/').filter(|m| *m != user) {
-                        for out in outboxes.get(member).into_iter().flatten() {
+                let recipients: Vec<Outbox> = {
+                    let outboxes = shared.outboxes.lock().expect("lock");
+                    conversation_id
+                        .0
+                        .split('/')
+                        .filter(|m| *m != user)
+                        .flat_map(|m| outboxes.get(m).into_iter().flatten().cloned())
+                        .collect()
+                };
+                let ack: Arc<str> = Arc::from(
+                    ServerMsg::Ack {
+                        client_msg_id: client_msg_id.to_string(),
+                        message,
+                    }
+                    .encode(),
+                );
+                match &shared.journal {
+                    Some(journal) => {
+                        // Appended under the lock that numbered it.
+                        journal.append(
+                            &delivery,
+                            Unsynced {
+                                ack: (tx.clone(), ack),
+                                delivery: (recipients, delivery.clone()),
+                            },
+                        );
+                        drop(seqs);
+                    }
+                    None => {
+                        for out in &recipients {
                             let _ = out.send(delivery.clone());
+                        }
+                        if tx.send(ack).is_err() {
+                            break;
                         }
                     }
                 }
-                ServerMsg::Ack {
-                    client_msg_id: client_msg_id.to_string(),
-                    message,
-                }
+                continue;
             }
             Ok(ClientMsg::Resume { .. }) => ServerMsg::Resumed,
             Ok(ClientMsg::Ping { nonce }) => ServerMsg::Pong {
