@@ -77,9 +77,10 @@ DEFINE TABLE IF NOT EXISTS store_state SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS clean ON store_state TYPE bool;
 ";
 
-/// Pending changes stored per transaction by [`SurrealChatStore::store_pending`]: one
-/// transaction of them costs about as much as a writer's batch of a few messages.
-const PENDING_CHUNK: usize = 64;
+/// Pending changes stored per transaction by [`SurrealChatStore::store_pending`]. The
+/// statement runs on a runtime worker without yielding, holding up the sockets queued there:
+/// 64 rows took 7–15 ms under the open-loop benchmark, 8 take 1–4 ms with their sync.
+const PENDING_CHUNK: usize = 8;
 
 /// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
 /// database moves them to `msg` once, this many per transaction.
