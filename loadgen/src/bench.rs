@@ -1,10 +1,10 @@
 //! Throughput and latency: users in pairs, each sending to its peer for a fixed time, against
 //! the real server or one of the in-process relay baselines (plain, or durable: see
-//! [`crate::relay`]). Closed loop: each user keeps `window`
-//! messages in flight. Open loop: a fixed aggregate rate, each user on its own schedule, and
-//! latencies counted from the scheduled send time (so a stalled server cannot hide its
-//! queue). Measures delivered messages per second, send→ack and send→delivery latency, and
-//! checks that every acknowledged message was delivered once, in order.
+//! [`crate::relay`]). Closed loop: each user keeps `window` messages in flight. Open loop: a
+//! fixed aggregate rate, each user on its own schedule, and latencies counted from the
+//! scheduled send time (so a stalled server cannot hide its queue). Measures delivered
+//! messages per second, send→ack and send→delivery latency, and checks that every
+//! acknowledged message was delivered once, in order.
 
 use anyhow::Context;
 use app::domain::{ClientMsgId, MessageBody};
