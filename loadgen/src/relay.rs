@@ -83,16 +83,28 @@ struct Shared {
     journal: Option<Arc<Journal>>,
 }
 
-/// What a sync releases: the frames, to whom, in the order they were appended.
-struct Unsynced {
+/// A stored message's frames and who gets them: the delivery to the other members' sockets,
+/// the ack to the sender's. The plain relay sends them at once; the durable one after the
+/// sync, in the order they were appended.
+struct Frames {
     ack: (Outbox, Arc<str>),
     delivery: (Vec<Outbox>, Arc<str>),
+}
+
+impl Frames {
+    /// Sends the delivery, then the ack; false if the sender's socket is gone.
+    fn send(self) -> bool {
+        for out in &self.delivery.0 {
+            let _ = out.send(self.delivery.1.clone());
+        }
+        self.ack.0.send(self.ack.1).is_ok()
+    }
 }
 
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    waiting: Vec<Unsynced>,
+    waiting: Vec<Frames>,
     closed: bool,
 }
 
@@ -116,11 +128,12 @@ impl Journal {
         Ok(journal)
     }
 
-    fn append(&self, line: &str, then: Unsynced) {
+    /// Appends the delivery frame as one line; `frames` go out once it is synced.
+    fn append(&self, frames: Frames) {
         let mut next = self.next.lock().expect("lock");
-        next.bytes.extend_from_slice(line.as_bytes());
+        next.bytes.extend_from_slice(frames.delivery.1.as_bytes());
         next.bytes.push(b'\n');
-        next.waiting.push(then);
+        next.waiting.push(frames);
         drop(next);
         self.arrived.notify_one();
     }
@@ -151,11 +164,8 @@ impl Journal {
             {
                 return;
             }
-            for u in batch.waiting {
-                for out in &u.delivery.0 {
-                    let _ = out.send(u.delivery.1.clone());
-                }
-                let _ = u.ack.0.send(u.ack.1);
+            for frames in batch.waiting {
+                frames.send();
             }
         }
     }
@@ -246,27 +256,20 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                     }
                     .encode(),
                 );
+                let frames = Frames {
+                    ack: (tx.clone(), ack),
+                    delivery: (recipients, delivery),
+                };
                 match &shared.journal {
-                    Some(journal) => {
-                        // Appended under the lock that numbered it.
-                        journal.append(
-                            &delivery,
-                            Unsynced {
-                                ack: (tx.clone(), ack),
-                                delivery: (recipients, delivery.clone()),
-                            },
-                        );
-                        drop(seqs);
-                    }
+                    // Appended under the lock that numbered it.
+                    Some(journal) => journal.append(frames),
                     None => {
-                        for out in &recipients {
-                            let _ = out.send(delivery.clone());
-                        }
-                        if tx.send(ack).is_err() {
+                        if !frames.send() {
                             break;
                         }
                     }
                 }
+                drop(seqs);
                 continue;
             }
             Ok(ClientMsg::Resume { .. }) => ServerMsg::Resumed,
