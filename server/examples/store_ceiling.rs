@@ -46,6 +46,8 @@ struct Options {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the server runs (see `server::no_transparent_huge_pages`).
+    server::no_transparent_huge_pages()?;
     let o = Options::parse();
     let (pairs, batch, writers) = (
         usize::from(o.pairs),

@@ -4,7 +4,7 @@
 use clap::Parser;
 use server::{
     settings::{Cli, Settings},
-    shutdown_signal, Application,
+    no_transparent_huge_pages, shutdown_signal, Application,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -16,10 +16,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let huge_pages = no_transparent_huge_pages();
     let settings = Settings::load(Cli::parse())?;
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&settings.log)?)
         .init();
+    if let Err(e) = huge_pages {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off: latency will suffer");
+    }
     let app = Application::build(settings).await?;
     app.run(shutdown_signal()).await?;
     // Everything is closed and the database has finished its shutdown. Exit now rather than
