@@ -3,8 +3,9 @@
 
 use clap::Parser;
 use server::{
+    no_transparent_huge_pages,
     settings::{Cli, Settings},
-    no_transparent_huge_pages, shutdown_signal, Application,
+    shutdown_signal, Application,
 };
 use tracing_subscriber::EnvFilter;
 
