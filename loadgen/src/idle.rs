@@ -1,18 +1,24 @@
-//! Idle connections: how many authenticated sockets the server holds, and what each costs.
+//! Idle connections: how many authenticated sockets the server holds, and what each costs,
+//! beside what the same sockets cost the plain relay baseline.
 //!
 //! Signs up enough users (at most [`PER_USER`] sockets each, under the server's per-user
 //! cap), takes the server's RSS, opens `connections` sockets (each gets its `hello`), lets
 //! them sit, takes the RSS again, then pings every socket and counts the `pong`s. The
 //! difference in RSS over the count is the memory per connection; the RSS before (the
-//! database and its caches, the runtime) is reported on its own.
+//! database and its caches, the runtime) is reported on its own. Then the same with the
+//! plain relay ([`crate::relay`]) in a process of its own (`loadgen relay`), so that its RSS
+//! is the relay's alone: what a socket costs on this machine with nothing but WebSocket
+//! framing on tokio.
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use app::protocol::{ClientMsg, ServerMsg};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::process::Command;
 
 use crate::client::Conn;
 use crate::http::sign_up;
-use crate::process::{free_port, ServerProcess, Stop};
+use crate::process::{free_port, rss_kib, ServerProcess, Stop};
 
 /// Sockets per user (the server allows 32).
 pub const PER_USER: usize = 25;
@@ -26,20 +32,38 @@ pub struct Options {
     pub hold: Duration,
 }
 
+/// What one target's sockets cost.
 #[derive(Debug)]
-pub struct Report {
-    pub connections: usize,
-    pub users: usize,
+pub struct Held {
     pub open_seconds: f64,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub alive: usize,
 }
 
+impl Held {
+    pub fn bytes_per_connection(&self, connections: usize) -> f64 {
+        (self.rss_after_kib.saturating_sub(self.rss_before_kib) * 1024) as f64
+            / connections.max(1) as f64
+    }
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub connections: usize,
+    pub users: usize,
+    pub server: Held,
+    /// The plain relay, same sockets, measured right after the server.
+    pub relay: Held,
+}
+
 impl Report {
     pub fn bytes_per_connection(&self) -> f64 {
-        (self.rss_after_kib.saturating_sub(self.rss_before_kib) * 1024) as f64
-            / self.connections.max(1) as f64
+        self.server.bytes_per_connection(self.connections)
+    }
+
+    pub fn relay_bytes_per_connection(&self) -> f64 {
+        self.relay.bytes_per_connection(self.connections)
     }
 }
 
@@ -53,10 +77,49 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     for i in 0..users {
         tokens.push(sign_up(addr, &format!("idle{i}")).await?);
     }
+    let pid = server.pid().context("the server has no pid")?;
+    let held = hold(addr, &tokens, pid, &opts).await?;
+    server.stop(Stop::Term).await?;
+
+    // The relay takes a socket's token as its username.
+    let names: Vec<String> = (0..users).map(|i| format!("idle{i}")).collect();
+    let relay_addr = free_port()?;
+    let relay = Command::new(std::env::current_exe()?)
+        .args(["relay", "--addr", &relay_addr.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .context("start the relay process")?;
+    let relay_pid = relay.id().context("the relay has no pid")?;
+    let listening = Instant::now();
+    while tokio::net::TcpStream::connect(relay_addr).await.is_err() {
+        ensure!(
+            listening.elapsed() < Duration::from_secs(10),
+            "the relay process did not listen on {relay_addr} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let relay_held = hold(relay_addr, &names, relay_pid, &opts).await?;
+    drop(relay);
+    Ok(Report {
+        connections: opts.connections,
+        users,
+        server: held,
+        relay: relay_held,
+    })
+}
+
+/// Opens `opts.connections` sockets to `addr` ([`PER_USER`] per token), holds them, and
+/// takes the RSS of process `pid` before and after; every socket must answer a ping.
+async fn hold(
+    addr: SocketAddr,
+    tokens: &[String],
+    pid: u32,
+    opts: &Options,
+) -> anyhow::Result<Held> {
     // One socket first, so that the runtime's one-off allocations are in the baseline.
     Conn::open(addr, &tokens[0]).await?.close().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before_kib = server.rss_kib().unwrap_or(0);
+    let rss_before_kib = rss_kib(pid).unwrap_or(0);
     let started = Instant::now();
     let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
     while conns.len() < opts.connections {
@@ -68,7 +131,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let open_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(opts.hold).await;
-    let rss_after_kib = server.rss_kib().unwrap_or(0);
+    let rss_after_kib = rss_kib(pid).unwrap_or(0);
     // Every socket must still answer.
     let mut alive = 0;
     for chunk in conns.chunks_mut(OPENING) {
@@ -87,14 +150,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     ensure!(
         alive == opts.connections,
-        "{alive} of {} sockets answered",
+        "{alive} of {} sockets to {addr} answered",
         opts.connections
     );
-    drop(conns);
-    server.stop(Stop::Term).await?;
-    Ok(Report {
-        connections: opts.connections,
-        users,
+    Ok(Held {
         open_seconds,
         rss_before_kib,
         rss_after_kib,

@@ -60,7 +60,7 @@ enum Command {
         #[arg(long)]
         store_ceiling: Option<PathBuf>,
     },
-    /// Holds many authenticated idle sockets; memory per connection.
+    /// Holds many authenticated idle sockets; memory per connection, beside the plain relay's.
     Idle {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
         server_bin: PathBuf,
@@ -69,6 +69,14 @@ enum Command {
         /// Seconds to hold them before measuring and pinging each (bounded).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
         seconds: u64,
+    },
+    /// The plain relay baseline in a process of its own, until killed (the `idle` benchmark
+    /// starts it, so that the relay's memory is measured apart from the clients').
+    #[command(hide = true)]
+    Relay {
+        /// A loopback address to listen on.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
     },
     /// Reconnect storms: half the users drop and resume at once, repeatedly, under traffic.
     Storm {
@@ -332,13 +340,20 @@ async fn main() -> anyhow::Result<()> {
             let mib = |kib: u64| kib as f64 / 1024.0;
             println!(
                 "{} idle authenticated sockets ({} users) opened in {:.1} s, all {} answered a ping after {seconds} s",
-                r.connections, r.users, r.open_seconds, r.alive
+                r.connections, r.users, r.server.open_seconds, r.server.alive
             );
             println!(
                 "server RSS before {:.1} MiB (runtime, database and its caches), with the sockets {:.1} MiB: {:.0} bytes per connection",
-                mib(r.rss_before_kib),
-                mib(r.rss_after_kib),
+                mib(r.server.rss_before_kib),
+                mib(r.server.rss_after_kib),
                 r.bytes_per_connection()
+            );
+            println!(
+                "plain relay (own process), same sockets: RSS before {:.1} MiB, with them {:.1} MiB: {:.0} bytes per connection; the server uses {:.2}x the relay's",
+                mib(r.relay.rss_before_kib),
+                mib(r.relay.rss_after_kib),
+                r.relay_bytes_per_connection(),
+                r.bytes_per_connection() / r.relay_bytes_per_connection().max(1.0)
             );
             println!(
                 "machine load before {}, after {}",
@@ -350,13 +365,23 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({
                     "scenario": "idle",
                     "connections": r.connections,
-                    "alive": r.alive,
-                    "rss_before_kib": r.rss_before_kib,
-                    "rss_after_kib": r.rss_after_kib,
+                    "alive": r.server.alive,
+                    "rss_before_kib": r.server.rss_before_kib,
+                    "rss_after_kib": r.server.rss_after_kib,
                     "bytes_per_connection": r.bytes_per_connection(),
-                    "open_seconds": r.open_seconds,
+                    "open_seconds": r.server.open_seconds,
+                    "relay_rss_before_kib": r.relay.rss_before_kib,
+                    "relay_rss_after_kib": r.relay.rss_after_kib,
+                    "relay_bytes_per_connection": r.relay_bytes_per_connection(),
+                    "ratio_to_relay": r.bytes_per_connection() / r.relay_bytes_per_connection().max(1.0),
                 })
             );
+        }
+        Command::Relay { addr } => {
+            let relay = loadgen::relay::Relay::start_on(addr, None).await?;
+            println!("relay listening on {}", relay.addr);
+            // Until killed: the sockets are served by the runtime's tasks.
+            std::future::pending::<()>().await;
         }
         Command::Storm {
             server_bin,

@@ -41,7 +41,12 @@ impl Relay {
     /// Listens on a free loopback port; with `journal`, durable: appends every message to
     /// that file (created) and syncs it before the ack.
     pub async fn start(journal: Option<&Path>) -> anyhow::Result<Relay> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), journal).await
+    }
+
+    /// As [`Relay::start`], on `addr` (loopback only).
+    pub async fn start_on(addr: SocketAddr, journal: Option<&Path>) -> anyhow::Result<Relay> {
+        let listener = TcpListener::bind(crate::loopback_only(addr)?).await?;
         let addr = listener.local_addr()?;
         let journal = match journal {
             Some(path) => Some(Journal::start(File::create(path)?)?),
