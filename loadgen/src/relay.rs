@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{Request, Response},
+    protocol::WebSocketConfig,
     Message as Frame,
 };
 
@@ -176,20 +177,33 @@ impl Journal {
     }
 }
 
+/// The server's socket buffers (`server::ws`: 4 KiB read, 16 KiB write), so that the relay
+/// differs from the server in what it does, not in how it frames: the library's defaults
+/// (128 KiB each way) would cost each idle socket ~130 KiB.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+}
+
 // The handshake callback's error type is tungstenite's (an HTTP response), not ours.
 #[allow(clippy::result_large_err)]
 async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<()> {
     let mut user = String::new();
-    let ws = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, res: Response| {
-        user = req
-            .headers()
-            .get("cookie")
-            .and_then(|c| c.to_str().ok())
-            .and_then(|c| c.strip_prefix("chat_session="))
-            .unwrap_or("anonymous")
-            .to_owned();
-        Ok(res)
-    })
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        |req: &Request, res: Response| {
+            user = req
+                .headers()
+                .get("cookie")
+                .and_then(|c| c.to_str().ok())
+                .and_then(|c| c.strip_prefix("chat_session="))
+                .unwrap_or("anonymous")
+                .to_owned();
+            Ok(res)
+        },
+        Some(socket_config()),
+    )
     .await?;
     let (mut write, mut read) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Arc<str>>();
