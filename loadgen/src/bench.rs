@@ -9,9 +9,11 @@
 use anyhow::Context;
 use app::domain::{ClientMsgId, MessageBody};
 use app::protocol::{ClientMsg, ConversationId, ServerMsg};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 use crate::client::{Closed, Conn};
 use crate::process::{free_port, ServerProcess, Stop};
@@ -58,6 +60,10 @@ pub struct Report {
     pub throughput: f64,
     pub ack_us: Percentiles,
     pub delivery_us: Percentiles,
+    /// How long after its due time each frame had been written to the socket: the load
+    /// generator's own lateness (its timer and scheduling), part of every latency above. In
+    /// the closed loop a send is due when it is written, so this is only its write.
+    pub send_late_us: Percentiles,
     pub rss_kib: Option<u64>,
 }
 
@@ -88,6 +94,7 @@ struct UserResult {
     delivered: u64,
     ack_us: Vec<u64>,
     delivery_us: Vec<u64>,
+    send_late_us: Vec<u64>,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
@@ -138,19 +145,28 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let deadline = start + opts.duration;
     let mut tasks = Vec::new();
     let count = conns.len();
+    let mut schedules = Vec::new();
     for (i, (conn, conv)) in conns.into_iter().zip(convs).enumerate() {
         let pace = match opts.load {
             Load::Closed { window } => Pace::Window(window.max(1)),
             Load::Open { per_second } => {
                 let every = Duration::from_secs_f64(count as f64 / per_second.max(0.001));
+                let (tx, rx) = mpsc::unbounded_channel();
                 // Staggered, so that the users' schedules spread over the interval.
-                Pace::Every {
+                schedules.push(Schedule {
+                    next: start + every.mul_f64(i as f64 / count as f64),
                     every,
-                    first: start + every.mul_f64(i as f64 / count as f64),
-                }
+                    due: tx,
+                });
+                Pace::Ticks(rx)
             }
         };
         tasks.push(tokio::spawn(user(conn, i, conv, pace, start, deadline)));
+    }
+    if !schedules.is_empty() {
+        std::thread::Builder::new()
+            .name("open-loop-pacer".into())
+            .spawn(move || pacer(schedules, deadline))?;
     }
     let mut results = Vec::new();
     for t in tasks {
@@ -186,14 +202,54 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 .flat_map(|r| r.delivery_us.drain(..))
                 .collect(),
         ),
+        send_late_us: Percentiles::of(
+            results
+                .iter_mut()
+                .flat_map(|r| r.send_late_us.drain(..))
+                .collect(),
+        ),
         rss_kib,
     })
 }
 
-#[derive(Debug, Clone, Copy)]
 enum Pace {
+    /// Closed loop: this many messages unacknowledged.
     Window(usize),
-    Every { every: Duration, first: Instant },
+    /// Open loop: a message is due at each time received (from [`pacer`]); the channel
+    /// closes at the deadline.
+    Ticks(mpsc::UnboundedReceiver<Instant>),
+}
+
+/// One user's open-loop schedule.
+struct Schedule {
+    next: Instant,
+    every: Duration,
+    due: mpsc::UnboundedSender<Instant>,
+}
+
+/// Tells each user when a send of theirs is due, until `deadline`, from a thread of its own
+/// sleeping with the OS's high-resolution timer. The runtime's timer rounds every deadline
+/// up to its next millisecond tick, so users waking themselves sent ~0.9 ms late at the
+/// median, and that lateness counted as latency of whichever target was measured.
+fn pacer(mut schedules: Vec<Schedule>, deadline: Instant) {
+    let mut order: BinaryHeap<Reverse<(Instant, usize)>> = schedules
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Reverse((s.next, i)))
+        .collect();
+    while let Some(Reverse((at, i))) = order.pop() {
+        if at >= deadline {
+            continue;
+        }
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let s = &mut schedules[i];
+        // A user that failed has dropped its receiver: nothing more for it.
+        if s.due.send(at).is_ok() {
+            s.next = at + s.every;
+            order.push(Reverse((s.next, i)));
+        }
+    }
+    // Dropping the senders tells every user that sending is over.
 }
 
 /// Sends to its peer at its `pace` until `deadline`; reads acks and deliveries; then waits
@@ -202,7 +258,7 @@ async fn user(
     mut conn: Conn,
     index: usize,
     conv: ConversationId,
-    pace: Pace,
+    mut pace: Pace,
     start: Instant,
     deadline: Instant,
 ) -> anyhow::Result<UserResult> {
@@ -211,64 +267,72 @@ async fn user(
         delivered: 0,
         ack_us: Vec::new(),
         delivery_us: Vec::new(),
+        send_late_us: Vec::new(),
     };
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
     let mut n = 0_u64;
     let mut last_seq = 0_u64;
     let mut quiet_since: Option<Instant> = None;
-    let mut next_send = match pace {
-        Pace::Every { first, .. } => first,
-        Pace::Window(_) => start,
-    };
+    // Each send is stamped with its due time: now for the closed loop, the schedule's for
+    // the open loop.
+    let mut due = Vec::new();
     loop {
         let now = Instant::now();
-        if now < deadline {
-            // Each send is stamped with its due time: now for the closed loop, the
-            // schedule's for the open loop.
-            let mut due = Vec::new();
-            match pace {
-                Pace::Window(window) => {
-                    while sent_at.len() + due.len() < window {
+        let sending = match &pace {
+            Pace::Window(window) => {
+                if now < deadline {
+                    while sent_at.len() + due.len() < *window {
                         due.push(now);
                     }
                 }
-                Pace::Every { every, .. } => {
-                    while next_send <= now && next_send < deadline {
-                        due.push(next_send);
-                        next_send += every;
-                    }
-                    anyhow::ensure!(
-                        sent_at.len() < OPEN_BACKLOG,
-                        "user {index}: {} messages unacknowledged: the server fell behind",
-                        sent_at.len()
-                    );
-                }
+                now < deadline
             }
-            for at in due {
-                n += 1;
-                let id = format!("b{index}-{n}");
-                // The body carries the due time, for the receiver's latency.
-                let body = format!("{}", at.duration_since(start).as_nanos());
-                conn.send(&ClientMsg::Send {
-                    conversation_id: conv.clone(),
-                    client_msg_id: ClientMsgId::parse(&id)?,
-                    body: MessageBody::parse(&body)?,
-                })
-                .await?;
-                sent_at.insert(id, at);
+            Pace::Ticks(ticks) => {
+                anyhow::ensure!(
+                    sent_at.len() < OPEN_BACKLOG,
+                    "user {index}: {} messages unacknowledged: the server fell behind",
+                    sent_at.len()
+                );
+                !ticks.is_closed() || !ticks.is_empty()
             }
-        } else if sent_at.is_empty()
+        };
+        for at in due.drain(..) {
+            n += 1;
+            let id = format!("b{index}-{n}");
+            // The body carries the due time, for the receiver's latency.
+            let body = format!("{}", at.duration_since(start).as_nanos());
+            conn.send(&ClientMsg::Send {
+                conversation_id: conv.clone(),
+                client_msg_id: ClientMsgId::parse(&id)?,
+                body: MessageBody::parse(&body)?,
+            })
+            .await?;
+            r.send_late_us.push(at.elapsed().as_micros() as u64);
+            sent_at.insert(id, at);
+        }
+        if !sending
+            && sent_at.is_empty()
             && quiet_since.is_some_and(|q| q.elapsed() > Duration::from_millis(500))
         {
             return Ok(r);
         }
-        let mut wait = Duration::from_millis(200);
-        if let Pace::Every { .. } = pace {
-            if next_send < deadline {
-                wait = wait.min(next_send.saturating_duration_since(Instant::now()));
-            }
-        }
-        let frame = match conn.next(wait).await {
+        let wait = Duration::from_millis(200);
+        let next = match &mut pace {
+            Pace::Ticks(ticks) if sending => tokio::select! {
+                biased;
+                at = ticks.recv() => {
+                    // `None`: the pacer is done; the loop then only reads.
+                    due.extend(at);
+                    while let Ok(at) = ticks.try_recv() {
+                        due.push(at);
+                    }
+                    continue;
+                }
+                next = conn.next(wait) => next,
+            },
+            _ => conn.next(wait).await,
+        };
+        let frame = match next {
             Ok(f) => f,
             // The socket closed: a failure, not a quiet moment.
             Err(e) if e.downcast_ref::<Closed>().is_some() => return Err(e),

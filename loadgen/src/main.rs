@@ -270,6 +270,16 @@ async fn main() -> anyhow::Result<()> {
                 times(server.delivery_us.p99, durable.delivery_us.p99),
                 times(server.delivery_us.p99, relay.delivery_us.p99),
             );
+            if let loadgen::bench::Load::Open { .. } = load {
+                println!(
+                    "the generator's own lateness (due time to frame written, in every latency above), p50/p99 us: {}",
+                    reports
+                        .iter()
+                        .map(|r| format!("{} {} / {}", r.target, r.send_late_us.p50, r.send_late_us.p99))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             if let Some(c) = ceiling {
                 println!(
                     "store only  {c:>8.0}/s   (the server delivered {:.1}% of what the store alone makes durable)",
@@ -297,6 +307,8 @@ async fn main() -> anyhow::Result<()> {
                         "delivery_p50_us": r.delivery_us.p50,
                         "delivery_p99_us": r.delivery_us.p99,
                         "delivery_max_us": r.delivery_us.max,
+                        "send_late_p50_us": r.send_late_us.p50,
+                        "send_late_p99_us": r.send_late_us.p99,
                         "rss_kib": r.rss_kib,
                     })
                 })
