@@ -93,6 +93,8 @@ pub enum StartError {
     Secret(std::io::Error),
     #[error("invalid Leptos configuration: {0}")]
     Leptos(String),
+    #[error("cannot start the thread that stores pending changes: {source}")]
+    Writers { source: std::io::Error },
 }
 
 /// A bound, ready-to-run server.
@@ -144,7 +146,8 @@ impl Application {
                 })?;
         let hub = hub::Hub::new(settings.send_rate);
         let writer_tasks = TaskTracker::new();
-        let writers = writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks);
+        let writers = writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks)
+            .map_err(|source| StartError::Writers { source })?;
         let state = AppState {
             leptos,
             db,

@@ -27,6 +27,7 @@ use std::{
     collections::HashMap,
     ops::Bound,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 use surrealdb::{
     engine::local::Db,
@@ -490,7 +491,7 @@ impl SurrealChatStore {
     /// Stores what is pending and marks the database closed cleanly, so that the next
     /// start need not repair it. Call it once, after the last [`Self::append_batch`].
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.store_pending().await?;
+        self.store_pending(Duration::ZERO).await?;
         self.set_clean(true).await
     }
 
@@ -1100,10 +1101,21 @@ impl SurrealChatStore {
     /// Stores what [`Self::append_batch`] left pending — conversations' last messages and
     /// read positions, forward only; members who left are skipped — a few at a time
     /// ([`PENDING_CHUNK`] per transaction), so that the writers' transactions never wait
-    /// long behind one. Those moved again meanwhile stay pending, as does whatever a failure
-    /// stopped.
-    pub async fn store_pending(&self) -> Result<(), StoreError> {
+    /// long behind one, with the chunks spread evenly `over` that long (zero: one after
+    /// another), so that their CPU does not come all at once. Those moved again meanwhile
+    /// stay pending, as does whatever a failure stopped.
+    pub async fn store_pending(&self, over: Duration) -> Result<(), StoreError> {
         let held = lock(&self.pending).clone();
+        let chunks =
+            held.reads.len().div_ceil(PENDING_CHUNK) + held.last.len().div_ceil(PENDING_CHUNK);
+        let gap = over / u32::try_from(chunks.max(1)).unwrap_or(u32::MAX);
+        let pause = || async {
+            if gap.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(gap).await;
+            }
+        };
         // Read positions first: a crash in between leaves conversations behind their
         // messages, which the next start repairs, read positions included.
         let reads: Vec<((String, String), u64)> = held.reads.into_iter().collect();
@@ -1124,7 +1136,7 @@ impl SurrealChatStore {
                     }
                 }
             }
-            tokio::task::yield_now().await;
+            pause().await;
         }
         let last: Vec<(String, LastMessage)> = held.last.into_iter().collect();
         for chunk in last.chunks(PENDING_CHUNK) {
@@ -1138,7 +1150,7 @@ impl SurrealChatStore {
                     }
                 }
             }
-            tokio::task::yield_now().await;
+            pause().await;
         }
         Ok(())
     }

@@ -79,9 +79,21 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Starts `count` writer tasks on `tracker`. They end once every handle is dropped and
-    /// their queues are drained.
-    pub fn start(store: &SurrealChatStore, hub: &Hub, count: usize, tracker: &TaskTracker) -> Self {
+    /// Starts `count` writer tasks on `tracker`, and the thread that stores what their
+    /// batches leave pending. They end once every handle is dropped and their queues are
+    /// drained; the thread once they have ended and it has closed the store.
+    pub fn start(
+        store: &SurrealChatStore,
+        hub: &Hub,
+        count: usize,
+        tracker: &TaskTracker,
+    ) -> std::io::Result<Self> {
+        // On a thread of its own: a SurrealDB statement runs to its end without yielding
+        // (1-4 ms for a chunk of pending changes), and on a runtime worker it held up the
+        // sockets and writers queued behind it there.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (running, writers_ended) = mpsc::channel(1);
         let queues = (0..count.max(1))
             .map(|_| {
@@ -103,11 +115,22 @@ impl Writers {
             })
             .collect();
         drop(running);
-        tracker.spawn(store_pending_every(store.clone(), writers_ended));
-        Writers {
+        let (ended, done) = tokio::sync::oneshot::channel();
+        let pending_store = store.clone();
+        std::thread::Builder::new()
+            .name("pending-changes".into())
+            .spawn(move || {
+                runtime.block_on(store_pending_every(pending_store, writers_ended));
+                let _ = ended.send(());
+            })?;
+        // Shutdown waits for the store to be closed.
+        tracker.spawn(async move {
+            let _ = done.await;
+        });
+        Ok(Writers {
             queues,
             hasher: std::hash::RandomState::new(),
-        }
+        })
     }
 
     /// Queues a send for its conversation's writer; waits while that writer is full.
@@ -193,8 +216,8 @@ enum Wake {
 }
 
 /// Stores what the writers' batches left pending (see [`SurrealChatStore::append_batch`])
-/// every [`PENDING_EVERY`]; once every writer has ended (their `running` senders are gone),
-/// closes the store and ends.
+/// every [`PENDING_EVERY`], spread over half of it; once every writer has ended (their
+/// `running` senders are gone), closes the store and ends.
 pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
     loop {
         let ended = tokio::select! {
@@ -207,7 +230,7 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
             }
             break;
         }
-        if let Err(e) = store.store_pending().await {
+        if let Err(e) = store.store_pending(PENDING_EVERY / 2).await {
             warn!(error = %e, "storing pending changes failed; they are kept for the next try");
         }
     }

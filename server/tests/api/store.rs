@@ -68,7 +68,7 @@ async fn append(
 ) -> Result<MessageRecord, StoreError> {
     let m = record(conv, seq, sender, id, text, at);
     store.append_batch(std::slice::from_ref(&m)).await?;
-    store.store_pending().await?;
+    store.store_pending(std::time::Duration::ZERO).await?;
     Ok(m)
 }
 
@@ -277,7 +277,10 @@ async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
     assert_eq!(bob[0].unread(), 1);
     assert_eq!(store.last_seq(&ab).await.unwrap(), Some(2));
     assert_eq!(store.mark_read(&ab, "alice", 1).await.unwrap(), (2, 2));
-    store.store_pending().await.unwrap();
+    store
+        .store_pending(std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(
         unread(store.recent_conversations("alice").await.unwrap()),
         0
