@@ -20,11 +20,17 @@
 //! A batch's transaction writes its messages and nothing else. What they change besides —
 //! each conversation's last message (its `last_*` fields) and the sender's read position
 //! (sending marks the conversation read) — is kept in memory by the store (every read of
-//! those fields applies it) and stored by one task beside the writers every
+//! those fields applies it) and stored by one thread beside the writers every
 //! [`PENDING_EVERY`], so that no send waits for it, and once more when the last writer has
 //! ended. Updating them in each batch cost half of a one-message transaction and a
 //! quarter of a full batch's throughput. A crash loses none of it: the next start sets the
 //! conversations' fields and their senders' read positions from the messages.
+//!
+//! That thread runs a runtime of its own and spreads its transactions over half of
+//! [`PENDING_EVERY`]: as a task on the sockets' runtime, its burst of statements (each runs
+//! to its end without yielding) held up the sockets and writers queued behind it, and the
+//! open loop's slowest deliveries came in bursts once a second (p99 2.7-3.7 ms, then
+//! 1.8-2.5 ms; BENCHMARKS.md).
 
 use app::{
     domain::{ClientMsgId, MessageBody},
