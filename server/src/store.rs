@@ -78,9 +78,10 @@ DEFINE TABLE IF NOT EXISTS store_state SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS clean ON store_state TYPE bool;
 ";
 
-/// Pending changes stored per transaction by [`SurrealChatStore::store_pending`]. The
-/// statement runs on a runtime worker without yielding, holding up the sockets queued there:
-/// 64 rows took 7–15 ms under the open-loop benchmark, 8 take 1–4 ms with their sync.
+/// Pending changes stored per transaction by [`SurrealChatStore::store_pending`]. A
+/// statement runs to its end without yielding its thread: 64 rows took 7–15 ms under the
+/// open-loop benchmark, 8 take 1–4 ms with their sync (measured when this ran on the
+/// sockets' runtime; it has a thread of its own now, see [`crate::writer`]).
 const PENDING_CHUNK: usize = 8;
 
 /// Schema 1 kept messages in `message` (random ids, two unique indexes); opening such a
