@@ -86,6 +86,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let relay_addr = free_port()?;
     let relay = Command::new(std::env::current_exe()?)
         .args(["relay", "--addr", &relay_addr.to_string()])
+        .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .context("start the relay process")?;
