@@ -1110,11 +1110,17 @@ impl SurrealChatStore {
         let chunks =
             held.reads.len().div_ceil(PENDING_CHUNK) + held.last.len().div_ceil(PENDING_CHUNK);
         let gap = over / u32::try_from(chunks.max(1)).unwrap_or(u32::MAX);
-        let pause = || async {
-            if gap.is_zero() {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(gap).await;
+        let mut left = chunks;
+        // Between chunks (not after the last): a yield, or the gap.
+        let mut pause = move || {
+            left = left.saturating_sub(1);
+            let gap = if left == 0 { Duration::ZERO } else { gap };
+            async move {
+                if gap.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(gap).await;
+                }
             }
         };
         // Read positions first: a crash in between leaves conversations behind their

@@ -63,7 +63,8 @@ const QUEUE: usize = 4 * MAX_BATCH;
 pub const RECENT_IDS: usize = 100_000;
 /// Newest messages of a conversation whose ids a writer learns when it first appends to it.
 pub const WARM_IDS: u32 = 500;
-/// Longest a change a batch made besides its messages waits in memory before it is stored.
+/// How often what a batch changed besides its messages is stored: a change waits in memory
+/// for the next pass to start, and at most half of this more while the pass spreads out.
 pub const PENDING_EVERY: Duration = Duration::from_secs(1);
 
 /// A message a socket asks to send; membership and rate were checked by [`chat::submit`].
@@ -225,11 +226,14 @@ enum Wake {
 /// every [`PENDING_EVERY`], spread over half of it; once every writer has ended (their
 /// `running` senders are gone), closes the store and ends.
 pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
+    let mut next = tokio::time::Instant::now() + PENDING_EVERY;
     loop {
         let ended = tokio::select! {
             _ = writers_ended.recv() => true,
-            () = tokio::time::sleep(PENDING_EVERY) => false,
+            () = tokio::time::sleep_until(next) => false,
         };
+        // Passes start every PENDING_EVERY, however long the last one took to spread out.
+        next = tokio::time::Instant::now().max(next) + PENDING_EVERY;
         if ended {
             if let Err(e) = store.close().await {
                 warn!(error = %e, "closing the store failed; the next start repairs it");
