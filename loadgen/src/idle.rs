@@ -65,6 +65,11 @@ impl Report {
     pub fn relay_bytes_per_connection(&self) -> f64 {
         self.relay.bytes_per_connection(self.connections)
     }
+
+    /// The server's memory per socket as a multiple of the relay's.
+    pub fn ratio_to_relay(&self) -> f64 {
+        self.bytes_per_connection() / self.relay_bytes_per_connection().max(1.0)
+    }
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
@@ -73,16 +78,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut server = ServerProcess::new(&opts.server_bin, addr, &dir.path().join("data"))?;
     server.start().await?;
     let users = opts.connections.div_ceil(PER_USER).max(1);
+    let names: Vec<String> = (0..users).map(|i| format!("idle{i}")).collect();
     let mut tokens = Vec::new();
-    for i in 0..users {
-        tokens.push(sign_up(addr, &format!("idle{i}")).await?);
+    for name in &names {
+        tokens.push(sign_up(addr, name).await?);
     }
     let pid = server.pid().context("the server has no pid")?;
     let held = hold(addr, &tokens, pid, &opts).await?;
     server.stop(Stop::Term).await?;
 
     // The relay takes a socket's token as its username.
-    let names: Vec<String> = (0..users).map(|i| format!("idle{i}")).collect();
     let relay_addr = free_port()?;
     let relay = Command::new(std::env::current_exe()?)
         .args(["relay", "--addr", &relay_addr.to_string()])

@@ -365,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
                 mib(r.relay.rss_before_kib),
                 mib(r.relay.rss_after_kib),
                 r.relay_bytes_per_connection(),
-                r.bytes_per_connection() / r.relay_bytes_per_connection().max(1.0)
+                r.ratio_to_relay()
             );
             println!(
                 "machine load before {}, after {}",
@@ -385,7 +385,7 @@ async fn main() -> anyhow::Result<()> {
                     "relay_rss_before_kib": r.relay.rss_before_kib,
                     "relay_rss_after_kib": r.relay.rss_after_kib,
                     "relay_bytes_per_connection": r.relay_bytes_per_connection(),
-                    "ratio_to_relay": r.bytes_per_connection() / r.relay_bytes_per_connection().max(1.0),
+                    "ratio_to_relay": r.ratio_to_relay(),
                 })
             );
         }
