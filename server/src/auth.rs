@@ -1,5 +1,5 @@
-//! Accounts and sessions: sign-up, sign-in and sign-out over HTTP, and the check that every
-//! WebSocket upgrade goes through.
+//! Accounts and sessions: sign-up, sign-in and sign-out over HTTP, and the [`Session`]
+//! extractor every authenticated request and WebSocket upgrade goes through.
 //!
 //! - Passwords are hashed with Argon2id (the `argon2` crate's defaults: 19 MiB, t=2, p=1) on
 //!   the blocking pool; unknown usernames cost the same as wrong passwords.
@@ -16,21 +16,35 @@ use argon2::{
     Argon2,
 };
 use axum::{
-    extract::{ConnectInfo, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{ConnectInfo, FromRef, FromRequestParts, State},
+    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
-use surrealdb::{engine::local::Db, types::RecordId, Surreal};
+use tokio::sync::broadcast;
 use tracing::{info, warn};
 
-use crate::{store::StoreError, AppState};
+use crate::{
+    store::{StoreError, SurrealChatStore},
+    throttle::SignInThrottle,
+};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "chat_session";
+
+/// What the auth endpoints and the [`Session`] extractor use; cheap to clone.
+#[derive(Clone)]
+pub struct AuthState {
+    pub store: SurrealChatStore,
+    pub keys: Keys,
+    pub throttle: SignInThrottle,
+    /// Session ids as they sign out; their sockets close.
+    pub sessions_ended: broadcast::Sender<String>,
+}
 
 /// The signing key and session lifetime; cheap to clone.
 #[derive(Clone)]
@@ -50,7 +64,8 @@ struct Claims {
     exp: u64,
 }
 
-/// Who a request or socket belongs to.
+/// Who a request or socket belongs to: extracted from the cookie or the Bearer token, and
+/// only for a live session (a valid token whose session row still exists).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub username: Username,
@@ -70,21 +85,19 @@ pub enum AuthError {
     #[error("too many failed sign-ins; try again in {} minutes", .0.as_secs().div_ceil(60).max(1))]
     TooManyAttempts(Duration),
     #[error("internal error")]
-    Internal(String),
+    Store(#[source] StoreError),
+    #[error("internal error")]
+    Token(#[source] jsonwebtoken::errors::Error),
+    #[error("internal error")]
+    Hashing(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UsernameTaken => AuthError::UsernameTaken,
-            other => AuthError::Internal(other.to_string()),
+            other => AuthError::Store(other),
         }
-    }
-}
-
-impl From<surrealdb::Error> for AuthError {
-    fn from(e: surrealdb::Error) -> Self {
-        AuthError::Internal(e.to_string())
     }
 }
 
@@ -96,17 +109,21 @@ impl AuthError {
             AuthError::WrongCredentials => ("wrong_credentials", StatusCode::UNAUTHORIZED),
             AuthError::Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
             AuthError::TooManyAttempts(_) => ("too_many_attempts", StatusCode::TOO_MANY_REQUESTS),
-            AuthError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            AuthError::Store(_) | AuthError::Token(_) | AuthError::Hashing(_) => {
+                ("internal", StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 }
 
-/// `{"error": {"code": ..., "message": ...}}` with the matching status.
+/// `{"error": {"code": ..., "message": ...}}` with the matching status; internal causes
+/// are logged, never sent.
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let (code, status) = self.code();
-        if let AuthError::Internal(detail) = &self {
-            warn!(%detail, "auth request failed");
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            let cause = std::error::Error::source(&self).map(ToString::to_string);
+            warn!(cause, "auth request failed");
         }
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
         let mut res = (status, Json(body)).into_response();
@@ -139,7 +156,7 @@ impl Keys {
             exp: now + self.ttl.as_secs(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Internal(e.to_string()))
+            .map_err(AuthError::Token)
     }
 
     /// Checks signature, algorithm and expiry; says nothing yet about revocation.
@@ -152,17 +169,26 @@ impl Keys {
             .map_err(|_| AuthError::Unauthenticated)
     }
 
-    fn cookie(&self, token: &str) -> HeaderValue {
-        let secure = if self.secure_cookie { "; Secure" } else { "" };
-        let value = format!(
-            "{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
-            self.ttl.as_secs()
-        );
-        HeaderValue::from_str(&value).expect("a JWT and our attributes are valid header bytes")
+    /// The session cookie carrying `token`.
+    fn cookie(&self, token: String) -> Cookie<'static> {
+        Cookie::build((COOKIE, token))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(
+                i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX),
+            ))
+            .secure(self.secure_cookie)
+            .build()
     }
 
-    fn clear_cookie(&self) -> HeaderValue {
-        HeaderValue::from_static("chat_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")
+    /// What removes the session cookie from a browser.
+    fn removal(&self) -> Cookie<'static> {
+        Cookie::build((COOKIE, ""))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .build()
     }
 }
 
@@ -221,10 +247,10 @@ async fn hash_password(password: Password) -> Result<String, AuthError> {
         Argon2::default()
             .hash_password(password.expose().as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| AuthError::Internal(e.to_string()))
+            .map_err(|e| AuthError::Hashing(e.to_string().into()))
     })
     .await
-    .map_err(|e| AuthError::Internal(e.to_string()))?
+    .map_err(|e| AuthError::Hashing(Box::new(e)))?
 }
 
 /// A valid hash of a random password, verified against when the username is unknown so that
@@ -249,89 +275,80 @@ async fn verify_password(password: Password, hash: Option<String>) -> bool {
     .unwrap_or(false)
 }
 
-fn session_id_record(sid: &str) -> RecordId {
-    RecordId::new("session", sid)
-}
-
-async fn create_session(
-    db: &Surreal<Db>,
-    username: &str,
-    ttl: Duration,
-) -> Result<String, AuthError> {
-    let sid = random_hex(16);
-    let now = now_secs() as i64;
-    db.query("CREATE $id SET user = $user, created_at = $now, expires_at = $exp")
-        .bind(("id", session_id_record(&sid)))
-        .bind(("user", RecordId::new("user", username)))
-        .bind(("now", now))
-        .bind(("exp", now + ttl.as_secs() as i64))
-        .await?
-        .check()?;
-    Ok(sid)
-}
-
-/// Table for sessions; added to the chat schema at start-up.
-pub const SCHEMA: &str = "
-DEFINE TABLE IF NOT EXISTS session SCHEMAFULL;
-DEFINE FIELD IF NOT EXISTS user ON session TYPE record<user>;
-DEFINE FIELD IF NOT EXISTS created_at ON session TYPE int;
-DEFINE FIELD IF NOT EXISTS expires_at ON session TYPE int;
-";
-
-/// Extracts the session token from the cookie or the `Authorization: Bearer` header.
-pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
+/// The session token: the `Authorization: Bearer` header, else the session cookie.
+pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Some(bearer.trim());
+        return Some(bearer.trim().to_owned());
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value)
+    CookieJar::from_headers(headers)
+        .get(COOKIE)
+        .map(|c| c.value().to_owned())
 }
 
-/// The live session the request carries: a valid token whose session row still exists.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, AuthError> {
-    let token = token_from_headers(headers).ok_or(AuthError::Unauthenticated)?;
-    let claims = state.keys.verify(token)?;
-    let username = Username::parse(&claims.sub).map_err(|_| AuthError::Unauthenticated)?;
-    let mut res = state
-        .db
-        .handle()
-        .query("SELECT VALUE record::id(user) FROM ONLY $id WHERE expires_at > $now")
-        .bind(("id", session_id_record(&claims.sid)))
-        .bind(("now", now_secs() as i64))
-        .await?
-        .check()?;
-    let owner: Option<String> = res.take(0)?;
-    match owner {
-        Some(owner) if owner == username.as_str() => Ok(Session {
-            username,
-            session_id: claims.sid,
-        }),
-        _ => Err(AuthError::Unauthenticated),
+impl AuthState {
+    /// The live session a request carries: a valid token whose session row still exists.
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Session, AuthError> {
+        let token = token_from_headers(headers).ok_or(AuthError::Unauthenticated)?;
+        let claims = self.keys.verify(&token)?;
+        let username = Username::parse(&claims.sub).map_err(|_| AuthError::Unauthenticated)?;
+        let owner = self
+            .store
+            .session_owner(&claims.sid, now_secs() as i64)
+            .await?;
+        match owner {
+            Some(owner) if owner == username.as_str() => Ok(Session {
+                username,
+                session_id: claims.sid,
+            }),
+            _ => Err(AuthError::Unauthenticated),
+        }
+    }
+
+    /// Whether a session still exists (it has not signed out or expired); `true` when the
+    /// database cannot say (a socket is not closed for the database's failure).
+    pub async fn session_alive(&self, session_id: &str) -> bool {
+        self.store.session_exists(session_id).await.unwrap_or(true)
+    }
+
+    async fn signed_in(
+        &self,
+        jar: CookieJar,
+        username: &Username,
+        display_name: &str,
+        status: StatusCode,
+    ) -> Result<Response, AuthError> {
+        let sid = random_hex(16);
+        let now = now_secs() as i64;
+        self.store
+            .create_session(
+                &sid,
+                username.as_str(),
+                now,
+                now + self.keys.ttl.as_secs() as i64,
+            )
+            .await?;
+        let token = self.keys.issue(username.as_str(), &sid)?;
+        let me = Me {
+            username: username.to_string(),
+            display_name: display_name.to_owned(),
+        };
+        Ok((status, jar.add(self.keys.cookie(token)), Json(me)).into_response())
     }
 }
 
-/// Whether a session still exists (it has not signed out or expired).
-pub async fn session_alive(state: &AppState, session_id: &str) -> bool {
-    let res = state
-        .db
-        .handle()
-        .query("RETURN record::exists($id)")
-        .bind(("id", session_id_record(session_id)))
-        .await
-        .and_then(|r| r.check());
-    match res {
-        Ok(mut r) => r.take::<Option<bool>>(0).ok().flatten().unwrap_or(false),
-        Err(_) => true,
+impl<S> FromRequestParts<S> for Session
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        AuthState::from_ref(state).session(&parts.headers).await
     }
 }
 
@@ -361,101 +378,71 @@ pub struct Me {
 /// `POST /api/auth/signup` `{username, password, display_name?}`: creates the account and
 /// signs in (201 + cookie).
 pub async fn sign_up(
-    State(state): State<AppState>,
+    State(auth): State<AuthState>,
+    jar: CookieJar,
     Json(form): Json<SignUp>,
 ) -> Result<Response, AuthError> {
     let username = Username::parse(&form.username)?;
     let password = Password::parse(&form.password)?;
     let display_name = DisplayName::parse(form.display_name.as_deref().unwrap_or(&form.username))?;
     let hash = hash_password(password).await?;
-    state
-        .store
-        .create_user(&username, &display_name, &hash, crate::now_ms())
+    auth.store
+        .create_user(&username, &display_name, &hash, crate::clock::now_ms())
         .await?;
     info!(user = %username, "account created");
-    signed_in(
-        &state,
-        &username,
-        display_name.as_str(),
-        StatusCode::CREATED,
-    )
-    .await
+    auth.signed_in(jar, &username, display_name.as_str(), StatusCode::CREATED)
+        .await
 }
 
 /// `POST /api/auth/signin` `{username, password}`: 200 + cookie, or 401 `wrong_credentials`.
 /// Checks the password, unless this account or address has failed too often lately (then the
 /// answer is 429 without looking at the password, see [`crate::throttle`]).
 pub async fn sign_in(
-    State(state): State<AppState>,
+    State(auth): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
     Json(form): Json<SignIn>,
 ) -> Result<Response, AuthError> {
     let username = Username::parse(&form.username).map_err(|_| AuthError::WrongCredentials)?;
-    if let Some(wait) = state.sign_in_throttle.check(username.as_str(), peer.ip()) {
+    if let Some(wait) = auth.throttle.check(username.as_str(), peer.ip()) {
         warn!(username = username.as_str(), peer = %peer.ip(), "sign-in refused: too many failures");
         return Err(AuthError::TooManyAttempts(wait));
     }
     let password = Password::parse(&form.password).map_err(|_| AuthError::WrongCredentials)?;
-    let user = state.store.user(username.as_str()).await?;
+    let user = auth.store.user(username.as_str()).await?;
     let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     match user {
         Some(user) if ok => {
-            state.sign_in_throttle.succeeded(username.as_str());
-            signed_in(&state, &username, &user.display_name, StatusCode::OK).await
+            auth.throttle.succeeded(username.as_str());
+            auth.signed_in(jar, &username, &user.display_name, StatusCode::OK)
+                .await
         }
         _ => {
-            state.sign_in_throttle.failed(username.as_str(), peer.ip());
+            auth.throttle.failed(username.as_str(), peer.ip());
             Err(AuthError::WrongCredentials)
         }
     }
 }
 
-async fn signed_in(
-    state: &AppState,
-    username: &Username,
-    display_name: &str,
-    status: StatusCode,
-) -> Result<Response, AuthError> {
-    let sid = create_session(&state.db.handle(), username.as_str(), state.keys.ttl).await?;
-    let token = state.keys.issue(username.as_str(), &sid)?;
-    let me = Me {
-        username: username.to_string(),
-        display_name: display_name.to_owned(),
-    };
-    let mut res = (status, Json(me)).into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, state.keys.cookie(&token));
-    Ok(res)
-}
-
 /// `POST /api/auth/signout`: ends the session (its token stops working at once), closes
 /// its live sockets and clears the cookie. 204 even when not signed in.
-pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Ok(session) = authenticate(&state, &headers).await {
-        let deleted = state
-            .db
-            .handle()
-            .query("DELETE $id")
-            .bind(("id", session_id_record(&session.session_id)))
-            .await
-            .and_then(|r| r.check());
-        if let Err(e) = deleted {
-            return AuthError::from(e).into_response();
-        }
+pub async fn sign_out(
+    State(auth): State<AuthState>,
+    session: Result<Session, AuthError>,
+    jar: CookieJar,
+) -> Result<(StatusCode, CookieJar), AuthError> {
+    if let Ok(session) = session {
+        auth.store.delete_session(&session.session_id).await?;
         // No socket listening is fine: there was nothing to close.
-        let _ = state.sessions_ended.send(session.session_id.clone());
+        let _ = auth.sessions_ended.send(session.session_id.clone());
         info!(user = %session.username, "signed out");
     }
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, state.keys.clear_cookie());
-    res
+    Ok((StatusCode::NO_CONTENT, jar.remove(auth.keys.removal())))
 }
 
 /// `GET /api/auth/me`: the signed-in user, or 401.
-pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, AuthError> {
-    let session = authenticate(&state, &headers).await?;
-    let user = state
+pub async fn me(State(auth): State<AuthState>, session: Session) -> Result<Json<Me>, AuthError> {
+    let user = auth
         .store
         .user(session.username.as_str())
         .await?
@@ -543,22 +530,23 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; chat_session=tok; b=2"),
         );
-        assert_eq!(token_from_headers(&h), Some("tok"));
+        assert_eq!(token_from_headers(&h).as_deref(), Some("tok"));
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer other"),
         );
-        assert_eq!(token_from_headers(&h), Some("other"));
+        assert_eq!(token_from_headers(&h).as_deref(), Some("other"));
         assert_eq!(token_from_headers(&HeaderMap::new()), None);
     }
 
     #[test]
     fn the_cookie_is_http_only_and_same_site() {
-        let c = keys().cookie("t");
-        let c = c.to_str().unwrap();
-        assert!(c.starts_with("chat_session=t;"));
+        let c = keys().cookie("t".into()).to_string();
+        assert!(c.starts_with("chat_session=t;"), "{c}");
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Max-Age=60"));
         assert!(!c.contains("Secure"));
+        let secure = Keys::from_secret(b"k", Duration::from_secs(60), true);
+        assert!(secure.cookie("t".into()).to_string().contains("Secure"));
     }
 
     #[tokio::test]

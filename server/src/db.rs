@@ -16,7 +16,24 @@ use surrealdb::{
 use surrealdb_cnf::ConfigMap;
 use surrealdb_core::kvs::Datastore;
 
-use crate::settings::StorageKind;
+/// Where chats are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Embedded SurrealDB on disk (SurrealKV engine) under the data directory: durable.
+    Disk,
+    /// Embedded SurrealDB in memory: everything is lost at exit. For tests and demos.
+    Memory,
+}
+
+impl StorageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageKind::Disk => "disk",
+            StorageKind::Memory => "memory",
+        }
+    }
+}
 
 const NAMESPACE: &str = "chat";
 const DATABASE: &str = "chat";
@@ -40,7 +57,6 @@ pub const BLOCK_CACHE_BYTES: u64 = 256 << 20;
 pub struct Database {
     db: Arc<Surreal<Db>>,
     kind: StorageKind,
-    boots: u64,
     /// The storage engine's lock file (disk only), held until its shutdown is complete.
     lock_file: Option<PathBuf>,
 }
@@ -55,7 +71,7 @@ pub enum DbError {
     #[error("database error: {0}")]
     Surreal(#[from] surrealdb::Error),
     #[error("cannot open the storage engine: {0}")]
-    Engine(String),
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Opens SurrealKV in `dir` as `surrealdb::engine::any::connect("surrealkv://...")` would,
@@ -101,7 +117,7 @@ impl Database {
                 })?;
                 let datastore = open_surrealkv(&dir, cache_bytes)
                     .await
-                    .map_err(|e| DbError::Engine(format!("{e:#}")))?;
+                    .map_err(|e| DbError::Engine(e.into()))?;
                 (
                     Surreal::<Db>::unstable_from_datastore(datastore, None).await?,
                     Some(dir.join("LOCK")),
@@ -109,15 +125,11 @@ impl Database {
             }
         };
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        let this = Database {
+        Ok(Database {
             db: Arc::new(db),
             kind,
-            boots: 0,
             lock_file,
-        };
-        this.apply_schema().await?;
-        let boots = this.record_boot().await?;
-        Ok(Database { boots, ..this })
+        })
     }
 
     /// The underlying SurrealDB handle (shared, not cloned: see [`Database`]).
@@ -128,12 +140,6 @@ impl Database {
     /// Which engine this handle runs on.
     pub fn kind(&self) -> StorageKind {
         self.kind
-    }
-
-    /// How many times this database has been opened, this time included. On disk it grows
-    /// across restarts, which makes durability visible in `/healthz`.
-    pub fn boots(&self) -> u64 {
-        self.boots
     }
 
     /// Drops this handle and waits (at most `limit`) until the embedded engine has shut
@@ -171,27 +177,4 @@ impl Database {
         self.db.query("RETURN 1").await?.check()?;
         Ok(())
     }
-
-    async fn apply_schema(&self) -> Result<(), DbError> {
-        self.db.query(SCHEMA).await?.check()?;
-        Ok(())
-    }
-
-    async fn record_boot(&self) -> Result<u64, DbError> {
-        let mut res = self
-            .db
-            .query("UPSERT ONLY server_meta:boots SET count = (count OR 0) + 1, at = time::now() RETURN VALUE count")
-            .await?
-            .check()?;
-        let count: Option<i64> = res.take(0)?;
-        Ok(count.unwrap_or_default().max(0) as u64)
-    }
 }
-
-/// The schema, applied at every start (every statement is `IF NOT EXISTS`).
-const SCHEMA: &str = "
--- One row, `server_meta:boots`: how often this data directory has been opened, and when last.
-DEFINE TABLE IF NOT EXISTS server_meta SCHEMAFULL;
-DEFINE FIELD IF NOT EXISTS count ON server_meta TYPE int;
-DEFINE FIELD IF NOT EXISTS at ON server_meta TYPE datetime;
-";

@@ -1,26 +1,46 @@
 //! The chat server as a library, so that `main` stays thin and tests can start the real thing.
 //!
 //! # Layout
-//! - [`auth`] — accounts and sessions: sign-up/in/out endpoints, the check on every socket.
+//! Dependencies point one way: transport -> chat service -> writer -> {hub, store} -> db.
+//! - [`ws`] — the `/ws` endpoint: upgrade checks, one handler task per socket (reading,
+//!   writing, closing); [`ws::delivery`] is the pure per-socket order cursor.
+//! - [`auth`] — sign-up/in/out endpoints and the [`auth::Session`] extractor (cookie or
+//!   Bearer token); [`throttle`] slows password guessing.
+//! - [`chat`] — the chat service: every use-case a frame can ask for, as a method, with the
+//!   per-user send limit; [`refusal`] is what a client is told when one is refused.
+//! - [`writer`] — group commit: sends numbered, stored in batches, acked, fanned out.
+//! - [`hub`] — live sockets, presence and fan-out: the only way an event reaches a socket.
+//! - [`store`] — `SurrealChatStore`: the schema and everything stored, one file per
+//!   concern, with each conversation's head in memory ahead of the database.
+//! - [`db`] — opening the embedded SurrealDB engine (its storage kinds, its memory caps).
 //! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
-//! - [`db`] — the embedded SurrealDB handle.
-//! - [`store`] — `SurrealChatStore`: accounts, conversations, members, messages.
-//! - [`ws`] — the `/ws` endpoint, one handler task per socket.
-//! - [`chat`] — what each client frame does, between the socket and the store.
-//! - [`hub`] — in-process routing: live sockets, cached members, fan-out.
-//! - [`writer`] — group commit: sent messages numbered, stored in batches, acked, fanned out.
-//! - [`throttle`] — slows password guessing (per account and per address).
-//! - [`health`] — `/healthz`.
-//! - [`security`] — security headers and the pages' Content-Security-Policy.
-//! - [`Application`]: binds the listener, wires the routes (Leptos pages, `/ws`, `/healthz`,
-//!   static files) and runs until a shutdown future resolves.
+//! - [`health`] — `/healthz`; [`security`] — security headers and the pages' CSP.
+//! - [`Application`]: opens the database, binds the listener, wires the routes (Leptos
+//!   pages, `/ws`, `/healthz`, `/api/auth/*`, static files), runs until told to stop.
+//!
+//! # The path of one message
+//! 1. A `send` frame arrives on a socket; [`ws`] decodes it (`app::protocol::ClientMsg`)
+//!    and calls [`chat::ChatService::submit`], which checks membership and the send rate.
+//! 2. The submission is queued for the [`writer`] that owns its conversation; the socket
+//!    reads on (and keeps forwarding its outbox while that queue is full).
+//! 3. The writer numbers everything queued from each conversation's head
+//!    ([`store::heads`]), stores the batch in one transaction (messages and their
+//!    `client_msg` records: one sync), then applies it to the heads.
+//! 4. The writer pushes each message to every member's sockets through the [`hub`] and the
+//!    ack to the sender's socket, in `seq` order.
+//! 5. Each socket's [`ws::delivery`] cursor lets the message through, skips a copy the
+//!    client already has, or fills a gap from the store first; then the frame is written.
+//! 6. Within a second, the conversation's `last_*` fields and the sender's read position
+//!    reach the database ([`store`]'s deferred writes).
 
 pub mod auth;
 pub mod chat;
+mod clock;
 pub mod db;
 pub mod health;
 pub mod hub;
-mod recent;
+mod locks;
+pub mod refusal;
 pub mod security;
 pub mod settings;
 pub mod store;
@@ -43,38 +63,45 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
 use crate::{db::Database, settings::Settings, store::SurrealChatStore};
+pub use clock::now_ms;
 
 /// How long shutdown waits for sockets to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the database to flush and close.
 const DB_CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How often idle users' send budgets are forgotten.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
-/// Everything a request handler may need; cheap to clone.
+/// The router's state: each handler takes only the part it uses (`FromRef`).
 #[derive(Clone)]
 pub struct AppState {
-    pub leptos: LeptosOptions,
-    pub db: Database,
-    pub store: SurrealChatStore,
-    pub hub: hub::Hub,
-    /// Where sends go to be stored (see [`writer`]).
-    pub writers: writer::Writers,
-    /// The writer tasks: shutdown waits for them to drain.
-    pub writer_tasks: TaskTracker,
-    pub keys: auth::Keys,
-    /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
-    pub public_origin: Option<String>,
-    /// Session ids as they sign out; their sockets close.
-    pub sessions_ended: tokio::sync::broadcast::Sender<String>,
-    /// Cancelled once, when the server starts shutting down; every socket watches it.
-    pub shutdown: CancellationToken,
-    /// Tracks socket tasks so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    pub sign_in_throttle: throttle::SignInThrottle,
+    leptos: LeptosOptions,
+    auth: auth::AuthState,
+    sockets: ws::Sockets,
+    health: health::HealthState,
 }
 
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()
+    }
+}
+
+impl FromRef<AppState> for auth::AuthState {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for ws::Sockets {
+    fn from_ref(state: &AppState) -> Self {
+        state.sockets.clone()
+    }
+}
+
+impl FromRef<AppState> for health::HealthState {
+    fn from_ref(state: &AppState) -> Self {
+        state.health.clone()
     }
 }
 
@@ -87,12 +114,12 @@ pub enum StartError {
     },
     #[error(transparent)]
     Db(#[from] db::DbError),
-    #[error(transparent)]
+    #[error("cannot open the store: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot read or create the session-signing secret: {0}")]
-    Secret(std::io::Error),
+    Secret(#[source] std::io::Error),
     #[error("invalid Leptos configuration: {0}")]
-    Leptos(String),
+    Leptos(#[source] leptos::config::errors::LeptosConfigError),
     #[error("cannot start the thread that stores pending changes: {source}")]
     Writers { source: std::io::Error },
 }
@@ -101,7 +128,14 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    state: AppState,
+    db: Database,
+    store: SurrealChatStore,
+    chat: chat::ChatService,
+    shutdown: CancellationToken,
+    /// Socket tasks: shutdown waits for them.
+    tasks: TaskTracker,
+    /// The writer tasks: shutdown waits for them to drain.
+    writer_tasks: TaskTracker,
 }
 
 impl Application {
@@ -114,18 +148,13 @@ impl Application {
             settings.db_cache_bytes,
         )
         .await?;
+        let store = SurrealChatStore::new(db.handle(), now_ms()).await?;
         info!(
             storage = settings.storage.as_str(),
             data_dir = %settings.data_dir.display(),
-            boots = db.boots(),
+            boots = store.boots(),
             "database open"
         );
-        let store = SurrealChatStore::new(db.handle(), now_ms()).await?;
-        db.handle()
-            .query(auth::SCHEMA)
-            .await
-            .and_then(|r| r.check())
-            .map_err(db::DbError::from)?;
         let secret = auth::load_or_create_secret(
             settings.jwt_secret.as_ref().map(|s| s.expose()),
             (settings.storage == settings::StorageKind::Disk)
@@ -144,29 +173,43 @@ impl Application {
                     addr: settings.addr,
                     source,
                 })?;
-        let hub = hub::Hub::new(settings.send_rate);
+        let hub = hub::Hub::default();
         let writer_tasks = TaskTracker::new();
         let writers = writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks)
             .map_err(|source| StartError::Writers { source })?;
+        let chat = chat::ChatService::new(store.clone(), hub, writers, settings.send_rate);
+        let auth = auth::AuthState {
+            store: store.clone(),
+            keys,
+            throttle: throttle::SignInThrottle::default(),
+            sessions_ended: tokio::sync::broadcast::channel(256).0,
+        };
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
         let state = AppState {
             leptos,
-            db,
-            store,
-            hub,
-            writers,
-            writer_tasks,
-            keys,
-            public_origin: settings.public_origin.clone(),
-            sessions_ended: tokio::sync::broadcast::channel(256).0,
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            sign_in_throttle: throttle::SignInThrottle::default(),
+            sockets: ws::Sockets {
+                chat: chat.clone(),
+                auth: auth.clone(),
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+                public_origin: settings.public_origin.clone(),
+            },
+            auth,
+            health: health::HealthState {
+                db: db.clone(),
+                boots: store.boots(),
+            },
         };
-        let router = router(state.clone());
         Ok(Application {
             listener,
-            router,
-            state,
+            router: router(state),
+            db,
+            store,
+            chat,
+            shutdown,
+            tasks,
+            writer_tasks,
         })
     }
 
@@ -186,15 +229,33 @@ impl Application {
         let Application {
             listener,
             router,
-            state,
+            db,
+            store,
+            chat,
+            shutdown: token,
+            tasks,
+            writer_tasks,
         } = self;
-        let token = state.shutdown.clone();
         tokio::spawn({
             let token = token.clone();
             async move {
                 shutdown.await;
                 info!("shutting down");
                 token.cancel();
+            }
+        });
+        // Send budgets of users who went quiet are forgotten, so that they take memory
+        // only while people send.
+        tokio::spawn({
+            let (token, chat) = (token.clone(), chat.clone());
+            async move {
+                let mut every = tokio::time::interval(FORGET_IDLE_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => chat.forget_idle_senders(),
+                        () = token.cancelled() => break,
+                    }
+                }
             }
         });
         info!(addr = %listener.local_addr()?, "listening");
@@ -212,20 +273,18 @@ impl Application {
         )
         .with_graceful_shutdown(token.cancelled_owned())
         .await?;
-        state.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
             .is_err()
         {
             warn!("some sockets did not close within {SHUTDOWN_GRACE:?}");
         }
-        // The last handles go with the state; then the database finishes its own shutdown.
-        let db = state.db.clone();
-        let writers = state.writer_tasks.clone();
-        drop(state);
-        // With the last handle gone the writers store what is queued, and end.
-        writers.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, writers.wait())
+        // The router (and with it every handle to the writers) is gone: the writers store
+        // what is queued and end; then the pending-changes thread closes the store.
+        drop((chat, store));
+        writer_tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, writer_tasks.wait())
             .await
             .is_err()
         {
@@ -270,19 +329,12 @@ fn router(state: AppState) -> Router {
 /// name when the binary was built without cargo-leptos (plain `cargo test`).
 fn leptos_options() -> Result<LeptosOptions, StartError> {
     let mut options = leptos::config::get_configuration(None)
-        .map_err(|e| StartError::Leptos(e.to_string()))?
+        .map_err(StartError::Leptos)?
         .leptos_options;
     if options.output_name.is_empty() {
         options.output_name = "chat".into();
     }
     Ok(options)
-}
-
-/// Milliseconds since the Unix epoch: the timestamps stored with messages.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Turns transparent huge pages off for this process (Linux only; elsewhere there is

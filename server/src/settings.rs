@@ -2,7 +2,8 @@
 //! then environment variables (`CHAT_*`), then command-line flags. Every setting is listed in
 //! the README.
 
-use clap::{Parser, ValueEnum};
+pub use crate::db::StorageKind;
+use clap::Parser;
 use serde::Deserialize;
 use std::{
     net::SocketAddr,
@@ -22,25 +23,6 @@ pub const MIN_DB_CACHE_MB: u64 = 16;
 
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
-
-/// Where chats are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageKind {
-    /// Embedded SurrealDB on disk (SurrealKV engine) under the data directory: durable.
-    Disk,
-    /// Embedded SurrealDB in memory: everything is lost at exit. For tests and demos.
-    Memory,
-}
-
-impl StorageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StorageKind::Disk => "disk",
-            StorageKind::Memory => "memory",
-        }
-    }
-}
 
 /// Command-line flags; each also reads its environment variable.
 #[derive(Debug, Default, Parser)]

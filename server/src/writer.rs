@@ -4,33 +4,29 @@
 //! hands its `send` to that writer and goes on reading; the writer takes everything queued
 //! (up to [`MAX_BATCH`]), gives each message the next `seq` of its conversation, stores the
 //! whole batch in one transaction — one sync for all of them — and only then acks each
-//! sender and fans each message out, in `seq` order. Nothing is acked before it is durable,
-//! and a batch is stored whole or not at all, so `seq`s have no gaps.
+//! sender and fans each message out through the [`crate::hub`], in `seq` order. Nothing is
+//! acked before it is durable, and a batch is stored whole or not at all, so `seq`s have no
+//! gaps.
 //!
-//! The writer keeps each of its conversations' last `seq` in memory (it is the only one
-//! that appends to them; the database is read once per conversation, by a task beside the
-//! writer: sends to that conversation wait for it, in order, the others go on) and where the recent
-//! `(sender, client_msg_id)` pairs it stored went, so that a re-sent message is acked with
-//! the original instead of being stored twice. Those it remembers are the last
-//! [`RECENT_IDS`] it stored, and, from before it started, the [`WARM_IDS`] newest messages
-//! of each conversation it loads. A client that lost its connection resumes before it
-//! re-sends (the resume delivers whatever was stored, with its `client_msg_id`), so older
-//! re-sends do not arise from our clients.
+//! Numbering starts from the conversation's head in the store
+//! ([`SurrealChatStore::last_seq`]: memory once known); the writer is the only one that
+//! appends to its conversations and waits for each commit, so the head is always the last
+//! committed `seq`. A conversation whose head is not known yet is read by a task beside
+//! the writer: sends to it wait, in order, the others go on.
 //!
-//! A batch's transaction writes its messages and nothing else. What they change besides —
-//! each conversation's last message (its `last_*` fields) and the sender's read position
-//! (sending marks the conversation read) — is kept in memory by the store (every read of
-//! those fields applies it) and stored by one thread beside the writers every
-//! [`PENDING_EVERY`], so that no send waits for it, and once more when the last writer has
-//! ended. Updating them in each batch cost half of a one-message transaction and a
-//! quarter of a full batch's throughput. A crash loses none of it: the next start sets the
-//! conversations' fields and their senders' read positions from the messages.
+//! A re-sent message (same sender and `client_msg_id`) is acked with the original instead
+//! of being stored twice, however old it is: the store keeps a `client_msg` record per
+//! message, written in the message's own transaction, and refuses a second one; the writer
+//! remembers the last [`RECENT_IDS`] it stored so that a quick retry costs no database read.
 //!
-//! That thread runs a runtime of its own and spreads its transactions over half of
-//! [`PENDING_EVERY`]: as a task on the sockets' runtime, its burst of statements (each runs
-//! to its end without yielding) held up the sockets and writers queued behind it, and the
-//! open loop's slowest deliveries came in bursts once a second (p99 2.7-3.7 ms, then
-//! 1.8-2.5 ms; BENCHMARKS.md).
+//! What a batch changes besides its messages — each conversation's last message, the
+//! sender's read position (sending marks the conversation read) — waits in the store's
+//! heads and is written by one thread beside the writers every [`PENDING_EVERY`], so that
+//! no send waits for it, and once more when the last writer has ended. A crash loses none
+//! of it: the next start sets the conversations' fields and their senders' read positions
+//! from the messages. That thread runs a runtime of its own and spreads its transactions
+//! over half of [`PENDING_EVERY`]: a SurrealDB statement runs to its end without yielding,
+//! and on the sockets' runtime those bursts held up the sockets queued behind them.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -48,8 +44,8 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::{
-    chat::{self, Refusal},
     hub::{Hub, Outbound},
+    refusal::Refusal,
     store::{MessageRecord, StoreError, SurrealChatStore},
 };
 
@@ -61,13 +57,11 @@ pub const MAX_BATCH: usize = 1024;
 const QUEUE: usize = 4 * MAX_BATCH;
 /// Stored `(sender, client_msg_id)` pairs each writer remembers.
 pub const RECENT_IDS: usize = 100_000;
-/// Newest messages of a conversation whose ids a writer learns when it first appends to it.
-pub const WARM_IDS: u32 = 500;
 /// How often what a batch changed besides its messages is stored: a change waits in memory
 /// for the next pass to start, and at most half of this more while the pass spreads out.
 pub const PENDING_EVERY: Duration = Duration::from_secs(1);
 
-/// A message a socket asks to send; membership and rate were checked by [`chat::submit`].
+/// A message a socket asks to send; membership and rate were checked by the chat service.
 #[derive(Debug)]
 pub struct Submission {
     pub conversation: Arc<str>,
@@ -110,7 +104,6 @@ impl Writers {
                     store: store.clone(),
                     hub: hub.clone(),
                     rx,
-                    last_seq: HashMap::new(),
                     recent: RecentIds::default(),
                     parked: HashMap::new(),
                     loads,
@@ -152,7 +145,7 @@ impl Writers {
 }
 
 /// Where stored `(sender, client_msg_id)` pairs went (conversation and `seq`), bounded,
-/// oldest forgotten first.
+/// oldest forgotten first: a cache in front of the store's `client_msg` records.
 #[derive(Default)]
 struct RecentIds {
     map: HashMap<(String, String), (Arc<str>, u64)>,
@@ -185,35 +178,21 @@ struct Writer {
     store: SurrealChatStore,
     hub: Hub,
     rx: mpsc::Receiver<Submission>,
-    /// Last stored `seq` of each conversation this writer has appended to.
-    last_seq: HashMap<Arc<str>, u64>,
     recent: RecentIds,
-    /// Conversations being loaded, with the sends that wait for them, in order.
+    /// Conversations whose heads are being read, with the sends that wait for them, in
+    /// order.
     parked: HashMap<Arc<str>, Vec<Submission>>,
-    /// Where loads of conversations report.
+    /// Where reads of heads report.
     loads: mpsc::UnboundedSender<Loaded>,
     loaded: mpsc::UnboundedReceiver<Loaded>,
     /// Dropped when the writer ends (see [`store_pending_every`]).
     _running: mpsc::Sender<()>,
 }
 
-/// A conversation a writer had not appended to yet: its last `seq` and newest messages.
+/// A conversation whose head was read: `Ok(None)` when it does not exist.
 struct Loaded {
     conversation: Arc<str>,
-    result: Result<(u64, Vec<MessageRecord>), StoreError>,
-}
-
-/// Reads what a writer needs to know of a conversation before it appends to it.
-async fn load(
-    store: &SurrealChatStore,
-    key: &str,
-) -> Result<(u64, Vec<MessageRecord>), StoreError> {
-    let last = store
-        .last_seq(key)
-        .await?
-        .ok_or(StoreError::NoSuchConversation)?;
-    let newest = store.history(key, Some(last + 1), WARM_IDS).await?;
-    Ok((last, newest))
+    result: Result<Option<u64>, StoreError>,
 }
 
 /// What woke a writer.
@@ -222,7 +201,7 @@ enum Wake {
     Loaded(Loaded),
 }
 
-/// Stores what the writers' batches left pending (see [`SurrealChatStore::append_batch`])
+/// Stores what the writers' batches left pending (see [`SurrealChatStore::store_pending`])
 /// every [`PENDING_EVERY`], spread over half of it; once every writer has ended (their
 /// `running` senders are gone), closes the store and ends.
 pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
@@ -248,7 +227,7 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
 
 impl Writer {
     /// Commits what is queued, batch after batch, until every handle is gone, the queue
-    /// is drained and no conversation is being loaded.
+    /// is drained and no conversation is being read.
     async fn run(mut self) {
         let mut queued = Vec::with_capacity(MAX_BATCH);
         let mut open = true;
@@ -274,13 +253,13 @@ impl Writer {
         }
     }
 
-    /// Puts a send in `batch` if its conversation is known; otherwise parks it while the
-    /// conversation loads beside the writer, so that sends to known conversations do not
+    /// Puts a send in `batch` if its conversation's head is known; otherwise parks it while
+    /// the head is read beside the writer, so that sends to known conversations do not
     /// wait for that.
     fn route(&mut self, sub: Submission, batch: &mut Vec<Submission>) {
         if let Some(parked) = self.parked.get_mut(&sub.conversation) {
             parked.push(sub);
-        } else if self.last_seq.contains_key(&sub.conversation) {
+        } else if self.store.known_last_seq(&sub.conversation).is_some() {
             batch.push(sub);
         } else {
             let (store, loads, key) = (
@@ -289,8 +268,8 @@ impl Writer {
                 sub.conversation.clone(),
             );
             tokio::spawn(async move {
-                let result = load(&store, &key).await;
-                // The writer holds a receiver until every load it started has reported.
+                let result = store.last_seq(&key).await;
+                // The writer holds a receiver until every read it started has reported.
                 let _ = loads.send(Loaded {
                     conversation: key,
                     result,
@@ -300,75 +279,48 @@ impl Writer {
         }
     }
 
-    /// Takes in a loaded conversation; returns the sends that waited for it (refused if it
-    /// could not be loaded).
+    /// Takes in a conversation whose head was read; returns the sends that waited for it
+    /// (refused if it could not be read or does not exist).
     fn learn(&mut self, loaded: Loaded) -> Vec<Submission> {
         let subs = self.parked.remove(&loaded.conversation).unwrap_or_default();
-        match loaded.result {
-            Ok((last, newest)) => {
-                self.know(&loaded.conversation, last, newest);
-                subs
-            }
-            Err(e) => {
-                let refusal: Refusal = e.into();
-                for sub in &subs {
-                    self.refuse(sub, refusal.clone());
-                }
-                Vec::new()
-            }
+        let refusal: Refusal = match loaded.result {
+            Ok(Some(_)) => return subs,
+            Ok(None) => StoreError::NoSuchConversation.into(),
+            Err(e) => e.into(),
+        };
+        for sub in &subs {
+            self.refuse(sub, refusal.clone());
         }
-    }
-
-    fn know(&mut self, key: &Arc<str>, last: u64, newest: Vec<MessageRecord>) {
-        for m in newest {
-            self.recent.insert(&m.sender, &m.client_msg_id, key, m.seq);
-        }
-        self.last_seq.insert(key.clone(), last);
-    }
-
-    /// The last stored `seq` of `key`, counted in memory once loaded. Loading it also
-    /// learns the ids of the conversation's newest messages.
-    async fn last_seq(&mut self, key: &Arc<str>) -> Result<u64, StoreError> {
-        if let Some(&last) = self.last_seq.get(key) {
-            return Ok(last);
-        }
-        let (last, newest) = load(&self.store, key).await?;
-        self.know(key, last, newest);
-        Ok(last)
-    }
-
-    /// The next `seq` of `key`, taken.
-    async fn next_seq(&mut self, key: &Arc<str>) -> Result<u64, StoreError> {
-        let next = self.last_seq(key).await? + 1;
-        self.last_seq.insert(key.clone(), next);
-        Ok(next)
+        Vec::new()
     }
 
     async fn commit(&mut self, batch: Vec<Submission>) {
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let mut records: Vec<MessageRecord> = Vec::with_capacity(batch.len());
         let mut senders: Vec<Submission> = Vec::with_capacity(batch.len());
         // Submissions repeating a `client_msg_id` of this batch or of a stored message.
         let mut repeats: Vec<Submission> = Vec::new();
         let mut in_batch: HashSet<(String, String)> = HashSet::new();
+        // Per conversation, the last `seq` given out in this batch.
+        let mut given: HashMap<Arc<str>, u64> = HashMap::new();
         for sub in batch {
-            // Loading the conversation first teaches its newest ids.
-            if let Err(e) = self.last_seq(&sub.conversation).await {
-                self.refuse(&sub, e.into());
-                continue;
-            }
             let id = (sub.sender.clone(), sub.client_msg_id.to_string());
             if in_batch.contains(&id) || self.recent.get(&id.0, &id.1).is_some() {
                 repeats.push(sub);
                 continue;
             }
-            let seq = match self.next_seq(&sub.conversation).await {
-                Ok(seq) => seq,
-                Err(e) => {
-                    self.refuse(&sub, e.into());
-                    continue;
-                }
+            let seq = match given.get(&sub.conversation) {
+                Some(&last) => last + 1,
+                None => match self.store.known_last_seq(&sub.conversation) {
+                    Some(last) => last + 1,
+                    // Routed here only once known; a head is never forgotten.
+                    None => {
+                        self.refuse(&sub, Refusal::internal());
+                        continue;
+                    }
+                },
             };
+            given.insert(sub.conversation.clone(), seq);
             in_batch.insert(id);
             records.push(record(&sub, seq, now));
             senders.push(sub);
@@ -380,19 +332,25 @@ impl Writer {
                         self.delivered(record, sub).await;
                     }
                 }
-                Err(StoreError::SeqTaken) => {
-                    // A message stored before this writer started, re-sent: redo the batch
-                    // one message at a time, looking each one up first.
-                    self.forget_positions(&records);
+                Err(
+                    e @ (StoreError::ClientMsgIdTaken
+                    | StoreError::SeqTaken
+                    | StoreError::OutOfSequence),
+                ) => {
+                    // A message stored before this writer remembered it, re-sent (or
+                    // positions stored behind the store's back): one message at a time,
+                    // looking each one up first.
+                    if !matches!(e, StoreError::ClientMsgIdTaken) {
+                        self.resync(&given).await;
+                    }
                     for sub in &senders {
                         self.commit_one(sub).await;
                     }
                 }
                 Err(e) => {
                     warn!(error = %e, messages = records.len(), "storing a batch failed");
-                    self.forget_positions(&records);
                     for sub in &senders {
-                        self.refuse(sub, failed());
+                        self.refuse(sub, Refusal::internal());
                     }
                 }
             }
@@ -400,7 +358,16 @@ impl Writer {
         // After the batch: whatever the outcome, the store has the answer.
         for sub in &repeats {
             if !self.ack_stored(sub).await {
-                self.refuse(sub, failed());
+                self.refuse(sub, Refusal::internal());
+            }
+        }
+    }
+
+    /// Makes the heads of these conversations follow what is really stored.
+    async fn resync(&self, conversations: &HashMap<Arc<str>, u64>) {
+        for key in conversations.keys() {
+            if let Err(e) = self.store.resync_head(key).await {
+                warn!(error = %e, conversation = %key, "cannot re-read a conversation's head");
             }
         }
     }
@@ -411,20 +378,21 @@ impl Writer {
         if self.ack_stored(sub).await {
             return;
         }
-        let result = match self.next_seq(&sub.conversation).await {
-            Ok(seq) => {
-                let record = record(sub, seq, crate::now_ms());
+        let result = match self.store.last_seq(&sub.conversation).await {
+            Ok(Some(last)) => {
+                let record = record(sub, last + 1, crate::clock::now_ms());
                 self.store
                     .append_batch(std::slice::from_ref(&record))
                     .await
                     .map(|()| record)
             }
+            Ok(None) => Err(StoreError::NoSuchConversation),
             Err(e) => Err(e),
         };
         match result {
             Ok(record) => self.delivered(&record, sub).await,
             Err(e) => {
-                self.last_seq.remove(&sub.conversation);
+                warn!(error = %e, "storing a message on its own failed");
                 self.refuse(sub, e.into());
             }
         }
@@ -432,14 +400,20 @@ impl Writer {
 
     /// Acks a re-sent message with the stored original; `false` if there is none.
     async fn ack_stored(&mut self, sub: &Submission) -> bool {
-        let Some((conversation, seq)) = self
-            .recent
-            .get(&sub.sender, sub.client_msg_id.as_str())
-            .cloned()
-        else {
-            return false;
+        let id = sub.client_msg_id.as_str();
+        let found = match self.recent.get(&sub.sender, id) {
+            Some((conversation, seq)) => Ok(Some((conversation.to_string(), *seq))),
+            None => self.store.sent_message(&sub.sender, id).await,
         };
-        if conversation != sub.conversation {
+        let (conversation, seq) = match found {
+            Ok(Some(at)) => at,
+            Ok(None) => return false,
+            Err(e) => {
+                self.refuse(sub, e.into());
+                return true;
+            }
+        };
+        if *conversation != *sub.conversation {
             self.refuse(
                 sub,
                 Refusal::new(
@@ -451,6 +425,8 @@ impl Writer {
         }
         match self.store.message(&conversation, seq).await {
             Ok(Some(m)) => {
+                self.recent
+                    .insert(&m.sender, &m.client_msg_id, &sub.conversation, m.seq);
                 self.ack(&m, sub);
                 true
             }
@@ -462,13 +438,6 @@ impl Writer {
         }
     }
 
-    /// After a failed commit the positions counted in memory are unknown: reload them.
-    fn forget_positions(&mut self, records: &[MessageRecord]) {
-        for r in records {
-            self.last_seq.remove(r.conversation.as_str());
-        }
-    }
-
     /// A message is stored: fan it out to every member's sockets, then ack the sender.
     async fn delivered(&mut self, record: &MessageRecord, sub: &Submission) {
         self.recent.insert(
@@ -477,14 +446,13 @@ impl Writer {
             &sub.conversation,
             record.seq,
         );
-        let message = chat::message(record.clone());
         let frame = Utf8Bytes::from(
             ServerMsg::Message {
-                message: message.clone(),
+                message: record.to_wire(),
             }
             .encode(),
         );
-        match chat::members(&self.hub, &self.store, &sub.conversation).await {
+        match self.store.members(&sub.conversation).await {
             Ok(members) => self.hub.push(
                 &members,
                 &Outbound::Message {
@@ -503,7 +471,7 @@ impl Writer {
     fn ack(&self, record: &MessageRecord, sub: &Submission) {
         let ack = ServerMsg::Ack {
             client_msg_id: sub.client_msg_id.to_string(),
-            message: chat::message(record.clone()),
+            message: record.to_wire(),
         };
         self.hub.push_to(
             &sub.sender,
@@ -534,6 +502,211 @@ fn record(sub: &Submission, seq: u64, now: i64) -> MessageRecord {
     }
 }
 
-fn failed() -> Refusal {
-    Refusal::new(ErrorCode::Internal, "the server failed; try again")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Database, StorageKind};
+    use app::domain::{DisplayName, Username};
+    use app::protocol::Message;
+    use std::path::Path;
+
+    struct Setup {
+        db: Database,
+        store: SurrealChatStore,
+        writers: Writers,
+        /// Alice's socket (connection 1).
+        outbox: mpsc::Receiver<Outbound>,
+        ab: String,
+        _hub: Hub,
+    }
+
+    async fn setup() -> Setup {
+        let db = Database::open(StorageKind::Memory, Path::new("unused"))
+            .await
+            .unwrap();
+        let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+        for name in ["alice", "bob"] {
+            store
+                .create_user(
+                    &Username::parse(name).unwrap(),
+                    &DisplayName::parse(name).unwrap(),
+                    "h",
+                    1,
+                )
+                .await
+                .unwrap();
+        }
+        let ab = store.open_direct("alice", "bob", 1).await.unwrap();
+        let hub = Hub::default();
+        let (outbox, _) = hub.register("alice", 1);
+        let writers = Writers::start(&store, &hub, 1, &TaskTracker::new()).unwrap();
+        Setup {
+            db,
+            store,
+            writers,
+            outbox,
+            ab,
+            _hub: hub,
+        }
+    }
+
+    fn send(conversation: &str, id: &str, body: &str) -> Submission {
+        Submission {
+            conversation: Arc::from(conversation),
+            sender: "alice".into(),
+            conn_id: 1,
+            client_msg_id: ClientMsgId::parse(id).unwrap(),
+            body: MessageBody::parse(body).unwrap(),
+        }
+    }
+
+    /// The next frame for Alice's socket, decoded.
+    async fn next(outbox: &mut mpsc::Receiver<Outbound>) -> ServerMsg {
+        let out = tokio::time::timeout(Duration::from_secs(10), outbox.recv())
+            .await
+            .expect("a frame in time")
+            .expect("the outbox is open");
+        let frame = match out {
+            Outbound::Frame(f)
+            | Outbound::Message { frame: f, .. }
+            | Outbound::Ack { frame: f, .. } => f,
+        };
+        ServerMsg::decode(frame.as_str()).unwrap()
+    }
+
+    async fn acked(outbox: &mut mpsc::Receiver<Outbound>) -> Message {
+        match next(outbox).await {
+            ServerMsg::Ack { message, .. } => message,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+
+    async fn refused(outbox: &mut mpsc::Receiver<Outbound>) -> ErrorCode {
+        match next(outbox).await {
+            ServerMsg::Error { code, .. } => code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    async fn run_sql(db: &Database, sql: &str) {
+        db.handle().query(sql).await.unwrap().check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn sends_are_numbered_from_the_head_and_acked_in_order() {
+        let mut s = setup().await;
+        for i in 1..=5 {
+            s.writers
+                .submit(send(&s.ab, &format!("c{i}"), &format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        for i in 1..=5 {
+            let m = acked(&mut s.outbox).await;
+            assert_eq!((m.seq, m.body), (i, format!("m{i}")));
+        }
+        assert_eq!(s.store.last_seq(&s.ab).await.unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_retry_of_a_message_stored_before_the_writer_knew_it_gets_the_original() {
+        let mut s = setup().await;
+        // Stored by an earlier process: this writer has never seen the id.
+        let old = MessageRecord {
+            conversation: s.ab.clone(),
+            seq: 1,
+            sender: "alice".into(),
+            body: "original".into(),
+            client_msg_id: "c1".into(),
+            sent_at: 5,
+        };
+        s.store
+            .append_batch(std::slice::from_ref(&old))
+            .await
+            .unwrap();
+        s.writers
+            .submit(send(&s.ab, "c1", "retried"))
+            .await
+            .unwrap();
+        s.writers.submit(send(&s.ab, "c2", "new")).await.unwrap();
+        let first = acked(&mut s.outbox).await;
+        assert_eq!((first.seq, first.body.as_str()), (1, "original"));
+        let second = acked(&mut s.outbox).await;
+        assert_eq!(second.seq, 2, "nothing was stored twice");
+        assert_eq!(s.store.last_seq(&s.ab).await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_client_msg_id_used_in_another_conversation_is_refused() {
+        let mut s = setup().await;
+        let room = s
+            .store
+            .create_room("alice", &app::domain::RoomName::parse("R").unwrap(), 2)
+            .await
+            .unwrap();
+        s.writers.submit(send(&s.ab, "c1", "here")).await.unwrap();
+        assert_eq!(acked(&mut s.outbox).await.seq, 1);
+        s.writers.submit(send(&room, "c1", "there")).await.unwrap();
+        assert_eq!(refused(&mut s.outbox).await, ErrorCode::InvalidInput);
+        assert_eq!(s.store.last_seq(&room).await.unwrap(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_position_already_taken_is_learned_and_the_send_stored_after_it() {
+        let mut s = setup().await;
+        s.writers.submit(send(&s.ab, "c1", "one")).await.unwrap();
+        assert_eq!(acked(&mut s.outbox).await.seq, 1);
+        run_sql(
+            &s.db,
+            "CREATE msg:['alice/bob', 2] SET sender = 'bob', body = 'b',
+                client_msg_id = 'b2', sent_at = 1",
+        )
+        .await;
+        s.writers.submit(send(&s.ab, "c2", "two")).await.unwrap();
+        let m = acked(&mut s.outbox).await;
+        assert_eq!((m.seq, m.body.as_str()), (3, "two"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_refuses_its_sends_and_leaves_no_gap() {
+        let mut s = setup().await;
+        s.writers.submit(send(&s.ab, "c1", "one")).await.unwrap();
+        assert_eq!(acked(&mut s.outbox).await.seq, 1);
+        // Every insert into `client_msg` now fails: so does the batch's transaction.
+        run_sql(&s.db, "DEFINE FIELD must ON client_msg TYPE string").await;
+        s.writers.submit(send(&s.ab, "c2", "two")).await.unwrap();
+        assert_eq!(refused(&mut s.outbox).await, ErrorCode::Internal);
+        run_sql(&s.db, "REMOVE FIELD must ON client_msg").await;
+        s.writers.submit(send(&s.ab, "c2", "two")).await.unwrap();
+        let m = acked(&mut s.outbox).await;
+        assert_eq!((m.seq, m.body.as_str()), (2, "two"));
+        assert!(s.store.message(&s.ab, 3).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sends_parked_behind_a_conversation_that_cannot_be_read_are_refused_alone() {
+        let mut s = setup().await;
+        s.writers
+            .submit(send("nowhere", "c1", "lost"))
+            .await
+            .unwrap();
+        s.writers
+            .submit(send("nowhere", "c2", "lost"))
+            .await
+            .unwrap();
+        s.writers.submit(send(&s.ab, "c3", "fine")).await.unwrap();
+        let mut refusals = 0;
+        let mut acks = Vec::new();
+        for _ in 0..3 {
+            match next(&mut s.outbox).await {
+                ServerMsg::Error { code, .. } => {
+                    assert_eq!(code, ErrorCode::NotFound);
+                    refusals += 1;
+                }
+                ServerMsg::Ack { message, .. } => acks.push(message.seq),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((refusals, acks), (2, vec![1]));
+    }
 }

@@ -91,13 +91,10 @@ async fn next_message(client: &mut Client) -> Message {
         .await
 }
 
-/// True when no `message` frame reaches `client` within `millis`.
-async fn gets_no_message(client: &mut Client, millis: u64) -> bool {
-    !client
-        .receives_within(Duration::from_millis(millis), |m| {
-            matches!(m, ServerMsg::Message { .. })
-        })
-        .await
+/// True when no `message` frame is on its way to `client` (see
+/// `Client::gets_no_message_before_barrier`; `own` is one of its user's conversations).
+async fn gets_no_message(client: &mut Client, own: &ConversationId) -> bool {
+    client.gets_no_message_before_barrier(own).await
 }
 
 async fn error_code(client: &mut Client, msg: ClientMsg) -> ErrorCode {
@@ -188,7 +185,8 @@ async fn two_users_chat_in_a_direct_conversation_and_a_third_cannot_get_in() {
         [1, 2],
         "nothing stored by eve"
     );
-    assert!(gets_no_message(&mut eve, 300).await);
+    let own = create_room(&mut eve, "eve's own").await.id;
+    assert!(gets_no_message(&mut eve, &own).await);
     app.stop().await;
 }
 
@@ -281,8 +279,9 @@ async fn a_room_delivers_to_its_members_until_they_leave() {
     .await;
     say(&mut carol, &room.id, "r2", "bye bob").await;
     assert_eq!(next_message(&mut alice).await.body, "bye bob");
+    let own = create_room(&mut bob, "bob's own").await.id;
     assert!(
-        gets_no_message(&mut bob, 300).await,
+        gets_no_message(&mut bob, &own).await,
         "no delivery after leaving"
     );
     app.stop().await;
@@ -388,7 +387,7 @@ async fn a_receiver_that_reconnects_mid_burst_ends_with_every_message_once_in_or
         (1..=N).collect::<Vec<_>>(),
         "all, in order, none twice"
     );
-    assert!(gets_no_message(&mut bob, 300).await, "and nothing more");
+    assert!(gets_no_message(&mut bob, &dm.id).await, "and nothing more");
 
     // A retried send returns the original and stores nothing new.
     let mut alice = sender.await.unwrap();
@@ -501,7 +500,7 @@ async fn bad_frames_get_their_error_and_store_nothing() {
         .expect(|m| matches!(m, ServerMsg::Resumed).then_some(()))
         .await;
     assert_eq!(history(&mut alice, &dm.id, None).await.0, Vec::<u64>::new());
-    assert!(gets_no_message(&mut bob, 200).await);
+    assert!(gets_no_message(&mut bob, &dm.id).await);
     app.stop().await;
 }
 
@@ -757,8 +756,42 @@ async fn an_outsider_gets_not_found_on_every_path_into_a_conversation() {
         }
     }
     // Nothing leaked to eve, nothing was stored or moved by her.
-    assert!(gets_no_message(&mut eve, 300).await);
+    let own = create_room(&mut eve, "eve's own").await.id;
+    assert!(gets_no_message(&mut eve, &own).await);
     assert_eq!(history(&mut alice, &dm.id, None).await.0, [1]);
     assert_eq!(history(&mut alice, &room, None).await.0, [1]);
+    app.stop().await;
+}
+
+/// The database is the truth for `(sender, client_msg_id)`: a send retried after a restart
+/// (a client that queued it while offline) gets the original back, and nothing is stored
+/// twice, however many messages came between.
+#[tokio::test]
+async fn a_send_retried_after_a_restart_gets_the_original_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(disk_settings(dir.path())).await;
+    let mut alice = app.user("alice").await;
+    app.sign_up("bob").await;
+    let dm = open_direct(&mut alice, "bob").await;
+    let first = say(&mut alice, &dm.id, "queued-1", "sent once").await;
+    for i in 0..20 {
+        say(&mut alice, &dm.id, &format!("later-{i}"), "later").await;
+    }
+    app.stop().await;
+
+    let app = spawn_app_with(disk_settings(dir.path())).await;
+    let token = app.sign_in("alice").await;
+    let mut alice = app.connect(&token).await;
+    alice.recv().await;
+    alice.start().await;
+    let again = say(&mut alice, &dm.id, "queued-1", "sent twice?").await;
+    assert_eq!(
+        (again.seq, again.body.as_str(), again.sent_at_ms),
+        (first.seq, "sent once", first.sent_at_ms)
+    );
+    assert_eq!(
+        history(&mut alice, &dm.id, None).await.0,
+        (1..=21).collect::<Vec<u64>>()
+    );
     app.stop().await;
 }

@@ -1,6 +1,6 @@
 //! Starts the real server on an ephemeral port and speaks to it like a browser would.
 
-use app::protocol::{ClientMsg, ServerMsg};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg};
 use futures::{SinkExt, StreamExt};
 use server::{settings::Settings, Application};
 use std::{net::SocketAddr, time::Duration};
@@ -33,21 +33,12 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Settings::for_tests()).await
 }
 
-/// Starts a server with the given settings. A disk database that was just closed may still
-/// be held by the store's background flush for a moment, so opening is retried briefly.
+/// Starts a server with the given settings; it must start at the first attempt (a data
+/// directory that a server stopped cleanly is free again once `stop` returns).
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    let mut attempts = 0;
-    let app = loop {
-        match Application::build(settings.clone()).await {
-            Ok(app) => break app,
-            Err(e) if attempts < 50 => {
-                attempts += 1;
-                eprintln!("server did not start yet ({e}); retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("server does not start: {e}"),
-        }
-    };
+    let app = Application::build(settings)
+        .await
+        .unwrap_or_else(|e| panic!("server does not start: {e}"));
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async {
@@ -205,6 +196,37 @@ impl Client {
     pub async fn ask<T>(&mut self, msg: ClientMsg, pick: impl FnMut(&ServerMsg) -> Option<T>) -> T {
         self.send(&msg).await;
         self.expect(pick).await
+    }
+
+    /// Whether no `message` frame reaches this socket before a barrier. The barrier is a
+    /// read state of `own` (a conversation the user is in): the server pushes its copy
+    /// through the same outbox as deliveries, behind anything already routed to this
+    /// socket, so a message routed before it arrives first. Pending frames count.
+    pub async fn gets_no_message_before_barrier(&mut self, own: &ConversationId) -> bool {
+        if self
+            .pending
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Message { .. }))
+        {
+            return false;
+        }
+        self.send(&ClientMsg::MarkRead {
+            conversation_id: own.clone(),
+            seq: 0,
+        })
+        .await;
+        // The direct answer and the outbox's copy.
+        let mut read_states = 0;
+        while read_states < 2 {
+            match self.recv_wire().await {
+                ServerMsg::Message { .. } => return false,
+                ServerMsg::ReadState {
+                    conversation_id, ..
+                } if conversation_id == *own => read_states += 1,
+                other => self.pending.push_back(other),
+            }
+        }
+        true
     }
 
     /// Whether a frame `pick` accepts arrives within `wait` (pending frames count).

@@ -38,10 +38,12 @@ async fn unknown_paths_are_404() {
 }
 
 #[tokio::test]
-async fn disk_storage_survives_a_restart() {
+async fn a_clean_stop_frees_the_data_directory_for_an_immediate_restart() {
+    // `spawn_app_with` starts a server once, without retrying: each restart must succeed
+    // at the first attempt, right after the previous server's `stop` returned.
     let dir = tempfile::tempdir().unwrap();
     let settings = disk_settings(dir.path());
-    for expected_boots in 1..=2 {
+    for expected_boots in 1..=3 {
         let app = spawn_app_with(settings.clone()).await;
         let body = get(app.addr, "/healthz").await.json();
         assert_eq!(body["database"]["storage"], "disk");

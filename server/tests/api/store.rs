@@ -117,7 +117,7 @@ async fn a_pair_of_users_has_one_direct_conversation_whoever_starts_it() {
     let ab = store.open_direct("alice", "bob", 10).await.unwrap();
     let ba = store.open_direct("bob", "alice", 11).await.unwrap();
     assert_eq!(ab, ba);
-    assert_eq!(store.members(&ab).await.unwrap(), ["alice", "bob"]);
+    assert_eq!(*store.members(&ab).await.unwrap(), ["alice", "bob"]);
     assert!(matches!(
         store.require_member(&ab, "carol").await,
         Err(StoreError::NotMember)
@@ -153,10 +153,12 @@ async fn messages_get_consecutive_positions_without_gaps() {
         .unwrap();
         assert_eq!(m.seq, seq);
     }
-    // The same position twice is refused (gaps are the caller's to avoid: the writer
-    // counts each conversation's positions; in a batch they are checked).
+    // A batch must continue the conversation's last seq: neither the same position twice
+    // nor a gap.
     let clash = append(&store, &conv, 3, "bob", "b1", "x", 200).await;
-    assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
+    assert!(matches!(clash, Err(StoreError::OutOfSequence)), "{clash:?}");
+    let gap = append(&store, &conv, 5, "bob", "b1", "x", 200).await;
+    assert!(matches!(gap, Err(StoreError::OutOfSequence)), "{gap:?}");
     let second = store.message(&conv, 2).await.unwrap().unwrap();
     assert_eq!((second.seq, second.body.as_str()), (2, "two"));
     assert!(store.message(&conv, 4).await.unwrap().is_none());
@@ -305,7 +307,7 @@ async fn rooms_can_be_created_joined_and_left() {
     store.join_room(&room, "bob", 7).await.unwrap(); // idempotent
     store.join_room(&room, "carol", 8).await.unwrap();
     assert_eq!(
-        store.members(&room).await.unwrap(),
+        *store.members(&room).await.unwrap(),
         ["alice", "bob", "carol"]
     );
     say(&store, &room, "carol", "hello all", 9).await;
@@ -314,7 +316,7 @@ async fn rooms_can_be_created_joined_and_left() {
     assert_eq!(bob_view[0].unread(), 1);
 
     store.leave_room(&room, "bob").await.unwrap();
-    assert_eq!(store.members(&room).await.unwrap(), ["alice", "carol"]);
+    assert_eq!(*store.members(&room).await.unwrap(), ["alice", "carol"]);
     assert!(store.recent_conversations("bob").await.unwrap().is_empty());
     assert!(matches!(
         store.leave_room(&room, "bob").await,
@@ -455,10 +457,10 @@ async fn conversations_are_repaired_from_their_messages_after_a_crash() {
     assert_eq!(bob[0].key, ab, "latest activity first");
     let quiet = bob.iter().find(|r| r.key == room).unwrap();
     assert_eq!((quiet.last_seq, quiet.last_text.as_deref()), (0, None));
-    // The next message continues the sequence; the old position is taken.
+    // The next message continues the sequence; the old position is not free.
     assert!(matches!(
         append(&store, &ab, 4, "bob", "b4", "again", 20).await,
-        Err(StoreError::SeqTaken)
+        Err(StoreError::OutOfSequence)
     ));
     assert_eq!(say(&store, &ab, "bob", "next", 21).await, 5);
     // A clean close leaves nothing to repair; what it stored is there on the next open.
@@ -553,6 +555,13 @@ async fn a_schema_two_database_loses_its_sent_records_when_opened() {
         .check()
         .unwrap();
     assert!(has_sent_table(&db).await);
+    // As a database of that layout: no layout record.
+    db.handle()
+        .query("DELETE store_layout")
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
     let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
     assert!(!has_sent_table(&db).await);
     let kept = again.message(&conv, 1).await.unwrap().unwrap();
@@ -566,4 +575,93 @@ async fn has_sent_table(db: &Database) -> bool {
         .await
         .unwrap();
     res.take::<Option<bool>>(0).unwrap() == Some(true)
+}
+
+/// Layouts before 4 had no `client_msg` records: opening one records every message's
+/// `client_msg_id`, so that a retry of a message sent before the upgrade is recognised.
+#[tokio::test]
+async fn an_older_database_learns_every_messages_client_msg_id_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
+    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    for i in 1..=2_100 {
+        say(&store, &conv, "alice", &format!("m{i}"), i).await;
+    }
+    db.handle()
+        .query("DELETE client_msg; DELETE store_layout;")
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    assert_eq!(store.sent_message("alice", "alice-5").await.unwrap(), None);
+    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    assert_eq!(
+        again.sent_message("alice", "alice-5").await.unwrap(),
+        Some((conv.clone(), 5))
+    );
+    assert_eq!(
+        again.sent_message("alice", "alice-2100").await.unwrap(),
+        Some((conv, 2_100))
+    );
+    assert_eq!(again.sent_message("bob", "alice-5").await.unwrap(), None);
+}
+
+/// The database is the truth for `(sender, client_msg_id)`: a second message with the
+/// same pair is refused whatever its conversation, and where the first went is found.
+#[tokio::test]
+async fn a_senders_client_msg_id_is_taken_once_for_good() {
+    let store = memory_store().await;
+    let (ab, room) = alice_bob_and_a_quiet_room(&store).await;
+    store
+        .join_room(&room, "alice", 3)
+        .await
+        .expect("alice joins");
+    append(&store, &ab, 1, "alice", "same", "first", 10)
+        .await
+        .unwrap();
+    let again = append(&store, &ab, 2, "alice", "same", "second", 11).await;
+    assert!(
+        matches!(again, Err(StoreError::ClientMsgIdTaken)),
+        "{again:?}"
+    );
+    let elsewhere = append(&store, &room, 1, "alice", "same", "third", 12).await;
+    assert!(matches!(elsewhere, Err(StoreError::ClientMsgIdTaken)));
+    // Nothing of the refused batches was stored, and the heads did not move.
+    assert_eq!(store.last_seq(&ab).await.unwrap(), Some(1));
+    assert_eq!(store.last_seq(&room).await.unwrap(), Some(0));
+    assert_eq!(
+        store.sent_message("alice", "same").await.unwrap(),
+        Some((ab.clone(), 1))
+    );
+    append(&store, &ab, 2, "bob", "same", "bob's own", 13)
+        .await
+        .expect("ids are per sender");
+}
+
+/// A message stored behind the store's back (nothing does that but this test) makes the
+/// next batch at that position fail as taken; the head then follows what is stored.
+#[tokio::test]
+async fn a_position_taken_behind_the_stores_back_is_refused_then_learned() {
+    let db = Database::open(StorageKind::Memory, Path::new("unused"))
+        .await
+        .unwrap();
+    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let (ab, _) = alice_bob_and_a_quiet_room(&store).await;
+    say(&store, &ab, "alice", "one", 3).await;
+    db.handle()
+        .query(
+            "CREATE msg:['alice/bob', 2] SET sender = 'bob', body = 'sneaky',
+                client_msg_id = 'x', sent_at = 4",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    let clash = append(&store, &ab, 2, "alice", "a2", "two", 5).await;
+    assert!(matches!(clash, Err(StoreError::SeqTaken)), "{clash:?}");
+    assert_eq!(store.resync_head(&ab).await.unwrap(), 2);
+    assert_eq!(say(&store, &ab, "alice", "three", 6).await, 3);
 }

@@ -1,11 +1,15 @@
 //! The `/ws` endpoint: one [`Handler`] task per socket, speaking `app::protocol`. What each
-//! frame does is in [`crate::chat`]; this module is the transport: upgrade checks, framing,
-//! the outbox from the [`crate::hub`], heartbeats, resume bookkeeping and closing.
+//! frame does is the [`ChatService`]'s; the order in which a socket tells its client about
+//! each conversation is [`delivery`]'s; this module is the transport: upgrade checks,
+//! framing, the outbox from the [`crate::hub`], heartbeats and closing.
 //!
 //! Every socket gets [`ServerMsg::Hello`] first. Frames above the protocol's size cap get a
-//! typed [`ServerMsg::Error`], as do binary and undecodable frames, and change nothing; frames
-//! beyond [`TRANSPORT_LIMIT_BYTES`] are not even buffered: the socket is closed with 1009. On shutdown each socket is closed with 1001
-//! ("going away") so clients know to reconnect.
+//! typed [`ServerMsg::Error`], as do binary and undecodable frames, and change nothing;
+//! frames beyond [`TRANSPORT_LIMIT_BYTES`] are not even buffered: the socket is closed with
+//! 1009. On shutdown each socket is closed with 1001 ("going away") so clients know to
+//! reconnect.
+
+pub mod delivery;
 
 use app::domain::ClientMsgId;
 use app::protocol::{ClientMsg, ErrorCode, ServerMsg, UserInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION};
@@ -20,21 +24,22 @@ use axum::{
 };
 use futures::SinkExt;
 use std::{
-    collections::{BTreeSet, HashMap},
     sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tokio::{
     sync::{broadcast, mpsc},
     time::Instant,
 };
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info_span, Instrument};
 
 use crate::{
-    chat::{self, Refusal},
+    auth::{AuthError, AuthState, Session},
+    chat::{ChatService, Refusal},
     hub::Outbound,
-    AppState,
 };
+use delivery::{Cursor, Live};
 
 /// How often the server pings an idle socket.
 const HEARTBEAT: Duration = Duration::from_secs(25);
@@ -42,8 +47,6 @@ const HEARTBEAT: Duration = Duration::from_secs(25);
 const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// How long one frame may take to go out before the peer is deemed to have stopped reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most acked-ahead `seq`s one socket remembers per conversation (see `Handler::acked`).
-const MAX_ACKED_AHEAD: usize = 1024;
 /// How long a closing socket waits for the peer to answer its close frame.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Most sockets one user may hold open at once.
@@ -63,33 +66,44 @@ const BURST: usize = 64;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What the socket endpoint uses; cheap to clone.
+#[derive(Clone)]
+pub struct Sockets {
+    pub chat: ChatService,
+    pub auth: AuthState,
+    /// Cancelled once, when the server starts shutting down; every socket watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks socket tasks so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
+    pub public_origin: Option<String>,
+}
+
 /// Checks the upgrade (Origin, then session), and hands the socket to a [`Handler`] tracked
 /// by the server, so that shutdown waits for it to say goodbye. A foreign Origin gets 403
 /// (cross-site WebSocket hijacking), a missing or dead session 401; neither is upgraded.
 pub async fn upgrade(
     ws: WebSocketUpgrade,
-    State(state): State<AppState>,
+    State(sockets): State<Sockets>,
     headers: HeaderMap,
+    session: Result<Session, AuthError>,
 ) -> Response {
-    if !origin_allowed(&headers, state.public_origin.as_deref()) {
+    if !origin_allowed(&headers, sockets.public_origin.as_deref()) {
         return refuse(
             StatusCode::FORBIDDEN,
             "forbidden_origin",
             "cross-origin WebSocket refused",
         );
     }
-    let session = match crate::auth::authenticate(&state, &headers).await {
+    let session = match session {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let me = match state.store.user(session.username.as_str()).await {
-        Ok(Some(u)) => UserInfo {
-            username: u.username.to_string(),
-            display_name: u.display_name,
-        },
-        _ => return crate::auth::AuthError::Unauthenticated.into_response(),
+    let me = match sockets.chat.user_info(session.username.as_str()).await {
+        Ok(Some(me)) => me,
+        _ => return AuthError::Unauthenticated.into_response(),
     };
-    if state.hub.socket_count(&me.username) >= MAX_SOCKETS_PER_USER {
+    if sockets.chat.hub().socket_count(&me.username) >= MAX_SOCKETS_PER_USER {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
@@ -97,8 +111,7 @@ pub async fn upgrade(
         );
     }
     let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let ended = state.sessions_ended.subscribe();
-    let tracker = state.tasks.clone();
+    let ended = sockets.auth.sessions_ended.subscribe();
     let user = session.username.to_string();
     ws.max_frame_size(TRANSPORT_LIMIT_BYTES)
         .max_message_size(TRANSPORT_LIMIT_BYTES)
@@ -108,7 +121,7 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             // Registered before the hello: nothing sent after it can be missed.
-            let (outbox, came_online) = state.hub.register(&me.username, conn_id);
+            let (outbox, came_online) = sockets.chat.hub().register(&me.username, conn_id);
             let handler = Handler {
                 socket,
                 ended,
@@ -116,27 +129,19 @@ pub async fn upgrade(
                 me,
                 conn_id,
                 outbox,
-                next: HashMap::new(),
-                acked: HashMap::new(),
+                outbox_open: true,
+                cursor: Cursor::default(),
                 started: false,
-                state,
+                chat: sockets.chat,
+                auth: sockets.auth,
+                shutdown: sockets.shutdown,
             };
-            tracker.track_future(
+            sockets.tasks.track_future(
                 handler
                     .run(came_online)
                     .instrument(info_span!("ws", conn_id, user)),
             )
         })
-}
-
-/// Tells everyone who shares a conversation with `user` that they came or went.
-async fn announce_presence(state: AppState, user: String, online: bool) {
-    let contacts = chat::contacts(&state, &user).await;
-    let msg = ServerMsg::Presence {
-        username: user,
-        online,
-    };
-    state.hub.push(&contacts, &Outbound::frame(&msg), None);
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
@@ -178,18 +183,16 @@ struct Handler {
     conn_id: u64,
     /// What the hub routes to this socket. Closed by the hub when the socket lags.
     outbox: mpsc::Receiver<Outbound>,
-    /// Per conversation, the next `seq` this socket must deliver. Live messages below it are
-    /// copies of what a `resume` already sent and are skipped; one above it means a gap,
-    /// filled from the database first. So each conversation reaches the client in order,
-    /// once.
-    next: HashMap<String, u64>,
-    /// Per conversation, `seq`s this socket was sent as `ack`s at or beyond its `next`:
-    /// the sender already has them, so deliveries and gap fills skip them.
-    acked: HashMap<String, BTreeSet<u64>>,
+    /// False once the outbox said it is closed.
+    outbox_open: bool,
+    /// What this socket has told its client, per conversation (see [`delivery`]).
+    cursor: Cursor,
     /// Live delivery starts with the client's first frame, so that a reconnecting client's
     /// `resume` is handled before any live message and nothing overtakes what it missed.
     started: bool,
-    state: AppState,
+    chat: ChatService,
+    auth: AuthState,
+    shutdown: CancellationToken,
 }
 
 /// Why the loop ended, and what to tell the peer.
@@ -203,14 +206,14 @@ impl Handler {
         debug!("socket opened");
         let username = self.me.username.clone();
         if came_online {
-            announce_presence(self.state.clone(), username.clone(), true).await;
+            self.chat.announce_presence(&username, true).await;
         }
         let exit = self.serve().await;
         if let Exit::Close(code, reason) = exit {
             self.close(code, reason).await;
         }
-        if self.state.hub.unregister(&username, self.conn_id) {
-            announce_presence(self.state.clone(), username, false).await;
+        if self.chat.hub().unregister(&username, self.conn_id) {
+            self.chat.announce_presence(&username, false).await;
         }
         debug!("socket closed");
     }
@@ -224,11 +227,16 @@ impl Handler {
         if self.send(&hello).await.is_err() {
             return Exit::Quiet;
         }
-        let shutdown = self.state.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
         loop {
+            if !self.outbox_open {
+                // The hub dropped us: we fell too far behind.
+                let _ = self.send(&ServerMsg::Lagging).await;
+                return Exit::Close(close_code::AGAIN, "lagging; reconnect and resume");
+            }
             tokio::select! {
                 frame = self.socket.recv() => {
                     last_heard = Instant::now();
@@ -260,12 +268,7 @@ impl Handler {
                     }
                 }
                 out = self.outbox.recv(), if self.started => {
-                    let Some(out) = out else {
-                        // The hub dropped us: we fell too far behind.
-                        let _ = self.send(&ServerMsg::Lagging).await;
-                        return Exit::Close(close_code::AGAIN, "lagging; reconnect and resume");
-                    };
-                    if self.deliver_burst(out).await.is_err() {
+                    if self.forward(out).await.is_err() {
                         return Exit::Quiet;
                     }
                 }
@@ -286,7 +289,7 @@ impl Handler {
                         Ok(sid) if sid == self.session_id => {}
                         // Missed some sign-outs: ours may have been one of them.
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            if crate::auth::session_alive(&self.state, &self.session_id).await {
+                            if self.auth.session_alive(&self.session_id).await {
                                 continue;
                             }
                         }
@@ -294,6 +297,17 @@ impl Handler {
                     }
                     return Exit::Close(close_code::POLICY, "signed out");
                 }
+            }
+        }
+    }
+
+    /// Forwards what the outbox gave (`None`: it is closed, the socket is lagging).
+    async fn forward(&mut self, out: Option<Outbound>) -> Result<(), axum::Error> {
+        match out {
+            Some(out) => self.deliver_burst(out).await,
+            None => {
+                self.outbox_open = false;
+                Ok(())
             }
         }
     }
@@ -359,42 +373,37 @@ impl Handler {
                 return self.send(&reply).await;
             }
         };
-        let state = &self.state;
-        let me = self.me.username.as_str();
+        let chat = self.chat.clone();
+        let me = self.me.username.clone();
+        let me = me.as_str();
         let reply = match msg {
             ClientMsg::Ping { nonce } => Ok(ServerMsg::Pong {
                 nonce,
-                server_time_ms: now_ms(),
+                server_time_ms: crate::clock::now_ms().max(0) as u64,
             }),
-            ClientMsg::ListConversations => chat::list_conversations(state, me).await,
-            ClientMsg::OpenDirect { username } => {
-                chat::open_direct(state, me, username.as_str()).await
-            }
-            ClientMsg::CreateRoom { name } => chat::create_room(state, me, &name).await,
-            ClientMsg::ListRooms => chat::list_rooms(state, me).await,
-            ClientMsg::JoinRoom { conversation_id } => {
-                chat::join_room(state, me, &conversation_id.0).await
-            }
+            ClientMsg::ListConversations => chat.list_conversations(me).await,
+            ClientMsg::OpenDirect { username } => chat.open_direct(me, username.as_str()).await,
+            ClientMsg::CreateRoom { name } => chat.create_room(me, &name).await,
+            ClientMsg::ListRooms => chat.list_rooms(me).await,
+            ClientMsg::JoinRoom { conversation_id } => chat.join_room(me, &conversation_id.0).await,
             ClientMsg::LeaveRoom { conversation_id } => {
-                chat::leave_room(state, me, &conversation_id.0).await
+                chat.leave_room(me, &conversation_id.0).await
             }
             ClientMsg::ListMembers { conversation_id } => {
-                chat::list_members(state, me, &conversation_id.0).await
+                chat.list_members(me, &conversation_id.0).await
             }
-            ClientMsg::SearchUsers { query } => chat::search_users(state, &query).await,
+            ClientMsg::SearchUsers { query } => chat.search_users(&query).await,
             ClientMsg::History {
                 conversation_id,
                 before_seq,
                 limit,
             } => {
-                let reply = chat::history(state, me, &conversation_id.0, before_seq, limit).await;
-                // The newest page tells the client everything up to its last message: live
-                // copies of those are not sent again.
+                let reply = chat
+                    .history(me, &conversation_id.0, before_seq, limit)
+                    .await;
                 if let (None, Ok(ServerMsg::History { messages, .. })) = (before_seq, &reply) {
                     if let Some(last) = messages.last() {
-                        let next = self.next.entry(conversation_id.0.clone()).or_insert(0);
-                        *next = (*next).max(last.seq + 1);
-                        self.skip_acked(&conversation_id.0);
+                        self.cursor.history_newest(&conversation_id.0, last.seq);
                     }
                 }
                 reply
@@ -402,32 +411,36 @@ impl Handler {
             ClientMsg::MarkRead {
                 conversation_id,
                 seq,
-            } => chat::mark_read(state, me, &conversation_id.0, seq).await,
+            } => chat.mark_read(me, &conversation_id.0, seq).await,
             ClientMsg::Send {
                 conversation_id,
                 client_msg_id,
                 body,
             } => {
                 // The ack (or a failure to store) comes back through the outbox, in order
-                // with the conversation's messages; meanwhile this socket reads on.
+                // with the conversation's messages. While the writer's queue is full this
+                // socket keeps forwarding its own outbox, so that a slow database never
+                // makes a sender look like a lagging reader.
                 let id = client_msg_id.to_string();
-                return match chat::submit(
-                    state,
-                    me,
-                    self.conn_id,
-                    &conversation_id.0,
-                    client_msg_id,
-                    body,
-                )
-                .await
-                {
+                let submit = chat.submit(me, self.conn_id, &conversation_id.0, client_msg_id, body);
+                tokio::pin!(submit);
+                let submitted = loop {
+                    tokio::select! {
+                        biased;
+                        submitted = &mut submit => break submitted,
+                        out = self.outbox.recv(), if self.started && self.outbox_open => {
+                            self.forward(out).await?;
+                        }
+                    }
+                };
+                return match submitted {
                     Ok(()) => Ok(()),
                     Err(refusal) => self.send(&refusal.into_msg(Some(id))).await,
                 };
             }
             ClientMsg::Resume { positions } => {
                 for p in positions {
-                    self.resume(&p.conversation_id.0, p.seq).await?;
+                    self.replay(&p.conversation_id.0, p.seq, None).await?;
                 }
                 Ok(ServerMsg::Resumed)
             }
@@ -450,8 +463,8 @@ impl Handler {
         self.timed(|socket| socket.flush()).await
     }
 
-    /// Forwards one item from the hub, keeping each conversation in order and without
-    /// repeats (see [`Handler::next`]). Buffered: the caller flushes.
+    /// Forwards one item from the hub, as the cursor says (see [`delivery`]). Buffered:
+    /// the caller flushes.
     async fn deliver(&mut self, out: Outbound) -> Result<(), axum::Error> {
         let frame = match out {
             Outbound::Frame(frame) => frame,
@@ -459,147 +472,73 @@ impl Handler {
                 conversation,
                 seq,
                 frame,
-            } => {
-                match self.next.get(&*conversation).copied() {
-                    Some(next) if seq < next => return Ok(()),
-                    Some(next) if seq > next => {
-                        // Everything below `seq` is stored: fetch the gap, which may
-                        // include `seq` itself.
-                        self.resume(&conversation, next - 1).await?;
-                        if self.next.get(&*conversation).is_some_and(|&n| seq < n) {
-                            return Ok(());
-                        }
+            } => match self.cursor.live(&conversation, seq) {
+                Live::Deliver => frame,
+                Live::Skip => return Ok(()),
+                Live::Gap { after } => {
+                    // Everything below `seq` is stored: fetch the gap, which may include
+                    // `seq` itself.
+                    self.replay(&conversation, after, None).await?;
+                    if !self.cursor.after_fill(&conversation, seq) {
+                        return Ok(());
                     }
-                    _ => {}
+                    frame
                 }
-                self.next.insert(conversation.to_string(), seq + 1);
-                self.skip_acked(&conversation);
-                frame
-            }
+            },
             Outbound::Ack {
                 conversation,
                 seq,
                 frame,
             } => {
-                self.before_ack(&conversation, seq).await?;
+                if let Some(after) = self.cursor.before_ack(&conversation, seq) {
+                    self.replay(&conversation, after, Some(seq)).await?;
+                }
+                self.cursor.acked(&conversation, seq);
                 frame
             }
         };
         self.timed(|socket| socket.feed(Message::Text(frame))).await
     }
 
-    /// Remembers that this socket was told `seq` by an `ack`, so that it is not also
-    /// delivered as a `message` (by a gap fill, for instance).
-    fn note_acked(&mut self, key: &str, seq: u64) {
-        match self.next.get(key) {
-            Some(&next) if seq < next => {}
-            _ => {
-                let acked = self.acked.entry(key.to_owned()).or_default();
-                acked.insert(seq);
-                // A socket that only ever sends in a conversation never advances `next`
-                // there; keep the newest few (forgetting one costs at most a repeat).
-                if acked.len() > MAX_ACKED_AHEAD {
-                    acked.pop_first();
-                }
-                self.skip_acked(key);
-            }
-        }
-    }
-
-    /// Moves `next` past acked `seq`s it has reached, and forgets those below it.
-    fn skip_acked(&mut self, key: &str) {
-        let Some(acked) = self.acked.get_mut(key) else {
-            return;
-        };
-        if let Some(next) = self.next.get_mut(key) {
-            while acked.first().is_some_and(|&s| s <= *next) {
-                let s = acked.pop_first().expect("checked non-empty");
-                if s == *next {
-                    *next += 1;
-                }
-            }
-        }
-        if acked.is_empty() {
-            self.acked.remove(key);
-        }
-    }
-
-    /// Replays what this socket missed in one conversation after `after`, in order, and
-    /// moves the conversation's next expected `seq` past it.
-    async fn resume(&mut self, key: &str, after: u64) -> Result<(), axum::Error> {
-        self.replay(key, after, None).await
-    }
-
     /// Sends the stored messages of `key` after `after` (and below `until`, if given) that
-    /// this socket has not been told of, in order, moving `next` past them.
+    /// this socket has not told its client, in order, page by page.
     async fn replay(
         &mut self,
         key: &str,
         mut after: u64,
         until: Option<u64>,
     ) -> Result<(), axum::Error> {
-        let me = self.me.username.clone();
         let start = after;
-        let next = self
-            .next
-            .entry(key.to_owned())
-            .or_insert(after.saturating_add(1));
-        *next = (*next).max(after.saturating_add(1));
+        self.cursor.begin_replay(key, after);
         loop {
-            let page = match chat::missed(&self.state, &me, key, after).await {
+            let page = match self.chat.missed(&self.me.username, key, after).await {
                 Ok(page) => page,
                 Err(refusal) => return self.send(&refusal.into_msg(None)).await,
             };
-            let mut reached_until = false;
-            let mut last = None;
-            for message in page {
-                if until.is_some_and(|u| message.seq >= u) {
-                    reached_until = true;
-                    break;
-                }
-                last = Some(message.seq);
-                let own = self
-                    .acked
-                    .get(key)
-                    .is_some_and(|acked| acked.contains(&message.seq));
-                if !own {
+            let seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
+            let step = self.cursor.replay_page(key, &seqs, until);
+            let mut page: Vec<Option<app::protocol::Message>> =
+                page.into_iter().map(Some).collect();
+            for i in step.send {
+                if let Some(message) = page[i].take() {
                     self.send(&ServerMsg::Message { message }).await?;
                 }
             }
-            let Some(last) = last else {
+            let Some(last) = step.last.filter(|_| !step.done) else {
                 return Ok(());
             };
             after = last;
-            let next = self.next.entry(key.to_owned()).or_insert(last + 1);
-            *next = (*next).max(last + 1);
-            self.skip_acked(key);
-            if reached_until {
-                return Ok(());
-            }
-            if after - start >= chat::RESUME_LIMIT {
+            if after - start >= crate::chat::RESUME_LIMIT {
                 let e = ServerMsg::error(
                     ErrorCode::InvalidInput,
                     format!(
                         "more than {} missed messages in {key}; reload its history",
-                        chat::RESUME_LIMIT
+                        crate::chat::RESUME_LIMIT
                     ),
                 );
                 return self.send(&e).await;
             }
         }
-    }
-
-    /// Before an `ack` for `seq` goes out: every earlier message of the conversation that
-    /// this socket is owed goes first, so that the client sees `seq`s in order (a message
-    /// fanned out just before ours may still sit in this socket's outbox).
-    async fn before_ack(&mut self, key: &str, seq: u64) -> Result<(), axum::Error> {
-        if let Some(&next) = self.next.get(key) {
-            if next < seq {
-                self.replay(key, next - 1, Some(seq)).await?;
-            }
-        }
-        self.note_acked(key, seq);
-        Ok(())
     }
 
     async fn send(&mut self, msg: &ServerMsg) -> Result<(), axum::Error> {
@@ -632,12 +571,6 @@ impl Handler {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -1,33 +1,32 @@
-//! The recent-conversations list from memory: what [`crate::store`] read from the database
-//! once, kept current by the store's own writes.
+//! The recent-conversations lists from memory: what [`super`] read from the database once,
+//! kept current by the store's own writes.
 //!
 //! Reading a user's list from SurrealDB costs a member row and a conversation record per
 //! conversation (about 12 ms for 200 on the benchmark's database); this cache answers from
 //! memory. The database stays the truth, and the store is the only writer, so every change
 //! passes through here:
-//! - A conversation's last message moves with each committed batch ([`RecentCache::message`]);
-//!   only a later `seq` replaces it, so a stale read can never undo a newer message.
 //! - A read position only moves forward ([`RecentCache::read`]), as in the database.
 //! - A change of membership (open, create, join, leave) drops the user's list
 //!   ([`RecentCache::forget_user`]); the next request reads it again.
+//! - Last messages are not kept here: the rows this cache returns are [`StoredRow`]s, as
+//!   loaded, and the store puts each conversation's head over them
+//!   ([`super::heads::Heads::view`]), as it does for rows read from the database.
 //!
 //! A load races the writes it does not see: while one is in flight for a user, any change
 //! to that user marks it dirty, and a dirty load is returned to its caller (it is as fresh
 //! as a database read) but not cached. Conversations' fixed parts (kind, name, the names of
 //! the people in a direct conversation) never change once created.
 //!
-//! Nothing is evicted: memory grows with the conversations that had a message, a reader or
-//! a history page since start-up (their last message's preview), and with the users who
-//! asked for their list (about 50 bytes per conversation in it).
-//!
-//! The same entries answer [`RecentCache::last_seq`]: where a history page ends and where a
-//! writer's numbering resumes, without a database read once a conversation is known.
+//! Nothing is evicted: memory grows with the conversations in the lists of the users who
+//! asked for theirs since start-up (about 50 bytes per conversation in a list, plus the
+//! conversation's preview as loaded).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::hub::lock;
-use crate::store::{ConversationRow, Kind};
+use super::heads::StoredRow;
+use super::rows::{ConversationRow, Kind};
+use crate::locks::lock;
 
 #[derive(Default)]
 pub struct RecentCache {
@@ -36,24 +35,19 @@ pub struct RecentCache {
 
 #[derive(Default)]
 struct State {
-    /// conversation key -> what the lists show of it.
+    /// conversation key -> what the lists show of it, as last loaded.
     conversations: HashMap<String, Conversation>,
     /// username -> their conversations (key -> last read `seq`), or a load in flight.
     users: HashMap<String, UserEntry>,
 }
 
-#[derive(Default)]
 struct Conversation {
-    /// `None` until a load read it (a message may be committed first).
-    fixed: Option<Fixed>,
-    last: Last,
-}
-
-struct Fixed {
     kind: Kind,
     name: Option<String>,
     /// Display names of the people in a direct conversation, as loads have seen them.
     names: HashMap<String, String>,
+    /// The `last_*` fields as the newest load read them (heads add what came since).
+    last: Last,
 }
 
 #[derive(Default, Clone)]
@@ -74,8 +68,8 @@ enum UserEntry {
 }
 
 impl RecentCache {
-    /// `user`'s list, newest activity first, if everything in it is known.
-    pub fn get(&self, user: &str) -> Option<Vec<ConversationRow>> {
+    /// `user`'s list as loaded and kept, unsorted, if everything in it is known.
+    pub fn get(&self, user: &str) -> Option<Vec<StoredRow>> {
         let state = lock(&self.state);
         let Some(UserEntry::Loaded(reads)) = state.users.get(user) else {
             return None;
@@ -83,27 +77,25 @@ impl RecentCache {
         let mut rows = Vec::with_capacity(reads.len());
         for (key, &last_read_seq) in reads {
             let conv = state.conversations.get(key)?;
-            let fixed = conv.fixed.as_ref()?;
-            let peer = match fixed.kind {
+            let peer = match conv.kind {
                 Kind::Room => None,
                 Kind::Direct => {
                     let other = other_in_direct(key, user);
-                    Some((other.to_owned(), fixed.names.get(other)?.clone()))
+                    Some((other.to_owned(), conv.names.get(other)?.clone()))
                 }
             };
-            rows.push(ConversationRow {
+            rows.push(StoredRow(ConversationRow {
                 key: key.clone(),
-                kind: fixed.kind,
-                name: fixed.name.clone(),
+                kind: conv.kind,
+                name: conv.name.clone(),
                 peer,
                 last_seq: conv.last.seq,
                 last_read_seq,
                 last_at: conv.last.at,
                 last_sender: conv.last.sender.clone(),
                 last_text: conv.last.text.clone(),
-            });
+            }));
         }
-        sort(&mut rows);
         Some(rows)
     }
 
@@ -125,22 +117,24 @@ impl RecentCache {
     }
 
     /// The read started by [`Self::begin_load`] ended with `rows` (`None`: it failed).
-    pub fn finish_load(&self, user: &str, rows: Option<&[ConversationRow]>) {
+    pub fn finish_load(&self, user: &str, rows: Option<&[StoredRow]>) {
         let mut state = lock(&self.state);
-        for row in rows.unwrap_or_default() {
-            let conv = state.conversations.entry(row.key.clone()).or_default();
-            let fixed = conv.fixed.get_or_insert_with(|| Fixed {
-                kind: row.kind,
-                name: row.name.clone(),
-                names: HashMap::new(),
-            });
+        for StoredRow(row) in rows.unwrap_or_default() {
+            let conv = state
+                .conversations
+                .entry(row.key.clone())
+                .or_insert_with(|| Conversation {
+                    kind: row.kind,
+                    name: row.name.clone(),
+                    names: HashMap::new(),
+                    last: Last::default(),
+                });
             if let Some((username, display_name)) = &row.peer {
-                fixed
-                    .names
+                conv.names
                     .entry(username.clone())
                     .or_insert_with(|| display_name.clone());
             }
-            if row.last_seq > conv.last.seq {
+            if row.last_seq > conv.last.seq || conv.last.seq == 0 {
                 conv.last = Last {
                     seq: row.last_seq,
                     at: row.last_at,
@@ -157,7 +151,7 @@ impl RecentCache {
             (Some(rows), false) => {
                 let reads = rows
                     .iter()
-                    .map(|r| (r.key.clone(), r.last_read_seq))
+                    .map(|StoredRow(r)| (r.key.clone(), r.last_read_seq))
                     .collect();
                 state
                     .users
@@ -199,26 +193,6 @@ impl RecentCache {
             None => {}
         }
     }
-
-    /// `key`'s last `seq`, if a list load, a read of it or a committed message made it
-    /// known; from then on every commit keeps it current (see [`Self::message`]).
-    pub fn last_seq(&self, key: &str) -> Option<u64> {
-        lock(&self.state).conversations.get(key).map(|c| c.last.seq)
-    }
-
-    /// `key`'s newest message is now `seq` (older news is ignored).
-    pub fn message(&self, key: &str, seq: u64, at: i64, sender: &str, text: &str) {
-        let mut state = lock(&self.state);
-        let conv = state.conversations.entry(key.to_owned()).or_default();
-        if seq > conv.last.seq {
-            conv.last = Last {
-                seq,
-                at,
-                sender: Some(sender.to_owned()),
-                text: Some(text.to_owned()),
-            };
-        }
-    }
 }
 
 /// Newest activity first; ties by key, so the order is stable.
@@ -240,14 +214,8 @@ fn other_in_direct<'a>(key: &'a str, user: &'a str) -> &'a str {
 mod tests {
     use super::*;
 
-    fn row(
-        key: &str,
-        kind: Kind,
-        peer: Option<(&str, &str)>,
-        last: u64,
-        read: u64,
-    ) -> ConversationRow {
-        ConversationRow {
+    fn row(key: &str, kind: Kind, peer: Option<(&str, &str)>, last: u64, read: u64) -> StoredRow {
+        StoredRow(ConversationRow {
             key: key.to_owned(),
             kind,
             name: (kind == Kind::Room).then(|| "Room".to_owned()),
@@ -257,16 +225,27 @@ mod tests {
             last_at: last as i64,
             last_sender: (last > 0).then(|| "bob".to_owned()),
             last_text: (last > 0).then(|| format!("m{last}")),
-        }
+        })
     }
 
-    fn loaded(cache: &RecentCache, user: &str, rows: &[ConversationRow]) {
+    fn loaded(cache: &RecentCache, user: &str, rows: &[StoredRow]) {
         cache.begin_load(user);
         cache.finish_load(user, Some(rows));
     }
 
+    fn list(cache: &RecentCache, user: &str) -> Vec<ConversationRow> {
+        let mut rows: Vec<ConversationRow> = cache
+            .get(user)
+            .expect("loaded")
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        sort(&mut rows);
+        rows
+    }
+
     #[test]
-    fn a_loaded_list_follows_messages_and_reads() {
+    fn a_loaded_list_follows_reads_and_never_moves_them_back() {
         let cache = RecentCache::default();
         assert!(cache.get("alice").is_none());
         loaded(
@@ -277,44 +256,36 @@ mod tests {
                 row("r1", Kind::Room, None, 5, 5),
             ],
         );
-        let list = cache.get("alice").unwrap();
-        assert_eq!(list[0].key, "r1");
+        let rows = list(&cache, "alice");
+        assert_eq!(rows[0].key, "r1", "newest activity first");
         assert_eq!(
-            (list[1].unread(), list[1].peer.clone().unwrap().1.as_str()),
+            (rows[1].unread(), rows[1].peer.clone().unwrap().1.as_str()),
             (2, "Bob")
         );
-
-        cache.message("alice/bob", 4, 10, "bob", "hi");
-        cache.message("alice/bob", 2, 1, "bob", "old news");
         cache.read("alice", "alice/bob", 2);
-        let list = cache.get("alice").unwrap();
-        assert_eq!(list[0].key, "alice/bob", "newest activity first");
-        assert_eq!((list[0].last_seq, list[0].unread()), (4, 2));
-        assert_eq!(list[0].last_text.as_deref(), Some("hi"));
         cache.read("alice", "alice/bob", 1);
-        assert_eq!(
-            cache.get("alice").unwrap()[0].last_read_seq,
-            2,
-            "never backwards"
-        );
+        assert_eq!(list(&cache, "alice")[1].last_read_seq, 2, "never backwards");
 
         // Bob's view of the same conversation needs Alice's name, not known yet.
-        cache.begin_load("bob");
-        cache.finish_load(
+        loaded(
+            &cache,
             "bob",
-            Some(&[row(
+            &[row(
                 "alice/bob",
                 Kind::Direct,
                 Some(("alice", "Alice")),
-                3,
+                4,
                 0,
-            )]),
+            )],
         );
-        let bob = cache.get("bob").unwrap();
+        let bob = list(&cache, "bob");
         assert_eq!(
             (bob[0].last_seq, bob[0].peer.clone().unwrap().1.as_str()),
             (4, "Alice")
         );
+        let alice = list(&cache, "alice");
+        let ab = alice.iter().find(|r| r.key == "alice/bob").unwrap();
+        assert_eq!(ab.last_seq, 4, "the newer load is kept");
     }
 
     #[test]
@@ -340,16 +311,6 @@ mod tests {
         cache.begin_load("alice");
         cache.finish_load("alice", None);
         loaded(&cache, "alice", &[row("r1", Kind::Room, None, 5, 5)]);
-        assert_eq!(cache.get("alice").unwrap()[0].unread(), 0);
-    }
-
-    #[test]
-    fn a_message_committed_before_the_load_finishes_is_not_undone() {
-        let cache = RecentCache::default();
-        cache.begin_load("alice");
-        cache.message("r1", 6, 60, "bob", "newer");
-        cache.finish_load("alice", Some(&[row("r1", Kind::Room, None, 5, 5)]));
-        let list = cache.get("alice").unwrap();
-        assert_eq!((list[0].last_seq, list[0].unread()), (6, 1));
+        assert_eq!(list(&cache, "alice")[0].unread(), 0);
     }
 }

@@ -1,0 +1,341 @@
+//! The chat service: every use-case a client frame can ask for, as a method of
+//! [`ChatService`], which holds exactly what they need (the store, the hub, the writers
+//! and the send limit). Each checks that the user may do what they ask (membership,
+//! validity, rate) before anything is written, so a refused frame changes nothing.
+//!
+//! The socket handler ([`crate::ws`]) only decodes frames and calls these; what a method
+//! answers goes back to the asking socket, and what others must see goes through the
+//! [`Hub`].
+
+mod limit;
+
+use app::{
+    domain::{ClientMsgId, MessageBody, RoomName},
+    protocol::{
+        ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, Message, Preview,
+        RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE,
+    },
+};
+use std::{collections::BTreeSet, sync::Arc};
+
+pub use crate::refusal::Refusal;
+use crate::{
+    hub::{Hub, Outbound},
+    store::{ConversationRow, Kind, StoreError, SurrealChatStore},
+    writer::{Submission, Writers},
+};
+use limit::SendLimit;
+
+/// Most users a search returns.
+const SEARCH_LIMIT: u32 = 20;
+/// Most messages one `resume` replays per conversation; beyond that the client is told
+/// to reload the conversation's history instead.
+pub const RESUME_LIMIT: u64 = 10_000;
+/// Messages fetched per database round trip while resuming.
+const RESUME_PAGE: u32 = 500;
+
+pub type Reply = Result<ServerMsg, Refusal>;
+
+/// The chat's use-cases; cheap to clone.
+#[derive(Clone)]
+pub struct ChatService {
+    store: SurrealChatStore,
+    hub: Hub,
+    writers: Writers,
+    limit: Arc<SendLimit>,
+}
+
+impl ChatService {
+    /// A service allowing each user `send_rate` messages per second (bursts of three
+    /// seconds' worth).
+    pub fn new(store: SurrealChatStore, hub: Hub, writers: Writers, send_rate: u32) -> Self {
+        ChatService {
+            store,
+            hub,
+            writers,
+            limit: Arc::new(SendLimit::new(send_rate)),
+        }
+    }
+
+    /// The hub this service delivers through (the socket handler registers with it).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Forgets the send budgets of users idle long enough to have a full one again: memory
+    /// for budgets follows the users sending now, not everyone who ever sent.
+    pub fn forget_idle_senders(&self) {
+        self.limit.forget_idle();
+    }
+
+    /// Who `username` is, as sockets introduce them; `None` for an unknown account.
+    pub async fn user_info(&self, username: &str) -> Result<Option<UserInfo>, StoreError> {
+        Ok(self.store.user(username).await?.map(|u| UserInfo {
+            username: u.username.to_string(),
+            display_name: u.display_name,
+        }))
+    }
+
+    fn summary(&self, row: ConversationRow) -> ConversationSummary {
+        let unread = row.unread();
+        let peer = row.peer.map(|(username, display_name)| Member {
+            online: self.hub.is_online(&username),
+            user: UserInfo {
+                username,
+                display_name,
+            },
+        });
+        ConversationSummary {
+            title: match (&peer, row.name) {
+                (Some(p), _) => p.user.display_name.clone(),
+                (None, Some(name)) => name,
+                (None, None) => row.key.clone(),
+            },
+            id: ConversationId(row.key),
+            kind: match row.kind {
+                Kind::Direct => ConversationKind::Direct,
+                Kind::Room => ConversationKind::Room,
+            },
+            peer,
+            last_seq: row.last_seq,
+            last_read_seq: row.last_read_seq,
+            unread,
+            last_message: row.last_sender.map(|sender| Preview {
+                sender,
+                text: row.last_text.unwrap_or_default(),
+                sent_at_ms: row.last_at,
+            }),
+            last_activity_ms: row.last_at,
+        }
+    }
+
+    pub async fn list_conversations(&self, me: &str) -> Reply {
+        let rows = self.store.recent_conversations(me).await?;
+        Ok(ServerMsg::Conversations {
+            conversations: rows.into_iter().map(|r| self.summary(r)).collect(),
+        })
+    }
+
+    /// The summary of one of `me`'s conversations.
+    pub async fn conversation(&self, me: &str, key: &str) -> Reply {
+        let row = self.store.conversation_row(me, key).await?;
+        Ok(ServerMsg::Conversation {
+            conversation: self.summary(row),
+        })
+    }
+
+    pub async fn open_direct(&self, me: &str, other: &str) -> Reply {
+        if me == other {
+            return Err(Refusal::new(
+                ErrorCode::InvalidInput,
+                "pick someone other than yourself",
+            ));
+        }
+        let key = self
+            .store
+            .open_direct(me, other, crate::clock::now_ms())
+            .await?;
+        self.conversation(me, &key).await
+    }
+
+    pub async fn create_room(&self, me: &str, name: &RoomName) -> Reply {
+        let key = self
+            .store
+            .create_room(me, name, crate::clock::now_ms())
+            .await?;
+        self.conversation(me, &key).await
+    }
+
+    pub async fn list_rooms(&self, me: &str) -> Reply {
+        let rooms = self.store.rooms().await?;
+        let mine: std::collections::HashSet<String> = self
+            .store
+            .recent_conversations(me)
+            .await?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        Ok(ServerMsg::Rooms {
+            rooms: rooms
+                .into_iter()
+                .map(|r| RoomInfo {
+                    joined: mine.contains(&r.key),
+                    id: ConversationId(r.key),
+                    name: r.name,
+                    member_count: r.member_count,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn join_room(&self, me: &str, key: &str) -> Reply {
+        self.store
+            .join_room(key, me, crate::clock::now_ms())
+            .await?;
+        self.conversation(me, key).await
+    }
+
+    /// Leaves a room, and tells the user's other sockets.
+    pub async fn leave_room(&self, me: &str, key: &str) -> Reply {
+        self.store.leave_room(key, me).await?;
+        let left = ServerMsg::Left {
+            conversation_id: ConversationId(key.to_owned()),
+        };
+        self.hub
+            .push(&[me.to_owned()], &Outbound::frame(&left), None);
+        Ok(left)
+    }
+
+    pub async fn list_members(&self, me: &str, key: &str) -> Reply {
+        let names = self.require_member(key, me).await?;
+        let users = self.store.display_names(&names).await?;
+        Ok(ServerMsg::Members {
+            conversation_id: ConversationId(key.to_owned()),
+            members: users
+                .into_iter()
+                .map(|(username, display_name)| Member {
+                    online: self.hub.is_online(&username),
+                    user: UserInfo {
+                        username,
+                        display_name,
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn search_users(&self, query: &str) -> Reply {
+        let q = query.trim();
+        if q.is_empty() || q.chars().count() > 64 {
+            return Err(Refusal::new(
+                ErrorCode::InvalidInput,
+                "query: must be 1–64 characters",
+            ));
+        }
+        let users = self.store.search_users(q, SEARCH_LIMIT).await?;
+        Ok(ServerMsg::Users {
+            query: q.to_owned(),
+            users: users
+                .into_iter()
+                .map(|(username, display_name)| UserInfo {
+                    username,
+                    display_name,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn history(
+        &self,
+        me: &str,
+        key: &str,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) -> Reply {
+        self.require_member(key, me).await?;
+        let limit = limit
+            .unwrap_or(DEFAULT_HISTORY_PAGE)
+            .clamp(1, MAX_HISTORY_PAGE);
+        // One extra row says whether an older page exists.
+        let mut page = self.store.history(key, before, limit + 1).await?;
+        let has_more = page.len() > limit as usize;
+        if has_more {
+            page.remove(0);
+        }
+        Ok(ServerMsg::History {
+            conversation_id: ConversationId(key.to_owned()),
+            messages: page.iter().map(|m| m.to_wire()).collect(),
+            has_more,
+        })
+    }
+
+    /// Moves the read position and tells every socket of the user.
+    pub async fn mark_read(&self, me: &str, key: &str, seq: u64) -> Reply {
+        let (read, last) = self.store.mark_read(key, me, seq).await?;
+        let msg = ServerMsg::ReadState {
+            conversation_id: ConversationId(key.to_owned()),
+            last_read_seq: read,
+            unread: last.saturating_sub(read),
+        };
+        self.hub
+            .push(&[me.to_owned()], &Outbound::frame(&msg), None);
+        Ok(msg)
+    }
+
+    /// Checks a `send` and hands it to its conversation's writer, which stores it, acks it
+    /// and fans it out (see [`crate::writer`]). Retrying with the same `client_msg_id`
+    /// returns the original message and stores nothing. Waits while the writer is full.
+    pub async fn submit(
+        &self,
+        me: &str,
+        conn_id: u64,
+        key: &str,
+        client_msg_id: ClientMsgId,
+        body: MessageBody,
+    ) -> Result<(), Refusal> {
+        self.require_member(key, me).await?;
+        if !self.limit.allow(me) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many messages; slow down",
+            ));
+        }
+        self.writers
+            .submit(Submission {
+                conversation: Arc::from(key),
+                sender: me.to_owned(),
+                conn_id,
+                client_msg_id,
+                body,
+            })
+            .await
+    }
+
+    /// The members of `key`, unless `me` is not one of them (told to the client as "no such
+    /// conversation").
+    async fn require_member(&self, key: &str, me: &str) -> Result<Arc<[String]>, StoreError> {
+        let members = self.store.members(key).await?;
+        if members.binary_search_by(|m| m.as_str().cmp(me)).is_ok() {
+            Ok(members)
+        } else {
+            Err(StoreError::NotMember)
+        }
+    }
+
+    /// One page of what a reconnecting client missed in `key` after `after`.
+    pub async fn missed(&self, me: &str, key: &str, after: u64) -> Result<Vec<Message>, Refusal> {
+        self.require_member(key, me).await?;
+        Ok(self
+            .store
+            .messages_after(key, after, RESUME_PAGE)
+            .await?
+            .iter()
+            .map(|m| m.to_wire())
+            .collect())
+    }
+
+    /// Tells everyone who shares a conversation with `user` that they came or went.
+    pub async fn announce_presence(&self, user: &str, online: bool) {
+        let contacts = self.contacts(user).await;
+        let msg = ServerMsg::Presence {
+            username: user.to_owned(),
+            online,
+        };
+        self.hub.push(&contacts, &Outbound::frame(&msg), None);
+    }
+
+    /// Everyone who shares a conversation with `me`.
+    async fn contacts(&self, me: &str) -> Vec<String> {
+        let Ok(rows) = self.store.recent_conversations(me).await else {
+            return Vec::new();
+        };
+        let mut all = BTreeSet::new();
+        for row in rows {
+            if let Ok(members) = self.store.members(&row.key).await {
+                all.extend(members.iter().cloned());
+            }
+        }
+        all.remove(me);
+        all.into_iter().collect()
+    }
+}

@@ -1,0 +1,387 @@
+//! Conversations (direct ones and rooms), their members, and each user's list of them.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use app::domain::RoomName;
+use surrealdb::types::RecordId;
+
+use super::{
+    heads::StoredRow,
+    recent,
+    rows::{
+        conversation_id, direct_key, key_of, member_id, to_u64, user_id, ConversationMeta,
+        ConversationRow, Kind, MemberConversationRow, RoomListRow, RoomRow,
+    },
+    taken_table, transaction, StoreError, SurrealChatStore,
+};
+use crate::locks::lock;
+
+/// Key of the public room every user can join (the old chats' "broadcast to all").
+pub const DEFAULT_ROOM_KEY: &str = "general";
+const DEFAULT_ROOM_NAME: &str = "General";
+
+/// Members of a conversation, sorted by username.
+pub type Members = Arc<[String]>;
+
+/// Conversations' members once read, dropped by every change of membership (all of which
+/// go through this store).
+#[derive(Default)]
+pub struct MemberCache {
+    members: Mutex<HashMap<String, Members>>,
+    /// Bumped by every change, so that a load that raced one does not cache what it read
+    /// before the change.
+    generation: AtomicU64,
+}
+
+impl MemberCache {
+    fn get(&self, key: &str) -> Option<Members> {
+        lock(&self.members).get(key).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn put(&self, key: &str, members: Members, generation: u64) {
+        let mut map = lock(&self.members);
+        if self.generation.load(Ordering::Acquire) == generation {
+            map.insert(key.to_owned(), members);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        let mut map = lock(&self.members);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.remove(key);
+    }
+}
+
+/// A fresh room key: `r` and 16 random hex digits (room keys are unique, not secret).
+fn new_room_key() -> String {
+    let mut bytes = [0u8; 8];
+    // The OS's random source; should it fail, the clock and a counter keep keys unique.
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n =
+            crate::clock::now_ms() as u64 ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(40);
+        bytes = n.to_be_bytes();
+    }
+    format!(
+        "r{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+impl SurrealChatStore {
+    pub(super) async fn ensure_default_room(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.db
+            .query(
+                "IF !record::exists($room) {
+                    CREATE $room SET kind = 'room', name = $name, peers = [], last_seq = 0,
+                        last_at = $now, created_at = $now;
+                 };",
+            )
+            .bind(("room", conversation_id(DEFAULT_ROOM_KEY)))
+            .bind(("name", DEFAULT_ROOM_NAME))
+            .bind(("now", now_ms))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Membership of `key` (and so `users`' lists) changed.
+    fn membership_changed(&self, key: &str, users: &[&str]) {
+        self.members.forget(key);
+        for user in users {
+            self.recent.forget_user(user);
+        }
+    }
+
+    /// The direct conversation between `a` and `b`, created (with both as members) on first
+    /// use. Returns its key.
+    pub async fn open_direct(&self, a: &str, b: &str, now_ms: i64) -> Result<String, StoreError> {
+        if self.user(b).await?.is_none() || self.user(a).await?.is_none() {
+            return Err(StoreError::NoSuchUser);
+        }
+        let key = direct_key(a, b);
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 IF !record::exists($conv) {
+                    CREATE $conv SET kind = 'direct', peers = [$a, $b], last_seq = 0,
+                        last_at = $now, created_at = $now;
+                    CREATE $ma SET conversation = $conv, user = $a, last_read_seq = 0, joined_at = $now;
+                    CREATE $mb SET conversation = $conv, user = $b, last_read_seq = 0, joined_at = $now;
+                 };
+                 COMMIT;",
+            )
+            .bind(("conv", conversation_id(&key)))
+            .bind(("a", user_id(a)))
+            .bind(("b", user_id(b)))
+            .bind(("ma", member_id(&key, a)))
+            .bind(("mb", member_id(&key, b)))
+            .bind(("now", now_ms))
+            .await;
+        self.membership_changed(&key, &[a, b]);
+        match transaction(res?) {
+            Ok(()) => Ok(key),
+            // Both users opened it at the same moment: the other transaction created it.
+            Err(e) if taken_table(&e).is_some() => Ok(key),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates a room with `creator` as its first member. Returns its key.
+    pub async fn create_room(
+        &self,
+        creator: &str,
+        name: &RoomName,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let key = new_room_key();
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 CREATE $conv SET kind = 'room', name = $name, peers = [], last_seq = 0,
+                    last_at = $now, created_at = $now;
+                 CREATE $member SET conversation = $conv, user = $user, last_read_seq = 0,
+                    joined_at = $now;
+                 COMMIT;",
+            )
+            .bind(("conv", conversation_id(&key)))
+            .bind(("member", member_id(&key, creator)))
+            .bind(("name", name.as_str().to_owned()))
+            .bind(("user", user_id(creator)))
+            .bind(("now", now_ms))
+            .await;
+        self.membership_changed(&key, &[creator]);
+        transaction(res?)?;
+        Ok(key)
+    }
+
+    /// Every room with its member count.
+    pub async fn rooms(&self) -> Result<Vec<RoomRow>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT id, name, count(SELECT VALUE id FROM member WHERE conversation = $parent.id) AS members
+                 FROM conversation WHERE kind = 'room' ORDER BY name",
+            )
+            .await?
+            .check()?;
+        let rows: Vec<RoomListRow> = res.take(0)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RoomRow {
+                key: key_of(&r.id),
+                name: r.name.unwrap_or_default(),
+                member_count: to_u64(r.members),
+            })
+            .collect())
+    }
+
+    /// Joins a room (no-op when already a member). A new member has read nothing.
+    pub async fn join_room(
+        &self,
+        key: &str,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.require_room(key).await?;
+        let res = self
+            .db
+            .query(
+                "IF !record::exists($m) {
+                    CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0, joined_at = $now;
+                 };",
+            )
+            .bind(("m", member_id(key, username)))
+            .bind(("conv", conversation_id(key)))
+            .bind(("user", user_id(username)))
+            .bind(("now", now_ms))
+            .await;
+        self.membership_changed(key, &[username]);
+        res?.check()?;
+        Ok(())
+    }
+
+    pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
+        self.require_room(key).await?;
+        self.require_member(key, username).await?;
+        let res = self
+            .db
+            .query("DELETE $m")
+            .bind(("m", member_id(key, username)))
+            .await;
+        self.membership_changed(key, &[username]);
+        res?.check()?;
+        Ok(())
+    }
+
+    async fn require_room(&self, key: &str) -> Result<(), StoreError> {
+        match self.meta(key).await? {
+            None => Err(StoreError::NoSuchConversation),
+            Some(m) if m.kind != "room" => Err(StoreError::NotARoom),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<ConversationMeta>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT kind FROM ONLY $conv")
+            .bind(("conv", conversation_id(key)))
+            .await?
+            .check()?;
+        Ok(res.take(0)?)
+    }
+
+    /// Fails with `NoSuchConversation` or `NotMember` unless `username` belongs to `key`.
+    pub async fn require_member(&self, key: &str, username: &str) -> Result<(), StoreError> {
+        let members = self.members(key).await?;
+        if members
+            .binary_search_by(|m| m.as_str().cmp(username))
+            .is_ok()
+        {
+            Ok(())
+        } else if members.is_empty() && self.meta(key).await?.is_none() {
+            Err(StoreError::NoSuchConversation)
+        } else {
+            Err(StoreError::NotMember)
+        }
+    }
+
+    /// Usernames of the conversation's members, sorted: from memory once read.
+    pub async fn members(&self, key: &str) -> Result<Members, StoreError> {
+        if let Some(members) = self.members.get(key) {
+            return Ok(members);
+        }
+        let generation = self.members.generation();
+        let mut res = self
+            .db
+            .query("SELECT VALUE user FROM member WHERE conversation = $conv")
+            .bind(("conv", conversation_id(key)))
+            .await?
+            .check()?;
+        let users: Vec<RecordId> = res.take(0)?;
+        let mut names: Vec<String> = users.iter().map(key_of).collect();
+        names.sort();
+        let members: Members = names.into();
+        // An unknown key is not cached: anyone could fill the cache with made-up keys.
+        if !members.is_empty() {
+            self.members.put(key, members.clone(), generation);
+        }
+        Ok(members)
+    }
+
+    /// The user's conversations, latest activity first.
+    pub async fn recent_conversations(
+        &self,
+        username: &str,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let stored = match self.recent.get(username) {
+            Some(rows) => rows,
+            None => {
+                self.recent.begin_load(username);
+                let rows = self.stored_rows(username, None).await;
+                self.recent
+                    .finish_load(username, rows.as_ref().ok().map(Vec::as_slice));
+                rows?
+            }
+        };
+        let mut rows = self.view(username, stored);
+        recent::sort(&mut rows);
+        Ok(rows)
+    }
+
+    /// One of the user's conversations; `NotMember` if they are not in it.
+    pub async fn conversation_row(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> Result<ConversationRow, StoreError> {
+        let stored = self.stored_rows(username, Some(key)).await?;
+        self.view(username, stored)
+            .pop()
+            .ok_or(StoreError::NotMember)
+    }
+
+    /// Rows as stored, with each conversation's head put over them.
+    fn view(&self, username: &str, stored: Vec<StoredRow>) -> Vec<ConversationRow> {
+        let mut heads = self.heads();
+        stored
+            .into_iter()
+            .map(|row| heads.view(username, row))
+            .collect()
+    }
+
+    /// All of the user's conversations as stored, or only `key`.
+    async fn stored_rows(
+        &self,
+        username: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<StoredRow>, StoreError> {
+        // The conversation record is read once per row, not once per field.
+        const FIELDS: &str = "SELECT last_read_seq, conversation.{id, kind, name, peers,
+                    last_seq, last_at, last_sender, last_text} AS c";
+        let query = match key {
+            None => self
+                .db
+                .query(format!("{FIELDS} FROM member WHERE user = $user"))
+                .bind(("user", user_id(username))),
+            // A member record's id is derived from the conversation and the user.
+            Some(key) => self
+                .db
+                .query(format!("{FIELDS} FROM $member"))
+                .bind(("member", member_id(key, username))),
+        };
+        let rows: Vec<MemberConversationRow> = query.await?.check()?.take(0)?;
+        let peers: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.c.peers.iter().map(key_of))
+            .filter(|p| p != username)
+            .collect();
+        let names: HashMap<String, String> =
+            self.display_names(&peers).await?.into_iter().collect();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let kind = if r.c.kind == "direct" {
+                    Kind::Direct
+                } else {
+                    Kind::Room
+                };
+                let peer = (kind == Kind::Direct).then(|| {
+                    let p =
+                        r.c.peers
+                            .iter()
+                            .map(key_of)
+                            .find(|p| p != username)
+                            // A conversation with oneself is a direct conversation too.
+                            .unwrap_or_else(|| username.to_owned());
+                    let name = names.get(&p).cloned().unwrap_or_else(|| p.clone());
+                    (p, name)
+                });
+                StoredRow(ConversationRow {
+                    key: key_of(&r.c.id),
+                    kind,
+                    name: r.c.name,
+                    peer,
+                    last_seq: to_u64(r.c.last_seq),
+                    last_read_seq: to_u64(r.last_read_seq),
+                    last_at: r.c.last_at,
+                    last_sender: r.c.last_sender,
+                    last_text: r.c.last_text,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,274 @@
+//! Opening a database: counting boots, moving older layouts forward (each step once,
+//! safe to interrupt), and repairing what a crash left behind.
+//!
+//! Layouts (`store_layout:current.version`):
+//! 1. messages in a `message` table with random ids and two unique indexes;
+//! 2. messages in `msg:[conversation, seq]`, plus a `sent` record per message;
+//! 3. `msg` only, retries recognised from memory;
+//! 4. `msg` and `client_msg:[sender, client_msg_id]`: retries recognised from the database.
+//!
+//! A database without the record is 1, 2 or 3 (told apart by its tables) or new.
+
+use std::{collections::HashMap, ops::Bound, time::Instant};
+use surrealdb::types::{RecordId, RecordIdKey, RecordIdKeyRange};
+use tracing::{info, warn};
+
+use super::{
+    heads::LastMessage,
+    rows::{
+        key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord, MessageRow,
+        OldMessageRow, ReadRow,
+    },
+    StoreError, SurrealChatStore,
+};
+
+/// The layout this code writes.
+const LAYOUT: i64 = 4;
+/// Records moved per transaction while a layout is moved forward.
+const MIGRATION_PAGE: i64 = 2_000;
+
+impl SurrealChatStore {
+    /// Counts this open in `server_meta:boots`; returns the count.
+    pub(super) async fn record_boot(&self) -> Result<u64, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "UPSERT ONLY server_meta:boots SET count = (count OR 0) + 1, at = time::now()
+                    RETURN VALUE count",
+            )
+            .await?
+            .check()?;
+        let count: Option<i64> = res.take(0)?;
+        Ok(to_u64(count.unwrap_or_default()))
+    }
+
+    /// Moves the data to [`LAYOUT`], one step at a time.
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT VALUE version FROM ONLY store_layout:current")
+            .await?
+            .check()?;
+        let version: Option<i64> = res.take(0)?;
+        if version.unwrap_or(0) >= LAYOUT {
+            return Ok(());
+        }
+        self.move_old_messages().await?;
+        self.drop_sent_table().await?;
+        self.index_client_msg_ids().await?;
+        self.db
+            .query("UPSERT store_layout:current SET version = $v RETURN NONE")
+            .bind(("v", LAYOUT))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Whether the database defines table `name`.
+    async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        let mut res = self
+            .db
+            .query("RETURN (INFO FOR DB).tables[$name] != NONE")
+            .bind(("name", name.to_owned()))
+            .await?
+            .check()?;
+        Ok(res.take::<Option<bool>>(0)? == Some(true))
+    }
+
+    /// Layout 2 kept a `sent:[sender, client_msg_id]` record per message in a shape nothing
+    /// reads any more: a database that has the table loses it once.
+    async fn drop_sent_table(&self) -> Result<(), StoreError> {
+        if self.has_table("sent").await? {
+            let started = Instant::now();
+            self.db.query("REMOVE TABLE sent").await?.check()?;
+            info!(
+                ms = started.elapsed().as_millis() as u64,
+                "removed the `sent` table of layout 2"
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves the messages of a layout-1 database (table `message`) to `msg`, a page per
+    /// transaction in id order, then removes the old table. A page already copied is
+    /// skipped (`INSERT IGNORE`) when it runs again.
+    async fn move_old_messages(&self) -> Result<(), StoreError> {
+        if !self.has_table("message").await? {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut after: Bound<RecordIdKey> = Bound::Unbounded;
+        let mut moved = 0_usize;
+        loop {
+            let range = RecordId::new(
+                "message",
+                RecordIdKeyRange {
+                    start: after,
+                    end: Bound::Unbounded,
+                },
+            );
+            let mut res = self
+                .db
+                .query("SELECT * FROM $range LIMIT $page")
+                .bind(("range", range))
+                .bind(("page", MIGRATION_PAGE))
+                .await?
+                .check()?;
+            let old: Vec<OldMessageRow> = res.take(0)?;
+            let Some(last) = old.last() else {
+                break;
+            };
+            after = Bound::Excluded(last.id.key.clone());
+            let page = old.len();
+            let rows: Vec<MessageRow> = old
+                .into_iter()
+                .map(|m| {
+                    MessageRow::of(&MessageRecord {
+                        conversation: key_of(&m.conversation),
+                        seq: to_u64(m.seq),
+                        sender: key_of(&m.sender),
+                        body: m.body,
+                        client_msg_id: m.client_msg_id,
+                        sent_at: m.sent_at,
+                    })
+                })
+                .collect();
+            self.db
+                .query("INSERT IGNORE INTO msg $rows RETURN NONE")
+                .bind(("rows", rows))
+                .await?
+                .check()?;
+            moved += page;
+            if moved % 100_000 < page {
+                info!(moved, "moving messages to the new layout");
+            }
+        }
+        self.db.query("REMOVE TABLE message").await?.check()?;
+        info!(
+            moved,
+            ms = started.elapsed().as_millis() as u64,
+            "messages moved to the new layout"
+        );
+        Ok(())
+    }
+
+    /// Writes a `client_msg` record for every stored message (layouts before 4 had none),
+    /// a page per transaction; where a sender used an id twice, the first message keeps it.
+    async fn index_client_msg_ids(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut after: Bound<RecordIdKey> = Bound::Unbounded;
+        let mut indexed = 0_usize;
+        loop {
+            let range = RecordId::new(
+                "msg",
+                RecordIdKeyRange {
+                    start: after,
+                    end: Bound::Unbounded,
+                },
+            );
+            let mut res = self
+                .db
+                .query("SELECT * FROM $range LIMIT $page")
+                .bind(("range", range))
+                .bind(("page", MIGRATION_PAGE))
+                .await?
+                .check()?;
+            let rows: Vec<MessageRow> = res.take(0)?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = Bound::Excluded(last.id.key.clone());
+            let page = rows.len();
+            let ids: Vec<ClientMsgRow> = rows
+                .into_iter()
+                .filter_map(MessageRow::record)
+                .map(|m| ClientMsgRow::of(&m))
+                .collect();
+            self.db
+                .query("INSERT IGNORE INTO client_msg $ids RETURN NONE")
+                .bind(("ids", ids))
+                .await?
+                .check()?;
+            indexed += page;
+            if indexed % 100_000 < page {
+                info!(indexed, "recording messages' client_msg_ids");
+            }
+        }
+        if indexed > 0 {
+            info!(
+                indexed,
+                ms = started.elapsed().as_millis() as u64,
+                "every message's client_msg_id is recorded"
+            );
+        }
+        Ok(())
+    }
+
+    /// Marks the database open (not closed cleanly), first repairing it if the last store
+    /// did not close cleanly. A database without the mark was never opened by a store that
+    /// defers fields: nothing to repair.
+    pub(super) async fn open_state(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT VALUE clean FROM ONLY store_state:shutdown")
+            .await?
+            .check()?;
+        if res.take::<Option<bool>>(0)? == Some(false) {
+            self.repair_last_messages().await?;
+        }
+        self.set_clean(false).await
+    }
+
+    pub(super) async fn set_clean(&self, clean: bool) -> Result<(), StoreError> {
+        self.db
+            .query("UPSERT store_state:shutdown SET clean = $clean RETURN NONE")
+            .bind(("clean", clean))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// After a crash, a conversation's `last_*` fields and its senders' read positions may
+    /// miss its last second of messages (they were only in memory): sets them from the
+    /// messages past `last_seq`. One range read per conversation, almost always empty.
+    pub async fn repair_last_messages(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut res = self
+            .db
+            .query("SELECT id, last_seq FROM conversation")
+            .await?
+            .check()?;
+        let convs: Vec<ConversationSeqRow> = res.take(0)?;
+        let (mut last, mut reads) = (Vec::new(), Vec::new());
+        for c in &convs {
+            let key = key_of(&c.id);
+            let after = self
+                .messages_in(&key, to_u64(c.last_seq) + 1, i64::MAX as u64)
+                .await?;
+            let Some(m) = after.last() else {
+                continue;
+            };
+            last.push((key.clone(), LastMessage::of(m)));
+            // Sending marked them read for their senders.
+            let mut senders: HashMap<&str, u64> = HashMap::new();
+            for m in &after {
+                senders.insert(&m.sender, m.seq);
+            }
+            reads.extend(senders.into_iter().map(|(user, seq)| ReadRow {
+                id: member_id(&key, user),
+                seq: seq as i64,
+            }));
+        }
+        let count = last.len();
+        if count > 0 {
+            self.store_changes(reads, &last).await?;
+        }
+        warn!(
+            conversations = convs.len(),
+            repaired = count,
+            ms = started.elapsed().as_millis() as u64,
+            "the database was not closed cleanly: conversations' last messages checked"
+        );
+        Ok(())
+    }
+}

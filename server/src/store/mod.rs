@@ -1,0 +1,175 @@
+//! `SurrealChatStore`: everything the chat keeps, in SurrealDB. The database is the truth;
+//! this module is the only place that speaks SurrealQL.
+//!
+//! One file per concern, all `impl SurrealChatStore` blocks over the same handle:
+//! - [`schema`] — every table, field and index, applied once at open.
+//! - [`rows`] — the stored records and the SurrealDB rows, record ids from keys (no I/O).
+//! - [`accounts`] — users and sessions.
+//! - [`conversations`] — direct conversations, rooms, members, the recent list.
+//! - [`messages`] — appending batches, history pages, read positions, `client_msg_id`s.
+//! - [`heads`] — each conversation's last `seq` and last message, and the read positions
+//!   sending moved, in memory ahead of the database (pure; the one overlay every read uses).
+//! - [`deferred`] — writing what [`heads`] holds that the database does not, and closing.
+//! - [`migrations`] — moving old layouts forward, counting boots, repairing after a crash.
+//! - [`recent`] — the recent-conversations lists from memory.
+//!
+//! Decisions worth knowing:
+//! - Record ids carry the uniqueness rules: `user:<username>`, `conversation:<a>/<b>` for
+//!   the one direct conversation of a pair, `member:<conversation>|<user>`,
+//!   `msg:[conversation, seq]` (a second message at a position is refused by the id, and a
+//!   history page is a range of ids) and `client_msg:[sender, client_msg_id]` (a retried
+//!   send is recognised however old it is).
+//! - A batch of messages is one transaction that writes its messages and their
+//!   `client_msg` records and nothing else; the rest it changes waits in [`heads`] and
+//!   follows within a second. After a crash, opening the store puts every conversation's
+//!   `last_*` fields and its senders' read positions back in step with its messages.
+//! - Unread counts are never stored: they are `conversation.last_seq - member.last_read_seq`.
+//! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
+
+mod accounts;
+mod conversations;
+mod deferred;
+pub mod heads;
+mod messages;
+mod migrations;
+mod recent;
+pub mod rows;
+mod schema;
+
+use std::sync::{Arc, Mutex};
+use surrealdb::{
+    engine::local::Db,
+    types::{ErrorDetails, QueryError},
+    Surreal,
+};
+
+use crate::locks::lock;
+use conversations::MemberCache;
+use heads::Heads;
+use recent::RecentCache;
+
+pub use conversations::DEFAULT_ROOM_KEY;
+pub use deferred::PENDING_CHUNK;
+pub use rows::{direct_key, ConversationRow, Kind, MessageRecord, RoomRow, UserRecord};
+pub use schema::SCHEMA;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username is taken")]
+    UsernameTaken,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("no such conversation")]
+    NoSuchConversation,
+    #[error("not a member of this conversation")]
+    NotMember,
+    #[error("a direct conversation cannot be joined or left")]
+    NotARoom,
+    #[error("a message already has this position")]
+    SeqTaken,
+    #[error("a batch does not continue its conversation's last seq")]
+    OutOfSequence,
+    #[error("this sender already used this client_msg_id")]
+    ClientMsgIdTaken,
+    #[error("database error: {0}")]
+    Db(#[source] surrealdb::Error),
+}
+
+impl From<surrealdb::Error> for StoreError {
+    fn from(e: surrealdb::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl StoreError {
+    /// Whether the cause is the database's (the request itself was fine).
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(_)
+                | StoreError::SeqTaken
+                | StoreError::OutOfSequence
+                | StoreError::ClientMsgIdTaken
+                | StoreError::UsernameTaken
+        )
+    }
+}
+
+/// The outcome of a `BEGIN; …; COMMIT;` query. `check()` would report the first failed
+/// statement, which in a failed transaction is usually a bystander (a query error of kind
+/// "not executed" or "cancelled"); the statement that really failed (a record id taken)
+/// may come later, so its error is the one returned.
+fn transaction(mut res: surrealdb::IndexedResults) -> Result<(), surrealdb::Error> {
+    let mut errors: Vec<(usize, surrealdb::Error)> = res.take_errors().into_iter().collect();
+    errors.sort_by_key(|(i, _)| *i);
+    let cause = errors
+        .iter()
+        .position(|(_, e)| {
+            !matches!(
+                e.details(),
+                ErrorDetails::Query(Some(QueryError::NotExecuted | QueryError::Cancelled))
+            )
+        })
+        .unwrap_or(0);
+    match errors.into_iter().nth(cause) {
+        None => Ok(()),
+        Some((_, e)) => Err(e),
+    }
+}
+
+/// The table of the record whose id a write found taken, if that is what failed.
+fn taken_table(e: &surrealdb::Error) -> Option<&str> {
+    match e.already_exists_details()? {
+        surrealdb::types::AlreadyExistsError::Record { id } => {
+            Some(id.split_once(':').map_or(id.as_str(), |(table, _)| table))
+        }
+        _ => None,
+    }
+}
+
+/// Chat storage over one SurrealDB handle; cheap to clone.
+#[derive(Clone)]
+pub struct SurrealChatStore {
+    /// Shared, never cloned (a clone is a new engine session: see [`crate::db::Database`]).
+    db: Arc<Surreal<Db>>,
+    /// Conversations' heads and the read positions sending moved (see [`heads`]).
+    heads: Arc<Mutex<Heads>>,
+    /// The recent-conversations lists, kept current by this store's writes.
+    recent: Arc<RecentCache>,
+    /// Conversations' members, kept current by this store's writes.
+    members: Arc<MemberCache>,
+    /// How many times this database has been opened, this time included.
+    boots: u64,
+}
+
+impl SurrealChatStore {
+    /// Applies the schema, moves old layouts forward, repairs what a crash left behind and
+    /// makes sure the default room exists. One store per database: its caches assume every
+    /// write goes through it (clones share them), and [`Self::close`] is called once when
+    /// it is done.
+    pub async fn new(db: Arc<Surreal<Db>>, now_ms: i64) -> Result<Self, StoreError> {
+        db.query(SCHEMA).await?.check()?;
+        let mut store = SurrealChatStore {
+            db,
+            heads: Arc::default(),
+            recent: Arc::default(),
+            members: Arc::default(),
+            boots: 0,
+        };
+        store.boots = store.record_boot().await?;
+        store.migrate().await?;
+        store.open_state().await?;
+        store.ensure_default_room(now_ms).await?;
+        Ok(store)
+    }
+
+    /// How many times this database has been opened, this time included. On disk it grows
+    /// across restarts, which makes durability visible in `/healthz`.
+    pub fn boots(&self) -> u64 {
+        self.boots
+    }
+
+    fn heads(&self) -> std::sync::MutexGuard<'_, Heads> {
+        lock(&self.heads)
+    }
+}
