@@ -71,11 +71,7 @@ impl SurrealChatStore {
             .bind(("limit", i64::from(limit)))
             .await?
             .check()?;
-        let rows: Vec<NameRow> = res.take(0)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (key_of(&r.id), r.display_name))
-            .collect())
+        Ok(names(res.take(0)?))
     }
 
     /// Display names of the given users (unknown ones are left out).
@@ -90,11 +86,7 @@ impl SurrealChatStore {
             .bind(("ids", ids))
             .await?
             .check()?;
-        let rows: Vec<NameRow> = res.take(0)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (key_of(&r.id), r.display_name))
-            .collect())
+        Ok(names(res.take(0)?))
     }
 
     /// Records session `sid` of `username`, valid until `expires_at` (seconds).
@@ -152,4 +144,11 @@ impl SurrealChatStore {
             .check()?;
         Ok(())
     }
+}
+
+/// `(username, display name)` of each row.
+fn names(rows: Vec<NameRow>) -> Vec<(String, String)> {
+    rows.into_iter()
+        .map(|r| (key_of(&r.id), r.display_name))
+        .collect()
 }

@@ -22,6 +22,23 @@ use super::{
     StoreError, SurrealChatStore,
 };
 
+/// A row read a page at a time, by its record id.
+trait Paged: surrealdb::types::SurrealValue {
+    fn id(&self) -> &RecordId;
+}
+
+impl Paged for OldMessageRow {
+    fn id(&self) -> &RecordId {
+        &self.id
+    }
+}
+
+impl Paged for MessageRow {
+    fn id(&self) -> &RecordId {
+        &self.id
+    }
+}
+
 /// The layout this code writes.
 const LAYOUT: i64 = 4;
 /// Records moved per transaction while a layout is moved forward.
@@ -64,6 +81,34 @@ impl SurrealChatStore {
         Ok(())
     }
 
+    /// The next page of `table` in id order after `after` (moved past it): layouts are moved
+    /// forward a page per transaction.
+    async fn next_page<T: Paged>(
+        &self,
+        table: &str,
+        after: &mut Bound<RecordIdKey>,
+    ) -> Result<Vec<T>, StoreError> {
+        let range = RecordId::new(
+            table,
+            RecordIdKeyRange {
+                start: after.clone(),
+                end: Bound::Unbounded,
+            },
+        );
+        let mut res = self
+            .db
+            .query("SELECT * FROM $range LIMIT $page")
+            .bind(("range", range))
+            .bind(("page", MIGRATION_PAGE))
+            .await?
+            .check()?;
+        let rows: Vec<T> = res.take(0)?;
+        if let Some(last) = rows.last() {
+            *after = Bound::Excluded(last.id().key.clone());
+        }
+        Ok(rows)
+    }
+
     /// Whether the database defines table `name`.
     async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
         let mut res = self
@@ -100,25 +145,10 @@ impl SurrealChatStore {
         let mut after: Bound<RecordIdKey> = Bound::Unbounded;
         let mut moved = 0_usize;
         loop {
-            let range = RecordId::new(
-                "message",
-                RecordIdKeyRange {
-                    start: after,
-                    end: Bound::Unbounded,
-                },
-            );
-            let mut res = self
-                .db
-                .query("SELECT * FROM $range LIMIT $page")
-                .bind(("range", range))
-                .bind(("page", MIGRATION_PAGE))
-                .await?
-                .check()?;
-            let old: Vec<OldMessageRow> = res.take(0)?;
-            let Some(last) = old.last() else {
+            let old: Vec<OldMessageRow> = self.next_page("message", &mut after).await?;
+            if old.is_empty() {
                 break;
-            };
-            after = Bound::Excluded(last.id.key.clone());
+            }
             let page = old.len();
             let rows: Vec<MessageRow> = old
                 .into_iter()
@@ -159,25 +189,10 @@ impl SurrealChatStore {
         let mut after: Bound<RecordIdKey> = Bound::Unbounded;
         let mut indexed = 0_usize;
         loop {
-            let range = RecordId::new(
-                "msg",
-                RecordIdKeyRange {
-                    start: after,
-                    end: Bound::Unbounded,
-                },
-            );
-            let mut res = self
-                .db
-                .query("SELECT * FROM $range LIMIT $page")
-                .bind(("range", range))
-                .bind(("page", MIGRATION_PAGE))
-                .await?
-                .check()?;
-            let rows: Vec<MessageRow> = res.take(0)?;
-            let Some(last) = rows.last() else {
+            let rows: Vec<MessageRow> = self.next_page("msg", &mut after).await?;
+            if rows.is_empty() {
                 break;
-            };
-            after = Bound::Excluded(last.id.key.clone());
+            }
             let page = rows.len();
             let ids: Vec<ClientMsgRow> = rows
                 .into_iter()
