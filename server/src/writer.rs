@@ -55,6 +55,9 @@ pub const WRITERS: usize = 2;
 pub const MAX_BATCH: usize = 1024;
 /// Sends queued per writer before senders wait (back-pressure on their sockets).
 const QUEUE: usize = 4 * MAX_BATCH;
+/// Attempts at a batch refused for ids or positions the writer did not know, before what
+/// is left is stored one message at a time.
+const COMMIT_ATTEMPTS: usize = 3;
 /// Stored `(sender, client_msg_id)` pairs each writer remembers.
 pub const RECENT_IDS: usize = 100_000;
 /// How often what a batch changed besides its messages is stored: a change waits in memory
@@ -294,7 +297,25 @@ impl Writer {
         Vec::new()
     }
 
-    async fn commit(&mut self, batch: Vec<Submission>) {
+    /// Stores a batch and answers every send in it. A batch refused because some of its
+    /// ids were stored before this writer remembered them (a retry from before a restart)
+    /// learns where they went in one read and goes again without them; after
+    /// [`COMMIT_ATTEMPTS`], what is left is stored one message at a time.
+    async fn commit(&mut self, mut batch: Vec<Submission>) {
+        for _ in 0..COMMIT_ATTEMPTS {
+            match self.try_commit(batch).await {
+                Some(again) => batch = again,
+                None => return,
+            }
+        }
+        for sub in &batch {
+            self.commit_one(sub).await;
+        }
+    }
+
+    /// One attempt at a batch; `Some` with the sends to try again when it was refused for
+    /// an id or a position the store had and the writer did not know.
+    async fn try_commit(&mut self, batch: Vec<Submission>) -> Option<Vec<Submission>> {
         let now = crate::clock::now_ms();
         let mut records: Vec<MessageRecord> = Vec::with_capacity(batch.len());
         let mut senders: Vec<Submission> = Vec::with_capacity(batch.len());
@@ -325,6 +346,7 @@ impl Writer {
             records.push(record(&sub, seq, now));
             senders.push(sub);
         }
+        let mut again = None;
         if !records.is_empty() {
             match self.store.append_batch(&records).await {
                 Ok(()) => {
@@ -332,20 +354,19 @@ impl Writer {
                         self.delivered(record, sub).await;
                     }
                 }
-                Err(
-                    e @ (StoreError::ClientMsgIdTaken
-                    | StoreError::SeqTaken
-                    | StoreError::OutOfSequence),
-                ) => {
-                    // A message stored before this writer remembered it, re-sent (or
-                    // positions stored behind the store's back): one message at a time,
-                    // looking each one up first.
-                    if !matches!(e, StoreError::ClientMsgIdTaken) {
-                        self.resync(&given).await;
+                Err(StoreError::ClientMsgIdTaken) => {
+                    // Sent before this writer remembered it: learn where each went.
+                    if self.learn_ids(&senders).await {
+                        again = Some(senders);
+                    } else {
+                        for sub in &senders {
+                            self.refuse(sub, Refusal::internal());
+                        }
                     }
-                    for sub in &senders {
-                        self.commit_one(sub).await;
-                    }
+                }
+                Err(StoreError::SeqTaken | StoreError::OutOfSequence) => {
+                    self.resync(&given).await;
+                    again = Some(senders);
                 }
                 Err(e) => {
                     warn!(error = %e, messages = records.len(), "storing a batch failed");
@@ -359,6 +380,29 @@ impl Writer {
         for sub in &repeats {
             if !self.ack_stored(sub).await {
                 self.refuse(sub, Refusal::internal());
+            }
+        }
+        again
+    }
+
+    /// Reads where these sends' ids went, for those stored, into the writer's memory;
+    /// `false` if the store could not say.
+    async fn learn_ids(&mut self, subs: &[Submission]) -> bool {
+        let pairs: Vec<(String, String)> = subs
+            .iter()
+            .map(|s| (s.sender.clone(), s.client_msg_id.to_string()))
+            .collect();
+        match self.store.sent_messages(&pairs).await {
+            Ok(found) => {
+                for ((sender, id), (conversation, seq)) in found {
+                    self.recent
+                        .insert(&sender, &id, &Arc::from(conversation), seq);
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read where re-sent ids went");
+                false
             }
         }
     }
@@ -624,16 +668,28 @@ mod tests {
             .append_batch(std::slice::from_ref(&old))
             .await
             .unwrap();
+        // Queued together, so that they share a batch: the retry among new sends.
+        s.writers.submit(send(&s.ab, "c0", "new")).await.unwrap();
         s.writers
             .submit(send(&s.ab, "c1", "retried"))
             .await
             .unwrap();
-        s.writers.submit(send(&s.ab, "c2", "new")).await.unwrap();
-        let first = acked(&mut s.outbox).await;
-        assert_eq!((first.seq, first.body.as_str()), (1, "original"));
-        let second = acked(&mut s.outbox).await;
-        assert_eq!(second.seq, 2, "nothing was stored twice");
-        assert_eq!(s.store.last_seq(&s.ab).await.unwrap(), Some(2));
+        for i in 2..=4 {
+            s.writers
+                .submit(send(&s.ab, &format!("c{i}"), "new"))
+                .await
+                .unwrap();
+        }
+        let mut acks: Vec<(String, u64, String)> = Vec::new();
+        for _ in 0..5 {
+            let m = acked(&mut s.outbox).await;
+            acks.push((m.client_msg_id, m.seq, m.body));
+        }
+        acks.sort_by_key(|a| a.1);
+        assert_eq!(acks[0], ("c1".into(), 1, "original".into()));
+        let seqs: Vec<u64> = acks.iter().map(|a| a.1).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "nothing was stored twice");
+        assert_eq!(s.store.last_seq(&s.ab).await.unwrap(), Some(5));
     }
 
     #[tokio::test]

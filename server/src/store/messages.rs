@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use super::{
     heads::LastMessage,
     rows::{
-        client_msg_id, conversation_id, member_id, message_range, to_u64, ClientMsgRow,
-        LastFieldsRow, MessageRecord, MessageRow,
+        client_msg_id, client_msg_key, conversation_id, member_id, message_range, to_u64,
+        ClientMsgRow, LastFieldsRow, MessageRecord, MessageRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
@@ -133,6 +133,29 @@ impl SurrealChatStore {
             .check()?;
         let row: Option<ClientMsgRow> = res.take(0)?;
         Ok(row.map(|r| (r.conversation, to_u64(r.seq))))
+    }
+
+    /// Where each of these `(sender, client_msg_id)` pairs went, for those stored: one read
+    /// for a whole batch.
+    pub async fn sent_messages(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), (String, u64)>, StoreError> {
+        let ids: Vec<surrealdb::types::RecordId> = pairs
+            .iter()
+            .map(|(sender, id)| client_msg_id(sender, id))
+            .collect();
+        let mut res = self
+            .db
+            .query("SELECT * FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        let rows: Vec<ClientMsgRow> = res.take(0)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((client_msg_key(&r.id)?, (r.conversation, to_u64(r.seq)))))
+            .collect())
     }
 
     /// The message at `seq` of conversation `key`, if stored.

@@ -285,6 +285,19 @@ pub(super) fn to_u64(n: i64) -> u64 {
     n.max(0) as u64
 }
 
+/// `(sender, client_msg_id)` of an id `client_msg:[sender, client_msg_id]`.
+pub(super) fn client_msg_key(id: &RecordId) -> Option<(String, String)> {
+    let RecordIdKey::Array(parts) = &id.key else {
+        return None;
+    };
+    match parts.iter().collect::<Vec<_>>().as_slice() {
+        [Value::String(sender), Value::String(client_msg_id)] => {
+            Some((sender.clone(), client_msg_id.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// `(conversation, seq)` of a message id `msg:[conversation, seq]`.
 fn message_position(id: &RecordId) -> Option<(String, u64)> {
     let RecordIdKey::Array(parts) = &id.key else {
