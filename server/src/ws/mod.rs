@@ -509,12 +509,18 @@ impl Handler {
         until: Option<u64>,
     ) -> Result<(), axum::Error> {
         let start = after;
-        self.cursor.begin_replay(key, after);
+        let mut begun = false;
         loop {
             let page = match self.chat.missed(&self.me.username, key, after).await {
                 Ok(page) => page,
                 Err(refusal) => return self.send(&refusal.into_msg(None)).await,
             };
+            // Only once the user is known to be a member: the cursor holds positions of
+            // the user's own conversations, whatever ids a client sends.
+            if !begun {
+                self.cursor.begin_replay(key, after);
+                begun = true;
+            }
             let seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
             let step = self.cursor.replay_page(key, &seqs, until);
             let mut page: Vec<Option<app::protocol::Message>> =
