@@ -13,7 +13,7 @@ use surrealdb::types::RecordId;
 
 use super::{
     heads::StoredRow,
-    recent,
+    recent, retry_conflicts,
     rows::{
         conversation_id, direct_key, key_of, member_id, to_u64, user_id, ConversationMeta,
         ConversationRow, Kind, MemberConversationRow, RoomListRow, RoomRow,
@@ -110,6 +110,19 @@ impl SurrealChatStore {
             return Err(StoreError::NoSuchUser);
         }
         let key = direct_key(a, b);
+        let created = retry_conflicts(|| self.create_direct(&key, a, b, now_ms)).await;
+        self.membership_changed(&key, &[a, b]);
+        created.map(|()| key)
+    }
+
+    /// Creates the direct conversation `key` of `a` and `b` unless it exists.
+    async fn create_direct(
+        &self,
+        key: &str,
+        a: &str,
+        b: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let res = self
             .db
             .query(
@@ -122,18 +135,17 @@ impl SurrealChatStore {
                  };
                  COMMIT;",
             )
-            .bind(("conv", conversation_id(&key)))
+            .bind(("conv", conversation_id(key)))
             .bind(("a", user_id(a)))
             .bind(("b", user_id(b)))
-            .bind(("ma", member_id(&key, a)))
-            .bind(("mb", member_id(&key, b)))
+            .bind(("ma", member_id(key, a)))
+            .bind(("mb", member_id(key, b)))
             .bind(("now", now_ms))
-            .await;
-        self.membership_changed(&key, &[a, b]);
-        match transaction(res?) {
-            Ok(()) => Ok(key),
-            // Both users opened it at the same moment: the other transaction created it.
-            Err(e) if taken_table(&e).is_some() => Ok(key),
+            .await?;
+        match transaction(res) {
+            Ok(()) => Ok(()),
+            // The other person's transaction created it first.
+            Err(e) if taken_table(&e).is_some() => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -196,21 +208,25 @@ impl SurrealChatStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.require_room(key).await?;
-        let res = self
-            .db
-            .query(
-                "IF !record::exists($m) {
-                    CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0, joined_at = $now;
-                 };",
-            )
-            .bind(("m", member_id(key, username)))
-            .bind(("conv", conversation_id(key)))
-            .bind(("user", user_id(username)))
-            .bind(("now", now_ms))
-            .await;
+        let joined = retry_conflicts(|| async {
+            self.db
+                .query(
+                    "IF !record::exists($m) {
+                        CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0,
+                            joined_at = $now;
+                     };",
+                )
+                .bind(("m", member_id(key, username)))
+                .bind(("conv", conversation_id(key)))
+                .bind(("user", user_id(username)))
+                .bind(("now", now_ms))
+                .await?
+                .check()?;
+            Ok(())
+        })
+        .await;
         self.membership_changed(key, &[username]);
-        res?.check()?;
-        Ok(())
+        joined
     }
 
     pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{
     heads::LastMessage,
+    retry_conflicts,
     rows::{conversation_id, member_id, LastMessageRow, ReadRow},
     transaction, StoreError, SurrealChatStore,
 };
@@ -77,25 +78,29 @@ impl SurrealChatStore {
                 text: m.text.clone(),
             })
             .collect();
-        let res = self
-            .db
-            .query(
-                "BEGIN;
-                 FOR $r IN $reads {
-                    UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
-                        RETURN NONE;
-                 };
-                 FOR $c IN $convs {
-                    UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
-                        last_sender = $c.sender, last_text = $c.text
-                        WHERE last_seq < $c.seq RETURN NONE;
-                 };
-                 COMMIT;",
-            )
-            .bind(("reads", reads))
-            .bind(("convs", convs))
-            .await?;
-        Ok(transaction(res)?)
+        // A client's own `mark_read` may write a read position at the same moment.
+        retry_conflicts(|| async {
+            let res = self
+                .db
+                .query(
+                    "BEGIN;
+                     FOR $r IN $reads {
+                        UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
+                            RETURN NONE;
+                     };
+                     FOR $c IN $convs {
+                        UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
+                            last_sender = $c.sender, last_text = $c.text
+                            WHERE last_seq < $c.seq RETURN NONE;
+                     };
+                     COMMIT;",
+                )
+                .bind(("reads", reads.clone()))
+                .bind(("convs", convs.clone()))
+                .await?;
+            Ok(transaction(res)?)
+        })
+        .await
     }
 
     /// Writes everything pending and marks the database closed cleanly, so that the next

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::{
     heads::LastMessage,
+    retry_conflicts,
     rows::{
         client_msg_id, client_msg_key, conversation_id, member_id, message_range, to_u64,
         ClientMsgRow, LastFieldsRow, MessageRecord, MessageRow,
@@ -225,17 +226,20 @@ impl SurrealChatStore {
     ) -> Result<(u64, u64), StoreError> {
         self.require_member(key, username).await?;
         let last = self.last_seq(key).await?.unwrap_or(0);
-        let mut res = self
-            .db
-            .query(
-                "UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, $upto])
-                    RETURN VALUE last_read_seq",
-            )
-            .bind(("member", member_id(key, username)))
-            .bind(("upto", seq.min(last) as i64))
-            .await?
-            .check()?;
-        let stored: Option<i64> = res.take(0)?;
+        let stored: Option<i64> = retry_conflicts(|| async {
+            let mut res = self
+                .db
+                .query(
+                    "UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, $upto])
+                        RETURN VALUE last_read_seq",
+                )
+                .bind(("member", member_id(key, username)))
+                .bind(("upto", seq.min(last) as i64))
+                .await?
+                .check()?;
+            Ok(res.take(0)?)
+        })
+        .await?;
         let read = self
             .heads()
             .read_position(username, key, to_u64(stored.unwrap_or(0)));

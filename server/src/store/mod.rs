@@ -36,7 +36,11 @@ mod recent;
 pub mod rows;
 mod schema;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use surrealdb::{
     engine::local::Db,
     types::{ErrorDetails, QueryError},
@@ -115,6 +119,38 @@ fn transaction(mut res: surrealdb::IndexedResults) -> Result<(), surrealdb::Erro
         None => Ok(()),
         Some((_, e)) => Err(e),
     }
+}
+
+/// Whether the engine refused a transaction because a concurrent one wrote the same
+/// records (it may be run again and will see the other's outcome).
+fn is_conflict(e: &surrealdb::Error) -> bool {
+    e.query_details() == Some(&QueryError::TransactionConflict)
+}
+
+/// Tries of an operation whose transaction keeps meeting concurrent writes.
+const CONFLICT_TRIES: u32 = 6;
+
+/// Runs `op` until it does not fail for a write conflict with a concurrent transaction
+/// (two people opening their conversation at once; a read position written by a client
+/// and by the deferred writes at the same moment), pausing 1, 2, 4… ms between tries; the
+/// last try's outcome is returned whatever it is. A race between two valid requests is
+/// the server's to resolve, never a client's `internal` error.
+async fn retry_conflicts<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(1);
+    for _ in 1..CONFLICT_TRIES {
+        match op().await {
+            Err(StoreError::Db(e)) if is_conflict(&e) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    op().await
 }
 
 /// The table of the record whose id a write found taken, if that is what failed.

@@ -156,7 +156,7 @@ pub(super) struct OldMessageRow {
 }
 
 /// A conversation's `last_*` fields, as written.
-#[derive(Debug, SurrealValue)]
+#[derive(Debug, Clone, SurrealValue)]
 pub(super) struct LastMessageRow {
     pub id: RecordId,
     pub seq: i64,
@@ -166,7 +166,7 @@ pub(super) struct LastMessageRow {
 }
 
 /// A read position, as written.
-#[derive(Debug, SurrealValue)]
+#[derive(Debug, Clone, SurrealValue)]
 pub(super) struct ReadRow {
     pub id: RecordId,
     pub seq: i64,

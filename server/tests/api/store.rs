@@ -665,3 +665,26 @@ async fn a_position_taken_behind_the_stores_back_is_refused_then_learned() {
     assert_eq!(store.resync_head(&ab).await.unwrap(), 2);
     assert_eq!(say(&store, &ab, "alice", "three", 6).await, 3);
 }
+
+/// Read positions written at the same moment (several tabs of one person, the deferred
+/// writes of what sending moved) conflict in the engine; the store runs them again, so
+/// none fails and the highest wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_of_one_read_position_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(StorageKind::Disk, dir.path()).await;
+    let (ab, _) = alice_bob_and_a_quiet_room(&store).await;
+    for i in 1..=40 {
+        say(&store, &ab, "bob", &format!("m{i}"), i).await;
+    }
+    let marks = (1..=40).map(|seq| {
+        let store = store.clone();
+        let ab = ab.clone();
+        tokio::spawn(async move { store.mark_read(&ab, "alice", seq).await })
+    });
+    for done in futures::future::join_all(marks).await {
+        done.unwrap().expect("a concurrent mark_read succeeds");
+    }
+    let row = store.conversation_row("alice", &ab).await.unwrap();
+    assert_eq!((row.last_read_seq, row.unread()), (40, 0));
+}
