@@ -131,7 +131,43 @@ fn single_line(field: &'static str, s: &str, max: usize) -> Result<String, Inval
     if s.chars().any(char::is_control) {
         return Err(invalid(field, "must not contain control characters"));
     }
+    if has_hidden(s) {
+        return Err(invalid(
+            field,
+            "must not contain invisible or direction-changing characters",
+        ));
+    }
     Ok(s.to_owned())
+}
+
+/// Whether `s` holds characters that change how the text around them reads without showing
+/// themselves — bidirectional overrides and isolates, zero-width spaces and joiners, the
+/// byte-order mark — which a name could use to pass for another (`alice` written backwards
+/// behind a right-to-left override, an invisible character inside a room's name). A
+/// zero-width joiner between two emoji is kept: it is how emoji sequences are written.
+fn has_hidden(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| match c {
+        '\u{200D}' => {
+            let emoji = |c: Option<&char>| {
+                c.is_some_and(|&c| matches!(c as u32, 0x2600..=0x27BF | 0x1F000..=0x1FAFF))
+            };
+            !(emoji(i.checked_sub(1).and_then(|j| chars.get(j))) && emoji(chars.get(i + 1)))
+        }
+        '\u{061C}'
+        | '\u{115F}'
+        | '\u{1160}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200C}'
+        | '\u{200E}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}' => true,
+        _ => false,
+    })
 }
 
 /// A password as typed: 8–256 characters. Never serialised back out.
@@ -281,6 +317,30 @@ mod tests {
         assert!(MessageBody::parse(&"x".repeat(MessageBody::MAX + 1)).is_err());
         assert!(MessageBody::parse(&"é".repeat(MessageBody::MAX)).is_ok());
         assert!(MessageBody::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn names_refuse_invisible_and_direction_changing_characters() {
+        for bad in [
+            "\u{202E}ecila",
+            "Gen\u{200B}eral",
+            "bob\u{2066}",
+            "\u{FEFF}Admin",
+            "a\u{200D}b",
+            "\u{061C}x",
+        ] {
+            assert!(DisplayName::parse(bad).is_err(), "{bad:?}");
+            assert!(RoomName::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "Zoë 张伟",
+            "مرحبا",
+            "family \u{1F468}\u{200D}\u{1F469}",
+            "🚀 launch",
+        ] {
+            assert!(DisplayName::parse(good).is_ok(), "{good:?}");
+            assert!(RoomName::parse(good).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

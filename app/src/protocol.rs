@@ -42,7 +42,8 @@ pub enum ClientMsg {
     /// Answered by [`ServerMsg::Pong`] with the same `nonce`.
     Ping { nonce: u64 },
     /// Answered by [`ServerMsg::Conversations`]: the user's conversations, latest activity first.
-    ListConversations,
+    /// (Variants without fields are empty structs so that unknown fields are refused too.)
+    ListConversations {},
     /// Opens (creating on first use) the direct conversation with `username`. Answered by
     /// [`ServerMsg::Conversation`].
     OpenDirect { username: Username },
@@ -50,7 +51,7 @@ pub enum ClientMsg {
     /// [`ServerMsg::Conversation`].
     CreateRoom { name: RoomName },
     /// Answered by [`ServerMsg::Rooms`]: every room, with whether the user is in it.
-    ListRooms,
+    ListRooms {},
     /// Joins a room. Answered by [`ServerMsg::Conversation`].
     JoinRoom { conversation_id: ConversationId },
     /// Leaves a room: no more delivery. Answered by [`ServerMsg::Left`].
@@ -397,7 +398,17 @@ mod tests {
                 r#"{"type":"ping","nonce":1,"extra":true}"#,
                 ErrorCode::BadFrame,
             ),
+            // Frames without fields refuse unknown ones too.
+            (r#"{"type":"list_rooms","admin":true}"#, ErrorCode::BadFrame),
+            (
+                r#"{"type":"list_conversations","all":1}"#,
+                ErrorCode::BadFrame,
+            ),
         ];
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"list_rooms"}"#).unwrap(),
+            ClientMsg::ListRooms {}
+        );
         for (frame, want) in cases {
             match ClientMsg::decode(frame) {
                 Err(DecodeError { code, .. }) => assert_eq!(code, want, "frame {frame}"),

@@ -109,8 +109,8 @@ fn valid_client_msg() -> impl Strategy<Value = ClientMsg> {
     let cmid = "[A-Za-z0-9_-]{1,64}".prop_map(|s| ClientMsgId::parse(&s).unwrap());
     prop_oneof![
         any::<u64>().prop_map(|nonce| ClientMsg::Ping { nonce }),
-        Just(ClientMsg::ListConversations),
-        Just(ClientMsg::ListRooms),
+        Just(ClientMsg::ListConversations {}),
+        Just(ClientMsg::ListRooms {}),
         (conv.clone(), cmid, body).prop_map(|(conversation_id, client_msg_id, body)| {
             ClientMsg::Send {
                 conversation_id,

@@ -134,7 +134,7 @@ pub async fn check_unread(
     for token in tokens {
         let mut conn = Conn::open(addr, token).await?;
         let list = conn
-            .ask(ClientMsg::ListConversations, |m| match m {
+            .ask(ClientMsg::ListConversations {}, |m| match m {
                 ServerMsg::Conversations { conversations } => Some(conversations.clone()),
                 _ => None,
             })

@@ -95,6 +95,19 @@ async fn open_surrealkv(dir: &Path, cache_bytes: u64) -> anyhow::Result<Arc<Data
     Ok(datastore)
 }
 
+/// Creates the data directory and the database's directory inside it, readable by this
+/// user only (0700): they hold password hashes and every message. Directories that exist
+/// with wider permissions are narrowed.
+fn private_dirs(data_dir: &Path, db_dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(db_dir)?;
+    #[cfg(unix)]
+    for dir in [data_dir, db_dir] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 impl Database {
     /// Opens (creating if needed) the database, with the default block cache.
     pub async fn open(kind: StorageKind, data_dir: &Path) -> Result<Self, DbError> {
@@ -111,7 +124,7 @@ impl Database {
             StorageKind::Memory => (Surreal::new::<Mem>(()).await?, None),
             StorageKind::Disk => {
                 let dir = data_dir.join("db");
-                std::fs::create_dir_all(&dir).map_err(|source| DbError::DataDir {
+                private_dirs(data_dir, &dir).map_err(|source| DbError::DataDir {
                     path: dir.display().to_string(),
                     source,
                 })?;

@@ -303,10 +303,14 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(health::healthz))
-        .route("/api/auth/signup", post(auth::sign_up))
-        .route("/api/auth/signin", post(auth::sign_in))
-        .route("/api/auth/signout", post(auth::sign_out))
-        .route("/api/auth/me", get(auth::me))
+        .merge(
+            Router::new()
+                .route("/api/auth/signup", post(auth::sign_up))
+                .route("/api/auth/signin", post(auth::sign_in))
+                .route("/api/auth/signout", post(auth::sign_out))
+                .route("/api/auth/me", get(auth::me))
+                .layer(axum::middleware::map_response(security::no_store)),
+        )
         .leptos_routes(&state, routes, {
             let leptos = state.leptos.clone();
             move || {

@@ -74,6 +74,15 @@ pub async fn add_headers(mut response: Response) -> Response {
     response
 }
 
+/// Responses about who is signed in (the auth endpoints) are never stored by a browser or
+/// a proxy: a shared cache must not hand one person's identity to another.
+pub async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,7 +195,7 @@ impl Chat {
             ServerMsg::Resumed => {
                 self.live = true;
                 self.listing = true;
-                out.push(ClientMsg::ListConversations);
+                out.push(ClientMsg::ListConversations {});
                 for (id, t) in &self.threads {
                     for p in &t.pending {
                         if p.state == PendingState::Sending {
@@ -270,7 +270,7 @@ impl Chat {
                 if !known && !self.listing {
                     // A conversation this page has not heard of (someone wrote first).
                     self.listing = true;
-                    out.push(ClientMsg::ListConversations);
+                    out.push(ClientMsg::ListConversations {});
                 }
                 if let (Some(body), false) = (alert_body, seen) {
                     let title = match self.summary(&id) {
@@ -858,7 +858,7 @@ mod tests {
             }
         );
         let (out, _) = c.apply(ServerMsg::Resumed);
-        assert_eq!(out[0], ClientMsg::ListConversations);
+        assert_eq!(out[0], ClientMsg::ListConversations {});
         assert!(out.iter().any(|m| matches!(
             m,
             ClientMsg::Send { client_msg_id, .. } if client_msg_id.as_str() == "x9"
@@ -871,7 +871,7 @@ mod tests {
         let (out, alert) = c.apply(ServerMsg::Message {
             message: msg("ann/dan", 1, "dan"),
         });
-        assert_eq!(out, [ClientMsg::ListConversations]);
+        assert_eq!(out, [ClientMsg::ListConversations {}]);
         assert!(alert.is_some());
         let (out, _) = c.apply(ServerMsg::Message {
             message: msg("ann/dan", 2, "dan"),

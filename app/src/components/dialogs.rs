@@ -148,7 +148,7 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let input = NodeRef::<html::Input>::new();
     let rooms = Memo::new(move |_| chat.with(|c| c.rooms.clone()));
-    ctx.send_all([ClientMsg::ListRooms]);
+    ctx.send_all([ClientMsg::ListRooms {}]);
 
     let create = move |ev: ev::SubmitEvent| {
         ev.prevent_default();

@@ -21,7 +21,7 @@ use std::{collections::BTreeSet, sync::Arc};
 pub use crate::refusal::Refusal;
 use crate::{
     hub::{Hub, Outbound},
-    store::{ConversationRow, Kind, StoreError, SurrealChatStore},
+    store::{ConversationRow, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME},
     writer::{Submission, Writers},
 };
 use limit::SendLimit;
@@ -139,6 +139,12 @@ impl ChatService {
     }
 
     pub async fn create_room(&self, me: &str, name: &RoomName) -> Reply {
+        if name.as_str().to_lowercase() == DEFAULT_ROOM_NAME.to_lowercase() {
+            return Err(Refusal::new(
+                ErrorCode::InvalidInput,
+                format!("room_name: \"{DEFAULT_ROOM_NAME}\" is the server's own room"),
+            ));
+        }
         let key = self
             .store
             .create_room(me, name, crate::clock::now_ms())

@@ -24,7 +24,8 @@ use crate::locks::lock;
 
 /// Key of the public room every user can join (the old chats' "broadcast to all").
 pub const DEFAULT_ROOM_KEY: &str = "general";
-const DEFAULT_ROOM_NAME: &str = "General";
+/// Its name, which no other room may take (it would pass for it).
+pub const DEFAULT_ROOM_NAME: &str = "General";
 
 /// Members of a conversation, sorted by username.
 pub type Members = Arc<[String]>;
@@ -207,7 +208,7 @@ impl SurrealChatStore {
         username: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.require_room(key).await?;
+        self.require_room(key, username).await?;
         let joined = retry_conflicts(|| async {
             self.db
                 .query(
@@ -230,7 +231,7 @@ impl SurrealChatStore {
     }
 
     pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
-        self.require_room(key).await?;
+        self.require_room(key, username).await?;
         self.require_member(key, username).await?;
         let res = self
             .db
@@ -242,10 +243,23 @@ impl SurrealChatStore {
         Ok(())
     }
 
-    async fn require_room(&self, key: &str) -> Result<(), StoreError> {
+    /// Fails unless `key` is a room. A direct conversation is `NotARoom` only to its own
+    /// members: to anyone else it does not exist, as on every other path, so that who talks
+    /// to whom does not leak.
+    async fn require_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
         match self.meta(key).await? {
             None => Err(StoreError::NoSuchConversation),
-            Some(m) if m.kind != "room" => Err(StoreError::NotARoom),
+            Some(m) if m.kind != "room" => {
+                let members = self.members(key).await?;
+                if members
+                    .binary_search_by(|m| m.as_str().cmp(username))
+                    .is_ok()
+                {
+                    Err(StoreError::NotARoom)
+                } else {
+                    Err(StoreError::NoSuchConversation)
+                }
+            }
             Some(_) => Ok(()),
         }
     }

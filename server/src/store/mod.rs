@@ -52,7 +52,7 @@ use conversations::MemberCache;
 use heads::Heads;
 use recent::RecentCache;
 
-pub use conversations::DEFAULT_ROOM_KEY;
+pub use conversations::{DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
 pub use deferred::PENDING_CHUNK;
 pub use rows::{direct_key, ConversationRow, Kind, MessageRecord, RoomRow, UserRecord};
 pub use schema::SCHEMA;

@@ -381,10 +381,10 @@ impl Handler {
                 nonce,
                 server_time_ms: crate::clock::now_ms().max(0) as u64,
             }),
-            ClientMsg::ListConversations => chat.list_conversations(me).await,
+            ClientMsg::ListConversations {} => chat.list_conversations(me).await,
             ClientMsg::OpenDirect { username } => chat.open_direct(me, username.as_str()).await,
             ClientMsg::CreateRoom { name } => chat.create_room(me, &name).await,
-            ClientMsg::ListRooms => chat.list_rooms(me).await,
+            ClientMsg::ListRooms {} => chat.list_rooms(me).await,
             ClientMsg::JoinRoom { conversation_id } => chat.join_room(me, &conversation_id.0).await,
             ClientMsg::LeaveRoom { conversation_id } => {
                 chat.leave_room(me, &conversation_id.0).await

@@ -25,6 +25,11 @@ async fn signing_up_signs_in_and_me_says_who() {
     let token = res.session_token().unwrap();
     let me = get_with(app.addr, "/api/auth/me", &token).await;
     assert_eq!(me.status, 200);
+    // Who is signed in is never kept by a browser or a shared cache.
+    for res in [&res, &me] {
+        let headers = res.headers.to_ascii_lowercase();
+        assert!(headers.contains("cache-control: no-store"), "{headers}");
+    }
     assert_eq!(
         me.json(),
         json!({"username": "alice", "display_name": "Alice A."})

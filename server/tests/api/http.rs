@@ -41,8 +41,16 @@ async fn unknown_paths_are_404() {
 async fn a_clean_stop_frees_the_data_directory_for_an_immediate_restart() {
     // `spawn_app_with` starts a server once, without retrying: each restart must succeed
     // at the first attempt, right after the previous server's `stop` returned.
-    let dir = tempfile::tempdir().unwrap();
-    let settings = disk_settings(dir.path());
+    let tmp = tempfile::tempdir().unwrap();
+    // A data directory made readable by everyone, as a careless `mkdir` would.
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let settings = disk_settings(&dir);
     for expected_boots in 1..=3 {
         let app = spawn_app_with(settings.clone()).await;
         let body = get(app.addr, "/healthz").await.json();
@@ -50,5 +58,14 @@ async fn a_clean_stop_frees_the_data_directory_for_an_immediate_restart() {
         assert_eq!(body["database"]["boots"], expected_boots);
         app.stop().await;
     }
-    assert!(dir.path().join("db").is_dir());
+    assert!(dir.join("db").is_dir());
+    // Password hashes and every message live here: this user's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [dir.clone(), dir.join("db")] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
 }

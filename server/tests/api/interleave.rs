@@ -256,7 +256,7 @@ async fn run_case(seed: u64) {
             .socket
             .as_mut()
             .unwrap()
-            .ask(ClientMsg::ListConversations, |m| match m {
+            .ask(ClientMsg::ListConversations {}, |m| match m {
                 ServerMsg::Conversations { conversations } => Some(conversations.clone()),
                 _ => None,
             })

@@ -122,9 +122,14 @@ async fn a_pair_of_users_has_one_direct_conversation_whoever_starts_it() {
         store.require_member(&ab, "carol").await,
         Err(StoreError::NotMember)
     ));
+    // Not a room to its members; not there at all to anyone else.
+    assert!(matches!(
+        store.join_room(&ab, "alice", 12).await,
+        Err(StoreError::NotARoom)
+    ));
     assert!(matches!(
         store.join_room(&ab, "carol", 12).await,
-        Err(StoreError::NotARoom)
+        Err(StoreError::NoSuchConversation)
     ));
     assert!(matches!(
         store.open_direct("alice", "nobody", 13).await,
