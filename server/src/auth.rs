@@ -44,6 +44,29 @@ pub struct AuthState {
     pub throttle: SignInThrottle,
     /// Session ids as they sign out; their sockets close.
     pub sessions_ended: broadcast::Sender<String>,
+    /// The origin browsers load the app from (`None`: the request's own Host).
+    pub public_origin: Option<String>,
+}
+
+/// Sign-up, sign-in and sign-out only from this site: a page on another site must not sign
+/// people out, or into an account of its choosing. A browser says where a request comes
+/// from (`Origin`, `Sec-Fetch-Site`); other clients send neither and are let through.
+pub async fn same_site_only(
+    State(auth): State<AuthState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    if crate::security::cross_site(headers)
+        || !crate::security::origin_allowed(headers, auth.public_origin.as_deref())
+    {
+        warn!("cross-site auth request refused");
+        let body = serde_json::json!({
+            "error": { "code": "forbidden_origin", "message": "cross-site request refused" }
+        });
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
+    next.run(request).await
 }
 
 /// The signing key and session lifetime; cheap to clone.

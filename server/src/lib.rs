@@ -183,6 +183,7 @@ impl Application {
             keys,
             throttle: throttle::SignInThrottle::default(),
             sessions_ended: tokio::sync::broadcast::channel(256).0,
+            public_origin: settings.public_origin.clone(),
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -308,6 +309,10 @@ fn router(state: AppState) -> Router {
                 .route("/api/auth/signup", post(auth::sign_up))
                 .route("/api/auth/signin", post(auth::sign_in))
                 .route("/api/auth/signout", post(auth::sign_out))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.auth.clone(),
+                    auth::same_site_only,
+                ))
                 .route("/api/auth/me", get(auth::me))
                 .layer(axum::middleware::map_response(security::no_store)),
         )

@@ -6,7 +6,7 @@
 //! somehow interpreted as a document cannot run anything either.
 
 use axum::{
-    http::{header, HeaderName, HeaderValue},
+    http::{header, HeaderMap, HeaderName, HeaderValue},
     response::Response,
 };
 use leptos::prelude::use_context;
@@ -74,6 +74,39 @@ pub async fn add_headers(mut response: Response) -> Response {
     response
 }
 
+/// Browsers send `Origin` on WebSocket upgrades and on cross-origin (and most same-origin)
+/// POSTs; it must be the configured public origin, or else `http(s)://` and the Host the
+/// request was sent to. Clients that send no Origin are not browsers and cannot be used by
+/// another site this way (they still need a session).
+pub fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    match public_origin {
+        Some(allowed) => origin == allowed,
+        None => {
+            let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+                return false;
+            };
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
+        }
+    }
+}
+
+/// Whether a browser says the request comes from another site (`Sec-Fetch-Site`), whatever
+/// its Origin header says.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+}
+
 /// Responses about who is signed in (the auth endpoints) are never stored by a browser or
 /// a proxy: a shared cache must not hand one person's identity to another.
 pub async fn no_store(mut response: Response) -> Response {
@@ -86,6 +119,47 @@ pub async fn no_store(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static(host));
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_static(o));
+        }
+        h
+    }
+
+    #[test]
+    fn only_same_or_configured_origins_are_allowed() {
+        let host = "127.0.0.1:3000";
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:3000"), host),
+            None
+        ));
+        assert!(origin_allowed(&headers(None, host), None));
+        assert!(!origin_allowed(
+            &headers(Some("http://evil.example"), host),
+            None
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://127.0.0.1:3001"), host),
+            None
+        ));
+        let public = Some("https://chat.example.com");
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example.com"), host),
+            public
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://chat.example.com"), host),
+            public
+        ));
+        let mut h = headers(None, host);
+        assert!(!cross_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(cross_site(&h));
+    }
 
     #[test]
     fn the_page_policy_allows_only_the_nonced_inline_script() {

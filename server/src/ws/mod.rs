@@ -18,7 +18,7 @@ use axum::{
         ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket},
         State, WebSocketUpgrade,
     },
-    http::{header, HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -38,6 +38,7 @@ use crate::{
     auth::{AuthError, AuthState, Session},
     chat::{ChatService, Refusal},
     hub::Outbound,
+    security,
 };
 use delivery::{Cursor, Live};
 
@@ -88,7 +89,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     session: Result<Session, AuthError>,
 ) -> Response {
-    if !origin_allowed(&headers, sockets.public_origin.as_deref()) {
+    if !security::origin_allowed(&headers, sockets.public_origin.as_deref()) {
         return refuse(
             StatusCode::FORBIDDEN,
             "forbidden_origin",
@@ -147,30 +148,6 @@ pub async fn upgrade(
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     (status, Json(body)).into_response()
-}
-
-/// Browsers always send `Origin` on WebSocket upgrades; it must be the configured public
-/// origin, or else the origin of the Host the request was sent to. Clients that send no
-/// Origin are not browsers and cannot be hijacked this way (they still need a session).
-fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    match public_origin {
-        Some(allowed) => origin == allowed,
-        None => {
-            let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-                return false;
-            };
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        }
-    }
 }
 
 /// Owns one socket for its whole life.
@@ -576,47 +553,5 @@ impl Handler {
                 )))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static(host));
-        if let Some(o) = origin {
-            h.insert(header::ORIGIN, HeaderValue::from_static(o));
-        }
-        h
-    }
-
-    #[test]
-    fn only_same_or_configured_origins_may_open_sockets() {
-        let host = "127.0.0.1:3000";
-        assert!(origin_allowed(
-            &headers(Some("http://127.0.0.1:3000"), host),
-            None
-        ));
-        assert!(origin_allowed(&headers(None, host), None));
-        assert!(!origin_allowed(
-            &headers(Some("http://evil.example"), host),
-            None
-        ));
-        assert!(!origin_allowed(
-            &headers(Some("http://127.0.0.1:3001"), host),
-            None
-        ));
-        let public = Some("https://chat.example.com");
-        assert!(origin_allowed(
-            &headers(Some("https://chat.example.com"), host),
-            public
-        ));
-        assert!(!origin_allowed(
-            &headers(Some("http://127.0.0.1:3000"), host),
-            public
-        ));
     }
 }

@@ -6,7 +6,7 @@ use server::settings::{Secret, Settings};
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 use crate::helpers::{
-    disk_settings, get, get_with, post_json, spawn_app, spawn_app_with, PASSWORD,
+    disk_settings, get, get_with, post_json, post_json_with, spawn_app, spawn_app_with, PASSWORD,
 };
 
 #[tokio::test]
@@ -272,5 +272,55 @@ async fn forged_expired_and_unsigned_tokens_are_refused() {
         assert_eq!(me.status, 401, "{what}");
     }
     assert!(app.try_connect(Some(&token), Some(&here)).await.is_ok());
+    app.stop().await;
+}
+
+/// A page on another site cannot sign people out, or sign them in to an account of its
+/// choosing: browsers say where a request comes from, and such requests are refused.
+#[tokio::test]
+async fn auth_requests_from_another_site_are_refused() {
+    let app = spawn_app().await;
+    let token = app.sign_up("alice").await;
+    let own = format!("Origin: http://{}\r\n", app.addr);
+    for extra in [
+        "Origin: http://evil.example\r\n".to_owned(),
+        format!("Origin: https://{}.evil.example\r\n", app.addr.ip()),
+        "Sec-Fetch-Site: cross-site\r\n".to_owned(),
+        format!("{own}Sec-Fetch-Site: cross-site\r\n"),
+    ] {
+        let out = post_json_with(
+            app.addr,
+            "/api/auth/signout",
+            &json!({}),
+            Some(&token),
+            &extra,
+        )
+        .await;
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (403, "forbidden_origin"),
+            "{extra}"
+        );
+        let login = json!({"username": "alice", "password": PASSWORD});
+        let signin = post_json_with(app.addr, "/api/auth/signin", &login, None, &extra).await;
+        assert_eq!(signin.status, 403, "{extra}");
+    }
+    assert_eq!(
+        get_with(app.addr, "/api/auth/me", &token).await.status,
+        200,
+        "still signed in"
+    );
+    // The app's own pages (same origin) still sign out.
+    let extra = format!("{own}Sec-Fetch-Site: same-origin\r\n");
+    let out = post_json_with(
+        app.addr,
+        "/api/auth/signout",
+        &json!({}),
+        Some(&token),
+        &extra,
+    )
+    .await;
+    assert_eq!(out.status, 204);
+    assert_eq!(get_with(app.addr, "/api/auth/me", &token).await.status, 401);
     app.stop().await;
 }

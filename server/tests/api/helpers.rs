@@ -302,12 +302,23 @@ pub async fn post_json(
     body: &serde_json::Value,
     token: Option<&str>,
 ) -> HttpResponse {
+    post_json_with(addr, path, body, token, "").await
+}
+
+/// [`post_json`] with extra header lines (each ending in `\r\n`), as a browser adds them.
+pub async fn post_json_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    token: Option<&str>,
+    extra: &str,
+) -> HttpResponse {
     let body = body.to_string();
     let cookie = token.map_or(String::new(), |t| format!("Cookie: chat_session={t}\r\n"));
     request(
         addr,
         format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
     )
