@@ -56,7 +56,11 @@ use axum::{
 };
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    time::Duration,
+};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::trace::TraceLayer;
@@ -65,8 +69,13 @@ use tracing::{info, warn};
 use crate::{db::Database, settings::Settings, store::SurrealChatStore};
 pub use clock::now_ms;
 
+/// How long shutdown lets HTTP requests in flight finish before leaving them behind.
+const HTTP_DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// How long shutdown waits for sockets to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the engine to close when requests were left behind (their
+/// handles keep it open until their clients go away).
+const LEFT_BEHIND_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the database to flush and close.
 const DB_CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// How often idle users' send budgets are forgotten.
@@ -136,6 +145,8 @@ pub struct Application {
     tasks: TaskTracker,
     /// The writer tasks: shutdown waits for them to drain.
     writer_tasks: TaskTracker,
+    /// Cancelled once the sockets are closed: the writers store what is queued and end.
+    writer_stop: CancellationToken,
 }
 
 impl Application {
@@ -175,8 +186,10 @@ impl Application {
                 })?;
         let hub = hub::Hub::default();
         let writer_tasks = TaskTracker::new();
-        let writers = writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks)
-            .map_err(|source| StartError::Writers { source })?;
+        let writer_stop = CancellationToken::new();
+        let writers =
+            writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks, &writer_stop)
+                .map_err(|source| StartError::Writers { source })?;
         let chat = chat::ChatService::new(store.clone(), hub, writers, settings.send_rate);
         let auth = auth::AuthState {
             store: store.clone(),
@@ -211,6 +224,7 @@ impl Application {
             shutdown,
             tasks,
             writer_tasks,
+            writer_stop,
         })
     }
 
@@ -236,6 +250,7 @@ impl Application {
             shutdown: token,
             tasks,
             writer_tasks,
+            writer_stop,
         } = self;
         tokio::spawn({
             let token = token.clone();
@@ -268,12 +283,28 @@ impl Application {
             }
         });
         // The peer address is what sign-in throttling counts per client.
-        axum::serve(
+        let serve = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await?;
+        .with_graceful_shutdown(token.clone().cancelled_owned())
+        .into_future();
+        // Requests in flight get HTTP_DRAIN_GRACE to finish; one that never completes (a
+        // client that sent half a request) does not hold the process up.
+        let deadline = async {
+            token.cancelled().await;
+            tokio::time::sleep(HTTP_DRAIN_GRACE).await;
+        };
+        let left_behind = tokio::select! {
+            served = serve => {
+                served?;
+                false
+            }
+            () = deadline => {
+                warn!("requests still open {HTTP_DRAIN_GRACE:?} after shutdown began: left behind");
+                true
+            }
+        };
         tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -281,9 +312,10 @@ impl Application {
         {
             warn!("some sockets did not close within {SHUTDOWN_GRACE:?}");
         }
-        // The router (and with it every handle to the writers) is gone: the writers store
-        // what is queued and end; then the pending-changes thread closes the store.
+        // The writers store what is queued and end, whoever still holds a handle (a request
+        // left behind); then the pending-changes thread closes the store.
         drop((chat, store));
+        writer_stop.cancel();
         writer_tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, writer_tasks.wait())
             .await
@@ -291,8 +323,16 @@ impl Application {
         {
             warn!("the message writers did not finish within {SHUTDOWN_GRACE:?}");
         }
-        if !db.close(DB_CLOSE_GRACE).await {
-            warn!("the database did not finish shutting down within {DB_CLOSE_GRACE:?}");
+        // A request left behind holds a handle to the database until its client goes
+        // away, so the engine cannot finish closing; the store itself is closed (everything
+        // in memory written, the clean mark set), so the next start needs no repair.
+        let close_grace = if left_behind {
+            LEFT_BEHIND_CLOSE_GRACE
+        } else {
+            DB_CLOSE_GRACE
+        };
+        if !db.close(close_grace).await {
+            warn!("the database did not finish shutting down within {close_grace:?}");
         }
         info!("stopped");
         Ok(())

@@ -40,7 +40,7 @@ use std::{
     time::Duration,
 };
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
 use crate::{
@@ -84,13 +84,15 @@ pub struct Writers {
 
 impl Writers {
     /// Starts `count` writer tasks on `tracker`, and the thread that stores what their
-    /// batches leave pending. They end once every handle is dropped and their queues are
-    /// drained; the thread once they have ended and it has closed the store.
+    /// batches leave pending. They end once every handle is dropped, or `stop` is
+    /// cancelled, and what was queued is stored; the thread once they have ended and it has
+    /// closed the store.
     pub fn start(
         store: &SurrealChatStore,
         hub: &Hub,
         count: usize,
         tracker: &TaskTracker,
+        stop: &CancellationToken,
     ) -> std::io::Result<Self> {
         // On a thread of its own: a SurrealDB statement runs to its end without yielding
         // (1-4 ms for a chunk of pending changes), and on a runtime worker it held up the
@@ -111,6 +113,7 @@ impl Writers {
                     parked: HashMap::new(),
                     loads,
                     loaded,
+                    stop: stop.clone(),
                     _running: running.clone(),
                 };
                 tracker.spawn(writer.run());
@@ -188,6 +191,8 @@ struct Writer {
     /// Where reads of heads report.
     loads: mpsc::UnboundedSender<Loaded>,
     loaded: mpsc::UnboundedReceiver<Loaded>,
+    /// Cancelled at shutdown: store what is queued and end, whoever still holds a handle.
+    stop: CancellationToken,
     /// Dropped when the writer ends (see [`store_pending_every`]).
     _running: mpsc::Sender<()>,
 }
@@ -202,6 +207,7 @@ struct Loaded {
 enum Wake {
     Queued(usize),
     Loaded(Loaded),
+    Stop,
 }
 
 /// Stores what the writers' batches left pending (see [`SurrealChatStore::store_pending`])
@@ -240,12 +246,21 @@ impl Writer {
                 biased;
                 Some(loaded) = self.loaded.recv() => Wake::Loaded(loaded),
                 n = self.rx.recv_many(&mut queued, MAX_BATCH), if open => Wake::Queued(n),
+                () = self.stop.cancelled(), if open => Wake::Stop,
             };
             let mut batch = Vec::with_capacity(MAX_BATCH);
             match wake {
                 Wake::Queued(0) => open = false,
                 Wake::Queued(_) => {}
                 Wake::Loaded(loaded) => batch = self.learn(loaded),
+                Wake::Stop => {
+                    // Nothing more is taken; what is queued is stored (a batch at a time).
+                    self.rx.close();
+                    while let Ok(sub) = self.rx.try_recv() {
+                        queued.push(sub);
+                    }
+                    open = false;
+                }
             }
             for sub in queued.drain(..) {
                 self.route(sub, &mut batch);
@@ -583,7 +598,14 @@ mod tests {
         let ab = store.open_direct("alice", "bob", 1).await.unwrap();
         let hub = Hub::default();
         let (outbox, _) = hub.register("alice", 1);
-        let writers = Writers::start(&store, &hub, 1, &TaskTracker::new()).unwrap();
+        let writers = Writers::start(
+            &store,
+            &hub,
+            1,
+            &TaskTracker::new(),
+            &CancellationToken::new(),
+        )
+        .unwrap();
         Setup {
             db,
             store,
