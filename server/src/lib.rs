@@ -14,7 +14,10 @@
 //!   concern, with each conversation's head in memory ahead of the database.
 //! - [`db`] — opening the embedded SurrealDB engine (its storage kinds, its memory caps).
 //! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
-//! - [`health`] — `/healthz`; [`security`] — security headers and the pages' CSP.
+//! - [`health`] — `/healthz`; [`security`] — security headers, the pages' CSP, the
+//!   same-origin checks.
+//! - `clock` (the wall clock as stored) and `locks` (std mutexes that survive a panic):
+//!   leaves every module may use.
 //! - [`Application`]: opens the database, binds the listener, wires the routes (Leptos
 //!   pages, `/ws`, `/healthz`, `/api/auth/*`, static files), runs until told to stop.
 //!

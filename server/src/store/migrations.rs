@@ -16,10 +16,10 @@ use tracing::{info, warn};
 use super::{
     heads::LastMessage,
     rows::{
-        key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord, MessageRow,
-        OldMessageRow, ReadRow,
+        key_of, member_id, pair_key, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord,
+        MessageRow, OldMessageRow, ProgressRow, ReadRow,
     },
-    StoreError, SurrealChatStore,
+    transaction, StoreError, SurrealChatStore,
 };
 
 /// A row read a page at a time, by its record id.
@@ -183,32 +183,56 @@ impl SurrealChatStore {
     }
 
     /// Writes a `client_msg` record for every stored message (layouts before 4 had none),
-    /// a page per transaction; where a sender used an id twice, the first message keeps it.
+    /// a page per transaction with the progress made, so that an interrupted move goes on
+    /// where it stopped; where a sender used an id twice, the first message keeps it.
     async fn index_client_msg_ids(&self) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut after: Bound<RecordIdKey> = Bound::Unbounded;
+        let mut res = self
+            .db
+            .query("SELECT conversation, seq FROM ONLY store_layout:progress")
+            .await?
+            .check()?;
+        let progress: Option<ProgressRow> = res.take(0)?;
+        let mut after: Bound<RecordIdKey> = match progress {
+            Some(ProgressRow {
+                conversation: Some(c),
+                seq: Some(s),
+            }) => Bound::Excluded(pair_key(&c, s)),
+            _ => Bound::Unbounded,
+        };
         let mut indexed = 0_usize;
         loop {
             let rows: Vec<MessageRow> = self.next_page("msg", &mut after).await?;
-            if rows.is_empty() {
-                break;
-            }
             let page = rows.len();
-            let ids: Vec<ClientMsgRow> = rows
-                .into_iter()
-                .filter_map(MessageRow::record)
-                .map(|m| ClientMsgRow::of(&m))
-                .collect();
-            self.db
-                .query("INSERT IGNORE INTO client_msg $ids RETURN NONE")
+            let records: Vec<MessageRecord> =
+                rows.into_iter().filter_map(MessageRow::record).collect();
+            let Some(last) = records.last() else {
+                break;
+            };
+            let (conversation, seq) = (last.conversation.clone(), last.seq as i64);
+            let ids: Vec<ClientMsgRow> = records.iter().map(ClientMsgRow::of).collect();
+            let res = self
+                .db
+                .query(
+                    "BEGIN;
+                     INSERT IGNORE INTO client_msg $ids RETURN NONE;
+                     UPSERT store_layout:progress SET conversation = $c, seq = $s RETURN NONE;
+                     COMMIT;",
+                )
                 .bind(("ids", ids))
-                .await?
-                .check()?;
+                .bind(("c", conversation))
+                .bind(("s", seq))
+                .await?;
+            transaction(res)?;
             indexed += page;
             if indexed % 100_000 < page {
                 info!(indexed, "recording messages' client_msg_ids");
             }
         }
+        self.db
+            .query("DELETE store_layout:progress")
+            .await?
+            .check()?;
         if indexed > 0 {
             info!(
                 indexed,

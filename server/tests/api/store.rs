@@ -693,3 +693,35 @@ async fn concurrent_writes_of_one_read_position_all_succeed() {
     let row = store.conversation_row("alice", &ab).await.unwrap();
     assert_eq!((row.last_read_seq, row.unread()), (40, 0));
 }
+
+/// A move to the new layout that was interrupted goes on from the last page it recorded,
+/// rather than starting over (on a million messages a start-over costs a minute).
+#[tokio::test]
+async fn an_interrupted_layout_move_goes_on_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
+    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    for i in 1..=30 {
+        say(&store, &conv, "alice", &format!("m{i}"), i).await;
+    }
+    // As if an older layout's move had recorded everything up to seq 20, then stopped.
+    db.handle()
+        .query(
+            "DELETE client_msg; DELETE store_layout;
+             CREATE store_layout:progress SET conversation = $c, seq = 20;",
+        )
+        .bind(("c", conv.clone()))
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    assert_eq!(again.sent_message("alice", "alice-20").await.unwrap(), None);
+    assert_eq!(
+        again.sent_message("alice", "alice-21").await.unwrap(),
+        Some((conv, 21))
+    );
+}
