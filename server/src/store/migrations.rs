@@ -189,7 +189,7 @@ impl SurrealChatStore {
         let started = Instant::now();
         let mut res = self
             .db
-            .query("SELECT conversation, seq FROM ONLY store_layout:progress")
+            .query("SELECT conversation, seq FROM ONLY layout_progress:current")
             .await?
             .check()?;
         let progress: Option<ProgressRow> = res.take(0)?;
@@ -216,7 +216,7 @@ impl SurrealChatStore {
                 .query(
                     "BEGIN;
                      INSERT IGNORE INTO client_msg $ids RETURN NONE;
-                     UPSERT store_layout:progress SET conversation = $c, seq = $s RETURN NONE;
+                     UPSERT layout_progress:current SET conversation = $c, seq = $s RETURN NONE;
                      COMMIT;",
                 )
                 .bind(("ids", ids))
@@ -229,10 +229,7 @@ impl SurrealChatStore {
                 info!(indexed, "recording messages' client_msg_ids");
             }
         }
-        self.db
-            .query("DELETE store_layout:progress")
-            .await?
-            .check()?;
+        self.db.query("DELETE layout_progress").await?.check()?;
         if indexed > 0 {
             info!(
                 indexed,

@@ -155,7 +155,7 @@ pub(super) struct OldMessageRow {
     pub sent_at: i64,
 }
 
-/// How far an interrupted move of the layout had got (`store_layout:progress`).
+/// How far an interrupted move of the layout had got (`layout_progress:current`).
 #[derive(Debug, SurrealValue)]
 pub(super) struct ProgressRow {
     pub conversation: Option<String>,

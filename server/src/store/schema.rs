@@ -59,11 +59,13 @@ DEFINE FIELD IF NOT EXISTS at ON server_meta TYPE datetime;
 DEFINE TABLE IF NOT EXISTS store_state SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS clean ON store_state TYPE bool;
 
--- `store_layout:current.version`: the newest layout the data was moved to (`migrations`);
--- `store_layout:progress`: how far a move that was interrupted had got (the last message
--- it handled), so that it goes on from there.
+-- `store_layout:current.version`: the newest layout the data was moved to (`migrations`).
 DEFINE TABLE IF NOT EXISTS store_layout SCHEMAFULL;
-DEFINE FIELD IF NOT EXISTS version ON store_layout TYPE option<int>;
-DEFINE FIELD IF NOT EXISTS conversation ON store_layout TYPE option<string>;
-DEFINE FIELD IF NOT EXISTS seq ON store_layout TYPE option<int>;
+DEFINE FIELD IF NOT EXISTS version ON store_layout TYPE int;
+
+-- `layout_progress:current`: how far a move that was interrupted had got (the last message
+-- it handled), so that it goes on from there.
+DEFINE TABLE IF NOT EXISTS layout_progress SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS conversation ON layout_progress TYPE string;
+DEFINE FIELD IF NOT EXISTS seq ON layout_progress TYPE int;
 ";

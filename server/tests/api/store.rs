@@ -711,7 +711,7 @@ async fn an_interrupted_layout_move_goes_on_where_it_stopped() {
     db.handle()
         .query(
             "DELETE client_msg; DELETE store_layout;
-             CREATE store_layout:progress SET conversation = $c, seq = 20;",
+             CREATE layout_progress:current SET conversation = $c, seq = 20;",
         )
         .bind(("c", conv.clone()))
         .await
