@@ -16,8 +16,8 @@ use tracing::{info, warn};
 use super::{
     heads::LastMessage,
     rows::{
-        key_of, member_id, pair_key, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord,
-        MessageRow, OldMessageRow, ProgressRow, ReadRow,
+        key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord, MessageRow,
+        OldMessageRow, ReadRow,
     },
     transaction, StoreError, SurrealChatStore,
 };
@@ -183,51 +183,59 @@ impl SurrealChatStore {
     }
 
     /// Writes a `client_msg` record for every stored message (layouts before 4 had none),
-    /// a page per transaction with the progress made, so that an interrupted move goes on
-    /// where it stopped; where a sender used an id twice, the first message keeps it.
+    /// conversation by conversation in key order, each one's messages read as ranges of
+    /// record ids (an unbounded range with a `LIMIT` reads the whole rest of the table in
+    /// SurrealDB 3.3.5). About [`MIGRATION_PAGE`] records per transaction, with the last
+    /// conversation done, so that an interrupted move goes on where it stopped; where a
+    /// sender used an id twice, the first message keeps it.
     async fn index_client_msg_ids(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut res = self
             .db
-            .query("SELECT conversation, seq FROM ONLY layout_progress:current")
+            .query(
+                "SELECT VALUE conversation FROM ONLY layout_progress:current;
+                 SELECT id, last_seq FROM conversation ORDER BY id;",
+            )
             .await?
             .check()?;
-        let progress: Option<ProgressRow> = res.take(0)?;
-        let mut after: Bound<RecordIdKey> = match progress {
-            Some(ProgressRow {
-                conversation: Some(c),
-                seq: Some(s),
-            }) => Bound::Excluded(pair_key(&c, s)),
-            _ => Bound::Unbounded,
-        };
+        let done_upto: Option<String> = res.take(0)?;
+        let convs: Vec<ConversationSeqRow> = res.take(1)?;
+        let page = usize::try_from(MIGRATION_PAGE).unwrap_or(2_000);
+        let mut ids: Vec<ClientMsgRow> = Vec::with_capacity(page);
         let mut indexed = 0_usize;
-        loop {
-            let rows: Vec<MessageRow> = self.next_page("msg", &mut after).await?;
-            let page = rows.len();
-            let records: Vec<MessageRecord> =
-                rows.into_iter().filter_map(MessageRow::record).collect();
-            let Some(last) = records.last() else {
-                break;
-            };
-            let (conversation, seq) = (last.conversation.clone(), last.seq as i64);
-            let ids: Vec<ClientMsgRow> = records.iter().map(ClientMsgRow::of).collect();
-            let res = self
-                .db
-                .query(
-                    "BEGIN;
-                     INSERT IGNORE INTO client_msg $ids RETURN NONE;
-                     UPSERT layout_progress:current SET conversation = $c, seq = $s RETURN NONE;
-                     COMMIT;",
-                )
-                .bind(("ids", ids))
-                .bind(("c", conversation))
-                .bind(("s", seq))
-                .await?;
-            transaction(res)?;
-            indexed += page;
-            if indexed % 100_000 < page {
-                info!(indexed, "recording messages' client_msg_ids");
+        for c in &convs {
+            let key = key_of(&c.id);
+            if done_upto
+                .as_deref()
+                .is_some_and(|done| key.as_str() <= done)
+            {
+                continue;
             }
+            // Messages may run past `last_seq` (it follows within a second; a crash
+            // repair comes later): read until a page comes back short.
+            let mut from = 1_u64;
+            loop {
+                let to = from + page as u64;
+                let messages = self.messages_in(&key, from, to).await?;
+                let short = messages.len() < page;
+                ids.extend(messages.iter().map(ClientMsgRow::of));
+                from = to;
+                if short && from > to_u64(c.last_seq) {
+                    break;
+                }
+            }
+            if ids.len() >= page {
+                indexed += ids.len();
+                self.record_client_msg_ids(std::mem::take(&mut ids), &key)
+                    .await?;
+                if indexed % 100_000 < page {
+                    info!(indexed, "recording messages' client_msg_ids");
+                }
+            }
+        }
+        if let Some(last) = convs.last() {
+            indexed += ids.len();
+            self.record_client_msg_ids(ids, &key_of(&last.id)).await?;
         }
         self.db.query("DELETE layout_progress").await?.check()?;
         if indexed > 0 {
@@ -238,6 +246,26 @@ impl SurrealChatStore {
             );
         }
         Ok(())
+    }
+
+    /// Writes `ids` and records that every conversation up to `done_upto` is done.
+    async fn record_client_msg_ids(
+        &self,
+        ids: Vec<ClientMsgRow>,
+        done_upto: &str,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 INSERT IGNORE INTO client_msg $ids RETURN NONE;
+                 UPSERT layout_progress:current SET conversation = $c RETURN NONE;
+                 COMMIT;",
+            )
+            .bind(("ids", ids))
+            .bind(("c", done_upto.to_owned()))
+            .await?;
+        Ok(transaction(res)?)
     }
 
     /// Marks the database open (not closed cleanly), first repairing it if the last store

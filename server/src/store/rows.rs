@@ -155,13 +155,6 @@ pub(super) struct OldMessageRow {
     pub sent_at: i64,
 }
 
-/// How far an interrupted move of the layout had got (`layout_progress:current`).
-#[derive(Debug, SurrealValue)]
-pub(super) struct ProgressRow {
-    pub conversation: Option<String>,
-    pub seq: Option<i64>,
-}
-
 /// A conversation's `last_*` fields, as written.
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct LastMessageRow {
@@ -260,7 +253,7 @@ pub(super) fn client_msg_id(sender: &str, client_msg_id: &str) -> RecordId {
     )
 }
 
-pub(super) fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {
+fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {
     RecordIdKey::Array(Array::from(vec![
         Value::String(conversation.to_owned()),
         Value::from_t(seq),

@@ -63,9 +63,8 @@ DEFINE FIELD IF NOT EXISTS clean ON store_state TYPE bool;
 DEFINE TABLE IF NOT EXISTS store_layout SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS version ON store_layout TYPE int;
 
--- `layout_progress:current`: how far a move that was interrupted had got (the last message
--- it handled), so that it goes on from there.
+-- `layout_progress:current`: how far a move that was interrupted had got (the last
+-- conversation it finished, in key order), so that it goes on from there.
 DEFINE TABLE IF NOT EXISTS layout_progress SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS conversation ON layout_progress TYPE string;
-DEFINE FIELD IF NOT EXISTS seq ON layout_progress TYPE int;
 ";
