@@ -393,7 +393,7 @@ fn leptos_options() -> Result<LeptosOptions, StartError> {
 /// nothing to do). mimalloc asks the kernel for them by default, and then every first touch
 /// of freshly purged allocator memory has the kernel zero a whole 2 MiB page inside whatever
 /// request touched it: ~10 % of the server's CPU reading history, and the tail of every
-/// latency. Measured with and without (BENCHMARKS.md, session 9): newest history page p99
+/// latency. Measured with and without (BENCHMARKS.md, what was tried): newest history page p99
 /// 8-12 ms -> 3-4 ms, open-loop delivery p99 3.6-5.1x -> 0.7x the durable relay's, RSS at
 /// 1,000 msg/s 100 -> 72 MiB; closed-loop throughput unchanged within noise.
 pub fn no_transparent_huge_pages() -> std::io::Result<()> {
