@@ -574,7 +574,7 @@ mod tests {
         store: SurrealChatStore,
         writers: Writers,
         /// Alice's socket (connection 1).
-        outbox: mpsc::Receiver<Outbound>,
+        alice: crate::hub::Registration,
         ab: String,
         _hub: Hub,
     }
@@ -597,7 +597,7 @@ mod tests {
         }
         let ab = store.open_direct("alice", "bob", 1).await.unwrap();
         let hub = Hub::default();
-        let (outbox, _) = hub.register("alice", 1);
+        let alice = hub.try_register("alice", 1, 32).unwrap();
         let writers = Writers::start(
             &store,
             &hub,
@@ -610,7 +610,7 @@ mod tests {
             db,
             store,
             writers,
-            outbox,
+            alice,
             ab,
             _hub: hub,
         }
@@ -668,7 +668,7 @@ mod tests {
                 .unwrap();
         }
         for i in 1..=5 {
-            let m = acked(&mut s.outbox).await;
+            let m = acked(&mut s.alice.outbox).await;
             assert_eq!((m.seq, m.body), (i, format!("m{i}")));
         }
         assert_eq!(s.store.last_seq(&s.ab).await.unwrap(), Some(5));
@@ -704,7 +704,7 @@ mod tests {
         }
         let mut acks: Vec<(String, u64, String)> = Vec::new();
         for _ in 0..5 {
-            let m = acked(&mut s.outbox).await;
+            let m = acked(&mut s.alice.outbox).await;
             acks.push((m.client_msg_id, m.seq, m.body));
         }
         acks.sort_by_key(|a| a.1);
@@ -723,9 +723,9 @@ mod tests {
             .await
             .unwrap();
         s.writers.submit(send(&s.ab, "c1", "here")).await.unwrap();
-        assert_eq!(acked(&mut s.outbox).await.seq, 1);
+        assert_eq!(acked(&mut s.alice.outbox).await.seq, 1);
         s.writers.submit(send(&room, "c1", "there")).await.unwrap();
-        assert_eq!(refused(&mut s.outbox).await, ErrorCode::InvalidInput);
+        assert_eq!(refused(&mut s.alice.outbox).await, ErrorCode::InvalidInput);
         assert_eq!(s.store.last_seq(&room).await.unwrap(), Some(0));
     }
 
@@ -733,7 +733,7 @@ mod tests {
     async fn a_position_already_taken_is_learned_and_the_send_stored_after_it() {
         let mut s = setup().await;
         s.writers.submit(send(&s.ab, "c1", "one")).await.unwrap();
-        assert_eq!(acked(&mut s.outbox).await.seq, 1);
+        assert_eq!(acked(&mut s.alice.outbox).await.seq, 1);
         run_sql(
             &s.db,
             "CREATE msg:['alice/bob', 2] SET sender = 'bob', body = 'b',
@@ -741,7 +741,7 @@ mod tests {
         )
         .await;
         s.writers.submit(send(&s.ab, "c2", "two")).await.unwrap();
-        let m = acked(&mut s.outbox).await;
+        let m = acked(&mut s.alice.outbox).await;
         assert_eq!((m.seq, m.body.as_str()), (3, "two"));
     }
 
@@ -749,14 +749,14 @@ mod tests {
     async fn a_failed_commit_refuses_its_sends_and_leaves_no_gap() {
         let mut s = setup().await;
         s.writers.submit(send(&s.ab, "c1", "one")).await.unwrap();
-        assert_eq!(acked(&mut s.outbox).await.seq, 1);
+        assert_eq!(acked(&mut s.alice.outbox).await.seq, 1);
         // Every insert into `client_msg` now fails: so does the batch's transaction.
         run_sql(&s.db, "DEFINE FIELD must ON client_msg TYPE string").await;
         s.writers.submit(send(&s.ab, "c2", "two")).await.unwrap();
-        assert_eq!(refused(&mut s.outbox).await, ErrorCode::Internal);
+        assert_eq!(refused(&mut s.alice.outbox).await, ErrorCode::Internal);
         run_sql(&s.db, "REMOVE FIELD must ON client_msg").await;
         s.writers.submit(send(&s.ab, "c2", "two")).await.unwrap();
-        let m = acked(&mut s.outbox).await;
+        let m = acked(&mut s.alice.outbox).await;
         assert_eq!((m.seq, m.body.as_str()), (2, "two"));
         assert!(s.store.message(&s.ab, 3).await.unwrap().is_none());
     }
@@ -776,7 +776,7 @@ mod tests {
         let mut refusals = 0;
         let mut acks = Vec::new();
         for _ in 0..3 {
-            match next(&mut s.outbox).await {
+            match next(&mut s.alice.outbox).await {
                 ServerMsg::Error { code, .. } => {
                     assert_eq!(code, ErrorCode::NotFound);
                     refusals += 1;

@@ -27,17 +27,14 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
-use tokio::{
-    sync::{broadcast, mpsc},
-    time::Instant,
-};
+use tokio::{sync::broadcast, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info_span, Instrument};
 
 use crate::{
     auth::{AuthError, AuthState, Session},
     chat::{ChatService, Refusal},
-    hub::Outbound,
+    hub::{Outbound, Registration},
     security,
 };
 use delivery::{Cursor, Live};
@@ -104,14 +101,22 @@ pub async fn upgrade(
         Ok(Some(me)) => me,
         _ => return AuthError::Unauthenticated.into_response(),
     };
-    if sockets.chat.hub().socket_count(&me.username) >= MAX_SOCKETS_PER_USER {
+    let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    // The socket's place is taken here, before the upgrade completes: every socket counts
+    // towards the cap from its upgrade until it is closed. An upgrade that never completes
+    // drops its registration, which frees the place.
+    let Some(registration) =
+        sockets
+            .chat
+            .hub()
+            .try_register(&me.username, conn_id, MAX_SOCKETS_PER_USER)
+    else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
             "too many open connections for this user",
         );
-    }
-    let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    };
     let ended = sockets.auth.sessions_ended.subscribe();
     let user = session.username.to_string();
     ws.max_frame_size(TRANSPORT_LIMIT_BYTES)
@@ -121,27 +126,23 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            // Registered before the hello: nothing sent after it can be missed.
-            let (outbox, came_online) = sockets.chat.hub().register(&me.username, conn_id);
             let handler = Handler {
                 socket,
                 ended,
                 session_id: session.session_id,
                 me,
                 conn_id,
-                outbox,
                 outbox_open: true,
                 cursor: Cursor::default(),
                 started: false,
                 chat: sockets.chat,
                 auth: sockets.auth,
                 shutdown: sockets.shutdown,
+                registration,
             };
-            sockets.tasks.track_future(
-                handler
-                    .run(came_online)
-                    .instrument(info_span!("ws", conn_id, user)),
-            )
+            sockets
+                .tasks
+                .track_future(handler.run().instrument(info_span!("ws", conn_id, user)))
         })
 }
 
@@ -158,8 +159,6 @@ struct Handler {
     session_id: String,
     me: UserInfo,
     conn_id: u64,
-    /// What the hub routes to this socket. Closed by the hub when the socket lags.
-    outbox: mpsc::Receiver<Outbound>,
     /// False once the outbox said it is closed.
     outbox_open: bool,
     /// What this socket has told its client, per conversation (see [`delivery`]).
@@ -170,6 +169,8 @@ struct Handler {
     chat: ChatService,
     auth: AuthState,
     shutdown: CancellationToken,
+    /// The socket's place in the hub: its outbox, and the signal that it lagged.
+    registration: Registration,
 }
 
 /// Why the loop ended, and what to tell the peer.
@@ -179,18 +180,21 @@ enum Exit {
 }
 
 impl Handler {
-    async fn run(mut self, came_online: bool) {
+    async fn run(mut self) {
         debug!("socket opened");
         let username = self.me.username.clone();
-        if came_online {
+        if self.registration.came_online {
             self.chat.announce_presence(&username, true).await;
         }
         let exit = self.serve().await;
         if let Exit::Close(code, reason) = exit {
             self.close(code, reason).await;
         }
-        if self.chat.hub().unregister(&username, self.conn_id) {
-            self.chat.announce_presence(&username, false).await;
+        let Handler {
+            registration, chat, ..
+        } = self;
+        if registration.release() {
+            chat.announce_presence(&username, false).await;
         }
         debug!("socket closed");
     }
@@ -205,6 +209,7 @@ impl Handler {
             return Exit::Quiet;
         }
         let shutdown = self.shutdown.clone();
+        let dropped = self.registration.dropped.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
@@ -244,7 +249,7 @@ impl Handler {
                         }
                     }
                 }
-                out = self.outbox.recv(), if self.started => {
+                out = self.registration.outbox.recv(), if self.started => {
                     if self.forward(out).await.is_err() {
                         return Exit::Quiet;
                     }
@@ -260,6 +265,10 @@ impl Handler {
                 }
                 () = shutdown.cancelled() => {
                     return Exit::Close(close_code::AWAY, "server shutting down");
+                }
+                // Cut off by the hub, started or not: it fell too far behind.
+                () = dropped.cancelled(), if self.outbox_open => {
+                    self.outbox_open = false;
                 }
                 ended = self.ended.recv() => {
                     match ended {
@@ -405,7 +414,7 @@ impl Handler {
                     tokio::select! {
                         biased;
                         submitted = &mut submit => break submitted,
-                        out = self.outbox.recv(), if self.started && self.outbox_open => {
+                        out = self.registration.outbox.recv(), if self.started && self.outbox_open => {
                             self.forward(out).await?;
                         }
                     }
@@ -432,7 +441,7 @@ impl Handler {
     async fn deliver_burst(&mut self, first: Outbound) -> Result<(), axum::Error> {
         self.deliver(first).await?;
         for _ in 1..BURST {
-            let Ok(out) = self.outbox.try_recv() else {
+            let Ok(out) = self.registration.outbox.try_recv() else {
                 break;
             };
             self.deliver(out).await?;

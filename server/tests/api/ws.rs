@@ -145,3 +145,82 @@ async fn one_user_cannot_hold_more_than_the_socket_cap() {
     assert!(reopened, "a closed socket frees its slot");
     app.stop().await;
 }
+
+/// Upgrades that arrive at the same moment cannot pass the cap together: each socket takes
+/// its place when its upgrade is accepted, before any frame.
+#[tokio::test]
+async fn concurrent_upgrades_cannot_pass_the_socket_cap_together() {
+    let app = spawn_app().await;
+    let token = app.sign_up("hoarder").await;
+    let here = format!("http://{}", app.addr);
+    let attempts = (0..server::ws::MAX_SOCKETS_PER_USER + 16)
+        .map(|_| app.try_connect(Some(&token), Some(&here)));
+    let results = futures::future::join_all(attempts).await;
+    let opened = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| r.as_ref().err() == Some(&429))
+        .count();
+    assert_eq!(
+        (opened, refused),
+        (server::ws::MAX_SOCKETS_PER_USER, 16),
+        "every attempt is either held or refused with 429"
+    );
+    drop(results);
+    app.stop().await;
+}
+
+/// A socket that never sends its first frame (so live delivery never starts for it) still
+/// fills up: once it is cut off as lagging it is told so and closed, and stops counting
+/// only then.
+#[tokio::test]
+async fn a_socket_cut_off_before_its_first_frame_is_closed() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let bob_token = app.sign_up("bob").await;
+    let mut silent = app.connect(&bob_token).await;
+    assert!(matches!(silent.recv().await, ServerMsg::Hello { .. }));
+    let dm = alice
+        .ask(
+            ClientMsg::OpenDirect {
+                username: app::domain::Username::parse("bob").unwrap(),
+            },
+            |m| match m {
+                ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+                _ => None,
+            },
+        )
+        .await;
+    // More messages than a socket's outbox holds, each waited for.
+    for i in 0..=server::hub::OUTBOX_CAPACITY {
+        let id = format!("m{i}");
+        alice
+            .ask(
+                ClientMsg::Send {
+                    conversation_id: dm.clone(),
+                    client_msg_id: app::domain::ClientMsgId::parse(&id).unwrap(),
+                    body: app::domain::MessageBody::parse("flood").unwrap(),
+                },
+                |m| {
+                    matches!(m, ServerMsg::Ack { client_msg_id, .. } if *client_msg_id == id)
+                        .then_some(())
+                },
+            )
+            .await;
+    }
+    // The silent socket is told it lagged and is closed with 1013 (try again later).
+    let mut told = false;
+    let code = loop {
+        match silent.recv_raw().await {
+            Some(Message::Text(t)) => {
+                told |= matches!(ServerMsg::decode(&t), Ok(ServerMsg::Lagging));
+            }
+            Some(Message::Close(frame)) => break frame.map(|f| f.code),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    assert!(told, "told it lagged");
+    assert_eq!(code, Some(CloseCode::Again));
+    app.stop().await;
+}
