@@ -85,20 +85,6 @@ impl From<surrealdb::Error> for StoreError {
     }
 }
 
-impl StoreError {
-    /// Whether the cause is the database's (the request itself was fine).
-    pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(_)
-                | StoreError::SeqTaken
-                | StoreError::OutOfSequence
-                | StoreError::ClientMsgIdTaken
-                | StoreError::UsernameTaken
-        )
-    }
-}
-
 /// The outcome of a `BEGIN; …; COMMIT;` query. `check()` would report the first failed
 /// statement, which in a failed transaction is usually a bystander (a query error of kind
 /// "not executed" or "cancelled"); the statement that really failed (a record id taken)
