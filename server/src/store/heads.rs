@@ -37,6 +37,25 @@ impl LastMessage {
             text: app::domain::preview(&m.body, PREVIEW_CHARS),
         }
     }
+
+    /// The last message as a conversation's stored `last_*` fields hold it; `None` for a
+    /// conversation without messages.
+    pub fn from_fields(
+        seq: u64,
+        at: i64,
+        sender: Option<String>,
+        text: Option<String>,
+    ) -> Option<Self> {
+        match (sender, text) {
+            (Some(sender), Some(text)) if seq > 0 => Some(LastMessage {
+                seq,
+                at,
+                sender,
+                text,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A conversation row as the database returned it, before what is only in memory is put
@@ -44,7 +63,7 @@ impl LastMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRow(pub ConversationRow);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Head {
     /// The newest committed message; `None` while the conversation has none (or only
     /// the database's fields are known, without a message).
@@ -98,13 +117,7 @@ impl Heads {
     /// What the database holds for `key`: its last `seq` and, when it has messages, its
     /// last one. Older than what is known, it changes nothing. Returns the last `seq`.
     pub fn learn(&mut self, key: &str, stored_seq: u64, last: Option<LastMessage>) -> u64 {
-        let head = self
-            .conversations
-            .entry(key.to_owned())
-            .or_insert_with(|| Head {
-                last: None,
-                stored_seq: 0,
-            });
+        let head = self.conversations.entry(key.to_owned()).or_default();
         head.stored_seq = head.stored_seq.max(stored_seq);
         if let Some(m) = last {
             if head.last.as_ref().is_none_or(|held| held.seq < m.seq) {
@@ -122,10 +135,7 @@ impl Heads {
             let head = self
                 .conversations
                 .entry(m.conversation.clone())
-                .or_insert_with(|| Head {
-                    last: None,
-                    stored_seq: 0,
-                });
+                .or_default();
             if m.seq > head.last_seq() {
                 head.last = Some(LastMessage::of(m));
             }
@@ -148,15 +158,12 @@ impl Heads {
     /// memory put over it: a newer last message, a read position moved by sending. The
     /// database's fields teach `key`'s head when it is not known yet.
     pub fn view(&mut self, user: &str, StoredRow(mut row): StoredRow) -> ConversationRow {
-        let last = match (&row.last_sender, &row.last_text) {
-            (Some(sender), Some(text)) if row.last_seq > 0 => Some(LastMessage {
-                seq: row.last_seq,
-                at: row.last_at,
-                sender: sender.clone(),
-                text: text.clone(),
-            }),
-            _ => None,
-        };
+        let last = LastMessage::from_fields(
+            row.last_seq,
+            row.last_at,
+            row.last_sender.clone(),
+            row.last_text.clone(),
+        );
         self.learn(&row.key, row.last_seq, last);
         if let Some(m) = self
             .conversations

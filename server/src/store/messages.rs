@@ -30,15 +30,7 @@ impl SurrealChatStore {
             return Ok(None);
         };
         let stored = to_u64(row.last_seq);
-        let last = match (row.last_sender, row.last_text) {
-            (Some(sender), Some(text)) if stored > 0 => Some(LastMessage {
-                seq: stored,
-                at: row.last_at,
-                sender,
-                text,
-            }),
-            _ => None,
-        };
+        let last = LastMessage::from_fields(stored, row.last_at, row.last_sender, row.last_text);
         Ok(Some(self.heads().learn(key, stored, last)))
     }
 
@@ -126,14 +118,11 @@ impl SurrealChatStore {
         sender: &str,
         client_msg: &str,
     ) -> Result<Option<(String, u64)>, StoreError> {
-        let mut res = self
-            .db
-            .query("SELECT * FROM ONLY $id")
-            .bind(("id", client_msg_id(sender, client_msg)))
+        let pair = (sender.to_owned(), client_msg.to_owned());
+        Ok(self
+            .sent_messages(std::slice::from_ref(&pair))
             .await?
-            .check()?;
-        let row: Option<ClientMsgRow> = res.take(0)?;
-        Ok(row.map(|r| (r.conversation, to_u64(r.seq))))
+            .remove(&pair))
     }
 
     /// Where each of these `(sender, client_msg_id)` pairs went, for those stored: one read

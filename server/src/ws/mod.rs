@@ -79,7 +79,8 @@ pub struct Sockets {
 
 /// Checks the upgrade (Origin, then session), and hands the socket to a [`Handler`] tracked
 /// by the server, so that shutdown waits for it to say goodbye. A foreign Origin gets 403
-/// (cross-site WebSocket hijacking), a missing or dead session 401; neither is upgraded.
+/// (cross-site WebSocket hijacking), a request without a live session gets 401; neither is
+/// upgraded.
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(sockets): State<Sockets>,
