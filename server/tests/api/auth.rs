@@ -282,20 +282,26 @@ async fn auth_requests_from_another_site_are_refused() {
     let app = spawn_app().await;
     let token = app.sign_up("alice").await;
     let own = format!("Origin: http://{}\r\n", app.addr);
+    let sign_out_with = |extra: String| {
+        let token = token.clone();
+        async move {
+            post_json_with(
+                app.addr,
+                "/api/auth/signout",
+                &json!({}),
+                Some(&token),
+                &extra,
+            )
+            .await
+        }
+    };
     for extra in [
         "Origin: http://evil.example\r\n".to_owned(),
         format!("Origin: https://{}.evil.example\r\n", app.addr.ip()),
         "Sec-Fetch-Site: cross-site\r\n".to_owned(),
         format!("{own}Sec-Fetch-Site: cross-site\r\n"),
     ] {
-        let out = post_json_with(
-            app.addr,
-            "/api/auth/signout",
-            &json!({}),
-            Some(&token),
-            &extra,
-        )
-        .await;
+        let out = sign_out_with(extra.clone()).await;
         assert_eq!(
             (out.status, out.error_code().as_str()),
             (403, "forbidden_origin"),
@@ -311,15 +317,7 @@ async fn auth_requests_from_another_site_are_refused() {
         "still signed in"
     );
     // The app's own pages (same origin) still sign out.
-    let extra = format!("{own}Sec-Fetch-Site: same-origin\r\n");
-    let out = post_json_with(
-        app.addr,
-        "/api/auth/signout",
-        &json!({}),
-        Some(&token),
-        &extra,
-    )
-    .await;
+    let out = sign_out_with(format!("{own}Sec-Fetch-Site: same-origin\r\n")).await;
     assert_eq!(out.status, 204);
     assert_eq!(get_with(app.addr, "/api/auth/me", &token).await.status, 401);
     app.stop().await;

@@ -544,11 +544,7 @@ async fn a_schema_one_database_is_migrated_when_opened() {
 #[tokio::test]
 async fn a_schema_two_database_loses_its_sent_records_when_opened() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
-    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
-    user(&store, "alice").await;
-    user(&store, "bob").await;
-    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    let (db, store, conv) = disk_store_with_alice_and_bob(dir.path()).await;
     say(&store, &conv, "alice", "kept", 2).await;
     db.handle()
         .query(
@@ -573,6 +569,17 @@ async fn a_schema_two_database_loses_its_sent_records_when_opened() {
     assert_eq!(kept.body, "kept");
 }
 
+/// A disk database (its handle too, for statements behind the store's back), its store,
+/// and Alice and Bob's direct conversation.
+async fn disk_store_with_alice_and_bob(dir: &Path) -> (Database, SurrealChatStore, String) {
+    let db = Database::open(StorageKind::Disk, dir).await.unwrap();
+    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    (db, store, conv)
+}
+
 async fn has_sent_table(db: &Database) -> bool {
     let mut res = db
         .handle()
@@ -587,11 +594,7 @@ async fn has_sent_table(db: &Database) -> bool {
 #[tokio::test]
 async fn an_older_database_learns_every_messages_client_msg_id_when_opened() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
-    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
-    user(&store, "alice").await;
-    user(&store, "bob").await;
-    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    let (db, store, conv) = disk_store_with_alice_and_bob(dir.path()).await;
     for i in 1..=2_100 {
         say(&store, &conv, "alice", &format!("m{i}"), i).await;
     }
