@@ -193,7 +193,7 @@ impl ChatService {
     }
 
     pub async fn list_members(&self, me: &str, key: &str) -> Reply {
-        let names = self.require_member(key, me).await?;
+        let names = self.store.require_member(key, me).await?;
         let users = self.store.display_names(&names).await?;
         Ok(ServerMsg::Members {
             conversation_id: ConversationId(key.to_owned()),
@@ -238,7 +238,7 @@ impl ChatService {
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Reply {
-        self.require_member(key, me).await?;
+        self.store.require_member(key, me).await?;
         let limit = limit
             .unwrap_or(DEFAULT_HISTORY_PAGE)
             .clamp(1, MAX_HISTORY_PAGE);
@@ -279,7 +279,7 @@ impl ChatService {
         client_msg_id: ClientMsgId,
         body: MessageBody,
     ) -> Result<(), Refusal> {
-        self.require_member(key, me).await?;
+        self.store.require_member(key, me).await?;
         if !self.limit.allow(me) {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
@@ -297,20 +297,9 @@ impl ChatService {
             .await
     }
 
-    /// The members of `key`, unless `me` is not one of them (told to the client as "no such
-    /// conversation").
-    async fn require_member(&self, key: &str, me: &str) -> Result<Arc<[String]>, StoreError> {
-        let members = self.store.members(key).await?;
-        if members.binary_search_by(|m| m.as_str().cmp(me)).is_ok() {
-            Ok(members)
-        } else {
-            Err(StoreError::NotMember)
-        }
-    }
-
     /// One page of what a reconnecting client missed in `key` after `after`.
     pub async fn missed(&self, me: &str, key: &str, after: u64) -> Result<Vec<Message>, Refusal> {
-        self.require_member(key, me).await?;
+        self.store.require_member(key, me).await?;
         Ok(self
             .store
             .messages_after(key, after, RESUME_PAGE)

@@ -249,17 +249,11 @@ impl SurrealChatStore {
     async fn require_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
         match self.meta(key).await? {
             None => Err(StoreError::NoSuchConversation),
-            Some(m) if m.kind != "room" => {
-                let members = self.members(key).await?;
-                if members
-                    .binary_search_by(|m| m.as_str().cmp(username))
-                    .is_ok()
-                {
-                    Err(StoreError::NotARoom)
-                } else {
-                    Err(StoreError::NoSuchConversation)
-                }
-            }
+            Some(m) if m.kind != "room" => match self.require_member(key, username).await {
+                Ok(_) => Err(StoreError::NotARoom),
+                Err(StoreError::NotMember) => Err(StoreError::NoSuchConversation),
+                Err(e) => Err(e),
+            },
             Some(_) => Ok(()),
         }
     }
@@ -275,13 +269,14 @@ impl SurrealChatStore {
     }
 
     /// Fails with `NoSuchConversation` or `NotMember` unless `username` belongs to `key`.
-    pub async fn require_member(&self, key: &str, username: &str) -> Result<(), StoreError> {
+    /// Returns the conversation's members.
+    pub async fn require_member(&self, key: &str, username: &str) -> Result<Members, StoreError> {
         let members = self.members(key).await?;
         if members
             .binary_search_by(|m| m.as_str().cmp(username))
             .is_ok()
         {
-            Ok(())
+            Ok(members)
         } else if members.is_empty() && self.meta(key).await?.is_none() {
             Err(StoreError::NoSuchConversation)
         } else {
