@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ClientMsgId, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest text frame, in bytes, the server accepts; bigger frames are refused with
 /// [`ErrorCode::FrameTooLarge`]. A maximal message body (4,000 characters of up to 4 bytes)
@@ -20,6 +20,10 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 pub const MAX_HISTORY_PAGE: u32 = 100;
 /// Page size when a `history` request names no `limit`.
 pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+/// Rooms or members per page of `list_rooms` / `list_members`, unless `limit` asks for fewer.
+pub const MAX_LIST_PAGE: u32 = 200;
+/// Conversations in one `conversations` answer at most (the most recently active ones).
+pub const MAX_CONVERSATIONS_PAGE: u32 = 500;
 
 /// A message's position in its conversation: 1 for the first, then +1 per message, no gaps.
 pub type Seq = u64;
@@ -41,23 +45,40 @@ impl std::fmt::Display for ConversationId {
 pub enum ClientMsg {
     /// Answered by [`ServerMsg::Pong`] with the same `nonce`.
     Ping { nonce: u64 },
-    /// Answered by [`ServerMsg::Conversations`]: the user's conversations, latest activity first.
-    /// (Variants without fields are empty structs so that unknown fields are refused too.)
-    ListConversations {},
+    /// Answered by [`ServerMsg::Conversations`]: the user's `limit` most recently active
+    /// conversations (at most and by default [`MAX_CONVERSATIONS_PAGE`]), latest first.
+    ListConversations {
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Opens (creating on first use) the direct conversation with `username`. Answered by
     /// [`ServerMsg::Conversation`].
     OpenDirect { username: Username },
     /// Creates a group room with the sender as its first member. Answered by
     /// [`ServerMsg::Conversation`].
     CreateRoom { name: RoomName },
-    /// Answered by [`ServerMsg::Rooms`]: every room, with whether the user is in it.
-    ListRooms {},
+    /// Answered by [`ServerMsg::Rooms`]: a page of rooms in name order, with whether the user
+    /// is in each: the first `limit` (at most and by default [`MAX_LIST_PAGE`]) after the room
+    /// `after` (the previous page's `next`).
+    ListRooms {
+        #[serde(default)]
+        after: Option<ConversationId>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Joins a room. Answered by [`ServerMsg::Conversation`].
     JoinRoom { conversation_id: ConversationId },
     /// Leaves a room: no more delivery. Answered by [`ServerMsg::Left`].
     LeaveRoom { conversation_id: ConversationId },
-    /// Answered by [`ServerMsg::Members`].
-    ListMembers { conversation_id: ConversationId },
+    /// Answered by [`ServerMsg::Members`]: a page of members in username order, after the
+    /// username `after` (the previous page's `next`), `limit` as for rooms.
+    ListMembers {
+        conversation_id: ConversationId,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Users whose username or display name contains `query` (case-insensitive), for starting
     /// a direct conversation. Answered by [`ServerMsg::Users`].
     SearchUsers { query: String },
@@ -112,9 +133,12 @@ pub enum ServerMsg {
         /// Server wall-clock time in milliseconds since the Unix epoch.
         server_time_ms: u64,
     },
-    /// The user's conversations, latest activity first.
+    /// The user's conversations, latest activity first; `has_more` when they have more
+    /// than were asked for.
     Conversations {
         conversations: Vec<ConversationSummary>,
+        #[serde(default)]
+        has_more: bool,
     },
     /// One conversation was opened, joined, created or changed.
     Conversation {
@@ -124,12 +148,18 @@ pub enum ServerMsg {
     Left {
         conversation_id: ConversationId,
     },
+    /// A page of rooms; `next` (when there are more) is the `after` of the next page.
     Rooms {
         rooms: Vec<RoomInfo>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<ConversationId>,
     },
+    /// A page of members; `next` as for rooms.
     Members {
         conversation_id: ConversationId,
         members: Vec<Member>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     Users {
         query: String,
@@ -258,8 +288,10 @@ pub enum ErrorCode {
     UnsupportedFrame,
     /// The conversation or user does not exist (or is not visible to this user).
     NotFound,
-    /// Too many messages too fast; retry later.
+    /// Too many messages (or rooms, or searches) too fast; retry later.
     RateLimited,
+    /// A standing limit is reached (e.g. the rooms one user may own).
+    LimitReached,
     /// Something failed on the server; the client may retry.
     Internal,
 }
@@ -400,6 +432,7 @@ mod tests {
             ),
             // Frames without fields refuse unknown ones too.
             (r#"{"type":"list_rooms","admin":true}"#, ErrorCode::BadFrame),
+            (r#"{"type":"list_rooms","limit":-1}"#, ErrorCode::BadFrame),
             (
                 r#"{"type":"list_conversations","all":1}"#,
                 ErrorCode::BadFrame,
@@ -407,7 +440,10 @@ mod tests {
         ];
         assert_eq!(
             ClientMsg::decode(r#"{"type":"list_rooms"}"#).unwrap(),
-            ClientMsg::ListRooms {}
+            ClientMsg::ListRooms {
+                after: None,
+                limit: None
+            }
         );
         for (frame, want) in cases {
             match ClientMsg::decode(frame) {

@@ -109,8 +109,19 @@ fn valid_client_msg() -> impl Strategy<Value = ClientMsg> {
     let cmid = "[A-Za-z0-9_-]{1,64}".prop_map(|s| ClientMsgId::parse(&s).unwrap());
     prop_oneof![
         any::<u64>().prop_map(|nonce| ClientMsg::Ping { nonce }),
-        Just(ClientMsg::ListConversations {}),
-        Just(ClientMsg::ListRooms {}),
+        any::<Option<u32>>().prop_map(|limit| ClientMsg::ListConversations { limit }),
+        (prop::option::of(conv.clone()), any::<Option<u32>>())
+            .prop_map(|(after, limit)| ClientMsg::ListRooms { after, limit }),
+        (
+            conv.clone(),
+            prop::option::of("[a-z0-9]{3,32}"),
+            any::<Option<u32>>()
+        )
+            .prop_map(|(conversation_id, after, limit)| ClientMsg::ListMembers {
+                conversation_id,
+                after,
+                limit,
+            }),
         (conv.clone(), cmid, body).prop_map(|(conversation_id, client_msg_id, body)| {
             ClientMsg::Send {
                 conversation_id,

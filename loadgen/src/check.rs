@@ -134,8 +134,8 @@ pub async fn check_unread(
     for token in tokens {
         let mut conn = Conn::open(addr, token).await?;
         let list = conn
-            .ask(ClientMsg::ListConversations {}, |m| match m {
-                ServerMsg::Conversations { conversations } => Some(conversations.clone()),
+            .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
+                ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
                 _ => None,
             })
             .await?;

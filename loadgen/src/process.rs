@@ -43,8 +43,12 @@ impl ServerProcess {
             log,
             child: None,
             env: vec![
-                // Load tests must not trip the per-user rate limit.
+                // Load tests play thousands of users from one address: they must not trip
+                // the per-user send limit, nor the per-address limits on connections and
+                // sign-ups (which protect a server from one client).
                 ("CHAT_SEND_RATE".into(), "1000000".into()),
+                ("CHAT_CONNECTIONS_PER_ADDRESS".into(), "1000000".into()),
+                ("CHAT_SIGN_UPS_PER_HOUR".into(), "1000000".into()),
                 ("CHAT_LOG".into(), "warn,server=info".into()),
             ],
         })

@@ -331,8 +331,8 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
         let conn = conn_of(&mut conns, addr, &layout, u).await?;
         let t = Instant::now();
         let list = conn
-            .ask(ClientMsg::ListConversations {}, |m| match m {
-                ServerMsg::Conversations { conversations } => Some(conversations.clone()),
+            .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
+                ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
                 _ => None,
             })
             .await?;

@@ -2,7 +2,10 @@
 //! extractor every authenticated request and WebSocket upgrade goes through.
 //!
 //! - Passwords are hashed with Argon2id (the `argon2` crate's defaults: 19 MiB, t=2, p=1) on
-//!   the blocking pool; unknown usernames cost the same as wrong passwords.
+//!   the blocking pool, a bounded number at once (`password_hashes_at_once`); unknown
+//!   usernames cost the same as wrong passwords.
+//! - Sign-ins are throttled per account and address ([`crate::throttle`]); sign-ups per
+//!   address (`sign_ups_per_hour`), counted before the password is hashed.
 //! - A session is a row in the `session` table plus an HS256 JWT naming it (`sid`) and the
 //!   user (`sub`), with an expiry. The JWT travels in an HttpOnly, SameSite=Lax cookie
 //!   (browsers) or an `Authorization: Bearer` header (other clients); never in a URL.
@@ -22,10 +25,17 @@ use axum::{
     Json,
 };
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
-use tokio::sync::broadcast;
+use std::{
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::{broadcast, Semaphore};
 use tracing::{info, warn};
 
 use crate::{
@@ -42,10 +52,42 @@ pub struct AuthState {
     pub store: SurrealChatStore,
     pub keys: Keys,
     pub throttle: SignInThrottle,
+    pub sign_ups: Arc<SignUpLimit>,
+    /// Places for password hashes being computed (each takes 19 MiB while it runs).
+    pub hashing: Arc<Semaphore>,
     /// Session ids as they sign out; their sockets close.
     pub sessions_ended: broadcast::Sender<String>,
     /// The origin browsers load the app from (`None`: the request's own Host).
     pub public_origin: Option<String>,
+}
+
+/// How many accounts one address may create: `per_hour`, all of them at once if it likes.
+pub struct SignUpLimit {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl SignUpLimit {
+    pub fn new(per_hour: u32) -> Self {
+        let n = NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN);
+        SignUpLimit {
+            limiter: RateLimiter::keyed(Quota::per_hour(n)),
+        }
+    }
+
+    /// Takes one sign-up from `address`'s budget, or says how long until there is one.
+    pub fn take(&self, address: IpAddr) -> Result<(), Duration> {
+        self.limiter.check_key(&address).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
+    }
+
+    /// Forgets addresses whose budget is full again.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
 }
 
 /// Sign-up, sign-in and sign-out only from this site: a page on another site must not sign
@@ -107,6 +149,8 @@ pub enum AuthError {
     Unauthenticated,
     #[error("too many failed sign-ins; try again in {} minutes", .0.as_secs().div_ceil(60).max(1))]
     TooManyAttempts(Duration),
+    #[error("too many accounts created from this address; try again in {} minutes", .0.as_secs().div_ceil(60).max(1))]
+    TooManySignUps(Duration),
     #[error("internal error")]
     Store(#[source] StoreError),
     #[error("internal error")]
@@ -131,7 +175,9 @@ impl AuthError {
             AuthError::UsernameTaken => ("username_taken", StatusCode::CONFLICT),
             AuthError::WrongCredentials => ("wrong_credentials", StatusCode::UNAUTHORIZED),
             AuthError::Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
-            AuthError::TooManyAttempts(_) => ("too_many_attempts", StatusCode::TOO_MANY_REQUESTS),
+            AuthError::TooManyAttempts(_) | AuthError::TooManySignUps(_) => {
+                ("too_many_attempts", StatusCode::TOO_MANY_REQUESTS)
+            }
             AuthError::Store(_) | AuthError::Token(_) | AuthError::Hashing(_) => {
                 ("internal", StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -150,7 +196,7 @@ impl IntoResponse for AuthError {
         }
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
         let mut res = (status, Json(body)).into_response();
-        if let AuthError::TooManyAttempts(wait) = self {
+        if let AuthError::TooManyAttempts(wait) | AuthError::TooManySignUps(wait) = self {
             res.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(wait.as_secs().max(1)),
@@ -264,7 +310,11 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn hash_password(password: Password) -> Result<String, AuthError> {
+async fn hash_password(hashing: &Semaphore, password: Password) -> Result<String, AuthError> {
+    let _place = hashing
+        .acquire()
+        .await
+        .map_err(|e| AuthError::Hashing(Box::new(e)))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -281,7 +331,10 @@ async fn hash_password(password: Password) -> Result<String, AuthError> {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ehZcO3Ru9Cq0Q7PrjH4ZbGrnmCq3JQJgN6sO1nCEnSE";
 
-async fn verify_password(password: Password, hash: Option<String>) -> bool {
+async fn verify_password(hashing: &Semaphore, password: Password, hash: Option<String>) -> bool {
+    let Ok(_place) = hashing.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
@@ -402,13 +455,18 @@ pub struct Me {
 /// signs in (201 + cookie).
 pub async fn sign_up(
     State(auth): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     Json(form): Json<SignUp>,
 ) -> Result<Response, AuthError> {
     let username = Username::parse(&form.username)?;
     let password = Password::parse(&form.password)?;
     let display_name = DisplayName::parse(form.display_name.as_deref().unwrap_or(&form.username))?;
-    let hash = hash_password(password).await?;
+    if let Err(wait) = auth.sign_ups.take(peer.ip()) {
+        warn!(peer = %peer.ip(), "sign-up refused: too many from this address");
+        return Err(AuthError::TooManySignUps(wait));
+    }
+    let hash = hash_password(&auth.hashing, password).await?;
     auth.store
         .create_user(&username, &display_name, &hash, crate::clock::now_ms())
         .await?;
@@ -427,23 +485,26 @@ pub async fn sign_in(
     Json(form): Json<SignIn>,
 ) -> Result<Response, AuthError> {
     let username = Username::parse(&form.username).map_err(|_| AuthError::WrongCredentials)?;
-    if let Some(wait) = auth.throttle.check(username.as_str(), peer.ip()) {
-        warn!(username = username.as_str(), peer = %peer.ip(), "sign-in refused: too many failures");
-        return Err(AuthError::TooManyAttempts(wait));
-    }
     let password = Password::parse(&form.password).map_err(|_| AuthError::WrongCredentials)?;
+    // The attempt counts as a failure from here until the password proves right, so that
+    // guesses sent in parallel cannot all be checked.
+    let attempt = auth
+        .throttle
+        .begin(username.as_str(), peer.ip())
+        .map_err(|wait| {
+            warn!(username = username.as_str(), peer = %peer.ip(), "sign-in refused: too many failures");
+            AuthError::TooManyAttempts(wait)
+        })?;
     let user = auth.store.user(username.as_str()).await?;
-    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = verify_password(&auth.hashing, password, hash).await;
     match user {
         Some(user) if ok => {
-            auth.throttle.succeeded(username.as_str());
+            attempt.succeeded();
             auth.signed_in(jar, &username, &user.display_name, StatusCode::OK)
                 .await
         }
-        _ => {
-            auth.throttle.failed(username.as_str(), peer.ip());
-            Err(AuthError::WrongCredentials)
-        }
+        _ => Err(AuthError::WrongCredentials),
     }
 }
 
@@ -574,18 +635,17 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_verify_only_against_their_own_hash() {
-        let hash = hash_password(Password::parse("correct horse").unwrap())
+        let places = Semaphore::new(1);
+        let hash = hash_password(&places, Password::parse("correct horse").unwrap())
             .await
             .unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(
-            verify_password(
-                Password::parse("correct horse").unwrap(),
-                Some(hash.clone())
-            )
-            .await
-        );
-        assert!(!verify_password(Password::parse("wrong horse!").unwrap(), Some(hash)).await);
-        assert!(!verify_password(Password::parse("correct horse").unwrap(), None).await);
+        let verify = |password: &str, hash: Option<String>| {
+            verify_password(&places, Password::parse(password).unwrap(), hash)
+        };
+        assert!(verify("correct horse", Some(hash.clone())).await);
+        assert!(!verify("wrong horse!", Some(hash)).await);
+        assert!(!verify("correct horse", None).await);
+        assert_eq!(places.available_permits(), 1, "every place is given back");
     }
 }

@@ -42,6 +42,7 @@ mod clock;
 pub mod db;
 pub mod health;
 pub mod hub;
+pub mod listen;
 mod locks;
 pub mod refusal;
 pub mod security;
@@ -54,19 +55,14 @@ pub mod ws;
 use axum::{
     extract::FromRef,
     routing::{get, post},
-    serve::ListenerExt,
     Router,
 };
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{
-    future::{Future, IntoFuture},
-    net::SocketAddr,
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower_http::trace::TraceLayer;
+use tower_http::{timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 use tracing::{info, warn};
 
 use crate::{db::Database, settings::Settings, store::SurrealChatStore};
@@ -140,9 +136,11 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: listen::ConnectionLimits,
     db: Database,
     store: SurrealChatStore,
     chat: chat::ChatService,
+    sign_ups: std::sync::Arc<auth::SignUpLimit>,
     shutdown: CancellationToken,
     /// Socket tasks: shutdown waits for them.
     tasks: TaskTracker,
@@ -193,14 +191,33 @@ impl Application {
         let writers =
             writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks, &writer_stop)
                 .map_err(|source| StartError::Writers { source })?;
-        let chat = chat::ChatService::new(store.clone(), hub, writers, settings.send_rate);
+        let chat = chat::ChatService::new(
+            store.clone(),
+            hub,
+            writers,
+            chat::UserLimits {
+                send_rate: settings.send_rate,
+                rooms_per_hour: settings.limits.rooms_per_hour,
+                rooms_owned: settings.limits.rooms_owned,
+            },
+        );
         let auth = auth::AuthState {
             store: store.clone(),
             keys,
-            throttle: throttle::SignInThrottle::default(),
+            throttle: throttle::SignInThrottle::new(
+                settings.limits.sign_in_failures,
+                settings.limits.sign_in_failures_per_account,
+            ),
+            sign_ups: std::sync::Arc::new(auth::SignUpLimit::new(
+                settings.limits.sign_ups_per_hour,
+            )),
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                settings.limits.password_hashes_at_once,
+            )),
             sessions_ended: tokio::sync::broadcast::channel(256).0,
             public_origin: settings.public_origin.clone(),
         };
+        let sign_ups = auth.sign_ups.clone();
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let state = AppState {
@@ -218,12 +235,18 @@ impl Application {
                 boots: store.boots(),
             },
         };
+        let limits = listen::ConnectionLimits {
+            per_address: settings.limits.connections_per_address,
+            header_timeout: settings.limits.http_timeout,
+        };
         Ok(Application {
             listener,
-            router: router(state),
+            router: router(state, settings.limits.http_timeout),
+            limits,
             db,
             store,
             chat,
+            sign_ups,
             shutdown,
             tasks,
             writer_tasks,
@@ -247,9 +270,11 @@ impl Application {
         let Application {
             listener,
             router,
+            limits,
             db,
             store,
             chat,
+            sign_ups,
             shutdown: token,
             tasks,
             writer_tasks,
@@ -263,51 +288,28 @@ impl Application {
                 token.cancel();
             }
         });
-        // Send budgets of users who went quiet are forgotten, so that they take memory
-        // only while people send.
+        // Budgets (sends, sign-ups) of users and addresses that went quiet are forgotten,
+        // so that they take memory only while people act.
         tokio::spawn({
-            let (token, chat) = (token.clone(), chat.clone());
+            let (token, chat, sign_ups) = (token.clone(), chat.clone(), sign_ups);
             async move {
                 let mut every = tokio::time::interval(FORGET_IDLE_EVERY);
                 loop {
                     tokio::select! {
-                        _ = every.tick() => chat.forget_idle_senders(),
+                        _ = every.tick() => {
+                            chat.forget_idle_senders();
+                            sign_ups.forget_idle();
+                        }
                         () = token.cancelled() => break,
                     }
                 }
             }
         });
         info!(addr = %listener.local_addr()?, "listening");
-        // No Nagle: every frame is written as soon as it is ready, and a small frame held back
-        // for the peer's delayed ACK would add up to 40 ms to a delivery.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                warn!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        // The peer address is what sign-in throttling counts per client.
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(token.clone().cancelled_owned())
-        .into_future();
         // Requests in flight get HTTP_DRAIN_GRACE to finish; one that never completes (a
         // client that sent half a request) does not hold the process up.
-        let deadline = async {
-            token.cancelled().await;
-            tokio::time::sleep(HTTP_DRAIN_GRACE).await;
-        };
-        let left_behind = tokio::select! {
-            served = serve => {
-                served?;
-                false
-            }
-            () = deadline => {
-                warn!("requests still open {HTTP_DRAIN_GRACE:?} after shutdown began: left behind");
-                true
-            }
-        };
+        let left_behind =
+            listen::serve(listener, router, limits, token.clone(), HTTP_DRAIN_GRACE).await;
         tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -342,7 +344,7 @@ impl Application {
     }
 }
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, body_timeout: Duration) -> Router {
     let routes = generate_route_list(app::App);
     Router::new()
         .route("/ws", get(ws::upgrade))
@@ -373,6 +375,8 @@ fn router(state: AppState) -> Router {
             },
         ))
         .layer(axum::middleware::map_response(security::add_headers))
+        // A body that trickles in is cut off (408) rather than holding its connection.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -18,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let huge_pages = no_transparent_huge_pages();
+    let open_files = server::listen::raise_open_file_limit();
     let settings = Settings::load(Cli::parse())?;
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&settings.log)?)
@@ -25,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = huge_pages {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off: latency will suffer");
     }
+    server::listen::log_open_file_limit(open_files);
     let app = Application::build(settings).await?;
     app.run(shutdown_signal()).await?;
     // Everything is closed and the database has finished its shutdown. Exit now rather than

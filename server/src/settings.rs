@@ -21,6 +21,46 @@ pub const DEFAULT_DB_CACHE_MB: u64 = crate::db::BLOCK_CACHE_BYTES >> 20;
 /// Smallest block cache the settings accept, in MiB.
 pub const MIN_DB_CACHE_MB: u64 = 16;
 
+/// The limits that keep one client from taking the server from everyone else; each is a
+/// setting (RELIABILITY.md says how to tune them). The defaults protect a small server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections (HTTP and WebSocket together) one client address may hold open.
+    pub connections_per_address: usize,
+    /// How long a connection may take to send a request's headers (counted from when it
+    /// opens or finishes its previous response, so also the keep-alive idle timeout), and
+    /// a request its body.
+    pub http_timeout: std::time::Duration,
+    /// Failed sign-ins to one account from one address per 15 minutes.
+    pub sign_in_failures: usize,
+    /// Failed sign-ins to one account from all addresses per 15 minutes; past it, only
+    /// addresses that have signed in to the account before may try (within their own limit).
+    pub sign_in_failures_per_account: usize,
+    /// Accounts one address may create per hour.
+    pub sign_ups_per_hour: u32,
+    /// Passwords hashed or checked at once (Argon2 takes 19 MiB and a core each).
+    pub password_hashes_at_once: usize,
+    /// Rooms one user may create per hour (bursts of five).
+    pub rooms_per_hour: u32,
+    /// Rooms one user may own (have created and not deleted).
+    pub rooms_owned: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_per_address: 256,
+            http_timeout: std::time::Duration::from_secs(15),
+            sign_in_failures: 5,
+            sign_in_failures_per_account: 20,
+            sign_ups_per_hour: 10,
+            password_hashes_at_once: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            rooms_per_hour: 20,
+            rooms_owned: 50,
+        }
+    }
+}
+
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
 
@@ -58,6 +98,32 @@ pub struct Cli {
     /// more of a large database's history in memory [default: 256].
     #[arg(long, env = "CHAT_DB_CACHE_MB")]
     pub db_cache_mb: Option<u64>,
+    /// Connections (HTTP and WebSocket) one client address may hold open [default: 256].
+    #[arg(long, env = "CHAT_CONNECTIONS_PER_ADDRESS")]
+    pub connections_per_address: Option<usize>,
+    /// Seconds a connection may take to send a request's headers (also the keep-alive idle
+    /// timeout), and a request its body [default: 15].
+    #[arg(long, env = "CHAT_HTTP_TIMEOUT_SECS")]
+    pub http_timeout_secs: Option<u64>,
+    /// Failed sign-ins to one account from one address per 15 minutes [default: 5].
+    #[arg(long, env = "CHAT_SIGN_IN_FAILURES")]
+    pub sign_in_failures: Option<usize>,
+    /// Failed sign-ins to one account from all addresses per 15 minutes, after which only
+    /// addresses that signed in to it before may try [default: 20].
+    #[arg(long, env = "CHAT_SIGN_IN_FAILURES_PER_ACCOUNT")]
+    pub sign_in_failures_per_account: Option<usize>,
+    /// Accounts one address may create per hour [default: 10].
+    #[arg(long, env = "CHAT_SIGN_UPS_PER_HOUR")]
+    pub sign_ups_per_hour: Option<u32>,
+    /// Passwords hashed or checked at once, 19 MiB each [default: the number of cores].
+    #[arg(long, env = "CHAT_PASSWORD_HASHES_AT_ONCE")]
+    pub password_hashes_at_once: Option<usize>,
+    /// Rooms one user may create per hour, in bursts of five [default: 20].
+    #[arg(long, env = "CHAT_ROOMS_PER_HOUR")]
+    pub rooms_per_hour: Option<u32>,
+    /// Rooms one user may own [default: 50].
+    #[arg(long, env = "CHAT_ROOMS_OWNED")]
+    pub rooms_owned: Option<usize>,
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealdb=warn,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
@@ -76,6 +142,14 @@ struct FileSettings {
     public_origin: Option<String>,
     send_rate: Option<u32>,
     db_cache_mb: Option<u64>,
+    connections_per_address: Option<usize>,
+    http_timeout_secs: Option<u64>,
+    sign_in_failures: Option<usize>,
+    sign_in_failures_per_account: Option<usize>,
+    sign_ups_per_hour: Option<u32>,
+    password_hashes_at_once: Option<usize>,
+    rooms_per_hour: Option<u32>,
+    rooms_owned: Option<usize>,
 }
 
 /// Fully resolved settings.
@@ -94,6 +168,7 @@ pub struct Settings {
     pub send_rate: u32,
     /// The storage engine's block cache, in bytes.
     pub db_cache_bytes: u64,
+    pub limits: Limits,
 }
 
 /// A secret string that never shows in logs or `Debug` output.
@@ -132,6 +207,8 @@ pub enum SettingsError {
     SiteAddr(String),
     #[error("db_cache_mb must be at least {MIN_DB_CACHE_MB} (got {0})")]
     DbCache(u64),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 impl Settings {
@@ -148,6 +225,24 @@ impl Settings {
         let settings = Self::resolve(cli, file, site_addr);
         if settings.db_cache_bytes < MIN_DB_CACHE_MB << 20 {
             return Err(SettingsError::DbCache(settings.db_cache_bytes >> 20));
+        }
+        let l = settings.limits;
+        for (name, value) in [
+            ("connections_per_address", l.connections_per_address as u64),
+            ("http_timeout_secs", l.http_timeout.as_secs()),
+            ("sign_in_failures", l.sign_in_failures as u64),
+            (
+                "sign_in_failures_per_account",
+                l.sign_in_failures_per_account as u64,
+            ),
+            ("sign_ups_per_hour", u64::from(l.sign_ups_per_hour)),
+            ("password_hashes_at_once", l.password_hashes_at_once as u64),
+            ("rooms_per_hour", u64::from(l.rooms_per_hour)),
+            ("rooms_owned", l.rooms_owned as u64),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::Zero(name));
+            }
         }
         Ok(settings)
     }
@@ -185,6 +280,43 @@ impl Settings {
                 .or(file.db_cache_mb)
                 .unwrap_or(DEFAULT_DB_CACHE_MB)
                 .saturating_mul(1 << 20),
+            limits: {
+                let d = Limits::default();
+                Limits {
+                    connections_per_address: cli
+                        .connections_per_address
+                        .or(file.connections_per_address)
+                        .unwrap_or(d.connections_per_address),
+                    http_timeout: cli
+                        .http_timeout_secs
+                        .or(file.http_timeout_secs)
+                        .map_or(d.http_timeout, std::time::Duration::from_secs),
+                    sign_in_failures: cli
+                        .sign_in_failures
+                        .or(file.sign_in_failures)
+                        .unwrap_or(d.sign_in_failures),
+                    sign_in_failures_per_account: cli
+                        .sign_in_failures_per_account
+                        .or(file.sign_in_failures_per_account)
+                        .unwrap_or(d.sign_in_failures_per_account),
+                    sign_ups_per_hour: cli
+                        .sign_ups_per_hour
+                        .or(file.sign_ups_per_hour)
+                        .unwrap_or(d.sign_ups_per_hour),
+                    password_hashes_at_once: cli
+                        .password_hashes_at_once
+                        .or(file.password_hashes_at_once)
+                        .unwrap_or(d.password_hashes_at_once),
+                    rooms_per_hour: cli
+                        .rooms_per_hour
+                        .or(file.rooms_per_hour)
+                        .unwrap_or(d.rooms_per_hour),
+                    rooms_owned: cli
+                        .rooms_owned
+                        .or(file.rooms_owned)
+                        .unwrap_or(d.rooms_owned),
+                }
+            },
         }
     }
 
@@ -201,6 +333,15 @@ impl Settings {
             // Tests pour messages in; the rate limit has a test of its own.
             send_rate: 100_000,
             db_cache_bytes: DEFAULT_DB_CACHE_MB << 20,
+            // Tests open many connections and accounts from one address, quickly; the
+            // limits have tests of their own.
+            limits: Limits {
+                connections_per_address: 100_000,
+                sign_ups_per_hour: 1_000_000,
+                rooms_per_hour: 1_000_000,
+                rooms_owned: 100_000,
+                ..Limits::default()
+            },
         }
     }
 }
@@ -236,6 +377,27 @@ mod tests {
         assert_eq!(s.storage, StorageKind::Disk);
         assert_eq!(s.log, DEFAULT_LOG);
         assert_eq!(s.db_cache_bytes, 256 << 20);
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_come_from_the_file_and_cannot_be_zero() {
+        let s = Settings::resolve(
+            Cli::default(),
+            file("connections_per_address = 1000\nhttp_timeout_secs = 30\nrooms_owned = 5"),
+            None,
+        );
+        assert_eq!(s.limits.connections_per_address, 1000);
+        assert_eq!(s.limits.http_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(s.limits.rooms_owned, 5);
+        let cli = Cli {
+            sign_ups_per_hour: Some(0),
+            ..Cli::default()
+        };
+        assert!(matches!(
+            Settings::load(cli),
+            Err(SettingsError::Zero("sign_ups_per_hour"))
+        ));
     }
 
     #[test]
@@ -302,6 +464,14 @@ mod tests {
                 "CHAT_PUBLIC_ORIGIN",
                 "CHAT_SEND_RATE",
                 "CHAT_DB_CACHE_MB",
+                "CHAT_CONNECTIONS_PER_ADDRESS",
+                "CHAT_HTTP_TIMEOUT_SECS",
+                "CHAT_SIGN_IN_FAILURES",
+                "CHAT_SIGN_IN_FAILURES_PER_ACCOUNT",
+                "CHAT_SIGN_UPS_PER_HOUR",
+                "CHAT_PASSWORD_HASHES_AT_ONCE",
+                "CHAT_ROOMS_PER_HOUR",
+                "CHAT_ROOMS_OWNED",
                 "CHAT_LOG"
             ]
         );

@@ -32,8 +32,12 @@ pub struct Chat {
     /// Display names by username, from conversations, member lists and searches.
     pub names: HashMap<String, String>,
     pub online: HashSet<String>,
-    /// The answer to the last `list_rooms`.
+    /// The answer to the last `list_rooms`, with the pages after it that were asked for.
     pub rooms: Option<Vec<RoomInfo>>,
+    /// Where the next page of rooms starts, when there is one.
+    pub rooms_next: Option<ConversationId>,
+    /// A request for the next page of rooms is out: its answer extends the list.
+    rooms_extending: bool,
     /// The answer to the last `search_users`.
     pub search: Option<(String, Vec<UserInfo>)>,
     /// A `conversation` answer should open that conversation (the user asked for it).
@@ -123,6 +127,8 @@ impl Chat {
             names,
             online: HashSet::new(),
             rooms: None,
+            rooms_next: None,
+            rooms_extending: false,
             search: None,
             opening: false,
             listing: false,
@@ -195,7 +201,7 @@ impl Chat {
             ServerMsg::Resumed => {
                 self.live = true;
                 self.listing = true;
-                out.push(ClientMsg::ListConversations {});
+                out.push(ClientMsg::ListConversations { limit: None });
                 for (id, t) in &self.threads {
                     for p in &t.pending {
                         if p.state == PendingState::Sending {
@@ -206,7 +212,7 @@ impl Chat {
                 out.extend(self.open_requests());
                 out.extend(self.read_request());
             }
-            ServerMsg::Conversations { conversations } => {
+            ServerMsg::Conversations { conversations, .. } => {
                 self.listing = false;
                 for c in &conversations {
                     self.learn(c);
@@ -237,7 +243,13 @@ impl Chat {
                     }
                 }
             }
-            ServerMsg::Rooms { rooms } => self.rooms = Some(rooms),
+            ServerMsg::Rooms { rooms, next } => {
+                match (&mut self.rooms, std::mem::take(&mut self.rooms_extending)) {
+                    (Some(list), true) => list.extend(rooms),
+                    _ => self.rooms = Some(rooms),
+                }
+                self.rooms_next = next;
+            }
             ServerMsg::Members { members, .. } => {
                 for m in members {
                     self.set_online(&m.user.username, m.online);
@@ -270,7 +282,7 @@ impl Chat {
                 if !known && !self.listing {
                     // A conversation this page has not heard of (someone wrote first).
                     self.listing = true;
-                    out.push(ClientMsg::ListConversations {});
+                    out.push(ClientMsg::ListConversations { limit: None });
                 }
                 if let (Some(body), false) = (alert_body, seen) {
                     let title = match self.summary(&id) {
@@ -392,6 +404,25 @@ impl Chat {
     }
 
     /// The user is about to open the conversation the server will answer with.
+    /// The request for the first page of rooms (the list starts over).
+    pub fn list_rooms(&mut self) -> ClientMsg {
+        self.rooms_extending = false;
+        ClientMsg::ListRooms {
+            after: None,
+            limit: None,
+        }
+    }
+
+    /// The request for the next page of rooms, if there is one; its answer extends the list.
+    pub fn more_rooms(&mut self) -> Option<ClientMsg> {
+        let after = self.rooms_next.clone()?;
+        self.rooms_extending = true;
+        Some(ClientMsg::ListRooms {
+            after: Some(after),
+            limit: None,
+        })
+    }
+
     pub fn expect_open(&mut self) {
         self.opening = true;
     }
@@ -419,6 +450,8 @@ impl Chat {
             if room {
                 out.push(ClientMsg::ListMembers {
                     conversation_id: id,
+                    after: None,
+                    limit: None,
                 });
             }
         }
@@ -662,8 +695,52 @@ mod tests {
         c.apply(ServerMsg::Resumed);
         c.apply(ServerMsg::Conversations {
             conversations: vec![direct("cat", 0, 0, 20), direct("bob", 3, 1, 10)],
+            has_more: false,
         });
         c
+    }
+
+    #[test]
+    fn pages_of_rooms_extend_the_list_and_a_new_listing_starts_over() {
+        let room = |key: &str| RoomInfo {
+            id: id(key),
+            name: key.to_uppercase(),
+            member_count: 1,
+            joined: false,
+        };
+        let mut c = chat();
+        assert_eq!(c.more_rooms(), None, "nothing to continue yet");
+        let first = c.list_rooms();
+        assert_eq!(
+            first,
+            ClientMsg::ListRooms {
+                after: None,
+                limit: None
+            }
+        );
+        c.apply(ServerMsg::Rooms {
+            rooms: vec![room("ra")],
+            next: Some(id("ra")),
+        });
+        assert_eq!(
+            c.more_rooms(),
+            Some(ClientMsg::ListRooms {
+                after: Some(id("ra")),
+                limit: None
+            })
+        );
+        c.apply(ServerMsg::Rooms {
+            rooms: vec![room("rb")],
+            next: None,
+        });
+        assert_eq!(c.rooms, Some(vec![room("ra"), room("rb")]));
+        assert_eq!(c.more_rooms(), None, "the last page");
+        c.list_rooms();
+        c.apply(ServerMsg::Rooms {
+            rooms: vec![room("rc")],
+            next: None,
+        });
+        assert_eq!(c.rooms, Some(vec![room("rc")]));
     }
 
     fn history(conv: &str, seqs: std::ops::RangeInclusive<Seq>, has_more: bool) -> ServerMsg {
@@ -858,7 +935,7 @@ mod tests {
             }
         );
         let (out, _) = c.apply(ServerMsg::Resumed);
-        assert_eq!(out[0], ClientMsg::ListConversations {});
+        assert_eq!(out[0], ClientMsg::ListConversations { limit: None });
         assert!(out.iter().any(|m| matches!(
             m,
             ClientMsg::Send { client_msg_id, .. } if client_msg_id.as_str() == "x9"
@@ -871,7 +948,7 @@ mod tests {
         let (out, alert) = c.apply(ServerMsg::Message {
             message: msg("ann/dan", 1, "dan"),
         });
-        assert_eq!(out, [ClientMsg::ListConversations {}]);
+        assert_eq!(out, [ClientMsg::ListConversations { limit: None }]);
         assert!(alert.is_some());
         let (out, _) = c.apply(ServerMsg::Message {
             message: msg("ann/dan", 2, "dan"),

@@ -148,7 +148,8 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let input = NodeRef::<html::Input>::new();
     let rooms = Memo::new(move |_| chat.with(|c| c.rooms.clone()));
-    ctx.send_all([ClientMsg::ListRooms {}]);
+    ctx.act(|c| [c.list_rooms()]);
+    let has_more = Memo::new(move |_| chat.with(|c| c.rooms_next.is_some()));
 
     let create = move |ev: ev::SubmitEvent| {
         ev.prevent_default();
@@ -237,6 +238,21 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                     }
                         .into_any()
                 }
+            }}
+            {move || {
+                has_more
+                    .get()
+                    .then(|| {
+                        view! {
+                            <button
+                                type="button"
+                                class="secondary"
+                                on:click=move |_| ctx.act(|c| c.more_rooms())
+                            >
+                                "More rooms"
+                            </button>
+                        }
+                    })
             }}
         </Modal>
     }

@@ -1,27 +1,54 @@
-//! How fast each user may send: a per-user GCRA limit (`governor`), a burst of
-//! [`BURST_SECONDS`] worth of messages, then the configured rate.
+//! How fast each user may act: per-user GCRA limits (`governor`) for sending (a burst of
+//! [`BURST_SECONDS`] worth of messages, then the configured rate), creating rooms and
+//! searching.
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 
 /// Seconds' worth of messages a user may send at once.
 pub const BURST_SECONDS: u32 = 3;
+/// Rooms a user may create at once, before the hourly rate applies.
+pub const ROOM_BURST: u32 = 5;
+/// Searches per second per user, and at once.
+const SEARCHES_PER_SECOND: u32 = 5;
+const SEARCH_BURST: u32 = 10;
 
-pub struct SendLimit {
+fn non_zero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// One budget per user.
+pub struct UserRate {
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
-impl SendLimit {
-    /// `rate` messages per second per user (at least one).
-    pub fn new(rate: u32) -> Self {
-        let rate = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst = rate.saturating_mul(NonZeroU32::new(BURST_SECONDS).unwrap_or(NonZeroU32::MIN));
-        SendLimit {
-            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+impl UserRate {
+    /// `rate` messages per second per user (at least one), bursts of [`BURST_SECONDS`].
+    pub fn sends(rate: u32) -> Self {
+        let rate = non_zero(rate);
+        Self::new(Quota::per_second(rate).allow_burst(rate.saturating_mul(non_zero(BURST_SECONDS))))
+    }
+
+    /// `per_hour` rooms per user, bursts of [`ROOM_BURST`] (or fewer if the rate is lower).
+    pub fn rooms(per_hour: u32) -> Self {
+        Self::new(
+            Quota::per_hour(non_zero(per_hour)).allow_burst(non_zero(ROOM_BURST.min(per_hour))),
+        )
+    }
+
+    pub fn searches() -> Self {
+        Self::new(
+            Quota::per_second(non_zero(SEARCHES_PER_SECOND)).allow_burst(non_zero(SEARCH_BURST)),
+        )
+    }
+
+    fn new(quota: Quota) -> Self {
+        UserRate {
+            limiter: RateLimiter::keyed(quota),
         }
     }
 
-    /// Takes one message from `user`'s budget; `false` when they are sending too fast.
+    /// Takes one action from `user`'s budget; `false` when they are acting too fast.
     pub fn allow(&self, user: &str) -> bool {
         self.limiter.check_key(&user.to_owned()).is_ok()
     }
@@ -45,15 +72,23 @@ mod tests {
 
     #[test]
     fn sending_is_limited_to_a_burst_then_the_rate_per_user() {
-        let limit = SendLimit::new(20);
+        let limit = UserRate::sends(20);
         let allowed = (0..100).filter(|_| limit.allow("alice")).count();
         assert_eq!(allowed, 60);
         assert!(limit.allow("bob"), "budgets are per user");
     }
 
     #[test]
+    fn rooms_come_in_bursts_of_five_then_by_the_hour() {
+        let limit = UserRate::rooms(20);
+        assert_eq!((0..10).filter(|_| limit.allow("alice")).count(), 5);
+        let slow = UserRate::rooms(2);
+        assert_eq!((0..10).filter(|_| slow.allow("alice")).count(), 2);
+    }
+
+    #[test]
     fn idle_users_are_forgotten() {
-        let limit = SendLimit::new(1000);
+        let limit = UserRate::sends(1000);
         for i in 0..50 {
             assert!(limit.allow(&format!("user{i}")));
         }

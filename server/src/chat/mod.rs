@@ -13,7 +13,8 @@ use app::{
     domain::{ClientMsgId, MessageBody, RoomName},
     protocol::{
         ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, Message, Preview,
-        RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE,
+        RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_CONVERSATIONS_PAGE,
+        MAX_HISTORY_PAGE, MAX_LIST_PAGE,
     },
 };
 use std::{collections::BTreeSet, sync::Arc};
@@ -24,7 +25,7 @@ use crate::{
     store::{ConversationRow, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME},
     writer::{Submission, Writers},
 };
-use limit::SendLimit;
+use limit::UserRate;
 
 /// Most users a search returns.
 const SEARCH_LIMIT: u32 = 20;
@@ -36,24 +37,46 @@ const RESUME_PAGE: u32 = 500;
 
 pub type Reply = Result<ServerMsg, Refusal>;
 
+/// What each user may do how often (from the settings).
+#[derive(Debug, Clone, Copy)]
+pub struct UserLimits {
+    /// Messages per second (bursts of three seconds' worth).
+    pub send_rate: u32,
+    /// Rooms created per hour (bursts of five).
+    pub rooms_per_hour: u32,
+    /// Rooms one user may have created.
+    pub rooms_owned: usize,
+}
+
+/// The per-user budgets.
+struct Budgets {
+    sends: UserRate,
+    rooms: UserRate,
+    searches: UserRate,
+    rooms_owned: u64,
+}
+
 /// The chat's use-cases; cheap to clone.
 #[derive(Clone)]
 pub struct ChatService {
     store: SurrealChatStore,
     hub: Hub,
     writers: Writers,
-    limit: Arc<SendLimit>,
+    budgets: Arc<Budgets>,
 }
 
 impl ChatService {
-    /// A service allowing each user `send_rate` messages per second (bursts of three
-    /// seconds' worth).
-    pub fn new(store: SurrealChatStore, hub: Hub, writers: Writers, send_rate: u32) -> Self {
+    pub fn new(store: SurrealChatStore, hub: Hub, writers: Writers, limits: UserLimits) -> Self {
         ChatService {
             store,
             hub,
             writers,
-            limit: Arc::new(SendLimit::new(send_rate)),
+            budgets: Arc::new(Budgets {
+                sends: UserRate::sends(limits.send_rate),
+                rooms: UserRate::rooms(limits.rooms_per_hour),
+                searches: UserRate::searches(),
+                rooms_owned: limits.rooms_owned as u64,
+            }),
         }
     }
 
@@ -65,7 +88,9 @@ impl ChatService {
     /// Forgets the send budgets of users idle long enough to have a full one again: memory
     /// for budgets follows the users sending now, not everyone who ever sent.
     pub fn forget_idle_senders(&self) {
-        self.limit.forget_idle();
+        self.budgets.sends.forget_idle();
+        self.budgets.rooms.forget_idle();
+        self.budgets.searches.forget_idle();
     }
 
     /// Who `username` is, as sockets introduce them; `None` for an unknown account.
@@ -109,10 +134,17 @@ impl ChatService {
         }
     }
 
-    pub async fn list_conversations(&self, me: &str) -> Reply {
+    pub async fn list_conversations(&self, me: &str, limit: Option<u32>) -> Reply {
+        let limit = page_size(limit, MAX_CONVERSATIONS_PAGE)?;
         let rows = self.store.recent_conversations(me).await?;
+        let has_more = rows.len() > limit;
         Ok(ServerMsg::Conversations {
-            conversations: rows.into_iter().map(|r| self.summary(r)).collect(),
+            conversations: rows
+                .into_iter()
+                .take(limit)
+                .map(|r| self.summary(r))
+                .collect(),
+            has_more,
         })
     }
 
@@ -145,6 +177,21 @@ impl ChatService {
                 format!("room_name: \"{DEFAULT_ROOM_NAME}\" is the server's own room"),
             ));
         }
+        if self.store.rooms_created_by(me).await? >= self.budgets.rooms_owned {
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "you have created {} rooms, the most one person may",
+                    self.budgets.rooms_owned
+                ),
+            ));
+        }
+        if !self.budgets.rooms.allow(me) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many rooms created lately; try again later",
+            ));
+        }
         let key = self
             .store
             .create_room(me, name, crate::clock::now_ms())
@@ -152,8 +199,14 @@ impl ChatService {
         self.conversation(me, &key).await
     }
 
-    pub async fn list_rooms(&self, me: &str) -> Reply {
-        let rooms = self.store.rooms().await?;
+    pub async fn list_rooms(&self, me: &str, after: Option<&str>, limit: Option<u32>) -> Reply {
+        let limit = page_size(limit, MAX_LIST_PAGE)?;
+        // One more than the page, to tell whether there is a next one.
+        let mut rooms = self.store.rooms(after, limit as u32 + 1).await?;
+        let next = (rooms.len() > limit).then(|| {
+            rooms.truncate(limit);
+            ConversationId(rooms[limit - 1].key.clone())
+        });
         let mine: std::collections::HashSet<String> = self
             .store
             .recent_conversations(me)
@@ -171,6 +224,7 @@ impl ChatService {
                     member_count: r.member_count,
                 })
                 .collect(),
+            next,
         })
     }
 
@@ -192,10 +246,24 @@ impl ChatService {
         Ok(left)
     }
 
-    pub async fn list_members(&self, me: &str, key: &str) -> Reply {
+    pub async fn list_members(
+        &self,
+        me: &str,
+        key: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Reply {
+        let limit = page_size(limit, MAX_LIST_PAGE)?;
         let names = self.store.require_member(key, me).await?;
-        let users = self.store.display_names(&names).await?;
+        // Members are held sorted: the page starts after `after`, wherever it would be.
+        let start = after.map_or(0, |a| names.partition_point(|n| n.as_str() <= a));
+        let page: Vec<String> = names.iter().skip(start).take(limit).cloned().collect();
+        let next = (start + page.len() < names.len())
+            .then(|| page.last().cloned())
+            .flatten();
+        let users = self.store.display_names(&page).await?;
         Ok(ServerMsg::Members {
+            next,
             conversation_id: ConversationId(key.to_owned()),
             members: users
                 .into_iter()
@@ -210,12 +278,18 @@ impl ChatService {
         })
     }
 
-    pub async fn search_users(&self, query: &str) -> Reply {
+    pub async fn search_users(&self, me: &str, query: &str) -> Reply {
         let q = query.trim();
         if q.is_empty() || q.chars().count() > 64 {
             return Err(Refusal::new(
                 ErrorCode::InvalidInput,
                 "query: must be 1–64 characters",
+            ));
+        }
+        if !self.budgets.searches.allow(me) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many searches; wait a moment",
             ));
         }
         let users = self.store.search_users(q, SEARCH_LIMIT).await?;
@@ -280,7 +354,7 @@ impl ChatService {
         body: MessageBody,
     ) -> Result<(), Refusal> {
         self.store.require_member(key, me).await?;
-        if !self.limit.allow(me) {
+        if !self.budgets.sends.allow(me) {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
                 "too many messages; slow down",
@@ -332,5 +406,17 @@ impl ChatService {
         }
         all.remove(me);
         all.into_iter().collect()
+    }
+}
+
+/// The page size a listing asked for: `max` when it did not say; 1 to `max`.
+fn page_size(asked: Option<u32>, max: u32) -> Result<usize, Refusal> {
+    match asked {
+        None => Ok(max as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(_) => Err(Refusal::new(
+            ErrorCode::InvalidInput,
+            format!("limit: must be 1–{max}"),
+        )),
     }
 }

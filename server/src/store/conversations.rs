@@ -85,7 +85,7 @@ impl SurrealChatStore {
             .query(
                 "IF !record::exists($room) {
                     CREATE $room SET kind = 'room', name = $name, peers = [], last_seq = 0,
-                        last_at = $now, created_at = $now;
+                        last_at = $now, created_at = $now, member_count = 0;
                  };",
             )
             .bind(("room", conversation_id(DEFAULT_ROOM_KEY)))
@@ -164,7 +164,7 @@ impl SurrealChatStore {
             .query(
                 "BEGIN;
                  CREATE $conv SET kind = 'room', name = $name, peers = [], last_seq = 0,
-                    last_at = $now, created_at = $now;
+                    last_at = $now, created_at = $now, created_by = $creator, member_count = 1;
                  CREATE $member SET conversation = $conv, user = $user, last_read_seq = 0,
                     joined_at = $now;
                  COMMIT;",
@@ -173,6 +173,7 @@ impl SurrealChatStore {
             .bind(("member", member_id(&key, creator)))
             .bind(("name", name.as_str().to_owned()))
             .bind(("user", user_id(creator)))
+            .bind(("creator", creator.to_owned()))
             .bind(("now", now_ms))
             .await;
         self.membership_changed(&key, &[creator]);
@@ -180,25 +181,67 @@ impl SurrealChatStore {
         Ok(key)
     }
 
-    /// Every room with its member count.
-    pub async fn rooms(&self) -> Result<Vec<RoomRow>, StoreError> {
-        let mut res = self
-            .db
-            .query(
-                "SELECT id, name, count(SELECT VALUE id FROM member WHERE conversation = $parent.id) AS members
-                 FROM conversation WHERE kind = 'room' ORDER BY name",
-            )
-            .await?
-            .check()?;
+    /// A page of rooms in name order with their member counts: the first `limit` after the
+    /// room `after` (from the start when `None`). Only the page is read.
+    pub async fn rooms(&self, after: Option<&str>, limit: u32) -> Result<Vec<RoomRow>, StoreError> {
+        let from = match after {
+            Some(key) => {
+                let mut res = self
+                    .db
+                    .query("SELECT id, name, member_count FROM ONLY $conv WHERE kind = 'room'")
+                    .bind(("conv", conversation_id(key)))
+                    .await?
+                    .check()?;
+                let row: Option<RoomListRow> = res.take(0)?;
+                Some(row.ok_or(StoreError::NoSuchConversation)?)
+            }
+            None => None,
+        };
+        let mut res = match from {
+            None => {
+                self.db
+                    .query(
+                        "SELECT id, name, member_count FROM conversation WHERE kind = 'room'
+                         ORDER BY name, id LIMIT $limit",
+                    )
+                    .bind(("limit", i64::from(limit)))
+                    .await?
+            }
+            Some(from) => {
+                self.db
+                    .query(
+                        "SELECT id, name, member_count FROM conversation
+                         WHERE kind = 'room' AND (name > $name OR (name = $name AND id > $id))
+                         ORDER BY name, id LIMIT $limit",
+                    )
+                    .bind(("name", from.name.unwrap_or_default()))
+                    .bind(("id", from.id))
+                    .bind(("limit", i64::from(limit)))
+                    .await?
+            }
+        }
+        .check()?;
         let rows: Vec<RoomListRow> = res.take(0)?;
         Ok(rows
             .into_iter()
             .map(|r| RoomRow {
                 key: key_of(&r.id),
                 name: r.name.unwrap_or_default(),
-                member_count: to_u64(r.members),
+                member_count: r.member_count.map_or(0, to_u64),
             })
             .collect())
+    }
+
+    /// How many rooms `username` has created.
+    pub async fn rooms_created_by(&self, username: &str) -> Result<u64, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT VALUE count() FROM conversation WHERE created_by = $user GROUP ALL")
+            .bind(("user", username.to_owned()))
+            .await?
+            .check()?;
+        let counts: Vec<i64> = res.take(0)?;
+        Ok(counts.first().copied().map_or(0, to_u64))
     }
 
     /// Joins a room (no-op when already a member). A new member has read nothing.
@@ -212,17 +255,20 @@ impl SurrealChatStore {
         let joined = retry_conflicts(|| async {
             self.db
                 .query(
-                    "IF !record::exists($m) {
+                    "BEGIN;
+                     IF !record::exists($m) {
                         CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0,
                             joined_at = $now;
-                     };",
+                        UPDATE $conv SET member_count += 1;
+                     };
+                     COMMIT;",
                 )
                 .bind(("m", member_id(key, username)))
                 .bind(("conv", conversation_id(key)))
                 .bind(("user", user_id(username)))
                 .bind(("now", now_ms))
-                .await?
-                .check()?;
+                .await
+                .and_then(transaction)?;
             Ok(())
         })
         .await;
@@ -233,14 +279,25 @@ impl SurrealChatStore {
     pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
         self.require_room(key, username).await?;
         self.require_member(key, username).await?;
-        let res = self
-            .db
-            .query("DELETE $m")
-            .bind(("m", member_id(key, username)))
-            .await;
+        let left = retry_conflicts(|| async {
+            self.db
+                .query(
+                    "BEGIN;
+                     IF record::exists($m) {
+                        DELETE $m;
+                        UPDATE $conv SET member_count -= 1;
+                     };
+                     COMMIT;",
+                )
+                .bind(("m", member_id(key, username)))
+                .bind(("conv", conversation_id(key)))
+                .await
+                .and_then(transaction)?;
+            Ok(())
+        })
+        .await;
         self.membership_changed(key, &[username]);
-        res?.check()?;
-        Ok(())
+        left
     }
 
     /// Fails unless `key` is a room. A direct conversation is `NotARoom` only to its own

@@ -5,7 +5,8 @@
 //! 1. messages in a `message` table with random ids and two unique indexes;
 //! 2. messages in `msg:[conversation, seq]`, plus a `sent` record per message;
 //! 3. `msg` only, retries recognised from memory;
-//! 4. `msg` and `client_msg:[sender, client_msg_id]`: retries recognised from the database.
+//! 4. `msg` and `client_msg:[sender, client_msg_id]`: retries recognised from the database;
+//! 5. rooms carry their `member_count` (and `created_by`, unknown for older rooms).
 //!
 //! A database without the record is 1, 2 or 3 (told apart by its tables) or new.
 
@@ -40,7 +41,7 @@ impl Paged for MessageRow {
 }
 
 /// The layout this code writes.
-const LAYOUT: i64 = 4;
+const LAYOUT: i64 = 5;
 /// Records moved per transaction while a layout is moved forward.
 const MIGRATION_PAGE: i64 = 2_000;
 
@@ -73,9 +74,23 @@ impl SurrealChatStore {
         self.move_old_messages().await?;
         self.drop_sent_table().await?;
         self.index_client_msg_ids().await?;
+        self.count_room_members().await?;
         self.db
             .query("UPSERT store_layout:current SET version = $v RETURN NONE")
             .bind(("v", LAYOUT))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Gives every room that has none its `member_count` (layout 5). Idempotent.
+    async fn count_room_members(&self) -> Result<(), StoreError> {
+        self.db
+            .query(
+                "UPDATE conversation
+                    SET member_count = count(SELECT VALUE id FROM member WHERE conversation = $parent.id)
+                    WHERE kind = 'room' AND member_count = NONE RETURN NONE",
+            )
             .await?
             .check()?;
         Ok(())

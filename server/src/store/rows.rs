@@ -214,7 +214,7 @@ pub(super) struct ConversationSeqRow {
 pub(super) struct RoomListRow {
     pub id: RecordId,
     pub name: Option<String>,
-    pub members: i64,
+    pub member_count: Option<i64>,
 }
 
 #[derive(Debug, SurrealValue)]

@@ -26,7 +26,13 @@ DEFINE FIELD IF NOT EXISTS last_at ON conversation TYPE int;
 DEFINE FIELD IF NOT EXISTS last_sender ON conversation TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS last_text ON conversation TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS created_at ON conversation TYPE int;
+-- Rooms only: who created it (`NONE` for the server's own room), and how many members it
+-- has (kept with every join and leave, so that listing rooms reads no members).
+DEFINE FIELD IF NOT EXISTS created_by ON conversation TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS member_count ON conversation TYPE option<int>;
 DEFINE INDEX IF NOT EXISTS conversation_kind ON conversation FIELDS kind;
+DEFINE INDEX IF NOT EXISTS conversation_room_name ON conversation FIELDS kind, name;
+DEFINE INDEX IF NOT EXISTS conversation_created_by ON conversation FIELDS created_by;
 
 -- Members: `member:<conversation>|<username>`.
 DEFINE TABLE IF NOT EXISTS member SCHEMAFULL;

@@ -368,18 +368,26 @@ impl Handler {
                 nonce,
                 server_time_ms: crate::clock::now_ms().max(0) as u64,
             }),
-            ClientMsg::ListConversations {} => chat.list_conversations(me).await,
+            ClientMsg::ListConversations { limit } => chat.list_conversations(me, limit).await,
             ClientMsg::OpenDirect { username } => chat.open_direct(me, username.as_str()).await,
             ClientMsg::CreateRoom { name } => chat.create_room(me, &name).await,
-            ClientMsg::ListRooms {} => chat.list_rooms(me).await,
+            ClientMsg::ListRooms { after, limit } => {
+                chat.list_rooms(me, after.as_ref().map(|a| a.0.as_str()), limit)
+                    .await
+            }
             ClientMsg::JoinRoom { conversation_id } => chat.join_room(me, &conversation_id.0).await,
             ClientMsg::LeaveRoom { conversation_id } => {
                 chat.leave_room(me, &conversation_id.0).await
             }
-            ClientMsg::ListMembers { conversation_id } => {
-                chat.list_members(me, &conversation_id.0).await
+            ClientMsg::ListMembers {
+                conversation_id,
+                after,
+                limit,
+            } => {
+                chat.list_members(me, &conversation_id.0, after.as_deref(), limit)
+                    .await
             }
-            ClientMsg::SearchUsers { query } => chat.search_users(&query).await,
+            ClientMsg::SearchUsers { query } => chat.search_users(me, &query).await,
             ClientMsg::History {
                 conversation_id,
                 before_seq,

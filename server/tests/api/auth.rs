@@ -184,7 +184,7 @@ async fn accounts_and_sessions_survive_a_restart() {
 
 #[tokio::test]
 async fn password_guessing_is_throttled_per_account_before_the_password_is_checked() {
-    use server::throttle::PER_ACCOUNT;
+    let per_pair = server::settings::Limits::default().sign_in_failures;
     let app = spawn_app().await;
     app.sign_up("victim").await;
     app.sign_up("bystander").await;
@@ -193,7 +193,7 @@ async fn password_guessing_is_throttled_per_account_before_the_password_is_check
         let addr = app.addr;
         async move { post_json(addr, "/api/auth/signin", &body, None).await }
     };
-    for _ in 0..PER_ACCOUNT {
+    for _ in 0..per_pair {
         let res = attempt("victim", "guess guess").await;
         assert_eq!(res.error_code(), "wrong_credentials");
     }

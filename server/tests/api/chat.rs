@@ -130,8 +130,8 @@ async fn history(
 
 async fn conversations(client: &mut Client) -> Vec<ConversationSummary> {
     client
-        .ask(ClientMsg::ListConversations {}, |m| match m {
-            ServerMsg::Conversations { conversations } => Some(conversations.clone()),
+        .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
+            ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
             _ => None,
         })
         .await
@@ -266,10 +266,16 @@ async fn a_room_delivers_to_its_members_until_they_leave() {
     }
     for c in [&mut bob, &mut carol] {
         let listed = c
-            .ask(ClientMsg::ListRooms {}, |m| match m {
-                ServerMsg::Rooms { rooms } => Some(rooms.clone()),
-                _ => None,
-            })
+            .ask(
+                ClientMsg::ListRooms {
+                    after: None,
+                    limit: None,
+                },
+                |m| match m {
+                    ServerMsg::Rooms { rooms, .. } => Some(rooms.clone()),
+                    _ => None,
+                },
+            )
             .await;
         assert!(listed.iter().any(|r| r.id == room.id && !r.joined));
         assert!(
@@ -746,6 +752,8 @@ async fn an_outsider_gets_not_found_on_every_path_into_a_conversation() {
             },
             ClientMsg::ListMembers {
                 conversation_id: conv.clone(),
+                after: None,
+                limit: None,
             },
             ClientMsg::LeaveRoom {
                 conversation_id: conv.clone(),

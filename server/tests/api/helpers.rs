@@ -346,9 +346,27 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
 }
 
 async fn request(addr: SocketAddr, request: String) -> HttpResponse {
+    request_from(std::net::Ipv4Addr::LOCALHOST.into(), addr, request).await
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8): how
+/// tests play clients at different addresses.
+pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// Sends a raw HTTP/1.1 `request` from the loopback address `from` and reads the answer
+/// to the end.
+pub async fn request_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    request: String,
+) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut stream = connect_from(from, addr).await.expect("connect");
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read");

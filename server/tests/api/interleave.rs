@@ -256,8 +256,8 @@ async fn run_case(seed: u64) {
             .socket
             .as_mut()
             .unwrap()
-            .ask(ClientMsg::ListConversations {}, |m| match m {
-                ServerMsg::Conversations { conversations } => Some(conversations.clone()),
+            .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
+                ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
                 _ => None,
             })
             .await;

@@ -3,6 +3,7 @@
 mod auth;
 mod chat;
 mod helpers;
+mod hostile;
 mod http;
 mod interleave;
 mod store;

@@ -300,7 +300,7 @@ async fn rooms_can_be_created_joined_and_left() {
     for u in ["alice", "bob", "carol"] {
         user(&store, u).await;
     }
-    let rooms = store.rooms().await.unwrap();
+    let rooms = store.rooms(None, 100).await.unwrap();
     assert_eq!(rooms.len(), 1, "the default room exists: {rooms:?}");
     assert_eq!(rooms[0].key, DEFAULT_ROOM_KEY);
 
@@ -327,7 +327,7 @@ async fn rooms_can_be_created_joined_and_left() {
         store.leave_room(&room, "bob").await,
         Err(StoreError::NotMember)
     ));
-    let listed = store.rooms().await.unwrap();
+    let listed = store.rooms(None, 100).await.unwrap();
     let rust = listed.iter().find(|r| r.key == room).unwrap();
     assert_eq!((rust.name.as_str(), rust.member_count), ("Rustaceans", 2));
     assert!(matches!(

@@ -1,0 +1,429 @@
+//! Clients that attack the server, or are careless enough to look like it: each test runs
+//! an attack and checks that it is contained, and that an honest client beside it is still
+//! served in time. Attacks come from one loopback address and honest clients from another
+//! (any of 127.0.0.0/8 reaches the server), as they would from the internet.
+
+use crate::helpers::*;
+use app::protocol::{ClientMsg, ConversationId, ErrorCode, ServerMsg};
+use serde_json::json;
+use server::settings::{Limits, Settings};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::{Duration, Instant},
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn address(last: u8) -> IpAddr {
+    Ipv4Addr::new(127, 0, 0, last).into()
+}
+
+const ATTACKER: u8 = 66;
+const HONEST: u8 = 7;
+
+fn with_limits(limits: Limits) -> Settings {
+    Settings {
+        limits,
+        ..Settings::for_tests()
+    }
+}
+
+/// `/healthz` from the honest address answers 200 within a second.
+async fn honest_client_is_served(addr: SocketAddr) {
+    let started = Instant::now();
+    let res = request_from(
+        address(HONEST),
+        addr,
+        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Whether the server closes `stream` within `within` (reads to the end, discarding).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_connections_than_its_cap() {
+    let app = spawn_app_with(with_limits(Limits {
+        connections_per_address: 20,
+        ..Limits::default()
+    }))
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_from(address(ATTACKER), app.addr).await.unwrap());
+    }
+    // Give the accept loop time to count them all.
+    honest_client_is_served(app.addr).await;
+    let mut over = connect_from(address(ATTACKER), app.addr).await.unwrap();
+    assert!(
+        closed_within(&mut over, Duration::from_secs(2)).await,
+        "the 21st connection from one address is closed at once"
+    );
+    honest_client_is_served(app.addr).await;
+    // Places come back as connections close.
+    held.truncate(10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let res = request_from(
+        address(ATTACKER),
+        app.addr,
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            app.addr
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    drop(held);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connections_that_trickle_headers_or_sit_idle_are_closed() {
+    let app = spawn_app_with(with_limits(Limits {
+        http_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    }))
+    .await;
+    // Nothing at all.
+    let mut silent = connect_from(address(ATTACKER), app.addr).await.unwrap();
+    // A header line every 300 ms, never the end of the headers.
+    let mut trickle = connect_from(address(ATTACKER), app.addr).await.unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let addr = app.addr;
+    let trickler = tokio::spawn(async move {
+        for i in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if trickle
+                .write_all(format!("X-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return true;
+            }
+        }
+        false
+    });
+    // A finished request on a kept-alive connection, then silence.
+    let mut kept = connect_from(address(ATTACKER), app.addr).await.unwrap();
+    kept.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    honest_client_is_served(app.addr).await;
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(4)).await,
+        "silent"
+    );
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(4)).await,
+        "idle keep-alive"
+    );
+    assert!(
+        trickler.await.unwrap(),
+        "the trickling connection was closed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_body_that_trickles_in_is_cut_off() {
+    let app = spawn_app_with(with_limits(Limits {
+        http_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    }))
+    .await;
+    let mut slow = connect_from(address(ATTACKER), app.addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /api/auth/signin HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"user",
+            app.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    honest_client_is_served(app.addr).await;
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(4), slow.read_to_string(&mut answer)).await;
+    assert!(read.is_ok(), "the connection ends");
+    // Cut off with an error answer (the body never came), or without one.
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn guesses_in_parallel_are_counted_before_any_password_is_checked() {
+    let app = spawn_app().await;
+    app.sign_up("victim").await;
+    let guesses = (0..30).map(|i| {
+        let addr = app.addr;
+        async move {
+            let body = json!({"username": "victim", "password": format!("guess number {i}")});
+            let raw = body.to_string();
+            request_from(
+                address(ATTACKER),
+                addr,
+                format!(
+                    "POST /api/auth/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
+                    raw.len()
+                ),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|r| r.status == 401).count();
+    let refused = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        checked,
+        Limits::default().sign_in_failures,
+        "{checked} checked"
+    );
+    assert_eq!(checked + refused, 30);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn guesses_from_many_addresses_do_not_lock_the_owner_out() {
+    let app = spawn_app().await;
+    app.sign_up("owner").await;
+    let sign_in = |from: u8, password: &'static str| {
+        let addr = app.addr;
+        async move {
+            let raw = json!({"username": "owner", "password": password}).to_string();
+            request_from(
+                address(from),
+                addr,
+                format!(
+                    "POST /api/auth/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
+                    raw.len()
+                ),
+            )
+            .await
+            .status
+        }
+    };
+    // The owner has signed in from their usual address before.
+    assert_eq!(sign_in(HONEST, PASSWORD).await, 200);
+    let per_account = Limits::default().sign_in_failures_per_account;
+    let attackers = (0..per_account + 10).map(|i| sign_in(100 + i as u8, "wrong guess!"));
+    let statuses = futures::future::join_all(attackers).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        per_account,
+        "only the account's ceiling of guesses is checked"
+    );
+    // The owner is let in where they usually sign in; a new address waits.
+    assert_eq!(sign_in(HONEST, PASSWORD).await, 200);
+    assert_eq!(sign_in(250, PASSWORD).await, 429);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address_and_hashing_does_not_pile_up() {
+    let app = spawn_app_with(with_limits(Limits {
+        sign_ups_per_hour: 3,
+        password_hashes_at_once: 1,
+        ..Limits::default()
+    }))
+    .await;
+    let sign_up = |from: u8, name: String| {
+        let addr = app.addr;
+        async move {
+            let raw = json!({"username": name, "password": PASSWORD}).to_string();
+            request_from(
+                address(from),
+                addr,
+                format!(
+                    "POST /api/auth/signup HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
+                    raw.len()
+                ),
+            )
+            .await
+        }
+    };
+    let burst = (0..10).map(|i| sign_up(ATTACKER, format!("bot{i}")));
+    let answers = futures::future::join_all(burst).await;
+    assert_eq!(answers.iter().filter(|r| r.status == 201).count(), 3);
+    let refused: Vec<_> = answers.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(refused.len(), 7);
+    assert_eq!(refused[0].error_code(), "too_many_attempts");
+    assert!(refused[0]
+        .headers
+        .to_ascii_lowercase()
+        .contains("retry-after: "));
+    // Someone else signs up meanwhile.
+    assert_eq!(sign_up(HONEST, "newcomer".into()).await.status, 201);
+    app.stop().await;
+}
+
+/// Creates `n` rooms as `client` (named `prefix000`...).
+async fn create_rooms(
+    client: &mut Client,
+    prefix: &str,
+    n: usize,
+) -> Vec<Result<ConversationId, ErrorCode>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let name = app::domain::RoomName::parse(&format!("{prefix}{i:03}")).unwrap();
+        let got = client
+            .ask(ClientMsg::CreateRoom { name }, |m| match m {
+                ServerMsg::Conversation { conversation } => Some(Ok(conversation.id.clone())),
+                ServerMsg::Error { code, .. } => Some(Err(*code)),
+                _ => None,
+            })
+            .await;
+        out.push(got);
+    }
+    out
+}
+
+#[tokio::test]
+async fn creating_rooms_is_rate_limited_and_capped_per_user() {
+    let app = spawn_app_with(with_limits(Limits {
+        rooms_per_hour: 20,
+        rooms_owned: 3,
+        ..Limits::default()
+    }))
+    .await;
+    let mut spammer = app.user("spammer").await;
+    let made = create_rooms(&mut spammer, "spam", 6).await;
+    assert_eq!(made.iter().filter(|r| r.is_ok()).count(), 3);
+    assert!(made[3..].iter().all(|r| *r == Err(ErrorCode::LimitReached)));
+
+    let app2 = spawn_app_with(with_limits(Limits {
+        rooms_per_hour: 1,
+        ..Limits::default()
+    }))
+    .await;
+    let mut hasty = app2.user("hasty").await;
+    let made = create_rooms(&mut hasty, "fast", 3).await;
+    assert!(made[0].is_ok());
+    assert_eq!(made[1], Err(ErrorCode::RateLimited));
+    // Others are not affected.
+    let mut other = app2.user("other").await;
+    assert!(create_rooms(&mut other, "mine", 1).await[0].is_ok());
+    app.stop().await;
+    app2.stop().await;
+}
+
+#[tokio::test]
+async fn room_and_member_lists_come_in_pages() {
+    let app = spawn_app().await;
+    let mut maker = app.user("maker").await;
+    let made = create_rooms(&mut maker, "room", 230).await;
+    assert!(made.iter().all(Result::is_ok));
+    let page =
+        |after: Option<ConversationId>, limit: Option<u32>| ClientMsg::ListRooms { after, limit };
+    let first = maker
+        .ask(page(None, None), |m| match m {
+            ServerMsg::Rooms { rooms, next } => Some((rooms.clone(), next.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(first.0.len(), app::protocol::MAX_LIST_PAGE as usize);
+    let second = maker
+        .ask(page(first.1.clone(), None), |m| match m {
+            ServerMsg::Rooms { rooms, next } => Some((rooms.clone(), next.clone())),
+            _ => None,
+        })
+        .await;
+    // 230 rooms and the server's own.
+    assert_eq!(second.0.len(), 31);
+    assert_eq!(second.1, None);
+    let mut names: Vec<String> = first
+        .0
+        .iter()
+        .chain(&second.0)
+        .map(|r| r.name.clone())
+        .collect();
+    let listed = names.clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names, listed, "in name order, each once");
+    assert!(first
+        .0
+        .iter()
+        .chain(&second.0)
+        .filter(|r| r.name.starts_with("room"))
+        .all(|r| r.member_count == 1 && r.joined));
+
+    let refused = maker
+        .ask(page(None, Some(100_000)), |m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(refused, ErrorCode::InvalidInput);
+
+    // Members, three to a page.
+    let room = made[0].clone().unwrap();
+    for name in ["mem1", "mem2", "mem3", "mem4"] {
+        let mut member = app.user(name).await;
+        member
+            .ask(
+                ClientMsg::JoinRoom {
+                    conversation_id: room.clone(),
+                },
+                |m| matches!(m, ServerMsg::Conversation { .. }).then_some(()),
+            )
+            .await;
+    }
+    let members = |after: Option<String>| ClientMsg::ListMembers {
+        conversation_id: room.clone(),
+        after,
+        limit: Some(3),
+    };
+    let pick = |m: &ServerMsg| match m {
+        ServerMsg::Members { members, next, .. } => Some((
+            members
+                .iter()
+                .map(|m| m.user.username.clone())
+                .collect::<Vec<_>>(),
+            next.clone(),
+        )),
+        _ => None,
+    };
+    let one = maker.ask(members(None), pick).await;
+    assert_eq!(
+        one,
+        (
+            vec!["maker".into(), "mem1".into(), "mem2".into()],
+            Some("mem2".into())
+        )
+    );
+    let two = maker.ask(members(one.1), pick).await;
+    assert_eq!(two, (vec!["mem3".into(), "mem4".into()], None));
+    let rooms_now = maker
+        .ask(page(None, Some(2)), |m| match m {
+            ServerMsg::Rooms { rooms, .. } => Some(rooms.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(rooms_now[1].id, room);
+    assert_eq!(rooms_now[1].member_count, 5, "counted as they joined");
+    app.stop().await;
+}
