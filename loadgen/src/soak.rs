@@ -103,7 +103,6 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let log_problems: Vec<String> = strip_ansi(&server.log())
         .lines()
         .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
-        .filter(|l| !l.contains(BENIGN_SHUTDOWN_WARNING))
         .map(str::to_owned)
         .collect();
     require(&findings).with_context(|| {
@@ -223,12 +222,6 @@ async fn user(
     }
     Ok(())
 }
-
-/// SurrealKV 0.21 (under SurrealDB 3.3.5) logs this at every clean shutdown: a handle to its
-/// tree is dropped on one of its own non-async threads, whose `Drop` cannot reach a runtime.
-/// The store is then closed properly ("LSM tree shutdown complete" follows), so this one line
-/// is not counted as a problem.
-const BENIGN_SHUTDOWN_WARNING: &str = "No runtime available for closing the store correctly";
 
 /// The log without terminal colour codes (`ESC [ ... m`).
 fn strip_ansi(text: &str) -> String {

@@ -61,6 +61,60 @@ pub struct Database {
     lock_file: Option<PathBuf>,
 }
 
+/// Set when [`Database::close`] lets go of the last handle, which starts the engine's own
+/// shutdown (see [`engine_closing`]).
+static ENGINE_CLOSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The line SurrealKV 0.21 logs when a handle to its tree is dropped on one of its own
+/// threads, where its `Drop` finds no async runtime to close the tree on. The engine's own
+/// shutdown (run by SurrealDB on a runtime task once the last handle is gone) stops its
+/// commit thread, which drops such a handle, and then flushes and closes the tree itself;
+/// `close` then sees the engine's file lock released. Logged at any other time, the line
+/// would mean a tree left unclosed.
+pub const ENGINE_THREAD_DROP_WARNING: &str = "No runtime available for closing the store correctly";
+
+/// Whether this process has started its engine's shutdown: from then on
+/// [`ENGINE_THREAD_DROP_WARNING`] is that shutdown stopping the engine's commit thread.
+pub fn engine_closing() -> bool {
+    ENGINE_CLOSING.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// A log layer that drops [`ENGINE_THREAD_DROP_WARNING`] during the engine's shutdown, and
+/// only then: logged at any other time, it still shows.
+pub struct ClosedEngineNoise;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClosedEngineNoise {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !engine_closing() || *event.metadata().level() != tracing::Level::WARN {
+            return true;
+        }
+        let mut message = Message(false);
+        event.record(&mut message);
+        !message.0
+    }
+}
+
+/// Whether an event's message is [`ENGINE_THREAD_DROP_WARNING`].
+struct Message(bool);
+
+impl tracing::field::Visit for Message {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value == ENGINE_THREAD_DROP_WARNING;
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}") == ENGINE_THREAD_DROP_WARNING;
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot create data directory {path}: {source}")]
@@ -165,6 +219,9 @@ impl Database {
     /// (the store's, the sockets') must be dropped before this is called.
     pub async fn close(self, limit: Duration) -> bool {
         let Database { db, lock_file, .. } = self;
+        if Arc::strong_count(&db) == 1 {
+            ENGINE_CLOSING.store(true, std::sync::atomic::Ordering::Release);
+        }
         drop(db);
         let Some(path) = lock_file else {
             return true;

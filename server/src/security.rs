@@ -75,8 +75,8 @@ pub async fn add_headers(mut response: Response) -> Response {
 }
 
 /// Browsers send `Origin` on WebSocket upgrades and on cross-origin (and most same-origin)
-/// POSTs; it must be the configured public origin, or else `http(s)://` and the Host the
-/// request was sent to. Clients that send no Origin are not browsers and cannot be used by
+/// POSTs; it must be the configured public origin, or else the request's own scheme
+/// (`http`, or `https` when a proxy says so in `X-Forwarded-Proto`) and Host. Clients that send no Origin are not browsers and cannot be used by
 /// another site this way (they still need a session).
 pub fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
@@ -91,10 +91,17 @@ pub fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool 
             let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
                 return false;
             };
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
+            // This server speaks plain HTTP; behind a TLS proxy the page is https, which the
+            // proxy says with `X-Forwarded-Proto` (a browser cannot add that header to a
+            // WebSocket upgrade or a form post from another site).
+            let scheme = match headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(p) if p.eq_ignore_ascii_case("https") => "https://",
+                _ => "http://",
+            };
+            origin.strip_prefix(scheme) == Some(host)
         }
     }
 }
@@ -155,6 +162,18 @@ mod tests {
             &headers(Some("http://chat.example.com"), host),
             public
         ));
+        // The scheme counts: an https page at this host is another origin, unless a TLS
+        // proxy in front says the request came over https.
+        assert!(!origin_allowed(
+            &headers(Some("https://127.0.0.1:3000"), host),
+            None
+        ));
+        let mut proxied = headers(Some("https://127.0.0.1:3000"), host);
+        proxied.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(origin_allowed(&proxied, None));
+        let mut plain_page = headers(Some("http://127.0.0.1:3000"), host);
+        plain_page.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(!origin_allowed(&plain_page, None));
         let mut h = headers(None, host);
         assert!(!cross_site(&h));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));

@@ -147,6 +147,20 @@ pub async fn upgrade(
         })
 }
 
+/// The close frame a socket error calls for: 1009 for a message beyond
+/// [`TRANSPORT_LIMIT_BYTES`], 1007 for a text frame that is not UTF-8, 1002 for another
+/// protocol violation; none when the connection itself is gone.
+fn close_for(error: &axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::Error;
+    let cause = std::error::Error::source(error)?.downcast_ref::<Error>()?;
+    match cause {
+        Error::Capacity(_) => Some((close_code::SIZE, "message too big")),
+        Error::Utf8(_) => Some((close_code::INVALID, "text frame is not UTF-8")),
+        Error::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
+        _ => None,
+    }
+}
+
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     (status, Json(body)).into_response()
@@ -299,20 +313,12 @@ impl Handler {
         }
     }
 
-    /// Tells the peer why its socket is being closed, where the error allows it: 1009 for a
-    /// message beyond [`TRANSPORT_LIMIT_BYTES`], 1002 for a protocol violation.
+    /// Tells the peer why its socket is being closed, where the error allows it (see
+    /// [`close_for`]).
     async fn close_after_error(&mut self, error: &axum::Error) {
-        // The WebSocket library's error type is not re-exported by axum; its message is the
-        // only stable handle on the cause.
-        let text = error.to_string();
-        let (code, reason) = if text.contains("Space limit exceeded") {
-            (close_code::SIZE, "message too big")
-        } else if text.contains("Protocol error") || text.contains("Utf8") {
-            (close_code::PROTOCOL, "protocol error")
-        } else {
-            return;
-        };
-        self.close(code, reason).await;
+        if let Some((code, reason)) = close_for(error) {
+            self.close(code, reason).await;
+        }
     }
 
     /// Sends a close frame; the socket may already be gone, which is fine.
@@ -331,9 +337,14 @@ impl Handler {
             return;
         }
         let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
-            while let Some(Ok(frame)) = self.socket.recv().await {
-                if matches!(frame, Message::Close(_)) {
-                    break;
+            loop {
+                match self.socket.recv().await {
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {}
+                    // The stream cannot be read on (a frame too big was left unread): give
+                    // the peer the time to read the close frame and hang up, rather than
+                    // reset the connection under it now.
+                    Some(Err(_)) => std::future::pending::<()>().await,
                 }
             }
         })
