@@ -48,7 +48,7 @@ pub enum ClientMsg {
     /// Answered by [`ServerMsg::Conversations`]: the user's `limit` most recently active
     /// conversations (at most and by default [`MAX_CONVERSATIONS_PAGE`]), latest first.
     ListConversations {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
     /// Opens (creating on first use) the direct conversation with `username`. Answered by
@@ -61,9 +61,9 @@ pub enum ClientMsg {
     /// is in each: the first `limit` (at most and by default [`MAX_LIST_PAGE`]) after the room
     /// `after` (the previous page's `next`).
     ListRooms {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<ConversationId>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
     /// Joins a room. Answered by [`ServerMsg::Conversation`].
@@ -74,9 +74,9 @@ pub enum ClientMsg {
     /// username `after` (the previous page's `next`), `limit` as for rooms.
     ListMembers {
         conversation_id: ConversationId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
     /// Users whose username or display name contains `query` (case-insensitive), for starting

@@ -27,7 +27,9 @@ fn with_limits(limits: Limits) -> Settings {
     }
 }
 
-/// `/healthz` from the honest address answers 200 within a second.
+/// `/healthz` from the honest address answers 200 in time: within 3 s, generous for a debug
+/// build with other tests running beside it, where an attack that worked would hold it
+/// until the attack ends (tens of seconds).
 async fn honest_client_is_served(addr: SocketAddr) {
     let started = Instant::now();
     let res = request_from(
@@ -38,7 +40,7 @@ async fn honest_client_is_served(addr: SocketAddr) {
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
