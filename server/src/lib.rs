@@ -228,6 +228,7 @@ impl Application {
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
                 public_origin: settings.public_origin.clone(),
+                per_user: settings.limits.sockets_per_user,
             },
             auth,
             health: health::HealthState {

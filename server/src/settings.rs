@@ -27,6 +27,8 @@ pub const MIN_DB_CACHE_MB: u64 = 16;
 pub struct Limits {
     /// Connections (HTTP and WebSocket together) one client address may hold open.
     pub connections_per_address: usize,
+    /// WebSockets one user may hold open at once.
+    pub sockets_per_user: usize,
     /// How long a connection may take to send a request's headers (counted from when it
     /// opens or finishes its previous response, so also the keep-alive idle timeout), and
     /// a request its body.
@@ -50,6 +52,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             connections_per_address: 256,
+            sockets_per_user: 32,
             http_timeout: std::time::Duration::from_secs(15),
             sign_in_failures: 5,
             sign_in_failures_per_account: 20,
@@ -101,6 +104,9 @@ pub struct Cli {
     /// Connections (HTTP and WebSocket) one client address may hold open [default: 256].
     #[arg(long, env = "CHAT_CONNECTIONS_PER_ADDRESS")]
     pub connections_per_address: Option<usize>,
+    /// WebSockets one user may hold open at once [default: 32].
+    #[arg(long, env = "CHAT_SOCKETS_PER_USER")]
+    pub sockets_per_user: Option<usize>,
     /// Seconds a connection may take to send a request's headers (also the keep-alive idle
     /// timeout), and a request its body [default: 15].
     #[arg(long, env = "CHAT_HTTP_TIMEOUT_SECS")]
@@ -143,6 +149,7 @@ struct FileSettings {
     send_rate: Option<u32>,
     db_cache_mb: Option<u64>,
     connections_per_address: Option<usize>,
+    sockets_per_user: Option<usize>,
     http_timeout_secs: Option<u64>,
     sign_in_failures: Option<usize>,
     sign_in_failures_per_account: Option<usize>,
@@ -229,6 +236,7 @@ impl Settings {
         let l = settings.limits;
         for (name, value) in [
             ("connections_per_address", l.connections_per_address as u64),
+            ("sockets_per_user", l.sockets_per_user as u64),
             ("http_timeout_secs", l.http_timeout.as_secs()),
             ("sign_in_failures", l.sign_in_failures as u64),
             (
@@ -287,6 +295,10 @@ impl Settings {
                         .connections_per_address
                         .or(file.connections_per_address)
                         .unwrap_or(d.connections_per_address),
+                    sockets_per_user: cli
+                        .sockets_per_user
+                        .or(file.sockets_per_user)
+                        .unwrap_or(d.sockets_per_user),
                     http_timeout: cli
                         .http_timeout_secs
                         .or(file.http_timeout_secs)
@@ -465,6 +477,7 @@ mod tests {
                 "CHAT_SEND_RATE",
                 "CHAT_DB_CACHE_MB",
                 "CHAT_CONNECTIONS_PER_ADDRESS",
+                "CHAT_SOCKETS_PER_USER",
                 "CHAT_HTTP_TIMEOUT_SECS",
                 "CHAT_SIGN_IN_FAILURES",
                 "CHAT_SIGN_IN_FAILURES_PER_ACCOUNT",

@@ -47,8 +47,6 @@ const DEAD_AFTER: Duration = Duration::from_secs(60);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer to answer its close frame.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
-/// Most sockets one user may hold open at once.
-pub const MAX_SOCKETS_PER_USER: usize = 32;
 
 /// Largest message the WebSocket layer will assemble. Above the protocol's own cap so that a
 /// slightly oversized frame is answered with a typed error rather than a dropped socket.
@@ -75,6 +73,8 @@ pub struct Sockets {
     pub tasks: TaskTracker,
     /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
     pub public_origin: Option<String>,
+    /// Most sockets one user may hold open at once.
+    pub per_user: usize,
 }
 
 /// Checks the upgrade (Origin, then session), and hands the socket to a [`Handler`] tracked
@@ -110,7 +110,7 @@ pub async fn upgrade(
         sockets
             .chat
             .hub()
-            .try_register(&me.username, conn_id, MAX_SOCKETS_PER_USER)
+            .try_register(&me.username, conn_id, sockets.per_user)
     else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,

@@ -140,7 +140,7 @@ async fn one_user_cannot_hold_more_than_the_socket_cap() {
     let token = app.sign_up("hoarder").await;
     let here = format!("http://{}", app.addr);
     let mut held = Vec::new();
-    for _ in 0..server::ws::MAX_SOCKETS_PER_USER {
+    for _ in 0..server::settings::Limits::default().sockets_per_user {
         held.push(app.connect(&token).await);
     }
     for _ in 0..3 {
@@ -172,7 +172,7 @@ async fn concurrent_upgrades_cannot_pass_the_socket_cap_together() {
     let app = spawn_app().await;
     let token = app.sign_up("hoarder").await;
     let here = format!("http://{}", app.addr);
-    let attempts = (0..server::ws::MAX_SOCKETS_PER_USER + 16)
+    let attempts = (0..server::settings::Limits::default().sockets_per_user + 16)
         .map(|_| app.try_connect(Some(&token), Some(&here)));
     let results = futures::future::join_all(attempts).await;
     let opened = results.iter().filter(|r| r.is_ok()).count();
@@ -182,7 +182,7 @@ async fn concurrent_upgrades_cannot_pass_the_socket_cap_together() {
         .count();
     assert_eq!(
         (opened, refused),
-        (server::ws::MAX_SOCKETS_PER_USER, 16),
+        (server::settings::Limits::default().sockets_per_user, 16),
         "every attempt is either held or refused with 429"
     );
     drop(results);
