@@ -429,3 +429,79 @@ async fn room_and_member_lists_come_in_pages() {
     assert_eq!(rooms_now[1].member_count, 5, "counted as they joined");
     app.stop().await;
 }
+
+/// The server's resident memory, from `/proc`.
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// One socket sends `resume` after `resume`, each naming a made-up conversation with a
+/// 28 KB id: what the server keeps for the socket must not grow with them (it once kept a
+/// position for every id before checking membership: 42 MiB for 1,500 of them). The
+/// server runs as a process of its own so that its memory is measured alone.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn resumes_naming_made_up_conversations_do_not_grow_the_server() {
+    use futures::{SinkExt, StreamExt};
+    use std::process::{Command, Stdio};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_server"))
+        .env("CHAT_ADDR", "127.0.0.1:0")
+        .env("CHAT_STORAGE", "memory")
+        .env("CHAT_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let log = std::io::BufReader::new(server.stdout.take().unwrap());
+    let addr = crate::http::listening_addr(log);
+    let raw = json!({"username": "roamer", "password": PASSWORD}).to_string();
+    let signed_up = request_from(
+        address(ATTACKER),
+        addr,
+        format!(
+            "POST /api/auth/signup HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
+            raw.len()
+        ),
+    )
+    .await;
+    let token = signed_up.session_token().expect("a session");
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("cookie", format!("chat_session={token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let _hello = ws.next().await;
+    let before = rss_kib(server.id());
+    let filler = "x".repeat(28_000);
+    for i in 0..1_500 {
+        let frame = json!({
+            "type": "resume",
+            "positions": [{"conversation_id": format!("{i:05}{filler}"), "seq": 1}],
+        });
+        ws.send(Message::text(frame.to_string())).await.unwrap();
+        let answer = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .expect("an answer in time");
+        match answer {
+            // Refused (the conversation does not exist for this user), or an empty replay.
+            Some(Ok(Message::Text(t))) => assert!(
+                t.contains("not_found") || t.contains("resumed"),
+                "{t}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    honest_client_is_served(addr).await;
+    let grown = rss_kib(server.id()).saturating_sub(before);
+    let _ = server.kill();
+    let _ = server.wait();
+    eprintln!("1,500 resumes of 28 KB made-up ids: the server grew by {grown} KiB");
+    assert!(grown < 16 * 1024, "the server grew by {grown} KiB");
+}

@@ -159,7 +159,7 @@ async fn half_sent_requests(addr: std::net::SocketAddr) -> Vec<tokio::net::TcpSt
 }
 
 /// The address a server process logged as the one it listens on.
-fn listening_addr(log: impl std::io::BufRead + Send + 'static) -> std::net::SocketAddr {
+pub(crate) fn listening_addr(log: impl std::io::BufRead + Send + 'static) -> std::net::SocketAddr {
     listening_addr_and_log(log).0
 }
 
