@@ -1,7 +1,8 @@
 //! The chat service: every use-case a client frame can ask for, as a method of
 //! [`ChatService`], which holds exactly what they need (the store, the hub, the writers
-//! and the send limit). Each checks that the user may do what they ask (membership,
-//! validity, rate) before anything is written, so a refused frame changes nothing.
+//! and the per-user budgets: sends, rooms, searches). Each checks that the user may do what
+//! they ask (membership, validity, rate) before anything is written, so a refused frame
+//! changes nothing.
 //!
 //! The socket handler ([`crate::ws`]) only decodes frames and calls these; what a method
 //! answers goes back to the asking socket, and what others must see goes through the
@@ -85,8 +86,8 @@ impl ChatService {
         &self.hub
     }
 
-    /// Forgets the send budgets of users idle long enough to have a full one again: memory
-    /// for budgets follows the users sending now, not everyone who ever sent.
+    /// Forgets the budgets (sends, rooms, searches) of users idle long enough to have full
+    /// ones again: memory for budgets follows the users acting now, not everyone who ever did.
     pub fn forget_idle_senders(&self) {
         self.budgets.sends.forget_idle();
         self.budgets.rooms.forget_idle();

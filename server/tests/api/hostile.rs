@@ -27,17 +27,41 @@ fn with_limits(limits: Limits) -> Settings {
     }
 }
 
+/// `GET path` from the loopback address `.last`.
+async fn get_from(last: u8, addr: SocketAddr, path: &str) -> HttpResponse {
+    request_from(
+        address(last),
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// `POST path` with a JSON body from the loopback address `.last`.
+async fn post_from(
+    last: u8,
+    addr: SocketAddr,
+    path: &str,
+    body: serde_json::Value,
+) -> HttpResponse {
+    let raw = body.to_string();
+    request_from(
+        address(last),
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
+            raw.len()
+        ),
+    )
+    .await
+}
+
 /// `/healthz` from the honest address answers 200 in time: within 3 s, generous for a debug
 /// build with other tests running beside it, where an attack that worked would hold it
 /// until the attack ends (tens of seconds).
 async fn honest_client_is_served(addr: SocketAddr) {
     let started = Instant::now();
-    let res = request_from(
-        address(HONEST),
-        addr,
-        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
+    let res = get_from(HONEST, addr, "/healthz").await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -83,16 +107,7 @@ async fn one_address_cannot_hold_more_connections_than_its_cap() {
     // Places come back as connections close.
     held.truncate(10);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let res = request_from(
-        address(ATTACKER),
-        app.addr,
-        format!(
-            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            app.addr
-        ),
-    )
-    .await;
-    assert_eq!(res.status, 200);
+    assert_eq!(get_from(ATTACKER, app.addr, "/healthz").await.status, 200);
     drop(held);
     app.stop().await;
 }
@@ -184,16 +199,7 @@ async fn guesses_in_parallel_are_counted_before_any_password_is_checked() {
         let addr = app.addr;
         async move {
             let body = json!({"username": "victim", "password": format!("guess number {i}")});
-            let raw = body.to_string();
-            request_from(
-                address(ATTACKER),
-                addr,
-                format!(
-                    "POST /api/auth/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
-                    raw.len()
-                ),
-            )
-            .await
+            post_from(ATTACKER, addr, "/api/auth/signin", body).await
         }
     });
     let answers = futures::future::join_all(guesses).await;
@@ -215,17 +221,8 @@ async fn guesses_from_many_addresses_do_not_lock_the_owner_out() {
     let sign_in = |from: u8, password: &'static str| {
         let addr = app.addr;
         async move {
-            let raw = json!({"username": "owner", "password": password}).to_string();
-            request_from(
-                address(from),
-                addr,
-                format!(
-                    "POST /api/auth/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
-                    raw.len()
-                ),
-            )
-            .await
-            .status
+            let body = json!({"username": "owner", "password": password});
+            post_from(from, addr, "/api/auth/signin", body).await.status
         }
     };
     // The owner has signed in from their usual address before.
@@ -255,16 +252,8 @@ async fn sign_ups_are_limited_per_address_and_hashing_does_not_pile_up() {
     let sign_up = |from: u8, name: String| {
         let addr = app.addr;
         async move {
-            let raw = json!({"username": name, "password": PASSWORD}).to_string();
-            request_from(
-                address(from),
-                addr,
-                format!(
-                    "POST /api/auth/signup HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
-                    raw.len()
-                ),
-            )
-            .await
+            let body = json!({"username": name, "password": PASSWORD});
+            post_from(from, addr, "/api/auth/signup", body).await
         }
     };
     let burst = (0..10).map(|i| sign_up(ATTACKER, format!("bot{i}")));
@@ -462,16 +451,8 @@ async fn resumes_naming_made_up_conversations_do_not_grow_the_server() {
         .expect("the server binary starts");
     let log = std::io::BufReader::new(server.stdout.take().unwrap());
     let addr = crate::http::listening_addr(log);
-    let raw = json!({"username": "roamer", "password": PASSWORD}).to_string();
-    let signed_up = request_from(
-        address(ATTACKER),
-        addr,
-        format!(
-            "POST /api/auth/signup HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{raw}",
-            raw.len()
-        ),
-    )
-    .await;
+    let body = json!({"username": "roamer", "password": PASSWORD});
+    let signed_up = post_from(ATTACKER, addr, "/api/auth/signup", body).await;
     let token = signed_up.session_token().expect("a session");
     let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
     req.headers_mut()
@@ -491,10 +472,9 @@ async fn resumes_naming_made_up_conversations_do_not_grow_the_server() {
             .expect("an answer in time");
         match answer {
             // Refused (the conversation does not exist for this user), or an empty replay.
-            Some(Ok(Message::Text(t))) => assert!(
-                t.contains("not_found") || t.contains("resumed"),
-                "{t}"
-            ),
+            Some(Ok(Message::Text(t))) => {
+                assert!(t.contains("not_found") || t.contains("resumed"), "{t}")
+            }
             other => panic!("{other:?}"),
         }
     }
