@@ -56,7 +56,7 @@ impl Default for Limits {
             http_timeout: std::time::Duration::from_secs(15),
             sign_in_failures: 5,
             sign_in_failures_per_account: 20,
-            sign_ups_per_hour: 10,
+            sign_ups_per_hour: 30,
             password_hashes_at_once: std::thread::available_parallelism().map_or(2, |n| n.get()),
             rooms_per_hour: 20,
             rooms_owned: 50,
@@ -118,7 +118,7 @@ pub struct Cli {
     /// addresses that signed in to it before may try [default: 20].
     #[arg(long, env = "CHAT_SIGN_IN_FAILURES_PER_ACCOUNT")]
     pub sign_in_failures_per_account: Option<usize>,
-    /// Accounts one address may create per hour [default: 10].
+    /// Accounts one address may create per hour [default: 30].
     #[arg(long, env = "CHAT_SIGN_UPS_PER_HOUR")]
     pub sign_ups_per_hour: Option<u32>,
     /// Passwords hashed or checked at once, 19 MiB each [default: the number of cores].

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::helpers::{disk_settings, spawn_app, spawn_app_with, Client, TestApp};
 
-fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientMsg {
+pub(crate) fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientMsg {
     ClientMsg::Send {
         conversation_id: conv.clone(),
         client_msg_id: ClientMsgId::parse(cmid).unwrap(),
@@ -21,7 +21,7 @@ fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientMsg {
     }
 }
 
-async fn open_direct(client: &mut Client, with: &str) -> ConversationSummary {
+pub(crate) async fn open_direct(client: &mut Client, with: &str) -> ConversationSummary {
     client
         .ask(
             ClientMsg::OpenDirect {

@@ -485,3 +485,111 @@ async fn resumes_naming_made_up_conversations_do_not_grow_the_server() {
     eprintln!("1,500 resumes of 28 KB made-up ids: the server grew by {grown} KiB");
     assert!(grown < 16 * 1024, "the server grew by {grown} KiB");
 }
+
+/// Alice sends Bob `body` in their direct conversation; Bob's next message is it.
+async fn honest_pair_chats(alice: &mut Client, bob: &mut Client, id: &str) {
+    let conv = crate::chat::open_direct(alice, "bobby").await.id;
+    alice
+        .ask(crate::chat::send_msg(&conv, id, "still here"), |m| {
+            matches!(m, ServerMsg::Ack { .. }).then_some(())
+        })
+        .await;
+    let got = bob
+        .expect(|m| match m {
+            ServerMsg::Message { message } if message.client_msg_id == id => Some(message.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.body, "still here");
+}
+
+#[tokio::test]
+async fn silent_sockets_cannot_take_more_than_their_users_places() {
+    let app = spawn_app_with(with_limits(Limits {
+        sockets_per_user: 4,
+        ..Limits::default()
+    }))
+    .await;
+    let token = app.sign_up("hoarder").await;
+    let here = format!("http://{}", app.addr);
+    // Upgraded, greeted, and never a frame from them.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(app.connect(&token).await);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            app.try_connect(Some(&token), Some(&here)).await.err(),
+            Some(429)
+        );
+    }
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bobby").await;
+    honest_pair_chats(&mut alice, &mut bob, "m1").await;
+    // A place comes back when its socket closes.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = app.try_connect(Some(&token), Some(&here)).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "the freed place is taken again");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_outsider_probing_a_direct_conversation_learns_nothing_and_changes_nothing() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bobby").await;
+    let theirs = crate::chat::open_direct(&mut alice, "bobby").await.id;
+    let mut eve = app.user("eve").await;
+    let made_up = ConversationId("alice/zed".into());
+    for conv in [&theirs, &made_up] {
+        for probe in [
+            ClientMsg::JoinRoom {
+                conversation_id: conv.clone(),
+            },
+            ClientMsg::LeaveRoom {
+                conversation_id: conv.clone(),
+            },
+            ClientMsg::ListMembers {
+                conversation_id: conv.clone(),
+                after: None,
+                limit: None,
+            },
+            crate::chat::send_msg(conv, "e1", "let me in"),
+        ] {
+            let code = eve
+                .ask(probe, |m| match m {
+                    ServerMsg::Error { code, .. } => Some(*code),
+                    _ => None,
+                })
+                .await;
+            // The same answer whether the conversation exists or not.
+            assert_eq!(code, ErrorCode::NotFound, "{conv}");
+        }
+    }
+    // Fields a frame does not have are refused, not ignored.
+    eve.send_raw(tokio_tungstenite::tungstenite::Message::text(
+        r#"{"type":"list_rooms","admin":true}"#,
+    ))
+    .await;
+    let code = eve
+        .expect(|m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::BadFrame);
+    honest_pair_chats(&mut alice, &mut bob, "m2").await;
+    let own = crate::chat::open_direct(&mut eve, "alice").await.id;
+    assert!(
+        eve.gets_no_message_before_barrier(&own).await,
+        "nothing of theirs reached the outsider"
+    );
+    app.stop().await;
+}
