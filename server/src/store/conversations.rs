@@ -207,12 +207,19 @@ impl SurrealChatStore {
                     .bind(("limit", i64::from(limit)))
                     .await?
             }
+            // Rooms named like the cursor's that come after it, then the names after it: two
+            // range reads of the `(kind, name)` index (one condition with `OR` reads them all).
             Some(from) => {
                 self.db
                     .query(
-                        "SELECT id, name, member_count FROM conversation
-                         WHERE kind = 'room' AND (name > $name OR (name = $name AND id > $id))
-                         ORDER BY name, id LIMIT $limit",
+                        "RETURN array::slice(array::concat(
+                            (SELECT id, name, member_count FROM conversation
+                                WHERE kind = 'room' AND name = $name AND id > $id
+                                ORDER BY name, id LIMIT $limit),
+                            (SELECT id, name, member_count FROM conversation
+                                WHERE kind = 'room' AND name > $name
+                                ORDER BY name, id LIMIT $limit)
+                         ), 0, $limit)",
                     )
                     .bind(("name", from.name.unwrap_or_default()))
                     .bind(("id", from.id))

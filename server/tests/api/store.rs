@@ -295,6 +295,39 @@ async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
 }
 
 #[tokio::test]
+async fn pages_of_rooms_with_the_same_name_each_come_once() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    let mut made = Vec::new();
+    for name in ["Same", "Same", "Same", "Other", "Same", "Zeta"] {
+        let key = store
+            .create_room("alice", &RoomName::parse(name).unwrap(), 1)
+            .await
+            .unwrap();
+        made.push(key);
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = store.rooms(after.as_deref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.key.clone());
+        seen.extend(page.into_iter().map(|r| (r.name, r.key)));
+    }
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["General", "Other", "Same", "Same", "Same", "Same", "Zeta"]
+    );
+    let mut keys: Vec<&String> = seen.iter().map(|(_, k)| k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 7, "each room once");
+}
+
+#[tokio::test]
 async fn rooms_can_be_created_joined_and_left() {
     let store = memory_store().await;
     for u in ["alice", "bob", "carol"] {
