@@ -89,6 +89,19 @@ impl TestApp {
             .expect("websocket handshake")
     }
 
+    /// Whether a socket for `token` opens within a second (a place freed by a closed socket
+    /// comes back once the server has seen the close).
+    pub async fn connects_again(&self, token: &str) -> bool {
+        let origin = format!("http://{}", self.addr);
+        for _ in 0..50 {
+            if self.try_connect(Some(token), Some(&origin)).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Opens `/ws` with the given cookie and Origin; `Err` carries the refusal's status.
     pub async fn try_connect(
         &self,
@@ -292,6 +305,14 @@ impl HttpResponse {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+}
+
+/// The code of an `error` frame (for [`Client::ask`] and [`Client::expect`]).
+pub fn error_code(m: &ServerMsg) -> Option<app::protocol::ErrorCode> {
+    match m {
+        ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
     }
 }
 

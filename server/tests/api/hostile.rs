@@ -362,12 +362,7 @@ async fn room_and_member_lists_come_in_pages() {
         .filter(|r| r.name.starts_with("room"))
         .all(|r| r.member_count == 1 && r.joined));
 
-    let refused = maker
-        .ask(page(None, Some(100_000)), |m| match m {
-            ServerMsg::Error { code, .. } => Some(*code),
-            _ => None,
-        })
-        .await;
+    let refused = maker.ask(page(None, Some(100_000)), error_code).await;
     assert_eq!(refused, ErrorCode::InvalidInput);
 
     // Members, three to a page.
@@ -528,15 +523,10 @@ async fn silent_sockets_cannot_take_more_than_their_users_places() {
     honest_pair_chats(&mut alice, &mut bob, "m1").await;
     // A place comes back when its socket closes.
     drop(held.pop());
-    let mut again = None;
-    for _ in 0..50 {
-        if let Ok(c) = app.try_connect(Some(&token), Some(&here)).await {
-            again = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(again.is_some(), "the freed place is taken again");
+    assert!(
+        app.connects_again(&token).await,
+        "the freed place is taken again"
+    );
     app.stop().await;
 }
 
@@ -563,12 +553,7 @@ async fn an_outsider_probing_a_direct_conversation_learns_nothing_and_changes_no
             },
             crate::chat::send_msg(conv, "e1", "let me in"),
         ] {
-            let code = eve
-                .ask(probe, |m| match m {
-                    ServerMsg::Error { code, .. } => Some(*code),
-                    _ => None,
-                })
-                .await;
+            let code = eve.ask(probe, error_code).await;
             // The same answer whether the conversation exists or not.
             assert_eq!(code, ErrorCode::NotFound, "{conv}");
         }
@@ -578,12 +563,7 @@ async fn an_outsider_probing_a_direct_conversation_learns_nothing_and_changes_no
         r#"{"type":"list_rooms","admin":true}"#,
     ))
     .await;
-    let code = eve
-        .expect(|m| match m {
-            ServerMsg::Error { code, .. } => Some(*code),
-            _ => None,
-        })
-        .await;
+    let code = eve.expect(error_code).await;
     assert_eq!(code, ErrorCode::BadFrame);
     honest_pair_chats(&mut alice, &mut bob, "m2").await;
     let own = crate::chat::open_direct(&mut eve, "alice").await.id;
