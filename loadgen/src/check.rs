@@ -132,15 +132,7 @@ pub async fn check_unread(
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     for token in tokens {
-        let mut conn = Conn::open(addr, token).await?;
-        let list = conn
-            .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
-                ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
-                _ => None,
-            })
-            .await?;
-        conn.close().await;
-        for c in list {
+        for c in conversations(addr, token).await? {
             if c.unread != c.last_seq.saturating_sub(c.last_read_seq) {
                 problems.push(format!(
                     "{}: unread {} != {} - {}",
@@ -158,6 +150,22 @@ pub async fn check_unread(
         }
     }
     Ok(problems)
+}
+
+/// `token`'s user's conversations, as the server lists them.
+pub async fn conversations(
+    addr: SocketAddr,
+    token: &str,
+) -> anyhow::Result<Vec<app::protocol::ConversationSummary>> {
+    let mut conn = Conn::open(addr, token).await?;
+    let list = conn
+        .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
+            ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
+            _ => None,
+        })
+        .await?;
+    conn.close().await;
+    Ok(list)
 }
 
 /// Fails with a readable account of what is wrong.

@@ -1,9 +1,13 @@
 //! Soak: users in pairs and in a room send at a steady rate for a bounded time while their
-//! sockets come and go (each connection lives a few seconds, then the user reconnects and
-//! resumes). Checks, throughout: each socket sees each conversation's messages in `seq`
-//! order, each once; at the end: every acknowledged message stored exactly once, no gaps,
-//! unread counts consistent, and no error or warning in the server's log. Samples the
-//! server's resident memory every second.
+//! sockets come and go (each connection lives a few seconds, then the user reconnects,
+//! opens the direct conversation with their partner again, and resumes), marking what
+//! they receive as read now and then, at the same moments as the server stores the read
+//! positions that sending moved. Checks, throughout: each socket sees each conversation's
+//! messages in `seq` order, each once, and no request is refused; at the end: every
+//! acknowledged message stored exactly once, no gaps, unread counts consistent, every
+//! read position at least where its user marked it, and no error or warning in the
+//! server's log (a clean stop logs none). Samples the server's resident memory every
+//! second.
 
 use anyhow::Context;
 use app::domain::{ClientMsgId, MessageBody};
@@ -47,6 +51,8 @@ pub struct Report {
 #[derive(Default)]
 struct Shared {
     acked: Mutex<Vec<Acked>>,
+    /// Per user: the furthest each conversation was marked read.
+    marked: Mutex<HashMap<(usize, ConversationId), u64>>,
     problems: Mutex<Vec<String>>,
     delivered: AtomicU64,
     connections: AtomicU64,
@@ -80,8 +86,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let shared = shared.clone();
         let seed = rng.next_u64();
         let period = Duration::from_secs_f64(1.0 / opts.rate.max(0.01));
+        // Users are paired 0-1, 2-3, …; an odd last one has no partner.
+        let partner = world.users.get(i ^ 1).map(|(n, _)| n.clone());
+        let me = User {
+            index: i,
+            name,
+            token,
+            partner,
+        };
         tasks.push(tokio::spawn(async move {
-            user(addr, i, name, token, convs, shared, seed, period, deadline).await
+            user(addr, me, convs, shared, seed, period, deadline).await
         }));
     }
     let mut rss_peak = rss_start;
@@ -99,6 +113,18 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     findings
         .problems
         .extend(shared.problems.lock().expect("lock").iter().cloned());
+    let marked = shared.marked.lock().expect("lock").clone();
+    for (i, (name, token)) in world.users.iter().enumerate() {
+        for c in crate::check::conversations(addr, token).await? {
+            let wanted = marked.get(&(i, c.id.clone())).copied().unwrap_or(0);
+            if c.last_read_seq < wanted {
+                findings.problems.push(format!(
+                    "{name}: {} read up to {} after marking {wanted}",
+                    c.id, c.last_read_seq
+                ));
+            }
+        }
+    }
     server.stop(Stop::Term).await?;
     let log_problems: Vec<String> = strip_ansi(&server.log())
         .lines()
@@ -135,21 +161,33 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     })
 }
 
-/// One user: connects, sends at its rate (at most [`WINDOW`] unacknowledged), reads what
-/// arrives, and after a few seconds drops the connection and comes back; unacknowledged
-/// messages are sent again with the same ids.
-#[allow(clippy::too_many_arguments)]
-async fn user(
-    addr: std::net::SocketAddr,
+/// Who a soak user is.
+struct User {
     index: usize,
     name: String,
     token: String,
+    partner: Option<String>,
+}
+
+/// One user: connects, opens the conversation with their partner, sends at its rate (at
+/// most [`WINDOW`] unacknowledged), reads what arrives and marks some of it read, and
+/// after a few seconds drops the connection and comes back; unacknowledged messages are
+/// sent again with the same ids.
+async fn user(
+    addr: std::net::SocketAddr,
+    me: User,
     convs: Vec<ConversationId>,
     shared: Arc<Shared>,
     seed: u64,
     period: Duration,
     deadline: Instant,
 ) -> anyhow::Result<()> {
+    let User {
+        index,
+        name,
+        token,
+        partner,
+    } = me;
     let mut rng = Rng::new(seed);
     let mut n = 0_u64;
     // Sent and not acknowledged: id -> (conversation, body).
@@ -162,6 +200,10 @@ async fn user(
             .await
             .with_context(|| format!("{name} connects"))?;
         shared.connections.fetch_add(1, Ordering::SeqCst);
+        if let Some(partner) = &partner {
+            let username = app::domain::Username::parse(partner)?;
+            conn.send(&ClientMsg::OpenDirect { username }).await?;
+        }
         for (id, (conv, body)) in &in_flight {
             conn.send(&send_frame(conv, id, body)?).await?;
         }
@@ -169,14 +211,20 @@ async fn user(
         // What this socket has seen of each conversation.
         let mut last_seen: HashMap<ConversationId, u64> = HashMap::new();
         let mut ticks = tokio::time::interval(period);
+        // Sent when the session is over: the server answers frames in order, so once this
+        // is answered every earlier request has been, and its answer (an error included)
+        // was read here.
+        let mut barrier_sent = false;
         loop {
             let now = Instant::now();
-            if now >= session_end || (now >= deadline && in_flight.is_empty()) {
-                break;
+            if !barrier_sent && (now >= session_end || (now >= deadline && in_flight.is_empty())) {
+                conn.send(&ClientMsg::ListConversations { limit: Some(1) })
+                    .await?;
+                barrier_sent = true;
             }
             tokio::select! {
                 _ = ticks.tick() => {
-                    if now < deadline && in_flight.len() < WINDOW {
+                    if !barrier_sent && now < deadline && in_flight.len() < WINDOW {
                         n += 1;
                         let id = format!("k{index}-{n}");
                         let conv = convs[rng.range(0, convs.len() as u64) as usize].clone();
@@ -205,6 +253,24 @@ async fn user(
                             ));
                         }
                         *last = message.seq;
+                        // Not after the barrier: its answer must follow every request.
+                        if !barrier_sent && rng.range(0, 4) == 0 {
+                            let (conversation_id, seq) = (message.conversation_id, message.seq);
+                            {
+                                let mut marked = shared.marked.lock().expect("lock");
+                                let furthest =
+                                    marked.entry((index, conversation_id.clone())).or_default();
+                                *furthest = (*furthest).max(seq);
+                            }
+                            conn.send(&ClientMsg::MarkRead { conversation_id, seq }).await?;
+                        }
+                    }
+                    ServerMsg::Conversations { .. } if barrier_sent => break,
+                    ServerMsg::Conversation { conversation } if !convs.contains(&conversation.id) => {
+                        shared.problems.lock().expect("lock").push(format!(
+                            "{name}: opening the conversation with {partner:?} gave {}",
+                            conversation.id
+                        ));
                     }
                     ServerMsg::Error { code, message, client_msg_id } => {
                         shared.problems.lock().expect("lock").push(format!(

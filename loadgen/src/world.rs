@@ -1,5 +1,6 @@
-//! The population a scenario runs on: users in pairs, each pair with a direct conversation,
-//! and one room everybody joined; and the end-of-run check over all of it.
+//! The population a scenario runs on: users in pairs, each pair with a direct conversation
+//! (both of them open it at the same moment), and one room everybody joined; and the
+//! end-of-run check over all of it.
 
 use anyhow::Context;
 use app::domain::{RoomName, Username};
@@ -36,15 +37,21 @@ pub async fn populate(
     }
     let mut readers = BTreeMap::new();
     let mut routes: Vec<Vec<ConversationId>> = vec![Vec::new(); count];
+    // Both people of a pair open their conversation at the same moment, as two people
+    // starting to talk to each other do: the server resolves the race, both get it.
     for pair in (0..count - 1).step_by(2) {
-        let id = ask_conversation(
-            addr,
-            &users[pair].1,
-            ClientMsg::OpenDirect {
-                username: Username::parse(&users[pair + 1].0)?,
-            },
-        )
-        .await?;
+        let open = |from: usize, to: usize| -> anyhow::Result<_> {
+            let msg = ClientMsg::OpenDirect {
+                username: Username::parse(&users[to].0)?,
+            };
+            Ok(ask_conversation(addr, &users[from].1, msg))
+        };
+        let (a, b) = tokio::join!(open(pair, pair + 1)?, open(pair + 1, pair)?);
+        let (id, other) = (a?, b?);
+        anyhow::ensure!(
+            id == other,
+            "a pair opened two conversations: {id} and {other}"
+        );
         readers.insert(id.clone(), users[pair].1.clone());
         routes[pair].push(id.clone());
         routes[pair + 1].push(id);

@@ -68,13 +68,10 @@ use tracing::{info, warn};
 use crate::{db::Database, settings::Settings, store::SurrealChatStore};
 pub use clock::now_ms;
 
-/// How long shutdown lets HTTP requests in flight finish before leaving them behind.
+/// How long shutdown lets HTTP requests in flight finish before closing their connections.
 const HTTP_DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// How long shutdown waits for sockets to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long shutdown waits for the engine to close when requests were left behind (their
-/// handles keep it open until their clients go away).
-const LEFT_BEHIND_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the database to flush and close.
 const DB_CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// How often idle users' send budgets are forgotten.
@@ -308,9 +305,8 @@ impl Application {
         });
         info!(addr = %listener.local_addr()?, "listening");
         // Requests in flight get HTTP_DRAIN_GRACE to finish; one that never completes (a
-        // client that sent half a request) does not hold the process up.
-        let left_behind =
-            listen::serve(listener, router, limits, token.clone(), HTTP_DRAIN_GRACE).await;
+        // client that sent half a request) is closed then, and does not hold the process up.
+        listen::serve(listener, router, limits, token.clone(), HTTP_DRAIN_GRACE).await;
         tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -318,8 +314,8 @@ impl Application {
         {
             warn!("some sockets did not close within {SHUTDOWN_GRACE:?}");
         }
-        // The writers store what is queued and end, whoever still holds a handle (a request
-        // left behind); then the pending-changes thread closes the store.
+        // The writers store what is queued and end; then the pending-changes thread closes
+        // the store.
         drop((chat, store));
         writer_stop.cancel();
         writer_tasks.close();
@@ -329,16 +325,8 @@ impl Application {
         {
             warn!("the message writers did not finish within {SHUTDOWN_GRACE:?}");
         }
-        // A request left behind holds a handle to the database until its client goes
-        // away, so the engine cannot finish closing; the store itself is closed (everything
-        // in memory written, the clean mark set), so the next start needs no repair.
-        let close_grace = if left_behind {
-            LEFT_BEHIND_CLOSE_GRACE
-        } else {
-            DB_CLOSE_GRACE
-        };
-        if !db.close(close_grace).await {
-            warn!("the database did not finish shutting down within {close_grace:?}");
+        if !db.close(DB_CLOSE_GRACE).await {
+            warn!("the database did not finish shutting down within {DB_CLOSE_GRACE:?}");
         }
         info!("stopped");
         Ok(())

@@ -176,17 +176,20 @@ fn only_this_connection(e: &io::Error) -> bool {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; then stops accepting and
-/// lets requests in flight finish for up to `drain_grace`. Returns whether some were left
-/// behind (still open at the deadline).
+/// lets requests in flight finish for up to `drain_grace`, and closes the connections still
+/// open then (a client that sent half a request): once this returns, no connection holds
+/// anything of the server's.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
     drain_grace: Duration,
-) -> bool {
+) {
     let counts = AddressCounts::new(limits.per_address);
     let connections = TaskTracker::new();
+    // Cancelled at the drain deadline: the connections still open drop theirs.
+    let abandon = CancellationToken::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -233,15 +236,19 @@ pub async fn serve(
             tower::Service::call(&mut router.clone(), request)
         });
         let connection = http.serve_connection(io, service).with_upgrades();
-        let shutdown = shutdown.clone();
+        let (shutdown, abandon) = (shutdown.clone(), abandon.clone());
         connections.spawn(async move {
             let mut connection = std::pin::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => ended,
                 () = shutdown.cancelled() => {
-                    // Finish the request in flight (if any), then close.
+                    // Finish the request in flight (if any), then close; at the deadline,
+                    // close anyway.
                     connection.as_mut().graceful_shutdown();
-                    connection.await
+                    tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        () = abandon.cancelled() => return,
+                    }
                 }
             };
             if let Err(e) = ended {
@@ -251,12 +258,16 @@ pub async fn serve(
     }
     drop(listener);
     connections.close();
-    tokio::select! {
-        () = connections.wait() => false,
-        () = tokio::time::sleep(drain_grace) => {
-            warn!("requests still open {drain_grace:?} after shutdown began: left behind");
-            true
-        }
+    if tokio::time::timeout(drain_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        info!(
+            connections = connections.len(),
+            "closing connections still mid-request {drain_grace:?} after shutdown began"
+        );
+        abandon.cancel();
+        connections.wait().await;
     }
 }
 

@@ -1,15 +1,17 @@
 //! Users and their sessions.
 
 use app::domain::{DisplayName, Username};
-use surrealdb::types::RecordId;
+use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{
-    rows::{key_of, session_id, user_id, NameRow, UserRecord, UserRow},
-    taken_table, StoreError, SurrealChatStore,
+    retry_conflicts,
+    rows::{key_of, session_id, user_id, NameRow, UserRecord, UserRow, UserTermRow},
+    taken_table, transaction, user_terms, StoreError, SurrealChatStore,
 };
 
 impl SurrealChatStore {
-    /// Creates an account; fails with [`StoreError::UsernameTaken`] if the name is in use.
+    /// Creates an account, and the terms it is found by, in one transaction; fails with
+    /// [`StoreError::UsernameTaken`] if the name is in use.
     pub async fn create_user(
         &self,
         username: &Username,
@@ -17,22 +19,31 @@ impl SurrealChatStore {
         password_hash: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let res = self
-            .db
-            .query(
-                "CREATE $id SET display_name = $display_name, password_hash = $hash,
-                    created_at = $now RETURN NONE",
-            )
-            .bind(("id", user_id(username.as_str())))
-            .bind(("display_name", display_name.as_str().to_owned()))
-            .bind(("hash", password_hash.to_owned()))
-            .bind(("now", now_ms))
-            .await?
-            .check();
+        let name = username.as_str();
+        let res = retry_conflicts(|| async {
+            let res = self
+                .db
+                .query(
+                    "BEGIN;
+                     CREATE $id SET display_name = $display_name, password_hash = $hash,
+                        created_at = $now RETURN NONE;
+                     INSERT IGNORE INTO user_term $terms RETURN NONE;
+                     COMMIT;",
+                )
+                .bind(("id", user_id(name)))
+                .bind(("display_name", display_name.as_str().to_owned()))
+                .bind(("hash", password_hash.to_owned()))
+                .bind(("now", now_ms))
+                .bind(("terms", UserTermRow::of(name, display_name.as_str())))
+                .await?;
+            Ok(transaction(res)?)
+        })
+        .await;
         match res {
-            Ok(_) => Ok(()),
-            Err(e) if taken_table(&e) == Some("user") => Err(StoreError::UsernameTaken),
-            Err(e) => Err(e.into()),
+            Err(StoreError::Db(e)) if taken_table(&e) == Some("user") => {
+                Err(StoreError::UsernameTaken)
+            }
+            other => other,
         }
     }
 
@@ -53,25 +64,71 @@ impl SurrealChatStore {
         }))
     }
 
-    /// Users whose username or display name contains `query` (case-insensitive), by username.
+    /// Up to `limit` users with a word of their username or display name beginning with
+    /// `query` (see [`user_terms`]), closest first (by the rest of the matching name). The
+    /// terms are read from the index a page at a time, so a search costs its page, however
+    /// many users there are.
     pub async fn search_users(
         &self,
         query: &str,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        /// Terms read per page, and most pages read: one user may hold many terms that
+        /// begin the query (every character of a Chinese name begins one), so a search
+        /// reads on until it has `limit` people, within a bound.
+        const PAGE: i64 = 50;
+        const PAGES: usize = 10;
+        let Some(q) = user_terms::query(query) else {
+            return Ok(Vec::new());
+        };
+        let end = user_terms::after_all_starting_with(&q);
+        let limit = limit as usize;
+        let mut found: Vec<String> = Vec::new();
+        // The first page from `q`; each next page after the last (term, user) read: the
+        // same term with later users, then later terms (two reads of the index: one
+        // condition with `OR` would read all of it).
         let mut res = self
             .db
             .query(
-                "SELECT id, display_name FROM user
-                 WHERE string::contains(string::lowercase(record::id(id)), $q)
-                    OR string::contains(string::lowercase(display_name), $q)
-                 ORDER BY id LIMIT $limit",
+                "SELECT term, user FROM user_term WHERE term >= $q AND term < $end
+                 ORDER BY term, user LIMIT $page",
             )
-            .bind(("q", query.trim().to_lowercase()))
-            .bind(("limit", i64::from(limit)))
+            .bind(("q", q))
+            .bind(("end", end.clone()))
+            .bind(("page", PAGE))
             .await?
             .check()?;
-        Ok(names(res.take(0)?))
+        for _ in 0..PAGES {
+            let rows: Vec<TermMatch> = res.take(0)?;
+            for r in &rows {
+                if found.len() < limit && !found.contains(&r.user) {
+                    found.push(r.user.clone());
+                }
+            }
+            let last = match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE && found.len() < limit => last,
+                _ => break,
+            };
+            res = self
+                .db
+                .query(
+                    "RETURN array::slice(array::concat(
+                        (SELECT term, user FROM user_term WHERE term = $term AND user > $user
+                            ORDER BY term, user LIMIT $page),
+                        (SELECT term, user FROM user_term WHERE term > $term AND term < $end
+                            ORDER BY term, user LIMIT $page)
+                     ), 0, $page)",
+                )
+                .bind(("term", last.term.clone()))
+                .bind(("user", last.user.clone()))
+                .bind(("end", end.clone()))
+                .bind(("page", PAGE))
+                .await?
+                .check()?;
+        }
+        let mut names = self.display_names(&found).await?;
+        names.sort_by_key(|(u, _)| found.iter().position(|f| f == u));
+        Ok(names)
     }
 
     /// Display names of the given users (unknown ones are left out).
@@ -147,6 +204,13 @@ impl SurrealChatStore {
 }
 
 /// `(username, display name)` of each row.
+/// A term that matched, and whose it is.
+#[derive(Debug, SurrealValue)]
+struct TermMatch {
+    term: String,
+    user: String,
+}
+
 fn names(rows: Vec<NameRow>) -> Vec<(String, String)> {
     rows.into_iter()
         .map(|r| (key_of(&r.id), r.display_name))

@@ -78,8 +78,10 @@ impl SurrealChatStore {
                 text: m.text.clone(),
             })
             .collect();
-        // A client's own `mark_read` may write a read position at the same moment.
+        // A client's own `mark_read` may write a read position at the same moment: one
+        // at a time (see `read_writes`), and a conflict with other writes is retried.
         retry_conflicts(|| async {
+            let _one_at_a_time = self.read_writes.lock().await;
             let res = self
                 .db
                 .query(

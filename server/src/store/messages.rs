@@ -216,6 +216,7 @@ impl SurrealChatStore {
         self.require_member(key, username).await?;
         let last = self.last_seq(key).await?.unwrap_or(0);
         let stored: Option<i64> = retry_conflicts(|| async {
+            let _one_at_a_time = self.read_writes.lock().await;
             let mut res = self
                 .db
                 .query(

@@ -6,7 +6,8 @@
 //! 2. messages in `msg:[conversation, seq]`, plus a `sent` record per message;
 //! 3. `msg` only, retries recognised from memory;
 //! 4. `msg` and `client_msg:[sender, client_msg_id]`: retries recognised from the database;
-//! 5. rooms carry their `member_count` (and `created_by`, unknown for older rooms).
+//! 5. rooms carry their `member_count` (and `created_by`, unknown for older rooms);
+//! 6. users are found by their `user_term` records.
 //!
 //! A database without the record is 1, 2 or 3 (told apart by its tables) or new.
 
@@ -18,7 +19,7 @@ use super::{
     heads::LastMessage,
     rows::{
         key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord, MessageRow,
-        OldMessageRow, ReadRow,
+        NameRow, OldMessageRow, ReadRow, UserTermRow,
     },
     transaction, StoreError, SurrealChatStore,
 };
@@ -34,6 +35,12 @@ impl Paged for OldMessageRow {
     }
 }
 
+impl Paged for NameRow {
+    fn id(&self) -> &RecordId {
+        &self.id
+    }
+}
+
 impl Paged for MessageRow {
     fn id(&self) -> &RecordId {
         &self.id
@@ -41,7 +48,7 @@ impl Paged for MessageRow {
 }
 
 /// The layout this code writes.
-const LAYOUT: i64 = 5;
+const LAYOUT: i64 = 6;
 /// Records moved per transaction while a layout is moved forward.
 const MIGRATION_PAGE: i64 = 2_000;
 
@@ -75,6 +82,7 @@ impl SurrealChatStore {
         self.drop_sent_table().await?;
         self.index_client_msg_ids().await?;
         self.count_room_members().await?;
+        self.index_user_terms().await?;
         self.db
             .query("UPSERT store_layout:current SET version = $v RETURN NONE")
             .bind(("v", LAYOUT))
@@ -94,6 +102,27 @@ impl SurrealChatStore {
             .await?
             .check()?;
         Ok(())
+    }
+
+    /// Writes the search terms of every user (layout 6), a page of users per transaction.
+    /// Idempotent.
+    async fn index_user_terms(&self) -> Result<(), StoreError> {
+        let mut after = Bound::Unbounded;
+        loop {
+            let users: Vec<NameRow> = self.next_page("user", &mut after).await?;
+            if users.is_empty() {
+                return Ok(());
+            }
+            let terms: Vec<UserTermRow> = users
+                .iter()
+                .flat_map(|u| UserTermRow::of(&key_of(&u.id), &u.display_name))
+                .collect();
+            self.db
+                .query("INSERT IGNORE INTO user_term $terms RETURN NONE")
+                .bind(("terms", terms))
+                .await?
+                .check()?;
+        }
     }
 
     /// The next page of `table` in id order after `after` (moved past it): layouts are moved

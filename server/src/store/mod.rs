@@ -5,6 +5,7 @@
 //! - [`schema`] — every table, field and index, applied once at open.
 //! - [`rows`] — the stored records and the SurrealDB rows, record ids from keys (no I/O).
 //! - [`accounts`] — users and sessions.
+//! - [`user_terms`] — the terms a user is found by (pure).
 //! - [`conversations`] — direct conversations, rooms, members, the recent list.
 //! - [`messages`] — appending batches, history pages, read positions, `client_msg_id`s.
 //! - [`heads`] — each conversation's last `seq` and last message, and the read positions
@@ -35,6 +36,7 @@ mod migrations;
 mod recent;
 pub mod rows;
 mod schema;
+pub mod user_terms;
 
 use std::{
     future::Future,
@@ -160,6 +162,11 @@ pub struct SurrealChatStore {
     recent: Arc<RecentCache>,
     /// Conversations' members, kept current by this store's writes.
     members: Arc<MemberCache>,
+    /// Held by every write of read positions (`mark_read`, the deferred writes), so that
+    /// they take turns: two at once on the same member record conflict in the engine, and
+    /// under CPU contention the deferred writes met `mark_read`s through all their retries
+    /// (the soak logged a failed write of pending changes).
+    read_writes: Arc<tokio::sync::Mutex<()>>,
     /// How many times this database has been opened, this time included.
     boots: u64,
 }
@@ -176,6 +183,7 @@ impl SurrealChatStore {
             heads: Arc::default(),
             recent: Arc::default(),
             members: Arc::default(),
+            read_writes: Arc::default(),
             boots: 0,
         };
         store.boots = store.record_boot().await?;

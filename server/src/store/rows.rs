@@ -227,6 +227,35 @@ pub(super) fn user_id(username: &str) -> RecordId {
     RecordId::new("user", username)
 }
 
+/// `user_term:[term, username]`: `username` is found by queries that begin `term`.
+#[derive(Debug, SurrealValue)]
+pub(super) struct UserTermRow {
+    pub id: RecordId,
+    pub term: String,
+    pub user: String,
+}
+
+impl UserTermRow {
+    /// The rows `username` is found by (see [`super::user_terms`]).
+    pub fn of(username: &str, display_name: &str) -> Vec<Self> {
+        super::user_terms::terms(username, display_name)
+            .into_iter()
+            .map(|term| UserTermRow {
+                id: RecordId::new("user_term", text_pair(&term, username)),
+                term,
+                user: username.to_owned(),
+            })
+            .collect()
+    }
+}
+
+fn text_pair(a: &str, b: &str) -> RecordIdKey {
+    RecordIdKey::Array(Array::from(vec![
+        Value::String(a.to_owned()),
+        Value::String(b.to_owned()),
+    ]))
+}
+
 pub(super) fn session_id(sid: &str) -> RecordId {
     RecordId::new("session", sid)
 }
@@ -244,13 +273,7 @@ pub(super) fn message_id(conversation: &str, seq: u64) -> RecordId {
 }
 
 pub(super) fn client_msg_id(sender: &str, client_msg_id: &str) -> RecordId {
-    RecordId::new(
-        "client_msg",
-        RecordIdKey::Array(Array::from(vec![
-            Value::String(sender.to_owned()),
-            Value::String(client_msg_id.to_owned()),
-        ])),
-    )
+    RecordId::new("client_msg", text_pair(sender, client_msg_id))
 }
 
 fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {
@@ -287,13 +310,16 @@ pub(super) fn to_u64(n: i64) -> u64 {
 
 /// `(sender, client_msg_id)` of an id `client_msg:[sender, client_msg_id]`.
 pub(super) fn client_msg_key(id: &RecordId) -> Option<(String, String)> {
+    text_pair_of(id)
+}
+
+/// The two strings of an id `table:[a, b]`.
+fn text_pair_of(id: &RecordId) -> Option<(String, String)> {
     let RecordIdKey::Array(parts) = &id.key else {
         return None;
     };
     match parts.iter().collect::<Vec<_>>().as_slice() {
-        [Value::String(sender), Value::String(client_msg_id)] => {
-            Some((sender.clone(), client_msg_id.clone()))
-        }
+        [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
         _ => None,
     }
 }

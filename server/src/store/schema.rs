@@ -9,6 +9,15 @@ DEFINE FIELD IF NOT EXISTS display_name ON user TYPE string;
 DEFINE FIELD IF NOT EXISTS password_hash ON user TYPE string;
 DEFINE FIELD IF NOT EXISTS created_at ON user TYPE int;
 
+-- How users are found by name: `user_term:[term, username]`, one per word start of the
+-- username and display name (`user_terms`), written with the user. The id makes each
+-- term once per user; the fields repeat it for the index, whose range reads stop at
+-- their `LIMIT` (a range of record ids is read whole in SurrealDB 3.3.5).
+DEFINE TABLE IF NOT EXISTS user_term SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS term ON user_term TYPE string;
+DEFINE FIELD IF NOT EXISTS user ON user_term TYPE string;
+DEFINE INDEX IF NOT EXISTS user_term_order ON user_term FIELDS term, user;
+
 -- Sessions: `session:<random 128-bit hex>`; times in seconds.
 DEFINE TABLE IF NOT EXISTS session SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS user ON session TYPE record<user>;

@@ -282,18 +282,10 @@ async fn auth_requests_from_another_site_are_refused() {
     let app = spawn_app().await;
     let token = app.sign_up("alice").await;
     let own = format!("Origin: http://{}\r\n", app.addr);
+    let addr = app.addr;
     let sign_out_with = |extra: String| {
         let token = token.clone();
-        async move {
-            post_json_with(
-                app.addr,
-                "/api/auth/signout",
-                &json!({}),
-                Some(&token),
-                &extra,
-            )
-            .await
-        }
+        async move { post_json_with(addr, "/api/auth/signout", &json!({}), Some(&token), &extra).await }
     };
     for extra in [
         "Origin: http://evil.example\r\n".to_owned(),

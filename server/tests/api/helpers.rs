@@ -13,10 +13,23 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The password every test account gets.
 pub const PASSWORD: &str = "correct horse battery";
 
-pub struct TestApp {
+/// A running server as a client reaches it: its address.
+pub struct Site {
     pub addr: SocketAddr,
+}
+
+/// The server running in this test's process.
+pub struct TestApp {
+    site: Site,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 /// Test settings with durable storage in `dir`.
@@ -45,13 +58,13 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         let _ = stopped.await;
     }));
     TestApp {
-        addr,
+        site: Site { addr },
         stop: Some(stop),
         handle,
     }
 }
 
-impl TestApp {
+impl Site {
     /// Creates an account (display name = username in capitals) and returns its token.
     pub async fn sign_up(&self, username: &str) -> String {
         let body = serde_json::json!({
@@ -131,7 +144,9 @@ impl TestApp {
             Err(e) => panic!("handshake failed: {e}"),
         }
     }
+}
 
+impl TestApp {
     /// Triggers graceful shutdown and waits for the server to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -142,6 +157,115 @@ impl TestApp {
             .expect("server stops in time")
             .expect("server task did not panic")
             .expect("server ran without I/O errors");
+    }
+}
+
+/// The server binary run as a process of its own (for what only a process shows: its
+/// memory, signals, its log), listening on a free loopback port.
+pub struct ServerProcess {
+    site: Site,
+    child: std::process::Child,
+    lines_before_listening: Vec<String>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl ServerProcess {
+    /// Starts the binary with `env` (`CHAT_*` settings) and waits until it listens; the
+    /// log is plain text, `info` and up (the storage engine's from `warn`) unless `env`
+    /// says otherwise.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        command
+            .env("CHAT_ADDR", "127.0.0.1:0")
+            .env("CHAT_LOG", "info,surrealdb=warn,surrealkv=warn")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the server binary starts");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut lines_before_listening = Vec::new();
+        let mut raw = String::new();
+        while out.read_line(&mut raw).expect("a log line") > 0 {
+            let line = std::mem::take(&mut raw).trim_end().to_owned();
+            if let Some(addr) = line.contains("listening").then(|| {
+                line.split("addr=")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_else(|| panic!("an address in {line:?}"))
+            }) {
+                // The rest of the log is kept by a thread, so that the server never
+                // writes into a full or closed pipe.
+                let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                let kept = log.clone();
+                std::thread::spawn(move || {
+                    for line in out.lines().map_while(Result::ok) {
+                        kept.lock().unwrap().push(line);
+                    }
+                });
+                return ServerProcess {
+                    site: Site { addr },
+                    child,
+                    lines_before_listening,
+                    log,
+                };
+            }
+            lines_before_listening.push(line);
+        }
+        let _ = child.wait();
+        panic!("the server exited before listening: {lines_before_listening:#?}");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it logged before it listened.
+    pub fn start_log(&self) -> &[String] {
+        &self.lines_before_listening
+    }
+
+    /// What it logged since it listened.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the process to end: its exit status, and
+    /// how long it took.
+    #[cfg(unix)]
+    pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(sent.unwrap().success(), "SIGTERM sent");
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running 30 s after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -782,3 +782,80 @@ async fn an_interrupted_layout_move_goes_on_where_it_stopped() {
     assert_eq!(found(first).await, 0, "the finished one is not read again");
     assert_eq!(found(second).await, 30);
 }
+
+async fn named(store: &SurrealChatStore, username: &str, display_name: &str) {
+    store
+        .create_user(
+            &Username::parse(username).unwrap(),
+            &DisplayName::parse(display_name).unwrap(),
+            "hash",
+            1,
+        )
+        .await
+        .unwrap();
+}
+
+async fn found(store: &SurrealChatStore, q: &str) -> Vec<String> {
+    let users = store.search_users(q, 20).await.unwrap();
+    users.into_iter().map(|(u, _)| u).collect()
+}
+
+/// People are found by the start of any word of their username or display name, in any
+/// case, and by any character of a Chinese name; closest first, at most the limit.
+#[tokio::test]
+async fn people_are_found_by_the_start_of_any_word_of_their_names() {
+    let store = memory_store().await;
+    named(&store, "ada_l", "Ada Lovelace").await;
+    named(&store, "adam", "Adam Smith").await;
+    named(&store, "grace", "Grace Hopper").await;
+    named(&store, "zhangwei", "张伟").await;
+    named(&store, "wangfang", "王芳 Fang").await;
+    assert_eq!(found(&store, "ADA").await, ["ada_l", "adam"]);
+    assert_eq!(found(&store, "ada ").await, ["ada_l", "adam"], "trimmed");
+    assert_eq!(found(&store, "love").await, ["ada_l"]);
+    assert_eq!(found(&store, "hopper").await, ["grace"]);
+    assert_eq!(found(&store, "伟").await, ["zhangwei"]);
+    assert_eq!(found(&store, "王芳").await, ["wangfang"]);
+    assert_eq!(found(&store, "fang").await, ["wangfang"]);
+    assert!(
+        found(&store, "ace").await.is_empty(),
+        "not the inside of a word"
+    );
+    assert!(found(&store, "nobody").await.is_empty());
+    let named_alike = store.search_users("ada", 1).await.unwrap();
+    assert_eq!(
+        named_alike,
+        [("ada_l".to_owned(), "Ada Lovelace".to_owned())]
+    );
+}
+
+/// One person whose name matches a query many times over (every character of a long
+/// Chinese name begins a word) takes one place in the answer, not all of them.
+#[tokio::test]
+async fn a_name_that_matches_many_times_takes_one_place() {
+    let store = memory_store().await;
+    named(&store, "a-many", &"张".repeat(64)).await;
+    for i in 0..30 {
+        named(&store, &format!("zhang{i:02}"), &format!("张{i}")).await;
+    }
+    let users = found(&store, "张").await;
+    assert_eq!(users.len(), 20);
+    assert_eq!(users.iter().filter(|u| *u == "a-many").count(), 1);
+}
+
+/// A database from before users had search terms learns them when opened.
+#[tokio::test]
+async fn an_older_database_learns_how_its_people_are_found_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store, _) = disk_store_with_alice_and_bob(dir.path()).await;
+    db.handle()
+        .query("DELETE user_term; UPDATE store_layout:current SET version = 5;")
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    assert!(found(&store, "alice").await.is_empty());
+    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    assert_eq!(found(&again, "ALI").await, ["alice"]);
+    assert_eq!(found(&again, "bob").await, ["bob"]);
+}
