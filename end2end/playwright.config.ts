@@ -18,7 +18,9 @@ export default defineConfig({
   forbidOnly: !!process.env.CI,
   retries: 0,
   workers: 1,
-  reporter: [["list"], ["html", { open: "never" }]],
+  // results.json lets scripts/test check that the tests really ran (cargo-leptos reports
+  // success when the front end fails to build and Playwright never starts).
+  reporter: [["list"], ["html", { open: "never" }], ["json", { outputFile: "results.json" }]],
   outputDir: "test-results",
   use: {
     baseURL: `http://${address}`,

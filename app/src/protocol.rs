@@ -9,7 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ClientMsgId, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
+
+/// How often a client says that its user is still typing (at most), in milliseconds.
+pub const TYPING_EVERY_MS: i64 = 3_000;
+/// How long a client shows that someone is typing after their last `typing`, unless a
+/// message from them comes first.
+pub const TYPING_SHOWN_MS: i64 = 6_000;
 
 /// Largest text frame, in bytes, the server accepts; bigger frames are refused with
 /// [`ErrorCode::FrameTooLarge`]. A maximal message body (4,000 characters of up to 4 bytes)
@@ -79,8 +85,8 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Users whose username or display name contains `query` (case-insensitive), for starting
-    /// a direct conversation. Answered by [`ServerMsg::Users`].
+    /// Users with a word of their username or display name beginning with `query` (any
+    /// case), for starting a direct conversation. Answered by [`ServerMsg::Users`].
     SearchUsers { query: String },
     /// Posts a message. `client_msg_id` makes retries safe: sending the same id again returns
     /// the original message. Answered by [`ServerMsg::Ack`] once the message is durable.
@@ -104,6 +110,10 @@ pub enum ClientMsg {
         conversation_id: ConversationId,
         seq: Seq,
     },
+    /// The user is typing in this conversation: sent at most every [`TYPING_EVERY_MS`] while
+    /// they type. Not answered (unless refused); the other members' sockets get
+    /// [`ServerMsg::Typing`]. Never stored, never replayed.
+    Typing { conversation_id: ConversationId },
     /// After a reconnect: for each conversation, the last `seq` the client has. The server
     /// sends every later message, in order, as [`ServerMsg::Message`] frames, then
     /// [`ServerMsg::Resumed`]; live messages are never sent twice.
@@ -191,6 +201,12 @@ pub enum ServerMsg {
     },
     /// Every message missed before the `resume` has been sent.
     Resumed,
+    /// `username` is typing in `conversation_id` (show it for [`TYPING_SHOWN_MS`], or until a
+    /// message from them arrives).
+    Typing {
+        conversation_id: ConversationId,
+        username: String,
+    },
     /// A user sharing a conversation with this one came online or went offline.
     Presence {
         username: String,

@@ -68,6 +68,7 @@ const TYPES: &[&str] = &[
     "send",
     "history",
     "mark_read",
+    "typing",
     "launch_rockets",
 ];
 const FIELDS: &[&str] = &[

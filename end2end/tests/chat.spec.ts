@@ -338,3 +338,31 @@ test("a 360 px wide screen can sign in, open a conversation and send", async ({ 
   await page.getByRole("button", { name: "Back to conversations" }).click();
   await expect(conversations(page)).toBeVisible();
 });
+
+test("someone typing is shown to the other person, cleared by their message or after a pause", async ({
+  browser,
+}) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob", { viewport: { width: 360, height: 740 } });
+  await openDirect(ann.page, bob.name);
+  await send(ann.page, "Hi there");
+  await conversationItem(bob.page, ann.name).click();
+  await expect(messageLog(bob.page).getByText("Hi there")).toBeVisible();
+
+  const typing = bob.page.getByText(`${ann.name} is typing…`);
+  await composer(ann.page).pressSequentially("How are", { delay: 20 });
+  await expect(typing).toBeVisible();
+  await bob.page.screenshot({ path: "screenshots/typing-phone.png" });
+  // Nobody is told about their own typing.
+  await expect(ann.page.getByText(/is typing…/)).toHaveCount(0);
+
+  await composer(ann.page).pressSequentially(" you?");
+  await composer(ann.page).press("Enter");
+  await expect(messageLog(bob.page).getByText("How are you?")).toBeVisible();
+  await expect(typing).toHaveCount(0);
+
+  // Typing that stops lapses after a few seconds.
+  await composer(ann.page).pressSequentially("Also");
+  await expect(typing).toBeVisible();
+  await expect(typing).toHaveCount(0, { timeout: 10_000 });
+});

@@ -11,6 +11,7 @@ use crate::domain::{ClientMsgId, MessageBody};
 use crate::protocol::{
     ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message, Position,
     Preview, RoomInfo, Seq, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE,
+    TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
 
 /// Characters of a message kept for the sidebar preview (the server keeps as many).
@@ -46,6 +47,18 @@ pub struct Chat {
     listing: bool,
     /// The last refusal not tied to a message, for the user to read.
     pub notice: Option<String>,
+    /// Who is typing where, as `typing` frames said (in the order they started).
+    pub typing: Vec<Typist>,
+    /// Where and when (browser clock, ms) this user last said they were typing.
+    typing_sent: Option<(ConversationId, i64)>,
+}
+
+/// Someone typing in a conversation, shown until `until_ms` (browser clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typist {
+    pub conversation_id: ConversationId,
+    pub username: String,
+    pub until_ms: i64,
 }
 
 /// One conversation's loaded messages and local echoes.
@@ -133,6 +146,8 @@ impl Chat {
             opening: false,
             listing: false,
             notice: None,
+            typing: Vec::new(),
+            typing_sent: None,
         }
     }
 
@@ -349,6 +364,8 @@ impl Chat {
                 }
             }
             ServerMsg::Presence { username, online } => self.set_online(&username, online),
+            // Shown for a time: the browser hands it to `someone_typing` with its clock.
+            ServerMsg::Typing { .. } => {}
             ServerMsg::Error {
                 code,
                 message,
@@ -505,10 +522,63 @@ impl Chat {
         })
     }
 
+    /// `username` is typing in `conversation_id`: a `typing` frame arrived at `now_ms`.
+    pub fn someone_typing(
+        &mut self,
+        conversation_id: ConversationId,
+        username: String,
+        now_ms: i64,
+    ) {
+        let until_ms = now_ms + TYPING_SHOWN_MS;
+        match self
+            .typing
+            .iter_mut()
+            .find(|t| t.conversation_id == conversation_id && t.username == username)
+        {
+            Some(t) => t.until_ms = until_ms,
+            None => self.typing.push(Typist {
+                conversation_id,
+                username,
+                until_ms,
+            }),
+        }
+    }
+
+    /// Forgets whoever stopped typing before `now_ms`.
+    pub fn expire_typing(&mut self, now_ms: i64) {
+        self.typing.retain(|t| t.until_ms > now_ms);
+    }
+
+    /// The display names of the people typing in `id` at `now_ms`, first to start first.
+    pub fn typing_in(&self, id: &ConversationId, now_ms: i64) -> Vec<String> {
+        self.typing
+            .iter()
+            .filter(|t| &t.conversation_id == id && t.until_ms > now_ms)
+            .map(|t| self.name_of(&t.username).to_owned())
+            .collect()
+    }
+
+    /// The user typed in the open conversation at `now_ms`: the `typing` frame to send, at
+    /// most one every [`TYPING_EVERY_MS`] per conversation, and none while offline.
+    pub fn typing_request(&mut self, now_ms: i64) -> Option<ClientMsg> {
+        let id = self.active.clone().filter(|_| self.live)?;
+        if let Some((sent_in, at)) = &self.typing_sent {
+            if *sent_in == id && now_ms - at < TYPING_EVERY_MS {
+                return None;
+            }
+        }
+        self.typing_sent = Some((id.clone(), now_ms));
+        Some(ClientMsg::Typing {
+            conversation_id: id,
+        })
+    }
+
     /// Shows the message at once as pending and sends it if the socket is up; otherwise it
     /// goes out on the next reconnect.
     pub fn send(&mut self, body: MessageBody, client_msg_id: ClientMsgId) -> Option<ClientMsg> {
         let id = self.active.clone()?;
+        // Typing again after this message is news again at once.
+        self.typing_sent = None;
         let pending = Pending {
             client_msg_id: client_msg_id.into_inner(),
             body: body.into_inner(),
@@ -546,6 +616,9 @@ impl Chat {
     fn receive_known(&mut self, message: Message, out: &mut Vec<ClientMsg>) -> bool {
         let id = message.conversation_id.clone();
         let mine = message.sender == self.me.username;
+        // Their message is what they were typing.
+        self.typing
+            .retain(|t| t.conversation_id != id || t.username != message.sender);
         let Some(c) = self.summary_mut(&id) else {
             return false;
         };
@@ -623,6 +696,18 @@ fn send_frame(id: &ConversationId, p: &Pending) -> Option<ClientMsg> {
         conversation_id: id.clone(),
         client_msg_id: ClientMsgId::parse(&p.client_msg_id).ok()?,
         body: MessageBody::parse(&p.body).ok()?,
+    })
+}
+
+/// The line under a conversation for the people typing in it: "Ada is typing…", "Ada and
+/// Bob are typing…", "Ada, Bob and Cy are typing…", then "Several people are typing…".
+pub fn typing_line(names: &[String]) -> Option<String> {
+    Some(match names {
+        [] => return None,
+        [one] => format!("{one} is typing…"),
+        [a, b] => format!("{a} and {b} are typing…"),
+        [a, b, c] => format!("{a}, {b} and {c} are typing…"),
+        _ => "Several people are typing…".to_owned(),
     })
 }
 
@@ -991,6 +1076,70 @@ mod tests {
         assert_eq!(
             sentence("room_name: must be 1–64 characters"),
             "Room name must be 1–64 characters."
+        );
+    }
+
+    #[test]
+    fn typing_shows_until_it_lapses_or_the_message_arrives() {
+        let mut c = chat();
+        let ab = id("ann/bob");
+        c.someone_typing(ab.clone(), "bob".into(), 1_000);
+        c.someone_typing(id("r1"), "cat".into(), 1_000);
+        assert_eq!(c.typing_in(&ab, 1_000), ["BOB"]);
+        assert!(
+            c.typing_in(&ab, 1_000 + TYPING_SHOWN_MS).is_empty(),
+            "lapsed"
+        );
+        c.someone_typing(ab.clone(), "bob".into(), 5_000);
+        assert_eq!(c.typing.len(), 2, "said again, shown longer, listed once");
+        assert_eq!(c.typing_in(&ab, 1_000 + TYPING_SHOWN_MS), ["BOB"]);
+        c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 3, "bob"),
+        });
+        assert!(c.typing_in(&ab, 5_000).is_empty(), "their message ends it");
+        assert_eq!(c.typing_in(&id("r1"), 5_000), ["CAT"]);
+        c.expire_typing(1_000 + TYPING_SHOWN_MS);
+        assert!(c.typing.is_empty());
+    }
+
+    #[test]
+    fn typing_is_said_at_most_every_few_seconds_and_again_after_sending() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.live = false;
+        assert_eq!(c.typing_request(0), None, "not while offline");
+        c.live = true;
+        let said = ClientMsg::Typing {
+            conversation_id: id("ann/bob"),
+        };
+        assert_eq!(c.typing_request(10), Some(said.clone()));
+        assert_eq!(c.typing_request(10 + TYPING_EVERY_MS - 1), None);
+        assert_eq!(c.typing_request(10 + TYPING_EVERY_MS), Some(said.clone()));
+        c.send(
+            MessageBody::parse("hi").unwrap(),
+            ClientMsgId::parse("c1").unwrap(),
+        );
+        assert_eq!(c.typing_request(20 + TYPING_EVERY_MS), Some(said));
+        c.close();
+        assert_eq!(c.typing_request(30_000), None, "no conversation open");
+    }
+
+    #[test]
+    fn the_typing_line_names_up_to_three() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(typing_line(&[]), None);
+        assert_eq!(typing_line(&names(&["Ada"])).unwrap(), "Ada is typing…");
+        assert_eq!(
+            typing_line(&names(&["Ada", "Bob"])).unwrap(),
+            "Ada and Bob are typing…"
+        );
+        assert_eq!(
+            typing_line(&names(&["Ada", "Bob", "Cy"])).unwrap(),
+            "Ada, Bob and Cy are typing…"
+        );
+        assert_eq!(
+            typing_line(&names(&["Ada", "Bob", "Cy", "Di"])).unwrap(),
+            "Several people are typing…"
         );
     }
 }

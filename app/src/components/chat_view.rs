@@ -93,6 +93,7 @@ pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl I
 mod browser {
     use super::*;
     use crate::chat::Alert;
+    use crate::protocol::{ConversationId, ServerMsg};
     use crate::ws_client::Socket;
     use std::time::Duration;
 
@@ -119,6 +120,14 @@ mod browser {
                     })
                 },
                 move |msg| {
+                    if let ServerMsg::Typing {
+                        conversation_id,
+                        username,
+                    } = msg
+                    {
+                        typing(chat, conversation_id, username);
+                        return;
+                    }
                     if let Some((frames, alert)) = chat.try_update(|c| c.apply(msg)) {
                         ctx.send_all(frames);
                         if let Some(alert) = alert {
@@ -150,6 +159,21 @@ mod browser {
             visibility.remove();
             ctx.socket.try_with_value(|s| s.as_ref().map(Socket::close));
         });
+    }
+
+    /// Shows that `username` is typing, and hides it again once it lapses (unless they
+    /// said so again meanwhile).
+    fn typing(chat: RwSignal<Chat>, conversation_id: ConversationId, username: String) {
+        use crate::chat::time::now_ms;
+        let now = now_ms();
+        chat.try_update(|c| c.someone_typing(conversation_id, username, now));
+        let lapse = Duration::from_millis(crate::protocol::TYPING_SHOWN_MS as u64 + 50);
+        set_timeout(
+            move || {
+                chat.try_update(|c| c.expire_typing(now_ms()));
+            },
+            lapse,
+        );
     }
 
     type ClickHandler = wasm_bindgen::closure::Closure<dyn Fn(web_sys::Event)>;

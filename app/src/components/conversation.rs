@@ -163,6 +163,16 @@ fn Conversation(id: ConversationId) -> impl IntoView {
         .map_or_else(|| id.0.clone(), |p| p.user.username);
     let is_room =
         move || summary.with(|s| s.as_ref().is_some_and(|s| s.kind == ConversationKind::Room));
+    // Follows the chat: someone starts, says so again, sends, or lapses (the browser
+    // expires them when their time is up).
+    let typing = {
+        let id = id.clone();
+        move || {
+            chat.with(|c| {
+                crate::chat::state::typing_line(&c.typing_in(&id, crate::chat::time::now_ms()))
+            })
+        }
+    };
     let leave = {
         let id = id.clone();
         move |_| {
@@ -194,6 +204,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             </Show>
         </header>
         <MessageLog id=id.clone() />
+        <p class="typing muted" aria-live="polite">{typing}</p>
         <Show when=move || !ctx.conn.get().is_connected()>
             <p class="pane-banner">
                 "Not connected. Messages you send now go out as soon as the connection is back."
@@ -508,7 +519,11 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                 rows="1"
                 placeholder=move || format!("Message {}", title.get())
                 prop:value=move || draft.get()
-                on:input=move |ev| draft.set(event_target_value(&ev))
+                on:input=move |ev| {
+                    draft.set(event_target_value(&ev));
+                    let now = crate::chat::time::now_ms();
+                    ctx.act(move |c| c.typing_request(now));
+                }
                 on:keydown=move |ev: ev::KeyboardEvent| {
                     // Enter sends; Shift+Enter (and Enter while composing text with an IME)
                     // is a new line.

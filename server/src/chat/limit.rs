@@ -1,6 +1,6 @@
 //! How fast each user may act: per-user GCRA limits (`governor`) for sending (a burst of
-//! [`BURST_SECONDS`] worth of messages, then the configured rate), creating rooms and
-//! searching.
+//! [`BURST_SECONDS`] worth of messages, then the configured rate), creating rooms,
+//! searching and saying one is typing.
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -12,6 +12,10 @@ pub const ROOM_BURST: u32 = 5;
 /// Searches per second per user, and at once.
 const SEARCHES_PER_SECOND: u32 = 5;
 const SEARCH_BURST: u32 = 10;
+/// `typing` frames passed on per second per user, and at once (a client sends one every
+/// three seconds while its user types; a few tabs or conversations fit).
+const TYPING_PER_SECOND: u32 = 2;
+const TYPING_BURST: u32 = 4;
 
 fn non_zero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
@@ -39,6 +43,12 @@ impl UserRate {
     pub fn searches() -> Self {
         Self::new(
             Quota::per_second(non_zero(SEARCHES_PER_SECOND)).allow_burst(non_zero(SEARCH_BURST)),
+        )
+    }
+
+    pub fn typing() -> Self {
+        Self::new(
+            Quota::per_second(non_zero(TYPING_PER_SECOND)).allow_burst(non_zero(TYPING_BURST)),
         )
     }
 

@@ -1,6 +1,6 @@
 //! The chat service: every use-case a client frame can ask for, as a method of
 //! [`ChatService`], which holds exactly what they need (the store, the hub, the writers
-//! and the per-user budgets: sends, rooms, searches). Each checks that the user may do what
+//! and the per-user budgets: sends, rooms, searches, typing). Each checks that the user may do what
 //! they ask (membership, validity, rate) before anything is written, so a refused frame
 //! changes nothing.
 //!
@@ -54,6 +54,7 @@ struct Budgets {
     sends: UserRate,
     rooms: UserRate,
     searches: UserRate,
+    typing: UserRate,
     rooms_owned: u64,
 }
 
@@ -76,6 +77,7 @@ impl ChatService {
                 sends: UserRate::sends(limits.send_rate),
                 rooms: UserRate::rooms(limits.rooms_per_hour),
                 searches: UserRate::searches(),
+                typing: UserRate::typing(),
                 rooms_owned: limits.rooms_owned as u64,
             }),
         }
@@ -92,6 +94,7 @@ impl ChatService {
         self.budgets.sends.forget_idle();
         self.budgets.rooms.forget_idle();
         self.budgets.searches.forget_idle();
+        self.budgets.typing.forget_idle();
     }
 
     /// Who `username` is, as sockets introduce them; `None` for an unknown account.
@@ -382,6 +385,24 @@ impl ChatService {
             .iter()
             .map(|m| m.to_wire())
             .collect())
+    }
+
+    /// `me` is typing in `key`: the other members' sockets are told, nothing is stored.
+    /// Beyond `me`'s typing budget the news is dropped (it is only ever a hint, and the
+    /// client says it again while the user types); a conversation `me` is not in is
+    /// refused like every other path into it.
+    pub async fn typing(&self, me: &str, key: &str) -> Result<(), Refusal> {
+        let members = self.store.require_member(key, me).await?;
+        if !self.budgets.typing.allow(me) {
+            return Ok(());
+        }
+        let others: Vec<String> = members.iter().filter(|m| *m != me).cloned().collect();
+        let msg = ServerMsg::Typing {
+            conversation_id: ConversationId(key.to_owned()),
+            username: me.to_owned(),
+        };
+        self.hub.push(&others, &Outbound::frame(&msg), None);
+        Ok(())
     }
 
     /// Tells everyone who shares a conversation with `user` that they came or went.

@@ -444,6 +444,13 @@ impl Handler {
                     Err(refusal) => self.send(&refusal.into_msg(Some(id))).await,
                 };
             }
+            // Answered only when refused.
+            ClientMsg::Typing { conversation_id } => {
+                return match chat.typing(me, &conversation_id.0).await {
+                    Ok(()) => Ok(()),
+                    Err(refusal) => self.send(&refusal.into_msg(None)).await,
+                };
+            }
             ClientMsg::Resume { positions } => {
                 for p in positions {
                     self.replay(&p.conversation_id.0, p.seq, None).await?;

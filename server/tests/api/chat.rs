@@ -811,3 +811,77 @@ async fn a_send_retried_after_a_restart_gets_the_original_and_stores_nothing() {
     );
     app.stop().await;
 }
+
+/// Whether `typing` frames naming `who` in `conv` reached `client` (a `ping` round trip
+/// bounds the wait: anything pushed before it is in by then).
+async fn saw_typing(client: &mut Client, conv: &ConversationId, who: &str) -> bool {
+    client
+        .ask(ClientMsg::Ping { nonce: 7 }, |m| {
+            matches!(m, ServerMsg::Pong { nonce: 7, .. }).then_some(())
+        })
+        .await;
+    client
+        .receives_within(Duration::ZERO, |m| {
+            matches!(m, ServerMsg::Typing { conversation_id, username }
+                if conversation_id == conv && username == who)
+        })
+        .await
+}
+
+/// Typing is passed on to the other members' sockets at once, to nobody else, and kept
+/// nowhere: an outsider is refused, history holds nothing of it, a resume replays none.
+#[tokio::test]
+async fn typing_reaches_the_other_members_and_is_kept_nowhere() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let bob_token = app.sign_up("bob").await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.recv().await;
+    bob.start().await;
+    let mut eve = app.user("eve").await;
+    let dm = open_direct(&mut alice, "bob").await.id;
+    alice
+        .send(&ClientMsg::Typing {
+            conversation_id: dm.clone(),
+        })
+        .await;
+    let seen = bob
+        .expect(|m| match m {
+            ServerMsg::Typing {
+                conversation_id,
+                username,
+            } => Some((conversation_id.clone(), username.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, (dm.clone(), "alice".to_owned()));
+    assert!(
+        !saw_typing(&mut alice, &dm, "alice").await,
+        "not to oneself"
+    );
+    let refused = eve
+        .ask(
+            ClientMsg::Typing {
+                conversation_id: dm.clone(),
+            },
+            crate::helpers::error_code,
+        )
+        .await;
+    assert_eq!(refused, ErrorCode::NotFound);
+    assert!(!saw_typing(&mut bob, &dm, "eve").await);
+    assert_eq!(history(&mut bob, &dm, None).await, (vec![], false));
+    drop(bob);
+    let mut bob = app.connect(&bob_token).await;
+    bob.recv().await;
+    bob.send(&ClientMsg::Resume {
+        positions: vec![Position {
+            conversation_id: dm.clone(),
+            seq: 0,
+        }],
+    })
+    .await;
+    bob.expect(|m| matches!(m, ServerMsg::Resumed).then_some(()))
+        .await;
+    assert!(!saw_typing(&mut bob, &dm, "alice").await, "never replayed");
+    app.stop().await;
+}
