@@ -124,15 +124,25 @@ pub async fn check(
 }
 
 /// Each user's recent-conversations list agrees with the histories: `last_seq` is the newest
-/// stored `seq` and `unread = last_seq - last_read_seq`.
+/// stored `seq` and `unread = last_seq - last_read_seq`; and each read position is at least
+/// where its user marked it (`marked`: by the user's index in `users`, then conversation).
 pub async fn check_unread(
     addr: SocketAddr,
-    tokens: &[String],
+    users: &[(String, String)],
     newest: &HashMap<ConversationId, u64>,
+    marked: &HashMap<(usize, ConversationId), u64>,
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    for token in tokens {
-        for c in conversations(addr, token).await? {
+    for (i, (name, token)) in users.iter().enumerate() {
+        let mut conn = Conn::open(addr, token).await?;
+        let list = conn
+            .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
+                ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
+                _ => None,
+            })
+            .await?;
+        conn.close().await;
+        for c in list {
             if c.unread != c.last_seq.saturating_sub(c.last_read_seq) {
                 problems.push(format!(
                     "{}: unread {} != {} - {}",
@@ -147,25 +157,17 @@ pub async fn check_unread(
                     ));
                 }
             }
+            if let Some(&wanted) = marked.get(&(i, c.id.clone())) {
+                if c.last_read_seq < wanted {
+                    problems.push(format!(
+                        "{name}: {} read up to {} after marking {wanted}",
+                        c.id, c.last_read_seq
+                    ));
+                }
+            }
         }
     }
     Ok(problems)
-}
-
-/// `token`'s user's conversations, as the server lists them.
-pub async fn conversations(
-    addr: SocketAddr,
-    token: &str,
-) -> anyhow::Result<Vec<app::protocol::ConversationSummary>> {
-    let mut conn = Conn::open(addr, token).await?;
-    let list = conn
-        .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
-            ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),
-            _ => None,
-        })
-        .await?;
-    conn.close().await;
-    Ok(list)
 }
 
 /// Fails with a readable account of what is wrong.

@@ -117,7 +117,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         t.await??;
     }
     let acked = shared.acked.lock().expect("lock").clone();
-    let last = world.check(addr, &acked).await?;
+    let last = world.check(addr, &acked, &Default::default()).await?;
     server.stop(Stop::Term).await?;
     require(&last).context("final check")?;
     let abrupt = shared.abrupt_closes.load(Ordering::SeqCst);

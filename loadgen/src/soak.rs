@@ -109,22 +109,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     let rss_end = server.rss_kib().unwrap_or(0);
     let acked = shared.acked.lock().expect("lock").clone();
-    let mut findings = world.check(addr, &acked).await?;
+    let marked = shared.marked.lock().expect("lock").clone();
+    let mut findings = world.check(addr, &acked, &marked).await?;
     findings
         .problems
         .extend(shared.problems.lock().expect("lock").iter().cloned());
-    let marked = shared.marked.lock().expect("lock").clone();
-    for (i, (name, token)) in world.users.iter().enumerate() {
-        for c in crate::check::conversations(addr, token).await? {
-            let wanted = marked.get(&(i, c.id.clone())).copied().unwrap_or(0);
-            if c.last_read_seq < wanted {
-                findings.problems.push(format!(
-                    "{name}: {} read up to {} after marking {wanted}",
-                    c.id, c.last_read_seq
-                ));
-            }
-        }
-    }
     server.stop(Stop::Term).await?;
     let log_problems: Vec<String> = strip_ansi(&server.log())
         .lines()

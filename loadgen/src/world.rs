@@ -105,18 +105,23 @@ async fn ask_conversation(
 
 impl World {
     /// Reads everything back: the acknowledged messages (see [`check`]) and every user's
-    /// unread counts against the newest acknowledged `seq`s.
-    pub async fn check(&self, addr: SocketAddr, acked: &[Acked]) -> anyhow::Result<Findings> {
+    /// unread counts against the newest acknowledged `seq`s, and their read positions against
+    /// where they `marked` them (see [`check_unread`]).
+    pub async fn check(
+        &self,
+        addr: SocketAddr,
+        acked: &[Acked],
+        marked: &HashMap<(usize, ConversationId), u64>,
+    ) -> anyhow::Result<Findings> {
         let mut findings = check(addr, &self.readers, acked).await?;
         let mut newest: HashMap<ConversationId, u64> = HashMap::new();
         for a in acked {
             let n = newest.entry(a.conversation.clone()).or_default();
             *n = (*n).max(a.seq);
         }
-        let tokens: Vec<String> = self.users.iter().map(|(_, t)| t.clone()).collect();
         findings
             .problems
-            .extend(check_unread(addr, &tokens, &newest).await?);
+            .extend(check_unread(addr, &self.users, &newest, marked).await?);
         Ok(findings)
     }
 }
