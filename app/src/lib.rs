@@ -27,8 +27,8 @@ pub mod ws_client;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    StaticSegment,
+    components::{ParentRoute, Route, Router, Routes},
+    ParamSegment, StaticSegment,
 };
 
 /// The HTML document the server renders around [`App`]; the WASM hydrates its body.
@@ -62,7 +62,13 @@ pub fn App() -> impl IntoView {
         <Title text="Chat" />
         <Router>
             <Routes fallback=pages::NotFound>
-                <Route path=StaticSegment("") view=pages::HomePage />
+                // One page for the list and for each conversation's address (see
+                // `chat::address`): moving between them keeps the page (and its socket); the
+                // chat follows the address itself.
+                <ParentRoute path=StaticSegment("") view=pages::HomePage>
+                    <Route path=StaticSegment("") view=|| () />
+                    <Route path=(StaticSegment("c"), ParamSegment("conversation")) view=|| () />
+                </ParentRoute>
             </Routes>
         </Router>
     }

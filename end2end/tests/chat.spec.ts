@@ -366,3 +366,43 @@ test("someone typing is shown to the other person, cleared by their message or a
   await expect(typing).toBeVisible();
   await expect(typing).toHaveCount(0, { timeout: 10_000 });
 });
+
+test("every conversation has an address: a reload keeps it, back goes back, outsiders get not found", async ({
+  browser,
+}) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob", { viewport: { width: 360, height: 740 } });
+  await openDirect(ann.page, bob.name);
+  await send(ann.page, "at this address");
+  await expect(ann.page).toHaveURL(/\/c\/[^/]+$/);
+  const address = ann.page.url();
+
+  // A reload opens the same conversation.
+  await ann.page.reload();
+  await expect(messageLog(ann.page).getByText("at this address")).toBeVisible();
+  await expect(ann.page).toHaveURL(address);
+  // Back goes to the list, forward to the conversation again.
+  await ann.page.goBack();
+  await expect(ann.page.getByRole("heading", { name: "No conversation open" })).toBeVisible();
+  await ann.page.goForward();
+  await expect(messageLog(ann.page).getByText("at this address")).toBeVisible();
+
+  // The other person follows the link (on a phone); the back gesture returns to the list
+  // rather than leaving the chat.
+  await bob.page.goto(address);
+  await expect(messageLog(bob.page).getByText("at this address")).toBeVisible();
+  await expect(conversations(bob.page)).toBeHidden();
+  await bob.page.screenshot({ path: "screenshots/address-phone.png" });
+  await bob.page.goBack();
+  await expect(conversations(bob.page)).toBeVisible();
+  await expect(bob.page).toHaveURL(/\/$/);
+
+  // Someone who is not in it gets the same answer as for an address that leads nowhere.
+  const eve = await person(browser, "eve");
+  for (const where of [address, "/c/nobody~nothing"]) {
+    await eve.page.goto(where);
+    await expect(eve.page.getByRole("heading", { name: "Conversation not found" })).toBeVisible();
+    await expect(messageLog(eve.page)).toHaveCount(0);
+  }
+  await eve.page.screenshot({ path: "screenshots/address-not-found.png" });
+});

@@ -1,9 +1,11 @@
 //! The chat's browser-side model, kept free of the DOM so that it is tested on the host.
 //!
 //! - [`state`] — [`Chat`]: conversations, messages, echoes, unread counts, changed by frames.
+//! - [`address`] — the path of each conversation (`/c/<conversation>`).
 //! - [`time`] — relative times, day separators.
 //! - [`avatar`] — initials and a stable colour for a user or room.
 
+pub mod address;
 pub mod state;
 pub mod time;
 

@@ -51,6 +51,13 @@ pub struct Chat {
     pub typing: Vec<Typist>,
     /// Where and when (browser clock, ms) this user last said they were typing.
     typing_sent: Option<(ConversationId, i64)>,
+    /// The conversation list has arrived at least once.
+    listed: bool,
+    /// An address named this conversation before the list arrived: opened once it does.
+    wanted: Option<ConversationId>,
+    /// An address named a conversation the user does not have (or that does not exist:
+    /// the same to them).
+    pub missing: Option<ConversationId>,
 }
 
 /// Someone typing in a conversation, shown until `until_ms` (browser clock).
@@ -148,6 +155,9 @@ impl Chat {
             notice: None,
             typing: Vec::new(),
             typing_sent: None,
+            listed: false,
+            wanted: None,
+            missing: None,
         }
     }
 
@@ -229,12 +239,16 @@ impl Chat {
             }
             ServerMsg::Conversations { conversations, .. } => {
                 self.listing = false;
+                self.listed = true;
                 for c in &conversations {
                     self.learn(c);
                 }
                 self.conversations = conversations;
                 // Read positions moved while away, and unread counts are the server's.
                 self.sort();
+                if let Some(id) = self.wanted.take() {
+                    out.extend(self.go_to(Some(id)));
+                }
                 out.extend(self.read_request());
             }
             ServerMsg::Conversation { conversation } => {
@@ -400,8 +414,41 @@ impl Chat {
         self.visible && self.active.as_ref() == Some(id)
     }
 
+    /// Where the page is: the open conversation, or the one an address named (waiting for
+    /// the list, or not the user's); `None` for the list.
+    pub fn place(&self) -> Option<&ConversationId> {
+        self.active
+            .as_ref()
+            .or(self.wanted.as_ref())
+            .or(self.missing.as_ref())
+    }
+
+    /// The address changed to `place` (a link, a reload, the back button): shows that
+    /// conversation if the user has it, "not found" if not (once the list is known), or
+    /// the list.
+    pub fn go_to(&mut self, place: Option<ConversationId>) -> Vec<ClientMsg> {
+        if self.place() == place.as_ref() {
+            return Vec::new();
+        }
+        self.close();
+        match place {
+            None => Vec::new(),
+            Some(id) if self.summary(&id).is_some() => self.open(id),
+            Some(id) if self.listed => {
+                self.missing = Some(id);
+                Vec::new()
+            }
+            Some(id) => {
+                self.wanted = Some(id);
+                Vec::new()
+            }
+        }
+    }
+
     /// Shows a conversation: loads its newest page if needed, marks it read.
     pub fn open(&mut self, id: ConversationId) -> Vec<ClientMsg> {
+        self.wanted = None;
+        self.missing = None;
         let first_unread = self
             .summary(&id)
             .filter(|c| c.unread > 0)
@@ -418,6 +465,8 @@ impl Chat {
     /// Back to the list (phone-width screens).
     pub fn close(&mut self) {
         self.active = None;
+        self.wanted = None;
+        self.missing = None;
     }
 
     /// The user is about to open the conversation the server will answer with.
@@ -1141,5 +1190,40 @@ mod tests {
             typing_line(&names(&["Ada", "Bob", "Cy", "Di"])).unwrap(),
             "Several people are typing…"
         );
+    }
+
+    #[test]
+    fn an_address_opens_its_conversation_once_the_list_is_known_or_says_not_found() {
+        let mut c = Chat::new(user("ann"));
+        c.resume();
+        c.apply(ServerMsg::Resumed);
+        assert!(
+            c.go_to(Some(id("ann/bob"))).is_empty(),
+            "waits for the list"
+        );
+        assert_eq!(c.place(), Some(&id("ann/bob")));
+        assert_eq!(c.active, None);
+        let (out, _) = c.apply(ServerMsg::Conversations {
+            conversations: vec![direct("bob", 3, 1, 10)],
+            has_more: false,
+        });
+        assert_eq!(c.active, Some(id("ann/bob")));
+        assert!(out
+            .iter()
+            .any(|m| matches!(m, ClientMsg::History { conversation_id, .. } if *conversation_id == id("ann/bob"))));
+        assert!(c.go_to(Some(id("ann/bob"))).is_empty(), "already there");
+
+        c.go_to(Some(id("ann/zed")));
+        assert_eq!(
+            (c.active.as_ref(), c.missing.as_ref()),
+            (None, Some(&id("ann/zed")))
+        );
+        assert_eq!(c.place(), Some(&id("ann/zed")), "the address stays");
+        c.go_to(None);
+        assert_eq!((c.place(), c.missing.as_ref()), (None, None));
+        c.go_to(Some(id("ann/bob")));
+        assert_eq!(c.active, Some(id("ann/bob")));
+        c.close();
+        assert_eq!(c.place(), None);
     }
 }

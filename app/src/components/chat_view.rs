@@ -71,7 +71,7 @@ pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl I
         n => format!("({n}) Chat"),
     };
     let view_name = move || {
-        if chat.with(|c| c.active.is_some()) {
+        if chat.with(|c| c.place().is_some()) {
             "conversation"
         } else {
             "list"
@@ -141,6 +141,8 @@ mod browser {
             ctx.act(|c| c.set_visible(visible));
         });
 
+        follow_the_address(ctx);
+
         let tick = set_interval_with_handle(
             move || {
                 now.try_set(crate::chat::time::now_ms());
@@ -158,6 +160,34 @@ mod browser {
             }
             visibility.remove();
             ctx.socket.try_with_value(|s| s.as_ref().map(Socket::close));
+        });
+    }
+
+    /// Keeps the address bar and the chat in step (see [`crate::chat::address`]): a new
+    /// address (a link, a reload, the back button) opens its conversation, and opening or
+    /// closing one pushes its address, so that the back button goes back to where one was.
+    fn follow_the_address(ctx: ChatCtx) {
+        use crate::chat::address::{path_of, place_in};
+        use leptos_router::{hooks, NavigateOptions};
+        let location = hooks::use_location();
+        let navigate = hooks::use_navigate();
+        let chat = ctx.chat;
+        Effect::new(move |_| {
+            if let Some(place) = place_in(&location.pathname.get()) {
+                ctx.act(move |c| c.go_to(place));
+            }
+        });
+        let place = Memo::new(move |_| chat.with(|c| c.place().cloned()));
+        Effect::new(move |first: Option<()>| {
+            let path = path_of(place.get().as_ref());
+            // The first run is the page as loaded: the address decides, not the chat.
+            if first.is_some() && location.pathname.get_untracked() != path {
+                let options = NavigateOptions {
+                    scroll: false,
+                    ..NavigateOptions::default()
+                };
+                navigate(&path, options);
+            }
         });
     }
 

@@ -104,9 +104,31 @@ pub fn ConversationPane() -> impl IntoView {
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let active = Memo::new(move |_| chat.with(|c| c.active.clone()));
+    let missing = Memo::new(move |_| chat.with(|c| c.missing.is_some()));
     view! {
         <main class="pane">
             {move || match active.get() {
+                // An address of a conversation this user does not have: the same answer
+                // whether it exists or not.
+                None if missing.get() => {
+                    view! {
+                        <div class="pane-empty">
+                            <button
+                                type="button"
+                                class="ghost back"
+                                aria-label="Back to conversations"
+                                on:click=move |_| chat.update(Chat::close)
+                            >
+                                "‹"
+                            </button>
+                            <h2>"Conversation not found"</h2>
+                            <p class="muted">
+                                "It does not exist, or you are not in it."
+                            </p>
+                        </div>
+                    }
+                        .into_any()
+                }
                 None => {
                     view! {
                         <div class="pane-empty">
@@ -299,7 +321,8 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
             let grew_below = prev.is_some_and(|p| shape.1 > p.1);
             let sent = prev.is_some_and(|p| shape.2 > p.2);
             request_animation_frame(move || {
-                let Some(el) = log.get_untracked() else {
+                // The conversation may have been closed (or another opened) since.
+                let Some(el) = log.try_get_untracked().flatten() else {
                     return;
                 };
                 // Only once the older page is in: its request alone changes nothing below.

@@ -19,21 +19,25 @@ async fn healthz_reports_a_working_database() {
 #[tokio::test]
 async fn the_home_page_is_rendered_on_the_server_with_its_hydration_script() {
     let app = spawn_app().await;
-    let res = get(app.addr, "/").await;
-    assert_eq!(res.status, 200);
-    let html = res.body;
-    assert!(html.contains("<h1>Chat</h1>"), "{html}");
-    assert!(html.contains("Loading…"), "status before hydration: {html}");
-    assert!(html.contains("/pkg/chat.js"), "hydration script: {html}");
-    assert!(html.contains("/pkg/chat.css"), "stylesheet: {html}");
+    // The list, and a conversation's address (the same page, opened on it once hydrated).
+    for path in ["/", "/c/ann~bob"] {
+        let res = get(app.addr, path).await;
+        assert_eq!(res.status, 200, "{path}");
+        let html = res.body;
+        assert!(html.contains("<h1>Chat</h1>"), "{html}");
+        assert!(html.contains("Loading…"), "status before hydration: {html}");
+        assert!(html.contains("/pkg/chat.js"), "hydration script: {html}");
+        assert!(html.contains("/pkg/chat.css"), "stylesheet: {html}");
+    }
     app.stop().await;
 }
 
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let app = spawn_app().await;
-    let res = get(app.addr, "/no/such/page").await;
-    assert_eq!(res.status, 404);
+    for path in ["/no/such/page", "/c/a/b"] {
+        assert_eq!(get(app.addr, path).await.status, 404, "{path}");
+    }
     app.stop().await;
 }
 
