@@ -207,6 +207,13 @@ pub enum ServerMsg {
         conversation_id: ConversationId,
         username: String,
     },
+    /// The other person in a direct conversation has read it up to `last_read_seq` (for
+    /// "Seen"; in rooms, read positions come with `members`).
+    Seen {
+        conversation_id: ConversationId,
+        username: String,
+        last_read_seq: Seq,
+    },
     /// A user sharing a conversation with this one came online or went offline.
     Presence {
         username: String,
@@ -280,6 +287,9 @@ pub struct Preview {
 pub struct Member {
     pub user: UserInfo,
     pub online: bool,
+    /// How far they have read (for "Seen" and "Seen by N"): in `members` answers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_seq: Option<Seq>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

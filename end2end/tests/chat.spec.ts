@@ -406,3 +406,25 @@ test("every conversation has an address: a reload keeps it, back goes back, outs
   }
   await eve.page.screenshot({ path: "screenshots/address-not-found.png" });
 });
+
+test("'Seen' appears under your message once the other person has read it", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(ann.page, bob.name);
+  await send(ann.page, "did you see this?");
+  await expect(messageLog(ann.page).locator('li[data-state="sent"]')).toHaveText([/did you see this\?/]);
+  const seen = messageLog(ann.page).locator("li.seen");
+  await expect(seen).toHaveCount(0);
+
+  await conversationItem(bob.page, ann.name).click();
+  await expect(messageLog(bob.page).getByText("did you see this?")).toBeVisible();
+  await expect(seen).toHaveText("Seen");
+  await ann.page.screenshot({ path: "screenshots/seen.png" });
+  // Bob sees nothing of the kind: the newest message is not his.
+  await expect(messageLog(bob.page).locator("li.seen")).toHaveCount(0);
+
+  // Once Bob answers, the newest message is his and Ann's "Seen" goes.
+  await send(bob.page, "yes");
+  await expect(messageLog(ann.page).getByText("yes", { exact: true })).toBeVisible();
+  await expect(seen).toHaveCount(0);
+});

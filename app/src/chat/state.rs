@@ -82,6 +82,18 @@ pub struct Thread {
     pub pending: Vec<Pending>,
     /// The first unread `seq` when the conversation was opened ("new messages" line).
     pub first_unread: Option<Seq>,
+    /// How far the other members have read, as far as known (the member list, `seen`
+    /// frames, and their own messages: sending reads up to one's message).
+    pub read_by: BTreeMap<String, Seq>,
+}
+
+/// Who has seen the newest message, when it is the user's own: "Seen" in a direct
+/// conversation, "Seen by N" in a room (with their names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenBy {
+    pub seq: Seq,
+    pub label: String,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -279,12 +291,24 @@ impl Chat {
                 }
                 self.rooms_next = next;
             }
-            ServerMsg::Members { members, .. } => {
+            ServerMsg::Members {
+                conversation_id,
+                members,
+                ..
+            } => {
                 for m in members {
                     self.set_online(&m.user.username, m.online);
+                    if let Some(read) = m.last_read_seq {
+                        self.read_up_to(&conversation_id, &m.user.username, read);
+                    }
                     self.names.insert(m.user.username, m.user.display_name);
                 }
             }
+            ServerMsg::Seen {
+                conversation_id,
+                username,
+                last_read_seq,
+            } => self.read_up_to(&conversation_id, &username, last_read_seq),
             ServerMsg::Users { query, users } => {
                 for u in &users {
                     self.names
@@ -502,9 +526,6 @@ impl Chat {
         if !self.live {
             return out;
         }
-        let room = self
-            .summary(&id)
-            .is_some_and(|c| c.kind == ConversationKind::Room);
         let t = self.threads.entry(id.clone()).or_default();
         if !t.loaded && !t.loading_older {
             t.loading_older = true;
@@ -513,13 +534,12 @@ impl Chat {
                 before_seq: None,
                 limit: Some(DEFAULT_HISTORY_PAGE),
             });
-            if room {
-                out.push(ClientMsg::ListMembers {
-                    conversation_id: id,
-                    after: None,
-                    limit: None,
-                });
-            }
+            // Who is in it, online, and how far they have read.
+            out.push(ClientMsg::ListMembers {
+                conversation_id: id,
+                after: None,
+                limit: None,
+            });
         }
         out
     }
@@ -569,6 +589,41 @@ impl Chat {
             before_seq: t.first_seq(),
             limit: Some(DEFAULT_HISTORY_PAGE),
         })
+    }
+
+    /// Someone else has read `id` up to `seq` (positions only move forward).
+    fn read_up_to(&mut self, id: &ConversationId, username: &str, seq: Seq) {
+        if username == self.me.username {
+            return;
+        }
+        if let Some(t) = self.threads.get_mut(id) {
+            let read = t.read_by.entry(username.to_owned()).or_default();
+            *read = (*read).max(seq);
+        }
+    }
+
+    /// Who has seen the newest message of `id`, when it is the user's own and someone has.
+    pub fn seen_by(&self, id: &ConversationId) -> Option<SeenBy> {
+        let t = self.threads.get(id)?;
+        let (&seq, newest) = t.messages.last_key_value()?;
+        if newest.sender != self.me.username || !t.pending.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = t
+            .read_by
+            .iter()
+            .filter(|(_, &read)| read >= seq)
+            .map(|(user, _)| self.name_of(user).to_owned())
+            .collect();
+        let direct = self
+            .summary(id)
+            .is_some_and(|c| c.kind == ConversationKind::Direct);
+        let label = match names.len() {
+            0 => return None,
+            _ if direct => "Seen".to_owned(),
+            n => format!("Seen by {n}"),
+        };
+        Some(SeenBy { seq, label, names })
     }
 
     /// `username` is typing in `conversation_id`: a `typing` frame arrived at `now_ms`.
@@ -665,9 +720,10 @@ impl Chat {
     fn receive_known(&mut self, message: Message, out: &mut Vec<ClientMsg>) -> bool {
         let id = message.conversation_id.clone();
         let mine = message.sender == self.me.username;
-        // Their message is what they were typing.
+        // Their message is what they were typing, and they have read up to it.
         self.typing
             .retain(|t| t.conversation_id != id || t.username != message.sender);
+        self.read_up_to(&id, &message.sender, message.seq);
         let Some(c) = self.summary_mut(&id) else {
             return false;
         };
@@ -802,6 +858,7 @@ mod tests {
             peer: Some(Member {
                 user: user(peer),
                 online: false,
+                last_read_seq: None,
             }),
             last_seq,
             last_read_seq,
@@ -915,6 +972,12 @@ mod tests {
                     conversation_id: id("ann/bob"),
                     before_seq: None,
                     limit: Some(DEFAULT_HISTORY_PAGE)
+                },
+                // Who is in it and how far they have read ("Seen").
+                ClientMsg::ListMembers {
+                    conversation_id: id("ann/bob"),
+                    after: None,
+                    limit: None
                 },
                 ClientMsg::MarkRead {
                     conversation_id: id("ann/bob"),
@@ -1225,5 +1288,66 @@ mod tests {
         assert_eq!(c.active, Some(id("ann/bob")));
         c.close();
         assert_eq!(c.place(), None);
+    }
+
+    #[test]
+    fn seen_follows_the_others_read_positions_for_ones_own_newest_message() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(history("ann/bob", 1..=3, false));
+        assert_eq!(c.seen_by(&id("ann/bob")), None, "the newest is Bob's");
+        c.apply(ServerMsg::Ack {
+            client_msg_id: "cann4".into(),
+            message: msg("ann/bob", 4, "ann"),
+        });
+        assert_eq!(c.seen_by(&id("ann/bob")), None, "not read yet");
+        c.apply(ServerMsg::Seen {
+            conversation_id: id("ann/bob"),
+            username: "bob".into(),
+            last_read_seq: 4,
+        });
+        let seen = c.seen_by(&id("ann/bob")).unwrap();
+        assert_eq!((seen.seq, seen.label.as_str()), (4, "Seen"));
+        c.apply(ServerMsg::Seen {
+            conversation_id: id("ann/bob"),
+            username: "bob".into(),
+            last_read_seq: 2,
+        });
+        assert!(c.seen_by(&id("ann/bob")).is_some(), "never goes back");
+
+        // A room: counted from the member list and the members' own messages.
+        c.apply(ServerMsg::Conversation {
+            conversation: ConversationSummary {
+                id: id("r1"),
+                kind: ConversationKind::Room,
+                title: "Room".into(),
+                peer: None,
+                last_seq: 0,
+                last_read_seq: 0,
+                unread: 0,
+                last_message: None,
+                last_activity_ms: 1,
+            },
+        });
+        c.open(id("r1"));
+        c.apply(history("r1", 1..=1, false));
+        c.apply(ServerMsg::Message {
+            message: msg("r1", 2, "ann"),
+        });
+        let member = |name: &str, read: Seq| Member {
+            user: user(name),
+            online: true,
+            last_read_seq: Some(read),
+        };
+        c.apply(ServerMsg::Members {
+            conversation_id: id("r1"),
+            members: vec![member("ann", 2), member("bob", 2), member("cat", 1)],
+            next: None,
+        });
+        assert_eq!(c.seen_by(&id("r1")).unwrap().label, "Seen by 1");
+        c.apply(ServerMsg::Message {
+            message: msg("r1", 3, "cat"),
+        });
+        assert_eq!(c.seen_by(&id("r1")), None, "the newest is Cat's");
     }
 }

@@ -40,6 +40,11 @@ enum Row {
         body: String,
         failed: Option<String>,
     },
+    /// Under one's own newest message: "Seen" or "Seen by N", with who.
+    Seen {
+        label: String,
+        names: Vec<String>,
+    },
 }
 
 impl Row {
@@ -53,6 +58,7 @@ impl Row {
                 failed,
                 ..
             } => format!("p:{client_msg_id}:{}", failed.is_some()),
+            Row::Seen { label, names } => format!("s:{label}:{}", names.join(",")),
         }
     }
 }
@@ -94,6 +100,12 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
                 PendingState::Sending => None,
                 PendingState::Failed(reason) => Some(reason.clone()),
             },
+        });
+    }
+    if let Some(seen) = c.seen_by(id) {
+        out.push(Row::Seen {
+            label: seen.label,
+            names: seen.names,
         });
     }
     out
@@ -408,6 +420,12 @@ fn RowView(row: Row) -> impl IntoView {
         Row::Day(label) => view! {
             <li class="day" role="separator" aria-label=label.clone()>
                 <span>{label.clone()}</span>
+            </li>
+        }
+        .into_any(),
+        Row::Seen { label, names } => view! {
+            <li class="seen" title=names.join(", ")>
+                {label}
             </li>
         }
         .into_any(),

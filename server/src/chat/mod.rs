@@ -23,7 +23,7 @@ use std::{collections::BTreeSet, sync::Arc};
 pub use crate::refusal::Refusal;
 use crate::{
     hub::{Hub, Outbound},
-    store::{ConversationRow, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME},
+    store::{direct_peer, ConversationRow, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME},
     writer::{Submission, Writers},
 };
 use limit::UserRate;
@@ -113,6 +113,7 @@ impl ChatService {
                 username,
                 display_name,
             },
+            last_read_seq: None,
         });
         ConversationSummary {
             title: match (&peer, row.name) {
@@ -265,18 +266,19 @@ impl ChatService {
         let next = (start + page.len() < names.len())
             .then(|| page.last().cloned())
             .flatten();
-        let users = self.store.display_names(&page).await?;
+        let users = self.store.members_read(key, &page).await?;
         Ok(ServerMsg::Members {
             next,
             conversation_id: ConversationId(key.to_owned()),
             members: users
                 .into_iter()
-                .map(|(username, display_name)| Member {
+                .map(|(username, display_name, last_read_seq)| Member {
                     online: self.hub.is_online(&username),
                     user: UserInfo {
                         username,
                         display_name,
                     },
+                    last_read_seq: Some(last_read_seq),
                 })
                 .collect(),
         })
@@ -343,6 +345,17 @@ impl ChatService {
         };
         self.hub
             .push(&[me.to_owned()], &Outbound::frame(&msg), None);
+        // The other person of a direct conversation sees "Seen". Rooms are not told live:
+        // each read would go to every member (members' positions come with `members`).
+        if let Some(other) = direct_peer(key, me).filter(|o| *o != me) {
+            let seen = ServerMsg::Seen {
+                conversation_id: ConversationId(key.to_owned()),
+                username: me.to_owned(),
+                last_read_seq: read,
+            };
+            self.hub
+                .push(&[other.to_owned()], &Outbound::frame(&seen), None);
+        }
         Ok(msg)
     }
 

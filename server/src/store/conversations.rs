@@ -16,7 +16,7 @@ use super::{
     recent, retry_conflicts,
     rows::{
         conversation_id, direct_key, key_of, member_id, to_u64, user_id, ConversationMeta,
-        ConversationRow, Kind, MemberConversationRow, RoomListRow, RoomRow,
+        ConversationRow, Kind, MemberConversationRow, MemberReadRow, RoomListRow, RoomRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
@@ -237,6 +237,35 @@ impl SurrealChatStore {
                 member_count: r.member_count.map_or(0, to_u64),
             })
             .collect())
+    }
+
+    /// These members of `key` (unknown ones are left out), in the order given: each with
+    /// their display name and read position (a position sending moved included).
+    pub async fn members_read(
+        &self,
+        key: &str,
+        usernames: &[String],
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let ids: Vec<RecordId> = usernames.iter().map(|u| member_id(key, u)).collect();
+        let mut res = self
+            .db
+            .query("SELECT user, user.display_name AS display_name, last_read_seq FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        let rows: Vec<MemberReadRow> = res.take(0)?;
+        let heads = self.heads();
+        let mut out: Vec<(String, String, u64)> = rows
+            .into_iter()
+            .map(|r| {
+                let user = key_of(&r.user);
+                let read = heads.read_position(&user, key, to_u64(r.last_read_seq));
+                (user, r.display_name, read)
+            })
+            .collect();
+        drop(heads);
+        out.sort_by_key(|(u, ..)| usernames.iter().position(|n| n == u));
+        Ok(out)
     }
 
     /// How many rooms `username` has created.

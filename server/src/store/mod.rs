@@ -56,7 +56,9 @@ use recent::RecentCache;
 
 pub use conversations::{DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
 pub use deferred::PENDING_CHUNK;
-pub use rows::{direct_key, ConversationRow, Kind, MessageRecord, RoomRow, UserRecord};
+pub use rows::{
+    direct_key, direct_peer, ConversationRow, Kind, MessageRecord, RoomRow, UserRecord,
+};
 pub use schema::SCHEMA;
 
 #[derive(Debug, thiserror::Error)]

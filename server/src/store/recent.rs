@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::heads::StoredRow;
-use super::rows::{ConversationRow, Kind};
+use super::rows::{direct_peer, ConversationRow, Kind};
 use crate::locks::lock;
 
 #[derive(Default)]
@@ -80,7 +80,7 @@ impl RecentCache {
             let peer = match conv.kind {
                 Kind::Room => None,
                 Kind::Direct => {
-                    let other = other_in_direct(key, user);
+                    let other = direct_peer(key, user).unwrap_or(user);
                     Some((other.to_owned(), conv.names.get(other)?.clone()))
                 }
             };
@@ -198,16 +198,6 @@ impl RecentCache {
 /// Newest activity first; ties by key, so the order is stable.
 pub fn sort(rows: &mut [ConversationRow]) {
     rows.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.key.cmp(&b.key)));
-}
-
-/// The other person in the direct conversation `key` (`a/b`), or `user` when talking to
-/// themselves.
-fn other_in_direct<'a>(key: &'a str, user: &'a str) -> &'a str {
-    match key.split_once('/') {
-        Some((a, b)) if a == user => b,
-        Some((a, _)) => a,
-        None => user,
-    }
 }
 
 #[cfg(test)]

@@ -217,6 +217,14 @@ pub(super) struct RoomListRow {
     pub member_count: Option<i64>,
 }
 
+/// A member of a conversation with their display name and read position.
+#[derive(Debug, SurrealValue)]
+pub(super) struct MemberReadRow {
+    pub user: RecordId,
+    pub display_name: String,
+    pub last_read_seq: i64,
+}
+
 #[derive(Debug, SurrealValue)]
 pub(super) struct NameRow {
     pub id: RecordId,
@@ -344,6 +352,12 @@ pub fn direct_key(a: &str, b: &str) -> String {
     } else {
         format!("{b}/{a}")
     }
+}
+
+/// The other person in the direct conversation `key` (`a/b`); `None` for a room.
+pub fn direct_peer<'a>(key: &'a str, user: &str) -> Option<&'a str> {
+    let (a, b) = key.split_once('/')?;
+    Some(if a == user { b } else { a })
 }
 
 #[cfg(test)]

@@ -885,3 +885,75 @@ async fn typing_reaches_the_other_members_and_is_kept_nowhere() {
     assert!(!saw_typing(&mut bob, &dm, "alice").await, "never replayed");
     app.stop().await;
 }
+
+/// Reading a direct conversation tells the other person ("Seen"); the member list carries
+/// everyone's read position; in a room, reads are not pushed to every member.
+#[tokio::test]
+async fn read_positions_reach_the_other_person_and_come_with_the_members() {
+    let app = spawn_app().await;
+    let mut alice = app.user("alice").await;
+    let mut bob = app.user("bob").await;
+    let dm = open_direct(&mut alice, "bob").await.id;
+    for i in 1..=2 {
+        say(&mut alice, &dm, &format!("s{i}"), "read me").await;
+    }
+    bob.send(&ClientMsg::MarkRead {
+        conversation_id: dm.clone(),
+        seq: 2,
+    })
+    .await;
+    let seen = alice
+        .expect(|m| match m {
+            ServerMsg::Seen {
+                conversation_id,
+                username,
+                last_read_seq,
+            } => Some((conversation_id.clone(), username.clone(), *last_read_seq)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, (dm.clone(), "bob".to_owned(), 2));
+    let reads = |m: &ServerMsg| match m {
+        ServerMsg::Members { members, .. } => Some(
+            members
+                .iter()
+                .map(|m| (m.user.username.clone(), m.last_read_seq))
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    };
+    let members = ClientMsg::ListMembers {
+        conversation_id: dm.clone(),
+        after: None,
+        limit: None,
+    };
+    assert_eq!(
+        alice.ask(members, reads).await,
+        [("alice".to_owned(), Some(2)), ("bob".to_owned(), Some(2))],
+        "alice read up to her own message by sending it"
+    );
+
+    let room = create_room(&mut alice, "readers").await.id;
+    bob.ask(
+        ClientMsg::JoinRoom {
+            conversation_id: room.clone(),
+        },
+        |m| matches!(m, ServerMsg::Conversation { .. }).then_some(()),
+    )
+    .await;
+    say(&mut bob, &room, "r1", "in the room").await;
+    alice
+        .send(&ClientMsg::MarkRead {
+            conversation_id: room.clone(),
+            seq: 1,
+        })
+        .await;
+    let pushed = bob
+        .receives_within(
+            Duration::from_millis(300),
+            |m| matches!(m, ServerMsg::Seen { conversation_id, .. } if *conversation_id == room),
+        )
+        .await;
+    assert!(!pushed, "room reads are not pushed");
+    app.stop().await;
+}
