@@ -6,6 +6,7 @@ import {
   conversationId,
   conversationItem,
   conversations,
+  markRead,
   messageLog,
   openDirect,
   openGeneral,
@@ -116,6 +117,9 @@ test("scrolling up loads older pages in order without the view jumping", async (
   const id = await conversationId(ann.page, bob.name);
   const bodies = Array.from({ length: 160 }, (_, i) => `Message ${String(i + 1).padStart(3, "0")}`);
   await postMany(ann.page, id, bodies);
+  // Read elsewhere (another tab): nothing unread, so the conversation opens at the bottom.
+  await markRead(bob.page, id, bodies.length);
+  await expect(conversationItem(bob.page, ann.name).getByRole("img", { name: /unread/ })).toHaveCount(0);
 
   await conversationItem(bob.page, ann.name).click();
   const log = messageLog(bob.page);
@@ -427,4 +431,31 @@ test("'Seen' appears under your message once the other person has read it", asyn
   await send(bob.page, "yes");
   await expect(messageLog(ann.page).getByText("yes", { exact: true })).toBeVisible();
   await expect(seen).toHaveCount(0);
+});
+
+test("a conversation opens at its first unread message, however far back, with a way to the latest", async ({
+  browser,
+}) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(ann.page, bob.name);
+  const id = await conversationId(ann.page, bob.name);
+  await postMany(ann.page, id, ["Read already"]);
+  await markRead(bob.page, id, 1);
+  const bodies = Array.from({ length: 180 }, (_, i) => `Unread ${String(i + 1).padStart(3, "0")}`);
+  await postMany(ann.page, id, bodies);
+  await expect(conversationItem(bob.page, ann.name).getByRole("img", { name: "180 unread" })).toBeVisible();
+
+  await conversationItem(bob.page, ann.name).click();
+  const log = messageLog(bob.page);
+  // Four pages back: the line, and the first unread message under it, in view.
+  await expect(log.getByRole("separator", { name: "New messages" })).toBeInViewport();
+  await expect(log.getByText("Unread 001", { exact: true })).toBeInViewport();
+  await expect(log.getByText("Unread 180", { exact: true })).not.toBeInViewport();
+  await bob.page.screenshot({ path: "screenshots/first-unread.png" });
+  const jump = bob.page.getByRole("button", { name: /Jump to latest/ });
+  await jump.click();
+  await expect(log.getByText("Unread 180", { exact: true })).toBeInViewport();
+  await expect(jump).toBeHidden();
+  expect(await shownBodies(bob.page)).toEqual(["Read already", ...bodies]);
 });

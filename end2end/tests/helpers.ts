@@ -101,53 +101,63 @@ export async function conversationId(page: Page, title: string): Promise<string>
   return id;
 }
 
-/// Posts `bodies` into a conversation over a second WebSocket of the page's user, one at a
-/// time (each waits for its ack; a rate-limited send is retried).
-export async function postMany(page: Page, conversation: string, bodies: string[]) {
-  await page.evaluate(
-    async ({ conversation, bodies }) => {
-      const ws = new WebSocket(`ws://${location.host}/ws`);
-      const frames: any[] = [];
-      let wake: (() => void) | null = null;
-      ws.onmessage = (e) => {
-        frames.push(JSON.parse(e.data));
-        wake?.();
-      };
-      const next = async (type: string) => {
-        const deadline = Date.now() + 10_000;
-        for (;;) {
-          const i = frames.findIndex((f) => f.type === type || f.type === "error");
-          if (i >= 0) return frames.splice(i, 1)[0];
-          if (Date.now() > deadline) throw new Error(`no ${type} frame`);
-          await new Promise<void>((r) => {
-            wake = r;
-            setTimeout(r, 100);
-          });
-        }
-      };
-      await next("hello");
-      ws.send(JSON.stringify({ type: "resume", positions: [] }));
-      await next("resumed");
-      for (let i = 0; i < bodies.length; i++) {
-        for (let attempt = 0; ; attempt++) {
-          ws.send(
-            JSON.stringify({
-              type: "send",
-              conversation_id: conversation,
-              client_msg_id: `bulk-${Date.now()}-${i}`,
-              body: bodies[i],
-            }),
-          );
-          const reply = await next("ack");
-          if (reply.type === "ack") break;
-          if (reply.code !== "rate_limited" || attempt > 50) throw new Error(JSON.stringify(reply));
-          await new Promise((r) => setTimeout(r, 250));
-        }
+/// Sends `steps` one at a time over a second WebSocket of the page's user, each waiting for
+/// its answer (a frame of type `reply`); a rate-limited one is sent again.
+async function overSecondSocket(page: Page, steps: { frame: object; reply: string }[]) {
+  await page.evaluate(async (steps) => {
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    const frames: any[] = [];
+    let wake: (() => void) | null = null;
+    ws.onmessage = (e) => {
+      frames.push(JSON.parse(e.data));
+      wake?.();
+    };
+    const next = async (type: string) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const i = frames.findIndex((f) => f.type === type || f.type === "error");
+        if (i >= 0) return frames.splice(i, 1)[0];
+        if (Date.now() > deadline) throw new Error(`no ${type} frame`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 100);
+        });
       }
-      ws.close();
-    },
-    { conversation, bodies },
+    };
+    await next("hello");
+    ws.send(JSON.stringify({ type: "resume", positions: [] }));
+    await next("resumed");
+    for (const { frame, reply } of steps) {
+      for (let attempt = 0; ; attempt++) {
+        ws.send(JSON.stringify(frame));
+        const answer = await next(reply);
+        if (answer.type === reply) break;
+        if (answer.code !== "rate_limited" || attempt > 50) throw new Error(JSON.stringify(answer));
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    ws.close();
+  }, steps);
+}
+
+/// Posts `bodies` into a conversation over a second WebSocket of the page's user, one at a
+/// time (each waits for its ack; a rate-limited send is retried with the same id).
+export async function postMany(page: Page, conversation: string, bodies: string[]) {
+  const batch = Date.now();
+  await overSecondSocket(
+    page,
+    bodies.map((body, i) => ({
+      frame: { type: "send", conversation_id: conversation, client_msg_id: `bulk-${batch}-${i}`, body },
+      reply: "ack",
+    })),
   );
+}
+
+/// Marks a conversation read up to `seq` for the page's user, as another tab of theirs would.
+export async function markRead(page: Page, conversation: string, seq: number) {
+  await overSecondSocket(page, [
+    { frame: { type: "mark_read", conversation_id: conversation, seq }, reply: "read_state" },
+  ]);
 }
 
 /// A chat server of the test's own (the one `cargo leptos end-to-end` started cannot be

@@ -120,6 +120,14 @@ pub struct Alert {
 }
 
 impl Thread {
+    /// Opening at the first unread message, older pages are still on their way to it.
+    pub fn reaching_first_unread(&self) -> bool {
+        match (self.first_unread, self.first_seq()) {
+            (Some(first_unread), Some(first)) => first > first_unread && self.has_more,
+            _ => false,
+        }
+    }
+
     pub fn last_seq(&self) -> Option<Seq> {
         self.messages.keys().next_back().copied()
     }
@@ -380,6 +388,14 @@ impl Chat {
                         conversation_id: conversation_id.clone(),
                         before_seq: Some(before),
                         limit: Some(limit),
+                    });
+                } else if t.reaching_first_unread() {
+                    // Opening at the first unread message, however far back it is.
+                    t.loading_older = true;
+                    out.push(ClientMsg::History {
+                        conversation_id: conversation_id.clone(),
+                        before_seq: t.first_seq(),
+                        limit: Some(MAX_HISTORY_PAGE),
                     });
                 }
                 if let Some(last) = t.last_seq() {
@@ -1058,21 +1074,23 @@ mod tests {
     #[test]
     fn older_pages_load_once_at_a_time_and_stop_at_the_beginning() {
         let mut c = chat();
-        c.open(id("ann/bob"));
-        c.apply(history("ann/bob", 51..=100, true));
+        // Nothing unread: opening loads only the newest page (unlike
+        // `opening_loads_older_pages_until_the_first_unread_message`).
+        c.open(id("ann/cat"));
+        c.apply(history("ann/cat", 51..=100, true));
         let older = c.load_older();
         assert_eq!(
             older,
             Some(ClientMsg::History {
-                conversation_id: id("ann/bob"),
+                conversation_id: id("ann/cat"),
                 before_seq: Some(51),
                 limit: Some(DEFAULT_HISTORY_PAGE)
             })
         );
         assert_eq!(c.load_older(), None, "one page at a time");
-        c.apply(history("ann/bob", 1..=50, false));
+        c.apply(history("ann/cat", 1..=50, false));
         assert_eq!(c.load_older(), None, "nothing before seq 1");
-        assert_eq!(c.threads[&id("ann/bob")].messages.len(), 100);
+        assert_eq!(c.threads[&id("ann/cat")].messages.len(), 100);
     }
 
     #[test]
@@ -1349,5 +1367,34 @@ mod tests {
             message: msg("r1", 3, "cat"),
         });
         assert_eq!(c.seen_by(&id("r1")), None, "the newest is Cat's");
+    }
+
+    #[test]
+    fn opening_loads_older_pages_until_the_first_unread_message() {
+        let mut c = chat();
+        c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 160, "bob"),
+        });
+        c.summary_mut(&id("ann/bob")).unwrap().last_read_seq = 10;
+        c.summary_mut(&id("ann/bob")).unwrap().unread = 150;
+        c.open(id("ann/bob"));
+        let t = |c: &Chat| c.threads[&id("ann/bob")].clone();
+        assert_eq!(t(&c).first_unread, Some(11));
+        let (out, _) = c.apply(history("ann/bob", 111..=160, true));
+        assert!(t(&c).reaching_first_unread());
+        let older = |before: Seq| ClientMsg::History {
+            conversation_id: id("ann/bob"),
+            before_seq: Some(before),
+            limit: Some(MAX_HISTORY_PAGE),
+        };
+        assert!(out.contains(&older(111)), "{out:?}");
+        assert_eq!(c.load_older(), None, "one request at a time");
+        let (out, _) = c.apply(history("ann/bob", 11..=110, true));
+        assert!(!t(&c).reaching_first_unread(), "the first unread is in");
+        assert!(
+            !out.iter().any(|m| matches!(m, ClientMsg::History { .. })),
+            "{out:?}"
+        );
+        assert!(t(&c).has_more, "older ones load on scrolling, as usual");
     }
 }

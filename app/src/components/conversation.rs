@@ -265,9 +265,12 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
         let id = id.clone();
         move |_| {
             chat.with(|c| {
-                c.threads
-                    .get(&id)
-                    .map(|t| (t.loaded, t.has_more, t.loading_older))
+                c.threads.get(&id).map(|t| {
+                    // Loaded: the newest page is in and, when opening at the first unread
+                    // message, the pages back to it.
+                    let loaded = t.loaded && !t.reaching_first_unread();
+                    (loaded, t.has_more, t.loading_older)
+                })
             })
         }
     });
@@ -398,11 +401,14 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
                     </For>
                 </ol>
             </div>
-            <Show when=move || !pinned.get() && unseen.get() != 0>
+            // Whenever the newest messages are out of sight: scrolled up, opened at the
+            // first unread message, or new ones arrived below.
+            <Show when=move || !pinned.get()>
                 <button type="button" class="jump" on:click=move |_| scroll_to_bottom()>
                     "Jump to latest"
                     <span class="jump-count">
                         {move || match unseen.get() {
+                            0 => String::new(),
                             1 => " · 1 new message".to_owned(),
                             n => format!(" · {n} new messages"),
                         }}
