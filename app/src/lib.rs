@@ -68,6 +68,10 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=StaticSegment("") view=pages::HomePage>
                     <Route path=StaticSegment("") view=|| () />
                     <Route path=(StaticSegment("c"), ParamSegment("conversation")) view=|| () />
+                    <Route
+                        path=(StaticSegment("c"), ParamSegment("conversation"), ParamSegment("seq"))
+                        view=|| ()
+                    />
                 </ParentRoute>
             </Routes>
         </Router>

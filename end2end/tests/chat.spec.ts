@@ -459,3 +459,35 @@ test("a conversation opens at its first unread message, however far back, with a
   await expect(jump).toBeHidden();
   expect(await shownBodies(bob.page)).toEqual(["Read already", ...bodies]);
 });
+
+test("a message's link opens the conversation at that message, highlighted, pages back", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await ann.page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+  await openDirect(ann.page, bob.name);
+  const id = await conversationId(ann.page, bob.name);
+  const bodies = Array.from({ length: 130 }, (_, i) => `Numbered ${String(i + 1).padStart(3, "0")}`);
+  await postMany(ann.page, id, bodies);
+
+  // The toolbar of an early message copies its address.
+  const early = messageLog(ann.page).locator("li.msg", { hasText: "Numbered 005" });
+  await early.scrollIntoViewIfNeeded();
+  await early.hover();
+  await early.getByRole("button", { name: "Copy link to message" }).click();
+  await expect(early.getByRole("button", { name: "Copy link to message" })).toHaveText("Link copied");
+  const link = await ann.page.evaluate(() => navigator.clipboard.readText());
+  expect(link).toMatch(/\/c\/[^/]+\/5$/);
+
+  // Bob follows it: the conversation opens there, three pages back, the message marked.
+  await bob.page.goto(link);
+  const target = messageLog(bob.page).locator('li.msg[data-seq="5"]');
+  await expect(target).toHaveClass(/highlight/);
+  await expect(target).toBeInViewport();
+  await expect(messageLog(bob.page).getByText("Numbered 130", { exact: true })).not.toBeInViewport();
+  await bob.page.screenshot({ path: "screenshots/message-link.png" });
+  // Opening it from the list again is an ordinary opening, without the mark.
+  await bob.page.goBack();
+  await conversationItem(bob.page, ann.name).click();
+  await expect(bob.page).toHaveURL(/\/c\/[^/]+$/);
+  await expect(messageLog(bob.page).locator("li.msg.highlight")).toHaveCount(0);
+});

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::address::Place;
 use crate::domain::{ClientMsgId, MessageBody};
 use crate::protocol::{
     ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message, Position,
@@ -53,11 +54,11 @@ pub struct Chat {
     typing_sent: Option<(ConversationId, i64)>,
     /// The conversation list has arrived at least once.
     listed: bool,
-    /// An address named this conversation before the list arrived: opened once it does.
-    wanted: Option<ConversationId>,
+    /// An address named this place before the list arrived: opened once it does.
+    wanted: Option<Place>,
     /// An address named a conversation the user does not have (or that does not exist:
     /// the same to them).
-    pub missing: Option<ConversationId>,
+    pub missing: Option<Place>,
 }
 
 /// Someone typing in a conversation, shown until `until_ms` (browser clock).
@@ -82,6 +83,8 @@ pub struct Thread {
     pub pending: Vec<Pending>,
     /// The first unread `seq` when the conversation was opened ("new messages" line).
     pub first_unread: Option<Seq>,
+    /// The message an address opened the conversation at (highlighted).
+    pub focus: Option<Seq>,
     /// How far the other members have read, as far as known (the member list, `seen`
     /// frames, and their own messages: sending reads up to one's message).
     pub read_by: BTreeMap<String, Seq>,
@@ -120,12 +123,28 @@ pub struct Alert {
 }
 
 impl Thread {
-    /// Opening at the first unread message, older pages are still on their way to it.
-    pub fn reaching_first_unread(&self) -> bool {
-        match (self.first_unread, self.first_seq()) {
-            (Some(first_unread), Some(first)) => first > first_unread && self.has_more,
+    /// Opening at the first unread message or at an address's message, older pages are
+    /// still on their way to it.
+    pub fn reaching_back(&self) -> bool {
+        let target = [self.first_unread, self.focus].into_iter().flatten().min();
+        match (target, self.first_seq()) {
+            (Some(target), Some(first)) => first > target && self.has_more,
             _ => false,
         }
+    }
+
+    /// The next older page on the way back (see [`Self::reaching_back`]), unless one is
+    /// already on its way.
+    fn reach_back(&mut self, id: &ConversationId) -> Option<ClientMsg> {
+        if !self.reaching_back() || self.loading_older {
+            return None;
+        }
+        self.loading_older = true;
+        Some(ClientMsg::History {
+            conversation_id: id.clone(),
+            before_seq: self.first_seq(),
+            limit: Some(MAX_HISTORY_PAGE),
+        })
     }
 
     pub fn last_seq(&self) -> Option<Seq> {
@@ -266,8 +285,8 @@ impl Chat {
                 self.conversations = conversations;
                 // Read positions moved while away, and unread counts are the server's.
                 self.sort();
-                if let Some(id) = self.wanted.take() {
-                    out.extend(self.go_to(Some(id)));
+                if let Some(place) = self.wanted.take() {
+                    out.extend(self.go_to(Some(place)));
                 }
                 out.extend(self.read_request());
             }
@@ -389,14 +408,10 @@ impl Chat {
                         before_seq: Some(before),
                         limit: Some(limit),
                     });
-                } else if t.reaching_first_unread() {
-                    // Opening at the first unread message, however far back it is.
-                    t.loading_older = true;
-                    out.push(ClientMsg::History {
-                        conversation_id: conversation_id.clone(),
-                        before_seq: t.first_seq(),
-                        limit: Some(MAX_HISTORY_PAGE),
-                    });
+                } else {
+                    // Opening at the first unread message (or an address's), however far
+                    // back it is.
+                    out.extend(t.reach_back(&conversation_id));
                 }
                 if let Some(last) = t.last_seq() {
                     if let Some(c) = self.summary_mut(&conversation_id) {
@@ -454,35 +469,60 @@ impl Chat {
         self.visible && self.active.as_ref() == Some(id)
     }
 
-    /// Where the page is: the open conversation, or the one an address named (waiting for
-    /// the list, or not the user's); `None` for the list.
-    pub fn place(&self) -> Option<&ConversationId> {
-        self.active
-            .as_ref()
-            .or(self.wanted.as_ref())
-            .or(self.missing.as_ref())
+    /// Where the page is: the open conversation (at the message an address named), or the
+    /// place an address named (waiting for the list, or not the user's); `None` for the list.
+    pub fn place(&self) -> Option<Place> {
+        match &self.active {
+            Some(id) => Some(Place {
+                conversation: id.clone(),
+                seq: self.threads.get(id).and_then(|t| t.focus),
+            }),
+            None => self.wanted.clone().or_else(|| self.missing.clone()),
+        }
     }
 
     /// The address changed to `place` (a link, a reload, the back button): shows that
-    /// conversation if the user has it, "not found" if not (once the list is known), or
-    /// the list.
-    pub fn go_to(&mut self, place: Option<ConversationId>) -> Vec<ClientMsg> {
-        if self.place() == place.as_ref() {
+    /// conversation (at its message) if the user has it, "not found" if not (once the list
+    /// is known), or the list.
+    pub fn go_to(&mut self, place: Option<Place>) -> Vec<ClientMsg> {
+        if self.place() == place {
             return Vec::new();
         }
-        self.close();
         match place {
-            None => Vec::new(),
-            Some(id) if self.summary(&id).is_some() => self.open(id),
-            Some(id) if self.listed => {
-                self.missing = Some(id);
+            None => {
+                self.close();
                 Vec::new()
             }
-            Some(id) => {
-                self.wanted = Some(id);
+            Some(place) if self.summary(&place.conversation).is_some() => {
+                let mut out = Vec::new();
+                if self.active.as_ref() != Some(&place.conversation) {
+                    self.close();
+                    out = self.open(place.conversation.clone());
+                }
+                out.extend(self.focus_on(place.seq));
+                out
+            }
+            Some(place) if self.listed => {
+                self.close();
+                self.missing = Some(place);
+                Vec::new()
+            }
+            Some(place) => {
+                self.close();
+                self.wanted = Some(place);
                 Vec::new()
             }
         }
+    }
+
+    /// Shows the open conversation at message `seq` (highlighted), loading older pages
+    /// back to it.
+    fn focus_on(&mut self, seq: Option<Seq>) -> Option<ClientMsg> {
+        let id = self.active.clone()?;
+        let live = self.live;
+        let t = self.threads.entry(id.clone()).or_default();
+        t.focus = seq;
+        (live && t.loaded).then(|| t.reach_back(&id)).flatten()
     }
 
     /// Shows a conversation: loads its newest page if needed, marks it read.
@@ -497,6 +537,7 @@ impl Chat {
         self.notice = None;
         let t = self.threads.entry(id).or_default();
         t.first_unread = first_unread;
+        t.focus = None;
         let mut out = self.open_requests();
         out.extend(self.read_request());
         out
@@ -1273,16 +1314,23 @@ mod tests {
         );
     }
 
+    fn at(conv: &str, seq: Option<Seq>) -> Place {
+        Place {
+            conversation: id(conv),
+            seq,
+        }
+    }
+
     #[test]
     fn an_address_opens_its_conversation_once_the_list_is_known_or_says_not_found() {
         let mut c = Chat::new(user("ann"));
         c.resume();
         c.apply(ServerMsg::Resumed);
         assert!(
-            c.go_to(Some(id("ann/bob"))).is_empty(),
+            c.go_to(Some(at("ann/bob", None))).is_empty(),
             "waits for the list"
         );
-        assert_eq!(c.place(), Some(&id("ann/bob")));
+        assert_eq!(c.place(), Some(at("ann/bob", None)));
         assert_eq!(c.active, None);
         let (out, _) = c.apply(ServerMsg::Conversations {
             conversations: vec![direct("bob", 3, 1, 10)],
@@ -1292,17 +1340,20 @@ mod tests {
         assert!(out
             .iter()
             .any(|m| matches!(m, ClientMsg::History { conversation_id, .. } if *conversation_id == id("ann/bob"))));
-        assert!(c.go_to(Some(id("ann/bob"))).is_empty(), "already there");
+        assert!(
+            c.go_to(Some(at("ann/bob", None))).is_empty(),
+            "already there"
+        );
 
-        c.go_to(Some(id("ann/zed")));
+        c.go_to(Some(at("ann/zed", None)));
         assert_eq!(
             (c.active.as_ref(), c.missing.as_ref()),
-            (None, Some(&id("ann/zed")))
+            (None, Some(&at("ann/zed", None)))
         );
-        assert_eq!(c.place(), Some(&id("ann/zed")), "the address stays");
+        assert_eq!(c.place(), Some(at("ann/zed", None)), "the address stays");
         c.go_to(None);
         assert_eq!((c.place(), c.missing.as_ref()), (None, None));
-        c.go_to(Some(id("ann/bob")));
+        c.go_to(Some(at("ann/bob", None)));
         assert_eq!(c.active, Some(id("ann/bob")));
         c.close();
         assert_eq!(c.place(), None);
@@ -1381,7 +1432,7 @@ mod tests {
         let t = |c: &Chat| c.threads[&id("ann/bob")].clone();
         assert_eq!(t(&c).first_unread, Some(11));
         let (out, _) = c.apply(history("ann/bob", 111..=160, true));
-        assert!(t(&c).reaching_first_unread());
+        assert!(t(&c).reaching_back());
         let older = |before: Seq| ClientMsg::History {
             conversation_id: id("ann/bob"),
             before_seq: Some(before),
@@ -1390,11 +1441,41 @@ mod tests {
         assert!(out.contains(&older(111)), "{out:?}");
         assert_eq!(c.load_older(), None, "one request at a time");
         let (out, _) = c.apply(history("ann/bob", 11..=110, true));
-        assert!(!t(&c).reaching_first_unread(), "the first unread is in");
+        assert!(!t(&c).reaching_back(), "the first unread is in");
         assert!(
             !out.iter().any(|m| matches!(m, ClientMsg::History { .. })),
             "{out:?}"
         );
         assert!(t(&c).has_more, "older ones load on scrolling, as usual");
+    }
+
+    #[test]
+    fn a_message_address_loads_back_to_its_message_and_highlights_it() {
+        let mut c = chat();
+        c.open(id("ann/cat"));
+        c.apply(history("ann/cat", 101..=150, true));
+        c.open(id("ann/bob"));
+        // Another conversation, at message 20: opened, then its pages back to 20.
+        c.summary_mut(&id("ann/cat")).unwrap().last_seq = 150;
+        let out = c.go_to(Some(at("ann/cat", Some(20))));
+        let older = |before: Seq| ClientMsg::History {
+            conversation_id: id("ann/cat"),
+            before_seq: Some(before),
+            limit: Some(MAX_HISTORY_PAGE),
+        };
+        assert!(out.contains(&older(101)), "{out:?}");
+        assert_eq!(c.place(), Some(at("ann/cat", Some(20))));
+        let (out, _) = c.apply(history("ann/cat", 1..=100, false));
+        assert!(!c.threads[&id("ann/cat")].reaching_back());
+        assert!(!out.iter().any(|m| matches!(m, ClientMsg::History { .. })));
+        // The same conversation at another message: nothing to load; the list clears it.
+        assert!(c.go_to(Some(at("ann/cat", Some(7)))).is_empty());
+        assert_eq!(c.threads[&id("ann/cat")].focus, Some(7));
+        c.open(id("ann/cat"));
+        assert_eq!(
+            c.place(),
+            Some(at("ann/cat", None)),
+            "opened from the list: no message"
+        );
     }
 }

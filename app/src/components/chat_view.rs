@@ -177,7 +177,7 @@ mod browser {
                 ctx.act(move |c| c.go_to(place));
             }
         });
-        let place = Memo::new(move |_| chat.with(|c| c.place().cloned()));
+        let place = Memo::new(move |_| chat.with(Chat::place));
         Effect::new(move |first: Option<()>| {
             let path = path_of(place.get().as_ref());
             // The first run is the page as loaded: the address decides, not the chat.

@@ -7,6 +7,7 @@
 
 use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
+use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
 use crate::components::{Avatar, ChatCtx};
 use crate::domain::{ClientMsgId, MessageBody};
@@ -34,6 +35,10 @@ enum Row {
         name: String,
         body: String,
         clock: String,
+        /// The message an address named.
+        highlight: bool,
+        /// Its address (`/c/<conversation>/<seq>`).
+        link: String,
     },
     Pending {
         client_msg_id: String,
@@ -52,7 +57,12 @@ impl Row {
         match self {
             Row::Day(label) => format!("d:{label}"),
             Row::NewMessages => "new".into(),
-            Row::Message { seq, compact, .. } => format!("m:{seq}:{compact}"),
+            Row::Message {
+                seq,
+                compact,
+                highlight,
+                ..
+            } => format!("m:{seq}:{compact}:{highlight}"),
             Row::Pending {
                 client_msg_id,
                 failed,
@@ -89,6 +99,11 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
             name: c.name_of(&m.sender).to_owned(),
             body: m.body.clone(),
             clock: time::clock(at),
+            highlight: t.focus == Some(m.seq),
+            link: path_of(Some(&Place {
+                conversation: id.clone(),
+                seq: Some(m.seq),
+            })),
         });
         prev = Some((&m.sender, at));
     }
@@ -248,6 +263,17 @@ fn Conversation(id: ConversationId) -> impl IntoView {
     }
 }
 
+/// What the log's scrolling follows: the loaded messages' range, the pending count, whether
+/// the log is ready, and the message an address named.
+#[derive(Clone, Copy, PartialEq)]
+struct LogShape {
+    first: Option<u64>,
+    last: Option<u64>,
+    pending: usize,
+    loaded: bool,
+    focus: Option<u64>,
+}
+
 #[component]
 fn MessageLog(id: ConversationId) -> impl IntoView {
     let ctx = ChatCtx::get();
@@ -267,9 +293,9 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
             chat.with(|c| {
                 c.threads.get(&id).map(|t| {
                     // Loaded: the newest page is in and, when opening at the first unread
-                    // message, the pages back to it.
-                    let loaded = t.loaded && !t.reaching_first_unread();
-                    (loaded, t.has_more, t.loading_older)
+                    // message (or an address's), the pages back to it.
+                    let loaded = t.loaded && !t.reaching_back();
+                    (loaded, t.has_more, t.loading_older, t.focus)
                 })
             })
         }
@@ -314,64 +340,81 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
 
     // After the rows change, once the DOM has them: keep the view still when older messages
     // came in above, follow the bottom when pinned, count what arrived below otherwise.
-    Effect::new(
-        move |prev: Option<(Option<u64>, Option<u64>, usize, bool)>| {
-            let shape = rows.with(|r| {
-                let mut seqs = r.iter().filter_map(|row| match row {
-                    Row::Message { seq, .. } => Some(*seq),
-                    _ => None,
-                });
-                let first = seqs.next();
-                let last = seqs.next_back().or(first);
-                let pending = r
-                    .iter()
-                    .filter(|row| matches!(row, Row::Pending { .. }))
-                    .count();
-                (first, last, pending)
+    Effect::new(move |prev: Option<LogShape>| {
+        let (first, last, pending) = rows.with(|r| {
+            let mut seqs = r.iter().filter_map(|row| match row {
+                Row::Message { seq, .. } => Some(*seq),
+                _ => None,
             });
-            let loaded = status.get().is_some_and(|s| s.0);
-            let key = (shape.0, shape.1, shape.2, loaded);
-            let first_paint = prev.is_none_or(|p| !p.3) && loaded;
-            let grew_above = prev.is_some_and(|p| shape.0 < p.0);
-            let grew_below = prev.is_some_and(|p| shape.1 > p.1);
-            let sent = prev.is_some_and(|p| shape.2 > p.2);
-            request_animation_frame(move || {
-                // The conversation may have been closed (or another opened) since.
-                let Some(el) = log.try_get_untracked().flatten() else {
+            let first = seqs.next();
+            let last = seqs.next_back().or(first);
+            let pending = r
+                .iter()
+                .filter(|row| matches!(row, Row::Pending { .. }))
+                .count();
+            (first, last, pending)
+        });
+        let (loaded, focus) = status.get().map_or((false, None), |s| (s.0, s.3));
+        let key = LogShape {
+            first,
+            last,
+            pending,
+            loaded,
+            focus,
+        };
+        // Also when an address names another message of the open conversation.
+        let first_paint = prev.is_none_or(|p| !p.loaded || p.focus != focus) && loaded;
+        let grew_above = prev.is_some_and(|p| first < p.first);
+        let grew_below = prev.is_some_and(|p| last > p.last);
+        let sent = prev.is_some_and(|p| pending > p.pending);
+        request_animation_frame(move || {
+            // The conversation may have been closed (or another opened) since.
+            let Some(el) = log.try_get_untracked().flatten() else {
+                return;
+            };
+            // Only once the older page is in: its request alone changes nothing below.
+            if grew_above {
+                if let Some(a) = anchor.try_get_value().flatten() {
+                    anchor.set_value(None);
+                    el.set_scroll_top(el.scroll_height() - a);
                     return;
+                }
+            }
+            if first_paint {
+                // Open at the address's message, else at the first unread message if
+                // there is one, else at the bottom.
+                let target = match focus {
+                    Some(seq) => format!("li[data-seq=\"{seq}\"]"),
+                    None => ".new-messages".to_owned(),
                 };
-                // Only once the older page is in: its request alone changes nothing below.
-                if grew_above {
-                    if let Some(a) = anchor.try_get_value().flatten() {
-                        anchor.set_value(None);
-                        el.set_scroll_top(el.scroll_height() - a);
-                        return;
+                match el.query_selector(&target).ok().flatten() {
+                    Some(marker) => {
+                        // The marker's offset parent is the log (`position: relative`).
+                        let top = marker
+                            .dyn_ref::<web_sys::HtmlElement>()
+                            .map_or(0, web_sys::HtmlElement::offset_top);
+                        // A message named by an address a third of the way down; the
+                        // "New messages" line at the top.
+                        let above = if focus.is_some() {
+                            el.client_height() / 3
+                        } else {
+                            8
+                        };
+                        el.set_scroll_top(top - above);
                     }
+                    None => el.set_scroll_top(el.scroll_height()),
                 }
-                if first_paint {
-                    // Open at the first unread message if there is one, else at the bottom.
-                    match el.query_selector(".new-messages").ok().flatten() {
-                        Some(marker) => {
-                            // The marker's offset parent is the log (`position: relative`).
-                            let top = marker
-                                .dyn_ref::<web_sys::HtmlElement>()
-                                .map_or(0, web_sys::HtmlElement::offset_top);
-                            el.set_scroll_top(top - 8);
-                        }
-                        None => el.set_scroll_top(el.scroll_height()),
-                    }
-                    let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
-                    pinned.try_set(from_bottom <= PINNED_SLACK_PX);
-                } else if sent || pinned.get_untracked() {
-                    el.set_scroll_top(el.scroll_height());
-                    pinned.try_set(true);
-                } else if grew_below {
-                    unseen.try_update(|n| *n += 1);
-                }
-            });
-            key
-        },
-    );
+                let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
+                pinned.try_set(from_bottom <= PINNED_SLACK_PX);
+            } else if sent || pinned.get_untracked() {
+                el.set_scroll_top(el.scroll_height());
+                pinned.try_set(true);
+            } else if grew_below {
+                unseen.try_update(|n| *n += 1);
+            }
+        });
+        key
+    });
 
     view! {
         <div class="log-wrap">
@@ -384,14 +427,14 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
                 on:scroll=on_scroll
             >
                 {move || match status.get() {
-                    Some((true, false, _)) => {
+                    Some((true, false, ..)) => {
                         view! { <p class="log-start">"This is the beginning of the conversation."</p> }
                             .into_any()
                     }
-                    Some((true, true, true)) | None | Some((false, _, _)) => {
+                    Some((true, true, true, _)) | None | Some((false, ..)) => {
                         view! { <p class="log-start">"Loading messages…"</p> }.into_any()
                     }
-                    Some((true, true, false)) => {
+                    Some((true, true, false, _)) => {
                         view! { <p class="log-start">"Scroll up for older messages"</p> }.into_any()
                     }
                 }}
@@ -415,6 +458,41 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
                     </span>
                 </button>
             </Show>
+        </div>
+    }
+}
+
+/// The toolbar a message shows on hover (or keyboard focus): copy its link.
+#[component]
+fn MessageActions(link: String) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let window = window();
+            let url = format!("{}{link}", window.location().origin().unwrap_or_default());
+            let _ = window.navigator().clipboard().write_text(&url);
+            copied.set(true);
+            set_timeout(
+                move || {
+                    copied.try_set(false);
+                },
+                std::time::Duration::from_secs(2),
+            );
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &link;
+    };
+    view! {
+        <div class="msg-actions">
+            <button
+                type="button"
+                class="ghost"
+                aria-label="Copy link to message"
+                on:click=copy
+            >
+                {move || if copied.get() { "Link copied" } else { "Copy link" }}
+            </button>
         </div>
     }
 }
@@ -449,14 +527,18 @@ fn RowView(row: Row) -> impl IntoView {
             name,
             body,
             clock,
+            highlight,
+            link,
         } => view! {
             <li
                 class="msg"
                 class:mine=mine
                 class:compact=compact
+                class:highlight=highlight
                 data-seq=seq
                 data-state="sent"
             >
+                <MessageActions link />
                 <span class="msg-gutter">
                     {(!mine && !compact)
                         .then(|| {

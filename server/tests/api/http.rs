@@ -20,7 +20,7 @@ async fn healthz_reports_a_working_database() {
 async fn the_home_page_is_rendered_on_the_server_with_its_hydration_script() {
     let app = spawn_app().await;
     // The list, and a conversation's address (the same page, opened on it once hydrated).
-    for path in ["/", "/c/ann~bob"] {
+    for path in ["/", "/c/ann~bob", "/c/ann~bob/42"] {
         let res = get(app.addr, path).await;
         assert_eq!(res.status, 200, "{path}");
         let html = res.body;
@@ -35,7 +35,7 @@ async fn the_home_page_is_rendered_on_the_server_with_its_hydration_script() {
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let app = spawn_app().await;
-    for path in ["/no/such/page", "/c/a/b"] {
+    for path in ["/no/such/page", "/c/a/b/c"] {
         assert_eq!(get(app.addr, path).await.status, 404, "{path}");
     }
     app.stop().await;
