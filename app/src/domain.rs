@@ -280,6 +280,24 @@ impl ClientMsgId {
     }
 }
 
+string_newtype!(
+    /// A reaction: one emoji from Unicode's list (skin tones included), as typed or picked.
+    Emoji
+);
+
+impl Emoji {
+    /// The longest emoji sequence (a family or a flag of a region) is well under this.
+    pub const MAX_BYTES: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim();
+        if s.len() > Self::MAX_BYTES || emojis::get(s).is_none() {
+            return Err(invalid("emoji", "must be one emoji"));
+        }
+        Ok(Emoji(s.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +374,16 @@ mod tests {
         assert!(serde_json::from_str::<Username>("\"no\"").is_err());
         assert!(serde_json::from_str::<Password>("\"short\"").is_err());
         assert!(serde_json::from_str::<ClientMsgId>("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn a_reaction_is_one_known_emoji() {
+        for good in ["👍", "❤️", "👍🏽", "🇨🇳", "👨‍👩‍👧"] {
+            assert!(Emoji::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "x", "👍👍", ":+1:", "<b>", &"👍".repeat(1000)] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClientMsgId, MessageBody, RoomName, Username};
+use crate::domain::{ClientMsgId, Emoji, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// How often a client says that its user is still typing (at most), in milliseconds.
 pub const TYPING_EVERY_MS: i64 = 3_000;
@@ -30,12 +30,16 @@ pub const DEFAULT_HISTORY_PAGE: u32 = 50;
 pub const MAX_LIST_PAGE: u32 = 200;
 /// Conversations in one `conversations` answer at most (the most recently active ones).
 pub const MAX_CONVERSATIONS_PAGE: u32 = 500;
+/// Different emoji on one message at most; a new one beyond is refused with
+/// [`ErrorCode::LimitReached`].
+pub const MAX_REACTION_KINDS: usize = 20;
 
-/// A message's position in its conversation: 1 for the first, then +1 per message, no gaps.
+/// A position in a conversation: 1 for its first change, then +1 per change (a message, an
+/// edit, a deletion, a reaction added or removed), no gaps.
 pub type Seq = u64;
 
 /// Opaque conversation identifier.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ConversationId(pub String);
 
@@ -88,15 +92,46 @@ pub enum ClientMsg {
     /// Users with a word of their username or display name beginning with `query` (any
     /// case), for starting a direct conversation. Answered by [`ServerMsg::Users`].
     SearchUsers { query: String },
-    /// Posts a message. `client_msg_id` makes retries safe: sending the same id again returns
-    /// the original message. Answered by [`ServerMsg::Ack`] once the message is durable.
+    /// Posts a message, in reply to the message at `reply_to` if set. `client_msg_id` makes
+    /// retries safe: sending the same id again returns the original message. Answered by
+    /// [`ServerMsg::Ack`] once the message is durable.
     Send {
         conversation_id: ConversationId,
         client_msg_id: ClientMsgId,
         body: MessageBody,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<Seq>,
+    },
+    /// Replaces the text of one of the user's own messages. Not answered unless refused:
+    /// every member's sockets, the sender's included, get [`ServerMsg::Changed`]. The same
+    /// text again changes nothing.
+    Edit {
+        conversation_id: ConversationId,
+        seq: Seq,
+        body: MessageBody,
+    },
+    /// Deletes one of the user's own messages: its text and reactions are erased from the
+    /// store. Answered as `edit`; deleting a deleted message changes nothing.
+    Delete {
+        conversation_id: ConversationId,
+        seq: Seq,
+    },
+    /// Adds the user's reaction `emoji` to a message. Answered as `edit`; a reaction the
+    /// user already has changes nothing.
+    React {
+        conversation_id: ConversationId,
+        seq: Seq,
+        emoji: Emoji,
+    },
+    /// Takes the user's reaction `emoji` off a message. Answered as `edit`; a reaction the
+    /// user does not have changes nothing.
+    Unreact {
+        conversation_id: ConversationId,
+        seq: Seq,
+        emoji: Emoji,
     },
     /// A page of history: the newest `limit` messages with `seq < before_seq` (or the newest
-    /// overall). Answered by [`ServerMsg::History`].
+    /// overall), each as it is now. Answered by [`ServerMsg::History`].
     History {
         conversation_id: ConversationId,
         #[serde(default)]
@@ -115,8 +150,9 @@ pub enum ClientMsg {
     /// [`ServerMsg::Typing`]. Never stored, never replayed.
     Typing { conversation_id: ConversationId },
     /// After a reconnect: for each conversation, the last `seq` the client has. The server
-    /// sends every later message, in order, as [`ServerMsg::Message`] frames, then
-    /// [`ServerMsg::Resumed`]; live messages are never sent twice.
+    /// sends every later change, in order, as [`ServerMsg::Message`] and
+    /// [`ServerMsg::Changed`] frames, then [`ServerMsg::Resumed`]; live ones are never sent
+    /// twice.
     Resume { positions: Vec<Position> },
 }
 
@@ -187,16 +223,26 @@ pub enum ServerMsg {
     Message {
         message: Message,
     },
-    /// A page of history, oldest first; `has_more` when older messages exist.
+    /// A page of history, oldest first, covering the positions `from_seq..=to_seq`: every
+    /// message among them is here as it is now, and the other positions are changes already
+    /// applied to them. `has_more` when older messages exist. An empty conversation
+    /// answers `from_seq` 1 and `to_seq` 0.
     History {
         conversation_id: ConversationId,
         messages: Vec<Message>,
         has_more: bool,
+        from_seq: Seq,
+        to_seq: Seq,
     },
-    /// The user's read position in a conversation changed (on this or another socket).
+    /// A message was edited, deleted or reacted to (live, or replayed by `resume`): the
+    /// change at `change.seq`.
+    Changed { change: Change },
+    /// The user's read position in a conversation changed (on this or another socket):
+    /// `unread` messages remain up to the conversation's position `last_seq`.
     ReadState {
         conversation_id: ConversationId,
         last_read_seq: Seq,
+        last_seq: Seq,
         unread: u64,
     },
     /// Every message missed before the `resume` has been sent.
@@ -237,16 +283,75 @@ pub struct UserInfo {
     pub display_name: String,
 }
 
-/// A stored message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored message, as it is now (its edits, deletion and reactions applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub conversation_id: ConversationId,
     pub seq: Seq,
     pub sender: String,
+    /// Empty once deleted.
     pub body: String,
     pub client_msg_id: String,
     /// Server time of storage, milliseconds since the Unix epoch.
     pub sent_at_ms: i64,
+    /// The message this one answers, as that message is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+    /// When the text was last edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// In the order each emoji was first used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The start of the message a reply answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub seq: Seq,
+    pub sender: String,
+    /// The first line, shortened; empty once deleted.
+    pub text: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+/// One emoji on a message and who reacted with it, in the order they did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub users: Vec<String>,
+}
+
+/// A change to a message, at its own position `seq` of the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+    /// Who made the change.
+    pub actor: String,
+    pub at_ms: i64,
+    /// The `seq` of the message changed.
+    pub target: Seq,
+    pub what: What,
+}
+
+/// What a [`Change`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum What {
+    /// The text is now `body` (replayed: the text as it is now, empty if deleted since).
+    Edited { body: String },
+    /// The text and reactions are gone.
+    Deleted,
+    Reacted { emoji: String },
+    Unreacted { emoji: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,9 +370,10 @@ pub struct ConversationSummary {
     pub title: String,
     /// The other user, for a direct conversation, and whether they are online.
     pub peer: Option<Member>,
+    /// The last position (a message or a change).
     pub last_seq: Seq,
     pub last_read_seq: Seq,
-    /// `last_seq - last_read_seq`.
+    /// Messages after `last_read_seq` (changes to messages do not count).
     pub unread: u64,
     pub last_message: Option<Preview>,
     /// Last message time, or creation time when empty; milliseconds since the Unix epoch.
@@ -278,6 +384,7 @@ pub struct ConversationSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preview {
     pub sender: String,
+    /// Empty once deleted.
     pub text: String,
     pub sent_at_ms: i64,
 }
@@ -308,6 +415,8 @@ pub enum ErrorCode {
     BadFrame,
     /// A field broke its rule (empty or over-long body, bad username, ...).
     InvalidInput,
+    /// The action is not this user's to take (editing someone else's message).
+    Forbidden,
     /// The frame is larger than [`MAX_FRAME_BYTES`].
     FrameTooLarge,
     /// Binary frames are not part of the protocol.
@@ -384,6 +493,7 @@ const VALIDATION_MARKERS: &[&str] = &[
     "password:",
     "body:",
     "client_msg_id:",
+    "emoji:",
 ];
 
 impl ServerMsg {

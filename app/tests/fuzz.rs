@@ -4,7 +4,7 @@
 //!
 //! Case counts scale with `PROPTEST_CASES` (default below); RELIABILITY.md records a run.
 
-use app::domain::{ClientMsgId, DisplayName, MessageBody, Password, RoomName, Username};
+use app::domain::{ClientMsgId, DisplayName, Emoji, MessageBody, Password, RoomName, Username};
 use app::protocol::{ClientMsg, ConversationId, ErrorCode, Position, ServerMsg, MAX_FRAME_BYTES};
 use proptest::prelude::*;
 
@@ -123,13 +123,35 @@ fn valid_client_msg() -> impl Strategy<Value = ClientMsg> {
                 after,
                 limit,
             }),
-        (conv.clone(), cmid, body).prop_map(|(conversation_id, client_msg_id, body)| {
-            ClientMsg::Send {
+        (conv.clone(), cmid, body.clone(), any::<Option<u64>>()).prop_map(
+            |(conversation_id, client_msg_id, body, reply_to)| ClientMsg::Send {
                 conversation_id,
                 client_msg_id,
                 body,
+                reply_to,
+            }
+        ),
+        (conv.clone(), any::<u64>(), body).prop_map(|(conversation_id, seq, body)| {
+            ClientMsg::Edit {
+                conversation_id,
+                seq,
+                body,
             }
         }),
+        (conv.clone(), any::<u64>())
+            .prop_map(|(conversation_id, seq)| ClientMsg::Delete { conversation_id, seq }),
+        (conv.clone(), any::<u64>(), prop::sample::select(vec!["👍", "❤️", "🎉", "👍🏽"]))
+            .prop_map(|(conversation_id, seq, e)| ClientMsg::React {
+                conversation_id,
+                seq,
+                emoji: Emoji::parse(e).unwrap(),
+            }),
+        (conv.clone(), any::<u64>(), prop::sample::select(vec!["😂", "🇨🇳"]))
+            .prop_map(|(conversation_id, seq, e)| ClientMsg::Unreact {
+                conversation_id,
+                seq,
+                emoji: Emoji::parse(e).unwrap(),
+            }),
         (conv.clone(), any::<Option<u64>>(), any::<Option<u32>>()).prop_map(
             |(conversation_id, before_seq, limit)| ClientMsg::History {
                 conversation_id,

@@ -305,6 +305,7 @@ async fn user(
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&id)?,
                 body: MessageBody::parse(&body)?,
+                reply_to: None,
             })
             .await?;
             r.send_late_us.push(at.elapsed().as_micros() as u64);

@@ -39,6 +39,7 @@ pub async fn full_history(
                         conversation_id,
                         messages,
                         has_more,
+                        ..
                     } if *conversation_id == want => Some((messages.clone(), *has_more)),
                     _ => None,
                 },

@@ -172,6 +172,7 @@ async fn sender(
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&id)?,
                 body: MessageBody::parse(&format!("{name} #{n}"))?,
+                reply_to: None,
             };
             if conn.send(&frame).await.is_err() {
                 break;

@@ -236,6 +236,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                 conversation_id,
                 client_msg_id,
                 body,
+                ..
             }) => {
                 let mut seqs = shared.seqs.lock().expect("lock");
                 let seq = {
@@ -252,6 +253,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                     body: body.into_inner(),
                     client_msg_id: client_msg_id.to_string(),
                     sent_at_ms: 0,
+                    ..Message::default()
                 };
                 let delivery: Arc<str> = Arc::from(
                     ServerMsg::Message {

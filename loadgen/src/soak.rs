@@ -301,5 +301,6 @@ fn send_frame(conv: &ConversationId, id: &str, body: &str) -> anyhow::Result<Cli
         conversation_id: conv.clone(),
         client_msg_id: ClientMsgId::parse(id)?,
         body: MessageBody::parse(body)?,
+        reply_to: None,
     })
 }

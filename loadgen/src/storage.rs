@@ -232,6 +232,7 @@ async fn send_plan(
                 body: MessageBody::parse(&format!(
                     "message {n} from user {index}: some words of ordinary length"
                 ))?,
+                reply_to: None,
             })
             .await?;
             in_flight += 1;

@@ -129,6 +129,7 @@ async fn send(
                     conversation_id: conv.clone(),
                     client_msg_id: ClientMsgId::parse(&format!("s{index}-{n}"))?,
                     body: MessageBody::parse(&format!("storm message {n}"))?,
+                    reply_to: None,
                 })
                 .await?;
                 unacked += 1;

@@ -96,10 +96,12 @@ async fn main() -> anyhow::Result<()> {
                         MessageRecord {
                             conversation: key.clone(),
                             seq: seqs[c],
+                            n: seqs[c],
                             sender: sender.clone(),
                             body: format!("ceiling message {} {}", seqs[c], c),
                             client_msg_id: format!("w{w}-{}", n + i),
                             sent_at: 1_700_000_000_000 + (n + i) as i64,
+                            ..MessageRecord::default()
                         }
                     })
                     .collect();

@@ -37,6 +37,7 @@
 //!    reach the database ([`store`]'s deferred writes).
 
 pub mod auth;
+pub mod changes;
 pub mod chat;
 mod clock;
 pub mod db;

@@ -30,7 +30,7 @@
 
 use app::{
     domain::{ClientMsgId, MessageBody},
-    protocol::{ErrorCode, ServerMsg},
+    protocol::{ErrorCode, Quote, ServerMsg},
 };
 use axum::extract::ws::Utf8Bytes;
 use std::{
@@ -44,9 +44,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
 use crate::{
+    changes::Request,
     hub::{Hub, Outbound},
     refusal::Refusal,
-    store::{MessageRecord, StoreError, SurrealChatStore},
+    store::{
+        Batch, ChangeRecord, Entry, Mark, MessageRecord, StoreError, SurrealChatStore,
+    },
 };
 
 /// Writer tasks: two, so that one can prepare and fan out while the other's commit syncs.
@@ -64,15 +67,52 @@ pub const RECENT_IDS: usize = 100_000;
 /// for the next pass to start, and at most half of this more while the pass spreads out.
 pub const PENDING_EVERY: Duration = Duration::from_secs(1);
 
-/// A message a socket asks to send; membership and rate were checked by the chat service.
+/// A message to send, or a change to a message, that a socket asks for; membership and
+/// rate were checked by the chat service.
 #[derive(Debug)]
 pub struct Submission {
     pub conversation: Arc<str>,
+    /// Who asks (the sender of a message, the actor of a change).
     pub sender: String,
-    /// The sender's socket: it gets the ack, everyone else the message.
+    /// The asking socket: it gets the ack (or the refusal), everyone else the message.
     pub conn_id: u64,
-    pub client_msg_id: ClientMsgId,
-    pub body: MessageBody,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Send {
+        client_msg_id: ClientMsgId,
+        body: MessageBody,
+        reply_to: Option<u64>,
+    },
+    /// A change to the message at `seq` (see [`crate::changes`]).
+    Change { seq: u64, request: Request },
+}
+
+impl Action {
+    /// The message this action needs to see: the one it changes or answers.
+    fn target(&self) -> Option<u64> {
+        match self {
+            Action::Send { reply_to, .. } => *reply_to,
+            Action::Change { seq, .. } => Some(*seq),
+        }
+    }
+
+    fn client_msg_id(&self) -> Option<&ClientMsgId> {
+        match self {
+            Action::Send { client_msg_id, .. } => Some(client_msg_id),
+            Action::Change { .. } => None,
+        }
+    }
+}
+
+/// What an accepted submission became, for answering once the batch is stored.
+enum Outcome {
+    /// A new message (the `entries` index), quoting the message it answers.
+    Sent(usize, Option<Quote>),
+    /// A change, as sent to every member.
+    Changed { seq: u64, frame: Utf8Bytes },
 }
 
 /// Handles to the writer tasks; cheap to clone.
@@ -323,70 +363,166 @@ impl Writer {
                 None => return,
             }
         }
-        for sub in &batch {
-            self.commit_one(sub).await;
+        // What is left goes one at a time: one bad submission cannot hold up the others.
+        for sub in batch {
+            if let Some(left) = self.try_commit(vec![sub]).await {
+                for sub in &left {
+                    self.refuse(sub, Refusal::internal());
+                }
+            }
         }
     }
 
-    /// One attempt at a batch; `Some` with the sends to try again when it was refused for
-    /// an id or a position the store had and the writer did not know.
+    /// One attempt at a batch; `Some` with the submissions to try again when it was
+    /// refused for an id or a position the store had and the writer did not know. Each
+    /// change is checked against its message as the batch left it (see
+    /// [`crate::changes`]): a refused one is answered at once and stores nothing.
     async fn try_commit(&mut self, batch: Vec<Submission>) -> Option<Vec<Submission>> {
         let now = crate::clock::now_ms();
-        let mut records: Vec<MessageRecord> = Vec::with_capacity(batch.len());
-        let mut senders: Vec<Submission> = Vec::with_capacity(batch.len());
+        let mut states = match self.targets(&batch).await {
+            Ok(states) => states,
+            Err(e) => {
+                warn!(error = %e, "cannot read the messages a batch changes");
+                for sub in &batch {
+                    self.refuse(sub, Refusal::internal());
+                }
+                return None;
+            }
+        };
+        let mut entries: Vec<Entry> = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<(Submission, Outcome)> = Vec::with_capacity(batch.len());
         // Submissions repeating a `client_msg_id` of this batch or of a stored message.
         let mut repeats: Vec<Submission> = Vec::new();
         let mut in_batch: HashSet<(String, String)> = HashSet::new();
-        // Per conversation, the last `seq` given out in this batch.
-        let mut given: HashMap<Arc<str>, u64> = HashMap::new();
+        // The messages this batch's changes changed.
+        let mut touched: Vec<(Arc<str>, u64)> = Vec::new();
+        // Per conversation, the last position given out in this batch.
+        let mut given: HashMap<Arc<str>, Mark> = HashMap::new();
         for sub in batch {
-            let id = (sub.sender.clone(), sub.client_msg_id.to_string());
-            if in_batch.contains(&id) || self.recent.get(&id.0, &id.1).is_some() {
-                repeats.push(sub);
-                continue;
-            }
-            let seq = match given.get(&sub.conversation) {
-                Some(&last) => last + 1,
-                None => match self.store.known_last_seq(&sub.conversation) {
-                    Some(last) => last + 1,
-                    // Routed here only once known; a head is never forgotten.
+            let head = match given.get(&sub.conversation).copied() {
+                Some(mark) => mark,
+                // Routed here only once known; a head is never forgotten.
+                None => match self.store.known_head(&sub.conversation) {
+                    Some(mark) => mark,
                     None => {
                         self.refuse(&sub, Refusal::internal());
                         continue;
                     }
                 },
             };
-            given.insert(sub.conversation.clone(), seq);
-            in_batch.insert(id);
-            records.push(record(&sub, seq, now));
-            senders.push(sub);
+            let seq = head.seq + 1;
+            let key = sub.conversation.clone();
+            let outcome = match &sub.action {
+                Action::Send {
+                    client_msg_id,
+                    body,
+                    reply_to,
+                } => {
+                    let id = (sub.sender.clone(), client_msg_id.to_string());
+                    if in_batch.contains(&id) || self.recent.get(&id.0, &id.1).is_some() {
+                        repeats.push(sub);
+                        continue;
+                    }
+                    let quote = match reply_to {
+                        None => None,
+                        Some(t) => match states.get(&(key.clone(), *t)) {
+                            Some(m) => Some(m.quote()),
+                            None => {
+                                self.refuse(&sub, crate::changes::no_such_message("reply_to"));
+                                continue;
+                            }
+                        },
+                    };
+                    in_batch.insert(id);
+                    let record = MessageRecord {
+                        conversation: key.to_string(),
+                        seq,
+                        n: head.n + 1,
+                        sender: sub.sender.clone(),
+                        body: body.as_str().to_owned(),
+                        client_msg_id: client_msg_id.to_string(),
+                        sent_at: now,
+                        reply_to: *reply_to,
+                        ..MessageRecord::default()
+                    };
+                    given.insert(key, Mark::new(seq, head.n + 1));
+                    entries.push(Entry::Message(record));
+                    Outcome::Sent(entries.len() - 1, quote)
+                }
+                Action::Change {
+                    seq: target,
+                    request,
+                } => {
+                    let Some(message) = states.get_mut(&(key.clone(), *target)) else {
+                        self.refuse(&sub, crate::changes::no_such_message("seq"));
+                        continue;
+                    };
+                    let kind = match crate::changes::apply(request, &sub.sender, now, message) {
+                        Ok(Some(kind)) => kind,
+                        // Already as asked: nothing to store or tell.
+                        Ok(None) => continue,
+                        Err(refusal) => {
+                            self.refuse(&sub, refusal);
+                            continue;
+                        }
+                    };
+                    let change = ChangeRecord {
+                        conversation: key.to_string(),
+                        seq,
+                        n: head.n,
+                        actor: sub.sender.clone(),
+                        target: *target,
+                        kind,
+                        at: now,
+                    };
+                    let frame = Utf8Bytes::from(
+                        ServerMsg::Changed {
+                            change: change.to_wire(message),
+                        }
+                        .encode(),
+                    );
+                    given.insert(key.clone(), Mark::new(seq, head.n));
+                    touched.push((key, *target));
+                    entries.push(Entry::Change(change));
+                    Outcome::Changed { seq, frame }
+                }
+            };
+            accepted.push((sub, outcome));
         }
         let mut again = None;
-        if !records.is_empty() {
-            match self.store.append_batch(&records).await {
-                Ok(()) => {
-                    for (record, sub) in records.iter().zip(&senders) {
-                        self.delivered(record, sub).await;
-                    }
-                }
-                Err(StoreError::ClientMsgIdTaken) => {
-                    // Sent before this writer remembered it: learn where each went.
-                    if self.learn_ids(&senders).await {
-                        again = Some(senders);
-                    } else {
-                        for sub in &senders {
-                            self.refuse(sub, Refusal::internal());
-                        }
-                    }
-                }
-                Err(StoreError::SeqTaken | StoreError::OutOfSequence) => {
-                    self.resync(&given).await;
-                    again = Some(senders);
-                }
+        if !entries.is_empty() {
+            touched.sort();
+            touched.dedup();
+            let changed: Vec<MessageRecord> = touched
+                .iter()
+                .filter_map(|k| states.get(k).cloned())
+                .collect();
+            let batch = Batch { entries, changed };
+            match self.store.commit(&batch).await {
+                Ok(()) => self.answer(accepted, batch.entries).await,
                 Err(e) => {
-                    warn!(error = %e, messages = records.len(), "storing a batch failed");
-                    for sub in &senders {
-                        self.refuse(sub, Refusal::internal());
+                    let (subs, _): (Vec<Submission>, Vec<Outcome>) = accepted.into_iter().unzip();
+                    match e {
+                        StoreError::ClientMsgIdTaken => {
+                            // Sent before this writer remembered it: learn where each went.
+                            if self.learn_ids(&subs).await {
+                                again = Some(subs);
+                            } else {
+                                for sub in &subs {
+                                    self.refuse(sub, Refusal::internal());
+                                }
+                            }
+                        }
+                        StoreError::SeqTaken | StoreError::OutOfSequence => {
+                            self.resync(&given).await;
+                            again = Some(subs);
+                        }
+                        e => {
+                            warn!(error = %e, entries = subs.len(), "storing a batch failed");
+                            for sub in &subs {
+                                self.refuse(sub, Refusal::internal());
+                            }
+                        }
                     }
                 }
             }
@@ -400,12 +536,81 @@ impl Writer {
         again
     }
 
+    /// The messages a batch changes or answers, as stored, by conversation and `seq`: one
+    /// read per conversation that has any.
+    async fn targets(
+        &self,
+        batch: &[Submission],
+    ) -> Result<HashMap<(Arc<str>, u64), MessageRecord>, StoreError> {
+        let mut wanted: HashMap<&Arc<str>, Vec<u64>> = HashMap::new();
+        for sub in batch {
+            if let Some(t) = sub.action.target() {
+                wanted.entry(&sub.conversation).or_default().push(t);
+            }
+        }
+        let mut states = HashMap::new();
+        for (key, mut seqs) in wanted {
+            seqs.sort_unstable();
+            seqs.dedup();
+            for (seq, m) in self.store.messages_at(key, &seqs).await? {
+                states.insert((key.clone(), seq), m);
+            }
+        }
+        Ok(states)
+    }
+
+    /// A batch is stored: every message and change goes out to the members' sockets, in
+    /// order, and each sender gets the ack of their message.
+    async fn answer(&mut self, accepted: Vec<(Submission, Outcome)>, entries: Vec<Entry>) {
+        let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let mut members: HashMap<Arc<str>, Option<crate::store::Members>> = HashMap::new();
+        for (sub, outcome) in accepted {
+            let who = match members.get(&sub.conversation) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = match self.store.members(&sub.conversation).await {
+                        Ok(m) => Some(m),
+                        // Stored but not pushed: members get it when they next resume or
+                        // open the conversation.
+                        Err(e) => {
+                            warn!(error = %e, "cannot read members to fan out");
+                            None
+                        }
+                    };
+                    members.insert(sub.conversation.clone(), m.clone());
+                    m
+                }
+            };
+            match outcome {
+                Outcome::Sent(i, quote) => {
+                    if let Some(Entry::Message(record)) = entries.get_mut(i).and_then(Option::take)
+                    {
+                        self.delivered(&record, quote, &sub, who.as_deref());
+                    }
+                }
+                Outcome::Changed { seq, frame } => {
+                    if let Some(who) = &who {
+                        self.hub.push(
+                            who,
+                            &Outbound::Message {
+                                conversation: sub.conversation.clone(),
+                                seq,
+                                frame,
+                            },
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads where these sends' ids went, for those stored, into the writer's memory;
     /// `false` if the store could not say.
     async fn learn_ids(&mut self, subs: &[Submission]) -> bool {
         let pairs: Vec<(String, String)> = subs
             .iter()
-            .map(|s| (s.sender.clone(), s.client_msg_id.to_string()))
+            .filter_map(|s| Some((s.sender.clone(), s.action.client_msg_id()?.to_string())))
             .collect();
         match self.store.sent_messages(&pairs).await {
             Ok(found) => {
@@ -423,7 +628,7 @@ impl Writer {
     }
 
     /// Makes the heads of these conversations follow what is really stored.
-    async fn resync(&self, conversations: &HashMap<Arc<str>, u64>) {
+    async fn resync(&self, conversations: &HashMap<Arc<str>, Mark>) {
         for key in conversations.keys() {
             if let Err(e) = self.store.resync_head(key).await {
                 warn!(error = %e, conversation = %key, "cannot re-read a conversation's head");
@@ -431,35 +636,11 @@ impl Writer {
         }
     }
 
-    /// Stores one message on the slow path: the answer for an already stored
-    /// `client_msg_id`, else a batch of one.
-    async fn commit_one(&mut self, sub: &Submission) {
-        if self.ack_stored(sub).await {
-            return;
-        }
-        let result = match self.store.last_seq(&sub.conversation).await {
-            Ok(Some(last)) => {
-                let record = record(sub, last + 1, crate::clock::now_ms());
-                self.store
-                    .append_batch(std::slice::from_ref(&record))
-                    .await
-                    .map(|()| record)
-            }
-            Ok(None) => Err(StoreError::NoSuchConversation),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(record) => self.delivered(&record, sub).await,
-            Err(e) => {
-                warn!(error = %e, "storing a message on its own failed");
-                self.refuse(sub, e.into());
-            }
-        }
-    }
-
     /// Acks a re-sent message with the stored original; `false` if there is none.
     async fn ack_stored(&mut self, sub: &Submission) -> bool {
-        let id = sub.client_msg_id.as_str();
+        let Some(id) = sub.action.client_msg_id().map(ClientMsgId::as_str) else {
+            return false;
+        };
         let found = match self.recent.get(&sub.sender, id) {
             Some((conversation, seq)) => Ok(Some((conversation.to_string(), *seq))),
             None => self.store.sent_message(&sub.sender, id).await,
@@ -486,7 +667,16 @@ impl Writer {
             Ok(Some(m)) => {
                 self.recent
                     .insert(&m.sender, &m.client_msg_id, &sub.conversation, m.seq);
-                self.ack(&m, sub);
+                let quote = match m.reply_to {
+                    Some(_) => self
+                        .store
+                        .quotes(&conversation, std::slice::from_ref(&m))
+                        .await
+                        .ok()
+                        .and_then(|q| m.reply_to.and_then(|r| q.get(&r).cloned())),
+                    None => None,
+                };
+                self.ack(&m, quote, sub);
                 true
             }
             Ok(None) => false,
@@ -497,40 +687,45 @@ impl Writer {
         }
     }
 
-    /// A message is stored: fan it out to every member's sockets, then ack the sender.
-    async fn delivered(&mut self, record: &MessageRecord, sub: &Submission) {
+    /// A message is stored: fan it out to every member's sockets (`members`, when they
+    /// could be read), then ack the sender.
+    fn delivered(
+        &mut self,
+        record: &MessageRecord,
+        quote: Option<Quote>,
+        sub: &Submission,
+        members: Option<&[String]>,
+    ) {
         self.recent.insert(
             &record.sender,
             &record.client_msg_id,
             &sub.conversation,
             record.seq,
         );
-        let frame = Utf8Bytes::from(
-            ServerMsg::Message {
-                message: record.to_wire(),
-            }
-            .encode(),
-        );
-        match self.store.members(&sub.conversation).await {
-            Ok(members) => self.hub.push(
-                &members,
+        if let Some(members) = members {
+            let frame = Utf8Bytes::from(
+                ServerMsg::Message {
+                    message: record.to_wire(quote.clone()),
+                }
+                .encode(),
+            );
+            self.hub.push(
+                members,
                 &Outbound::Message {
                     conversation: sub.conversation.clone(),
                     seq: record.seq,
                     frame,
                 },
                 Some(sub.conn_id),
-            ),
-            // Stored but not pushed: members get it when they next resume or open it.
-            Err(e) => warn!(error = %e, "cannot read members to fan out a message"),
+            );
         }
-        self.ack(record, sub);
+        self.ack(record, quote, sub);
     }
 
-    fn ack(&self, record: &MessageRecord, sub: &Submission) {
+    fn ack(&self, record: &MessageRecord, quote: Option<Quote>, sub: &Submission) {
         let ack = ServerMsg::Ack {
-            client_msg_id: sub.client_msg_id.to_string(),
-            message: record.to_wire(),
+            client_msg_id: record.client_msg_id.clone(),
+            message: record.to_wire(quote),
         };
         self.hub.push_to(
             &sub.sender,
@@ -544,20 +739,10 @@ impl Writer {
     }
 
     fn refuse(&self, sub: &Submission, refusal: Refusal) {
-        let msg = refusal.into_msg(Some(sub.client_msg_id.to_string()));
+        let id = sub.action.client_msg_id().map(ToString::to_string);
+        let msg = refusal.into_msg(id);
         self.hub
             .push_to(&sub.sender, sub.conn_id, Outbound::frame(&msg));
-    }
-}
-
-fn record(sub: &Submission, seq: u64, now: i64) -> MessageRecord {
-    MessageRecord {
-        conversation: sub.conversation.to_string(),
-        seq,
-        sender: sub.sender.clone(),
-        body: sub.body.as_str().to_owned(),
-        client_msg_id: sub.client_msg_id.to_string(),
-        sent_at: now,
     }
 }
 
@@ -621,8 +806,11 @@ mod tests {
             conversation: Arc::from(conversation),
             sender: "alice".into(),
             conn_id: 1,
-            client_msg_id: ClientMsgId::parse(id).unwrap(),
-            body: MessageBody::parse(body).unwrap(),
+            action: Action::Send {
+                client_msg_id: ClientMsgId::parse(id).unwrap(),
+                body: MessageBody::parse(body).unwrap(),
+                reply_to: None,
+            },
         }
     }
 
@@ -681,10 +869,12 @@ mod tests {
         let old = MessageRecord {
             conversation: s.ab.clone(),
             seq: 1,
+            n: 1,
             sender: "alice".into(),
             body: "original".into(),
             client_msg_id: "c1".into(),
             sent_at: 5,
+            ..MessageRecord::default()
         };
         s.store
             .append_batch(std::slice::from_ref(&old))

@@ -5,18 +5,20 @@
 //! counts, what to resume — is unit-tested on the host. The UI keeps one [`Chat`] in a signal
 //! and sends whatever the methods return.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::address::Place;
-use crate::domain::{ClientMsgId, MessageBody};
+use crate::domain::{ClientMsgId, Emoji, MessageBody};
 use crate::protocol::{
-    ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message, Position,
-    Preview, RoomInfo, Seq, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE,
-    TYPING_EVERY_MS, TYPING_SHOWN_MS,
+    Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
+    Position, Preview, Reaction, RoomInfo, Seq, ServerMsg, UserInfo, What, DEFAULT_HISTORY_PAGE,
+    MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
 
 /// Characters of a message kept for the sidebar preview (the server keeps as many).
 const PREVIEW_CHARS: usize = 120;
+/// Characters of a message quoted by a reply (the server quotes as many).
+const QUOTE_CHARS: usize = 100;
 
 /// Everything the signed-in page knows.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,8 +74,12 @@ pub struct Typist {
 /// One conversation's loaded messages and local echoes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Thread {
-    /// Stored messages by `seq`: inserting twice is harmless, order is by construction.
+    /// Stored messages by `seq`, as they are now: inserting twice is harmless, order is by
+    /// construction.
     pub messages: BTreeMap<Seq, Message>,
+    /// Every position this thread holds: its messages and the changes between them (which
+    /// history pages cover, and live changes add). Holes in it are filled from history.
+    pub known: BTreeSet<Seq>,
     /// The newest page has arrived.
     pub loaded: bool,
     /// Older messages exist before the first loaded one.
@@ -103,6 +109,8 @@ pub struct SeenBy {
 pub struct Pending {
     pub client_msg_id: String,
     pub body: String,
+    /// The message it answers.
+    pub reply_to: Option<Seq>,
     pub state: PendingState,
 }
 
@@ -147,19 +155,74 @@ impl Thread {
         })
     }
 
+    /// The last position held (for `resume`).
     pub fn last_seq(&self) -> Option<Seq> {
-        self.messages.keys().next_back().copied()
+        self.known.last().copied()
     }
 
+    /// The first position held (older pages are asked for before it).
     pub fn first_seq(&self) -> Option<Seq> {
-        self.messages.keys().next().copied()
+        self.known.first().copied()
     }
 
-    /// The first hole in the loaded run, as (the newest missing seq + 1, its length): a
-    /// `history` request with these as `before_seq` and `limit` fills it from the top.
+    /// The newest message held.
+    pub fn newest(&self) -> Option<&Message> {
+        self.messages.values().next_back()
+    }
+
+    /// Puts a change to one of this thread's messages in place (a message not loaded is
+    /// fetched as it is now when its page is). Edits of a deleted message change nothing;
+    /// reactions are sets, so a change applied twice changes nothing the second time.
+    fn change(&mut self, change: &Change) {
+        self.known.insert(change.seq);
+        let Some(m) = self.messages.get_mut(&change.target) else {
+            return;
+        };
+        match &change.what {
+            What::Edited { body } if !m.deleted => {
+                m.body.clone_from(body);
+                m.edited_at_ms = Some(change.at_ms);
+            }
+            What::Edited { .. } => {}
+            What::Deleted => {
+                m.deleted = true;
+                m.body.clear();
+                m.reactions.clear();
+            }
+            What::Reacted { emoji } if !m.deleted => {
+                match m.reactions.iter_mut().find(|r| &r.emoji == emoji) {
+                    Some(r) if r.users.contains(&change.actor) => {}
+                    Some(r) => r.users.push(change.actor.clone()),
+                    None => m.reactions.push(Reaction {
+                        emoji: emoji.clone(),
+                        users: vec![change.actor.clone()],
+                    }),
+                }
+            }
+            What::Reacted { .. } => {}
+            What::Unreacted { emoji } => {
+                if let Some(r) = m.reactions.iter_mut().find(|r| &r.emoji == emoji) {
+                    r.users.retain(|u| u != &change.actor);
+                }
+                m.reactions.retain(|r| !r.users.is_empty());
+            }
+        }
+        // Replies show the message they answer as it is now.
+        let quote = m.seq;
+        let (text, deleted) = (m.body.clone(), m.deleted);
+        for reply in self.messages.values_mut() {
+            if let Some(q) = reply.reply_to.as_mut().filter(|q| q.seq == quote) {
+                q.text = crate::domain::preview(&text, QUOTE_CHARS);
+                q.deleted = deleted;
+            }
+        }
+    }
+
+    /// The first hole in the held positions, as (the newest missing seq + 1, its length):
+    /// a `history` request with these as `before_seq` and `limit` fills it from the top.
     fn hole(&self) -> Option<(Seq, u32)> {
         let mut prev: Option<Seq> = None;
-        for &seq in self.messages.keys() {
+        for &seq in &self.known {
             if let Some(p) = prev {
                 if seq > p + 1 {
                     let missing = (seq - p - 1).min(u64::from(MAX_HISTORY_PAGE)) as u32;
@@ -384,17 +447,13 @@ impl Chat {
                 conversation_id,
                 messages,
                 has_more,
+                from_seq,
+                to_seq,
             } => {
                 let t = self.threads.entry(conversation_id.clone()).or_default();
                 let oldest_before = t.first_seq();
-                let page_oldest = messages.first().map(|m| m.seq);
                 // The page reaches as far back as anything loaded: it decides `has_more`.
-                if !t.loaded
-                    || match (page_oldest, oldest_before) {
-                        (Some(p), Some(o)) => p <= o,
-                        _ => true,
-                    }
-                {
+                if !t.loaded || oldest_before.is_none_or(|o| from_seq <= o) {
                     t.has_more = has_more;
                 }
                 t.loaded = true;
@@ -402,6 +461,9 @@ impl Chat {
                 for m in messages {
                     t.messages.insert(m.seq, m);
                 }
+                // Every position the page covers is held: its messages, and changes
+                // already applied to them.
+                t.known.extend(from_seq..=to_seq);
                 if let Some((before, limit)) = t.hole() {
                     out.push(ClientMsg::History {
                         conversation_id: conversation_id.clone(),
@@ -413,23 +475,26 @@ impl Chat {
                     // back it is.
                     out.extend(t.reach_back(&conversation_id));
                 }
-                if let Some(last) = t.last_seq() {
-                    if let Some(c) = self.summary_mut(&conversation_id) {
-                        c.last_seq = c.last_seq.max(last);
-                        c.unread = c.last_seq.saturating_sub(c.last_read_seq);
-                    }
+                if let Some(c) = self.summary_mut(&conversation_id) {
+                    c.last_seq = c.last_seq.max(to_seq);
                 }
                 out.extend(self.read_request());
             }
+            ServerMsg::Changed { change } => out.extend(self.changed(change)),
             ServerMsg::ReadState {
                 conversation_id,
                 last_read_seq,
+                last_seq,
                 unread,
             } => {
                 if let Some(c) = self.summary_mut(&conversation_id) {
-                    c.last_seq = c.last_seq.max(last_read_seq + unread);
-                    c.last_read_seq = c.last_read_seq.max(last_read_seq);
-                    c.unread = c.last_seq.saturating_sub(c.last_read_seq);
+                    // Messages after `last_seq` that already arrived are counted below it
+                    // no more: the server counted up to `last_seq`.
+                    if last_read_seq >= c.last_read_seq {
+                        c.last_read_seq = last_read_seq;
+                        c.unread = unread;
+                        c.last_seq = c.last_seq.max(last_seq);
+                    }
                 }
             }
             ServerMsg::Presence { username, online } => self.set_online(&username, online),
@@ -736,13 +801,19 @@ impl Chat {
 
     /// Shows the message at once as pending and sends it if the socket is up; otherwise it
     /// goes out on the next reconnect.
-    pub fn send(&mut self, body: MessageBody, client_msg_id: ClientMsgId) -> Option<ClientMsg> {
+    pub fn send(
+        &mut self,
+        body: MessageBody,
+        client_msg_id: ClientMsgId,
+        reply_to: Option<Seq>,
+    ) -> Option<ClientMsg> {
         let id = self.active.clone()?;
         // Typing again after this message is news again at once.
         self.typing_sent = None;
         let pending = Pending {
             client_msg_id: client_msg_id.into_inner(),
             body: body.into_inner(),
+            reply_to,
             state: PendingState::Sending,
         };
         let frame = self.live.then(|| send_frame(&id, &pending)).flatten();
@@ -786,6 +857,9 @@ impl Chat {
         };
         if message.seq > c.last_seq {
             c.last_seq = message.seq;
+            if !mine && message.seq > c.last_read_seq {
+                c.unread += 1;
+            }
             c.last_message = Some(Preview {
                 sender: message.sender.clone(),
                 text: MessageBody::parse(&message.body)
@@ -795,11 +869,11 @@ impl Chat {
             });
             c.last_activity_ms = c.last_activity_ms.max(message.sent_at_ms);
         }
-        if mine {
+        if mine && message.seq > c.last_read_seq {
             // Sending marks the conversation read up to the message, on the server too.
-            c.last_read_seq = c.last_read_seq.max(message.seq);
+            c.last_read_seq = message.seq;
+            c.unread = 0;
         }
-        c.unread = c.last_seq.saturating_sub(c.last_read_seq);
         if let Some(t) = self.threads.get_mut(&id) {
             // Messages of a conversation never opened are fetched when it is opened.
             if t.loaded {
@@ -807,6 +881,7 @@ impl Chat {
                 t.pending
                     .retain(|p| p.client_msg_id != message.client_msg_id || !mine);
                 let seq = message.seq;
+                t.known.insert(seq);
                 t.messages.insert(seq, message);
                 if let Some((before, limit)) = t.hole() {
                     out.push(ClientMsg::History {
@@ -820,6 +895,114 @@ impl Chat {
         self.sort();
         out.extend(self.read_request());
         true
+    }
+
+    /// A message was edited, deleted or reacted to: the thread shows it, and the
+    /// conversation's position moves (its unread count does not: changes are not messages).
+    fn changed(&mut self, change: Change) -> Vec<ClientMsg> {
+        let mut out = Vec::new();
+        let id = change.conversation_id.clone();
+        let Some(c) = self.summary_mut(&id) else {
+            return out;
+        };
+        c.last_seq = c.last_seq.max(change.seq);
+        if let Some(t) = self.threads.get_mut(&id).filter(|t| t.loaded) {
+            t.change(&change);
+            if let Some((before, limit)) = t.hole() {
+                out.push(ClientMsg::History {
+                    conversation_id: id.clone(),
+                    before_seq: Some(before),
+                    limit: Some(limit),
+                });
+            }
+            // The sidebar shows the newest message as it is now.
+            let newest = t.newest().filter(|m| m.seq == change.target).map(|m| {
+                MessageBody::parse(&m.body)
+                    .map(|b| b.preview(PREVIEW_CHARS))
+                    .unwrap_or_default()
+            });
+            if let (Some(text), Some(c)) = (newest, self.summary_mut(&id)) {
+                if let Some(p) = c.last_message.as_mut() {
+                    p.text = text;
+                }
+            }
+        }
+        out.extend(self.read_request());
+        out
+    }
+
+    /// The user's own message at `seq` of the open conversation, if it can still be changed.
+    pub fn own_message(&self, seq: Seq) -> Option<&Message> {
+        let id = self.active.as_ref()?;
+        self.threads
+            .get(id)?
+            .messages
+            .get(&seq)
+            .filter(|m| m.sender == self.me.username && !m.deleted)
+    }
+
+    /// The user's newest message in the open conversation that can be edited (ArrowUp in
+    /// an empty composer).
+    pub fn last_own_message(&self) -> Option<&Message> {
+        let id = self.active.as_ref()?;
+        self.threads
+            .get(id)?
+            .messages
+            .values()
+            .rev()
+            .find(|m| m.sender == self.me.username && !m.deleted)
+    }
+
+    /// Replaces the text of the user's message at `seq` in the open conversation (while
+    /// connected; the change shows when the server sends it back).
+    pub fn edit(&mut self, seq: Seq, body: MessageBody) -> Option<ClientMsg> {
+        let id = self.active.clone().filter(|_| self.live)?;
+        let m = self.own_message(seq)?;
+        if m.body == body.as_str() {
+            return None;
+        }
+        Some(ClientMsg::Edit {
+            conversation_id: id,
+            seq,
+            body,
+        })
+    }
+
+    /// Deletes the user's message at `seq` in the open conversation (while connected).
+    pub fn delete(&mut self, seq: Seq) -> Option<ClientMsg> {
+        let id = self.active.clone().filter(|_| self.live)?;
+        self.own_message(seq)?;
+        Some(ClientMsg::Delete {
+            conversation_id: id,
+            seq,
+        })
+    }
+
+    /// Adds the user's reaction `emoji` to the message at `seq` of the open conversation,
+    /// or takes it off if it is there (while connected).
+    pub fn toggle_reaction(&mut self, seq: Seq, emoji: Emoji) -> Option<ClientMsg> {
+        let id = self.active.clone().filter(|_| self.live)?;
+        let m = self.threads.get(&id)?.messages.get(&seq)?;
+        if m.deleted {
+            return None;
+        }
+        let mine = m
+            .reactions
+            .iter()
+            .any(|r| r.emoji == emoji.as_str() && r.users.contains(&self.me.username));
+        Some(if mine {
+            ClientMsg::Unreact {
+                conversation_id: id,
+                seq,
+                emoji,
+            }
+        } else {
+            ClientMsg::React {
+                conversation_id: id,
+                seq,
+                emoji,
+            }
+        })
     }
 
     fn upsert(&mut self, c: ConversationSummary) {
@@ -858,6 +1041,7 @@ fn send_frame(id: &ConversationId, p: &Pending) -> Option<ClientMsg> {
         conversation_id: id.clone(),
         client_msg_id: ClientMsgId::parse(&p.client_msg_id).ok()?,
         body: MessageBody::parse(&p.body).ok()?,
+        reply_to: p.reply_to,
     })
 }
 
@@ -933,6 +1117,7 @@ mod tests {
             body: format!("m{seq}"),
             client_msg_id: format!("c{sender}{seq}"),
             sent_at_ms: 1000 + seq as i64,
+            ..Message::default()
         }
     }
 
@@ -994,6 +1179,8 @@ mod tests {
     fn history(conv: &str, seqs: std::ops::RangeInclusive<Seq>, has_more: bool) -> ServerMsg {
         ServerMsg::History {
             conversation_id: id(conv),
+            from_seq: if has_more { *seqs.start() } else { 1 },
+            to_seq: *seqs.end(),
             messages: seqs.map(|s| msg(conv, s, "bob")).collect(),
             has_more,
         }
@@ -1140,7 +1327,7 @@ mod tests {
         c.open(id("ann/bob"));
         c.apply(history("ann/bob", 1..=3, false));
         let body = MessageBody::parse("hello").unwrap();
-        let frame = c.send(body.clone(), ClientMsgId::parse("x1").unwrap());
+        let frame = c.send(body.clone(), ClientMsgId::parse("x1").unwrap(),None);
         assert!(matches!(frame, Some(ClientMsg::Send { .. })));
         assert_eq!(c.threads[&id("ann/bob")].pending.len(), 1);
         let mut stored = msg("ann/bob", 4, "ann");
@@ -1153,7 +1340,7 @@ mod tests {
         assert!(t.pending.is_empty());
         assert_eq!(t.last_seq(), Some(4));
 
-        c.send(body, ClientMsgId::parse("x2").unwrap());
+        c.send(body, ClientMsgId::parse("x2").unwrap(),None);
         c.apply(ServerMsg::Error {
             code: ErrorCode::RateLimited,
             message: "slow down".into(),
@@ -1179,7 +1366,7 @@ mod tests {
         let sent = c.send(
             MessageBody::parse("later").unwrap(),
             ClientMsgId::parse("x9").unwrap(),
-        );
+        None);
         assert_eq!(sent, None);
         assert_eq!(
             c.resume(),
@@ -1218,6 +1405,7 @@ mod tests {
         c.apply(ServerMsg::ReadState {
             conversation_id: id("ann/bob"),
             last_read_seq: 3,
+            last_seq: 3,
             unread: 0,
         });
         assert_eq!(c.summary(&id("ann/bob")).unwrap().unread, 0);
@@ -1289,7 +1477,7 @@ mod tests {
         c.send(
             MessageBody::parse("hi").unwrap(),
             ClientMsgId::parse("c1").unwrap(),
-        );
+        None);
         assert_eq!(c.typing_request(20 + TYPING_EVERY_MS), Some(said));
         c.close();
         assert_eq!(c.typing_request(30_000), None, "no conversation open");

@@ -79,14 +79,18 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
     };
     let mut out = Vec::with_capacity(t.messages.len() + t.pending.len() + 8);
     let mut prev: Option<(&str, i64)> = None;
+    let mut marked = false;
     for m in t.messages.values() {
         let at = time::to_local(m.sent_at_ms);
         let new_day = prev.is_none_or(|(_, p)| !time::same_day(p, at));
         if new_day {
             out.push(Row::Day(time::day_label(now_local, at)));
         }
-        let marker = t.first_unread == Some(m.seq);
+        // Before the first message after the read position (the position itself may be a
+        // change, not a message).
+        let marker = !marked && t.first_unread.is_some_and(|f| m.seq >= f);
         if marker {
+            marked = true;
             out.push(Row::NewMessages);
         }
         let compact =
@@ -626,7 +630,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
         let Ok(id) = ClientMsgId::parse(&new_client_msg_id()) else {
             return;
         };
-        ctx.act(move |c| c.send(body, id));
+        ctx.act(move |c| c.send(body, id, None));
         draft.set(String::new());
         if let Some(t) = textarea.get_untracked() {
             t.set_value("");

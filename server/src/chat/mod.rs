@@ -11,9 +11,9 @@
 mod limit;
 
 use app::{
-    domain::{ClientMsgId, MessageBody, RoomName},
+    domain::RoomName,
     protocol::{
-        ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, Message, Preview,
+        ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, Preview,
         RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_CONVERSATIONS_PAGE,
         MAX_HISTORY_PAGE, MAX_LIST_PAGE,
     },
@@ -23,8 +23,11 @@ use std::{collections::BTreeSet, sync::Arc};
 pub use crate::refusal::Refusal;
 use crate::{
     hub::{Hub, Outbound},
-    store::{direct_peer, ConversationRow, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME},
-    writer::{Submission, Writers},
+    store::{
+        direct_peer, ConversationRow, Entry, Kind, MessageRecord, StoreError, SurrealChatStore,
+        DEFAULT_ROOM_NAME,
+    },
+    writer::{Action, Submission, Writers},
 };
 use limit::UserRate;
 
@@ -33,7 +36,7 @@ const SEARCH_LIMIT: u32 = 20;
 /// Most messages one `resume` replays per conversation; beyond that the client is told
 /// to reload the conversation's history instead.
 pub const RESUME_LIMIT: u64 = 10_000;
-/// Messages fetched per database round trip while resuming.
+/// Positions fetched per database round trip while resuming.
 const RESUME_PAGE: u32 = 500;
 
 pub type Reply = Result<ServerMsg, Refusal>;
@@ -322,26 +325,29 @@ impl ChatService {
         let limit = limit
             .unwrap_or(DEFAULT_HISTORY_PAGE)
             .clamp(1, MAX_HISTORY_PAGE);
-        // One extra row says whether an older page exists.
-        let mut page = self.store.history(key, before, limit + 1).await?;
-        let has_more = page.len() > limit as usize;
-        if has_more {
-            page.remove(0);
-        }
+        let page = self.store.history_page(key, before, limit).await?;
+        let quotes = self.store.quotes(key, &page.messages).await?;
         Ok(ServerMsg::History {
             conversation_id: ConversationId(key.to_owned()),
-            messages: page.iter().map(|m| m.to_wire()).collect(),
-            has_more,
+            messages: page
+                .messages
+                .iter()
+                .map(|m| m.to_wire(m.reply_to.and_then(|r| quotes.get(&r).cloned())))
+                .collect(),
+            has_more: page.has_more,
+            from_seq: page.from,
+            to_seq: page.to,
         })
     }
 
     /// Moves the read position and tells every socket of the user.
     pub async fn mark_read(&self, me: &str, key: &str, seq: u64) -> Reply {
-        let (read, last) = self.store.mark_read(key, me, seq).await?;
+        let (read, head) = self.store.mark_read(key, me, seq).await?;
         let msg = ServerMsg::ReadState {
             conversation_id: ConversationId(key.to_owned()),
-            last_read_seq: read,
-            unread: last.saturating_sub(read),
+            last_read_seq: read.seq,
+            last_seq: head.seq,
+            unread: head.n.saturating_sub(read.n),
         };
         self.hub
             .push(&[me.to_owned()], &Outbound::frame(&msg), None);
@@ -351,7 +357,7 @@ impl ChatService {
             let seen = ServerMsg::Seen {
                 conversation_id: ConversationId(key.to_owned()),
                 username: me.to_owned(),
-                last_read_seq: read,
+                last_read_seq: read.seq,
             };
             self.hub
                 .push(&[other.to_owned()], &Outbound::frame(&seen), None);
@@ -359,18 +365,19 @@ impl ChatService {
         Ok(msg)
     }
 
-    /// Checks a `send` and hands it to its conversation's writer, which stores it, acks it
-    /// and fans it out (see [`crate::writer`]). Retrying with the same `client_msg_id`
-    /// returns the original message and stores nothing. Waits while the writer is full.
+    /// Checks a `send` or a change to a message and hands it to its conversation's writer,
+    /// which checks it against the message, stores it, acks it and fans it out (see
+    /// [`crate::writer`]). Retrying a send with the same `client_msg_id` returns the
+    /// original message and stores nothing. Waits while the writer is full.
     pub async fn submit(
         &self,
         me: &str,
         conn_id: u64,
         key: &str,
-        client_msg_id: ClientMsgId,
-        body: MessageBody,
+        action: Action,
     ) -> Result<(), Refusal> {
         self.store.require_member(key, me).await?;
+        // Sends, edits, deletions and reactions share one budget: each is a stored change.
         if !self.budgets.sends.allow(me) {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
@@ -382,21 +389,61 @@ impl ChatService {
                 conversation: Arc::from(key),
                 sender: me.to_owned(),
                 conn_id,
-                client_msg_id,
-                body,
+                action,
             })
             .await
     }
 
-    /// One page of what a reconnecting client missed in `key` after `after`.
-    pub async fn missed(&self, me: &str, key: &str, after: u64) -> Result<Vec<Message>, Refusal> {
+    /// One page of what a reconnecting client missed in `key` after `after`: each entry's
+    /// position and its frame (messages with their quotes; edits with the text as it is
+    /// now).
+    pub async fn missed(
+        &self,
+        me: &str,
+        key: &str,
+        after: u64,
+    ) -> Result<Vec<(u64, ServerMsg)>, Refusal> {
         self.store.require_member(key, me).await?;
-        Ok(self
-            .store
-            .messages_after(key, after, RESUME_PAGE)
-            .await?
+        let entries = self.store.entries_after(key, after, RESUME_PAGE).await?;
+        let messages: Vec<MessageRecord> = entries
             .iter()
-            .map(|m| m.to_wire())
+            .filter_map(|e| match e {
+                Entry::Message(m) => Some(m.clone()),
+                Entry::Change(_) => None,
+            })
+            .collect();
+        let quotes = self.store.quotes(key, &messages).await?;
+        let mut targets: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Change(c) => Some(c.target),
+                Entry::Message(_) => None,
+            })
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        let states = self.store.messages_at(key, &targets).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Message(m) => {
+                    let quote = m.reply_to.and_then(|r| quotes.get(&r).cloned());
+                    Some((
+                        m.seq,
+                        ServerMsg::Message {
+                            message: m.to_wire(quote),
+                        },
+                    ))
+                }
+                Entry::Change(c) => states.get(&c.target).map(|target| {
+                    (
+                        c.seq,
+                        ServerMsg::Changed {
+                            change: c.to_wire(target),
+                        },
+                    )
+                }),
+            })
             .collect())
     }
 

@@ -12,6 +12,7 @@ use app::domain::RoomName;
 use surrealdb::types::RecordId;
 
 use super::{
+    heads::Mark,
     heads::StoredRow,
     recent, retry_conflicts,
     rows::{
@@ -259,8 +260,10 @@ impl SurrealChatStore {
             .into_iter()
             .map(|r| {
                 let user = key_of(&r.user);
-                let read = heads.read_position(&user, key, to_u64(r.last_read_seq));
-                (user, r.display_name, read)
+                let stored = to_u64(r.last_read_seq);
+                // Only the position is wanted: its `n` does not matter here.
+                let read = heads.read_position(&user, key, Mark::new(stored, 0));
+                (user, r.display_name, read.seq)
             })
             .collect();
         drop(heads);
@@ -448,8 +451,8 @@ impl SurrealChatStore {
         key: Option<&str>,
     ) -> Result<Vec<StoredRow>, StoreError> {
         // The conversation record is read once per row, not once per field.
-        const FIELDS: &str = "SELECT last_read_seq, conversation.{id, kind, name, peers,
-                    last_seq, last_at, last_sender, last_text} AS c";
+        const FIELDS: &str = "SELECT last_read_seq, last_read_n, conversation.{id, kind, name,
+                    peers, last_seq, last_n, last_at, last_sender, last_text} AS c";
         let query = match key {
             None => self
                 .db
@@ -494,7 +497,10 @@ impl SurrealChatStore {
                     name: r.c.name,
                     peer,
                     last_seq: to_u64(r.c.last_seq),
+                    // Absent before changes existed: positions were messages only.
+                    last_n: r.c.last_n.map_or(to_u64(r.c.last_seq), to_u64),
                     last_read_seq: to_u64(r.last_read_seq),
+                    last_read_n: r.last_read_n.map_or(to_u64(r.last_read_seq), to_u64),
                     last_at: r.c.last_at,
                     last_sender: r.c.last_sender,
                     last_text: r.c.last_text,

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use super::{
-    heads::LastMessage,
+    heads::HeadFields,
     retry_conflicts,
-    rows::{conversation_id, member_id, LastMessageRow, ReadRow},
+    rows::{conversation_id, member_id, LastMessageRow, LastTextRow, ReadRow},
     transaction, StoreError, SurrealChatStore,
 };
 
@@ -45,9 +45,10 @@ impl SurrealChatStore {
         for chunk in unstored.reads.chunks(PENDING_CHUNK) {
             let rows = chunk
                 .iter()
-                .map(|((user, conv), seq)| ReadRow {
+                .map(|((user, conv), mark)| ReadRow {
                     id: member_id(conv, user),
-                    seq: *seq as i64,
+                    seq: mark.seq as i64,
+                    n: mark.n as i64,
                 })
                 .collect();
             self.store_changes(rows, &[]).await?;
@@ -62,20 +63,23 @@ impl SurrealChatStore {
         Ok(())
     }
 
-    /// Moves read positions and conversations' last messages forward, in one transaction.
+    /// Moves read positions and conversations' heads forward, in one transaction.
     pub(super) async fn store_changes(
         &self,
         reads: Vec<ReadRow>,
-        last: &[(String, LastMessage)],
+        last: &[(String, HeadFields)],
     ) -> Result<(), StoreError> {
         let convs: Vec<LastMessageRow> = last
             .iter()
-            .map(|(key, m)| LastMessageRow {
+            .map(|(key, head)| LastMessageRow {
                 id: conversation_id(key),
-                seq: m.seq as i64,
-                at: m.at,
-                sender: m.sender.clone(),
-                text: m.text.clone(),
+                seq: head.at.seq as i64,
+                n: head.at.n as i64,
+                message: head.last.as_ref().map(|m| LastTextRow {
+                    at: m.at,
+                    sender: m.sender.clone(),
+                    text: m.text.clone(),
+                }),
             })
             .collect();
         // A client's own `mark_read` may write a read position at the same moment: one
@@ -87,13 +91,17 @@ impl SurrealChatStore {
                 .query(
                     "BEGIN;
                      FOR $r IN $reads {
-                        UPDATE $r.id SET last_read_seq = math::max([last_read_seq, $r.seq])
-                            RETURN NONE;
+                        UPDATE $r.id SET last_read_seq = $r.seq, last_read_n = $r.n
+                            WHERE last_read_seq < $r.seq RETURN NONE;
                      };
                      FOR $c IN $convs {
-                        UPDATE $c.id SET last_seq = $c.seq, last_at = $c.at,
-                            last_sender = $c.sender, last_text = $c.text
+                        UPDATE $c.id SET last_seq = $c.seq, last_n = $c.n
                             WHERE last_seq < $c.seq RETURN NONE;
+                        IF $c.message != NONE {
+                            UPDATE $c.id SET last_at = $c.message.at,
+                                last_sender = $c.message.sender, last_text = $c.message.text
+                                WHERE last_seq <= $c.seq RETURN NONE;
+                        };
                      };
                      COMMIT;",
                 )

@@ -1,23 +1,48 @@
-//! A conversation's head: its last `seq` and last message, and the read positions that
-//! sending moved, as far as they are known — in memory, ahead of the database.
+//! A conversation's head: its last position and the messages up to it, its last message,
+//! and the read positions that sending moved, as far as they are known — in memory, ahead
+//! of the database.
 //!
-//! A batch's transaction writes its messages only; what it changes besides (each
+//! A batch's transaction writes its messages and changes only; what it moves besides (each
 //! conversation's `last_*` fields, the senders' read positions: sending marks a
 //! conversation read) is recorded here by [`Heads::apply`], the one way a committed batch
 //! changes a head, and written to the database later ([`super::deferred`]). So:
-//! - the writers number messages from here ([`Heads::last_seq`]): one home for a
+//! - the writers number positions from here ([`Heads::head`]): one home for a
 //!   conversation's last `seq`;
 //! - every read of those fields goes through [`Heads::view`] or [`Heads::read_position`],
 //!   which put what is known over what the database returned. A row read from the database
 //!   is a [`StoredRow`], and only [`Heads::view`] turns it into a
 //!   [`ConversationRow`]: a read cannot forget the overlay, the types do not allow it.
 //!
-//! Heads only move forward: an older `seq` never replaces a newer one. Pure state, no I/O;
-//! the store holds it behind a mutex.
+//! Positions count every change (messages, edits, deletions, reactions); `n` counts
+//! messages only, so that unread counts (`last_n - last_read_n`) count messages only.
+//! Heads only move forward: an older position never replaces a newer one. Pure state, no
+//! I/O; the store holds it behind a mutex.
 
 use std::collections::HashMap;
 
-use super::rows::{ConversationRow, MessageRecord, PREVIEW_CHARS};
+use super::rows::{ConversationRow, Entry, MessageRecord, PREVIEW_CHARS};
+
+/// A position in a conversation and the messages up to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub seq: u64,
+    pub n: u64,
+}
+
+impl Mark {
+    pub fn new(seq: u64, n: u64) -> Self {
+        Mark { seq, n }
+    }
+
+    /// The later of two marks (by position).
+    pub fn max(self, other: Mark) -> Mark {
+        if other.seq > self.seq {
+            other
+        } else {
+            self
+        }
+    }
+}
 
 /// The last message of a conversation, as its `last_*` fields hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +50,7 @@ pub struct LastMessage {
     pub seq: u64,
     pub at: i64,
     pub sender: String,
+    /// The first line, shortened; empty once deleted.
     pub text: String,
 }
 
@@ -65,34 +91,36 @@ pub struct StoredRow(pub ConversationRow);
 
 #[derive(Debug, Clone, Default)]
 struct Head {
-    /// The newest committed message; `None` while the conversation has none (or only
-    /// the database's fields are known, without a message).
+    /// The last committed position (or the database's, when newer).
+    at: Mark,
+    /// The newest committed message, when known.
     last: Option<LastMessage>,
-    /// The last `seq` whose `last_*` fields the database holds.
+    /// The last position whose `last_*` fields the database holds.
     stored_seq: u64,
-}
-
-impl Head {
-    fn last_seq(&self) -> u64 {
-        self.last.as_ref().map_or(0, |m| m.seq).max(self.stored_seq)
-    }
 }
 
 /// What a committed batch moved: the read positions, for caches that follow them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// `(user, conversation, seq)`: sending read the conversation up to `seq`.
-    pub reads: Vec<(String, String, u64)>,
+    /// `(user, conversation, mark)`: sending read the conversation up to its message.
+    pub reads: Vec<(String, String, Mark)>,
+}
+
+/// A conversation's head as the database should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadFields {
+    pub at: Mark,
+    pub last: Option<LastMessage>,
 }
 
 /// What is not in the database yet: written by [`super::deferred`], then confirmed with
 /// [`Heads::stored_reads`] and [`Heads::stored_last`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Unstored {
-    /// `((user, conversation), seq)`.
-    pub reads: Vec<((String, String), u64)>,
-    /// Conversations whose last message is newer than their stored fields.
-    pub last: Vec<(String, LastMessage)>,
+    /// `((user, conversation), mark)`.
+    pub reads: Vec<((String, String), Mark)>,
+    /// Conversations whose head is newer than their stored fields.
+    pub last: Vec<(String, HeadFields)>,
 }
 
 impl Unstored {
@@ -104,59 +132,81 @@ impl Unstored {
 #[derive(Debug, Default)]
 pub struct Heads {
     conversations: HashMap<String, Head>,
-    /// Read positions moved by sending, not stored yet: `(user, conversation) -> seq`.
-    reads: HashMap<(String, String), u64>,
+    /// Read positions moved by sending, not stored yet.
+    reads: HashMap<(String, String), Mark>,
 }
 
 impl Heads {
-    /// `key`'s last `seq`, if known (a read of it, a list load or a commit made it known).
-    pub fn last_seq(&self, key: &str) -> Option<u64> {
-        self.conversations.get(key).map(Head::last_seq)
+    /// `key`'s last position, if known (a read of it, a list load or a commit made it known).
+    pub fn head(&self, key: &str) -> Option<Mark> {
+        self.conversations.get(key).map(|h| h.at)
     }
 
-    /// What the database holds for `key`: its last `seq` and, when it has messages, its
-    /// last one. Older than what is known, it changes nothing. Returns the last `seq`.
-    pub fn learn(&mut self, key: &str, stored_seq: u64, last: Option<LastMessage>) -> u64 {
+    /// `key`'s last `seq`, if known.
+    pub fn last_seq(&self, key: &str) -> Option<u64> {
+        self.head(key).map(|m| m.seq)
+    }
+
+    /// What the database holds for `key`: its last position and, when it has messages,
+    /// its last one. Older than what is known, it changes nothing. Returns the head.
+    pub fn learn(&mut self, key: &str, stored: Mark, last: Option<LastMessage>) -> Mark {
         let head = self.conversations.entry(key.to_owned()).or_default();
-        head.stored_seq = head.stored_seq.max(stored_seq);
+        head.stored_seq = head.stored_seq.max(stored.seq);
+        head.at = head.at.max(stored);
         if let Some(m) = last {
             if head.last.as_ref().is_none_or(|held| held.seq < m.seq) {
                 head.last = Some(m);
             }
         }
-        head.last_seq()
+        head.at
     }
 
-    /// A batch is committed: each conversation's last message moves to its newest message
-    /// in the batch, and each sender has read up to their newest message.
-    pub fn apply(&mut self, batch: &[MessageRecord]) -> Applied {
-        let mut reads: HashMap<(&str, &str), u64> = HashMap::new();
-        for m in batch {
-            let head = self
-                .conversations
-                .entry(m.conversation.clone())
-                .or_default();
-            if m.seq > head.last_seq() {
-                head.last = Some(LastMessage::of(m));
+    /// A batch is committed: each conversation's head moves to its last entry in the
+    /// batch, its last message to its newest message (or to the new state of the last
+    /// message, when a change edited or deleted it: `changed` holds the states the
+    /// batch's changes left), and each sender has read up to their newest message.
+    pub fn apply(&mut self, batch: &[Entry], changed: &[MessageRecord]) -> Applied {
+        let mut reads: HashMap<(&str, &str), Mark> = HashMap::new();
+        for e in batch {
+            let (conversation, mark) = match e {
+                Entry::Message(m) => (&m.conversation, Mark::new(m.seq, m.n)),
+                Entry::Change(c) => (&c.conversation, Mark::new(c.seq, c.n)),
+            };
+            let head = self.conversations.entry(conversation.clone()).or_default();
+            head.at = head.at.max(mark);
+            if let Entry::Message(m) = e {
+                if head.last.as_ref().is_none_or(|held| held.seq < m.seq) {
+                    head.last = Some(LastMessage::of(m));
+                }
+                let read = reads.entry((&m.sender, &m.conversation)).or_default();
+                *read = read.max(mark);
             }
-            let read = reads.entry((&m.sender, &m.conversation)).or_default();
-            *read = (*read).max(m.seq);
+        }
+        for m in changed {
+            if let Some(last) = self
+                .conversations
+                .get_mut(&m.conversation)
+                .and_then(|h| h.last.as_mut())
+                .filter(|l| l.seq == m.seq)
+            {
+                *last = LastMessage::of(m);
+            }
         }
         let mut applied = Applied::default();
-        for ((user, conv), seq) in reads {
+        for ((user, conv), mark) in reads {
             let held = self
                 .reads
                 .entry((user.to_owned(), conv.to_owned()))
                 .or_default();
-            *held = (*held).max(seq);
-            applied.reads.push((user.to_owned(), conv.to_owned(), seq));
+            *held = held.max(mark);
+            applied.reads.push((user.to_owned(), conv.to_owned(), mark));
         }
         applied
     }
 
     /// A row read from the database (or from a cache of such reads), with what is only in
-    /// memory put over it: a newer last message, a read position moved by sending. The
-    /// database's fields teach `key`'s head when it is not known yet.
+    /// memory put over it: a newer head and last message, a read position moved by
+    /// sending. The database's fields teach `key`'s head when it is not known yet.
     pub fn view(&mut self, user: &str, StoredRow(mut row): StoredRow) -> ConversationRow {
         let last = LastMessage::from_fields(
             row.last_seq,
@@ -164,30 +214,36 @@ impl Heads {
             row.last_sender.clone(),
             row.last_text.clone(),
         );
-        self.learn(&row.key, row.last_seq, last);
-        if let Some(m) = self
-            .conversations
-            .get(&row.key)
-            .and_then(|h| h.last.as_ref())
-            .filter(|m| m.seq > row.last_seq)
-        {
-            row.last_seq = m.seq;
-            row.last_at = m.at;
-            row.last_sender = Some(m.sender.clone());
-            row.last_text = Some(m.text.clone());
+        self.learn(&row.key, Mark::new(row.last_seq, row.last_n), last);
+        if let Some(head) = self.conversations.get(&row.key) {
+            if head.at.seq > row.last_seq {
+                row.last_seq = head.at.seq;
+                row.last_n = head.at.n;
+            }
+            if let Some(m) = &head.last {
+                row.last_at = m.at;
+                row.last_sender = Some(m.sender.clone());
+                row.last_text = Some(m.text.clone());
+            }
         }
-        row.last_read_seq = self.read_position(user, &row.key, row.last_read_seq);
+        let read = self.read_position(
+            user,
+            &row.key,
+            Mark::new(row.last_read_seq, row.last_read_n),
+        );
+        row.last_read_seq = read.seq;
+        row.last_read_n = read.n;
         row
     }
 
     /// `user`'s read position in `key`: the stored one, or a newer one sending moved.
-    pub fn read_position(&self, user: &str, key: &str, stored: u64) -> u64 {
+    pub fn read_position(&self, user: &str, key: &str, stored: Mark) -> Mark {
         if self.reads.is_empty() {
             return stored;
         }
         self.reads
             .get(&(user.to_owned(), key.to_owned()))
-            .map_or(stored, |&seq| seq.max(stored))
+            .map_or(stored, |&mark| mark.max(stored))
     }
 
     /// Everything the database does not hold yet.
@@ -197,28 +253,34 @@ impl Heads {
             last: self
                 .conversations
                 .iter()
-                .filter_map(|(key, head)| {
-                    let m = head.last.as_ref()?;
-                    (m.seq > head.stored_seq).then(|| (key.clone(), m.clone()))
+                .filter(|(_, head)| head.at.seq > head.stored_seq)
+                .map(|(key, head)| {
+                    (
+                        key.clone(),
+                        HeadFields {
+                            at: head.at,
+                            last: head.last.clone(),
+                        },
+                    )
                 })
                 .collect(),
         }
     }
 
     /// These read positions are stored; those moved again since stay unstored.
-    pub fn stored_reads(&mut self, stored: &[((String, String), u64)]) {
-        for (key, seq) in stored {
-            if self.reads.get(key).is_some_and(|now| now <= seq) {
+    pub fn stored_reads(&mut self, stored: &[((String, String), Mark)]) {
+        for (key, mark) in stored {
+            if self.reads.get(key).is_some_and(|now| now.seq <= mark.seq) {
                 self.reads.remove(key);
             }
         }
     }
 
-    /// These conversations' `last_*` fields are stored up to `seq`.
-    pub fn stored_last(&mut self, stored: &[(String, LastMessage)]) {
-        for (key, m) in stored {
+    /// These conversations' `last_*` fields are stored up to their positions.
+    pub fn stored_last(&mut self, stored: &[(String, HeadFields)]) {
+        for (key, fields) in stored {
             if let Some(head) = self.conversations.get_mut(key) {
-                head.stored_seq = head.stored_seq.max(m.seq);
+                head.stored_seq = head.stored_seq.max(fields.at.seq);
             }
         }
     }
@@ -227,17 +289,23 @@ impl Heads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::rows::Kind;
+    use crate::store::rows::{ChangeKind, ChangeRecord, Kind};
 
     fn msg(conv: &str, seq: u64, sender: &str) -> MessageRecord {
         MessageRecord {
             conversation: conv.into(),
             seq,
+            n: seq,
             sender: sender.into(),
             body: format!("m{seq}"),
             client_msg_id: format!("c{seq}"),
             sent_at: seq as i64 * 10,
+            ..MessageRecord::default()
         }
+    }
+
+    fn msgs(list: &[MessageRecord]) -> Vec<Entry> {
+        list.iter().cloned().map(Entry::Message).collect()
     }
 
     fn stored(key: &str, last_seq: u64, read: u64) -> StoredRow {
@@ -247,7 +315,9 @@ mod tests {
             name: Some("Room".into()),
             peer: None,
             last_seq,
+            last_n: last_seq,
             last_read_seq: read,
+            last_read_n: read,
             last_at: 1,
             last_sender: (last_seq > 0).then(|| "bob".into()),
             last_text: (last_seq > 0).then(|| format!("m{last_seq}")),
@@ -257,20 +327,23 @@ mod tests {
     #[test]
     fn a_committed_batch_moves_last_message_and_the_senders_read_positions() {
         let mut heads = Heads::default();
-        assert_eq!(heads.learn("r", 2, None), 2);
-        let applied = heads.apply(&[
-            msg("r", 3, "alice"),
-            msg("r", 4, "bob"),
-            msg("r", 5, "alice"),
-        ]);
+        assert_eq!(heads.learn("r", Mark::new(2, 2), None), Mark::new(2, 2));
+        let applied = heads.apply(
+            &msgs(&[
+                msg("r", 3, "alice"),
+                msg("r", 4, "bob"),
+                msg("r", 5, "alice"),
+            ]),
+            &[],
+        );
         assert_eq!(heads.last_seq("r"), Some(5));
         let mut reads = applied.reads;
-        reads.sort();
+        reads.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             reads,
             vec![
-                ("alice".into(), "r".into(), 5),
-                ("bob".into(), "r".into(), 4)
+                ("alice".into(), "r".into(), Mark::new(5, 5)),
+                ("bob".into(), "r".into(), Mark::new(4, 4))
             ]
         );
         let row = heads.view("bob", stored("r", 2, 1));
@@ -280,11 +353,42 @@ mod tests {
     }
 
     #[test]
+    fn changes_move_the_position_but_not_the_unread_count() {
+        let mut heads = Heads::default();
+        heads.learn("r", Mark::default(), None);
+        heads.apply(&msgs(&[msg("r", 1, "alice"), msg("r", 2, "alice")]), &[]);
+        let mut edited = msg("r", 2, "alice");
+        edited.body = "fixed".into();
+        let change = |seq, kind| {
+            Entry::Change(ChangeRecord {
+                conversation: "r".into(),
+                seq,
+                n: 2,
+                actor: "alice".into(),
+                target: 2,
+                kind,
+                at: 99,
+            })
+        };
+        heads.apply(
+            &[change(3, ChangeKind::Edit), change(4, ChangeKind::React("👍".into()))],
+            &[edited],
+        );
+        assert_eq!(heads.head("r"), Some(Mark::new(4, 2)));
+        let row = heads.view("bob", stored("r", 0, 0));
+        assert_eq!((row.last_seq, row.unread()), (4, 2));
+        assert_eq!(row.last_text.as_deref(), Some("fixed"), "the edit shows");
+        assert_eq!(row.last_at, 20, "a change is not new activity");
+        let unstored = heads.unstored();
+        assert_eq!(unstored.last[0].1.at, Mark::new(4, 2));
+    }
+
+    #[test]
     fn a_stale_database_read_never_moves_a_head_back() {
         let mut heads = Heads::default();
-        heads.learn("r", 0, None);
-        heads.apply(&[msg("r", 1, "alice"), msg("r", 2, "alice")]);
-        assert_eq!(heads.learn("r", 1, None), 2);
+        heads.learn("r", Mark::default(), None);
+        heads.apply(&msgs(&[msg("r", 1, "alice"), msg("r", 2, "alice")]), &[]);
+        assert_eq!(heads.learn("r", Mark::new(1, 1), None).seq, 2);
         let row = heads.view("carol", stored("r", 1, 0));
         assert_eq!((row.last_seq, row.unread()), (2, 2));
         assert_eq!(heads.last_seq("r"), Some(2));
@@ -303,24 +407,27 @@ mod tests {
     #[test]
     fn unstored_changes_go_once_stored_but_not_those_moved_again() {
         let mut heads = Heads::default();
-        heads.learn("r", 0, None);
-        heads.apply(&[msg("r", 1, "alice")]);
+        heads.learn("r", Mark::default(), None);
+        heads.apply(&msgs(&[msg("r", 1, "alice")]), &[]);
         let first = heads.unstored();
         assert_eq!(first.reads.len(), 1);
         assert_eq!(first.last.len(), 1);
-        heads.apply(&[msg("r", 2, "alice")]);
+        heads.apply(&msgs(&[msg("r", 2, "alice")]), &[]);
         heads.stored_reads(&first.reads);
         heads.stored_last(&first.last);
         let second = heads.unstored();
-        assert_eq!(second.reads, vec![(("alice".into(), "r".into()), 2)]);
+        assert_eq!(
+            second.reads,
+            vec![(("alice".into(), "r".into()), Mark::new(2, 2))]
+        );
         assert_eq!(second.last.len(), 1);
-        assert_eq!(second.last[0].1.seq, 2);
+        assert_eq!(second.last[0].1.at.seq, 2);
         heads.stored_reads(&second.reads);
         heads.stored_last(&second.last);
         assert!(heads.unstored().is_empty());
         assert_eq!(
-            heads.read_position("alice", "r", 0),
-            0,
+            heads.read_position("alice", "r", Mark::default()),
+            Mark::default(),
             "stored now: the database answers"
         );
     }

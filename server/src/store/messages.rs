@@ -1,28 +1,65 @@
-//! Messages: appending a batch, reading pages of history, read positions, and where each
-//! `client_msg_id` went.
+//! Messages and the changes to them: appending a batch, reading pages of history and
+//! what a client missed, read positions, and where each `client_msg_id` went.
+//!
+//! A conversation's positions (`seq`) are shared by messages (`msg:[key, seq]`) and changes
+//! (`change:[key, seq]`), gap-free between them: what a client missed after a position is
+//! the two ranges of ids after it, merged. History pages hold messages only, so a page
+//! reads back from its end in ranges of positions until it has its messages.
 
 use std::collections::HashMap;
 
+use app::protocol::Quote;
+use surrealdb::types::{RecordId, SurrealValue};
+
 use super::{
-    heads::LastMessage,
+    heads::{LastMessage, Mark},
     retry_conflicts,
     rows::{
-        client_msg_id, client_msg_key, conversation_id, member_id, message_range, to_u64,
-        ClientMsgRow, LastFieldsRow, MessageRecord, MessageRow,
+        change_id, client_msg_id, client_msg_key, conversation_id, member_id, message_id,
+        position_range, to_u64, ChangeRow, ClientMsgRow, Entry, LastFieldsRow,
+        MessageRecord, MessageRow, MessageStateRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
 
+/// Widest range of positions one read of a history page covers (the ranges double from
+/// the page's size while they come back short of messages).
+const MAX_HISTORY_WINDOW: u64 = 10_000;
+
+/// What one commit stores: new entries (messages and changes) in position order, and the
+/// messages the changes changed, as they are after them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub entries: Vec<Entry>,
+    pub changed: Vec<MessageRecord>,
+}
+
+/// A page of history: its messages, oldest first, and the positions it covers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub messages: Vec<MessageRecord>,
+    /// Every message at a position `from..=to` is in the page.
+    pub from: u64,
+    pub to: u64,
+    /// Older messages exist.
+    pub has_more: bool,
+}
+
+#[derive(Debug, SurrealValue)]
+struct NRow {
+    n: Option<i64>,
+}
+
 impl SurrealChatStore {
-    /// The conversation's last `seq`, or `None` if it does not exist: from its head once
-    /// known, else read once (and then known).
-    pub async fn last_seq(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        if let Some(seq) = self.known_last_seq(key) {
-            return Ok(Some(seq));
+    /// The conversation's head (last position and the messages up to it), or `None` if it
+    /// does not exist: from memory once known, else read once (and then known).
+    pub async fn head(&self, key: &str) -> Result<Option<Mark>, StoreError> {
+        if let Some(mark) = self.heads().head(key) {
+            return Ok(Some(mark));
         }
         let mut res = self
             .db
-            .query("SELECT last_seq, last_at, last_sender, last_text FROM ONLY $conv")
+            .query("SELECT last_seq, last_n, last_at, last_sender, last_text FROM ONLY $conv")
             .bind(("conv", conversation_id(key)))
             .await?
             .check()?;
@@ -30,11 +67,17 @@ impl SurrealChatStore {
             return Ok(None);
         };
         let stored = to_u64(row.last_seq);
+        let mark = Mark::new(stored, row.last_n.map_or(stored, to_u64));
         let last = LastMessage::from_fields(stored, row.last_at, row.last_sender, row.last_text);
-        Ok(Some(self.heads().learn(key, stored, last)))
+        Ok(Some(self.heads().learn(key, mark, last)))
     }
 
-    /// Makes `key`'s head follow messages stored past it (which only something writing
+    /// The conversation's last position, or `None` if it does not exist.
+    pub async fn last_seq(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.head(key).await?.map(|m| m.seq))
+    }
+
+    /// Makes `key`'s head follow entries stored past it (which only something writing
     /// behind this store's back could leave: [`StoreError::SeqTaken`] says so). Returns the
     /// last `seq`.
     pub async fn resync_head(&self, key: &str) -> Result<u64, StoreError> {
@@ -42,12 +85,21 @@ impl SurrealChatStore {
             .last_seq(key)
             .await?
             .ok_or(StoreError::NoSuchConversation)?;
-        let past = self.messages_in(key, known + 1, i64::MAX as u64).await?;
-        let mut heads = self.heads();
-        match past.last() {
-            Some(m) => Ok(heads.learn(key, 0, Some(LastMessage::of(m)))),
-            None => Ok(known),
-        }
+        let past = self.entries_in(key, known + 1, i64::MAX as u64).await?;
+        let Some(end) = past.last() else {
+            return Ok(known);
+        };
+        let mark = Mark::new(end.seq(), end.n());
+        let last = past.iter().rev().find_map(|e| match e {
+            Entry::Message(m) => Some(LastMessage::of(m)),
+            Entry::Change(_) => None,
+        });
+        Ok(self.heads().learn(key, mark, last).seq)
+    }
+
+    /// The conversation's head if known (no database read).
+    pub fn known_head(&self, key: &str) -> Option<Mark> {
+        self.heads().head(key)
     }
 
     /// The conversation's last `seq` if its head is known (no database read).
@@ -55,57 +107,92 @@ impl SurrealChatStore {
         self.heads().last_seq(key)
     }
 
-    /// Stores a batch of messages in one transaction, so that they share one sync: the
-    /// group commit of [`crate::writer`]. Each conversation's messages must continue its
-    /// last `seq` without gaps, in order (the caller numbers them from
-    /// [`Self::last_seq`]), or the batch is refused with [`StoreError::OutOfSequence`]. All
-    /// or nothing: a `seq` already stored fails the whole batch with
-    /// [`StoreError::SeqTaken`] (then [`Self::resync_head`]), a `(sender, client_msg_id)` already used with
-    /// [`StoreError::ClientMsgIdTaken`]. Durable when this returns. The transaction writes
-    /// the messages and their `client_msg` records only; the rest the batch changes (last
-    /// messages, the senders' read positions) moves in the heads at once and in the
-    /// database within a second ([`Self::store_pending`]).
+    /// Stores a batch of new messages (see [`Self::commit`]).
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
+        self.commit(&Batch {
+            entries: batch.iter().cloned().map(Entry::Message).collect(),
+            changed: Vec::new(),
+        })
+        .await
+    }
+
+    /// Stores a batch of messages and changes in one transaction, so that they share one
+    /// sync: the group commit of [`crate::writer`]. Each conversation's entries must
+    /// continue its last `seq` without gaps, in order (the caller numbers them from
+    /// [`Self::head`]), or the batch is refused with [`StoreError::OutOfSequence`]. All or
+    /// nothing: a position already stored fails the whole batch with
+    /// [`StoreError::SeqTaken`] (then [`Self::resync_head`]), a `(sender, client_msg_id)`
+    /// already used with [`StoreError::ClientMsgIdTaken`]. Durable when this returns. The
+    /// transaction writes the entries, the messages' `client_msg` records and the changed
+    /// messages' new states only; the rest the batch moves (heads, the senders' read
+    /// positions) moves in memory at once and in the database within a second
+    /// ([`Self::store_pending`]).
+    pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut last: HashMap<&str, u64> = HashMap::new();
-        for m in batch {
-            let expected = match last.get(m.conversation.as_str()) {
+        let (mut rows, mut ids, mut changes) = (Vec::new(), Vec::new(), Vec::new());
+        for e in &batch.entries {
+            let (conversation, seq) = match e {
+                Entry::Message(m) => (m.conversation.as_str(), m.seq),
+                Entry::Change(c) => (c.conversation.as_str(), c.seq),
+            };
+            let expected = match last.get(conversation) {
                 Some(&prev) => prev + 1,
                 None => {
-                    self.last_seq(&m.conversation)
+                    self.last_seq(conversation)
                         .await?
                         .ok_or(StoreError::NoSuchConversation)?
                         + 1
                 }
             };
-            if m.seq != expected {
+            if seq != expected {
                 return Err(StoreError::OutOfSequence);
             }
-            last.insert(&m.conversation, m.seq);
+            last.insert(conversation, seq);
+            match e {
+                Entry::Message(m) => {
+                    rows.push(MessageRow::of(m));
+                    ids.push(ClientMsgRow::of(m));
+                }
+                Entry::Change(c) => changes.push(ChangeRow::of(c)),
+            }
         }
-        let rows: Vec<MessageRow> = batch.iter().map(MessageRow::of).collect();
-        let ids: Vec<ClientMsgRow> = batch.iter().map(ClientMsgRow::of).collect();
+        let states: Vec<MessageStateRow> = batch.changed.iter().map(MessageStateRow::of).collect();
+        // Messages alone (the common case) keep the statement the store was measured with.
+        let sql = if changes.is_empty() && states.is_empty() {
+            "BEGIN;
+             INSERT INTO msg $rows RETURN NONE;
+             INSERT INTO client_msg $ids RETURN NONE;
+             COMMIT;"
+        } else {
+            "BEGIN;
+             INSERT INTO msg $rows RETURN NONE;
+             INSERT INTO client_msg $ids RETURN NONE;
+             INSERT INTO change $changes RETURN NONE;
+             FOR $s IN $states {
+                UPDATE $s.id SET body = $s.body, edited_at = $s.edited_at,
+                    deleted = $s.deleted, reactions = $s.reactions RETURN NONE;
+             };
+             COMMIT;"
+        };
         let res = self
             .db
-            .query(
-                "BEGIN;
-                 INSERT INTO msg $rows RETURN NONE;
-                 INSERT INTO client_msg $ids RETURN NONE;
-                 COMMIT;",
-            )
+            .query(sql)
             .bind(("rows", rows))
             .bind(("ids", ids))
+            .bind(("changes", changes))
+            .bind(("states", states))
             .await
             .and_then(transaction);
         match res {
             Ok(()) => {
-                let applied = self.heads().apply(batch);
-                for (user, conv, seq) in applied.reads {
-                    self.recent.read(&user, &conv, seq);
+                let applied = self.heads().apply(&batch.entries, &batch.changed);
+                for (user, conv, mark) in applied.reads {
+                    self.recent.read(&user, &conv, mark);
                 }
                 Ok(())
             }
             Err(e) => match taken_table(&e) {
-                Some("msg") => Err(StoreError::SeqTaken),
+                Some("msg" | "change") => Err(StoreError::SeqTaken),
                 Some("client_msg") => Err(StoreError::ClientMsgIdTaken),
                 _ => Err(e.into()),
             },
@@ -131,7 +218,7 @@ impl SurrealChatStore {
         &self,
         pairs: &[(String, String)],
     ) -> Result<HashMap<(String, String), (String, u64)>, StoreError> {
-        let ids: Vec<surrealdb::types::RecordId> = pairs
+        let ids: Vec<RecordId> = pairs
             .iter()
             .map(|(sender, id)| client_msg_id(sender, id))
             .collect();
@@ -148,12 +235,61 @@ impl SurrealChatStore {
             .collect())
     }
 
-    /// The message at `seq` of conversation `key`, if stored.
+    /// The message at `seq` of conversation `key`, if there is one there.
     pub async fn message(&self, key: &str, seq: u64) -> Result<Option<MessageRecord>, StoreError> {
         Ok(self
             .messages_in(key, seq, seq.saturating_add(1))
             .await?
             .pop())
+    }
+
+    /// The messages of `key` at these positions (those that are messages), in one read.
+    pub async fn messages_at(
+        &self,
+        key: &str,
+        seqs: &[u64],
+    ) -> Result<HashMap<u64, MessageRecord>, StoreError> {
+        if seqs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<RecordId> = seqs.iter().map(|&s| message_id(key, s)).collect();
+        let mut res = self
+            .db
+            .query("SELECT * FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        let rows: Vec<MessageRow> = res.take(0)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(MessageRow::record)
+            .map(|m| (m.seq, m))
+            .collect())
+    }
+
+    /// The quotes of the messages these messages answer, by the answered `seq`: from the
+    /// page itself where it holds them, else in one read.
+    pub async fn quotes(
+        &self,
+        key: &str,
+        page: &[MessageRecord],
+    ) -> Result<HashMap<u64, Quote>, StoreError> {
+        let mut quotes: HashMap<u64, Quote> = HashMap::new();
+        let mut missing = Vec::new();
+        for target in page.iter().filter_map(|m| m.reply_to) {
+            match page.binary_search_by_key(&target, |m| m.seq) {
+                Ok(i) => {
+                    quotes.insert(target, page[i].quote());
+                }
+                Err(_) => missing.push(target),
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        for (seq, m) in self.messages_at(key, &missing).await? {
+            quotes.insert(seq, m.quote());
+        }
+        Ok(quotes)
     }
 
     /// Up to `limit` messages with `seq < before` (or the newest), oldest first.
@@ -163,17 +299,68 @@ impl SurrealChatStore {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let end = match before {
-            Some(b) => b,
-            None => self.last_seq(key).await?.unwrap_or(0) + 1,
-        };
-        // `seq`s have no gaps, so the page is exactly this id range.
-        self.messages_in(key, end.saturating_sub(u64::from(limit)).max(1), end)
-            .await
+        Ok(self.history_page(key, before, limit).await?.messages)
     }
 
-    /// Up to `limit` messages with `seq > after`, oldest first: what a reconnecting client
-    /// missed.
+    /// The newest `limit` messages at positions before `before` (or the newest overall),
+    /// oldest first, and the positions they cover. Reads back from the end in ranges of
+    /// positions, as wide as the page at first and twice as wide each time one comes back
+    /// short (positions between messages hold changes).
+    pub async fn history_page(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        let head = self.last_seq(key).await?.unwrap_or(0);
+        let end = before.unwrap_or(head + 1).min(head + 1);
+        self.page_before(key, end, limit).await
+    }
+
+    /// The newest message at or before position `upto`, as a conversation's last message
+    /// (the head is not consulted: crash repair calls it before heads are known).
+    pub(super) async fn last_message(
+        &self,
+        key: &str,
+        upto: u64,
+    ) -> Result<Option<LastMessage>, StoreError> {
+        let page = self.page_before(key, upto.saturating_add(1), 1).await?;
+        Ok(page.messages.last().map(LastMessage::of))
+    }
+
+    /// [`Self::history_page`] ending before position `end`.
+    async fn page_before(
+        &self,
+        key: &str,
+        end: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        // One more than the page says whether older messages exist.
+        let want = limit as usize + 1;
+        let mut found: Vec<MessageRecord> = Vec::new();
+        let (mut low, mut window) = (end, u64::from(limit).max(1) + 1);
+        while found.len() < want && low > 1 {
+            let from = low.saturating_sub(window).max(1);
+            let mut older = self.messages_in(key, from, low).await?;
+            older.append(&mut found);
+            found = older;
+            low = from;
+            window = (window * 2).min(MAX_HISTORY_WINDOW);
+        }
+        let has_more = found.len() > limit as usize;
+        if has_more {
+            found.drain(..found.len() - limit as usize);
+        }
+        Ok(HistoryPage {
+            from: if has_more { found[0].seq } else { 1 },
+            to: end.saturating_sub(1),
+            messages: found,
+            has_more,
+        })
+    }
+
+    /// Up to `limit` messages with `seq > after`, oldest first (changes between them
+    /// skipped).
     pub async fn messages_after(
         &self,
         key: &str,
@@ -183,6 +370,54 @@ impl SurrealChatStore {
         let from = after.saturating_add(1);
         self.messages_in(key, from, from.saturating_add(u64::from(limit)))
             .await
+    }
+
+    /// The entries (messages and changes) at the `limit` positions after `after`, in
+    /// order: what a reconnecting client missed.
+    pub async fn entries_after(
+        &self,
+        key: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let from = after.saturating_add(1);
+        self.entries_in(key, from, from.saturating_add(u64::from(limit)))
+            .await
+    }
+
+    /// The entries at positions `from <= seq < to`, in order: one range of ids in each
+    /// table, merged.
+    pub(super) async fn entries_in(
+        &self,
+        key: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut res = self
+            .db
+            .query("SELECT * FROM $messages; SELECT * FROM $changes;")
+            .bind(("messages", position_range("msg", key, from, to)))
+            .bind(("changes", position_range("change", key, from, to)))
+            .await?
+            .check()?;
+        let messages: Vec<MessageRow> = res.take(0)?;
+        let changes: Vec<ChangeRow> = res.take(1)?;
+        let mut entries: Vec<Entry> = messages
+            .into_iter()
+            .filter_map(MessageRow::record)
+            .map(Entry::Message)
+            .chain(
+                changes
+                    .into_iter()
+                    .filter_map(ChangeRow::record)
+                    .map(Entry::Change),
+            )
+            .collect();
+        entries.sort_by_key(Entry::seq);
+        Ok(entries)
     }
 
     /// The messages with `from <= seq < to`, oldest first: one range of record ids.
@@ -198,42 +433,73 @@ impl SurrealChatStore {
         let mut res = self
             .db
             .query("SELECT * FROM $range")
-            .bind(("range", message_range(key, from, to)))
+            .bind(("range", position_range("msg", key, from, to)))
             .await?
             .check()?;
         let rows: Vec<MessageRow> = res.take(0)?;
         Ok(rows.into_iter().filter_map(MessageRow::record).collect())
     }
 
+    /// The position `seq` of `key` with the messages up to it. `head` is the conversation's.
+    async fn mark_at(&self, key: &str, seq: u64, head: Mark) -> Result<Mark, StoreError> {
+        if seq >= head.seq {
+            return Ok(head);
+        }
+        if seq == 0 {
+            return Ok(Mark::default());
+        }
+        let mut res = self
+            .db
+            .query("SELECT n FROM $ids")
+            .bind(("ids", vec![message_id(key, seq), change_id(key, seq)]))
+            .await?
+            .check()?;
+        let rows: Vec<NRow> = res.take(0)?;
+        // Rows from before changes existed have no `n`: it equals `seq` there.
+        let n = rows.first().map_or(seq.min(head.n), |r| r.n.map_or(seq, to_u64));
+        Ok(Mark::new(seq, n))
+    }
+
     /// Moves the user's read position forward to `seq` (never backwards, never past the last
-    /// message). Returns `(last_read_seq, last_seq)` after the update.
+    /// position). Returns the read position and the conversation's head after the update.
     pub async fn mark_read(
         &self,
         key: &str,
         username: &str,
         seq: u64,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(Mark, Mark), StoreError> {
         self.require_member(key, username).await?;
-        let last = self.last_seq(key).await?.unwrap_or(0);
-        let stored: Option<i64> = retry_conflicts(|| async {
+        let head = self.head(key).await?.unwrap_or_default();
+        let upto = self.mark_at(key, seq, head).await?;
+        let stored: Option<ReadFields> = retry_conflicts(|| async {
             let _one_at_a_time = self.read_writes.lock().await;
             let mut res = self
                 .db
                 .query(
-                    "UPDATE ONLY $member SET last_read_seq = math::max([last_read_seq, $upto])
-                        RETURN VALUE last_read_seq",
+                    "UPDATE $member SET last_read_seq = $seq, last_read_n = $n
+                        WHERE last_read_seq < $seq RETURN NONE;
+                     SELECT last_read_seq, last_read_n FROM ONLY $member;",
                 )
                 .bind(("member", member_id(key, username)))
-                .bind(("upto", seq.min(last) as i64))
+                .bind(("seq", upto.seq as i64))
+                .bind(("n", upto.n as i64))
                 .await?
                 .check()?;
-            Ok(res.take(0)?)
+            Ok(res.take(1)?)
         })
         .await?;
-        let read = self
-            .heads()
-            .read_position(username, key, to_u64(stored.unwrap_or(0)));
+        let stored = stored.map_or(Mark::default(), |r| {
+            let seq = to_u64(r.last_read_seq);
+            Mark::new(seq, r.last_read_n.map_or(seq, to_u64))
+        });
+        let read = self.heads().read_position(username, key, stored);
         self.recent.read(username, key, read);
-        Ok((read, last))
+        Ok((read, head.max(read)))
     }
+}
+
+#[derive(Debug, SurrealValue)]
+struct ReadFields {
+    last_read_seq: i64,
+    last_read_n: Option<i64>,
 }

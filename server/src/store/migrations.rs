@@ -16,10 +16,10 @@ use surrealdb::types::{RecordId, RecordIdKey, RecordIdKeyRange};
 use tracing::{info, warn};
 
 use super::{
-    heads::LastMessage,
+    heads::{HeadFields, LastMessage, Mark},
     rows::{
-        key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, MessageRecord, MessageRow,
-        NameRow, OldMessageRow, ReadRow, UserTermRow,
+        key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, Entry, MessageRecord,
+        MessageRow, NameRow, OldMessageRow, ReadRow, UserTermRow,
     },
     transaction, StoreError, SurrealChatStore,
 };
@@ -200,10 +200,12 @@ impl SurrealChatStore {
                     MessageRow::of(&MessageRecord {
                         conversation: key_of(&m.conversation),
                         seq: to_u64(m.seq),
+                        n: to_u64(m.seq),
                         sender: key_of(&m.sender),
                         body: m.body,
                         client_msg_id: m.client_msg_id,
                         sent_at: m.sent_at,
+                        ..MessageRecord::default()
                     })
                 })
                 .collect();
@@ -337,13 +339,14 @@ impl SurrealChatStore {
     }
 
     /// After a crash, a conversation's `last_*` fields and its senders' read positions may
-    /// miss its last second of messages (they were only in memory): sets them from the
-    /// messages past `last_seq`. One range read per conversation, almost always empty.
+    /// miss its last second of messages and changes (they were only in memory): sets them
+    /// from the entries past `last_seq`. One range read per conversation and table, almost
+    /// always empty.
     pub async fn repair_last_messages(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut res = self
             .db
-            .query("SELECT id, last_seq FROM conversation")
+            .query("SELECT id, last_seq, last_n FROM conversation")
             .await?
             .check()?;
         let convs: Vec<ConversationSeqRow> = res.take(0)?;
@@ -351,20 +354,36 @@ impl SurrealChatStore {
         for c in &convs {
             let key = key_of(&c.id);
             let after = self
-                .messages_in(&key, to_u64(c.last_seq) + 1, i64::MAX as u64)
+                .entries_in(&key, to_u64(c.last_seq) + 1, i64::MAX as u64)
                 .await?;
-            let Some(m) = after.last() else {
+            let Some(end) = after.last() else {
                 continue;
             };
-            last.push((key.clone(), LastMessage::of(m)));
+            let mut message = None;
             // Sending marked them read for their senders.
-            let mut senders: HashMap<&str, u64> = HashMap::new();
-            for m in &after {
-                senders.insert(&m.sender, m.seq);
+            let mut senders: HashMap<&str, Mark> = HashMap::new();
+            for e in &after {
+                if let Entry::Message(m) = e {
+                    senders.insert(&m.sender, Mark::new(m.seq, m.n));
+                    message = Some(LastMessage::of(m));
+                }
             }
-            reads.extend(senders.into_iter().map(|(user, seq)| ReadRow {
+            if message.is_none() {
+                // Only changes past it: the last message is older, and may be one of
+                // those they changed.
+                message = self.last_message(&key, to_u64(c.last_seq)).await?;
+            }
+            last.push((
+                key.clone(),
+                HeadFields {
+                    at: Mark::new(end.seq(), end.n()),
+                    last: message,
+                },
+            ));
+            reads.extend(senders.into_iter().map(|(user, mark)| ReadRow {
                 id: member_id(&key, user),
-                seq: seq as i64,
+                seq: mark.seq as i64,
+                n: mark.n as i64,
             }));
         }
         let count = last.len();

@@ -54,10 +54,13 @@ use conversations::MemberCache;
 use heads::Heads;
 use recent::RecentCache;
 
-pub use conversations::{DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
+pub use conversations::{Members, DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
 pub use deferred::PENDING_CHUNK;
+pub use heads::Mark;
+pub use messages::{Batch, HistoryPage};
 pub use rows::{
-    direct_key, direct_peer, ConversationRow, Kind, MessageRecord, RoomRow, UserRecord,
+    direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind,
+    MessageRecord, RoomRow, UserRecord,
 };
 pub use schema::SCHEMA;
 

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::heads::StoredRow;
+use super::heads::{Mark, StoredRow};
 use super::rows::{direct_peer, ConversationRow, Kind};
 use crate::locks::lock;
 
@@ -37,7 +37,7 @@ pub struct RecentCache {
 struct State {
     /// conversation key -> what the lists show of it, as last loaded.
     conversations: HashMap<String, Conversation>,
-    /// username -> their conversations (key -> last read `seq`), or a load in flight.
+    /// username -> their conversations (key -> read position), or a load in flight.
     users: HashMap<String, UserEntry>,
 }
 
@@ -52,7 +52,7 @@ struct Conversation {
 
 #[derive(Default, Clone)]
 struct Last {
-    seq: u64,
+    at_mark: Mark,
     at: i64,
     sender: Option<String>,
     text: Option<String>,
@@ -64,7 +64,7 @@ enum UserEntry {
         loads: u32,
         dirty: bool,
     },
-    Loaded(HashMap<String, u64>),
+    Loaded(HashMap<String, Mark>),
 }
 
 impl RecentCache {
@@ -75,7 +75,7 @@ impl RecentCache {
             return None;
         };
         let mut rows = Vec::with_capacity(reads.len());
-        for (key, &last_read_seq) in reads {
+        for (key, &read) in reads {
             let conv = state.conversations.get(key)?;
             let peer = match conv.kind {
                 Kind::Room => None,
@@ -89,8 +89,10 @@ impl RecentCache {
                 kind: conv.kind,
                 name: conv.name.clone(),
                 peer,
-                last_seq: conv.last.seq,
-                last_read_seq,
+                last_seq: conv.last.at_mark.seq,
+                last_n: conv.last.at_mark.n,
+                last_read_seq: read.seq,
+                last_read_n: read.n,
                 last_at: conv.last.at,
                 last_sender: conv.last.sender.clone(),
                 last_text: conv.last.text.clone(),
@@ -134,9 +136,9 @@ impl RecentCache {
                     .entry(username.clone())
                     .or_insert_with(|| display_name.clone());
             }
-            if row.last_seq > conv.last.seq || conv.last.seq == 0 {
+            if row.last_seq > conv.last.at_mark.seq || conv.last.at_mark.seq == 0 {
                 conv.last = Last {
-                    seq: row.last_seq,
+                    at_mark: Mark::new(row.last_seq, row.last_n),
                     at: row.last_at,
                     sender: row.last_sender.clone(),
                     text: row.last_text.clone(),
@@ -151,7 +153,7 @@ impl RecentCache {
             (Some(rows), false) => {
                 let reads = rows
                     .iter()
-                    .map(|StoredRow(r)| (r.key.clone(), r.last_read_seq))
+                    .map(|StoredRow(r)| (r.key.clone(), Mark::new(r.last_read_seq, r.last_read_n)))
                     .collect();
                 state
                     .users
@@ -178,13 +180,13 @@ impl RecentCache {
         }
     }
 
-    /// `user` has read `key` up to `seq` (never moves backwards).
-    pub fn read(&self, user: &str, key: &str, seq: u64) {
+    /// `user` has read `key` up to `mark` (never moves backwards).
+    pub fn read(&self, user: &str, key: &str, mark: Mark) {
         let mut state = lock(&self.state);
         match state.users.get_mut(user) {
             Some(UserEntry::Loading { dirty, .. }) => *dirty = true,
             Some(UserEntry::Loaded(reads)) => match reads.get_mut(key) {
-                Some(read) => *read = (*read).max(seq),
+                Some(read) => *read = read.max(mark),
                 // Not in the list we hold: it is out of date.
                 None => {
                     state.users.remove(user);
@@ -211,7 +213,9 @@ mod tests {
             name: (kind == Kind::Room).then(|| "Room".to_owned()),
             peer: peer.map(|(u, n)| (u.to_owned(), n.to_owned())),
             last_seq: last,
+            last_n: last,
             last_read_seq: read,
+            last_read_n: read,
             last_at: last as i64,
             last_sender: (last > 0).then(|| "bob".to_owned()),
             last_text: (last > 0).then(|| format!("m{last}")),
@@ -252,8 +256,8 @@ mod tests {
             (rows[1].unread(), rows[1].peer.clone().unwrap().1.as_str()),
             (2, "Bob")
         );
-        cache.read("alice", "alice/bob", 2);
-        cache.read("alice", "alice/bob", 1);
+        cache.read("alice", "alice/bob", Mark::new(2, 2));
+        cache.read("alice", "alice/bob", Mark::new(1, 1));
         assert_eq!(list(&cache, "alice")[1].last_read_seq, 2, "never backwards");
 
         // Bob's view of the same conversation needs Alice's name, not known yet.
@@ -282,7 +286,7 @@ mod tests {
     fn a_load_that_raced_a_change_is_not_kept() {
         let cache = RecentCache::default();
         cache.begin_load("alice");
-        cache.read("alice", "r1", 5);
+        cache.read("alice", "r1", Mark::new(5, 5));
         cache.finish_load("alice", Some(&[row("r1", Kind::Room, None, 5, 3)]));
         assert!(
             cache.get("alice").is_none(),

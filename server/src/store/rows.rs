@@ -6,9 +6,12 @@ use std::ops::Bound;
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use app::domain::Username;
+use app::protocol::{Quote, Reaction};
 
 /// Longest preview kept on a conversation for the recent-conversations list.
 pub const PREVIEW_CHARS: usize = 120;
+/// Longest quote of a message in a reply to it.
+pub const QUOTE_CHARS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -24,20 +27,30 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
-/// A stored message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored message, as it is now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageRecord {
     pub conversation: String,
     pub seq: u64,
+    /// Messages in the conversation up to this one, itself included (changes do not
+    /// count): unread counts are differences of these.
+    pub n: u64,
     pub sender: String,
+    /// Empty once deleted.
     pub body: String,
     pub client_msg_id: String,
     pub sent_at: i64,
+    /// The `seq` of the message this one answers.
+    pub reply_to: Option<u64>,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+    pub reactions: Vec<Reaction>,
 }
 
 impl MessageRecord {
-    /// The message as the protocol carries it.
-    pub fn to_wire(&self) -> app::protocol::Message {
+    /// The message as the protocol carries it, with the quote of what it answers (when it
+    /// answers one that is known).
+    pub fn to_wire(&self, quote: Option<Quote>) -> app::protocol::Message {
         app::protocol::Message {
             conversation_id: app::protocol::ConversationId(self.conversation.clone()),
             seq: self.seq,
@@ -45,6 +58,93 @@ impl MessageRecord {
             body: self.body.clone(),
             client_msg_id: self.client_msg_id.clone(),
             sent_at_ms: self.sent_at,
+            reply_to: quote,
+            edited_at_ms: self.edited_at,
+            deleted: self.deleted,
+            reactions: self.reactions.clone(),
+        }
+    }
+
+    /// How this message is quoted by a reply.
+    pub fn quote(&self) -> Quote {
+        Quote {
+            seq: self.seq,
+            sender: self.sender.clone(),
+            text: app::domain::preview(&self.body, QUOTE_CHARS),
+            deleted: self.deleted,
+        }
+    }
+}
+
+/// What a [`ChangeRecord`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    Edit,
+    Delete,
+    React(String),
+    Unreact(String),
+}
+
+/// A change to a message, stored at its own position (`change:[conversation, seq]`) so
+/// that a client resuming after it learns of it in order. It holds no text: an edit is
+/// replayed with the message's text as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub conversation: String,
+    pub seq: u64,
+    /// As for messages: the messages up to this position.
+    pub n: u64,
+    pub actor: String,
+    pub target: u64,
+    pub kind: ChangeKind,
+    pub at: i64,
+}
+
+impl ChangeRecord {
+    /// The change as the protocol carries it, given the message it changed as it is now.
+    pub fn to_wire(&self, target: &MessageRecord) -> app::protocol::Change {
+        use app::protocol::What;
+        app::protocol::Change {
+            conversation_id: app::protocol::ConversationId(self.conversation.clone()),
+            seq: self.seq,
+            actor: self.actor.clone(),
+            at_ms: self.at,
+            target: self.target,
+            what: match &self.kind {
+                ChangeKind::Edit => What::Edited {
+                    body: target.body.clone(),
+                },
+                ChangeKind::Delete => What::Deleted,
+                ChangeKind::React(emoji) => What::Reacted {
+                    emoji: emoji.clone(),
+                },
+                ChangeKind::Unreact(emoji) => What::Unreacted {
+                    emoji: emoji.clone(),
+                },
+            },
+        }
+    }
+}
+
+/// Whatever is stored at one position of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Message(MessageRecord),
+    Change(ChangeRecord),
+}
+
+impl Entry {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Entry::Message(m) => m.seq,
+            Entry::Change(c) => c.seq,
+        }
+    }
+
+    pub fn n(&self) -> u64 {
+        match self {
+            Entry::Message(m) => m.n,
+            Entry::Change(c) => c.n,
         }
     }
 }
@@ -60,15 +160,20 @@ pub struct ConversationRow {
     /// For a direct conversation: the other user and their display name.
     pub peer: Option<(String, String)>,
     pub last_seq: u64,
+    /// Messages in the conversation (see [`MessageRecord::n`]).
+    pub last_n: u64,
     pub last_read_seq: u64,
+    /// Messages up to the read position.
+    pub last_read_n: u64,
     pub last_at: i64,
     pub last_sender: Option<String>,
     pub last_text: Option<String>,
 }
 
 impl ConversationRow {
+    /// Messages after the read position (changes to messages do not count).
     pub fn unread(&self) -> u64 {
-        self.last_seq.saturating_sub(self.last_read_seq)
+        self.last_n.saturating_sub(self.last_read_n)
     }
 }
 
@@ -87,7 +192,8 @@ pub(super) struct UserRow {
     pub password_hash: String,
 }
 
-/// A message as stored (`id` is `msg:[conversation, seq]`).
+/// A message as stored (`id` is `msg:[conversation, seq]`). Rows written before changes
+/// existed have no `n` (it equals `seq` there) and none of the optional fields.
 #[derive(Debug, SurrealValue)]
 pub(super) struct MessageRow {
     pub id: RecordId,
@@ -95,6 +201,18 @@ pub(super) struct MessageRow {
     pub body: String,
     pub client_msg_id: String,
     pub sent_at: i64,
+    pub n: Option<i64>,
+    pub reply_to: Option<i64>,
+    pub edited_at: Option<i64>,
+    pub deleted: Option<bool>,
+    pub reactions: Option<Vec<ReactionRow>>,
+}
+
+/// One emoji on a message and who used it.
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct ReactionRow {
+    pub emoji: String,
+    pub users: Vec<String>,
 }
 
 impl MessageRow {
@@ -106,21 +224,124 @@ impl MessageRow {
             body: m.body.clone(),
             client_msg_id: m.client_msg_id.clone(),
             sent_at: m.sent_at,
+            n: Some(m.n as i64),
+            reply_to: m.reply_to.map(|s| s as i64),
+            edited_at: m.edited_at,
+            deleted: m.deleted.then_some(true),
+            reactions: (!m.reactions.is_empty()).then(|| {
+                m.reactions
+                    .iter()
+                    .map(|r| ReactionRow {
+                        emoji: r.emoji.clone(),
+                        users: r.users.clone(),
+                    })
+                    .collect()
+            }),
         }
     }
 
     /// The record of a stored message; `None` for an id not of the form
     /// `msg:[key, seq]` (never written by this store).
     pub fn record(self) -> Option<MessageRecord> {
-        let (conversation, seq) = message_position(&self.id)?;
+        let (conversation, seq) = position_of(&self.id)?;
         Some(MessageRecord {
             conversation,
             seq,
+            n: self.n.map_or(seq, to_u64),
             sender: self.sender,
             body: self.body,
             client_msg_id: self.client_msg_id,
             sent_at: self.sent_at,
+            reply_to: self.reply_to.map(to_u64),
+            edited_at: self.edited_at,
+            deleted: self.deleted.unwrap_or(false),
+            reactions: self
+                .reactions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| Reaction {
+                    emoji: r.emoji,
+                    users: r.users,
+                })
+                .collect(),
         })
+    }
+}
+
+/// A change as stored (`id` is `change:[conversation, seq]`).
+#[derive(Debug, SurrealValue)]
+pub(super) struct ChangeRow {
+    pub id: RecordId,
+    pub n: i64,
+    pub actor: String,
+    pub target: i64,
+    /// `edit`, `delete`, `react` or `unreact`.
+    pub kind: String,
+    pub emoji: Option<String>,
+    pub at: i64,
+}
+
+impl ChangeRow {
+    pub fn of(c: &ChangeRecord) -> Self {
+        let (kind, emoji) = match &c.kind {
+            ChangeKind::Edit => ("edit", None),
+            ChangeKind::Delete => ("delete", None),
+            ChangeKind::React(e) => ("react", Some(e.clone())),
+            ChangeKind::Unreact(e) => ("unreact", Some(e.clone())),
+        };
+        ChangeRow {
+            id: change_id(&c.conversation, c.seq),
+            n: c.n as i64,
+            actor: c.actor.clone(),
+            target: c.target as i64,
+            kind: kind.to_owned(),
+            emoji,
+            at: c.at,
+        }
+    }
+
+    /// `None` for a row this store did not write.
+    pub fn record(self) -> Option<ChangeRecord> {
+        let (conversation, seq) = position_of(&self.id)?;
+        let kind = match (self.kind.as_str(), self.emoji) {
+            ("edit", _) => ChangeKind::Edit,
+            ("delete", _) => ChangeKind::Delete,
+            ("react", Some(e)) => ChangeKind::React(e),
+            ("unreact", Some(e)) => ChangeKind::Unreact(e),
+            _ => return None,
+        };
+        Some(ChangeRecord {
+            conversation,
+            seq,
+            n: to_u64(self.n),
+            actor: self.actor,
+            target: to_u64(self.target),
+            kind,
+            at: self.at,
+        })
+    }
+}
+
+/// A message's state after changes, as written over its row.
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct MessageStateRow {
+    pub id: RecordId,
+    pub body: String,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+    pub reactions: Vec<ReactionRow>,
+}
+
+impl MessageStateRow {
+    pub fn of(m: &MessageRecord) -> Self {
+        let full = MessageRow::of(m);
+        MessageStateRow {
+            id: full.id,
+            body: full.body,
+            edited_at: full.edited_at,
+            deleted: m.deleted,
+            reactions: full.reactions.unwrap_or_default(),
+        }
     }
 }
 
@@ -155,11 +376,18 @@ pub(super) struct OldMessageRow {
     pub sent_at: i64,
 }
 
-/// A conversation's `last_*` fields, as written.
+/// A conversation's `last_*` fields, as written: its last position and the messages up to
+/// it, and its last message when known.
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct LastMessageRow {
     pub id: RecordId,
     pub seq: i64,
+    pub n: i64,
+    pub message: Option<LastTextRow>,
+}
+
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct LastTextRow {
     pub at: i64,
     pub sender: String,
     pub text: String,
@@ -170,11 +398,14 @@ pub(super) struct LastMessageRow {
 pub(super) struct ReadRow {
     pub id: RecordId,
     pub seq: i64,
+    pub n: i64,
 }
 
 #[derive(Debug, SurrealValue)]
 pub(super) struct MemberConversationRow {
     pub last_read_seq: i64,
+    /// Absent before changes existed (equal to `last_read_seq` then).
+    pub last_read_n: Option<i64>,
     pub c: ConversationFields,
 }
 
@@ -185,6 +416,7 @@ pub(super) struct ConversationFields {
     pub name: Option<String>,
     pub peers: Vec<RecordId>,
     pub last_seq: i64,
+    pub last_n: Option<i64>,
     pub last_at: i64,
     pub last_sender: Option<String>,
     pub last_text: Option<String>,
@@ -199,6 +431,7 @@ pub(super) struct ConversationMeta {
 #[derive(Debug, SurrealValue)]
 pub(super) struct LastFieldsRow {
     pub last_seq: i64,
+    pub last_n: Option<i64>,
     pub last_at: i64,
     pub last_sender: Option<String>,
     pub last_text: Option<String>,
@@ -208,6 +441,7 @@ pub(super) struct LastFieldsRow {
 pub(super) struct ConversationSeqRow {
     pub id: RecordId,
     pub last_seq: i64,
+    pub last_n: Option<i64>,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -280,6 +514,10 @@ pub(super) fn message_id(conversation: &str, seq: u64) -> RecordId {
     RecordId::new("msg", pair_key(conversation, seq as i64))
 }
 
+pub(super) fn change_id(conversation: &str, seq: u64) -> RecordId {
+    RecordId::new("change", pair_key(conversation, seq as i64))
+}
+
 pub(super) fn client_msg_id(sender: &str, client_msg_id: &str) -> RecordId {
     RecordId::new("client_msg", text_pair(sender, client_msg_id))
 }
@@ -291,11 +529,12 @@ fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {
     ]))
 }
 
-/// `msg:[conversation, from]..[conversation, to]` (`to` excluded): a page of history.
-pub(super) fn message_range(conversation: &str, from: u64, to: u64) -> RecordId {
+/// `<table>:[conversation, from]..[conversation, to]` (`to` excluded) of `msg` or
+/// `change`: the positions of a conversation from `from` to before `to`.
+pub(super) fn position_range(table: &str, conversation: &str, from: u64, to: u64) -> RecordId {
     let to = i64::try_from(to).unwrap_or(i64::MAX);
     RecordId::new(
-        "msg",
+        table,
         RecordIdKeyRange {
             start: Bound::Included(pair_key(conversation, from as i64)),
             end: Bound::Excluded(pair_key(conversation, to)),
@@ -332,8 +571,8 @@ fn text_pair_of(id: &RecordId) -> Option<(String, String)> {
     }
 }
 
-/// `(conversation, seq)` of a message id `msg:[conversation, seq]`.
-fn message_position(id: &RecordId) -> Option<(String, u64)> {
+/// `(conversation, seq)` of an id `msg:[conversation, seq]` or `change:[conversation, seq]`.
+pub(super) fn position_of(id: &RecordId) -> Option<(String, u64)> {
     let RecordIdKey::Array(parts) = &id.key else {
         return None;
     };
@@ -366,15 +605,45 @@ mod tests {
 
     #[test]
     fn a_message_row_round_trips_to_the_same_record() {
-        let m = MessageRecord {
+        let mut m = MessageRecord {
             conversation: "alice/bob".into(),
             seq: 42,
+            n: 40,
             sender: "alice".into(),
             body: "hi".into(),
             client_msg_id: "c1".into(),
             sent_at: 7,
+            ..MessageRecord::default()
         };
+        assert_eq!(MessageRow::of(&m).record(), Some(m.clone()));
+        m.reply_to = Some(3);
+        m.edited_at = Some(9);
+        m.reactions = vec![Reaction {
+            emoji: "👍".into(),
+            users: vec!["bob".into()],
+        }];
         assert_eq!(MessageRow::of(&m).record(), Some(m));
+    }
+
+    #[test]
+    fn a_change_row_round_trips_to_the_same_record() {
+        for kind in [
+            ChangeKind::Edit,
+            ChangeKind::Delete,
+            ChangeKind::React("👍".into()),
+            ChangeKind::Unreact("👍".into()),
+        ] {
+            let c = ChangeRecord {
+                conversation: "r1".into(),
+                seq: 9,
+                n: 4,
+                actor: "bob".into(),
+                target: 2,
+                kind,
+                at: 5,
+            };
+            assert_eq!(ChangeRow::of(&c).record(), Some(c));
+        }
     }
 
     #[test]

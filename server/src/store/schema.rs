@@ -25,12 +25,16 @@ DEFINE FIELD IF NOT EXISTS created_at ON session TYPE int;
 DEFINE FIELD IF NOT EXISTS expires_at ON session TYPE int;
 
 -- Conversations: `conversation:<a>/<b>` (direct, usernames sorted), `general` and
--- `r<16 hex>` (rooms). The `last_*` fields follow the messages within a second.
+-- `r<16 hex>` (rooms). The `last_*` fields follow the messages within a second:
+-- `last_seq` is the last position (a message or a change), `last_n` the messages up to it
+-- (absent in conversations older than changes: equal to `last_seq` there), `last_at`,
+-- `last_sender` and `last_text` the last message.
 DEFINE TABLE IF NOT EXISTS conversation SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS kind ON conversation TYPE string ASSERT $value IN ['direct', 'room'];
 DEFINE FIELD IF NOT EXISTS name ON conversation TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS peers ON conversation TYPE array<record<user>>;
 DEFINE FIELD IF NOT EXISTS last_seq ON conversation TYPE int;
+DEFINE FIELD IF NOT EXISTS last_n ON conversation TYPE option<int>;
 DEFINE FIELD IF NOT EXISTS last_at ON conversation TYPE int;
 DEFINE FIELD IF NOT EXISTS last_sender ON conversation TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS last_text ON conversation TYPE option<string>;
@@ -43,20 +47,32 @@ DEFINE INDEX IF NOT EXISTS conversation_kind ON conversation FIELDS kind;
 DEFINE INDEX IF NOT EXISTS conversation_room_name ON conversation FIELDS kind, name;
 DEFINE INDEX IF NOT EXISTS conversation_created_by ON conversation FIELDS created_by;
 
--- Members: `member:<conversation>|<username>`.
+-- Members: `member:<conversation>|<username>`, read up to `last_read_seq`, which has
+-- `last_read_n` messages up to it (absent: equal to `last_read_seq`, as for `last_n`).
 DEFINE TABLE IF NOT EXISTS member SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS conversation ON member TYPE record<conversation>;
 DEFINE FIELD IF NOT EXISTS user ON member TYPE record<user>;
 DEFINE FIELD IF NOT EXISTS last_read_seq ON member TYPE int;
+DEFINE FIELD IF NOT EXISTS last_read_n ON member TYPE option<int>;
 DEFINE FIELD IF NOT EXISTS joined_at ON member TYPE int;
 DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
 DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 
--- Messages: `msg:[conversation key, seq]` with `sender` (a username), `body`,
--- `client_msg_id` and `sent_at` (ms). SCHEMALESS: its rows are written only by
--- `append_batch`, from a typed Rust row, and read back into the same type; the
--- database's per-field checks cost ~15 % of the store's throughput.
+-- Messages: `msg:[conversation key, seq]` with `sender` (a username), `body` (empty once
+-- deleted), `client_msg_id`, `sent_at` (ms), `n` (the messages up to it; absent in rows
+-- older than changes, where it equals `seq`), and when they apply `reply_to` (a seq),
+-- `edited_at`, `deleted` and `reactions` (`[{ emoji, users }]`): each row is the message
+-- as it is now. SCHEMALESS: its rows are written only by `append_batch`, from a typed
+-- Rust row, and read back into the same type; the database's per-field checks cost ~15 %
+-- of the store's throughput.
 DEFINE TABLE IF NOT EXISTS msg SCHEMALESS;
+
+-- Changes to messages: `change:[conversation key, seq]`, each at its own position
+-- between the messages, with `actor`, `target` (the message's seq), `kind` (`edit`,
+-- `delete`, `react`, `unreact`), `emoji` for reactions, `at` (ms) and `n`. No text: an
+-- edit is replayed with the message's text as it is now, so a deletion erases all of it.
+-- SCHEMALESS for the same reason as `msg`.
+DEFINE TABLE IF NOT EXISTS change SCHEMALESS;
 
 -- Where each `client_msg_id` went: `client_msg:[sender, client_msg_id]` with
 -- `conversation` and `seq`, written in the message's own transaction. The record id is

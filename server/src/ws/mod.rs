@@ -32,6 +32,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info_span, Instrument};
 
 use crate::{
+    changes::Request,
+    writer::Action,
     auth::{AuthError, AuthState, Session},
     chat::{ChatService, Refusal},
     hub::{Outbound, Registration},
@@ -407,9 +409,9 @@ impl Handler {
                 let reply = chat
                     .history(me, &conversation_id.0, before_seq, limit)
                     .await;
-                if let (None, Ok(ServerMsg::History { messages, .. })) = (before_seq, &reply) {
-                    if let Some(last) = messages.last() {
-                        self.cursor.history_newest(&conversation_id.0, last.seq);
+                if let (None, Ok(ServerMsg::History { to_seq, .. })) = (before_seq, &reply) {
+                    if *to_seq > 0 {
+                        self.cursor.history_newest(&conversation_id.0, *to_seq);
                     }
                 }
                 reply
@@ -422,27 +424,37 @@ impl Handler {
                 conversation_id,
                 client_msg_id,
                 body,
+                reply_to,
             } => {
-                // The ack (or a failure to store) comes back through the outbox, in order
-                // with the conversation's messages. While the writer's queue is full this
-                // socket keeps forwarding its own outbox, so that a slow database never
-                // makes a sender look like a lagging reader.
-                let id = client_msg_id.to_string();
-                let submit = chat.submit(me, self.conn_id, &conversation_id.0, client_msg_id, body);
-                tokio::pin!(submit);
-                let submitted = loop {
-                    tokio::select! {
-                        biased;
-                        submitted = &mut submit => break submitted,
-                        out = self.registration.outbox.recv(), if self.started && self.outbox_open => {
-                            self.forward(out).await?;
-                        }
-                    }
+                let action = Action::Send {
+                    client_msg_id,
+                    body,
+                    reply_to,
                 };
-                return match submitted {
-                    Ok(()) => Ok(()),
-                    Err(refusal) => self.send(&refusal.into_msg(Some(id))).await,
-                };
+                return self.submit(&conversation_id.0, action).await;
+            }
+            ClientMsg::Edit {
+                conversation_id,
+                seq,
+                body,
+            } => return self.change(&conversation_id.0, seq, Request::Edit(body)).await,
+            ClientMsg::Delete {
+                conversation_id,
+                seq,
+            } => return self.change(&conversation_id.0, seq, Request::Delete).await,
+            ClientMsg::React {
+                conversation_id,
+                seq,
+                emoji,
+            } => return self.change(&conversation_id.0, seq, Request::React(emoji)).await,
+            ClientMsg::Unreact {
+                conversation_id,
+                seq,
+                emoji,
+            } => {
+                return self
+                    .change(&conversation_id.0, seq, Request::Unreact(emoji))
+                    .await
             }
             // Answered only when refused.
             ClientMsg::Typing { conversation_id } => {
@@ -460,6 +472,36 @@ impl Handler {
         };
         let reply = reply.unwrap_or_else(|r: Refusal| r.into_msg(None));
         self.send(&reply).await
+    }
+
+    /// Hands a change to the message at `seq` of `key` to its writer (see [`Self::submit`]).
+    async fn change(&mut self, key: &str, seq: u64, request: Request) -> Result<(), axum::Error> {
+        self.submit(key, Action::Change { seq, request }).await
+    }
+
+    /// Hands a send or a change to its conversation's writer. The ack, the change or a
+    /// refusal comes back through the outbox, in order with the conversation's messages.
+    /// While the writer's queue is full this socket keeps forwarding its own outbox, so
+    /// that a slow database never makes a sender look like a lagging reader.
+    async fn submit(&mut self, key: &str, action: Action) -> Result<(), axum::Error> {
+        let id = action_id(&action);
+        let chat = self.chat.clone();
+        let me = self.me.username.clone();
+        let submit = chat.submit(&me, self.conn_id, key, action);
+        tokio::pin!(submit);
+        let submitted = loop {
+            tokio::select! {
+                biased;
+                submitted = &mut submit => break submitted,
+                out = self.registration.outbox.recv(), if self.started && self.outbox_open => {
+                    self.forward(out).await?;
+                }
+            }
+        };
+        match submitted {
+            Ok(()) => Ok(()),
+            Err(refusal) => self.send(&refusal.into_msg(id)).await,
+        }
     }
 
     /// Forwards `first` and whatever else the outbox already holds (up to [`BURST`] items)
@@ -534,13 +576,13 @@ impl Handler {
                 self.cursor.begin_replay(key, after);
                 begun = true;
             }
-            let seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
+            let seqs: Vec<u64> = page.iter().map(|(seq, _)| *seq).collect();
             let step = self.cursor.replay_page(key, &seqs, until);
-            let mut page: Vec<Option<app::protocol::Message>> =
-                page.into_iter().map(Some).collect();
+            let mut page: Vec<Option<ServerMsg>> =
+                page.into_iter().map(|(_, msg)| Some(msg)).collect();
             for i in step.send {
-                if let Some(message) = page[i].take() {
-                    self.send(&ServerMsg::Message { message }).await?;
+                if let Some(msg) = page[i].take() {
+                    self.send(&msg).await?;
                 }
             }
             let Some(last) = step.last.filter(|_| !step.done) else {
@@ -551,7 +593,7 @@ impl Handler {
                 let e = ServerMsg::error(
                     ErrorCode::InvalidInput,
                     format!(
-                        "more than {} missed messages in {key}; reload its history",
+                        "more than {} missed changes in {key}; reload its history",
                         crate::chat::RESUME_LIMIT
                     ),
                 );
@@ -589,5 +631,13 @@ impl Handler {
                 )))
             }
         }
+    }
+}
+
+/// The `client_msg_id` a refusal of this action names (sends only).
+fn action_id(action: &Action) -> Option<String> {
+    match action {
+        Action::Send { client_msg_id, .. } => Some(client_msg_id.to_string()),
+        Action::Change { .. } => None,
     }
 }

@@ -18,6 +18,7 @@ pub(crate) fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientM
         conversation_id: conv.clone(),
         client_msg_id: ClientMsgId::parse(cmid).unwrap(),
         body: MessageBody::parse(body).unwrap(),
+        reply_to: None,
     }
 }
 

@@ -189,6 +189,7 @@ async fn run_case(seed: u64) {
                         conversation_id: conv.clone(),
                         client_msg_id: ClientMsgId::parse(&cmid).unwrap(),
                         body: MessageBody::parse(&format!("{} #{}", p.name, p.sent)).unwrap(),
+                        reply_to: None,
                     })
                     .await;
                 if rng.below(2) == 0 {

@@ -214,6 +214,7 @@ async fn a_socket_cut_off_before_its_first_frame_is_closed() {
                     conversation_id: dm.clone(),
                     client_msg_id: app::domain::ClientMsgId::parse(&id).unwrap(),
                     body: app::domain::MessageBody::parse("flood").unwrap(),
+                    reply_to: None,
                 },
                 |m| {
                     matches!(m, ServerMsg::Ack { client_msg_id, .. } if *client_msg_id == id)
