@@ -103,7 +103,7 @@ export async function conversationId(page: Page, title: string): Promise<string>
 
 /// Sends `steps` one at a time over a second WebSocket of the page's user, each waiting for
 /// its answer (a frame of type `reply`); a rate-limited one is sent again.
-async function overSecondSocket(page: Page, steps: { frame: object; reply: string }[]) {
+export async function overSecondSocket(page: Page, steps: { frame: object; reply: string }[]) {
   await page.evaluate(async (steps) => {
     const ws = new WebSocket(`ws://${location.host}/ws`);
     const frames: any[] = [];

@@ -10,7 +10,7 @@ use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
 use crate::components::{Avatar, ChatCtx};
-use crate::domain::{ClientMsgId, MessageBody};
+use crate::domain::{ClientMsgId, Emoji, MessageBody};
 use crate::protocol::{ConversationId, ConversationKind};
 
 /// Within this many pixels of the bottom, the log counts as "at the latest message" and
@@ -39,6 +39,11 @@ enum Row {
         highlight: bool,
         /// Its address (`/c/<conversation>/<seq>`).
         link: String,
+        edited: bool,
+        deleted: bool,
+        /// What it answers: who, the start of it (empty once deleted), and its address.
+        reply: Option<(String, String, bool, String)>,
+        reactions: Vec<Chip>,
     },
     Pending {
         client_msg_id: String,
@@ -52,6 +57,15 @@ enum Row {
     },
 }
 
+/// One emoji under a message: how many used it, whether the user did, and who.
+#[derive(Debug, Clone, PartialEq)]
+struct Chip {
+    emoji: String,
+    count: usize,
+    mine: bool,
+    names: String,
+}
+
 impl Row {
     fn key(&self) -> String {
         match self {
@@ -61,8 +75,24 @@ impl Row {
                 seq,
                 compact,
                 highlight,
+                body,
+                deleted,
+                reply,
+                reactions,
                 ..
-            } => format!("m:{seq}:{compact}:{highlight}"),
+            } => {
+                // Anything shown changes the key, so the row is drawn again.
+                let chips: Vec<String> = reactions
+                    .iter()
+                    .map(|c| format!("{}{}{}", c.emoji, c.count, c.mine))
+                    .collect();
+                let quote = reply.as_ref().map(|q| format!("{}{}", q.1, q.2));
+                format!(
+                    "m:{seq}:{compact}:{highlight}:{deleted}:{}:{}:{quote:?}:{body}",
+                    body.len(),
+                    chips.join(",")
+                )
+            }
             Row::Pending {
                 client_msg_id,
                 failed,
@@ -72,6 +102,28 @@ impl Row {
         }
     }
 }
+
+/// What the composer does besides writing a new message: answer one, or change one of
+/// the user's own (its `seq`).
+#[derive(Debug, Clone, PartialEq)]
+enum Compose {
+    Reply {
+        seq: u64,
+        name: String,
+        text: String,
+    },
+    Edit {
+        seq: u64,
+    },
+}
+
+/// The open conversation's composer mode, shared by the messages' toolbars and the
+/// composer.
+#[derive(Clone, Copy)]
+struct ComposeCtx(RwSignal<Option<Compose>>);
+
+/// Reactions offered at a click (any other emoji can be typed).
+const QUICK_EMOJI: [&str; 8] = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
 
 fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
     let Some(t) = c.threads.get(id) else {
@@ -108,6 +160,34 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
                 conversation: id.clone(),
                 seq: Some(m.seq),
             })),
+            edited: m.edited_at_ms.is_some() && !m.deleted,
+            deleted: m.deleted,
+            reply: m.reply_to.as_ref().map(|q| {
+                (
+                    c.name_of(&q.sender).to_owned(),
+                    q.text.clone(),
+                    q.deleted,
+                    path_of(Some(&Place {
+                        conversation: id.clone(),
+                        seq: Some(q.seq),
+                    })),
+                )
+            }),
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| Chip {
+                    emoji: r.emoji.clone(),
+                    count: r.users.len(),
+                    mine: r.users.contains(&c.me.username),
+                    names: r
+                        .users
+                        .iter()
+                        .map(|u| c.name_of(u))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+                .collect(),
         });
         prev = Some((&m.sender, at));
     }
@@ -226,6 +306,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             })
         }
     };
+    provide_context(ComposeCtx(RwSignal::new(None)));
     let leave = {
         let id = id.clone();
         move |_| {
@@ -466,10 +547,22 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
     }
 }
 
-/// The toolbar a message shows on hover (or keyboard focus): copy its link.
+/// The toolbar a message shows on hover, keyboard focus or a tap: react, reply, edit and
+/// delete (one's own), copy its link.
 #[component]
-fn MessageActions(link: String) -> impl IntoView {
+fn MessageActions(
+    seq: u64,
+    mine: bool,
+    deleted: bool,
+    name: String,
+    text: String,
+    link: String,
+) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let compose = expect_context::<ComposeCtx>().0;
     let copied = RwSignal::new(false);
+    let picking = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
     let copy = move |_| {
         #[cfg(feature = "hydrate")]
         {
@@ -487,16 +580,161 @@ fn MessageActions(link: String) -> impl IntoView {
         #[cfg(not(feature = "hydrate"))]
         let _ = &link;
     };
+    let reply = move |_| {
+        compose.set(Some(Compose::Reply {
+            seq,
+            name: name.clone(),
+            text: text.clone(),
+        }))
+    };
+    let edit = move |_| compose.set(Some(Compose::Edit { seq }));
+    let delete = move |_| {
+        confirming.set(false);
+        ctx.act(move |c| c.delete(seq));
+    };
     view! {
-        <div class="msg-actions">
-            <button
-                type="button"
-                class="ghost"
-                aria-label="Copy link to message"
-                on:click=copy
-            >
-                {move || if copied.get() { "Link copied" } else { "Copy link" }}
-            </button>
+        <div class="msg-actions" class:open=move || picking.get() || confirming.get()>
+            {move || {
+                if confirming.get() {
+                    view! {
+                        <span class="confirm">"Delete this message?"</span>
+                        <button type="button" class="ghost danger" on:click=delete>
+                            "Delete"
+                        </button>
+                        <button type="button" class="ghost" on:click=move |_| confirming.set(false)>
+                            "Cancel"
+                        </button>
+                    }
+                        .into_any()
+                } else {
+                    ().into_any()
+                }
+            }}
+            <Show when=move || !deleted && !confirming.get()>
+                <button
+                    type="button"
+                    class="ghost"
+                    aria-label="Add reaction"
+                    aria-expanded=move || picking.get().to_string()
+                    on:click=move |_| picking.update(|p| *p = !*p)
+                >
+                    "☺+"
+                </button>
+                <button type="button" class="ghost" on:click=reply.clone()>
+                    "Reply"
+                </button>
+                <Show when=move || mine>
+                    <button type="button" class="ghost" on:click=edit>
+                        "Edit"
+                    </button>
+                    <button type="button" class="ghost" on:click=move |_| confirming.set(true)>
+                        "Delete"
+                    </button>
+                </Show>
+            </Show>
+            <Show when=move || !confirming.get()>
+                <button
+                    type="button"
+                    class="ghost"
+                    aria-label="Copy link to message"
+                    on:click=copy.clone()
+                >
+                    {move || if copied.get() { "Link copied" } else { "Copy link" }}
+                </button>
+            </Show>
+            <Show when=move || picking.get()>
+                <EmojiPicker seq on_done=Callback::new(move |()| picking.set(false)) />
+            </Show>
+        </div>
+    }
+}
+
+/// Common emoji at a click, and a field for any other.
+#[component]
+fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let typed = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<String>);
+    let react = move |e: &str| match Emoji::parse(e) {
+        Ok(emoji) => {
+            ctx.act(move |c| c.toggle_reaction(seq, emoji));
+            on_done.run(());
+        }
+        Err(_) => problem.set(Some("Type one emoji.".into())),
+    };
+    view! {
+        <div class="emoji-picker" role="group" aria-label="Pick a reaction">
+            {QUICK_EMOJI
+                .iter()
+                .map(|&e| {
+                    view! {
+                        <button
+                            type="button"
+                            class="ghost emoji"
+                            aria-label=format!("React with {e}")
+                            on:click=move |_| react(e)
+                        >
+                            {e}
+                        </button>
+                    }
+                })
+                .collect_view()}
+            <input
+                type="text"
+                class="emoji-input"
+                aria-label="Any emoji"
+                placeholder="Any emoji"
+                maxlength="16"
+                prop:value=move || typed.get()
+                on:input=move |ev| {
+                    typed.set(event_target_value(&ev));
+                    problem.set(None);
+                }
+                on:keydown=move |ev: ev::KeyboardEvent| {
+                    if ev.key() == "Enter" {
+                        ev.prevent_default();
+                        react(typed.get_untracked().trim());
+                    } else if ev.key() == "Escape" {
+                        on_done.run(());
+                    }
+                }
+            />
+            {move || problem.get().map(|p| view! { <p role="alert" class="error">{p}</p> })}
+        </div>
+    }
+}
+
+/// The reactions under a message; a click adds the user's or takes it off.
+#[component]
+fn Reactions(seq: u64, chips: Vec<Chip>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    view! {
+        <div class="reactions">
+            {chips
+                .into_iter()
+                .map(|chip| {
+                    let emoji = chip.emoji.clone();
+                    let toggle = move |_| {
+                        if let Ok(e) = Emoji::parse(&emoji) {
+                            ctx.act(move |c| c.toggle_reaction(seq, e));
+                        }
+                    };
+                    view! {
+                        <button
+                            type="button"
+                            class="chip"
+                            class:mine=chip.mine
+                            aria-pressed=chip.mine.to_string()
+                            aria-label=format!("{} {}: {}", chip.emoji, chip.count, chip.names)
+                            title=chip.names.clone()
+                            on:click=toggle
+                        >
+                            <span class="chip-emoji">{chip.emoji.clone()}</span>
+                            <span class="chip-count">{chip.count}</span>
+                        </button>
+                    }
+                })
+                .collect_view()}
         </div>
     }
 }
@@ -533,41 +771,87 @@ fn RowView(row: Row) -> impl IntoView {
             clock,
             highlight,
             link,
-        } => view! {
-            <li
-                class="msg"
-                class:mine=mine
-                class:compact=compact
-                class:highlight=highlight
-                data-seq=seq
-                data-state="sent"
-            >
-                <MessageActions link />
-                <span class="msg-gutter">
-                    {(!mine && !compact)
-                        .then(|| {
-                            view! { <Avatar name=Signal::stored(name.clone()) key=sender small=true /> }
-                        })}
-                </span>
-                <div class="msg-main">
-                    {(!compact)
-                        .then(|| {
+            edited,
+            deleted,
+            reply,
+            reactions,
+        } => {
+            let quote_text = crate::domain::preview(&body, 100);
+            view! {
+                <li
+                    class="msg"
+                    class:mine=mine
+                    class:compact=compact
+                    class:highlight=highlight
+                    class:deleted=deleted
+                    data-seq=seq
+                    data-state="sent"
+                    // A tap (or a long press) focuses the message and shows its toolbar.
+                    tabindex="-1"
+                >
+                    <MessageActions
+                        seq
+                        mine
+                        deleted
+                        name=name.clone()
+                        text=quote_text
+                        link
+                    />
+                    <span class="msg-gutter">
+                        {(!mine && !compact)
+                            .then(|| {
+                                view! { <Avatar name=Signal::stored(name.clone()) key=sender small=true /> }
+                            })}
+                    </span>
+                    <div class="msg-main">
+                        {(!compact)
+                            .then(|| {
+                                view! {
+                                    <div class="msg-meta">
+                                        <span class="msg-author">
+                                            {if mine { "You".to_owned() } else { name.clone() }}
+                                        </span>
+                                        <time>{clock.clone()}</time>
+                                    </div>
+                                }
+                            })}
+                        {reply
+                            .map(|(who, text, gone, href)| {
+                                let label = format!("Reply to {who}");
+                                view! {
+                                    <a class="quote" href=href aria-label=label>
+                                        <strong>{who}</strong>
+                                        {if gone {
+                                            view! { <em>"Message deleted"</em> }.into_any()
+                                        } else {
+                                            view! { <span>{text}</span> }.into_any()
+                                        }}
+                                    </a>
+                                }
+                            })}
+                        {if deleted {
                             view! {
-                                <div class="msg-meta">
-                                    <span class="msg-author">
-                                        {if mine { "You".to_owned() } else { name.clone() }}
-                                    </span>
-                                    <time>{clock.clone()}</time>
+                                <div class="bubble deleted" title=clock>
+                                    "Message deleted"
                                 </div>
                             }
-                        })}
-                    <div class="bubble" title=clock>
-                        {body}
+                                .into_any()
+                        } else {
+                            view! {
+                                <div class="bubble" title=clock>
+                                    {body}
+                                    {edited.then(|| view! { <span class="edited">" (edited)"</span> })}
+                                </div>
+                            }
+                                .into_any()
+                        }}
+                        {(!reactions.is_empty())
+                            .then(|| view! { <Reactions seq chips=reactions /> })}
                     </div>
-                </div>
-            </li>
+                </li>
+            }
+            .into_any()
         }
-        .into_any(),
         Row::Pending {
             client_msg_id,
             body,
@@ -609,6 +893,7 @@ fn RowView(row: Row) -> impl IntoView {
 #[component]
 fn Composer(title: Signal<String>) -> impl IntoView {
     let ctx = ChatCtx::get();
+    let compose = expect_context::<ComposeCtx>().0;
     let draft = RwSignal::new(String::new());
     let problem = Memo::new(move |_| {
         draft.with(|d| {
@@ -622,15 +907,47 @@ fn Composer(title: Signal<String>) -> impl IntoView {
     });
     let sendable = move || draft.with(|d| !d.trim().is_empty()) && problem.get().is_none();
     let textarea = NodeRef::<html::Textarea>::new();
+    let focus = move || {
+        if let Some(t) = textarea.get_untracked() {
+            let _ = t.focus();
+        }
+    };
+    // Editing starts from the message's text; leaving the edit empties the box again.
+    Effect::new(move |was_editing: Option<bool>| {
+        let mode = compose.get();
+        let editing = matches!(mode, Some(Compose::Edit { .. }));
+        if let Some(Compose::Edit { seq }) = mode {
+            let text = ctx
+                .chat
+                .with_untracked(|c| c.own_message(seq).map(|m| m.body.clone()));
+            draft.set(text.unwrap_or_default());
+        } else if was_editing == Some(true) {
+            draft.set(String::new());
+        }
+        if mode.is_some() {
+            focus();
+        }
+        editing
+    });
 
     let send = move || {
         let Ok(body) = MessageBody::parse(&draft.get_untracked()) else {
             return;
         };
-        let Ok(id) = ClientMsgId::parse(&new_client_msg_id()) else {
-            return;
-        };
-        ctx.act(move |c| c.send(body, id, None));
+        match compose.get_untracked() {
+            Some(Compose::Edit { seq }) => ctx.act(move |c| c.edit(seq, body)),
+            mode => {
+                let Ok(id) = ClientMsgId::parse(&new_client_msg_id()) else {
+                    return;
+                };
+                let reply_to = match mode {
+                    Some(Compose::Reply { seq, .. }) => Some(seq),
+                    _ => None,
+                };
+                ctx.act(move |c| c.send(body, id, reply_to));
+            }
+        }
+        compose.set(None);
         draft.set(String::new());
         if let Some(t) = textarea.get_untracked() {
             t.set_value("");
@@ -646,6 +963,43 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                 send();
             }
         >
+            {move || {
+                compose
+                    .get()
+                    .map(|mode| {
+                        let label = match mode {
+                            Compose::Reply { name, text, .. } => {
+                                view! {
+                                    <span>"Replying to " <strong>{name}</strong></span>
+                                    <span class="compose-quote">{text}</span>
+                                }
+                                    .into_any()
+                            }
+                            Compose::Edit { .. } => {
+                                view! {
+                                    <span>
+                                        <strong>"Editing message"</strong>
+                                        " · Esc to cancel"
+                                    </span>
+                                }
+                                    .into_any()
+                            }
+                        };
+                        view! {
+                            <div class="compose-mode">
+                                {label}
+                                <button
+                                    type="button"
+                                    class="ghost"
+                                    aria-label="Cancel"
+                                    on:click=move |_| compose.set(None)
+                                >
+                                    "×"
+                                </button>
+                            </div>
+                        }
+                    })
+            }}
             <textarea
                 node_ref=textarea
                 aria-label="Message"
@@ -663,11 +1017,26 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                         ev.prevent_default();
                         send();
+                    } else if ev.key() == "Escape" && compose.get_untracked().is_some() {
+                        ev.prevent_default();
+                        compose.set(None);
+                    } else if ev.key() == "ArrowUp"
+                        && draft.with_untracked(String::is_empty)
+                        && compose.get_untracked().is_none()
+                    {
+                        // As in Slack: ArrowUp in an empty box edits one's last message.
+                        let last = ctx.chat.with_untracked(|c| c.last_own_message().map(|m| m.seq));
+                        if let Some(seq) = last {
+                            ev.prevent_default();
+                            compose.set(Some(Compose::Edit { seq }));
+                        }
                     }
                 }
             ></textarea>
             <button type="submit" disabled=move || !sendable()>
-                "Send"
+                {move || {
+                    if matches!(compose.get(), Some(Compose::Edit { .. })) { "Save" } else { "Send" }
+                }}
             </button>
             {move || problem.get().map(|p| view! { <p role="alert" class="error composer-error">{p}</p> })}
         </form>

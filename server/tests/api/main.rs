@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real HTTP and WebSocket clients.
 
 mod auth;
+mod changes;
 mod chat;
 mod helpers;
 mod hostile;
