@@ -1,9 +1,10 @@
-//! Randomised property test: two people send, drop their connection, come back and resume,
-//! mark read and read, in random interleavings. Whatever the order:
-//! - nobody misses a message and nobody gets one twice (live, replayed or acknowledged);
-//! - on each connection, a conversation's messages arrive in `seq` order;
-//! - the server's unread count is `last_seq - last_read_seq`, with the read position the
-//!   furthest the person marked or sent.
+//! Randomised property test: two people send, react, edit, drop their connection, come back
+//! and resume, mark read and read, in random interleavings. Whatever the order:
+//! - nobody misses a message or a change and nobody gets one twice (live, replayed or
+//!   acknowledged), and the positions are gap-free;
+//! - on each connection, a conversation's positions arrive in `seq` order;
+//! - the server's unread count is the number of messages (not changes) after the read
+//!   position, which is the furthest the person marked or sent.
 //!
 //! Each case is a seed; a failure names it. `INTERLEAVE_CASES` (default 12) and
 //! `INTERLEAVE_SEED` change how many and where they start.
@@ -36,6 +37,10 @@ struct Person {
     socket: Option<Client>,
     /// Every `seq` this person has been given, by delivery or by ack.
     seen: BTreeSet<u64>,
+    /// Those that are messages (the others are changes).
+    messages: BTreeSet<u64>,
+    /// Their own acknowledged messages.
+    own: Vec<u64>,
     /// On the current connection: the last `message` seq delivered.
     last_on_socket: u64,
     /// The furthest position marked read or sent.
@@ -50,6 +55,8 @@ impl Person {
             token,
             socket: None,
             seen: BTreeSet::new(),
+            messages: BTreeSet::new(),
+            own: Vec::new(),
             last_on_socket: 0,
             read_to: 0,
             sent: 0,
@@ -113,6 +120,23 @@ impl Person {
                     self.name,
                     message.seq
                 );
+                self.messages.insert(message.seq);
+            }
+            ServerMsg::Changed { change } => {
+                assert!(
+                    change.seq > self.last_on_socket,
+                    "{}: change {} after {} on one connection",
+                    self.name,
+                    change.seq,
+                    self.last_on_socket
+                );
+                self.last_on_socket = change.seq;
+                assert!(
+                    self.seen.insert(change.seq),
+                    "{}: change {} delivered twice",
+                    self.name,
+                    change.seq
+                );
             }
             ServerMsg::Ack { message, .. } => {
                 assert!(
@@ -121,6 +145,8 @@ impl Person {
                     self.name,
                     message.seq
                 );
+                self.messages.insert(message.seq);
+                self.own.push(message.seq);
                 self.read_to = self.read_to.max(message.seq);
             }
             ServerMsg::Error { code, message, .. } => {
@@ -138,6 +164,7 @@ fn brief(msg: &ServerMsg) -> String {
             format!("message {} from {}", message.seq, message.sender)
         }
         ServerMsg::Ack { message, .. } => format!("ack {}", message.seq),
+        ServerMsg::Changed { change } => format!("change {} of {}", change.seq, change.target),
         ServerMsg::ReadState { last_read_seq, .. } => format!("read_state {last_read_seq}"),
         other => format!("{other:?}").chars().take(40).collect(),
     }
@@ -171,7 +198,7 @@ async fn run_case(seed: u64) {
     let mut total = 0_u64;
     for _ in 0..40 {
         let p = &mut people[rng.below(2) as usize];
-        let op = rng.below(10);
+        let op = rng.below(13);
         eprintln!("{} op {op}", p.name);
         match op {
             // Send (connecting first if needed), sometimes without waiting for the ack.
@@ -228,6 +255,43 @@ async fn run_case(seed: u64) {
                     p.read_to = p.read_to.max(seq);
                 }
             }
+            // React to a message, or take the reaction back (a repeat changes nothing).
+            10 | 11 => {
+                let known: Vec<u64> = p.messages.iter().copied().collect();
+                if let (Some(s), false) = (p.socket.as_mut(), known.is_empty()) {
+                    let seq = known[rng.below(known.len() as u64) as usize];
+                    let emoji = app::domain::Emoji::parse("👍").unwrap();
+                    let frame = if op == 10 {
+                        ClientMsg::React {
+                            conversation_id: conv.clone(),
+                            seq,
+                            emoji,
+                        }
+                    } else {
+                        ClientMsg::Unreact {
+                            conversation_id: conv.clone(),
+                            seq,
+                            emoji,
+                        }
+                    };
+                    s.send(&frame).await;
+                    total += 1;
+                }
+            }
+            // Edit one of one's own messages.
+            12 => {
+                if let (Some(s), false) = (p.socket.as_mut(), p.own.is_empty()) {
+                    let seq = p.own[rng.below(p.own.len() as u64) as usize];
+                    p.sent += 1;
+                    s.send(&ClientMsg::Edit {
+                        conversation_id: conv.clone(),
+                        seq,
+                        body: MessageBody::parse(&format!("{} edit {}", p.name, p.sent)).unwrap(),
+                    })
+                    .await;
+                    total += 1;
+                }
+            }
             // Read for a moment.
             _ => {
                 if p.socket.is_some() {
@@ -244,14 +308,19 @@ async fn run_case(seed: u64) {
     for p in &mut people {
         p.drain_for(Duration::from_millis(200)).await;
     }
-    // A send on a dropped connection may not have been stored; whatever was stored is
-    // numbered 1..=n with no gaps, and everyone has exactly that.
+    // A send or a change on a dropped connection may not have been stored; whatever was
+    // stored is numbered 1..=n with no gaps, and everyone has exactly that.
     let stored = people[0].seen.len().max(people[1].seen.len()) as u64;
     assert!(stored <= total, "seed {seed}: more stored than sent");
     for p in &people {
         let want: BTreeSet<u64> = (1..=stored).collect();
-        assert_eq!(p.seen, want, "seed {seed}: {} is missing messages", p.name);
+        assert_eq!(p.seen, want, "seed {seed}: {} is missing positions", p.name);
     }
+    assert_eq!(
+        people[0].messages, people[1].messages,
+        "seed {seed}: both know the same positions as messages"
+    );
+    let messages = people[0].messages.clone();
     for p in &mut people {
         let list = p
             .socket
@@ -267,12 +336,8 @@ async fn run_case(seed: u64) {
             .find(|c| c.id == conv)
             .expect("the conversation");
         assert_eq!(c.last_seq, stored, "seed {seed}: {}", p.name);
-        assert_eq!(
-            c.unread,
-            c.last_seq - c.last_read_seq,
-            "seed {seed}: {}",
-            p.name
-        );
+        let after = messages.range(c.last_read_seq + 1..).count() as u64;
+        assert_eq!(c.unread, after, "seed {seed}: {} unread counts messages", p.name);
         assert!(
             c.last_read_seq >= p.read_to.min(stored),
             "seed {seed}: {} read to {} but the server says {}",
