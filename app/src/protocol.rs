@@ -236,7 +236,9 @@ pub enum ServerMsg {
     },
     /// A message was edited, deleted or reacted to (live, or replayed by `resume`): the
     /// change at `change.seq`.
-    Changed { change: Change },
+    Changed {
+        change: Change,
+    },
     /// The user's read position in a conversation changed (on this or another socket):
     /// `unread` messages remain up to the conversation's position `last_seq`.
     ReadState {
@@ -347,11 +349,17 @@ pub struct Change {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum What {
     /// The text is now `body` (replayed: the text as it is now, empty if deleted since).
-    Edited { body: String },
+    Edited {
+        body: String,
+    },
     /// The text and reactions are gone.
     Deleted,
-    Reacted { emoji: String },
-    Unreacted { emoji: String },
+    Reacted {
+        emoji: String,
+    },
+    Unreacted {
+        emoji: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

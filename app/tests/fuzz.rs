@@ -138,15 +138,25 @@ fn valid_client_msg() -> impl Strategy<Value = ClientMsg> {
                 body,
             }
         }),
-        (conv.clone(), any::<u64>())
-            .prop_map(|(conversation_id, seq)| ClientMsg::Delete { conversation_id, seq }),
-        (conv.clone(), any::<u64>(), prop::sample::select(vec!["👍", "❤️", "🎉", "👍🏽"]))
+        (conv.clone(), any::<u64>()).prop_map(|(conversation_id, seq)| ClientMsg::Delete {
+            conversation_id,
+            seq
+        }),
+        (
+            conv.clone(),
+            any::<u64>(),
+            prop::sample::select(vec!["👍", "❤️", "🎉", "👍🏽"])
+        )
             .prop_map(|(conversation_id, seq, e)| ClientMsg::React {
                 conversation_id,
                 seq,
                 emoji: Emoji::parse(e).unwrap(),
             }),
-        (conv.clone(), any::<u64>(), prop::sample::select(vec!["😂", "🇨🇳"]))
+        (
+            conv.clone(),
+            any::<u64>(),
+            prop::sample::select(vec!["😂", "🇨🇳"])
+        )
             .prop_map(|(conversation_id, seq, e)| ClientMsg::Unreact {
                 conversation_id,
                 seq,

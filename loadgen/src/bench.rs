@@ -4,13 +4,17 @@
 //! fixed aggregate rate, each user on its own schedule, and latencies counted from the
 //! scheduled send time (so a stalled server cannot hide its queue). Measures delivered
 //! messages per second, send→ack and send→delivery latency, and checks that every
-//! acknowledged message was delivered once, in order.
+//! acknowledged message was delivered once, in order. A mixed load (`changes_every`) makes
+//! every n-th operation of a user a change to its own last message instead — an edit, a
+//! reaction, the reaction taken back, in turn — acknowledged by the user's own copy of the
+//! change and delivered to its peer like a message (the relays know messages only: their
+//! figures stay messages only).
 
 use anyhow::Context;
-use app::domain::{ClientMsgId, MessageBody};
-use app::protocol::{ClientMsg, ConversationId, ServerMsg};
+use app::domain::{ClientMsgId, Emoji, MessageBody};
+use app::protocol::{ClientMsg, ConversationId, ServerMsg, What};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -45,6 +49,8 @@ pub struct Options {
     pub users: usize,
     pub load: Load,
     pub duration: Duration,
+    /// Every n-th operation of a user is a change to a message (the server only).
+    pub changes_every: Option<usize>,
 }
 
 /// Most messages one user may have unacknowledged in the open loop before the run fails.
@@ -161,7 +167,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 Pace::Ticks(rx)
             }
         };
-        tasks.push(tokio::spawn(user(conn, i, conv, pace, start, deadline)));
+        let mix = match opts.target {
+            Target::Server(_) => opts.changes_every.filter(|&n| n > 0),
+            Target::Relay | Target::DurableRelay => None,
+        };
+        tasks.push(tokio::spawn(user(
+            conn, i, conv, pace, mix, start, deadline,
+        )));
     }
     if !schedules.is_empty() {
         std::thread::Builder::new()
@@ -259,6 +271,7 @@ async fn user(
     index: usize,
     conv: ConversationId,
     mut pace: Pace,
+    changes_every: Option<usize>,
     start: Instant,
     deadline: Instant,
 ) -> anyhow::Result<UserResult> {
@@ -270,6 +283,13 @@ async fn user(
         send_late_us: Vec::new(),
     };
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    // Mixed load: this user's name and last acknowledged message, the message its reaction
+    // is on (taken back next), and its changes in flight (acknowledged in order).
+    let mut me: Option<String> = None;
+    let mut own_last: Option<u64> = None;
+    let mut reacted: Option<u64> = None;
+    let mut changes: VecDeque<Instant> = VecDeque::new();
+    let thumbs = Emoji::parse("👍")?;
     let mut n = 0_u64;
     let mut last_seq = 0_u64;
     let mut quiet_since: Option<Instant> = None;
@@ -281,7 +301,7 @@ async fn user(
         let sending = match &pace {
             Pace::Window(window) => {
                 if now < deadline {
-                    while sent_at.len() + due.len() < *window {
+                    while sent_at.len() + changes.len() + due.len() < *window {
                         due.push(now);
                     }
                 }
@@ -298,9 +318,36 @@ async fn user(
         };
         for at in due.drain(..) {
             n += 1;
-            let id = format!("b{index}-{n}");
             // The body carries the due time, for the receiver's latency.
             let body = format!("{}", at.duration_since(start).as_nanos());
+            let change_due = changes_every.is_some_and(|every| n % every as u64 == 0);
+            if let (true, Some(last)) = (change_due, own_last) {
+                let frame = match reacted.take() {
+                    Some(target) => ClientMsg::Unreact {
+                        conversation_id: conv.clone(),
+                        seq: target,
+                        emoji: thumbs.clone(),
+                    },
+                    None if n % 2 == 0 => {
+                        reacted = Some(last);
+                        ClientMsg::React {
+                            conversation_id: conv.clone(),
+                            seq: last,
+                            emoji: thumbs.clone(),
+                        }
+                    }
+                    None => ClientMsg::Edit {
+                        conversation_id: conv.clone(),
+                        seq: last,
+                        body: MessageBody::parse(&body)?,
+                    },
+                };
+                conn.send(&frame).await?;
+                r.send_late_us.push(at.elapsed().as_micros() as u64);
+                changes.push_back(at);
+                continue;
+            }
+            let id = format!("b{index}-{n}");
             conn.send(&ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&id)?,
@@ -313,6 +360,7 @@ async fn user(
         }
         if !sending
             && sent_at.is_empty()
+            && changes.is_empty()
             && quiet_since.is_some_and(|q| q.elapsed() > Duration::from_millis(500))
         {
             return Ok(r);
@@ -350,10 +398,36 @@ async fn user(
         };
         quiet_since = None;
         match frame {
-            ServerMsg::Ack { client_msg_id, .. } => {
+            ServerMsg::Ack {
+                client_msg_id,
+                message,
+            } => {
                 if let Some(t) = sent_at.remove(&client_msg_id) {
                     r.acked += 1;
                     r.ack_us.push(t.elapsed().as_micros() as u64);
+                }
+                own_last = Some(own_last.map_or(message.seq, |l| l.max(message.seq)));
+                me.get_or_insert(message.sender);
+            }
+            ServerMsg::Changed { change } if me.as_deref() == Some(change.actor.as_str()) => {
+                let t = changes.pop_front().context("a change nobody made")?;
+                r.acked += 1;
+                r.ack_us.push(t.elapsed().as_micros() as u64);
+            }
+            ServerMsg::Changed { change } => {
+                anyhow::ensure!(
+                    change.seq > last_seq,
+                    "user {index}: change {} after {last_seq}",
+                    change.seq
+                );
+                last_seq = change.seq;
+                r.delivered += 1;
+                if let What::Edited { body } = &change.what {
+                    if let Ok(ns) = body.parse::<u128>() {
+                        let now_ns = start.elapsed().as_nanos();
+                        r.delivery_us
+                            .push((now_ns.saturating_sub(ns) / 1000) as u64);
+                    }
                 }
             }
             ServerMsg::Message { message } => {

@@ -52,6 +52,10 @@ enum Command {
         /// Open loop: messages per second, all users together (instead of a window).
         #[arg(long)]
         rate: Option<f64>,
+        /// A mixed load: every n-th operation of a user is a change to its own last message
+        /// (an edit, a reaction, the reaction taken back, in turn) instead of a message.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        mix: Option<u64>,
         /// Seconds per target (bounded: at most ten minutes).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
         seconds: u64,
@@ -209,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
             users,
             window,
             rate,
+            mix,
             seconds,
             store_ceiling,
         } => {
@@ -230,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
                         users,
                         load,
                         duration: std::time::Duration::from_secs(seconds),
+                        changes_every: mix.map(|m| m as usize),
                     })
                     .await?,
                 );
@@ -244,7 +250,10 @@ async fn main() -> anyhow::Result<()> {
             };
             match load {
                 loadgen::bench::Load::Closed { window } => println!(
-                    "closed loop: {users} users in pairs, window {window}, {seconds} s each"
+                    "closed loop: {users} users in pairs, window {window}, {seconds} s each{}",
+                    mix.map_or(String::new(), |m| format!(
+                        "; the server's load mixed: every {m}th operation an edit or a reaction"
+                    ))
                 ),
                 loadgen::bench::Load::Open { per_second } => println!(
                     "open loop: {users} users in pairs, {per_second} msg/s in all, {seconds} s each"
@@ -323,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
                     "users": users,
                     "window": matches!(load, loadgen::bench::Load::Closed { .. }).then_some(window),
                     "rate": rate,
+                    "mix": mix,
                     "load_before": machine,
                     "load_after": loadgen::machine_load(),
                     "steal_percent": steal,

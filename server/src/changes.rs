@@ -146,9 +146,16 @@ mod tests {
             assert_eq!(refused.code, ErrorCode::Forbidden);
             assert_eq!(m, message());
         }
-        assert_eq!(apply(&edit("hello"), "ann", 9, &mut m), Ok(Some(ChangeKind::Edit)));
+        assert_eq!(
+            apply(&edit("hello"), "ann", 9, &mut m),
+            Ok(Some(ChangeKind::Edit))
+        );
         assert_eq!((m.body.as_str(), m.edited_at), ("hello", Some(9)));
-        assert_eq!(apply(&edit("hello"), "ann", 10, &mut m), Ok(None), "same text");
+        assert_eq!(
+            apply(&edit("hello"), "ann", 10, &mut m),
+            Ok(None),
+            "same text"
+        );
         assert_eq!(m.edited_at, Some(9));
     }
 
@@ -156,14 +163,20 @@ mod tests {
     fn a_deletion_erases_text_and_reactions_and_ends_every_other_change() {
         let mut m = message();
         apply(&Request::React(emoji("👍")), "bob", 2, &mut m).unwrap();
-        assert_eq!(apply(&Request::Delete, "ann", 3, &mut m), Ok(Some(ChangeKind::Delete)));
+        assert_eq!(
+            apply(&Request::Delete, "ann", 3, &mut m),
+            Ok(Some(ChangeKind::Delete))
+        );
         assert!(m.deleted && m.body.is_empty() && m.reactions.is_empty());
         assert_eq!(apply(&Request::Delete, "ann", 4, &mut m), Ok(None));
         for request in [edit("again"), Request::React(emoji("👍"))] {
             let refused = apply(&request, "ann", 5, &mut m).unwrap_err();
             assert_eq!(refused.code, ErrorCode::InvalidInput);
         }
-        assert_eq!(apply(&Request::Unreact(emoji("👍")), "bob", 6, &mut m), Ok(None));
+        assert_eq!(
+            apply(&Request::Unreact(emoji("👍")), "bob", 6, &mut m),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -172,7 +185,10 @@ mod tests {
         let react = |m: &mut MessageRecord, who: &str, e: &str| {
             apply(&Request::React(emoji(e)), who, 1, m).unwrap()
         };
-        assert_eq!(react(&mut m, "bob", "👍"), Some(ChangeKind::React("👍".into())));
+        assert_eq!(
+            react(&mut m, "bob", "👍"),
+            Some(ChangeKind::React("👍".into()))
+        );
         assert_eq!(react(&mut m, "bob", "👍"), None, "twice is once");
         react(&mut m, "cy", "🎉");
         react(&mut m, "ann", "👍");
@@ -182,7 +198,10 @@ mod tests {
             apply(&Request::Unreact(emoji("👍")), "bob", 2, &mut m),
             Ok(Some(ChangeKind::Unreact("👍".into())))
         );
-        assert_eq!(apply(&Request::Unreact(emoji("👍")), "bob", 2, &mut m), Ok(None));
+        assert_eq!(
+            apply(&Request::Unreact(emoji("👍")), "bob", 2, &mut m),
+            Ok(None)
+        );
         apply(&Request::Unreact(emoji("🎉")), "cy", 2, &mut m).unwrap();
         assert_eq!(m.reactions.len(), 1, "an emoji nobody uses any more goes");
     }
@@ -190,14 +209,21 @@ mod tests {
     #[test]
     fn a_message_takes_a_bounded_number_of_different_emoji() {
         let mut m = message();
-        let all: Vec<&str> = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎",
-            "😍", "😘", "🥰", "😗", "😙", "🥲", "😚", "🙂", "🤗"]
-            .into_iter()
-            .collect();
+        let all: Vec<&str> = [
+            "😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘",
+            "🥰", "😗", "😙", "🥲", "😚", "🙂", "🤗",
+        ]
+        .into_iter()
+        .collect();
         for e in &all[..MAX_REACTION_KINDS] {
             apply(&Request::React(emoji(e)), "bob", 1, &mut m).unwrap();
         }
-        let refused = apply(&Request::React(emoji(all[MAX_REACTION_KINDS])), "bob", 1, &mut m);
+        let refused = apply(
+            &Request::React(emoji(all[MAX_REACTION_KINDS])),
+            "bob",
+            1,
+            &mut m,
+        );
         assert_eq!(refused.unwrap_err().code, ErrorCode::LimitReached);
         assert_eq!(
             apply(&Request::React(emoji(all[0])), "cy", 1, &mut m),

@@ -47,9 +47,7 @@ use crate::{
     changes::Request,
     hub::{Hub, Outbound},
     refusal::Refusal,
-    store::{
-        Batch, ChangeRecord, Entry, Mark, MessageRecord, StoreError, SurrealChatStore,
-    },
+    store::{Batch, ChangeRecord, Entry, Mark, MessageRecord, StoreError, SurrealChatStore},
 };
 
 /// Writer tasks: two, so that one can prepare and fan out while the other's commit syncs.

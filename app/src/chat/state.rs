@@ -1327,7 +1327,7 @@ mod tests {
         c.open(id("ann/bob"));
         c.apply(history("ann/bob", 1..=3, false));
         let body = MessageBody::parse("hello").unwrap();
-        let frame = c.send(body.clone(), ClientMsgId::parse("x1").unwrap(),None);
+        let frame = c.send(body.clone(), ClientMsgId::parse("x1").unwrap(), None);
         assert!(matches!(frame, Some(ClientMsg::Send { .. })));
         assert_eq!(c.threads[&id("ann/bob")].pending.len(), 1);
         let mut stored = msg("ann/bob", 4, "ann");
@@ -1340,7 +1340,7 @@ mod tests {
         assert!(t.pending.is_empty());
         assert_eq!(t.last_seq(), Some(4));
 
-        c.send(body, ClientMsgId::parse("x2").unwrap(),None);
+        c.send(body, ClientMsgId::parse("x2").unwrap(), None);
         c.apply(ServerMsg::Error {
             code: ErrorCode::RateLimited,
             message: "slow down".into(),
@@ -1366,7 +1366,8 @@ mod tests {
         let sent = c.send(
             MessageBody::parse("later").unwrap(),
             ClientMsgId::parse("x9").unwrap(),
-        None);
+            None,
+        );
         assert_eq!(sent, None);
         assert_eq!(
             c.resume(),
@@ -1477,7 +1478,8 @@ mod tests {
         c.send(
             MessageBody::parse("hi").unwrap(),
             ClientMsgId::parse("c1").unwrap(),
-        None);
+            None,
+        );
         assert_eq!(c.typing_request(20 + TYPING_EVERY_MS), Some(said));
         c.close();
         assert_eq!(c.typing_request(30_000), None, "no conversation open");

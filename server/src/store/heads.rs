@@ -371,7 +371,10 @@ mod tests {
             })
         };
         heads.apply(
-            &[change(3, ChangeKind::Edit), change(4, ChangeKind::React("👍".into()))],
+            &[
+                change(3, ChangeKind::Edit),
+                change(4, ChangeKind::React("👍".into())),
+            ],
             &[edited],
         );
         assert_eq!(heads.head("r"), Some(Mark::new(4, 2)));

@@ -16,8 +16,8 @@ use super::{
     retry_conflicts,
     rows::{
         change_id, client_msg_id, client_msg_key, conversation_id, member_id, message_id,
-        position_range, to_u64, ChangeRow, ClientMsgRow, Entry, LastFieldsRow,
-        MessageRecord, MessageRow, MessageStateRow,
+        position_range, to_u64, ChangeRow, ClientMsgRow, Entry, LastFieldsRow, MessageRecord,
+        MessageRow, MessageStateRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
@@ -456,7 +456,9 @@ impl SurrealChatStore {
             .check()?;
         let rows: Vec<NRow> = res.take(0)?;
         // Rows from before changes existed have no `n`: it equals `seq` there.
-        let n = rows.first().map_or(seq.min(head.n), |r| r.n.map_or(seq, to_u64));
+        let n = rows
+            .first()
+            .map_or(seq.min(head.n), |r| r.n.map_or(seq, to_u64));
         Ok(Mark::new(seq, n))
     }
 

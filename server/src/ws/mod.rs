@@ -32,12 +32,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info_span, Instrument};
 
 use crate::{
-    changes::Request,
-    writer::Action,
     auth::{AuthError, AuthState, Session},
+    changes::Request,
     chat::{ChatService, Refusal},
     hub::{Outbound, Registration},
     security,
+    writer::Action,
 };
 use delivery::{Cursor, Live};
 
@@ -437,7 +437,11 @@ impl Handler {
                 conversation_id,
                 seq,
                 body,
-            } => return self.change(&conversation_id.0, seq, Request::Edit(body)).await,
+            } => {
+                return self
+                    .change(&conversation_id.0, seq, Request::Edit(body))
+                    .await
+            }
             ClientMsg::Delete {
                 conversation_id,
                 seq,
@@ -446,7 +450,11 @@ impl Handler {
                 conversation_id,
                 seq,
                 emoji,
-            } => return self.change(&conversation_id.0, seq, Request::React(emoji)).await,
+            } => {
+                return self
+                    .change(&conversation_id.0, seq, Request::React(emoji))
+                    .await
+            }
             ClientMsg::Unreact {
                 conversation_id,
                 seq,

@@ -7,9 +7,7 @@
 use app::{
     chat::state::Chat,
     domain::{ClientMsgId, Emoji, MessageBody},
-    protocol::{
-        ClientMsg, ConversationId, ErrorCode, Message, Quote, ServerMsg, UserInfo, What,
-    },
+    protocol::{ClientMsg, ConversationId, ErrorCode, Message, Quote, ServerMsg, UserInfo, What},
 };
 use std::collections::BTreeMap;
 
@@ -25,7 +23,13 @@ fn body(text: &str) -> MessageBody {
 }
 
 /// Sends a message (in reply to `reply_to`) and returns it as acked.
-async fn say(client: &mut Client, conv: &ConversationId, id: &str, text: &str, reply_to: Option<u64>) -> Message {
+async fn say(
+    client: &mut Client,
+    conv: &ConversationId,
+    id: &str,
+    text: &str,
+    reply_to: Option<u64>,
+) -> Message {
     let want = id.to_owned();
     client
         .ask(
@@ -40,7 +44,9 @@ async fn say(client: &mut Client, conv: &ConversationId, id: &str, text: &str, r
                     client_msg_id,
                     message,
                 } if *client_msg_id == want => Some(message.clone()),
-                ServerMsg::Error { code, message, .. } => panic!("send refused: {code:?} {message}"),
+                ServerMsg::Error { code, message, .. } => {
+                    panic!("send refused: {code:?} {message}")
+                }
                 _ => None,
             },
         )
@@ -128,7 +134,12 @@ async fn replies_edits_deletions_and_reactions_reach_both_sides_live() {
     for side in [&mut alice, &mut bob] {
         let c = next_change(side).await;
         assert_eq!((c.seq, c.target, c.actor.as_str()), (2, 1, "bob"));
-        assert_eq!(c.what, What::Reacted { emoji: "👍".into() });
+        assert_eq!(
+            c.what,
+            What::Reacted {
+                emoji: "👍".into()
+            }
+        );
     }
     // The same reaction again is the same reaction: nothing stored, nothing sent.
     bob.send(&ClientMsg::React {
@@ -145,24 +156,38 @@ async fn replies_edits_deletions_and_reactions_reach_both_sides_live() {
         seq: 1,
         body: body(text),
     };
-    assert_eq!(refused(&mut bob, edit("mine now")).await, ErrorCode::Forbidden);
+    assert_eq!(
+        refused(&mut bob, edit("mine now")).await,
+        ErrorCode::Forbidden
+    );
     let delete = ClientMsg::Delete {
         conversation_id: dm.clone(),
         seq: 1,
     };
-    assert_eq!(refused(&mut bob, delete.clone()).await, ErrorCode::Forbidden);
+    assert_eq!(
+        refused(&mut bob, delete.clone()).await,
+        ErrorCode::Forbidden
+    );
     alice.send(&edit("hello bob")).await;
     for side in [&mut alice, &mut bob] {
         let c = next_change(side).await;
         assert_eq!((c.seq, c.target), (3, 1));
-        assert_eq!(c.what, What::Edited { body: "hello bob".into() });
+        assert_eq!(
+            c.what,
+            What::Edited {
+                body: "hello bob".into()
+            }
+        );
     }
 
     // A reply quotes the message as it is now.
     let reply = say(&mut bob, &dm, "b1", "hi!", Some(1)).await;
     assert_eq!(reply.seq, 4);
     let quote = reply.reply_to.clone().unwrap();
-    assert_eq!((quote.seq, quote.text.as_str(), quote.deleted), (1, "hello bob", false));
+    assert_eq!(
+        (quote.seq, quote.text.as_str(), quote.deleted),
+        (1, "hello bob", false)
+    );
     let live = alice
         .expect(|m| match m {
             ServerMsg::Message { message } => Some(message.clone()),
@@ -176,17 +201,26 @@ async fn replies_edits_deletions_and_reactions_reach_both_sides_live() {
     for side in [&mut alice, &mut bob] {
         assert_eq!(next_change(side).await.what, What::Deleted);
     }
-    assert_eq!(refused(&mut alice, edit("back")).await, ErrorCode::InvalidInput);
+    assert_eq!(
+        refused(&mut alice, edit("back")).await,
+        ErrorCode::InvalidInput
+    );
     let react_deleted = ClientMsg::React {
         conversation_id: dm.clone(),
         seq: 1,
         emoji: emoji("🎉"),
     };
-    assert_eq!(refused(&mut bob, react_deleted).await, ErrorCode::InvalidInput);
+    assert_eq!(
+        refused(&mut bob, react_deleted).await,
+        ErrorCode::InvalidInput
+    );
     let now = page(&mut bob, &dm).await;
     assert_eq!(now.len(), 2, "history holds messages, not changes");
     assert!(now[0].deleted && now[0].body.is_empty() && now[0].reactions.is_empty());
-    assert_eq!(now[0].edited_at_ms.is_some(), true);
+    assert!(
+        now[0].edited_at_ms.is_some(),
+        "edited before it was deleted"
+    );
     assert_eq!(
         now[1].reply_to,
         Some(Quote {
@@ -309,7 +343,13 @@ async fn pump(client: &mut Client, chat: &mut Chat, mut out: Vec<ClientMsg>, non
 
 /// A browser model of `username` on a new socket, resumed from what it holds, with the
 /// conversation `open` on screen.
-async fn browser(site: &Site, token: &str, chat: &mut Chat, open: &ConversationId, nonce: &mut u64) -> Client {
+async fn browser(
+    site: &Site,
+    token: &str,
+    chat: &mut Chat,
+    open: &ConversationId,
+    nonce: &mut u64,
+) -> Client {
     let mut client = site.connect(token).await;
     let hello = client.recv().await;
     chat.apply(hello);
@@ -327,7 +367,14 @@ async fn a_resume_across_every_kind_of_change_ends_where_staying_would() {
     let bob_token = app.sign_up("bob").await;
     let dm = open_direct(&mut alice, "bob").await.id;
     for i in 1..=3 {
-        say(&mut alice, &dm, &format!("a{i}"), &format!("message {i}"), None).await;
+        say(
+            &mut alice,
+            &dm,
+            &format!("a{i}"),
+            &format!("message {i}"),
+            None,
+        )
+        .await;
     }
     let me = UserInfo {
         username: "bob".into(),
@@ -393,14 +440,24 @@ async fn a_resume_across_every_kind_of_change_ends_where_staying_would() {
 
     let thread = |c: &Chat| -> BTreeMap<u64, Message> { c.threads[&dm].messages.clone() };
     let now = thread(&fresh);
-    assert_eq!(thread(&stayed), now, "the page that stayed matches the store");
+    assert_eq!(
+        thread(&stayed),
+        now,
+        "the page that stayed matches the store"
+    );
     assert_eq!(thread(&away), now, "the page that resumed matches it too");
     assert_eq!(now.len(), 6);
     assert_eq!(now[&1].body, "message 1, edited twice");
     assert!(now[&3].deleted && now[&3].body.is_empty() && now[&3].reactions.is_empty());
     assert_eq!(now[&2].reactions.len(), 1);
     assert_eq!(now[&2].reactions[0].users, ["alice"]);
-    let quote = now.values().find(|m| m.body == "answer").unwrap().reply_to.clone().unwrap();
+    let quote = now
+        .values()
+        .find(|m| m.body == "answer")
+        .unwrap()
+        .reply_to
+        .clone()
+        .unwrap();
     assert_eq!(quote.text, "message 2, edited");
     assert_eq!(
         stayed.threads[&dm].last_seq(),
@@ -474,7 +531,9 @@ async fn a_restart_keeps_every_change_and_the_text_of_deleted_messages_is_gone()
         match bob.recv().await {
             ServerMsg::Resumed => break,
             ServerMsg::Message { message } => replay.push((message.seq, message.body.clone())),
-            ServerMsg::Changed { change } => replay.push((change.seq, format!("{:?}", change.what))),
+            ServerMsg::Changed { change } => {
+                replay.push((change.seq, format!("{:?}", change.what)))
+            }
             _ => {}
         }
     }

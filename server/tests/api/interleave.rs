@@ -337,7 +337,11 @@ async fn run_case(seed: u64) {
             .expect("the conversation");
         assert_eq!(c.last_seq, stored, "seed {seed}: {}", p.name);
         let after = messages.range(c.last_read_seq + 1..).count() as u64;
-        assert_eq!(c.unread, after, "seed {seed}: {} unread counts messages", p.name);
+        assert_eq!(
+            c.unread, after,
+            "seed {seed}: {} unread counts messages",
+            p.name
+        );
         assert!(
             c.last_read_seq >= p.read_to.min(stored),
             "seed {seed}: {} read to {} but the server says {}",

@@ -245,9 +245,18 @@ async fn unread_counts_and_recent_order_follow_sends_and_reads() {
     assert_eq!(recent[0].unread(), 2);
 
     // Reading moves forward only, and never past the last message.
-    assert_eq!(read_seqs(store.mark_read(&ac, "alice", 1).await.unwrap()), (1, 2));
-    assert_eq!(read_seqs(store.mark_read(&ac, "alice", 0).await.unwrap()), (1, 2));
-    assert_eq!(read_seqs(store.mark_read(&ac, "alice", 99).await.unwrap()), (2, 2));
+    assert_eq!(
+        read_seqs(store.mark_read(&ac, "alice", 1).await.unwrap()),
+        (1, 2)
+    );
+    assert_eq!(
+        read_seqs(store.mark_read(&ac, "alice", 0).await.unwrap()),
+        (1, 2)
+    );
+    assert_eq!(
+        read_seqs(store.mark_read(&ac, "alice", 99).await.unwrap()),
+        (2, 2)
+    );
     let unread: Vec<u64> = store
         .recent_conversations("alice")
         .await
@@ -291,7 +300,10 @@ async fn a_sent_message_is_read_for_its_sender_before_its_position_is_stored() {
     );
     assert_eq!(bob[0].unread(), 1);
     assert_eq!(store.last_seq(&ab).await.unwrap(), Some(2));
-    assert_eq!(read_seqs(store.mark_read(&ab, "alice", 1).await.unwrap()), (2, 2));
+    assert_eq!(
+        read_seqs(store.mark_read(&ab, "alice", 1).await.unwrap()),
+        (2, 2)
+    );
     store
         .store_pending(std::time::Duration::ZERO)
         .await
