@@ -320,7 +320,7 @@ async fn user(
             n += 1;
             // The body carries the due time, for the receiver's latency.
             let body = format!("{}", at.duration_since(start).as_nanos());
-            let change_due = changes_every.is_some_and(|every| n % every as u64 == 0);
+            let change_due = changes_every.is_some_and(|every| n.is_multiple_of(every as u64));
             if let (true, Some(last)) = (change_due, own_last) {
                 let frame = match reacted.take() {
                     Some(target) => ClientMsg::Unreact {
@@ -328,7 +328,7 @@ async fn user(
                         seq: target,
                         emoji: thumbs.clone(),
                     },
-                    None if n % 2 == 0 => {
+                    None if n.is_multiple_of(2) => {
                         reacted = Some(last);
                         ClientMsg::React {
                             conversation_id: conv.clone(),

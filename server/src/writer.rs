@@ -1,12 +1,15 @@
-//! Group commit: how sent messages become durable, numbered and delivered.
+//! Group commit: how sent messages and changes to messages become durable, numbered and
+//! delivered.
 //!
 //! Each conversation belongs to one of a few writer tasks (by a hash of its key). A socket
-//! hands its `send` to that writer and goes on reading; the writer takes everything queued
-//! (up to [`MAX_BATCH`]), gives each message the next `seq` of its conversation, stores the
-//! whole batch in one transaction — one sync for all of them — and only then acks each
-//! sender and fans each message out through the [`crate::hub`], in `seq` order. Nothing is
-//! acked before it is durable, and a batch is stored whole or not at all, so `seq`s have no
-//! gaps.
+//! hands its `send` (or edit, deletion, reaction) to that writer and goes on reading; the
+//! writer takes everything queued (up to [`MAX_BATCH`]), gives each message and each change
+//! the next `seq` of its conversation, stores the whole batch in one transaction — one sync
+//! for all of them — and only then acks each sender and fans each message and change out
+//! through the [`crate::hub`], in `seq` order. Nothing is acked before it is durable, and a
+//! batch is stored whole or not at all, so `seq`s have no gaps. Since every change to a
+//! conversation passes through its one writer, in order, a change is checked against the
+//! message as every earlier change left it ([`crate::changes`]), with no race.
 //!
 //! Numbering starts from the conversation's head in the store
 //! ([`SurrealChatStore::last_seq`]: memory once known); the writer is the only one that
