@@ -818,8 +818,17 @@ fn RowView(row: Row) -> impl IntoView {
                         {reply
                             .map(|(who, text, gone, href)| {
                                 let label = format!("Reply to {who}");
+                                // The chat goes to the original itself (its address follows),
+                                // loading older pages back to it.
+                                let place = crate::chat::address::place_in(&href);
+                                let go = move |ev: ev::MouseEvent| {
+                                    if let Some(place) = place.clone() {
+                                        ev.prevent_default();
+                                        ctx.act(move |c| c.go_to(place));
+                                    }
+                                };
                                 view! {
-                                    <a class="quote" href=href aria-label=label>
+                                    <a class="quote" href=href aria-label=label on:click=go>
                                         <strong>{who}</strong>
                                         {if gone {
                                             view! { <em>"Message deleted"</em> }.into_any()
