@@ -168,6 +168,8 @@ setup_browser() {
         CHROMIUM_PATH=/usr/bin/chromium
     fi
     export CHROMIUM_PATH
+    # A colour emoji font, so that reactions in screenshots are emoji, not empty boxes.
+    apt_install fonts-noto-color-emoji
     local stamp="$ROOT/end2end/node_modules/.package-lock.json"
     if [ ! -f "$stamp" ] || [ "$ROOT/end2end/package-lock.json" -nt "$stamp" ]; then
         say "installing the end-to-end test's npm packages"
