@@ -671,7 +671,7 @@ impl Writer {
                 let quote = match m.reply_to {
                     Some(_) => self
                         .store
-                        .quotes(&conversation, std::slice::from_ref(&m))
+                        .quotes(&conversation, [&m])
                         .await
                         .ok()
                         .and_then(|q| m.reply_to.and_then(|r| q.get(&r).cloned())),

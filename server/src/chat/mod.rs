@@ -24,8 +24,7 @@ pub use crate::refusal::Refusal;
 use crate::{
     hub::{Hub, Outbound},
     store::{
-        direct_peer, ConversationRow, Entry, Kind, MessageRecord, StoreError, SurrealChatStore,
-        DEFAULT_ROOM_NAME,
+        direct_peer, ConversationRow, Entry, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME,
     },
     writer::{Action, Submission, Writers},
 };
@@ -405,14 +404,11 @@ impl ChatService {
     ) -> Result<Vec<(u64, ServerMsg)>, Refusal> {
         self.store.require_member(key, me).await?;
         let entries = self.store.entries_after(key, after, RESUME_PAGE).await?;
-        let messages: Vec<MessageRecord> = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Message(m) => Some(m.clone()),
-                Entry::Change(_) => None,
-            })
-            .collect();
-        let quotes = self.store.quotes(key, &messages).await?;
+        let messages = entries.iter().filter_map(|e| match e {
+            Entry::Message(m) => Some(m),
+            Entry::Change(_) => None,
+        });
+        let quotes = self.store.quotes(key, messages).await?;
         let mut targets: Vec<u64> = entries
             .iter()
             .filter_map(|e| match e {

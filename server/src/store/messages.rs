@@ -269,11 +269,13 @@ impl SurrealChatStore {
 
     /// The quotes of the messages these messages answer, by the answered `seq`: from the
     /// page itself where it holds them, else in one read.
-    pub async fn quotes(
+    pub async fn quotes<'a>(
         &self,
         key: &str,
-        page: &[MessageRecord],
+        page: impl IntoIterator<Item = &'a MessageRecord>,
     ) -> Result<HashMap<u64, Quote>, StoreError> {
+        // In `seq` order, as pages are.
+        let page: Vec<&MessageRecord> = page.into_iter().collect();
         let mut quotes: HashMap<u64, Quote> = HashMap::new();
         let mut missing = Vec::new();
         for target in page.iter().filter_map(|m| m.reply_to) {
