@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`domain`] — validated values (usernames, message bodies, ...) shared by both sides.
+//! - [`mention`] — `@name` mentions in message text, shared by both sides.
 //! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
 //! - [`pages`] — one module per routed page.
 //! - [`components`] — reusable pieces of UI.
@@ -19,6 +20,7 @@ pub mod auth_client;
 pub mod chat;
 pub mod components;
 pub mod domain;
+pub mod mention;
 pub mod pages;
 pub mod protocol;
 #[cfg(feature = "hydrate")]

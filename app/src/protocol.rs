@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ClientMsgId, Emoji, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// How often a client says that its user is still typing (at most), in milliseconds.
 pub const TYPING_EVERY_MS: i64 = 3_000;
@@ -145,6 +145,12 @@ pub enum ClientMsg {
         conversation_id: ConversationId,
         seq: Seq,
     },
+    /// How the user is told of new messages in this conversation. Echoed to all the user's
+    /// sockets as [`ServerMsg::Notify`].
+    SetNotify {
+        conversation_id: ConversationId,
+        level: NotifyLevel,
+    },
     /// The user is typing in this conversation: sent at most every [`TYPING_EVERY_MS`] while
     /// they type. Not answered (unless refused); the other members' sockets get
     /// [`ServerMsg::Typing`]. Never stored, never replayed.
@@ -239,13 +245,22 @@ pub enum ServerMsg {
     Changed {
         change: Change,
     },
-    /// The user's read position in a conversation changed (on this or another socket):
-    /// `unread` messages remain up to the conversation's position `last_seq`.
+    /// The user's read position in a conversation changed (on this or another socket), or
+    /// an edit or deletion changed which unread messages mention them: `unread` messages
+    /// remain up to the conversation's position `last_seq`, `mentions` of them mention the
+    /// user.
     ReadState {
         conversation_id: ConversationId,
         last_read_seq: Seq,
         last_seq: Seq,
         unread: u64,
+        #[serde(default)]
+        mentions: u64,
+    },
+    /// The user's notification level for a conversation (set on this or another socket).
+    Notify {
+        conversation_id: ConversationId,
+        level: NotifyLevel,
     },
     /// Every message missed before the `resume` has been sent.
     Resumed,
@@ -255,8 +270,10 @@ pub enum ServerMsg {
         conversation_id: ConversationId,
         username: String,
     },
-    /// The other person in a direct conversation has read it up to `last_read_seq` (for
-    /// "Seen"; in rooms, read positions come with `members`).
+    /// Someone else has read a conversation up to `last_read_seq`, for "Seen" and "Seen by
+    /// N". Sent to the other person of a direct conversation; in a room, to the sender of
+    /// the message read up to (the only one shown who saw it), so that one read costs one
+    /// frame however large the room. Other positions come with `members`.
     Seen {
         conversation_id: ConversationId,
         username: String,
@@ -307,6 +324,10 @@ pub struct Message {
     /// In the order each emoji was first used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
+    /// The members this message mentions (`@name`, see [`crate::mention`]), the sender
+    /// excepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -348,9 +369,12 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum What {
-    /// The text is now `body` (replayed: the text as it is now, empty if deleted since).
+    /// The text is now `body`, mentioning `mentions` (replayed: the text as it is now,
+    /// empty if deleted since).
     Edited {
         body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<String>,
     },
     /// The text and reactions are gone.
     Deleted,
@@ -383,9 +407,51 @@ pub struct ConversationSummary {
     pub last_read_seq: Seq,
     /// Messages after `last_read_seq` (changes to messages do not count).
     pub unread: u64,
+    /// Those of the unread messages that mention the user.
+    #[serde(default)]
+    pub mentions: u64,
+    #[serde(default)]
+    pub notify: NotifyLevel,
     pub last_message: Option<Preview>,
     /// Last message time, or creation time when empty; milliseconds since the Unix epoch.
     pub last_activity_ms: i64,
+}
+
+/// Which new messages of a conversation raise a notification for a member. A mention
+/// always does; the unread count is kept at every level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyLevel {
+    /// Every message.
+    #[default]
+    All,
+    /// Messages that mention the user.
+    Mentions,
+    /// Muted: like `mentions`, and the conversation is shown muted (its unread count
+    /// quiet, only mentions stand out).
+    Mute,
+}
+
+impl NotifyLevel {
+    pub const ALL: [NotifyLevel; 3] = [NotifyLevel::All, NotifyLevel::Mentions, NotifyLevel::Mute];
+
+    /// Its name on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyLevel::All => "all",
+            NotifyLevel::Mentions => "mentions",
+            NotifyLevel::Mute => "mute",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// Whether a new message raises a notification at this level.
+    pub fn notifies(self, mentions_me: bool) -> bool {
+        mentions_me || self == NotifyLevel::All
+    }
 }
 
 /// The latest message of a conversation, shortened.

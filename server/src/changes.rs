@@ -48,6 +48,7 @@ pub fn apply(
             message.deleted = true;
             message.body.clear();
             message.reactions.clear();
+            message.mentions.clear();
             Ok(Some(ChangeKind::Delete))
         }
         Request::React(emoji) => {

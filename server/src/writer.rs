@@ -50,8 +50,33 @@ use crate::{
     changes::Request,
     hub::{Hub, Outbound},
     refusal::Refusal,
-    store::{Batch, ChangeRecord, Entry, Mark, MessageRecord, StoreError, SurrealChatStore},
+    store::{
+        Batch, ChangeKind, ChangeRecord, Entry, Mark, Members, MentionKey, MessageRecord,
+        StoreError, SurrealChatStore,
+    },
 };
+
+/// The mentions that appeared and went when changes took `changed` messages from the
+/// mentions they had in `before` to their own.
+fn mention_changes(
+    before: &HashMap<(Arc<str>, u64), Vec<String>>,
+    changed: &[MessageRecord],
+) -> (Vec<MentionKey>, Vec<MentionKey>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    for m in changed {
+        let Some(old) = before.get(&(Arc::from(m.conversation.as_str()), m.seq)) else {
+            continue;
+        };
+        let key = |user: &String| MentionKey {
+            user: user.clone(),
+            conversation: m.conversation.clone(),
+            seq: m.seq,
+        };
+        added.extend(m.mentions.iter().filter(|u| !old.contains(u)).map(key));
+        removed.extend(old.iter().filter(|u| !m.mentions.contains(u)).map(key));
+    }
+    (added, removed)
+}
 
 /// Writer tasks: two, so that one can prepare and fan out while the other's commit syncs.
 pub const WRITERS: usize = 2;
@@ -399,6 +424,11 @@ impl Writer {
         let mut touched: Vec<(Arc<str>, u64)> = Vec::new();
         // Per conversation, the last position given out in this batch.
         let mut given: HashMap<Arc<str>, Mark> = HashMap::new();
+        // Who may be mentioned, per conversation (read when a text has an `@`).
+        let mut members: HashMap<Arc<str>, Members> = HashMap::new();
+        // New messages' mentions, and the mentions of changed messages before the batch.
+        let mut mentioned: Vec<MentionKey> = Vec::new();
+        let mut mentions_before: HashMap<(Arc<str>, u64), Vec<String>> = HashMap::new();
         for sub in batch {
             let head = match given.get(&sub.conversation).copied() {
                 Some(mark) => mark,
@@ -435,6 +465,14 @@ impl Writer {
                         },
                     };
                     in_batch.insert(id);
+                    let mentions = self
+                        .mentions(&mut members, &key, &sub.sender, body.as_str())
+                        .await;
+                    mentioned.extend(mentions.iter().map(|user| MentionKey {
+                        user: user.clone(),
+                        conversation: key.to_string(),
+                        seq,
+                    }));
                     let record = MessageRecord {
                         conversation: key.to_string(),
                         seq,
@@ -444,6 +482,7 @@ impl Writer {
                         client_msg_id: client_msg_id.to_string(),
                         sent_at: now,
                         reply_to: *reply_to,
+                        mentions,
                         ..MessageRecord::default()
                     };
                     given.insert(key, Mark::new(seq, head.n + 1));
@@ -458,8 +497,19 @@ impl Writer {
                         self.refuse(&sub, crate::changes::no_such_message("seq"));
                         continue;
                     };
+                    let before = message.mentions.clone();
                     let kind = match crate::changes::apply(request, &sub.sender, now, message) {
-                        Ok(Some(kind)) => kind,
+                        Ok(Some(kind)) => {
+                            if kind == ChangeKind::Edit {
+                                message.mentions = self
+                                    .mentions(&mut members, &key, &message.sender, &message.body)
+                                    .await;
+                            }
+                            mentions_before
+                                .entry((key.clone(), *target))
+                                .or_insert(before);
+                            kind
+                        }
                         // Already as asked: nothing to store or tell.
                         Ok(None) => continue,
                         Err(refusal) => {
@@ -498,9 +548,25 @@ impl Writer {
                 .iter()
                 .filter_map(|k| states.get(k).cloned())
                 .collect();
-            let batch = Batch { entries, changed };
+            let (more, unmentioned) = mention_changes(&mentions_before, &changed);
+            // Whose count of unread mentions the changes moved.
+            let recount: HashSet<(String, String)> = more
+                .iter()
+                .chain(&unmentioned)
+                .map(|k| (k.user.clone(), k.conversation.clone()))
+                .collect();
+            mentioned.extend(more);
+            let batch = Batch {
+                entries,
+                changed,
+                mentioned,
+                unmentioned,
+            };
             match self.store.commit(&batch).await {
-                Ok(()) => self.answer(accepted, batch.entries).await,
+                Ok(()) => {
+                    self.answer(accepted, batch.entries).await;
+                    self.recount_mentions(recount);
+                }
                 Err(e) => {
                     let (subs, _): (Vec<Submission>, Vec<Outcome>) = accepted.into_iter().unzip();
                     match e {
@@ -535,6 +601,58 @@ impl Writer {
             }
         }
         again
+    }
+
+    /// The members of `key` that `body` mentions, `sender` excepted (see [`app::mention`]).
+    async fn mentions(
+        &self,
+        members: &mut HashMap<Arc<str>, Members>,
+        key: &Arc<str>,
+        sender: &str,
+        body: &str,
+    ) -> Vec<String> {
+        if !body.contains('@') {
+            return Vec::new();
+        }
+        let names = app::mention::mentioned_names(body);
+        if names.is_empty() {
+            return names;
+        }
+        let who = match members.get(key) {
+            Some(m) => m.clone(),
+            None => match self.store.members(key).await {
+                Ok(m) => {
+                    members.insert(key.clone(), m.clone());
+                    m
+                }
+                // The message goes without its mentions rather than not at all.
+                Err(e) => {
+                    warn!(error = %e, "cannot read members to find mentions");
+                    return Vec::new();
+                }
+            },
+        };
+        names
+            .into_iter()
+            .filter(|n| n != sender && who.binary_search(n).is_ok())
+            .collect()
+    }
+
+    /// Edits and deletions changed whom messages mention: each `(user, conversation)`
+    /// concerned gets its read state again, with the count of unread mentions as it is now.
+    fn recount_mentions(&self, concerned: HashSet<(String, String)>) {
+        if concerned.is_empty() {
+            return;
+        }
+        let (store, hub) = (self.store.clone(), self.hub.clone());
+        tokio::spawn(async move {
+            for (user, key) in concerned {
+                match store.read_state(&user, &key).await {
+                    Ok(msg) => hub.push(&[user], &Outbound::frame(&msg), None),
+                    Err(e) => warn!(error = %e, "cannot recount mentions"),
+                }
+            }
+        });
     }
 
     /// The messages a batch changes or answers, as stored, by conversation and `seq`: one
@@ -845,6 +963,42 @@ mod tests {
 
     async fn run_sql(db: &Database, sql: &str) {
         db.handle().query(sql).await.unwrap().check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_mention_is_stored_as_its_own_row_and_an_edit_moves_it() {
+        let mut s = setup().await;
+        s.writers
+            .submit(send(&s.ab, "m1", "hi @Bob and @zed"))
+            .await
+            .unwrap();
+        let m = acked(&mut s.alice.outbox).await;
+        assert_eq!(m.mentions, vec!["bob".to_owned()]);
+        let mut res =
+            s.db.handle()
+                .query("SELECT VALUE id FROM mention")
+                .await
+                .unwrap();
+        let ids: Vec<surrealdb::types::RecordId> = res.take(0).unwrap();
+        assert_eq!(ids.len(), 1);
+        let unread = |after| {
+            let store = s.store.clone();
+            let ab = s.ab.clone();
+            async move { store.mentions_after("bob", &ab, after).await.unwrap() }
+        };
+        assert_eq!((unread(0).await, unread(m.seq).await), (1, 0));
+        s.writers
+            .submit(Submission {
+                action: Action::Change {
+                    seq: m.seq,
+                    request: Request::Edit(MessageBody::parse("hi all").unwrap()),
+                },
+                ..send(&s.ab, "unused", "x")
+            })
+            .await
+            .unwrap();
+        next(&mut s.alice.outbox).await;
+        assert_eq!(unread(0).await, 0, "the edit took the mention away");
     }
 
     #[tokio::test]

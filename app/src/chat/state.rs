@@ -11,8 +11,8 @@ use super::address::Place;
 use crate::domain::{ClientMsgId, Emoji, MessageBody};
 use crate::protocol::{
     Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
-    Position, Preview, Reaction, RoomInfo, Seq, ServerMsg, UserInfo, What, DEFAULT_HISTORY_PAGE,
-    MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
+    NotifyLevel, Position, Preview, Reaction, RoomInfo, Seq, ServerMsg, UserInfo, What,
+    DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
 
 /// Characters of a message kept for the sidebar preview (the server keeps as many).
@@ -179,8 +179,9 @@ impl Thread {
             return;
         };
         match &change.what {
-            What::Edited { body } if !m.deleted => {
+            What::Edited { body, mentions } if !m.deleted => {
                 m.body.clone_from(body);
+                m.mentions.clone_from(mentions);
                 m.edited_at_ms = Some(change.at_ms);
             }
             What::Edited { .. } => {}
@@ -188,6 +189,7 @@ impl Thread {
                 m.deleted = true;
                 m.body.clear();
                 m.reactions.clear();
+                m.mentions.clear();
             }
             What::Reacted { emoji } if !m.deleted => {
                 match m.reactions.iter_mut().find(|r| &r.emoji == emoji) {
@@ -419,7 +421,9 @@ impl Chat {
                 let from_someone_else = message.sender != self.me.username;
                 let id = message.conversation_id.clone();
                 let seen = self.is_reading(&id);
-                let alert_body = from_someone_else.then(|| message.body.clone());
+                let level = self.summary(&id).map(|c| c.notify).unwrap_or_default();
+                let alert_body = (from_someone_else && level.notifies(self.mentions_me(&message)))
+                    .then(|| message.body.clone());
                 let sender = message.sender.clone();
                 let known = self.receive_known(message, &mut out);
                 if !known && !self.listing {
@@ -486,6 +490,7 @@ impl Chat {
                 last_read_seq,
                 last_seq,
                 unread,
+                mentions,
             } => {
                 if let Some(c) = self.summary_mut(&conversation_id) {
                     // Messages after `last_seq` that already arrived are counted below it
@@ -493,8 +498,17 @@ impl Chat {
                     if last_read_seq >= c.last_read_seq {
                         c.last_read_seq = last_read_seq;
                         c.unread = unread;
+                        c.mentions = mentions;
                         c.last_seq = c.last_seq.max(last_seq);
                     }
+                }
+            }
+            ServerMsg::Notify {
+                conversation_id,
+                level,
+            } => {
+                if let Some(c) = self.summary_mut(&conversation_id) {
+                    c.notify = level;
                 }
             }
             ServerMsg::Presence { username, online } => self.set_online(&username, online),
@@ -691,9 +705,29 @@ impl Chat {
         c.last_read_seq = seq;
         c.last_seq = seq;
         c.unread = 0;
+        c.mentions = 0;
         Some(ClientMsg::MarkRead {
             conversation_id: id,
             seq,
+        })
+    }
+
+    /// Whether `message` mentions the user.
+    pub fn mentions_me(&self, message: &Message) -> bool {
+        message.mentions.contains(&self.me.username)
+    }
+
+    /// The user chose how `id` notifies them: shown at once, and on their other tabs once
+    /// the server's `notify` reaches them.
+    pub fn set_notify(&mut self, id: &ConversationId, level: NotifyLevel) -> Option<ClientMsg> {
+        let c = self.summary_mut(id)?;
+        if c.notify == level {
+            return None;
+        }
+        c.notify = level;
+        Some(ClientMsg::SetNotify {
+            conversation_id: id.clone(),
+            level,
         })
     }
 
@@ -852,6 +886,7 @@ impl Chat {
         self.typing
             .retain(|t| t.conversation_id != id || t.username != message.sender);
         self.read_up_to(&id, &message.sender, message.seq);
+        let mentions_me = self.mentions_me(&message);
         let Some(c) = self.summary_mut(&id) else {
             return false;
         };
@@ -859,6 +894,7 @@ impl Chat {
             c.last_seq = message.seq;
             if !mine && message.seq > c.last_read_seq {
                 c.unread += 1;
+                c.mentions += u64::from(mentions_me);
             }
             c.last_message = Some(Preview {
                 sender: message.sender.clone(),
@@ -873,6 +909,7 @@ impl Chat {
             // Sending marks the conversation read up to the message, on the server too.
             c.last_read_seq = message.seq;
             c.unread = 0;
+            c.mentions = 0;
         }
         if let Some(t) = self.threads.get_mut(&id) {
             // Messages of a conversation never opened are fetched when it is opened.

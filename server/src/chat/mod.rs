@@ -13,8 +13,8 @@ mod limit;
 use app::{
     domain::RoomName,
     protocol::{
-        ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, Preview,
-        RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_CONVERSATIONS_PAGE,
+        ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, NotifyLevel,
+        Preview, RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_CONVERSATIONS_PAGE,
         MAX_HISTORY_PAGE, MAX_LIST_PAGE,
     },
 };
@@ -107,7 +107,8 @@ impl ChatService {
         }))
     }
 
-    fn summary(&self, row: ConversationRow) -> ConversationSummary {
+    /// One line of the list; `mentions` of its unread messages mention the user.
+    fn summary(&self, row: ConversationRow, mentions: u64) -> ConversationSummary {
         let unread = row.unread();
         let peer = row.peer.map(|(username, display_name)| Member {
             online: self.hub.is_online(&username),
@@ -132,6 +133,8 @@ impl ChatService {
             last_seq: row.last_seq,
             last_read_seq: row.last_read_seq,
             unread,
+            mentions,
+            notify: row.notify,
             last_message: row.last_sender.map(|sender| Preview {
                 sender,
                 text: row.last_text.unwrap_or_default(),
@@ -143,13 +146,22 @@ impl ChatService {
 
     pub async fn list_conversations(&self, me: &str, limit: Option<u32>) -> Reply {
         let limit = page_size(limit, MAX_CONVERSATIONS_PAGE)?;
-        let rows = self.store.recent_conversations(me).await?;
+        let mut rows = self.store.recent_conversations(me).await?;
         let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        let unread: Vec<(&str, u64)> = rows
+            .iter()
+            .filter(|r| r.unread() > 0)
+            .map(|r| (r.key.as_str(), r.last_read_seq))
+            .collect();
+        let mentions = self.store.unread_mentions(me, &unread).await?;
         Ok(ServerMsg::Conversations {
             conversations: rows
                 .into_iter()
-                .take(limit)
-                .map(|r| self.summary(r))
+                .map(|r| {
+                    let n = mentions.get(&r.key).copied().unwrap_or(0);
+                    self.summary(r, n)
+                })
                 .collect(),
             has_more,
         })
@@ -158,8 +170,16 @@ impl ChatService {
     /// The summary of one of `me`'s conversations.
     pub async fn conversation(&self, me: &str, key: &str) -> Reply {
         let row = self.store.conversation_row(me, key).await?;
+        let mentions = match row.unread() {
+            0 => 0,
+            _ => {
+                self.store
+                    .mentions_after(me, key, row.last_read_seq)
+                    .await?
+            }
+        };
         Ok(ServerMsg::Conversation {
-            conversation: self.summary(row),
+            conversation: self.summary(row, mentions),
         })
     }
 
@@ -342,25 +362,51 @@ impl ChatService {
     /// Moves the read position and tells every socket of the user.
     pub async fn mark_read(&self, me: &str, key: &str, seq: u64) -> Reply {
         let (read, head) = self.store.mark_read(key, me, seq).await?;
+        let unread = head.n.saturating_sub(read.n);
+        let mentions = match unread {
+            0 => 0,
+            _ => self.store.mentions_after(me, key, read.seq).await?,
+        };
         let msg = ServerMsg::ReadState {
             conversation_id: ConversationId(key.to_owned()),
             last_read_seq: read.seq,
             last_seq: head.seq,
-            unread: head.n.saturating_sub(read.n),
+            unread,
+            mentions,
         };
         self.hub
             .push(&[me.to_owned()], &Outbound::frame(&msg), None);
-        // The other person of a direct conversation sees "Seen". Rooms are not told live:
-        // each read would go to every member (members' positions come with `members`).
-        if let Some(other) = direct_peer(key, me).filter(|o| *o != me) {
+        // "Seen": the other person of a direct conversation is told; in a room, the sender
+        // of the newest message read, the one person shown who has seen it — one frame per
+        // read however large the room (other positions come with `members`).
+        let seer = match direct_peer(key, me) {
+            Some(other) => Some(other.to_owned()),
+            None => self
+                .store
+                .known_last_sender(key)
+                .filter(|(_, at)| *at <= read.seq)
+                .map(|(sender, _)| sender),
+        };
+        if let Some(other) = seer.filter(|o| o != me) {
             let seen = ServerMsg::Seen {
                 conversation_id: ConversationId(key.to_owned()),
                 username: me.to_owned(),
                 last_read_seq: read.seq,
             };
-            self.hub
-                .push(&[other.to_owned()], &Outbound::frame(&seen), None);
+            self.hub.push(&[other], &Outbound::frame(&seen), None);
         }
+        Ok(msg)
+    }
+
+    /// Sets how `key` notifies the user, and tells all their sockets.
+    pub async fn set_notify(&self, me: &str, key: &str, level: NotifyLevel) -> Reply {
+        self.store.set_notify(key, me, level).await?;
+        let msg = ServerMsg::Notify {
+            conversation_id: ConversationId(key.to_owned()),
+            level,
+        };
+        self.hub
+            .push(&[me.to_owned()], &Outbound::frame(&msg), None);
         Ok(msg)
     }
 

@@ -8,7 +8,7 @@ use std::{
     },
 };
 
-use app::domain::RoomName;
+use app::{domain::RoomName, protocol::NotifyLevel};
 use surrealdb::types::RecordId;
 
 use super::{
@@ -380,6 +380,31 @@ impl SurrealChatStore {
         }
     }
 
+    /// Sets how `key` notifies `username` (a member).
+    pub async fn set_notify(
+        &self,
+        key: &str,
+        username: &str,
+        level: NotifyLevel,
+    ) -> Result<(), StoreError> {
+        self.require_member(key, username).await?;
+        retry_conflicts(|| async {
+            self.db
+                .query("UPDATE $member SET notify = $level RETURN NONE")
+                .bind(("member", member_id(key, username)))
+                .bind((
+                    "level",
+                    (level != NotifyLevel::All).then(|| level.as_str().to_owned()),
+                ))
+                .await?
+                .check()?;
+            Ok(())
+        })
+        .await?;
+        self.recent.forget_user(username);
+        Ok(())
+    }
+
     /// Usernames of the conversation's members, sorted: from memory once read.
     pub async fn members(&self, key: &str) -> Result<Members, StoreError> {
         if let Some(members) = self.members.get(key) {
@@ -451,7 +476,8 @@ impl SurrealChatStore {
         key: Option<&str>,
     ) -> Result<Vec<StoredRow>, StoreError> {
         // The conversation record is read once per row, not once per field.
-        const FIELDS: &str = "SELECT last_read_seq, last_read_n, conversation.{id, kind, name,
+        const FIELDS: &str =
+            "SELECT last_read_seq, last_read_n, notify, conversation.{id, kind, name,
                     peers, last_seq, last_n, last_at, last_sender, last_text} AS c";
         let query = match key {
             None => self
@@ -501,6 +527,11 @@ impl SurrealChatStore {
                     last_n: r.c.last_n.map_or(to_u64(r.c.last_seq), to_u64),
                     last_read_seq: to_u64(r.last_read_seq),
                     last_read_n: r.last_read_n.map_or(to_u64(r.last_read_seq), to_u64),
+                    notify: r
+                        .notify
+                        .as_deref()
+                        .and_then(NotifyLevel::parse)
+                        .unwrap_or_default(),
                     last_at: r.c.last_at,
                     last_sender: r.c.last_sender,
                     last_text: r.c.last_text,

@@ -142,6 +142,11 @@ impl Heads {
         self.conversations.get(key).map(|h| h.at)
     }
 
+    /// `key`'s newest message, if known.
+    pub fn last_message(&self, key: &str) -> Option<&LastMessage> {
+        self.conversations.get(key)?.last.as_ref()
+    }
+
     /// `key`'s last `seq`, if known.
     pub fn last_seq(&self, key: &str) -> Option<u64> {
         self.head(key).map(|m| m.seq)
@@ -318,6 +323,7 @@ mod tests {
             last_n: last_seq,
             last_read_seq: read,
             last_read_n: read,
+            notify: app::protocol::NotifyLevel::All,
             last_at: 1,
             last_sender: (last_seq > 0).then(|| "bob".into()),
             last_text: (last_seq > 0).then(|| format!("m{last_seq}")),

@@ -15,9 +15,9 @@ use super::{
     heads::{LastMessage, Mark},
     retry_conflicts,
     rows::{
-        change_id, client_msg_id, client_msg_key, conversation_id, member_id, message_id,
-        position_range, to_u64, ChangeRow, ClientMsgRow, Entry, LastFieldsRow, MessageRecord,
-        MessageRow, MessageStateRow,
+        change_id, client_msg_id, client_msg_key, conversation_id, member_id, mentions_after,
+        message_id, position_range, to_u64, ChangeRow, ClientMsgRow, Entry, LastFieldsRow,
+        MentionKey, MessageRecord, MessageRow, MessageStateRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
@@ -26,12 +26,15 @@ use super::{
 /// the page's size while they come back short of messages).
 const MAX_HISTORY_WINDOW: u64 = 10_000;
 
-/// What one commit stores: new entries (messages and changes) in position order, and the
-/// messages the changes changed, as they are after them.
+/// What one commit stores: new entries (messages and changes) in position order, the
+/// messages the changes changed, as they are after them, and the mentions that appeared
+/// (new messages' and edits') and went (edits' and deletions').
 #[derive(Debug, Default)]
 pub struct Batch {
     pub entries: Vec<Entry>,
     pub changed: Vec<MessageRecord>,
+    pub mentioned: Vec<MentionKey>,
+    pub unmentioned: Vec<MentionKey>,
 }
 
 /// A page of history: its messages, oldest first, and the positions it covers.
@@ -43,6 +46,11 @@ pub struct HistoryPage {
     pub to: u64,
     /// Older messages exist.
     pub has_more: bool,
+}
+
+#[derive(Debug, SurrealValue)]
+struct MentionRow {
+    id: RecordId,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -102,6 +110,14 @@ impl SurrealChatStore {
         self.heads().head(key)
     }
 
+    /// Who sent the conversation's newest message and at which position, if known (no
+    /// database read).
+    pub fn known_last_sender(&self, key: &str) -> Option<(String, u64)> {
+        self.heads()
+            .last_message(key)
+            .map(|m| (m.sender.clone(), m.seq))
+    }
+
     /// The conversation's last `seq` if its head is known (no database read).
     pub fn known_last_seq(&self, key: &str) -> Option<u64> {
         self.heads().last_seq(key)
@@ -111,7 +127,7 @@ impl SurrealChatStore {
     pub async fn append_batch(&self, batch: &[MessageRecord]) -> Result<(), StoreError> {
         self.commit(&Batch {
             entries: batch.iter().cloned().map(Entry::Message).collect(),
-            changed: Vec::new(),
+            ..Batch::default()
         })
         .await
     }
@@ -157,8 +173,18 @@ impl SurrealChatStore {
             }
         }
         let states: Vec<MessageStateRow> = batch.changed.iter().map(MessageStateRow::of).collect();
+        let mentioned: Vec<MentionRow> = batch
+            .mentioned
+            .iter()
+            .map(|k| MentionRow { id: k.id() })
+            .collect();
+        let unmentioned: Vec<RecordId> = batch.unmentioned.iter().map(MentionKey::id).collect();
         // Messages alone (the common case) keep the statement the store was measured with.
-        let sql = if changes.is_empty() && states.is_empty() {
+        let sql = if changes.is_empty()
+            && states.is_empty()
+            && mentioned.is_empty()
+            && unmentioned.is_empty()
+        {
             "BEGIN;
              INSERT INTO msg $rows RETURN NONE;
              INSERT INTO client_msg $ids RETURN NONE;
@@ -170,8 +196,11 @@ impl SurrealChatStore {
              INSERT INTO change $changes RETURN NONE;
              FOR $s IN $states {
                 UPDATE $s.id SET body = $s.body, edited_at = $s.edited_at,
-                    deleted = $s.deleted, reactions = $s.reactions RETURN NONE;
+                    deleted = $s.deleted, reactions = $s.reactions, mentions = $s.mentions
+                    RETURN NONE;
              };
+             DELETE $unmentioned RETURN NONE;
+             INSERT INTO mention $mentioned RETURN NONE;
              COMMIT;"
         };
         let res = self
@@ -181,6 +210,8 @@ impl SurrealChatStore {
             .bind(("ids", ids))
             .bind(("changes", changes))
             .bind(("states", states))
+            .bind(("mentioned", mentioned))
+            .bind(("unmentioned", unmentioned))
             .await
             .and_then(transaction);
         match res {
@@ -440,6 +471,60 @@ impl SurrealChatStore {
             .check()?;
         let rows: Vec<MessageRow> = res.take(0)?;
         Ok(rows.into_iter().filter_map(MessageRow::record).collect())
+    }
+
+    /// How many messages mention `user` after their read position, in each of
+    /// `conversations` (`(key, read seq)`); conversations without any are left out. One
+    /// query: one range of ids per conversation.
+    pub async fn unread_mentions(
+        &self,
+        user: &str,
+        conversations: &[(&str, u64)],
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let mut counts = HashMap::new();
+        if conversations.is_empty() {
+            return Ok(counts);
+        }
+        // A statement per range: `FROM` takes one range, not an array of them. The text
+        // names bound parameters only.
+        let sql: String = (0..conversations.len())
+            .map(|i| format!("RETURN array::len(SELECT VALUE id FROM $r{i});"))
+            .collect();
+        let mut query = self.db.query(sql);
+        for (i, (key, read)) in conversations.iter().enumerate() {
+            query = query.bind((format!("r{i}"), mentions_after(user, key, *read)));
+        }
+        let mut res = query.await?.check()?;
+        for (i, (key, _)) in conversations.iter().enumerate() {
+            let n: Option<i64> = res.take(i)?;
+            if let Some(n) = n.filter(|&n| n > 0) {
+                counts.insert((*key).to_owned(), to_u64(n));
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The member's read state of `key` as it is now, with their unread mentions.
+    pub async fn read_state(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> Result<app::protocol::ServerMsg, StoreError> {
+        let row = self.conversation_row(username, key).await?;
+        let mentions = self
+            .mentions_after(username, key, row.last_read_seq)
+            .await?;
+        Ok(row.read_state(mentions))
+    }
+
+    /// How many messages of `key` after `seq` mention `user`.
+    pub async fn mentions_after(&self, user: &str, key: &str, seq: u64) -> Result<u64, StoreError> {
+        Ok(self
+            .unread_mentions(user, &[(key, seq)])
+            .await?
+            .get(key)
+            .copied()
+            .unwrap_or(0))
     }
 
     /// The position `seq` of `key` with the messages up to it. `head` is the conversation's.

@@ -59,8 +59,8 @@ pub use deferred::PENDING_CHUNK;
 pub use heads::Mark;
 pub use messages::{Batch, HistoryPage};
 pub use rows::{
-    direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind, MessageRecord,
-    RoomRow, UserRecord,
+    direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind, MentionKey,
+    MessageRecord, RoomRow, UserRecord,
 };
 pub use schema::SCHEMA;
 

@@ -24,6 +24,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use app::protocol::NotifyLevel;
+
 use super::heads::{Mark, StoredRow};
 use super::rows::{direct_peer, ConversationRow, Kind};
 use crate::locks::lock;
@@ -64,7 +66,14 @@ enum UserEntry {
         loads: u32,
         dirty: bool,
     },
-    Loaded(HashMap<String, Mark>),
+    Loaded(HashMap<String, Membership>),
+}
+
+/// What a user's list keeps of their membership of one conversation.
+#[derive(Clone, Copy)]
+struct Membership {
+    read: Mark,
+    notify: NotifyLevel,
 }
 
 impl RecentCache {
@@ -75,7 +84,7 @@ impl RecentCache {
             return None;
         };
         let mut rows = Vec::with_capacity(reads.len());
-        for (key, &read) in reads {
+        for (key, &Membership { read, notify }) in reads {
             let conv = state.conversations.get(key)?;
             let peer = match conv.kind {
                 Kind::Room => None,
@@ -93,6 +102,7 @@ impl RecentCache {
                 last_n: conv.last.at_mark.n,
                 last_read_seq: read.seq,
                 last_read_n: read.n,
+                notify,
                 last_at: conv.last.at,
                 last_sender: conv.last.sender.clone(),
                 last_text: conv.last.text.clone(),
@@ -153,7 +163,16 @@ impl RecentCache {
             (Some(rows), false) => {
                 let reads = rows
                     .iter()
-                    .map(|StoredRow(r)| (r.key.clone(), Mark::new(r.last_read_seq, r.last_read_n)))
+                    .map(|StoredRow(r)| {
+                        let read = Mark::new(r.last_read_seq, r.last_read_n);
+                        (
+                            r.key.clone(),
+                            Membership {
+                                read,
+                                notify: r.notify,
+                            },
+                        )
+                    })
                     .collect();
                 state
                     .users
@@ -168,7 +187,8 @@ impl RecentCache {
         }
     }
 
-    /// `user`'s conversations changed (opened, created, joined or left one).
+    /// `user`'s conversations changed (opened, created, joined or left one, or set how one
+    /// notifies them).
     pub fn forget_user(&self, user: &str) {
         let mut state = lock(&self.state);
         match state.users.get_mut(user) {
@@ -186,7 +206,7 @@ impl RecentCache {
         match state.users.get_mut(user) {
             Some(UserEntry::Loading { dirty, .. }) => *dirty = true,
             Some(UserEntry::Loaded(reads)) => match reads.get_mut(key) {
-                Some(read) => *read = read.max(mark),
+                Some(m) => m.read = m.read.max(mark),
                 // Not in the list we hold: it is out of date.
                 None => {
                     state.users.remove(user);
@@ -216,6 +236,7 @@ mod tests {
             last_n: last,
             last_read_seq: read,
             last_read_n: read,
+            notify: NotifyLevel::All,
             last_at: last as i64,
             last_sender: (last > 0).then(|| "bob".to_owned()),
             last_text: (last > 0).then(|| format!("m{last}")),

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use app::domain::Username;
-use app::protocol::{Quote, Reaction};
+use app::protocol::{NotifyLevel, Quote, Reaction};
 
 /// Longest preview kept on a conversation for the recent-conversations list.
 pub const PREVIEW_CHARS: usize = 120;
@@ -45,6 +45,8 @@ pub struct MessageRecord {
     pub edited_at: Option<i64>,
     pub deleted: bool,
     pub reactions: Vec<Reaction>,
+    /// The members it mentions (see [`app::mention`]), the sender excepted.
+    pub mentions: Vec<String>,
 }
 
 impl MessageRecord {
@@ -62,6 +64,7 @@ impl MessageRecord {
             edited_at_ms: self.edited_at,
             deleted: self.deleted,
             reactions: self.reactions.clone(),
+            mentions: self.mentions.clone(),
         }
     }
 
@@ -113,6 +116,7 @@ impl ChangeRecord {
             what: match &self.kind {
                 ChangeKind::Edit => What::Edited {
                     body: target.body.clone(),
+                    mentions: target.mentions.clone(),
                 },
                 ChangeKind::Delete => What::Deleted,
                 ChangeKind::React(emoji) => What::Reacted {
@@ -165,6 +169,8 @@ pub struct ConversationRow {
     pub last_read_seq: u64,
     /// Messages up to the read position.
     pub last_read_n: u64,
+    /// The member's notification level.
+    pub notify: NotifyLevel,
     pub last_at: i64,
     pub last_sender: Option<String>,
     pub last_text: Option<String>,
@@ -174,6 +180,18 @@ impl ConversationRow {
     /// Messages after the read position (changes to messages do not count).
     pub fn unread(&self) -> u64 {
         self.last_n.saturating_sub(self.last_read_n)
+    }
+
+    /// The member's read state as the protocol carries it, `mentions` of the unread
+    /// messages mentioning them.
+    pub fn read_state(&self, mentions: u64) -> app::protocol::ServerMsg {
+        app::protocol::ServerMsg::ReadState {
+            conversation_id: app::protocol::ConversationId(self.key.clone()),
+            last_read_seq: self.last_read_seq,
+            last_seq: self.last_seq,
+            unread: self.unread(),
+            mentions,
+        }
     }
 }
 
@@ -206,6 +224,7 @@ pub(super) struct MessageRow {
     pub edited_at: Option<i64>,
     pub deleted: Option<bool>,
     pub reactions: Option<Vec<ReactionRow>>,
+    pub mentions: Option<Vec<String>>,
 }
 
 /// One emoji on a message and who used it.
@@ -237,6 +256,7 @@ impl MessageRow {
                     })
                     .collect()
             }),
+            mentions: (!m.mentions.is_empty()).then(|| m.mentions.clone()),
         }
     }
 
@@ -264,6 +284,7 @@ impl MessageRow {
                     users: r.users,
                 })
                 .collect(),
+            mentions: self.mentions.unwrap_or_default(),
         })
     }
 }
@@ -330,6 +351,7 @@ pub(super) struct MessageStateRow {
     pub edited_at: Option<i64>,
     pub deleted: bool,
     pub reactions: Vec<ReactionRow>,
+    pub mentions: Vec<String>,
 }
 
 impl MessageStateRow {
@@ -341,6 +363,7 @@ impl MessageStateRow {
             edited_at: full.edited_at,
             deleted: m.deleted,
             reactions: full.reactions.unwrap_or_default(),
+            mentions: m.mentions.clone(),
         }
     }
 }
@@ -406,6 +429,7 @@ pub(super) struct MemberConversationRow {
     pub last_read_seq: i64,
     /// Absent before changes existed (equal to `last_read_seq` then).
     pub last_read_n: Option<i64>,
+    pub notify: Option<String>,
     pub c: ConversationFields,
 }
 
@@ -520,6 +544,62 @@ pub(super) fn change_id(conversation: &str, seq: u64) -> RecordId {
 
 pub(super) fn client_msg_id(sender: &str, client_msg_id: &str) -> RecordId {
     RecordId::new("client_msg", text_pair(sender, client_msg_id))
+}
+
+/// `mention:[user, conversation, seq]`: the message at `seq` mentions `user`. The ids are
+/// the index: a user's unread mentions in a conversation are one range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MentionKey {
+    pub user: String,
+    pub conversation: String,
+    pub seq: u64,
+}
+
+impl MentionKey {
+    pub fn id(&self) -> RecordId {
+        RecordId::new(
+            "mention",
+            mention_key(&self.user, &self.conversation, self.seq as i64),
+        )
+    }
+}
+
+impl MentionKey {
+    /// The key of an id `mention:[user, conversation, seq]`.
+    pub fn of(id: &RecordId) -> Option<Self> {
+        let RecordIdKey::Array(parts) = &id.key else {
+            return None;
+        };
+        match parts.iter().collect::<Vec<_>>().as_slice() {
+            [Value::String(user), Value::String(conversation), Value::Number(seq)] => {
+                Some(MentionKey {
+                    user: user.clone(),
+                    conversation: conversation.clone(),
+                    seq: to_u64(seq.to_int()?),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn mention_key(user: &str, conversation: &str, seq: i64) -> RecordIdKey {
+    RecordIdKey::Array(Array::from(vec![
+        Value::String(user.to_owned()),
+        Value::String(conversation.to_owned()),
+        Value::from_t(seq),
+    ]))
+}
+
+/// The mentions of `user` in `conversation` after the position `after`.
+pub(super) fn mentions_after(user: &str, conversation: &str, after: u64) -> RecordId {
+    RecordId::new(
+        "mention",
+        RecordIdKeyRange {
+            start: Bound::Excluded(mention_key(user, conversation, after as i64)),
+            end: Bound::Included(mention_key(user, conversation, i64::MAX)),
+        },
+    )
 }
 
 fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {

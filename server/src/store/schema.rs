@@ -55,6 +55,9 @@ DEFINE FIELD IF NOT EXISTS user ON member TYPE record<user>;
 DEFINE FIELD IF NOT EXISTS last_read_seq ON member TYPE int;
 DEFINE FIELD IF NOT EXISTS last_read_n ON member TYPE option<int>;
 DEFINE FIELD IF NOT EXISTS joined_at ON member TYPE int;
+-- How the member is told of new messages: `all` (absent), `mentions` or `mute`.
+DEFINE FIELD IF NOT EXISTS notify ON member TYPE option<string>
+    ASSERT $value == NONE OR $value IN ['all', 'mentions', 'mute'];
 DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
 DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 
@@ -73,6 +76,12 @@ DEFINE TABLE IF NOT EXISTS msg SCHEMALESS;
 -- edit is replayed with the message's text as it is now, so a deletion erases all of it.
 -- SCHEMALESS for the same reason as `msg`.
 DEFINE TABLE IF NOT EXISTS change SCHEMALESS;
+
+-- Mentions: `mention:[username, conversation key, seq]`, one per member a message
+-- mentions, written and removed with the message's edits and deletion in the same
+-- transactions; the ids are the index (a member's mentions after their read position in a
+-- conversation are one range). SCHEMALESS for the same reason as `msg`.
+DEFINE TABLE IF NOT EXISTS mention SCHEMALESS;
 
 -- Where each `client_msg_id` went: `client_msg:[sender, client_msg_id]` with
 -- `conversation` and `seq`, written in the message's own transaction. The record id is

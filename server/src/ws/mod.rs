@@ -420,6 +420,10 @@ impl Handler {
                 conversation_id,
                 seq,
             } => chat.mark_read(me, &conversation_id.0, seq).await,
+            ClientMsg::SetNotify {
+                conversation_id,
+                level,
+            } => chat.set_notify(me, &conversation_id.0, level).await,
             ClientMsg::Send {
                 conversation_id,
                 client_msg_id,

@@ -175,7 +175,8 @@ async fn replies_edits_deletions_and_reactions_reach_both_sides_live() {
         assert_eq!(
             c.what,
             What::Edited {
-                body: "hello bob".into()
+                body: "hello bob".into(),
+                mentions: vec![],
             }
         );
     }

@@ -36,7 +36,7 @@ pub(crate) async fn open_direct(client: &mut Client, with: &str) -> Conversation
         .await
 }
 
-async fn create_room(client: &mut Client, name: &str) -> ConversationSummary {
+pub(crate) async fn create_room(client: &mut Client, name: &str) -> ConversationSummary {
     client
         .ask(
             ClientMsg::CreateRoom {
@@ -51,7 +51,7 @@ async fn create_room(client: &mut Client, name: &str) -> ConversationSummary {
 }
 
 /// Joins a room; the id of the conversation the server answers with.
-async fn join_room(client: &mut Client, room: &ConversationId) -> ConversationId {
+pub(crate) async fn join_room(client: &mut Client, room: &ConversationId) -> ConversationId {
     client
         .ask(
             ClientMsg::JoinRoom {
@@ -129,7 +129,7 @@ pub(crate) async fn history(
         .await
 }
 
-async fn conversations(client: &mut Client) -> Vec<ConversationSummary> {
+pub(crate) async fn conversations(client: &mut Client) -> Vec<ConversationSummary> {
     client
         .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
             ServerMsg::Conversations { conversations, .. } => Some(conversations.clone()),

@@ -7,5 +7,6 @@ mod helpers;
 mod hostile;
 mod http;
 mod interleave;
+mod mentions;
 mod store;
 mod ws;
