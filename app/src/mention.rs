@@ -79,6 +79,30 @@ pub fn typing_mention(before_caret: &str) -> Option<(usize, &str)> {
     (starts && typed.chars().all(name_char)).then_some((at, typed))
 }
 
+/// `text` with the mention being typed from byte `at` to byte `caret` completed as
+/// `@username` and a space, and where the caret goes after it.
+pub fn complete(text: &str, at: usize, caret: usize, username: &str) -> (String, usize) {
+    let caret = caret.clamp(at, text.len());
+    let mut out = String::with_capacity(text.len() + username.len() + 2);
+    out.push_str(&text[..at]);
+    out.push('@');
+    out.push_str(username);
+    out.push(' ');
+    let after = out.len();
+    out.push_str(text[caret..].trim_start_matches(' '));
+    (out, after)
+}
+
+/// Whether `typed` starts `username` or a word of `display_name` (any case): a member
+/// offered while a mention is typed.
+pub fn offers(typed: &str, username: &str, display_name: &str) -> bool {
+    let typed = typed.to_lowercase();
+    username.starts_with(&typed)
+        || display_name
+            .split_whitespace()
+            .any(|w| w.to_lowercase().starts_with(&typed))
+}
+
 /// A text cut into plain runs and mentions of `known` names (lowercase), for display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece<'a> {
@@ -144,6 +168,19 @@ mod tests {
         assert_eq!(typing_mention("hi @ada "), None, "a space ends it");
         assert_eq!(typing_mention("ada@ex"), None, "an address, not a mention");
         assert_eq!(typing_mention("no at sign"), None);
+    }
+
+    #[test]
+    fn completing_replaces_what_was_typed_and_leaves_one_space() {
+        assert_eq!(complete("hi @ad", 3, 6, "ada"), ("hi @ada ".to_owned(), 8));
+        assert_eq!(
+            complete("@b see you", 0, 2, "bob"),
+            ("@bob see you".to_owned(), 5)
+        );
+        assert!(offers("Ad", "ada", "Ada Lovelace"));
+        assert!(offers("love", "ada", "Ada Lovelace"));
+        assert!(!offers("bob", "ada", "Ada Lovelace"));
+        assert!(offers("", "ada", "Ada"), "a bare @ offers everyone");
     }
 
     #[test]

@@ -712,6 +712,35 @@ impl Chat {
         })
     }
 
+    /// Members of `id` to offer while `typed` follows an `@` (see
+    /// [`crate::mention::offers`]): the ones known (the member list, the people who
+    /// wrote), the user excepted, at most `limit`, by username.
+    pub fn mention_candidates(
+        &self,
+        id: &ConversationId,
+        typed: &str,
+        limit: usize,
+    ) -> Vec<UserInfo> {
+        let mut known: BTreeSet<&str> = BTreeSet::new();
+        if let Some(t) = self.threads.get(id) {
+            known.extend(t.read_by.keys().map(String::as_str));
+            known.extend(t.messages.values().map(|m| m.sender.as_str()));
+        }
+        if let Some(peer) = self.summary(id).and_then(|c| c.peer.as_ref()) {
+            known.insert(&peer.user.username);
+        }
+        known
+            .into_iter()
+            .filter(|u| *u != self.me.username)
+            .filter(|u| crate::mention::offers(typed, u, self.name_of(u)))
+            .take(limit)
+            .map(|u| UserInfo {
+                username: u.to_owned(),
+                display_name: self.name_of(u).to_owned(),
+            })
+            .collect()
+    }
+
     /// Whether `message` mentions the user.
     pub fn mentions_me(&self, message: &Message) -> bool {
         message.mentions.contains(&self.me.username)
@@ -1141,6 +1170,8 @@ mod tests {
             last_seq,
             last_read_seq,
             unread: last_seq - last_read_seq,
+            mentions: 0,
+            notify: NotifyLevel::All,
             last_message: None,
             last_activity_ms: at,
         }
@@ -1445,9 +1476,89 @@ mod tests {
             last_read_seq: 3,
             last_seq: 3,
             unread: 0,
+            mentions: 0,
         });
         assert_eq!(c.summary(&id("ann/bob")).unwrap().unread, 0);
         assert_eq!(c.total_unread(), 0);
+    }
+
+    #[test]
+    fn mentions_count_until_read_and_only_they_alert_below_all() {
+        let mut c = chat();
+        let calling = |seq| Message {
+            body: "@ann look".into(),
+            mentions: vec!["ann".into()],
+            ..msg("ann/bob", seq, "bob")
+        };
+        c.apply(ServerMsg::Message {
+            message: calling(4),
+        });
+        let bob = c.summary(&id("ann/bob")).unwrap();
+        assert_eq!((bob.unread, bob.mentions), (3, 1));
+
+        // Muted: an ordinary message alerts no more, a mention still does.
+        assert_eq!(
+            c.set_notify(&id("ann/bob"), NotifyLevel::Mute),
+            Some(ClientMsg::SetNotify {
+                conversation_id: id("ann/bob"),
+                level: NotifyLevel::Mute
+            })
+        );
+        assert_eq!(c.set_notify(&id("ann/bob"), NotifyLevel::Mute), None);
+        let (_, alert) = c.apply(ServerMsg::Message {
+            message: msg("ann/bob", 5, "bob"),
+        });
+        assert!(alert.is_none(), "muted");
+        let (_, alert) = c.apply(ServerMsg::Message {
+            message: calling(6),
+        });
+        assert!(alert.is_some(), "a mention gets through");
+        assert_eq!(c.summary(&id("ann/bob")).unwrap().mentions, 2);
+
+        // Another tab chose again; reading clears the mentions with the unread count.
+        c.apply(ServerMsg::Notify {
+            conversation_id: id("ann/bob"),
+            level: NotifyLevel::Mentions,
+        });
+        assert_eq!(
+            c.summary(&id("ann/bob")).unwrap().notify,
+            NotifyLevel::Mentions
+        );
+        c.apply(ServerMsg::ReadState {
+            conversation_id: id("ann/bob"),
+            last_read_seq: 6,
+            last_seq: 6,
+            unread: 0,
+            mentions: 0,
+        });
+        assert_eq!(c.summary(&id("ann/bob")).unwrap().mentions, 0);
+    }
+
+    #[test]
+    fn members_are_offered_for_a_mention_by_name_or_username() {
+        let mut c = chat();
+        c.open(id("ann/bob"));
+        c.apply(ServerMsg::Members {
+            conversation_id: id("ann/bob"),
+            members: ["ann", "bob", "bea"]
+                .into_iter()
+                .map(|u| Member {
+                    user: user(u),
+                    online: true,
+                    last_read_seq: Some(0),
+                })
+                .collect(),
+            next: None,
+        });
+        let names = |typed: &str| -> Vec<String> {
+            c.mention_candidates(&id("ann/bob"), typed, 8)
+                .into_iter()
+                .map(|u| u.username)
+                .collect()
+        };
+        assert_eq!(names(""), ["bea", "bob"], "never oneself");
+        assert_eq!(names("BO"), ["bob"]);
+        assert_eq!(names("x"), Vec::<String>::new());
     }
 
     #[test]
@@ -1621,6 +1732,8 @@ mod tests {
                 last_seq: 0,
                 last_read_seq: 0,
                 unread: 0,
+                mentions: 0,
+                notify: NotifyLevel::All,
                 last_message: None,
                 last_activity_ms: 1,
             },

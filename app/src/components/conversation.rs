@@ -11,7 +11,7 @@ use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
 use crate::components::{Avatar, ChatCtx};
 use crate::domain::{ClientMsgId, Emoji, MessageBody};
-use crate::protocol::{ConversationId, ConversationKind};
+use crate::protocol::{ConversationId, ConversationKind, NotifyLevel};
 
 /// Within this many pixels of the bottom, the log counts as "at the latest message" and
 /// follows new ones.
@@ -44,6 +44,9 @@ enum Row {
         /// What it answers: who, the start of it (empty once deleted), and its address.
         reply: Option<(String, String, bool, String)>,
         reactions: Vec<Chip>,
+        /// Whom it mentions, and whether the user is among them.
+        mentions: Vec<String>,
+        mentions_me: bool,
     },
     Pending {
         client_msg_id: String,
@@ -79,6 +82,7 @@ impl Row {
                 deleted,
                 reply,
                 reactions,
+                mentions,
                 ..
             } => {
                 // Anything shown changes the key, so the row is drawn again.
@@ -88,9 +92,10 @@ impl Row {
                     .collect();
                 let quote = reply.as_ref().map(|q| format!("{}{}", q.1, q.2));
                 format!(
-                    "m:{seq}:{compact}:{highlight}:{deleted}:{}:{}:{quote:?}:{body}",
+                    "m:{seq}:{compact}:{highlight}:{deleted}:{}:{}:{quote:?}:{}:{body}",
                     body.len(),
-                    chips.join(",")
+                    chips.join(","),
+                    mentions.join(",")
                 )
             }
             Row::Pending {
@@ -188,6 +193,8 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
                         .join(", "),
                 })
                 .collect(),
+            mentions: m.mentions.clone(),
+            mentions_me: c.mentions_me(m),
         });
         prev = Some((&m.sender, at));
     }
@@ -331,6 +338,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
                 <h2>{title}</h2>
                 <p class="muted">{move || subtitle.get().unwrap_or_default()}</p>
             </div>
+            <NotifySelect id=id.clone() />
             <Show when=is_room>
                 <button type="button" class="ghost" on:click=leave.clone()>
                     "Leave room"
@@ -345,6 +353,52 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             </p>
         </Show>
         <Composer title=Signal::derive(title) />
+    }
+}
+
+/// How this conversation notifies the user: every message, mentions only, or muted.
+/// Stored on the server and followed by the user's other tabs.
+#[component]
+fn NotifySelect(id: ConversationId) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let level = Memo::new({
+        let id = id.clone();
+        move |_| {
+            ctx.chat
+                .with(|c| c.summary(&id).map(|s| s.notify).unwrap_or_default())
+        }
+    });
+    let change = move |ev: leptos::ev::Event| {
+        let Some(chosen) = NotifyLevel::parse(&event_target_value(&ev)) else {
+            return;
+        };
+        let id = id.clone();
+        ctx.act(move |c| c.set_notify(&id, chosen));
+    };
+    view! {
+        <select
+            class="notify-level"
+            aria-label="Notifications"
+            title="Notifications"
+            prop:value=move || level.get().as_str()
+            on:change=change
+        >
+            {NotifyLevel::ALL
+                .into_iter()
+                .map(|l| {
+                    let label = match l {
+                        NotifyLevel::All => "🔔 All messages",
+                        NotifyLevel::Mentions => "@ Mentions only",
+                        NotifyLevel::Mute => "🔕 Mute",
+                    };
+                    view! {
+                        <option value=l.as_str() selected=move || level.get() == l>
+                            {label}
+                        </option>
+                    }
+                })
+                .collect_view()}
+        </select>
     }
 }
 
@@ -775,8 +829,12 @@ fn RowView(row: Row) -> impl IntoView {
             deleted,
             reply,
             reactions,
+            mentions,
+            mentions_me,
         } => {
             let quote_text = crate::domain::preview(&body, 100);
+            let me = ctx.chat.with_untracked(|c| c.me.username.clone());
+            let text = mention_spans(&body, &mentions, &me);
             view! {
                 <li
                     class="msg"
@@ -784,6 +842,7 @@ fn RowView(row: Row) -> impl IntoView {
                     class:compact=compact
                     class:highlight=highlight
                     class:deleted=deleted
+                    class:mentions-me=mentions_me
                     data-seq=seq
                     data-state="sent"
                     // A tap (or a long press) focuses the message and shows its toolbar.
@@ -848,7 +907,7 @@ fn RowView(row: Row) -> impl IntoView {
                         } else {
                             view! {
                                 <div class="bubble" title=clock>
-                                    {body}
+                                    {text}
                                     {edited.then(|| view! { <span class="edited">" (edited)"</span> })}
                                 </div>
                             }
@@ -899,6 +958,29 @@ fn RowView(row: Row) -> impl IntoView {
     }
 }
 
+/// A message's text with its mentions marked (the user's own stand out).
+fn mention_spans(body: &str, mentions: &[String], me: &str) -> Vec<AnyView> {
+    use crate::mention::{pieces, Piece};
+    pieces(body, mentions)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Text(t) => t.to_owned().into_any(),
+            Piece::Mention(token, name) => {
+                let own = name == me;
+                view! {
+                    <span class="mention" class:me=own>
+                        {token.to_owned()}
+                    </span>
+                }
+                .into_any()
+            }
+        })
+        .collect()
+}
+
+/// Members offered while an `@` mention is typed.
+const MENTION_CHOICES: usize = 8;
+
 #[component]
 fn Composer(title: Signal<String>) -> impl IntoView {
     let ctx = ChatCtx::get();
@@ -920,6 +1002,50 @@ fn Composer(title: Signal<String>) -> impl IntoView {
         if let Some(t) = textarea.get_untracked() {
             let _ = t.focus();
         }
+    };
+    // Completing an `@` mention: where the caret is (a byte offset into the draft), the
+    // mention typed before it, the members offered, which one is picked, and whether Esc
+    // put the offer away (until the next keystroke).
+    let caret = RwSignal::new(0_usize);
+    let picked = RwSignal::new(0_usize);
+    let dismissed = RwSignal::new(false);
+    let read_caret = move || {
+        if let Some(t) = textarea.get_untracked() {
+            let units = t.selection_start().ok().flatten().unwrap_or(0) as usize;
+            caret.set(draft.with_untracked(|d| byte_at_utf16(d, units)));
+        }
+    };
+    let typed_mention = Memo::new(move |_| {
+        let at = caret.get();
+        draft.with(|d| {
+            let before = d.get(..at.min(d.len()))?;
+            crate::mention::typing_mention(before).map(|(start, typed)| (start, typed.to_owned()))
+        })
+    });
+    let choices = Memo::new(move |_| match (typed_mention.get(), dismissed.get()) {
+        (Some((_, typed)), false) => ctx.chat.with(|c| {
+            c.active
+                .as_ref()
+                .map(|id| c.mention_candidates(id, &typed, MENTION_CHOICES))
+                .unwrap_or_default()
+        }),
+        _ => Vec::new(),
+    });
+    let complete = move |username: &str| {
+        let Some((at, _)) = typed_mention.get_untracked() else {
+            return;
+        };
+        let (text, after) = draft
+            .with_untracked(|d| crate::mention::complete(d, at, caret.get_untracked(), username));
+        if let Some(t) = textarea.get_untracked() {
+            t.set_value(&text);
+            let units = text[..after].encode_utf16().count() as u32;
+            let _ = t.set_selection_range(units, units);
+            let _ = t.focus();
+        }
+        draft.set(text);
+        caret.set(after);
+        picked.set(0);
     };
     // Editing starts from the message's text; leaving the edit empties the box again.
     Effect::new(move |was_editing: Option<bool>| {
@@ -1009,18 +1135,100 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                         }
                     })
             }}
+            {move || {
+                let offered = choices.get();
+                (!offered.is_empty())
+                    .then(|| {
+                        view! {
+                            <ul
+                                class="mention-choices"
+                                id="mention-choices"
+                                role="listbox"
+                                aria-label="People to mention"
+                            >
+                                {offered
+                                    .into_iter()
+                                    .enumerate()
+                                    .map(|(i, u)| {
+                                        let username = u.username.clone();
+                                        view! {
+                                            <li
+                                                role="option"
+                                                id=format!("mention-choice-{i}")
+                                                class:picked=move || picked.get() == i
+                                                aria-selected=move || (picked.get() == i).to_string()
+                                                // Before the box loses focus.
+                                                on:mousedown=move |ev: ev::MouseEvent| {
+                                                    ev.prevent_default();
+                                                    complete(&username);
+                                                }
+                                            >
+                                                <strong>{u.display_name}</strong>
+                                                <span class="muted">"@" {u.username}</span>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                    })
+            }}
             <textarea
                 node_ref=textarea
                 aria-label="Message"
                 rows="1"
                 placeholder=move || format!("Message {}", title.get())
                 prop:value=move || draft.get()
+                aria-autocomplete="list"
+                aria-controls="mention-choices"
+                aria-expanded=move || (!choices.with(Vec::is_empty)).to_string()
+                aria-activedescendant=move || {
+                    (!choices.with(Vec::is_empty))
+                        .then(|| format!("mention-choice-{}", picked.get()))
+                }
                 on:input=move |ev| {
                     draft.set(event_target_value(&ev));
+                    read_caret();
+                    dismissed.set(false);
+                    picked.set(0);
                     let now = crate::chat::time::now_ms();
                     ctx.act(move |c| c.typing_request(now));
                 }
+                on:click=move |_| read_caret()
+                on:keyup=move |ev: ev::KeyboardEvent| {
+                    if matches!(ev.key().as_str(), "ArrowLeft" | "ArrowRight" | "Home" | "End") {
+                        read_caret();
+                    }
+                }
                 on:keydown=move |ev: ev::KeyboardEvent| {
+                    let offered = choices.get_untracked();
+                    if !offered.is_empty() && !ev.is_composing() {
+                        let n = offered.len();
+                        let handled = match ev.key().as_str() {
+                            "ArrowDown" => {
+                                picked.update(|p| *p = (*p + 1) % n);
+                                true
+                            }
+                            "ArrowUp" => {
+                                picked.update(|p| *p = (*p + n - 1) % n);
+                                true
+                            }
+                            "Enter" | "Tab" => {
+                                let i = picked.get_untracked().min(n - 1);
+                                complete(&offered[i].username);
+                                true
+                            }
+                            "Escape" => {
+                                dismissed.set(true);
+                                true
+                            }
+                            _ => false,
+                        };
+                        if handled {
+                            ev.prevent_default();
+                            return;
+                        }
+                    }
                     // Enter sends; Shift+Enter (and Enter while composing text with an IME)
                     // is a new line.
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
@@ -1050,6 +1258,19 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             {move || problem.get().map(|p| view! { <p role="alert" class="error composer-error">{p}</p> })}
         </form>
     }
+}
+
+/// The byte offset in `text` of the UTF-16 offset `units` (how the browser counts a
+/// caret), at a character boundary.
+fn byte_at_utf16(text: &str, units: usize) -> usize {
+    let mut seen = 0;
+    for (i, c) in text.char_indices() {
+        if seen >= units {
+            return i;
+        }
+        seen += c.len_utf16();
+    }
+    text.len()
 }
 
 /// A fresh id for a message, unique enough per user (time plus 64 random bits).

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::chat::{time, Chat};
 use crate::components::{Avatar, ChatCtx, NewMessageDialog, NewRoomDialog, StatusLine};
-use crate::protocol::{ConversationId, ConversationKind, ConversationSummary};
+use crate::protocol::{ConversationId, ConversationKind, ConversationSummary, NotifyLevel};
 
 /// Which dialog is open over the sidebar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +135,13 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
     let get = move || line.get();
     let title = move || get().map(|l| l.summary.title).unwrap_or_default();
     let unread = Memo::new(move |_| line.with(|l| l.as_ref().map_or(0, |l| l.summary.unread)));
+    let mentions = Memo::new(move |_| line.with(|l| l.as_ref().map_or(0, |l| l.summary.mentions)));
+    let muted = Memo::new(move |_| {
+        line.with(|l| {
+            l.as_ref()
+                .is_some_and(|l| l.summary.notify == NotifyLevel::Mute)
+        })
+    });
     let active = Memo::new(move |_| line.with(|l| l.as_ref().is_some_and(|l| l.active)));
     let online = line.get_untracked().and_then(|l| l.online).map(|_| {
         Signal::derive(move || line.with(|l| l.as_ref().and_then(|l| l.online) == Some(true)))
@@ -165,7 +172,8 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                 type="button"
                 class="conv"
                 class:active=active
-                class:unread=move || unread.get() != 0
+                class:unread=move || unread.get() != 0 && (!muted.get() || mentions.get() != 0)
+                class:muted=muted
                 aria-current=move || active.get().then_some("true")
                 data-id=id.0.clone()
                 on:click=open
@@ -181,16 +189,47 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                             {move || get().map(|l| l.preview).unwrap_or_default()}
                         </span>
                         {move || {
+                            muted
+                                .get()
+                                .then(|| {
+                                    view! {
+                                        <span class="muted-mark" role="img" aria-label="muted">
+                                            "🔕"
+                                        </span>
+                                    }
+                                })
+                        }}
+                        {move || {
+                            let n = mentions.get();
+                            (n > 0)
+                                .then(|| {
+                                    view! {
+                                        <span
+                                            class="badge mention-badge"
+                                            role="img"
+                                            aria-label=format!(
+                                                "{n} {}",
+                                                if n == 1 { "mention" } else { "mentions" },
+                                            )
+                                        >
+                                            "@ "
+                                            {count(n)}
+                                        </span>
+                                    }
+                                })
+                        }}
+                        {move || {
                             let n = unread.get();
                             (n > 0)
                                 .then(|| {
                                     view! {
                                         <span
                                             class="badge"
+                                            class:quiet=muted
                                             role="img"
                                             aria-label=format!("{n} unread")
                                         >
-                                            {if n > 99 { "99+".to_owned() } else { n.to_string() }}
+                                            {count(n)}
                                         </span>
                                     }
                                 })
@@ -210,6 +249,15 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                 }}
             </button>
         </li>
+    }
+}
+
+/// A count as a badge shows it.
+fn count(n: u64) -> String {
+    if n > 99 {
+        "99+".to_owned()
+    } else {
+        n.to_string()
     }
 }
 
