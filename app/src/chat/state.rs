@@ -15,6 +15,15 @@ use crate::protocol::{
     DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
 
+/// The first page of a conversation's members.
+fn members_request(conversation_id: ConversationId) -> ClientMsg {
+    ClientMsg::ListMembers {
+        conversation_id,
+        after: None,
+        limit: None,
+    }
+}
+
 /// Characters of a message kept for the sidebar preview (the server keeps as many).
 const PREVIEW_CHARS: usize = 120;
 /// Characters of a message quoted by a reply (the server quotes as many).
@@ -671,11 +680,7 @@ impl Chat {
                 limit: Some(DEFAULT_HISTORY_PAGE),
             });
             // Who is in it, online, and how far they have read.
-            out.push(ClientMsg::ListMembers {
-                conversation_id: id,
-                after: None,
-                limit: None,
-            });
+            out.push(members_request(id));
         }
         out
     }
@@ -739,6 +744,12 @@ impl Chat {
                 display_name: self.name_of(u).to_owned(),
             })
             .collect()
+    }
+
+    /// The open conversation's members again (for mentions: people join rooms).
+    pub fn refresh_members(&mut self) -> Option<ClientMsg> {
+        let id = self.active.clone()?;
+        self.live.then(|| members_request(id))
     }
 
     /// Whether `message` mentions the user.

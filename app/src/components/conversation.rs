@@ -375,30 +375,41 @@ fn NotifySelect(id: ConversationId) -> impl IntoView {
         let id = id.clone();
         ctx.act(move |c| c.set_notify(&id, chosen));
     };
+    // On a phone the menu shows as its icon alone (see the style sheet).
+    let icon = move || match level.get() {
+        NotifyLevel::All => "🔔",
+        NotifyLevel::Mentions => "@",
+        NotifyLevel::Mute => "🔕",
+    };
     view! {
-        <select
-            class="notify-level"
-            aria-label="Notifications"
-            title="Notifications"
-            prop:value=move || level.get().as_str()
-            on:change=change
-        >
-            {NotifyLevel::ALL
-                .into_iter()
-                .map(|l| {
-                    let label = match l {
-                        NotifyLevel::All => "🔔 All messages",
-                        NotifyLevel::Mentions => "@ Mentions only",
-                        NotifyLevel::Mute => "🔕 Mute",
-                    };
-                    view! {
-                        <option value=l.as_str() selected=move || level.get() == l>
-                            {label}
-                        </option>
-                    }
-                })
-                .collect_view()}
-        </select>
+        <span class="notify">
+            <span class="notify-icon" aria-hidden="true">
+                {icon}
+            </span>
+            <select
+                class="notify-level"
+                aria-label="Notifications"
+                title="Notifications"
+                prop:value=move || level.get().as_str()
+                on:change=change
+            >
+                {NotifyLevel::ALL
+                    .into_iter()
+                    .map(|l| {
+                        let label = match l {
+                            NotifyLevel::All => "🔔 All messages",
+                            NotifyLevel::Mentions => "@ Mentions only",
+                            NotifyLevel::Mute => "🔕 Mute",
+                        };
+                        view! {
+                            <option value=l.as_str() selected=move || level.get() == l>
+                                {label}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+        </span>
     }
 }
 
@@ -968,7 +979,7 @@ fn mention_spans(body: &str, mentions: &[String], me: &str) -> Vec<AnyView> {
             Piece::Mention(token, name) => {
                 let own = name == me;
                 view! {
-                    <span class="mention" class:me=own>
+                    <span class="mention" class:own=own>
                         {token.to_owned()}
                     </span>
                 }
@@ -1021,6 +1032,14 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             let before = d.get(..at.min(d.len()))?;
             crate::mention::typing_mention(before).map(|(start, typed)| (start, typed.to_owned()))
         })
+    });
+    // Starting a mention asks for the members again: people may have joined since.
+    Effect::new(move |was: Option<bool>| {
+        let typing = typed_mention.with(Option::is_some);
+        if typing && was == Some(false) {
+            ctx.act(Chat::refresh_members);
+        }
+        typing
     });
     let choices = Memo::new(move |_| match (typed_mention.get(), dismissed.get()) {
         (Some((_, typed)), false) => ctx.chat.with(|c| {
