@@ -176,7 +176,7 @@ async fn a_notification_level_reaches_every_socket_of_the_user_and_is_kept() {
     .await;
     let code = eve
         .expect(|m| match m {
-            ServerMsg::Error { code, .. } => Some(code.clone()),
+            ServerMsg::Error { code, .. } => Some(*code),
             _ => None,
         })
         .await;
