@@ -422,7 +422,7 @@ async fn user(
                 );
                 last_seq = change.seq;
                 r.delivered += 1;
-                if let What::Edited { body } = &change.what {
+                if let What::Edited { body, .. } = &change.what {
                     if let Ok(ns) = body.parse::<u128>() {
                         let now_ns = start.elapsed().as_nanos();
                         r.delivery_us
