@@ -15,9 +15,9 @@ use super::{
     heads::{LastMessage, Mark},
     retry_conflicts,
     rows::{
-        change_id, client_msg_id, client_msg_key, conversation_id, member_id, mentions_after,
-        message_id, position_range, to_u64, ChangeRow, ClientMsgRow, Entry, LastFieldsRow,
-        MentionKey, MessageRecord, MessageRow, MessageStateRow,
+        change_id, client_msg_id, client_msg_key, conversation_id, member_id, mentioned_id,
+        mentions_after, message_id, position_range, to_u64, ChangeRow, ClientMsgRow, Entry,
+        LastFieldsRow, MentionKey, MessageRecord, MessageRow, MessageStateRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
@@ -51,6 +51,26 @@ pub struct HistoryPage {
 #[derive(Debug, SurrealValue)]
 struct MentionRow {
     id: RecordId,
+}
+
+/// `mentioned:[user, conversation]`: the newest position there that mentions the user.
+#[derive(Debug, SurrealValue)]
+struct MentionedRow {
+    id: RecordId,
+    user: String,
+    conversation: String,
+    last: i64,
+}
+
+impl MentionedRow {
+    fn of(k: &MentionKey) -> Self {
+        MentionedRow {
+            id: mentioned_id(&k.user, &k.conversation),
+            user: k.user.clone(),
+            conversation: k.conversation.clone(),
+            last: k.seq as i64,
+        }
+    }
 }
 
 #[derive(Debug, SurrealValue)]
@@ -179,6 +199,7 @@ impl SurrealChatStore {
             .map(|k| MentionRow { id: k.id() })
             .collect();
         let unmentioned: Vec<RecordId> = batch.unmentioned.iter().map(MentionKey::id).collect();
+        let hints: Vec<MentionedRow> = batch.mentioned.iter().map(MentionedRow::of).collect();
         // Messages alone (the common case) keep the statement the store was measured with.
         let sql = if changes.is_empty()
             && states.is_empty()
@@ -201,6 +222,10 @@ impl SurrealChatStore {
              };
              DELETE $unmentioned RETURN NONE;
              INSERT INTO mention $mentioned RETURN NONE;
+             FOR $h IN $hints {
+                UPSERT $h.id SET user = $h.user, conversation = $h.conversation,
+                    last = math::max([last ?? 0, $h.last]) RETURN NONE;
+             };
              COMMIT;"
         };
         let res = self
@@ -212,6 +237,7 @@ impl SurrealChatStore {
             .bind(("states", states))
             .bind(("mentioned", mentioned))
             .bind(("unmentioned", unmentioned))
+            .bind(("hints", hints))
             .await
             .and_then(transaction);
         match res {
@@ -474,14 +500,33 @@ impl SurrealChatStore {
     }
 
     /// How many messages mention `user` after their read position, in each of
-    /// `conversations` (`(key, read seq)`); conversations without any are left out. One
-    /// query: one range of ids per conversation.
+    /// `conversations` (`(key, read seq)`); conversations without any are left out. The
+    /// user's `mentioned` records (one per conversation they were ever mentioned in, with
+    /// the newest position that did) rule out the rest with one indexed read; then one
+    /// range of `mention` ids per conversation left.
     pub async fn unread_mentions(
         &self,
         user: &str,
         conversations: &[(&str, u64)],
     ) -> Result<HashMap<String, u64>, StoreError> {
         let mut counts = HashMap::new();
+        if conversations.is_empty() {
+            return Ok(counts);
+        }
+        let mut res = self
+            .db
+            .query("SELECT VALUE [conversation, last] FROM mentioned WHERE user = $user")
+            .bind(("user", user.to_owned()))
+            .await?
+            .check()?;
+        let newest: Vec<(String, i64)> = res.take(0)?;
+        let newest: HashMap<String, u64> =
+            newest.into_iter().map(|(c, at)| (c, to_u64(at))).collect();
+        let conversations: Vec<(&str, u64)> = conversations
+            .iter()
+            .copied()
+            .filter(|(key, read)| newest.get(*key).is_some_and(|at| at > read))
+            .collect();
         if conversations.is_empty() {
             return Ok(counts);
         }

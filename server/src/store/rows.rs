@@ -522,6 +522,11 @@ fn text_pair(a: &str, b: &str) -> RecordIdKey {
     ]))
 }
 
+/// `mentioned:[user, conversation]` (see the schema).
+pub(super) fn mentioned_id(user: &str, conversation: &str) -> RecordId {
+    RecordId::new("mentioned", text_pair(user, conversation))
+}
+
 pub(super) fn session_id(sid: &str) -> RecordId {
     RecordId::new("session", sid)
 }

@@ -82,6 +82,11 @@ DEFINE TABLE IF NOT EXISTS change SCHEMALESS;
 -- transactions; the ids are the index (a member's mentions after their read position in a
 -- conversation are one range). SCHEMALESS for the same reason as `msg`.
 DEFINE TABLE IF NOT EXISTS mention SCHEMALESS;
+-- `mentioned:[username, conversation key]`: the newest position that mentioned the member
+-- there (`last`), kept by the same transactions; a hint that rules out, with one read of the
+-- `user` index, the conversations where they have no unread mention.
+DEFINE TABLE IF NOT EXISTS mentioned SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS mentioned_user ON mentioned FIELDS user;
 
 -- Where each `client_msg_id` went: `client_msg:[sender, client_msg_id]` with
 -- `conversation` and `seq`, written in the message's own transaction. The record id is
