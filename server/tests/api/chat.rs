@@ -65,7 +65,12 @@ pub(crate) async fn join_room(client: &mut Client, room: &ConversationId) -> Con
         .await
 }
 
-async fn say(client: &mut Client, conv: &ConversationId, cmid: &str, body: &str) -> Message {
+pub(crate) async fn say(
+    client: &mut Client,
+    conv: &ConversationId,
+    cmid: &str,
+    body: &str,
+) -> Message {
     let want = cmid.to_owned();
     client
         .ask(send_msg(conv, cmid, body), |m| match m {

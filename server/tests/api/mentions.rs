@@ -5,25 +5,11 @@
 
 use app::{
     domain::MessageBody,
-    protocol::{ClientMsg, ConversationId, ErrorCode, Message, NotifyLevel, ServerMsg},
+    protocol::{ClientMsg, ConversationId, ErrorCode, NotifyLevel, ServerMsg},
 };
 
-use crate::chat::{conversations, create_room, join_room, send_msg};
+use crate::chat::{conversations, create_room, join_room, say};
 use crate::helpers::{disk_settings, spawn_app, spawn_app_with, Client};
-
-async fn say(client: &mut Client, conv: &ConversationId, id: &str, text: &str) -> Message {
-    let want = id.to_owned();
-    client
-        .ask(send_msg(conv, id, text), |m| match m {
-            ServerMsg::Ack {
-                client_msg_id,
-                message,
-            } if *client_msg_id == want => Some(message.clone()),
-            ServerMsg::Error { code, message, .. } => panic!("send refused: {code:?} {message}"),
-            _ => None,
-        })
-        .await
-}
 
 /// `(unread, mentions, notify)` of `conv` in the user's list.
 async fn counts(client: &mut Client, conv: &ConversationId) -> (u64, u64, NotifyLevel) {
