@@ -34,6 +34,10 @@ pub const MAX_CONVERSATIONS_PAGE: u32 = 500;
 /// [`ErrorCode::LimitReached`].
 pub const MAX_REACTION_KINDS: usize = 20;
 
+/// Members one message mentions at most: past them, further `@name`s are plain text (one
+/// message cannot become thousands of stored mentions in a large room).
+pub const MAX_MENTIONS: usize = 50;
+
 /// A position in a conversation: 1 for its first change, then +1 per change (a message, an
 /// edit, a deletion, a reaction added or removed), no gaps.
 pub type Seq = u64;

@@ -1,10 +1,11 @@
-//! What an edit, a deletion or a reaction does to a message, and who may make it: pure
+//! What an edit, a deletion or a reaction does to a message, who may make it, and whom a
+//! text mentions: pure
 //! rules over a [`MessageRecord`], used by the writers (which hold every change to a
 //! conversation in order) and tested here apart from any I/O.
 
 use app::{
     domain::{Emoji, MessageBody},
-    protocol::{ErrorCode, Reaction, MAX_REACTION_KINDS},
+    protocol::{ErrorCode, Reaction, MAX_MENTIONS, MAX_REACTION_KINDS},
 };
 
 use crate::{refusal::Refusal, store::ChangeKind, store::MessageRecord};
@@ -109,6 +110,17 @@ fn not_deleted(message: &MessageRecord) -> Result<(), Refusal> {
     }
 }
 
+/// Whom a message by `sender` mentions, of the `names` its text gives (in order,
+/// distinct): members of the conversation (`members`, sorted) other than the sender, at
+/// most [`MAX_MENTIONS`].
+pub fn mentions(names: Vec<String>, sender: &str, members: &[String]) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| n != sender && members.binary_search(n).is_ok())
+        .take(MAX_MENTIONS)
+        .collect()
+}
+
 /// The refusal for a change to, or a reply to, a position that holds no message.
 pub fn no_such_message(field: &str) -> Refusal {
     Refusal::new(ErrorCode::NotFound, format!("{field}: no such message"))
@@ -117,6 +129,20 @@ pub fn no_such_message(field: &str) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mentions_are_members_other_than_the_sender_up_to_the_cap() {
+        let members: Vec<String> = (0..100).map(|i| format!("u{i:03}")).collect();
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            mentions(names(&["u001", "zed", "u000", "u002"]), "u000", &members),
+            names(&["u001", "u002"])
+        );
+        let everyone = members.clone();
+        let kept = mentions(everyone, "nobody", &members);
+        assert_eq!(kept.len(), MAX_MENTIONS);
+        assert_eq!(kept[0], "u000", "the first named are kept");
+    }
 
     fn message() -> MessageRecord {
         MessageRecord {

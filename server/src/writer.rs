@@ -618,6 +618,7 @@ impl Writer {
         if names.is_empty() {
             return names;
         }
+        // Members are read only for a text that names someone.
         let who = match members.get(key) {
             Some(m) => m.clone(),
             None => match self.store.members(key).await {
@@ -632,10 +633,7 @@ impl Writer {
                 }
             },
         };
-        names
-            .into_iter()
-            .filter(|n| n != sender && who.binary_search(n).is_ok())
-            .collect()
+        crate::changes::mentions(names, sender, &who)
     }
 
     /// Edits and deletions changed whom messages mention: each `(user, conversation)`

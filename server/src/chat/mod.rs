@@ -400,6 +400,13 @@ impl ChatService {
 
     /// Sets how `key` notifies the user, and tells all their sockets.
     pub async fn set_notify(&self, me: &str, key: &str, level: NotifyLevel) -> Reply {
+        // Each is a write and a reload of the user's list: it shares the sends' budget.
+        if !self.budgets.sends.allow(me) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many changes; slow down",
+            ));
+        }
         self.store.set_notify(key, me, level).await?;
         let msg = ServerMsg::Notify {
             conversation_id: ConversationId(key.to_owned()),
