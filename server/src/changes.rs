@@ -1,7 +1,6 @@
 //! What an edit, a deletion or a reaction does to a message, who may make it, and whom a
-//! text mentions: pure
-//! rules over a [`MessageRecord`], used by the writers (which hold every change to a
-//! conversation in order) and tested here apart from any I/O.
+//! text mentions: pure rules over a [`MessageRecord`], used by the writers (which hold
+//! every change to a conversation in order) and tested here apart from any I/O.
 
 use app::{
     domain::{Emoji, MessageBody},
