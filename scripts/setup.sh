@@ -168,8 +168,9 @@ setup_browser() {
         CHROMIUM_PATH=/usr/bin/chromium
     fi
     export CHROMIUM_PATH
-    # A colour emoji font, so that reactions in screenshots are emoji, not empty boxes.
-    apt_install fonts-noto-color-emoji
+    # A colour emoji font and a CJK one, so that reactions and Chinese text in screenshots
+    # are emoji and characters, not empty boxes.
+    apt_install fonts-noto-color-emoji fonts-noto-cjk
     local stamp="$ROOT/end2end/node_modules/.package-lock.json"
     if [ ! -f "$stamp" ] || [ "$ROOT/end2end/package-lock.json" -nt "$stamp" ]; then
         say "installing the end-to-end test's npm packages"

@@ -1198,9 +1198,12 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                 rows="1"
                 placeholder=move || format!("Message {}", title.get())
                 prop:value=move || draft.get()
+                // A text box that offers completions (ARIA 1.2 allows these on a textbox;
+                // `aria-expanded` it does not).
                 aria-autocomplete="list"
-                aria-controls="mention-choices"
-                aria-expanded=move || (!choices.with(Vec::is_empty)).to_string()
+                aria-controls=move || {
+                    (!choices.with(Vec::is_empty)).then_some("mention-choices")
+                }
                 aria-activedescendant=move || {
                     (!choices.with(Vec::is_empty))
                         .then(|| format!("mention-choice-{}", picked.get()))
