@@ -982,7 +982,7 @@ mod tests {
         let unread = |after| {
             let store = s.store.clone();
             let ab = s.ab.clone();
-            async move { store.mentions_after("bob", &ab, after).await.unwrap() }
+            async move { store.mentions_after("bob", &ab, after, 1).await.unwrap() }
         };
         assert_eq!((unread(0).await, unread(m.seq).await), (1, 0));
         s.writers

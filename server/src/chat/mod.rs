@@ -170,14 +170,10 @@ impl ChatService {
     /// The summary of one of `me`'s conversations.
     pub async fn conversation(&self, me: &str, key: &str) -> Reply {
         let row = self.store.conversation_row(me, key).await?;
-        let mentions = match row.unread() {
-            0 => 0,
-            _ => {
-                self.store
-                    .mentions_after(me, key, row.last_read_seq)
-                    .await?
-            }
-        };
+        let mentions = self
+            .store
+            .mentions_after(me, key, row.last_read_seq, row.unread())
+            .await?;
         Ok(ServerMsg::Conversation {
             conversation: self.summary(row, mentions),
         })
@@ -363,10 +359,7 @@ impl ChatService {
     pub async fn mark_read(&self, me: &str, key: &str, seq: u64) -> Reply {
         let (read, head) = self.store.mark_read(key, me, seq).await?;
         let unread = head.n.saturating_sub(read.n);
-        let mentions = match unread {
-            0 => 0,
-            _ => self.store.mentions_after(me, key, read.seq).await?,
-        };
+        let mentions = self.store.mentions_after(me, key, read.seq, unread).await?;
         let msg = ServerMsg::ReadState {
             conversation_id: ConversationId(key.to_owned()),
             last_read_seq: read.seq,

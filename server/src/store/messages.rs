@@ -557,13 +557,23 @@ impl SurrealChatStore {
     ) -> Result<app::protocol::ServerMsg, StoreError> {
         let row = self.conversation_row(username, key).await?;
         let mentions = self
-            .mentions_after(username, key, row.last_read_seq)
+            .mentions_after(username, key, row.last_read_seq, row.unread())
             .await?;
         Ok(row.read_state(mentions))
     }
 
-    /// How many messages of `key` after `seq` mention `user`.
-    pub async fn mentions_after(&self, user: &str, key: &str, seq: u64) -> Result<u64, StoreError> {
+    /// How many of the `unread` messages of `key` after `seq` mention `user` (no read when
+    /// none is unread).
+    pub async fn mentions_after(
+        &self,
+        user: &str,
+        key: &str,
+        seq: u64,
+        unread: u64,
+    ) -> Result<u64, StoreError> {
+        if unread == 0 {
+            return Ok(0);
+        }
         Ok(self
             .unread_mentions(user, &[(key, seq)])
             .await?
