@@ -103,6 +103,27 @@ struct UserResult {
     send_late_us: Vec<u64>,
 }
 
+/// A message or a change at `seq` reached user `index`: it must come after `last_seq`
+/// (each once, in order). A `body` holding its send time (ns since `start`) gives its
+/// delivery latency. Returns the new last position.
+fn delivered(
+    r: &mut UserResult,
+    index: usize,
+    last_seq: u64,
+    seq: u64,
+    body: Option<&str>,
+    start: Instant,
+) -> anyhow::Result<u64> {
+    anyhow::ensure!(seq > last_seq, "user {index}: seq {seq} after {last_seq}");
+    r.delivered += 1;
+    if let Some(ns) = body.and_then(|b| b.parse::<u128>().ok()) {
+        let now_ns = start.elapsed().as_nanos();
+        r.delivery_us
+            .push((now_ns.saturating_sub(ns) / 1000) as u64);
+    }
+    Ok(seq)
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let users = opts.users.max(2) & !1;
     let dir = tempfile::tempdir()?;
@@ -415,34 +436,21 @@ async fn user(
                 r.ack_us.push(t.elapsed().as_micros() as u64);
             }
             ServerMsg::Changed { change } => {
-                anyhow::ensure!(
-                    change.seq > last_seq,
-                    "user {index}: change {} after {last_seq}",
-                    change.seq
-                );
-                last_seq = change.seq;
-                r.delivered += 1;
-                if let What::Edited { body, .. } = &change.what {
-                    if let Ok(ns) = body.parse::<u128>() {
-                        let now_ns = start.elapsed().as_nanos();
-                        r.delivery_us
-                            .push((now_ns.saturating_sub(ns) / 1000) as u64);
-                    }
-                }
+                let body = match &change.what {
+                    What::Edited { body, .. } => Some(body.as_str()),
+                    _ => None,
+                };
+                last_seq = delivered(&mut r, index, last_seq, change.seq, body, start)?;
             }
             ServerMsg::Message { message } => {
-                anyhow::ensure!(
-                    message.seq > last_seq,
-                    "user {index}: seq {} after {last_seq}",
-                    message.seq
-                );
-                last_seq = message.seq;
-                r.delivered += 1;
-                if let Ok(ns) = message.body.parse::<u128>() {
-                    let now_ns = start.elapsed().as_nanos();
-                    r.delivery_us
-                        .push((now_ns.saturating_sub(ns) / 1000) as u64);
-                }
+                last_seq = delivered(
+                    &mut r,
+                    index,
+                    last_seq,
+                    message.seq,
+                    Some(&message.body),
+                    start,
+                )?;
             }
             ServerMsg::Error { code, message, .. } => {
                 anyhow::bail!("user {index}: error {code:?}: {message}")
