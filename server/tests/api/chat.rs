@@ -134,6 +134,20 @@ pub(crate) async fn history(
         .await
 }
 
+/// The next `seen` frame: (conversation, who read, up to where).
+pub(crate) async fn next_seen(client: &mut Client) -> (ConversationId, String, u64) {
+    client
+        .expect(|m| match m {
+            ServerMsg::Seen {
+                conversation_id,
+                username,
+                last_read_seq,
+            } => Some((conversation_id.clone(), username.clone(), *last_read_seq)),
+            _ => None,
+        })
+        .await
+}
+
 pub(crate) async fn conversations(client: &mut Client) -> Vec<ConversationSummary> {
     client
         .ask(ClientMsg::ListConversations { limit: None }, |m| match m {
@@ -908,17 +922,10 @@ async fn read_positions_reach_the_other_person_and_come_with_the_members() {
         seq: 2,
     })
     .await;
-    let seen = alice
-        .expect(|m| match m {
-            ServerMsg::Seen {
-                conversation_id,
-                username,
-                last_read_seq,
-            } => Some((conversation_id.clone(), username.clone(), *last_read_seq)),
-            _ => None,
-        })
-        .await;
-    assert_eq!(seen, (dm.clone(), "bob".to_owned(), 2));
+    assert_eq!(
+        next_seen(&mut alice).await,
+        (dm.clone(), "bob".to_owned(), 2)
+    );
     let reads = |m: &ServerMsg| match m {
         ServerMsg::Members { members, .. } => Some(
             members

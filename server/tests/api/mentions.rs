@@ -8,7 +8,7 @@ use app::{
     protocol::{ClientMsg, ConversationId, ErrorCode, NotifyLevel, ServerMsg},
 };
 
-use crate::chat::{conversations, create_room, join_room, say};
+use crate::chat::{conversations, create_room, join_room, next_seen, say};
 use crate::helpers::{disk_settings, spawn_app, spawn_app_with, Client};
 
 /// `(unread, mentions, notify)` of `conv` in the user's list.
@@ -195,17 +195,10 @@ async fn a_room_tells_the_sender_of_the_newest_message_who_has_seen_it() {
         seq: posted.seq,
     })
     .await;
-    let seen = alice
-        .expect(|m| match m {
-            ServerMsg::Seen {
-                conversation_id,
-                username,
-                last_read_seq,
-            } if *conversation_id == room => Some((username.clone(), *last_read_seq)),
-            _ => None,
-        })
-        .await;
-    assert_eq!(seen, ("bob".to_owned(), posted.seq));
+    assert_eq!(
+        next_seen(&mut alice).await,
+        (room.clone(), "bob".to_owned(), posted.seq)
+    );
     // Nobody else is told: one frame per read, however large the room.
     carol.send(&ClientMsg::Ping { nonce: 9 }).await;
     loop {
