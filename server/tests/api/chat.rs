@@ -973,3 +973,35 @@ async fn read_positions_reach_the_other_person_and_come_with_the_members() {
     assert!(pushed, "the sender of the newest message is told");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn messages_sent_from_another_socket_leave_nothing_unread_before_and_after_they_are_stored() {
+    let app = spawn_app().await;
+    let mut ann = app.user("ann").await;
+    let mut bob = app.user("bob").await;
+    let dm = open_direct(&mut ann, "bob").await;
+    say(&mut ann, &dm.id, "first", "first").await;
+    let _ = conversations(&mut ann).await;
+    let _ = conversations(&mut bob).await;
+    let token = app.sign_in("ann").await;
+    let mut other = app.connect(&token).await;
+    other.start().await;
+    for i in 0..120 {
+        say(
+            &mut other,
+            &dm.id,
+            &format!("bulk-{i}"),
+            &format!("Filler {i}"),
+        )
+        .await;
+    }
+    let mut third = app.connect(&token).await;
+    third.start().await;
+    // From memory first, then once the read position has been written (every second).
+    for wait in [0, 1_500] {
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let list = conversations(&mut third).await;
+        assert_eq!((list[0].last_read_seq, list[0].unread), (121, 0));
+    }
+    app.stop().await;
+}
