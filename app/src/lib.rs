@@ -20,6 +20,7 @@ pub mod auth_client;
 pub mod chat;
 pub mod components;
 pub mod domain;
+pub mod markdown;
 pub mod mention;
 pub mod pages;
 pub mod protocol;

@@ -5,6 +5,7 @@
 //! Case counts scale with `PROPTEST_CASES` (default below); RELIABILITY.md records a run.
 
 use app::domain::{ClientMsgId, DisplayName, Emoji, MessageBody, Password, RoomName, Username};
+use app::markdown::{parse, safe_href, Block, Inline, MAX_DEPTH};
 use app::protocol::{ClientMsg, ConversationId, ErrorCode, Position, ServerMsg, MAX_FRAME_BYTES};
 use proptest::prelude::*;
 
@@ -272,5 +273,53 @@ proptest! {
         if let Ok(p) = Password::parse(&s) {
             prop_assert_eq!(format!("{p:?}"), "Password(***)", "Debug never shows a password");
         }
+    }
+
+    #[test]
+    fn formatting_any_text_never_panics_nests_shallowly_and_links_only_safely(
+        s in prop_oneof![
+            hostile_string(),
+            // Markdown's own punctuation, in runs that open and close many spans.
+            "[-*_~`>#\\[\\]()!<:/ \n.a-z0-9]{0,3000}",
+        ]
+    ) {
+        fn spans(list: &[Inline], depth: usize) -> Result<usize, TestCaseError> {
+            let mut deepest = depth;
+            for s in list {
+                match s {
+                    Inline::Link { href, children } => {
+                        prop_assert_eq!(safe_href(href), Some(href.clone()));
+                        let nested = children.iter().any(|c| matches!(c, Inline::Link { .. }));
+                        prop_assert!(!nested, "a link inside a link");
+                        deepest = deepest.max(spans(children, depth + 1)?);
+                    }
+                    Inline::Strong(c) | Inline::Emphasis(c) | Inline::Strike(c) => {
+                        deepest = deepest.max(spans(c, depth + 1)?);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(deepest)
+        }
+        fn blocks(list: &[Block], depth: usize) -> Result<usize, TestCaseError> {
+            let mut deepest = depth;
+            for b in list {
+                deepest = deepest.max(match b {
+                    Block::Paragraph(s) | Block::Heading(s) => spans(s, depth)?,
+                    Block::Quote(inner) => blocks(inner, depth + 1)?,
+                    Block::List { items, .. } => {
+                        let mut d = depth + 1;
+                        for item in items {
+                            d = d.max(blocks(item, depth + 1)?);
+                        }
+                        d
+                    }
+                    Block::Code { .. } | Block::Rule => depth,
+                });
+            }
+            Ok(deepest)
+        }
+        let parsed = parse(&s);
+        prop_assert!(blocks(&parsed, 0)? <= MAX_DEPTH + 1);
     }
 }

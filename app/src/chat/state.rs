@@ -450,9 +450,10 @@ impl Chat {
                     alert = Some(Alert {
                         conversation_id: id,
                         title,
-                        body: MessageBody::parse(&body)
-                            .map(|b| b.preview(PREVIEW_CHARS))
-                            .unwrap_or(body),
+                        body: crate::domain::preview(
+                            &crate::markdown::plain_text(&body),
+                            PREVIEW_CHARS,
+                        ),
                     });
                 }
             }

@@ -2,15 +2,16 @@
 //! loaded on scrolling up without the view jumping, day separators, a "new messages" line,
 //! "jump to latest"), and the composer with local echo.
 //!
-//! Message text is only ever put into the page as text nodes: no HTML from a message reaches
-//! the DOM.
+//! Message text is put into the page as DOM nodes built from its parsed Markdown
+//! ([`super::formatted`]): no HTML from a message reaches the DOM.
 
 use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
 use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
-use crate::components::{Avatar, ChatCtx};
+use crate::components::{formatted::formatted, Avatar, ChatCtx};
 use crate::domain::{ClientMsgId, Emoji, MessageBody};
+use crate::markdown::plain_text;
 use crate::protocol::{ConversationId, ConversationKind, NotifyLevel};
 
 /// Within this many pixels of the bottom, the log counts as "at the latest message" and
@@ -170,7 +171,7 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
             reply: m.reply_to.as_ref().map(|q| {
                 (
                     c.name_of(&q.sender).to_owned(),
-                    q.text.clone(),
+                    plain_text(&q.text),
                     q.deleted,
                     path_of(Some(&Place {
                         conversation: id.clone(),
@@ -843,9 +844,11 @@ fn RowView(row: Row) -> impl IntoView {
             mentions,
             mentions_me,
         } => {
-            let quote_text = crate::domain::preview(&body, 100);
+            let quote_text = crate::domain::preview(&plain_text(&body), 100);
             let me = ctx.chat.with_untracked(|c| c.me.username.clone());
-            let text = mention_spans(&body, &mentions, &me);
+            let edited_mark =
+                edited.then(|| view! { <span class="edited">" (edited)"</span> }.into_any());
+            let text = formatted(&body, &mentions, &me, edited_mark);
             view! {
                 <li
                     class="msg"
@@ -919,7 +922,6 @@ fn RowView(row: Row) -> impl IntoView {
                             view! {
                                 <div class="bubble" title=clock>
                                     {text}
-                                    {edited.then(|| view! { <span class="edited">" (edited)"</span> })}
                                 </div>
                             }
                                 .into_any()
@@ -942,7 +944,7 @@ fn RowView(row: Row) -> impl IntoView {
                 <li class="msg mine" class:failed=is_failed data-state=state>
                     <span class="msg-gutter"></span>
                     <div class="msg-main">
-                        <div class="bubble">{body}</div>
+                        <div class="bubble">{formatted(&body, &[], "", None)}</div>
                         {match failed {
                             None => view! { <p class="msg-status">"Sending…"</p> }.into_any(),
                             Some(reason) => {
@@ -967,26 +969,6 @@ fn RowView(row: Row) -> impl IntoView {
             .into_any()
         }
     }
-}
-
-/// A message's text with its mentions marked (the user's own stand out).
-fn mention_spans(body: &str, mentions: &[String], me: &str) -> Vec<AnyView> {
-    use crate::mention::{pieces, Piece};
-    pieces(body, mentions)
-        .into_iter()
-        .map(|piece| match piece {
-            Piece::Text(t) => t.to_owned().into_any(),
-            Piece::Mention(token, name) => {
-                let own = name == me;
-                view! {
-                    <span class="mention" class:own=own>
-                        {token.to_owned()}
-                    </span>
-                }
-                .into_any()
-            }
-        })
-        .collect()
 }
 
 /// Members offered while an `@` mention is typed.

@@ -5,6 +5,7 @@ mod avatar;
 mod chat_view;
 mod conversation;
 mod dialogs;
+mod formatted;
 mod sidebar;
 mod status;
 

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 
 use crate::chat::{time, Chat};
 use crate::components::{Avatar, ChatCtx, NewMessageDialog, NewRoomDialog, StatusLine};
+use crate::markdown::plain_text;
 use crate::protocol::{ConversationId, ConversationKind, ConversationSummary, NotifyLevel};
 
 /// Which dialog is open over the sidebar.
@@ -109,11 +110,11 @@ fn line(c: &Chat, id: &ConversationId) -> Option<Line> {
     let summary = c.summary(id)?.clone();
     let preview = match &summary.last_message {
         None => "No messages yet".to_owned(),
-        Some(p) if p.sender == c.me.username => format!("You: {}", p.text),
+        Some(p) if p.sender == c.me.username => format!("You: {}", plain_text(&p.text)),
         Some(p) if summary.kind == ConversationKind::Room => {
-            format!("{}: {}", c.name_of(&p.sender), p.text)
+            format!("{}: {}", c.name_of(&p.sender), plain_text(&p.text))
         }
-        Some(p) => p.text.clone(),
+        Some(p) => plain_text(&p.text),
     };
     Some(Line {
         online: c.peer_online(&summary),
