@@ -4,6 +4,11 @@
 //! The first frame on every socket is the caller's (`on_open`: the chat's `resume`); frames
 //! queued while the socket is down are dropped, because the chat re-sends what matters
 //! (unacknowledged messages) once the `resume` completes.
+//!
+//! The state it reports is honest within a second: the browser's `offline` event drops the
+//! socket at once (the socket itself may not notice a cut network for minutes), `online`
+//! reconnects without waiting out the backoff, and a frame the user sends is followed by a
+//! ping (unless one is already out) that must be answered within [`ANSWER_LIMIT_MS`].
 
 use futures::{channel::mpsc, FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message};
@@ -20,6 +25,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// browser may take minutes to notice a cut network by itself).
 const PING_EVERY_MS: u32 = 15_000;
 const SILENCE_LIMIT_MS: f64 = 40_000.0;
+/// After the user sends something, the server must be heard from within this long, or the
+/// socket is presumed dead. It answers a ping at once, but a socket's frames are answered in
+/// order, and one before the ping may take a few hundred milliseconds on a loaded server.
+const ANSWER_LIMIT_MS: f64 = 2_000.0;
+/// How often an unanswered frame is checked for.
+const CHECK_EVERY_MS: u32 = 250;
 
 /// Handle to the page's socket; dropping every handle ends it.
 #[derive(Clone)]
@@ -80,11 +91,24 @@ async fn run(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut nonce = 0_u64;
+    // The browser's word on the network: `true` online, `false` offline.
+    let (network_tx, mut network) = mpsc::unbounded::<bool>();
+    let listeners = [("online", true), ("offline", false)].map(|(name, online)| {
+        let tx = network_tx.clone();
+        leptos::prelude::window_event_listener_untyped(name, move |_| {
+            let _ = tx.unbounded_send(online);
+        })
+    });
+    let _listening = Listening(Some(listeners));
     loop {
         if !browser_online() {
             on_state(ConnectionState::Offline);
             while !browser_online() {
-                sleep(Duration::from_millis(500)).await;
+                // Back as soon as the browser says so (or checked again within a second).
+                futures::select! {
+                    _ = network.next() => {},
+                    () = sleep(Duration::from_millis(1_000)).fuse() => {},
+                }
             }
             backoff = BACKOFF_MIN;
         }
@@ -93,11 +117,15 @@ async fn run(
             let (mut write, read) = ws.split();
             let mut read = read.fuse();
             let mut pings = IntervalStream::new(PING_EVERY_MS).fuse();
+            let mut checks = IntervalStream::new(CHECK_EVERY_MS).fuse();
             let mut heard = now();
+            // When the server must have been heard from by (a ping is out).
+            let mut answer_by: Option<f64> = None;
             loop {
                 futures::select! {
                     frame = read.next() => {
                         heard = now();
+                        answer_by = None;
                         match frame {
                             Some(Ok(Message::Text(text))) => match ServerMsg::decode(&text) {
                                 Ok(msg) => {
@@ -126,12 +154,30 @@ async fn run(
                             if write.send(Message::Text(msg.encode())).await.is_err() {
                                 break;
                             }
+                            if answer_by.is_none() {
+                                nonce += 1;
+                                let ping = ClientMsg::Ping { nonce }.encode();
+                                if write.send(Message::Text(ping)).await.is_err() {
+                                    break;
+                                }
+                                answer_by = Some(now() + ANSWER_LIMIT_MS);
+                            }
                         }
                         // Signed out, or every handle is gone.
                         None => {
                             let _ = write.close().now_or_never();
                             on_state(ConnectionState::Closed);
                             return;
+                        }
+                    },
+                    online = network.next() => {
+                        if online == Some(false) {
+                            break;
+                        }
+                    },
+                    _ = checks.next() => {
+                        if answer_by.is_some_and(|by| now() > by) {
+                            break;
                         }
                     },
                     _ = pings.next() => {
@@ -155,8 +201,22 @@ async fn run(
             on_state(ConnectionState::Closed);
             return;
         }
-        sleep(jittered(backoff)).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        // The network coming back ends the wait.
+        futures::select! {
+            _ = network.next() => backoff = BACKOFF_MIN,
+            () = sleep(jittered(backoff)).fuse() => backoff = (backoff * 2).min(BACKOFF_MAX),
+        }
+    }
+}
+
+/// The page's `online`/`offline` listeners, removed when the socket ends for good.
+struct Listening(Option<[leptos::prelude::WindowListenerHandle; 2]>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        for handle in self.0.take().into_iter().flatten() {
+            handle.remove();
+        }
     }
 }
 

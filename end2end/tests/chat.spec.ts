@@ -201,6 +201,58 @@ test("messages sent across a server restart arrive once each, in order, without 
   }
 });
 
+test("the status says Offline within a second of the network going, and what was written meanwhile is sent when it is back", async ({
+  browser,
+}) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(ann.page, bob.name);
+  await send(ann.page, "before");
+  await conversationItem(bob.page, ann.name).click();
+  await expect(messageLog(bob.page).getByText("before")).toBeVisible();
+
+  await ann.page.context().setOffline(true);
+  await expect(status(ann.page)).toHaveText("Offline", { timeout: 1_000 });
+  await send(ann.page, "written offline");
+  await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(1);
+  await ann.page.screenshot({ path: "screenshots/offline.png" });
+
+  await ann.page.context().setOffline(false);
+  await expect(status(ann.page)).toHaveText("Connected", { timeout: 5_000 });
+  await expect.poll(() => shownBodies(bob.page)).toEqual(["before", "written offline"]);
+  await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(0);
+});
+
+test("a send the server does not answer changes the status, and goes once the server is back", async ({
+  browser,
+}) => {
+  test.setTimeout(90_000);
+  const server = new OwnServer(Number(process.env.E2E_OWN_PORT ?? 3007));
+  await server.start();
+  try {
+    const ann = await person(browser, "ann", { base: server.base });
+    const bob = await person(browser, "bob", { base: server.base });
+    await openDirect(ann.page, bob.name);
+    await send(ann.page, "before");
+    await conversationItem(bob.page, ann.name).click();
+    await expect(messageLog(bob.page).getByText("before")).toBeVisible();
+
+    // The socket stays open, but nothing comes back: the browser cannot tell by itself.
+    server.pause();
+    await send(ann.page, "unanswered");
+    await expect(status(ann.page)).not.toHaveText("Connected", { timeout: 3_500 });
+    server.resume();
+    await expect(status(ann.page)).toHaveText("Connected", { timeout: 30_000 });
+    await expect.poll(() => shownBodies(bob.page), { timeout: 30_000 }).toEqual(["before", "unanswered"]);
+    await expect.poll(() => shownBodies(ann.page)).toEqual(["before", "unanswered"]);
+  } catch (e) {
+    console.log(server.logs());
+    throw e;
+  } finally {
+    await server.dispose();
+  }
+});
+
 test("message text is shown as text and never runs", async ({ browser }) => {
   const ann = await person(browser, "ann");
   const bob = await person(browser, "bob");

@@ -217,7 +217,18 @@ export class OwnServer {
     this.child = null;
   }
 
+  /// Freezes the server (SIGSTOP): its sockets stay open and nothing answers, as when a
+  /// network drops packets without a word. `resume` thaws it.
+  pause() {
+    this.child?.kill("SIGSTOP");
+  }
+
+  resume() {
+    this.child?.kill("SIGCONT");
+  }
+
   async dispose() {
+    this.resume();
     await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });
   }
