@@ -810,8 +810,9 @@ fn RowView(row: Row) -> impl IntoView {
     let ctx = ChatCtx::get();
     match row {
         Row::Day(label) => view! {
-            <li class="day" role="separator" aria-label=label.clone()>
-                <span>{label.clone()}</span>
+            // The separator inside the item: a list holds only list items.
+            <li class="day">
+                <span role="separator" aria-label=label.clone()>{label.clone()}</span>
             </li>
         }
         .into_any(),
@@ -822,8 +823,8 @@ fn RowView(row: Row) -> impl IntoView {
         }
         .into_any(),
         Row::NewMessages => view! {
-            <li class="new-messages" role="separator" aria-label="New messages">
-                <span>"New messages"</span>
+            <li class="new-messages">
+                <span role="separator" aria-label="New messages">"New messages"</span>
             </li>
         }
         .into_any(),

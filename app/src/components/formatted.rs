@@ -1,7 +1,7 @@
 //! A message's text as it is shown: its Markdown ([`crate::markdown`]) built into DOM
 //! nodes, never from an HTML string; mentions marked inside its text; links opening in a new
 //! tab without giving it this page (`noopener noreferrer`); code blocks scrolling sideways,
-//! with a button that copies them.
+//! with a button under them that copies them.
 
 use leptos::prelude::*;
 
@@ -125,20 +125,21 @@ fn code_block(language: Option<String>, text: String) -> AnyView {
             let _ = &text;
         }
     };
+    // The copy button goes under the code: the message's toolbar shows over its top.
     view! {
         <div class="code-block">
-            <div class="code-head">
-                <span class="code-language">{language.clone()}</span>
+            <pre tabindex="0"><code data-language=language.clone()>{text}</code></pre>
+            <div class="code-foot">
+                <span class="code-language">{language}</span>
                 <button
-                type="button"
-                class="copy-code"
-                aria-label=move || if copied.get() { "Copied" } else { "Copy code" }
-                on:click=copy
-            >
-                {move || if copied.get() { "Copied" } else { "Copy" }}
+                    type="button"
+                    class="copy-code"
+                    aria-label=move || if copied.get() { "Copied" } else { "Copy code" }
+                    on:click=copy
+                >
+                    {move || if copied.get() { "Copied" } else { "Copy" }}
                 </button>
             </div>
-            <pre tabindex="0"><code data-language=language>{text}</code></pre>
         </div>
     }
     .into_any()

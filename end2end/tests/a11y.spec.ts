@@ -1,0 +1,66 @@
+// Accessibility: axe-core (WCAG 2.2 A and AA rules) finds no violation on the main screens
+// and dialogs, in the light and the dark theme, at desktop width and at 360 px.
+import AxeBuilder from "@axe-core/playwright";
+import { expect, test, type Page } from "@playwright/test";
+import { composer, messageLog, openDirect, person, send } from "./helpers";
+
+const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+async function violations(page: Page, screen: string): Promise<string[]> {
+  const result = await new AxeBuilder({ page }).withTags(TAGS).analyze();
+  return result.violations.map(
+    (v) => `${screen}: ${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+  );
+}
+
+for (const scheme of ["light", "dark"] as const) {
+  for (const [label, viewport] of [
+    ["", undefined],
+    [" at 360 px", { width: 360, height: 740 }],
+  ] as const) {
+    test(`axe finds nothing on any main screen in the ${scheme} theme${label}`, async ({ browser }) => {
+      test.setTimeout(90_000);
+      const found: string[] = [];
+
+      // Signed out: the sign-in form.
+      const visitor = await browser.newContext({ colorScheme: scheme, ...(viewport ? { viewport } : {}) });
+      const signIn = await visitor.newPage();
+      await signIn.goto("/");
+      await expect(signIn.getByRole("button", { name: "Create account" })).toBeVisible();
+      found.push(...(await violations(signIn, "sign-in")));
+      await visitor.close();
+
+      const ann = await person(browser, "ann", { viewport });
+      const bob = await person(browser, "bob", { viewport });
+      await ann.page.emulateMedia({ colorScheme: scheme });
+
+      // Signed in, nothing open yet.
+      found.push(...(await violations(ann.page, "empty chat")));
+
+      // The dialogs.
+      await ann.page.getByRole("button", { name: "New message" }).click();
+      await ann.page.getByLabel("Search users").fill(bob.name);
+      await expect(ann.page.getByRole("button", { name: new RegExp(`@${bob.name}$`) })).toBeVisible();
+      found.push(...(await violations(ann.page, "new message dialog")));
+      await ann.page.keyboard.press("Escape");
+      await ann.page.getByRole("button", { name: "New room" }).click();
+      await expect(ann.page.getByRole("dialog")).toBeVisible();
+      found.push(...(await violations(ann.page, "rooms dialog")));
+      await ann.page.keyboard.press("Escape");
+
+      // A conversation with messages both ways: plain, formatted, a mention, a reply.
+      await openDirect(ann.page, bob.name);
+      await send(ann.page, "hello **bob**, see `code` and https://example.com");
+      await composer(ann.page).fill("```\nlet x = 1;\n```");
+      await composer(ann.page).press("Enter");
+      await openDirect(bob.page, ann.name);
+      await send(bob.page, `@${ann.name} hi`);
+      await expect(messageLog(ann.page).getByText(`@${ann.name}`)).toBeVisible();
+      await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(0);
+      found.push(...(await violations(ann.page, "conversation")));
+      await ann.page.screenshot({ path: `screenshots/a11y-${scheme}${viewport ? "-360" : ""}.png` });
+
+      expect(found).toEqual([]);
+    });
+  }
+}
