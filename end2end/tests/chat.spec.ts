@@ -10,7 +10,6 @@ import {
   messageLog,
   openDirect,
   openGeneral,
-  OwnServer,
   person,
   postMany,
   send,
@@ -19,6 +18,7 @@ import {
   status,
   uniqueName,
   watchForErrors,
+  withOwnServer,
 } from "./helpers";
 
 test("two people chat both ways in a direct conversation, live", async ({ browser }) => {
@@ -154,9 +154,7 @@ test("messages sent across a server restart arrive once each, in order, without 
   browser,
 }) => {
   test.setTimeout(120_000);
-  const server = new OwnServer(Number(process.env.E2E_OWN_PORT ?? 3007));
-  await server.start();
-  try {
+  await withOwnServer(async (server) => {
     const ann = await person(browser, "ann", { base: server.base });
     const bob = await person(browser, "bob", { base: server.base });
     await openDirect(ann.page, bob.name);
@@ -193,12 +191,7 @@ test("messages sent across a server restart arrive once each, in order, without 
     await bob.page.reload();
     await conversationItem(bob.page, ann.name).click();
     await expect.poll(() => shownBodies(bob.page)).toEqual(expected);
-  } catch (e) {
-    console.log(server.logs());
-    throw e;
-  } finally {
-    await server.dispose();
-  }
+  });
 });
 
 test("the status says Offline within a second of the network going, and what was written meanwhile is sent when it is back", async ({
@@ -227,9 +220,7 @@ test("a send the server does not answer changes the status, and goes once the se
   browser,
 }) => {
   test.setTimeout(90_000);
-  const server = new OwnServer(Number(process.env.E2E_OWN_PORT ?? 3007));
-  await server.start();
-  try {
+  await withOwnServer(async (server) => {
     const ann = await person(browser, "ann", { base: server.base });
     const bob = await person(browser, "bob", { base: server.base });
     await openDirect(ann.page, bob.name);
@@ -245,12 +236,7 @@ test("a send the server does not answer changes the status, and goes once the se
     await expect(status(ann.page)).toHaveText("Connected", { timeout: 30_000 });
     await expect.poll(() => shownBodies(bob.page), { timeout: 30_000 }).toEqual(["before", "unanswered"]);
     await expect.poll(() => shownBodies(ann.page)).toEqual(["before", "unanswered"]);
-  } catch (e) {
-    console.log(server.logs());
-    throw e;
-  } finally {
-    await server.dispose();
-  }
+  });
 });
 
 test("message text is shown as text and never runs", async ({ browser }) => {

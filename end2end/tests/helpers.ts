@@ -237,3 +237,18 @@ export class OwnServer {
     return this.log.join("");
   }
 }
+
+/// Runs `body` with a server of the test's own (on `E2E_OWN_PORT`), printing its log if the
+/// body fails, and removing it and its data afterwards.
+export async function withOwnServer(body: (server: OwnServer) => Promise<void>) {
+  const server = new OwnServer(Number(process.env.E2E_OWN_PORT ?? 3007));
+  await server.start();
+  try {
+    await body(server);
+  } catch (e) {
+    console.log(server.logs());
+    throw e;
+  } finally {
+    await server.dispose();
+  }
+}

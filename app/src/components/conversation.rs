@@ -9,7 +9,7 @@ use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
 use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
-use crate::components::{formatted::formatted, Avatar, ChatCtx};
+use crate::components::{copy_to_clipboard, formatted::formatted, Avatar, ChatCtx};
 use crate::domain::{ClientMsgId, Emoji, MessageBody};
 use crate::markdown::plain_text;
 use crate::protocol::{ConversationId, ConversationKind, NotifyLevel};
@@ -631,20 +631,10 @@ fn MessageActions(
     let confirming = RwSignal::new(false);
     let copy = move |_| {
         #[cfg(feature = "hydrate")]
-        {
-            let window = window();
-            let url = format!("{}{link}", window.location().origin().unwrap_or_default());
-            let _ = window.navigator().clipboard().write_text(&url);
-            copied.set(true);
-            set_timeout(
-                move || {
-                    copied.try_set(false);
-                },
-                std::time::Duration::from_secs(2),
-            );
-        }
+        let url = format!("{}{link}", window().location().origin().unwrap_or_default());
         #[cfg(not(feature = "hydrate"))]
-        let _ = &link;
+        let url = link.clone();
+        copy_to_clipboard(&url, copied);
     };
     let reply = move |_| {
         compose.set(Some(Compose::Reply {

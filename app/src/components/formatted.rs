@@ -110,19 +110,7 @@ fn code_block(language: Option<String>, text: String) -> AnyView {
         move |ev: leptos::ev::MouseEvent| {
             // The copy is not a tap on the message (which shows its toolbar).
             ev.stop_propagation();
-            #[cfg(feature = "hydrate")]
-            {
-                let _ = window().navigator().clipboard().write_text(&text);
-                copied.set(true);
-                set_timeout(
-                    move || {
-                        copied.try_set(false);
-                    },
-                    std::time::Duration::from_secs(2),
-                );
-            }
-            #[cfg(not(feature = "hydrate"))]
-            let _ = &text;
+            super::copy_to_clipboard(&text, copied);
         }
     };
     // The copy button goes under the code: the message's toolbar shows over its top.

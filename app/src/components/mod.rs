@@ -16,3 +16,21 @@ pub use conversation::ConversationPane;
 pub use dialogs::{NewMessageDialog, NewRoomDialog};
 pub use sidebar::Sidebar;
 pub use status::{ConnectionState, StatusLine};
+
+/// Puts `text` on the clipboard and sets `copied` for two seconds (a "Copied" label).
+pub(crate) fn copy_to_clipboard(text: &str, copied: leptos::prelude::RwSignal<bool>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::prelude::*;
+        let _ = window().navigator().clipboard().write_text(text);
+        copied.set(true);
+        set_timeout(
+            move || {
+                copied.try_set(false);
+            },
+            std::time::Duration::from_secs(2),
+        );
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (text, copied);
+}
