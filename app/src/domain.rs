@@ -239,9 +239,16 @@ impl MessageBody {
     }
 }
 
-/// The first line of a message's text, cut to `max` characters with an ellipsis.
+/// The first line of a message's text, cut to `max` characters with an ellipsis. A code
+/// fence (a line of ```` ``` ```` or `~~~`, with its language) is not text: the first line
+/// inside it is taken instead.
 pub fn preview(text: &str, max: usize) -> String {
-    let line = text.trim().lines().next().unwrap_or_default();
+    let fence = |l: &str| l.starts_with("```") || l.starts_with("~~~");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !fence(l))
+        .unwrap_or_default();
     if line.chars().count() <= max {
         line.to_owned()
     } else {
@@ -366,6 +373,9 @@ mod tests {
         let body = MessageBody::parse("hello world\nsecond").unwrap();
         assert_eq!(body.preview(80), "hello world");
         assert_eq!(body.preview(6), "hello…");
+        let code = MessageBody::parse("```rust\n\n  fn main() {}\n```").unwrap();
+        assert_eq!(code.preview(80), "fn main() {}");
+        assert_eq!(MessageBody::parse("```").unwrap().preview(80), "");
     }
 
     #[test]
