@@ -64,3 +64,52 @@ for (const scheme of ["light", "dark"] as const) {
     });
   }
 }
+
+test("dialogs keep the keyboard inside, close on Escape wherever the focus is, and give it back", async ({
+  browser,
+}) => {
+  const { page } = await person(browser, "ann");
+  const opener = page.getByRole("button", { name: "New message" });
+  await opener.focus();
+  await page.keyboard.press("Enter");
+  const dialog = page.getByRole("dialog");
+  await expect(dialog).toBeVisible();
+  await expect(page.getByLabel("Search users")).toBeFocused();
+  const focusInside = () => dialog.evaluate((d) => d.contains(document.activeElement));
+  // More Tabs (and Shift+Tabs) than the dialog has controls: the focus never leaves it.
+  for (const key of ["Tab", "Tab", "Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab"]) {
+    await page.keyboard.press(key);
+    expect(await focusInside(), key).toBe(true);
+  }
+  await page.keyboard.press("Escape");
+  await expect(dialog).toBeHidden();
+  await expect(opener).toBeFocused();
+
+  // Focus lost to the page: Tab brings it back in, and Escape still closes.
+  const rooms = page.getByRole("button", { name: "New room" });
+  await rooms.focus();
+  await page.keyboard.press("Enter");
+  await expect(page.getByLabel("Room name")).toBeFocused();
+  await page.evaluate(() => (document.activeElement as HTMLElement).blur());
+  await page.keyboard.press("Tab");
+  expect(await focusInside()).toBe(true);
+  await page.evaluate(() => (document.activeElement as HTMLElement).blur());
+  await page.keyboard.press("Escape");
+  await expect(dialog).toBeHidden();
+  await expect(rooms).toBeFocused();
+
+  // Choosing a person puts the focus in the message box, ready to type.
+  const bob = await person(browser, "bob");
+  await opener.focus();
+  await page.keyboard.press("Enter");
+  await page.keyboard.type(bob.name);
+  const pick = page.getByRole("button", { name: new RegExp(`@${bob.name}$`) });
+  await expect(pick).toBeVisible();
+  await pick.focus();
+  await page.keyboard.press("Enter");
+  await expect(dialog).toBeHidden();
+  await expect(composer(page)).toBeFocused();
+  await page.keyboard.type("typed without a click");
+  await page.keyboard.press("Enter");
+  await expect(messageLog(page).getByText("typed without a click")).toBeVisible();
+});

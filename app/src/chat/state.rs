@@ -663,6 +663,11 @@ impl Chat {
         self.opening = true;
     }
 
+    /// A conversation asked for (see [`Self::expect_open`]) has not opened yet.
+    pub fn is_opening(&self) -> bool {
+        self.opening
+    }
+
     /// Requests the active conversation's newest page and, for a room, its members.
     fn open_requests(&mut self) -> Vec<ClientMsg> {
         let mut out = Vec::new();

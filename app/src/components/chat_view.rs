@@ -18,6 +18,9 @@ pub struct ChatCtx {
     pub conn: RwSignal<ConnectionState>,
     /// The browser's clock (UTC ms), ticking every 30 s so relative times stay true.
     pub now: RwSignal<i64>,
+    /// Set when the user chose a conversation in a dialog: its message box takes the focus
+    /// once it is open.
+    pub focus_composer: RwSignal<bool>,
     #[cfg(feature = "hydrate")]
     socket: StoredValue<Option<crate::ws_client::Socket>, LocalStorage>,
 }
@@ -57,6 +60,7 @@ pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl I
         chat: RwSignal::new(Chat::new(me)),
         conn: RwSignal::new(ConnectionState::Loading),
         now: RwSignal::new(crate::chat::time::now_ms()),
+        focus_composer: RwSignal::new(false),
         #[cfg(feature = "hydrate")]
         socket: StoredValue::new_local(None),
     };

@@ -982,6 +982,17 @@ fn Composer(title: Signal<String>) -> impl IntoView {
     });
     let sendable = move || draft.with(|d| !d.trim().is_empty()) && problem.get().is_none();
     let textarea = NodeRef::<html::Textarea>::new();
+    // Chosen in a dialog: this box takes the focus once its conversation is the open one
+    // (the box of the conversation open before leaves it to the new one).
+    let mine = ctx.chat.with_untracked(|c| c.active.clone());
+    Effect::new(move |_| {
+        let wanted =
+            ctx.focus_composer.get() && ctx.chat.with(|c| !c.is_opening() && c.active == mine);
+        if let (true, Some(t)) = (wanted, textarea.get()) {
+            let _ = t.focus();
+            ctx.focus_composer.set(false);
+        }
+    });
     let focus = move || {
         if let Some(t) = textarea.get_untracked() {
             let _ = t.focus();

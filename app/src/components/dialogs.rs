@@ -6,8 +6,14 @@ use crate::components::{sidebar::Dialog, Avatar, ChatCtx};
 use crate::domain::{RoomName, Username};
 use crate::protocol::ClientMsg;
 
-/// A modal panel: closes on Escape, on the backdrop and on its Close button; focuses `focus`
-/// when it opens.
+/// What can take the keyboard's focus inside a dialog, in page order.
+#[cfg(feature = "hydrate")]
+const FOCUSABLE: &str = "button:not([disabled]), input:not([disabled]), select:not([disabled]), \
+    textarea:not([disabled]), a[href], [tabindex]:not([tabindex='-1'])";
+
+/// A modal panel: closes on Escape (wherever the focus is), on the backdrop and on its Close
+/// button; focuses `focus` when it opens; keeps Tab and Shift+Tab inside itself; and gives
+/// the focus back to what had it (the button that opened it) when it closes.
 #[component]
 fn Modal(
     dialog: RwSignal<Dialog>,
@@ -16,12 +22,50 @@ fn Modal(
     children: Children,
 ) -> impl IntoView {
     let heading_id = format!("dialog-{}", title.to_lowercase().replace(' ', "-"));
+    let panel = NodeRef::<html::Div>::new();
     Effect::new(move |_| {
         if let Some(input) = focus.get() {
             let _ = input.focus();
         }
     });
     let close = move || dialog.set(Dialog::None);
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let opener = send_wrapper::SendWrapper::new(
+            document()
+                .active_element()
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()),
+        );
+        let keys = window_event_listener(ev::keydown, move |ev: ev::KeyboardEvent| {
+            let Some(panel) = panel.get_untracked() else {
+                return;
+            };
+            match ev.key().as_str() {
+                "Escape" => {
+                    ev.prevent_default();
+                    close();
+                }
+                "Tab" => keep_focus_in(&panel, &ev),
+                _ => {}
+            }
+        });
+        // A choice (a person, a room) sends the focus to the message box instead; one that
+        // came to nothing (a refused room name) is forgotten when a dialog opens again.
+        let chosen = ChatCtx::get().focus_composer;
+        chosen.set(false);
+        on_cleanup(move || {
+            keys.remove();
+            if chosen.try_get_untracked() == Some(true) {
+                return;
+            }
+            if let Some(opener) = opener.take() {
+                if opener.is_connected() {
+                    let _ = opener.focus();
+                }
+            }
+        });
+    }
     view! {
         <div class="backdrop" on:click=move |_| close()>
             <div
@@ -29,12 +73,8 @@ fn Modal(
                 role="dialog"
                 aria-modal="true"
                 aria-labelledby=heading_id.clone()
+                node_ref=panel
                 on:click=|ev: ev::MouseEvent| ev.stop_propagation()
-                on:keydown=move |ev: ev::KeyboardEvent| {
-                    if ev.key() == "Escape" {
-                        close();
-                    }
-                }
             >
                 <header class="dialog-header">
                     <h2 id=heading_id.clone()>{title}</h2>
@@ -47,6 +87,47 @@ fn Modal(
         </div>
     }
 }
+
+/// Tab past the last control goes to the first, Shift+Tab before the first to the last, and
+/// a Tab from outside the dialog comes back into it.
+#[cfg(feature = "hydrate")]
+fn keep_focus_in(panel: &web_sys::HtmlDivElement, ev: &ev::KeyboardEvent) {
+    use leptos::wasm_bindgen::JsCast;
+    let Ok(list) = panel.query_selector_all(FOCUSABLE) else {
+        return;
+    };
+    let items: Vec<web_sys::HtmlElement> = (0..list.length())
+        .filter_map(|i| list.item(i)?.dyn_into::<web_sys::HtmlElement>().ok())
+        .collect();
+    let (Some(first), Some(last)) = (items.first(), items.last()) else {
+        ev.prevent_default();
+        return;
+    };
+    let active = document().active_element();
+    let inside = active
+        .as_ref()
+        .is_some_and(|a| panel.contains(Some(a.unchecked_ref())));
+    let is = |e: &web_sys::HtmlElement| {
+        active.as_ref().is_some_and(|a| {
+            a.unchecked_ref::<web_sys::Node>() == e.unchecked_ref::<web_sys::Node>()
+        })
+    };
+    let target = match (inside, ev.shift_key()) {
+        (false, false) => Some(first),
+        (false, true) => Some(last),
+        (true, false) if is(last) => Some(first),
+        (true, true) if is(first) => Some(last),
+        _ => None,
+    };
+    if let Some(target) = target {
+        ev.prevent_default();
+        let _ = target.focus();
+    }
+}
+
+/// How long typing in the people search pauses before the search is asked.
+#[cfg(feature = "hydrate")]
+const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[component]
 pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
@@ -68,18 +149,30 @@ pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
             _ => None,
         })
     });
+    // Asked once typing pauses, not at every key: the server answers 5 searches a second.
     let on_input = move |ev: ev::Event| {
         let q = event_target_value(&ev);
         query.set(q.clone());
         let q = q.trim().to_owned();
-        if !q.is_empty() && q.chars().count() <= 64 {
-            ctx.send_all([ClientMsg::SearchUsers { query: q }]);
+        if q.is_empty() || q.chars().count() > 64 {
+            return;
         }
+        // The dialog may have closed meanwhile (its signals gone): then nothing is asked.
+        let ask = move || {
+            if query.try_get_untracked().is_some_and(|now| now.trim() == q) {
+                ctx.send_all([ClientMsg::SearchUsers { query: q }]);
+            }
+        };
+        #[cfg(feature = "hydrate")]
+        set_timeout(ask, SEARCH_PAUSE);
+        #[cfg(not(feature = "hydrate"))]
+        ask();
     };
     let open = move |username: String| {
         let Ok(username) = Username::parse(&username) else {
             return;
         };
+        ctx.focus_composer.set(true);
         dialog.set(Dialog::None);
         ctx.chat.update(|c| c.expect_open());
         ctx.send_all([ClientMsg::OpenDirect { username }]);
@@ -155,6 +248,7 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
         ev.prevent_default();
         match RoomName::parse(&name.get_untracked()) {
             Ok(room) => {
+                ctx.focus_composer.set(true);
                 dialog.set(Dialog::None);
                 chat.update(|c| c.expect_open());
                 ctx.send_all([ClientMsg::CreateRoom { name: room }]);
@@ -193,6 +287,7 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                                     let joined = r.joined;
                                     let act = move |_| {
                                         let id = id.clone();
+                                        ctx.focus_composer.set(true);
                                         dialog.set(Dialog::None);
                                         if joined {
                                             ctx.act(move |c| c.open(id));
