@@ -5,10 +5,10 @@
 //! queued while the socket is down are dropped, because the chat re-sends what matters
 //! (unacknowledged messages) once the `resume` completes.
 //!
-//! The state it reports is honest within a second: the browser's `offline` event drops the
-//! socket at once (the socket itself may not notice a cut network for minutes), `online`
-//! reconnects without waiting out the backoff, and a frame the user sends is followed by a
-//! ping (unless one is already out) that must be answered within [`ANSWER_LIMIT_MS`].
+//! The state it reports stays honest: the browser's `offline` event drops the socket at once
+//! (the socket itself may not notice a cut network for minutes), `online` reconnects without
+//! waiting out the backoff, and a frame the user sends is followed by a ping (unless one is
+//! already out) that must be answered within [`ANSWER_LIMIT_MS`].
 
 use futures::{channel::mpsc, FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message};
