@@ -38,6 +38,10 @@ fn Modal(
                 .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()),
         );
         let keys = window_event_listener(ev::keydown, move |ev: ev::KeyboardEvent| {
+            // Keys that belong to an input method's composition (Esc cancels it) are its own.
+            if ev.is_composing() {
+                return;
+            }
             let Some(panel) = panel.get_untracked() else {
                 return;
             };
