@@ -195,11 +195,8 @@ impl Builder {
         match event {
             Event::Start(tag) => self.open(tag),
             Event::End(_) => self.close(),
-            Event::Text(t) => match self.top().open {
-                Open::Code(_) | Open::Html => self.top().text.push_str(&t),
-                _ => self.inline(Inline::Text(t.into_string())),
-            },
-            Event::Html(t) | Event::InlineHtml(t) => match self.top().open {
+            // Raw HTML is text like any other.
+            Event::Text(t) | Event::Html(t) | Event::InlineHtml(t) => match self.top().open {
                 Open::Code(_) | Open::Html => self.top().text.push_str(&t),
                 _ => self.inline(Inline::Text(t.into_string())),
             },
