@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`domain`] — validated values (usernames, message bodies, ...) shared by both sides.
 //! - [`mention`] — `@name` mentions in message text, shared by both sides.
+//! - [`search`] — the terms messages are indexed and found by (Chinese included), shared by both sides.
 //! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
 //! - [`pages`] — one module per routed page.
 //! - [`components`] — reusable pieces of UI.
@@ -24,6 +25,7 @@ pub mod markdown;
 pub mod mention;
 pub mod pages;
 pub mod protocol;
+pub mod search;
 #[cfg(feature = "hydrate")]
 pub mod ws_client;
 

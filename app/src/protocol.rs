@@ -30,6 +30,8 @@ pub const DEFAULT_HISTORY_PAGE: u32 = 50;
 pub const MAX_LIST_PAGE: u32 = 200;
 /// Conversations in one `conversations` answer at most (the most recently active ones).
 pub const MAX_CONVERSATIONS_PAGE: u32 = 500;
+/// Most messages one `search_messages` answers with (also the default).
+pub const MAX_SEARCH_PAGE: u32 = 50;
 /// Different emoji on one message at most; a new one beyond is refused with
 /// [`ErrorCode::LimitReached`].
 pub const MAX_REACTION_KINDS: usize = 20;
@@ -96,6 +98,20 @@ pub enum ClientMsg {
     /// Users with a word of their username or display name beginning with `query` (any
     /// case), for starting a direct conversation. Answered by [`ServerMsg::Users`].
     SearchUsers { query: String },
+    /// Messages containing every word of `query` (see [`crate::search`]: words whole, any
+    /// case; Chinese found inside sentences), in the user's conversations or only in
+    /// `conversation_id`, only from the user `from` when given; newest first, at most
+    /// `limit` (at most and by default [`MAX_SEARCH_PAGE`]). Answered by
+    /// [`ServerMsg::SearchResults`].
+    SearchMessages {
+        query: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<ConversationId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Username>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Posts a message, in reply to the message at `reply_to` if set. `client_msg_id` makes
     /// retries safe: sending the same id again returns the original message. Answered by
     /// [`ServerMsg::Ack`] once the message is durable.
@@ -221,6 +237,13 @@ pub enum ServerMsg {
         query: String,
         users: Vec<UserInfo>,
     },
+    /// The messages found for `query` (as sent), newest first, each as it is now with the
+    /// title of its conversation; `has_more` when more matched than were sent.
+    SearchResults {
+        query: String,
+        hits: Vec<SearchHit>,
+        has_more: bool,
+    },
     /// The socket fell too far behind; the server closes it right after. Reconnect and
     /// `resume`.
     Lagging,
@@ -296,6 +319,15 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<String>,
     },
+}
+
+/// One message found by a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchHit {
+    /// As in [`ConversationSummary::title`].
+    pub conversation_title: String,
+    pub message: Message,
 }
 
 /// A user as others see them.

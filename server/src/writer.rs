@@ -29,7 +29,8 @@
 //! of it: the next start sets the conversations' fields and their senders' read positions
 //! from the messages. That thread runs a runtime of its own and spreads its transactions
 //! over half of [`PENDING_EVERY`]: a SurrealDB statement runs to its end without yielding,
-//! and on the sockets' runtime those bursts held up the sockets queued behind them.
+//! and on the sockets' runtime those bursts held up the sockets queued behind them. The
+//! same thread then brings the search index up to date ([`SurrealChatStore::index_pending`]).
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -277,7 +278,8 @@ enum Wake {
 }
 
 /// Stores what the writers' batches left pending (see [`SurrealChatStore::store_pending`])
-/// every [`PENDING_EVERY`], spread over half of it; once every writer has ended (their
+/// every [`PENDING_EVERY`], spread over half of it, then indexes what was stored for
+/// search; once every writer has ended (their
 /// `running` senders are gone), closes the store and ends.
 pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
     let mut next = tokio::time::Instant::now() + PENDING_EVERY;
@@ -296,6 +298,9 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
         }
         if let Err(e) = store.store_pending(PENDING_EVERY / 2).await {
             warn!(error = %e, "storing pending changes failed; they are kept for the next try");
+        }
+        if let Err(e) = store.index_pending().await {
+            warn!(error = %e, "indexing messages for search failed; it is tried again");
         }
     }
 }

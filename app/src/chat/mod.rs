@@ -9,7 +9,7 @@ pub mod address;
 pub mod state;
 pub mod time;
 
-pub use state::{Alert, Chat, Pending, PendingState, Thread};
+pub use state::{search_request, Alert, Chat, Found, Pending, PendingState, SearchRequest, Thread};
 
 /// Initials and hue of the round avatar shown beside a name.
 pub mod avatar {

@@ -8,10 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::address::Place;
-use crate::domain::{ClientMsgId, Emoji, MessageBody};
+use crate::search::QueryError;
+use crate::domain::{ClientMsgId, Emoji, MessageBody, Username};
 use crate::protocol::{
     Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
-    NotifyLevel, Position, Preview, Reaction, RoomInfo, Seq, ServerMsg, UserInfo, What,
+    NotifyLevel, Position, Preview, Reaction, RoomInfo, SearchHit, Seq, ServerMsg, UserInfo, What,
     DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
 
@@ -53,6 +54,8 @@ pub struct Chat {
     rooms_extending: bool,
     /// The answer to the last `search_users`.
     pub search: Option<(String, Vec<UserInfo>)>,
+    /// The message search in the sidebar: what was asked, and the answer once it came.
+    pub found: Option<Found>,
     /// A `conversation` answer should open that conversation (the user asked for it).
     opening: bool,
     /// A `list_conversations` is on its way; no need to ask again.
@@ -70,6 +73,66 @@ pub struct Chat {
     /// An address named a conversation the user does not have (or that does not exist:
     /// the same to them).
     pub missing: Option<Place>,
+}
+
+/// A message search and its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The words searched for, as sent (without `in:` and `from:`).
+    pub query: String,
+    /// `None` until the answer comes.
+    pub hits: Option<Vec<SearchHit>>,
+    pub has_more: bool,
+    /// Why the search could not be made.
+    pub error: Option<String>,
+}
+
+/// What the search box asks: its words, and the `in:` and `from:` filters typed with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchRequest {
+    pub words: String,
+    pub within: Option<ConversationId>,
+    pub from: Option<Username>,
+}
+
+/// Reads the search box: `from:<username>` keeps one person's messages, `in:<name>` one
+/// conversation's (a room's name or a person's username or name, spaces left out, any case);
+/// the rest are the words. An unknown `in:` or `from:` is an error the user reads.
+pub fn search_request(
+    text: &str,
+    conversations: &[ConversationSummary],
+) -> Result<SearchRequest, String> {
+    let squash = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let (mut words, mut within, mut from) = (Vec::new(), None, None);
+    for w in text.split_whitespace() {
+        if let Some(name) = w.strip_prefix("from:") {
+            let name = name.trim_start_matches('@');
+            from = Some(Username::parse(name).map_err(|_| format!("No one is called “{name}”."))?);
+        } else if let Some(name) = w.strip_prefix("in:") {
+            let name = squash(name.trim_start_matches(['#', '@']));
+            let found = conversations.iter().find(|c| {
+                squash(&c.title) == name
+                    || c.peer.as_ref().is_some_and(|p| p.user.username == name)
+            });
+            within = Some(
+                found
+                    .map(|c| c.id.clone())
+                    .ok_or_else(|| format!("You have no conversation called “{name}”."))?,
+            );
+        } else {
+            words.push(w);
+        }
+    }
+    Ok(SearchRequest {
+        words: words.join(" "),
+        within,
+        from,
+    })
 }
 
 /// Someone typing in a conversation, shown until `until_ms` (browser clock).
@@ -263,6 +326,7 @@ impl Chat {
             rooms_next: None,
             rooms_extending: false,
             search: None,
+            found: None,
             opening: false,
             listing: false,
             notice: None,
@@ -417,6 +481,16 @@ impl Chat {
                 }
                 self.search = Some((query, users));
             }
+            ServerMsg::SearchResults {
+                query,
+                hits,
+                has_more,
+            } => {
+                if let Some(f) = self.found.as_mut().filter(|f| f.query == query) {
+                    f.hits = Some(hits);
+                    f.has_more = has_more;
+                }
+            }
             ServerMsg::Ack {
                 client_msg_id,
                 message,
@@ -551,6 +625,53 @@ impl Chat {
             ServerMsg::Pong { .. } | ServerMsg::Lagging => {}
         }
         (out, alert)
+    }
+
+    /// Searches messages for what the search box holds (see [`search_request`]); an empty
+    /// box ends the search.
+    pub fn search_messages(&mut self, text: &str) -> Option<ClientMsg> {
+        let request = match search_request(text, &self.conversations) {
+            Ok(r) if r.words.is_empty() && text.trim().is_empty() => {
+                self.found = None;
+                return None;
+            }
+            Ok(r) => r,
+            Err(error) => {
+                self.found = Some(Found {
+                    query: String::new(),
+                    hits: None,
+                    has_more: false,
+                    error: Some(error),
+                });
+                return None;
+            }
+        };
+        let error = crate::search::Query::parse(&request.words).err().map(|e| {
+            match e {
+                QueryError::Empty => "Type a word to search for.",
+                QueryError::TooLong => "Searches are at most 100 characters.",
+                QueryError::TooManyParts => "Search for at most 8 words at once.",
+            }
+            .to_owned()
+        });
+        let ask = error.is_none();
+        self.found = Some(Found {
+            query: request.words.clone(),
+            hits: None,
+            has_more: false,
+            error,
+        });
+        ask.then(|| ClientMsg::SearchMessages {
+            query: request.words,
+            conversation_id: request.within,
+            from: request.from,
+            limit: None,
+        })
+    }
+
+    /// The search box was emptied or closed.
+    pub fn end_search(&mut self) {
+        self.found = None;
     }
 
     /// Whether the user is looking at this conversation right now.

@@ -14,11 +14,15 @@ use app::{
     domain::RoomName,
     protocol::{
         ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, NotifyLevel,
-        Preview, RoomInfo, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE, MAX_CONVERSATIONS_PAGE,
-        MAX_HISTORY_PAGE, MAX_LIST_PAGE,
+        Preview, RoomInfo, SearchHit, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE,
+        MAX_CONVERSATIONS_PAGE, MAX_HISTORY_PAGE, MAX_LIST_PAGE, MAX_SEARCH_PAGE,
     },
+    search::{Query, QueryError},
 };
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 pub use crate::refusal::Refusal;
 use crate::{
@@ -49,6 +53,16 @@ pub struct UserLimits {
     pub rooms_per_hour: u32,
     /// Rooms one user may have created.
     pub rooms_owned: usize,
+}
+
+/// What a conversation is called for this user: the other person's display name, or the
+/// room's name.
+fn title(row: &ConversationRow) -> String {
+    match (&row.peer, &row.name) {
+        (Some((_, display_name)), _) => display_name.clone(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => row.key.clone(),
+    }
 }
 
 /// The per-user budgets.
@@ -110,6 +124,7 @@ impl ChatService {
     /// One line of the list; `mentions` of its unread messages mention the user.
     fn summary(&self, row: ConversationRow, mentions: u64) -> ConversationSummary {
         let unread = row.unread();
+        let title = title(&row);
         let peer = row.peer.map(|(username, display_name)| Member {
             online: self.hub.is_online(&username),
             user: UserInfo {
@@ -119,11 +134,7 @@ impl ChatService {
             last_read_seq: None,
         });
         ConversationSummary {
-            title: match (&peer, row.name) {
-                (Some(p), _) => p.user.display_name.clone(),
-                (None, Some(name)) => name,
-                (None, None) => row.key.clone(),
-            },
+            title,
             id: ConversationId(row.key),
             kind: match row.kind {
                 Kind::Direct => ConversationKind::Direct,
@@ -326,6 +337,87 @@ impl ChatService {
                     display_name,
                 })
                 .collect(),
+        })
+    }
+
+    /// Messages containing `query` that the user may read, newest first (see
+    /// [`app::protocol::ClientMsg::SearchMessages`]): the index proposes, and each message
+    /// as it is now decides, so that edited-away or deleted text is never found.
+    pub async fn search_messages(
+        &self,
+        me: &str,
+        query: &str,
+        within: Option<&str>,
+        from: Option<&str>,
+        limit: Option<u32>,
+    ) -> Reply {
+        let parsed = Query::parse(query).map_err(|e| {
+            Refusal::new(
+                ErrorCode::InvalidInput,
+                match e {
+                    QueryError::Empty => "query: needs a letter, digit or character to find",
+                    QueryError::TooLong => "query: at most 100 characters",
+                    QueryError::TooManyParts => "query: at most 8 words",
+                },
+            )
+        })?;
+        if !self.budgets.searches.allow(me) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many searches; wait a moment",
+            ));
+        }
+        if let Some(key) = within {
+            self.store.require_member(key, me).await?;
+        }
+        // Only the conversations the user is in now: a room they left is not searched.
+        let titles: HashMap<String, String> = self
+            .store
+            .recent_conversations(me)
+            .await?
+            .into_iter()
+            .filter(|row| within.is_none_or(|k| row.key == k))
+            .map(|row| (row.key.clone(), title(&row)))
+            .collect();
+        let keys: Vec<String> = titles.keys().cloned().collect();
+        let limit = limit
+            .unwrap_or(MAX_SEARCH_PAGE)
+            .clamp(1, MAX_SEARCH_PAGE) as usize;
+        let candidates = self.store.search_candidates(&keys, &parsed, from).await?;
+        let mut hits = Vec::with_capacity(limit);
+        let mut has_more = false;
+        'pages: for chunk in candidates.chunks(limit) {
+            let mut seqs: HashMap<&str, Vec<u64>> = HashMap::new();
+            for c in chunk {
+                seqs.entry(&c.conversation).or_default().push(c.seq);
+            }
+            let mut now = HashMap::new();
+            for (key, seqs) in seqs {
+                for (seq, m) in self.store.messages_at(key, &seqs).await? {
+                    now.insert((key, seq), m);
+                }
+            }
+            for c in chunk {
+                let Some(m) = now.remove(&(c.conversation.as_str(), c.seq)) else {
+                    continue;
+                };
+                if m.deleted || !parsed.matches(&m.body) {
+                    continue;
+                }
+                if hits.len() == limit {
+                    has_more = true;
+                    break 'pages;
+                }
+                hits.push(SearchHit {
+                    conversation_title: titles.get(&m.conversation).cloned().unwrap_or_default(),
+                    message: m.to_wire(None),
+                });
+            }
+        }
+        Ok(ServerMsg::SearchResults {
+            query: query.to_owned(),
+            hits,
+            has_more,
         })
     }
 

@@ -242,6 +242,7 @@ impl SurrealChatStore {
             .and_then(transaction);
         match res {
             Ok(()) => {
+                self.unindexed(last.keys().copied());
                 let applied = self.heads().apply(&batch.entries, &batch.changed);
                 for (user, conv, mark) in applied.reads {
                     self.recent.read(&user, &conv, mark);

@@ -13,6 +13,7 @@
 //! - [`deferred`] — writing what [`heads`] holds that the database does not, and closing.
 //! - [`migrations`] — moving old layouts forward, counting boots, repairing after a crash.
 //! - [`recent`] — the recent-conversations lists from memory.
+//! - [`search`] — the message search index, following the messages within a second.
 //!
 //! Decisions worth knowing:
 //! - Record ids carry the uniqueness rules: `user:<username>`, `conversation:<a>/<b>` for
@@ -36,6 +37,7 @@ mod migrations;
 mod recent;
 pub mod rows;
 mod schema;
+mod search;
 pub mod user_terms;
 
 use std::{
@@ -53,11 +55,13 @@ use crate::locks::lock;
 use conversations::MemberCache;
 use heads::Heads;
 use recent::RecentCache;
+use search::Unindexed;
 
 pub use conversations::{Members, DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
 pub use deferred::PENDING_CHUNK;
 pub use heads::Mark;
 pub use messages::{Batch, HistoryPage};
+pub use search::{Candidate, INDEX_CHUNK};
 pub use rows::{
     direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind, MentionKey,
     MessageRecord, RoomRow, UserRecord,
@@ -172,6 +176,8 @@ pub struct SurrealChatStore {
     /// under CPU contention the deferred writes met `mark_read`s through all their retries
     /// (the soak logged a failed write of pending changes).
     read_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Conversations the search index is behind (see [`search`]).
+    unindexed: Arc<Mutex<Unindexed>>,
     /// How many times this database has been opened, this time included.
     boots: u64,
 }
@@ -189,12 +195,14 @@ impl SurrealChatStore {
             recent: Arc::default(),
             members: Arc::default(),
             read_writes: Arc::default(),
+            unindexed: Arc::default(),
             boots: 0,
         };
         store.boots = store.record_boot().await?;
         store.migrate().await?;
         store.open_state().await?;
         store.ensure_default_room(now_ms).await?;
+        store.find_unindexed().await?;
         Ok(store)
     }
 

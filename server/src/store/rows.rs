@@ -607,7 +607,7 @@ pub(super) fn mentions_after(user: &str, conversation: &str, after: u64) -> Reco
     )
 }
 
-fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {
+pub(super) fn pair_key(conversation: &str, seq: i64) -> RecordIdKey {
     RecordIdKey::Array(Array::from(vec![
         Value::String(conversation.to_owned()),
         Value::from_t(seq),

@@ -94,6 +94,18 @@ DEFINE INDEX IF NOT EXISTS mentioned_user ON mentioned FIELDS user;
 -- for the same reason as `msg`.
 DEFINE TABLE IF NOT EXISTS client_msg SCHEMALESS;
 
+-- Message search: `search_doc:[conversation key, seq]`, one per message with text, with
+-- `conv`, `seq`, `sender`, `at` (ms) and the `terms` it is found by (`app::search`: words,
+-- and the characters and bigrams of Chinese, separated by spaces) under a full-text index.
+-- Written behind the messages, within a second (`store::search`);
+-- `search_cursor:<conversation key>.upto` is the last position indexed. SCHEMALESS for
+-- the same reason as `msg`.
+DEFINE ANALYZER IF NOT EXISTS search_terms TOKENIZERS blank;
+DEFINE TABLE IF NOT EXISTS search_doc SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS search_doc_terms ON search_doc FIELDS terms
+    FULLTEXT ANALYZER search_terms;
+DEFINE TABLE IF NOT EXISTS search_cursor SCHEMALESS;
+
 -- `server_meta:boots`: how often this data directory has been opened, and when last.
 DEFINE TABLE IF NOT EXISTS server_meta SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS count ON server_meta TYPE int;

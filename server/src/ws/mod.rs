@@ -401,6 +401,21 @@ impl Handler {
                     .await
             }
             ClientMsg::SearchUsers { query } => chat.search_users(me, &query).await,
+            ClientMsg::SearchMessages {
+                query,
+                conversation_id,
+                from,
+                limit,
+            } => {
+                chat.search_messages(
+                    me,
+                    &query,
+                    conversation_id.as_ref().map(|c| c.0.as_str()),
+                    from.as_ref().map(|u| u.as_str()),
+                    limit,
+                )
+                .await
+            }
             ClientMsg::History {
                 conversation_id,
                 before_seq,

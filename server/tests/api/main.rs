@@ -8,5 +8,6 @@ mod hostile;
 mod http;
 mod interleave;
 mod mentions;
+mod search;
 mod store;
 mod ws;

@@ -1,0 +1,248 @@
+//! The message search index: `search_doc:[conversation, seq]` for every message with text,
+//! holding the terms it is found by ([`app::search::index_text`]: words, and the
+//! characters and bigrams of Chinese) under SurrealDB's full-text index.
+//!
+//! The index follows the messages instead of being written with them: a batch's
+//! transaction stays as it was measured (the index would multiply its writes), and
+//! [`SurrealChatStore::index_pending`] brings each conversation that changed up to date,
+//! a chunk of positions per transaction, with its cursor (`search_cursor:<key>.upto`, the
+//! last position indexed) in the same transaction. A crash loses no indexing: the next
+//! start compares every cursor with its conversation's last position. Results are
+//! read from the messages as they are now, so text that was edited or deleted since it was
+//! indexed is never shown; the index itself forgets a deleted message within a second.
+
+use std::collections::{BTreeSet, HashMap};
+
+use app::search::{index_text, Query};
+use surrealdb::types::{RecordId, SurrealValue};
+
+use super::{
+    rows::{key_of, pair_key, to_u64, ChangeKind, ConversationSeqRow, Entry, MessageRecord},
+    transaction, StoreError, SurrealChatStore,
+};
+use crate::locks::lock;
+
+/// Positions indexed per transaction.
+pub const INDEX_CHUNK: u64 = 256;
+
+/// Conversations whose messages changed since they were last indexed.
+#[derive(Debug, Default)]
+pub(super) struct Unindexed {
+    keys: BTreeSet<String>,
+}
+
+#[derive(Debug, SurrealValue)]
+struct SearchDocRow {
+    id: RecordId,
+    conv: String,
+    seq: i64,
+    sender: String,
+    at: i64,
+    terms: String,
+}
+
+#[derive(Debug, SurrealValue)]
+struct CursorRow {
+    id: RecordId,
+    upto: i64,
+}
+
+#[derive(Debug, SurrealValue)]
+struct HitRow {
+    conv: String,
+    seq: i64,
+    at: i64,
+}
+
+/// A message that may contain the query (the index says so; its text as it is now decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub conversation: String,
+    pub seq: u64,
+    pub at: i64,
+}
+
+fn doc_id(key: &str, seq: u64) -> RecordId {
+    RecordId::new("search_doc", pair_key(key, seq as i64))
+}
+
+fn cursor_id(key: &str) -> RecordId {
+    RecordId::new("search_cursor", key)
+}
+
+fn doc(m: &MessageRecord) -> Option<SearchDocRow> {
+    let terms = index_text(&m.body);
+    (!m.deleted && !terms.is_empty()).then(|| SearchDocRow {
+        id: doc_id(&m.conversation, m.seq),
+        conv: m.conversation.clone(),
+        seq: m.seq as i64,
+        sender: m.sender.clone(),
+        at: m.sent_at,
+        terms,
+    })
+}
+
+impl SurrealChatStore {
+    /// Notes that `keys` have positions the index does not have yet.
+    pub(super) fn unindexed<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        let mut u = lock(&self.unindexed);
+        for k in keys {
+            if !u.keys.contains(k) {
+                u.keys.insert(k.to_owned());
+            }
+        }
+    }
+
+    /// Notes every conversation the index is behind (after a start, crash or not): one read
+    /// of the conversations and one of the cursors.
+    pub(super) async fn find_unindexed(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT id, last_seq, last_n FROM conversation; SELECT id, upto FROM search_cursor;")
+            .await?
+            .check()?;
+        let convs: Vec<ConversationSeqRow> = res.take(0)?;
+        let cursors: Vec<CursorRow> = res.take(1)?;
+        let upto: HashMap<String, i64> = cursors.iter().map(|c| (key_of(&c.id), c.upto)).collect();
+        let keys: Vec<String> = convs
+            .iter()
+            .filter(|c| c.last_seq > upto.get(&key_of(&c.id)).copied().unwrap_or(0))
+            .map(|c| key_of(&c.id))
+            .collect();
+        self.unindexed(keys.iter().map(String::as_str));
+        Ok(())
+    }
+
+    /// Brings the index up to date with every conversation noted as behind, a chunk of
+    /// [`INDEX_CHUNK`] positions per transaction. A conversation that fails stays noted.
+    pub async fn index_pending(&self) -> Result<(), StoreError> {
+        let keys = std::mem::take(&mut lock(&self.unindexed).keys);
+        let mut failed = None;
+        for key in &keys {
+            loop {
+                match self.index_chunk(key).await {
+                    Ok(true) => tokio::task::yield_now().await,
+                    Ok(false) => break,
+                    Err(e) => {
+                        self.unindexed([key.as_str()]);
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Indexes the next chunk of `key`'s positions after its cursor. Returns whether
+    /// more are left.
+    async fn index_chunk(&self, key: &str) -> Result<bool, StoreError> {
+        let Some(last) = self.last_seq(key).await? else {
+            return Ok(false);
+        };
+        let mut res = self
+            .db
+            .query("SELECT VALUE upto FROM ONLY $cursor")
+            .bind(("cursor", cursor_id(key)))
+            .await?
+            .check()?;
+        let upto = res.take::<Option<i64>>(0)?.map_or(0, to_u64);
+        if upto >= last {
+            return Ok(false);
+        }
+        let to = last.min(upto + INDEX_CHUNK);
+        let entries = self.entries_in(key, upto + 1, to + 1).await?;
+        // Edits and deletions: the message as it is now.
+        let targets: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Change(c) if matches!(c.kind, ChangeKind::Edit | ChangeKind::Delete) => {
+                    Some(c.target)
+                }
+                _ => None,
+            })
+            .collect();
+        let changed = self.messages_at(key, &targets).await?;
+        let mut docs: HashMap<u64, Option<SearchDocRow>> = HashMap::new();
+        for e in &entries {
+            match e {
+                Entry::Message(m) => {
+                    docs.insert(m.seq, doc(m));
+                }
+                Entry::Change(c) if targets.contains(&c.target) => {
+                    docs.insert(c.target, changed.get(&c.target).and_then(doc));
+                }
+                Entry::Change(_) => {}
+            }
+        }
+        let gone: Vec<RecordId> = docs.keys().map(|&s| doc_id(key, s)).collect();
+        let rows: Vec<SearchDocRow> = docs.into_values().flatten().collect();
+        let res = self
+            .db
+            .query(
+                "BEGIN;
+                 DELETE $gone RETURN NONE;
+                 INSERT INTO search_doc $rows RETURN NONE;
+                 UPSERT $cursor SET upto = $to RETURN NONE;
+                 COMMIT;",
+            )
+            .bind(("gone", gone))
+            .bind(("rows", rows))
+            .bind(("cursor", cursor_id(key)))
+            .bind(("to", to as i64))
+            .await;
+        transaction(res?)?;
+        Ok(to < last)
+    }
+
+    /// The indexed messages of `conversations` (from `sender` when given) that may contain
+    /// `query`, newest first.
+    pub async fn search_candidates(
+        &self,
+        conversations: &[String],
+        query: &Query,
+        sender: Option<&str>,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = if sender.is_some() {
+            "SELECT conv, seq, at FROM search_doc
+             WHERE terms @AND@ $terms AND conv IN $convs AND sender = $sender"
+        } else {
+            "SELECT conv, seq, at FROM search_doc WHERE terms @AND@ $terms AND conv IN $convs"
+        };
+        let mut res = self
+            .db
+            .query(sql)
+            .bind(("terms", query.terms_text()))
+            .bind(("convs", conversations.to_vec()))
+            .bind(("sender", sender.map(str::to_owned)))
+            .await?
+            .check()?;
+        let rows: Vec<HitRow> = res.take(0)?;
+        let mut hits: Vec<Candidate> = rows
+            .into_iter()
+            .map(|r| Candidate {
+                conversation: r.conv,
+                seq: to_u64(r.seq),
+                at: r.at,
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            (b.at, &b.conversation, b.seq).cmp(&(a.at, &a.conversation, a.seq))
+        });
+        Ok(hits)
+    }
+
+    /// The last position of `key` the index has.
+    pub async fn indexed_upto(&self, key: &str) -> Result<u64, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT VALUE upto FROM ONLY $cursor")
+            .bind(("cursor", cursor_id(key)))
+            .await?
+            .check()?;
+        Ok(res.take::<Option<i64>>(0)?.map_or(0, to_u64))
+    }
+}
