@@ -882,3 +882,70 @@ async fn an_older_database_learns_how_its_people_are_found_when_opened() {
     assert_eq!(found(&again, "ALI").await, ["alice"]);
     assert_eq!(found(&again, "bob").await, ["bob"]);
 }
+
+/// `(conversation, seq)` of the indexed messages that may contain `query`, newest first.
+async fn candidates(store: &SurrealChatStore, convs: &[&str], query: &str) -> Vec<u64> {
+    let convs: Vec<String> = convs.iter().map(|c| (*c).to_owned()).collect();
+    let query = app::search::Query::parse(query).unwrap();
+    store
+        .search_candidates(&convs, &query, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.seq)
+        .collect()
+}
+
+/// The search index follows the messages: what was stored before a restart without being
+/// indexed is indexed after it, and a deleted message leaves the index.
+#[tokio::test]
+async fn the_search_index_catches_up_after_a_restart_and_forgets_deleted_messages() {
+    use server::store::{
+        rows::{ChangeKind, ChangeRecord, Entry},
+        Batch,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let conv = {
+        let store = open(StorageKind::Disk, dir.path()).await;
+        user(&store, "alice").await;
+        user(&store, "bob").await;
+        let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+        say(&store, &conv, "alice", "服务器重启了", 2).await;
+        say(&store, &conv, "bob", "重启以后很快", 3).await;
+        say(&store, &conv, "bob", "nothing to find", 4).await;
+        // Closed before the index caught up (as a crash would leave it).
+        assert_eq!(store.indexed_upto(&conv).await.unwrap(), 0);
+        store.close().await.unwrap();
+        conv
+    };
+    let store = open(StorageKind::Disk, dir.path()).await;
+    assert!(candidates(&store, &[&conv], "重启").await.is_empty());
+    store.index_pending().await.unwrap();
+    assert_eq!(store.indexed_upto(&conv).await.unwrap(), 3);
+    assert_eq!(candidates(&store, &[&conv], "重启").await, [2, 1]);
+    assert!(candidates(&store, &["elsewhere"], "重启").await.is_empty());
+
+    // Bob deletes his message: the index forgets it at its next pass.
+    let mut gone = store.message(&conv, 2).await.unwrap().unwrap();
+    gone.body.clear();
+    gone.deleted = true;
+    store
+        .commit(&Batch {
+            entries: vec![Entry::Change(ChangeRecord {
+                conversation: conv.clone(),
+                seq: 4,
+                n: 3,
+                actor: "bob".into(),
+                target: 2,
+                kind: ChangeKind::Delete,
+                at: 5,
+            })],
+            changed: vec![gone],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    store.index_pending().await.unwrap();
+    assert_eq!(store.indexed_upto(&conv).await.unwrap(), 4);
+    assert_eq!(candidates(&store, &[&conv], "重启").await, [1]);
+}
