@@ -9,5 +9,6 @@ mod http;
 mod interleave;
 mod mentions;
 mod search;
+mod search_corpus;
 mod store;
 mod ws;
