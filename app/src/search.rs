@@ -322,7 +322,8 @@ mod tests {
     fn a_query_looks_up_what_the_text_was_indexed_under() {
         let text = "我们的数据库今天很慢";
         let terms = index_terms(text);
-        for query in ["数据库", "数据", "慢", "今天很慢", "我们的数据库今天很慢"] {
+        for query in ["数据库", "数据", "慢", "今天很慢", "我们的数据库今天很慢"]
+        {
             let q = q(query);
             assert!(q.terms().iter().all(|t| terms.contains(t)), "{query}");
             assert!(q.matches(text), "{query}");
@@ -371,8 +372,14 @@ mod tests {
             marked("我们的数据库今天很慢，数据库", "数据库"),
             ["数据库", "数据库"]
         );
-        assert_eq!(marked("The WebSocket连接断了", "websocket 断"), ["WebSocket", "断"]);
-        assert_eq!(marked("ＷｅｂＳｏｃｋｅｔ", "websocket"), ["ＷｅｂＳｏｃｋｅｔ"]);
+        assert_eq!(
+            marked("The WebSocket连接断了", "websocket 断"),
+            ["WebSocket", "断"]
+        );
+        assert_eq!(
+            marked("ＷｅｂＳｏｃｋｅｔ", "websocket"),
+            ["ＷｅｂＳｏｃｋｅｔ"]
+        );
         // Overlapping parts merge into one mark.
         assert_eq!(marked("数据库", "数据 据库"), ["数据库"]);
         assert!(marked("nothing here", "数据").is_empty());

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::address::Place;
-use crate::search::QueryError;
 use crate::domain::{ClientMsgId, Emoji, MessageBody, Username};
 use crate::protocol::{
     Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
     NotifyLevel, Position, Preview, Reaction, RoomInfo, SearchHit, Seq, ServerMsg, UserInfo, What,
     DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
+use crate::search::QueryError;
 
 /// The first page of a conversation's members.
 fn members_request(conversation_id: ConversationId) -> ClientMsg {
@@ -116,8 +116,7 @@ pub fn search_request(
         } else if let Some(name) = w.strip_prefix("in:") {
             let name = squash(name.trim_start_matches(['#', '@']));
             let found = conversations.iter().find(|c| {
-                squash(&c.title) == name
-                    || c.peer.as_ref().is_some_and(|p| p.user.username == name)
+                squash(&c.title) == name || c.peer.as_ref().is_some_and(|p| p.user.username == name)
             });
             within = Some(
                 found
@@ -1337,6 +1336,60 @@ mod tests {
             has_more: false,
         });
         c
+    }
+
+    #[test]
+    fn the_search_box_reads_its_filters_and_shows_only_the_answer_to_what_it_asked() {
+        let mut c = chat();
+        assert_eq!(
+            c.search_messages("  数据库 from:@Bob in:cat "),
+            Some(ClientMsg::SearchMessages {
+                query: "数据库".into(),
+                conversation_id: Some(id("ann/cat")),
+                from: Some(Username::parse("bob").unwrap()),
+                limit: None,
+            })
+        );
+        let hit = |body: &str| SearchHit {
+            conversation_title: "CAT".into(),
+            message: Message {
+                body: body.into(),
+                ..msg("ann/cat", 1, "bob")
+            },
+        };
+        // An answer to an older question is not shown.
+        c.apply(ServerMsg::SearchResults {
+            query: "数据".into(),
+            hits: vec![hit("old")],
+            has_more: false,
+        });
+        assert_eq!(c.found.as_ref().unwrap().hits, None);
+        c.apply(ServerMsg::SearchResults {
+            query: "数据库".into(),
+            hits: vec![hit("我们的数据库")],
+            has_more: true,
+        });
+        let found = c.found.clone().unwrap();
+        assert_eq!(found.hits.unwrap()[0].message.body, "我们的数据库");
+        assert!(found.has_more);
+
+        // What cannot be asked is said, and nothing is sent.
+        assert_eq!(c.search_messages("in:nowhere 数据库"), None);
+        assert!(c
+            .found
+            .as_ref()
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("nowhere"));
+        assert_eq!(c.search_messages("from:bob"), None);
+        assert_eq!(
+            c.found.as_ref().unwrap().error.as_deref(),
+            Some("Type a word to search for.")
+        );
+        assert_eq!(c.search_messages("   "), None);
+        assert_eq!(c.found, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod chat_view;
 mod conversation;
 mod dialogs;
 mod formatted;
+mod search;
 mod sidebar;
 mod status;
 

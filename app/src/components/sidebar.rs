@@ -1,10 +1,11 @@
 //! The left column: who is signed in, the connection status, the buttons to start a direct
-//! message or find a room, and the recent conversations with previews, times, unread badges
-//! and presence.
+//! message or find a room, the search box, and the recent conversations with previews,
+//! times, unread badges and presence (or, while the box holds a search, what it found).
 
 use leptos::prelude::*;
 
 use crate::chat::{time, Chat};
+use crate::components::search::{SearchBox, SearchResults};
 use crate::components::{Avatar, ChatCtx, NewMessageDialog, NewRoomDialog, StatusLine};
 use crate::markdown::plain_text;
 use crate::protocol::{ConversationId, ConversationKind, ConversationSummary, NotifyLevel};
@@ -32,6 +33,9 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
         })
     });
     let notice = Memo::new(move |_| chat.with(|c| c.notice.clone()));
+    // What the search box holds: while it holds anything, results replace the list.
+    let searched = RwSignal::new(String::new());
+    let searching = Memo::new(move |_| !searched.with(|t| t.trim().is_empty()));
 
     view! {
         <aside class="sidebar">
@@ -62,11 +66,16 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                     "New room"
                 </button>
             </div>
+            <SearchBox text=searched />
             <NotificationPrompt />
             {move || {
                 notice.get().map(|n| view! { <p role="alert" class="error notice">{n}</p> })
             }}
             <nav class="conversations" aria-label="Conversations">
+                <Show
+                    when=move || !searching.get()
+                    fallback=move || view! { <SearchResults text=searched /> }
+                >
                 <Show
                     when=move || !ids.with(Vec::is_empty)
                     fallback=|| {
@@ -86,6 +95,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                             <ConversationItem id />
                         </For>
                     </ul>
+                </Show>
                 </Show>
             </nav>
             {move || match dialog.get() {

@@ -380,9 +380,7 @@ impl ChatService {
             .map(|row| (row.key.clone(), title(&row)))
             .collect();
         let keys: Vec<String> = titles.keys().cloned().collect();
-        let limit = limit
-            .unwrap_or(MAX_SEARCH_PAGE)
-            .clamp(1, MAX_SEARCH_PAGE) as usize;
+        let limit = limit.unwrap_or(MAX_SEARCH_PAGE).clamp(1, MAX_SEARCH_PAGE) as usize;
         let candidates = self.store.search_candidates(&keys, &parsed, from).await?;
         let mut hits = Vec::with_capacity(limit);
         let mut has_more = false;

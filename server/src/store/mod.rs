@@ -61,12 +61,12 @@ pub use conversations::{Members, DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
 pub use deferred::PENDING_CHUNK;
 pub use heads::Mark;
 pub use messages::{Batch, HistoryPage};
-pub use search::{Candidate, INDEX_CHUNK};
 pub use rows::{
     direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind, MentionKey,
     MessageRecord, RoomRow, UserRecord,
 };
 pub use schema::SCHEMA;
+pub use search::{Candidate, INDEX_CHUNK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

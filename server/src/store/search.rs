@@ -229,9 +229,7 @@ impl SurrealChatStore {
                 at: r.at,
             })
             .collect();
-        hits.sort_by(|a, b| {
-            (b.at, &b.conversation, b.seq).cmp(&(a.at, &a.conversation, a.seq))
-        });
+        hits.sort_by(|a, b| (b.at, &b.conversation, b.seq).cmp(&(a.at, &a.conversation, a.seq)));
         Ok(hits)
     }
 

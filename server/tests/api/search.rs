@@ -93,7 +93,10 @@ async fn chinese_and_mixed_text_is_found_by_words_inside_sentences_newest_first(
         bodies(&mut alice, search("DATABASE slow")).await,
         ["the **database** is slow again"]
     );
-    assert!(bodies(&mut alice, search("data")).await.is_empty(), "whole words");
+    assert!(
+        bodies(&mut alice, search("data")).await.is_empty(),
+        "whole words"
+    );
 
     // Each hit names its conversation and sender.
     let hits = ask(&mut alice, search("WebSocket")).await.unwrap();
@@ -194,7 +197,12 @@ async fn edited_away_and_deleted_text_is_never_found() {
     let first = say(&mut alice, &dm, "a1", "会议改到周三").await;
     let second = say(&mut alice, &dm, "a2", "周三的会议取消").await;
     assert_eq!(
-        found(&mut bob, search("会议"), &["周三的会议取消", "会议改到周三"]).await,
+        found(
+            &mut bob,
+            search("会议"),
+            &["周三的会议取消", "会议改到周三"]
+        )
+        .await,
         ["周三的会议取消", "会议改到周三"]
     );
 

@@ -25,16 +25,43 @@ use surrealdb::types::{RecordId, SurrealValue};
 
 /// Terms people search for, by script: each gets one message per sentence of its script.
 const CHINESE_TERMS: &[&str] = &[
-    "数据库", "服务器", "部署", "会议", "周报", "测试用例", "接口", "前端", "后端", "性能",
-    "缓存", "日志", "报错", "需求", "文档", "权限", "登录", "密码", "发布", "监控",
+    "数据库",
+    "服务器",
+    "部署",
+    "会议",
+    "周报",
+    "测试用例",
+    "接口",
+    "前端",
+    "后端",
+    "性能",
+    "缓存",
+    "日志",
+    "报错",
+    "需求",
+    "文档",
+    "权限",
+    "登录",
+    "密码",
+    "发布",
+    "监控",
 ];
 const ENGLISH_TERMS: &[&str] = &[
-    "database", "deploy", "meeting", "cache", "login", "release", "latency", "backup",
-    "invoice", "roadmap",
+    "database", "deploy", "meeting", "cache", "login", "release", "latency", "backup", "invoice",
+    "roadmap",
 ];
 /// Written in a Chinese sentence without spaces, as people do.
 const MIXED_TERMS: &[&str] = &[
-    "WebSocket", "API", "Docker", "GitHub", "Redis", "CI", "SQL", "Rust", "Nginx", "Kafka",
+    "WebSocket",
+    "API",
+    "Docker",
+    "GitHub",
+    "Redis",
+    "CI",
+    "SQL",
+    "Rust",
+    "Nginx",
+    "Kafka",
 ];
 
 const CHINESE_SENTENCES: &[&str] = &[
@@ -88,7 +115,11 @@ const NOISE: &[&str] = &[
 
 /// Queries beyond the terms themselves (parts of words, phrases, two words, any case): the
 /// terms whose messages they should find, and the other messages that hold them too.
-type Extra = (&'static str, &'static [&'static str], &'static [&'static str]);
+type Extra = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 const EXTRA_QUERIES: &[Extra] = &[
     ("数据", &["数据库"], &["数据在仓库，据库存还有很多"]),
     ("用例", &["测试用例"], &[]),
@@ -260,10 +291,22 @@ async fn search_corpus_the_kept_analyser_finds_every_expected_message() {
         let want = expected(&docs, query);
         let parsed = app::search::Query::parse(query).unwrap();
         let sql_of = [
-            ("SELECT n FROM doc WHERE terms @AND@ $q", parsed.terms_text()),
-            ("SELECT n FROM doc WHERE terms @AND@ $q", parsed.terms_text()),
-            ("SELECT n FROM ngram_doc WHERE text @AND@ $q", query.to_string()),
-            ("SELECT n FROM words_doc WHERE text @AND@ $q", query.to_string()),
+            (
+                "SELECT n FROM doc WHERE terms @AND@ $q",
+                parsed.terms_text(),
+            ),
+            (
+                "SELECT n FROM doc WHERE terms @AND@ $q",
+                parsed.terms_text(),
+            ),
+            (
+                "SELECT n FROM ngram_doc WHERE text @AND@ $q",
+                query.to_string(),
+            ),
+            (
+                "SELECT n FROM words_doc WHERE text @AND@ $q",
+                query.to_string(),
+            ),
         ];
         for (a, (sql, q)) in sql_of.into_iter().enumerate() {
             let mut res = db.query(sql).bind(("q", q)).await.unwrap().check().unwrap();

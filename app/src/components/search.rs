@@ -1,0 +1,328 @@
+//! The search box at the top of the sidebar and what it finds: the user's conversations
+//! by name, people by name or username, and messages by the words in them (Chinese
+//! included), each message with its conversation, sender, time and the words marked. Ctrl+K
+//! (⌘K) or "/" puts the focus in the box; Esc empties it. A message opens its conversation
+//! at that message.
+
+use leptos::{html, prelude::*};
+
+use crate::chat::address::Place;
+use crate::chat::{time, Chat};
+use crate::components::ChatCtx;
+use crate::domain::Username;
+use crate::protocol::{ClientMsg, ConversationId, SearchHit, UserInfo};
+use crate::search::{snippet, Query};
+
+/// How long typing pauses before the search is asked (the server answers 5 searches a
+/// second per user, and each pause asks for messages and people).
+#[cfg(feature = "hydrate")]
+const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Characters of a message shown around its first match.
+const SNIPPET_CHARS: usize = 120;
+
+/// The search box. `text` is what it holds (the sidebar shows results while it holds
+/// anything).
+#[component]
+pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let input = NodeRef::<html::Input>::new();
+    let ask = move |now: String| {
+        let me = ctx.chat.with_untracked(|c| c.me.username.clone());
+        let people = people_query(&now, &me);
+        ctx.act(move |c| {
+            let mut out: Vec<ClientMsg> = c.search_messages(&now).into_iter().collect();
+            out.extend(people.map(|query| ClientMsg::SearchUsers { query }));
+            out
+        });
+    };
+    // Asked once typing pauses; an emptied box ends the search at once.
+    let on_input = move |ev: leptos::ev::Event| {
+        let now = event_target_value(&ev);
+        text.set(now.clone());
+        if now.trim().is_empty() {
+            ctx.chat.update(Chat::end_search);
+            return;
+        }
+        let later = move || {
+            if text.try_get_untracked().is_some_and(|t| t == now) {
+                ask(now);
+            }
+        };
+        #[cfg(feature = "hydrate")]
+        set_timeout(later, SEARCH_PAUSE);
+        #[cfg(not(feature = "hydrate"))]
+        later();
+    };
+    let clear = move || {
+        text.set(String::new());
+        ctx.chat.update(Chat::end_search);
+    };
+    #[cfg(feature = "hydrate")]
+    {
+        // Ctrl+K or ⌘K anywhere, or "/" where it would not be typed, focus the box.
+        let keys =
+            window_event_listener(leptos::ev::keydown, move |ev: leptos::ev::KeyboardEvent| {
+                if ev.is_composing() || ev.default_prevented() {
+                    return;
+                }
+                let shortcut =
+                    (ev.ctrl_key() || ev.meta_key()) && ev.key().eq_ignore_ascii_case("k");
+                let slash =
+                    ev.key() == "/" && !ev.ctrl_key() && !ev.meta_key() && !typing_somewhere();
+                if shortcut || slash {
+                    if let Some(el) = input.get_untracked() {
+                        ev.prevent_default();
+                        let _ = el.focus();
+                        el.select();
+                    }
+                }
+            });
+        on_cleanup(move || keys.remove());
+    }
+
+    view! {
+        <div class="sidebar-search" role="search">
+            <input
+                node_ref=input
+                type="search"
+                aria-label="Search messages, people and conversations"
+                aria-keyshortcuts="Control+K Meta+K /"
+                placeholder="Search (Ctrl+K)"
+                autocomplete="off"
+                spellcheck="false"
+                enterkeyhint="search"
+                prop:value=move || text.get()
+                on:input=on_input
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                    if ev.is_composing() {
+                        return;
+                    }
+                    match ev.key().as_str() {
+                        "Escape" => {
+                            ev.prevent_default();
+                            clear();
+                        }
+                        "Enter" => {
+                            ev.prevent_default();
+                            let now = text.get_untracked();
+                            if !now.trim().is_empty() {
+                                ask(now);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            />
+        </div>
+    }
+}
+
+/// Whether the focus is where "/" is typed (a text field or an editable element).
+#[cfg(feature = "hydrate")]
+fn typing_somewhere() -> bool {
+    document().active_element().is_some_and(|e| {
+        matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+            || e.get_attribute("contenteditable").is_some()
+    })
+}
+
+/// What to ask the people search for, when the box holds a plain name (no `in:` or
+/// `from:`, 1–64 characters, not the user's own).
+fn people_query(text: &str, me: &str) -> Option<String> {
+    let q = text.trim();
+    let plain = !q.is_empty()
+        && q.chars().count() <= 64
+        && !q
+            .split_whitespace()
+            .any(|w| w.starts_with("in:") || w.starts_with("from:"));
+    (plain && q != me).then(|| q.to_owned())
+}
+
+/// What the box found, in place of the conversation list.
+#[component]
+pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let chat = ctx.chat;
+    let now = ctx.now;
+    let conversations = Memo::new(move |_| {
+        let q = text.get().trim().to_lowercase();
+        chat.with(|c| {
+            c.conversations
+                .iter()
+                .filter(|s| {
+                    !q.is_empty()
+                        && (s.title.to_lowercase().contains(&q)
+                            || s.peer
+                                .as_ref()
+                                .is_some_and(|p| p.user.username.contains(&q)))
+                })
+                .map(|s| (s.id.clone(), s.title.clone()))
+                .take(5)
+                .collect::<Vec<_>>()
+        })
+    });
+    let people = Memo::new(move |_| {
+        let q = text.get();
+        chat.with(|c| {
+            let asked = people_query(&q, &c.me.username)?;
+            match &c.search {
+                Some((answered, users)) if *answered == asked => Some(
+                    users
+                        .iter()
+                        .filter(|u| u.username != c.me.username)
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<UserInfo>>(),
+                ),
+                _ => None,
+            }
+        })
+    });
+    let found = Memo::new(move |_| chat.with(|c| c.found.clone()));
+    let open_conversation = move |id: ConversationId| ctx.act(move |c| c.open(id));
+    let open_person = move |username: String| {
+        let Ok(username) = Username::parse(&username) else {
+            return;
+        };
+        ctx.focus_composer.set(true);
+        ctx.chat.update(Chat::expect_open);
+        ctx.send_all([ClientMsg::OpenDirect { username }]);
+    };
+
+    view! {
+        <div class="search-results">
+            <Show when=move || !conversations.with(Vec::is_empty)>
+                <h2 class="results-title">"Conversations"</h2>
+                <ul role="list" aria-label="Conversations found">
+                    <For
+                        each=move || conversations.get()
+                        key=|(id, _)| id.clone()
+                        let:((id, title))
+                    >
+                        <li>
+                            <button
+                                type="button"
+                                class="result-line"
+                                on:click=move |_| open_conversation(id.clone())
+                            >
+                                {title}
+                            </button>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
+            <Show when=move || people.with(|p| p.as_ref().is_some_and(|p| !p.is_empty()))>
+                <h2 class="results-title">"People"</h2>
+                <ul role="list" aria-label="People found">
+                    <For
+                        each=move || people.get().unwrap_or_default()
+                        key=|u| u.username.clone()
+                        let:user
+                    >
+                        <li>
+                            <button
+                                type="button"
+                                class="result-line"
+                                on:click={
+                                    let username = user.username.clone();
+                                    move |_| open_person(username.clone())
+                                }
+                            >
+                                {user.display_name.clone()}
+                                <span class="muted">" @" {user.username.clone()}</span>
+                            </button>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
+            <h2 class="results-title">"Messages"</h2>
+            <div aria-live="polite">
+                {move || match found.get() {
+                    None => ().into_any(),
+                    Some(f) if f.error.is_some() => {
+                        view! { <p class="empty">{f.error}</p> }.into_any()
+                    }
+                    Some(f) => match f.hits {
+                        None => view! { <p class="empty">"Searching…"</p> }.into_any(),
+                        Some(hits) if hits.is_empty() => {
+                            view! { <p class="empty">"No messages match."</p> }.into_any()
+                        }
+                        Some(hits) => {
+                            let query = Query::parse(&f.query).ok();
+                            let more = f
+                                .has_more
+                                .then(|| {
+                                    view! {
+                                        <p class="empty">
+                                            "Only the newest " {hits.len()}
+                                            " are shown: add a word to narrow the search."
+                                        </p>
+                                    }
+                                });
+                            view! {
+                                <ul role="list" aria-label="Messages found" class="hits">
+                                    {hits
+                                        .into_iter()
+                                        .map(|hit| {
+                                            view! { <Hit hit query=query.clone() now /> }
+                                        })
+                                        .collect_view()}
+                                </ul>
+                                {more}
+                            }
+                                .into_any()
+                        }
+                    },
+                }}
+            </div>
+        </div>
+    }
+}
+
+/// One message found: where, who, when, and its text around the match with the words marked.
+#[component]
+fn Hit(hit: SearchHit, query: Option<Query>, now: RwSignal<i64>) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    let m = hit.message;
+    let sender = ctx.chat.with_untracked(|c| c.name_of(&m.sender).to_owned());
+    let at = m.sent_at_ms;
+    let when = move || time::relative(time::to_local(now.get()), time::to_local(at));
+    let text = crate::markdown::plain_text(&m.body);
+    let pieces = match &query {
+        Some(q) => snippet(&text, q, SNIPPET_CHARS),
+        None => vec![(text, false)],
+    };
+    let place = Place {
+        conversation: m.conversation_id.clone(),
+        seq: Some(m.seq),
+    };
+    let open = move |_| {
+        let place = place.clone();
+        ctx.act(move |c| c.go_to(Some(place)));
+    };
+    view! {
+        <li>
+            <button type="button" class="hit" on:click=open>
+                <span class="hit-top">
+                    <span class="hit-where">
+                        <strong>{sender}</strong>
+                        <span class="muted">" in " {hit.conversation_title}</span>
+                    </span>
+                    <time class="conv-time">{when}</time>
+                </span>
+                <span class="hit-text">
+                    {pieces
+                        .into_iter()
+                        .map(|(piece, marked)| {
+                            if marked {
+                                view! { <mark>{piece}</mark> }.into_any()
+                            } else {
+                                piece.into_any()
+                            }
+                        })
+                        .collect_view()}
+                </span>
+            </button>
+        </li>
+    }
+}
