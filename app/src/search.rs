@@ -213,8 +213,9 @@ fn occurrences(p: &Run, r: &Run) -> Vec<Range<usize>> {
         return Vec::new();
     }
     if !p.cjk {
+        let whole = r.starts[0]..r.end;
         return if p.chars == r.chars {
-            vec![r.starts[0]..r.end]
+            Vec::from([whole])
         } else {
             Vec::new()
         };

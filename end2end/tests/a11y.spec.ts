@@ -58,6 +58,17 @@ for (const scheme of ["light", "dark"] as const) {
       await expect(messageLog(ann.page).getByText(`@${ann.name}`)).toBeVisible();
       await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(0);
       found.push(...(await violations(ann.page, "conversation")));
+
+      // Search results: conversations, people and messages, with the words marked.
+      await ann.page.keyboard.press("Control+k");
+      await ann.page.keyboard.type("hello");
+      await expect(async () => {
+        await ann.page.keyboard.press("Enter");
+        await expect(ann.page.getByRole("list", { name: "Messages found" })).toBeVisible({ timeout: 1500 });
+      }).toPass({ timeout: 20_000 });
+      found.push(...(await violations(ann.page, "search results")));
+      await ann.page.keyboard.press("Escape");
+
       await ann.page.screenshot({ path: `screenshots/a11y-${scheme}${viewport ? "-360" : ""}.png` });
 
       expect(found).toEqual([]);

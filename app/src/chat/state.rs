@@ -660,7 +660,7 @@ impl Chat {
             has_more: false,
             error,
         });
-        ask.then(|| ClientMsg::SearchMessages {
+        ask.then_some(ClientMsg::SearchMessages {
             query: request.words,
             conversation_id: request.within,
             from: request.from,

@@ -1,0 +1,90 @@
+// Search, two people in two browser contexts: Ctrl+K (or "/") focuses the box, Chinese is
+// found by a word inside a sentence with the word marked, a result opens its conversation at
+// that message however far back it is, people and conversations are found in the same box,
+// someone outside a conversation never finds its text, and Esc brings the list back.
+import { expect, test, type Page } from "@playwright/test";
+import { conversationId, conversations, messageLog, openDirect, person, postMany, send } from "./helpers";
+
+const searchBox = (page: Page) => page.getByRole("searchbox", { name: "Search messages, people and conversations" });
+const hits = (page: Page) => page.getByRole("list", { name: "Messages found" }).getByRole("listitem");
+
+for (const [label, viewport] of [
+  ["", undefined],
+  [" at 360 px", { width: 360, height: 740 }],
+] as const) {
+  test(`a Chinese word inside a sentence is found and opens its conversation at the message${label}`, async ({
+    browser,
+  }) => {
+    test.setTimeout(90_000);
+    const ann = await person(browser, "ann", { viewport });
+    const bob = await person(browser, "bob", { viewport });
+    const eve = await person(browser, "eve", { viewport });
+    await openDirect(ann.page, bob.name);
+    await send(ann.page, "我们的数据库今天很慢，WebSocket连接也断了");
+    await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(0);
+    // Many newer messages, so that the one found is far back in the conversation.
+    if (!viewport) {
+      const id = await conversationId(ann.page, bob.name);
+      await postMany(ann.page, id, Array.from({ length: 120 }, (_, i) => `later message ${i + 1}`));
+    }
+    await send(ann.page, "数据在仓库，据库存不多");
+
+    // Bob looks for it from the empty page, by keyboard.
+    await bob.page.keyboard.press("Control+k");
+    await expect(searchBox(bob.page)).toBeFocused();
+    await bob.page.keyboard.type("数据库");
+    // Indexed within about a second: the answer may need asking again.
+    await expect(async () => {
+      await searchBox(bob.page).press("Enter");
+      await expect(hits(bob.page)).toHaveCount(1, { timeout: 1500 });
+    }).toPass({ timeout: 20_000 });
+    const hit = hits(bob.page).first();
+    await expect(hit).toContainText("我们的数据库今天很慢");
+    await expect(hit.locator("mark")).toHaveText("数据库");
+    await expect(hit).toContainText(`${ann.name} in ${ann.name}`);
+    // People are found in the same box.
+    await searchBox(bob.page).fill(ann.name);
+    await expect(bob.page.getByRole("list", { name: "People found" })).toContainText(`@${ann.name}`);
+    await searchBox(bob.page).fill("websocket");
+    await expect(hits(bob.page)).toHaveCount(1);
+    await expect(hits(bob.page).first().locator("mark")).toHaveText("WebSocket");
+    await bob.page.screenshot({ path: `screenshots/search-results${viewport ? "-360" : ""}.png` });
+
+    // A result opens the conversation at its message, highlighted.
+    await hits(bob.page).first().getByRole("button").click();
+    const target = messageLog(bob.page).locator("li.msg.highlight");
+    await expect(target).toContainText("我们的数据库今天很慢");
+    await expect(target).toBeInViewport();
+    await bob.page.screenshot({ path: `screenshots/search-opened${viewport ? "-360" : ""}.png` });
+
+    // Eve is in no conversation with them: she finds nothing.
+    await eve.page.keyboard.press("/");
+    await expect(searchBox(eve.page)).toBeFocused();
+    await eve.page.keyboard.type("数据库");
+    await searchBox(eve.page).press("Enter");
+    await expect(eve.page.getByText("No messages match.")).toBeVisible();
+    // Esc empties the box and the list is back.
+    await searchBox(eve.page).press("Escape");
+    await expect(searchBox(eve.page)).toHaveValue("");
+    await expect(conversations(eve.page).getByText("No messages match.")).toHaveCount(0);
+  });
+}
+
+test("from: and in: narrow a search, and a mistake in them is explained", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(ann.page, bob.name);
+  await send(ann.page, "会议改到周三");
+  await openDirect(bob.page, ann.name);
+  await send(bob.page, "周三的会议我来不了");
+  await expect(messageLog(bob.page).locator('li[data-state="pending"]')).toHaveCount(0);
+
+  await searchBox(ann.page).fill(`会议 from:${bob.name}`);
+  await expect(async () => {
+    await searchBox(ann.page).press("Enter");
+    await expect(hits(ann.page)).toHaveCount(1, { timeout: 1500 });
+  }).toPass({ timeout: 20_000 });
+  await expect(hits(ann.page).first()).toContainText("周三的会议我来不了");
+  await searchBox(ann.page).fill("会议 in:nowhere");
+  await expect(ann.page.getByText("You have no conversation called “nowhere”.")).toBeVisible();
+});
