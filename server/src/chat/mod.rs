@@ -381,36 +381,52 @@ impl ChatService {
             .collect();
         let keys: Vec<String> = titles.keys().cloned().collect();
         let limit = limit.unwrap_or(MAX_SEARCH_PAGE).clamp(1, MAX_SEARCH_PAGE) as usize;
-        let candidates = self.store.search_candidates(&keys, &parsed, from).await?;
-        let mut hits = Vec::with_capacity(limit);
-        let mut has_more = false;
-        'pages: for chunk in candidates.chunks(limit) {
-            let mut seqs: HashMap<&str, Vec<u64>> = HashMap::new();
-            for c in chunk {
-                seqs.entry(&c.conversation).or_default().push(c.seq);
-            }
-            let mut now = HashMap::new();
-            for (key, seqs) in seqs {
-                for (seq, m) in self.store.messages_at(key, &seqs).await? {
-                    now.insert((key, seq), m);
+        // Candidates the index proposes, checked against the messages as they are now; asked
+        // again further back in the rare case that too few of them hold up.
+        let mut enough = limit + 1;
+        let (mut hits, mut has_more) = (Vec::with_capacity(limit), false);
+        for _ in 0..4 {
+            let (candidates, older) = self
+                .store
+                .search_candidates(&keys, &parsed, from, enough)
+                .await?;
+            hits.clear();
+            has_more = false;
+            'pages: for chunk in candidates.chunks(limit) {
+                let mut seqs: HashMap<&str, Vec<u64>> = HashMap::new();
+                for c in chunk {
+                    seqs.entry(&c.conversation).or_default().push(c.seq);
+                }
+                let mut now = HashMap::new();
+                for (key, seqs) in seqs {
+                    for (seq, m) in self.store.messages_at(key, &seqs).await? {
+                        now.insert((key, seq), m);
+                    }
+                }
+                for c in chunk {
+                    let Some(m) = now.remove(&(c.conversation.as_str(), c.seq)) else {
+                        continue;
+                    };
+                    if m.deleted || !parsed.matches(&m.body) {
+                        continue;
+                    }
+                    if hits.len() == limit {
+                        has_more = true;
+                        break 'pages;
+                    }
+                    hits.push(SearchHit {
+                        conversation_title: titles
+                            .get(&m.conversation)
+                            .cloned()
+                            .unwrap_or_default(),
+                        message: m.to_wire(None),
+                    });
                 }
             }
-            for c in chunk {
-                let Some(m) = now.remove(&(c.conversation.as_str(), c.seq)) else {
-                    continue;
-                };
-                if m.deleted || !parsed.matches(&m.body) {
-                    continue;
-                }
-                if hits.len() == limit {
-                    has_more = true;
-                    break 'pages;
-                }
-                hits.push(SearchHit {
-                    conversation_title: titles.get(&m.conversation).cloned().unwrap_or_default(),
-                    message: m.to_wire(None),
-                });
+            if has_more || !older {
+                break;
             }
+            enough *= 8;
         }
         Ok(ServerMsg::SearchResults {
             query: query.to_owned(),

@@ -66,7 +66,7 @@ pub use rows::{
     MessageRecord, RoomRow, UserRecord,
 };
 pub use schema::SCHEMA;
-pub use search::{Candidate, INDEX_CHUNK};
+pub use search::{Candidate, FIRST_WINDOW, INDEX_CHUNK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,6 +1,15 @@
 //! The message search index: `search_doc:[conversation, seq]` for every message with text,
 //! holding the terms it is found by ([`app::search::index_text`]: words, and the
-//! characters and bigrams of Chinese) under SurrealDB's full-text index.
+//! characters and bigrams of Chinese, plus `@sender`) under SurrealDB's full-text index.
+//!
+//! A search is newest first, and a common word matches a large share of all messages, so
+//! the index must never hand over every match to be sorted. Each document carries `ord`,
+//! the order in which it was indexed (b-tree index), and its conversation under a second
+//! full-text index, and a search asks for the newest [`FIRST_WINDOW`] documents first,
+//! then windows eight times wider further back, until it has enough. SurrealDB answers
+//! each window by intersecting three bitmaps (the words, the user's conversations, the
+//! `ord` range) before it reads a single record, so a search reads about as many records
+//! as it returns, however common the word.
 //!
 //! The index follows the messages instead of being written with them: a batch's
 //! transaction stays as it was measured (the index would multiply its writes), and
@@ -24,11 +33,15 @@ use crate::locks::lock;
 
 /// Positions indexed per transaction.
 pub const INDEX_CHUNK: u64 = 256;
+/// Documents in the first (newest) window a search looks at; each next one is 8 times wider.
+pub const FIRST_WINDOW: u64 = 4096;
 
-/// Conversations whose messages changed since they were last indexed.
+/// Conversations whose messages changed since they were last indexed, and the `ord` the
+/// next document gets.
 #[derive(Debug, Default)]
 pub(super) struct Unindexed {
     keys: BTreeSet<String>,
+    next_ord: u64,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -38,7 +51,15 @@ struct SearchDocRow {
     seq: i64,
     sender: String,
     at: i64,
+    /// The order in which documents were indexed (see the module's documentation).
+    ord: i64,
     terms: String,
+}
+
+#[derive(Debug, SurrealValue)]
+struct OrdRow {
+    id: RecordId,
+    ord: i64,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -70,7 +91,13 @@ fn cursor_id(key: &str) -> RecordId {
     RecordId::new("search_cursor", key)
 }
 
-fn doc(m: &MessageRecord) -> Option<SearchDocRow> {
+/// The term that finds a sender's messages (no word term starts with `@`).
+fn sender_term(username: &str) -> String {
+    format!("@{username}")
+}
+
+/// The document of a message (at `ord`), if it has text to find.
+fn doc(m: &MessageRecord, ord: u64) -> Option<SearchDocRow> {
     let terms = index_text(&m.body);
     (!m.deleted && !terms.is_empty()).then(|| SearchDocRow {
         id: doc_id(&m.conversation, m.seq),
@@ -78,7 +105,8 @@ fn doc(m: &MessageRecord) -> Option<SearchDocRow> {
         seq: m.seq as i64,
         sender: m.sender.clone(),
         at: m.sent_at,
-        terms,
+        ord: ord as i64,
+        terms: format!("{terms} {}", sender_term(&m.sender)),
     })
 }
 
@@ -98,11 +126,17 @@ impl SurrealChatStore {
     pub(super) async fn find_unindexed(&self) -> Result<(), StoreError> {
         let mut res = self
             .db
-            .query("SELECT id, last_seq, last_n FROM conversation; SELECT id, upto FROM search_cursor;")
+            .query(
+                "SELECT id, last_seq, last_n FROM conversation;
+                 SELECT id, upto FROM search_cursor;
+                 SELECT VALUE next FROM ONLY search_order:next;",
+            )
             .await?
             .check()?;
         let convs: Vec<ConversationSeqRow> = res.take(0)?;
         let cursors: Vec<CursorRow> = res.take(1)?;
+        let next: Option<i64> = res.take(2)?;
+        lock(&self.unindexed).next_ord = next.map_or(0, to_u64);
         let upto: HashMap<String, i64> = cursors.iter().map(|c| (key_of(&c.id), c.upto)).collect();
         let keys: Vec<String> = convs
             .iter()
@@ -163,17 +197,40 @@ impl SurrealChatStore {
             })
             .collect();
         let changed = self.messages_at(key, &targets).await?;
+        // An edited message keeps its place in the index's order.
+        let mut res = self
+            .db
+            .query("SELECT id, ord FROM $ids")
+            .bind((
+                "ids",
+                targets.iter().map(|&t| doc_id(key, t)).collect::<Vec<_>>(),
+            ))
+            .await?
+            .check()?;
+        let kept: HashMap<RecordId, i64> = res
+            .take::<Vec<OrdRow>>(0)?
+            .into_iter()
+            .map(|r| (r.id, r.ord))
+            .collect();
+        let first_ord = lock(&self.unindexed).next_ord;
+        let mut next_ord = first_ord;
         let mut docs: HashMap<u64, Option<SearchDocRow>> = HashMap::new();
         for e in &entries {
-            match e {
-                Entry::Message(m) => {
-                    docs.insert(m.seq, doc(m));
-                }
+            let (seq, message) = match e {
+                Entry::Message(m) => (m.seq, Some(m)),
                 Entry::Change(c) if targets.contains(&c.target) => {
-                    docs.insert(c.target, changed.get(&c.target).and_then(doc));
+                    (c.target, changed.get(&c.target))
                 }
-                Entry::Change(_) => {}
-            }
+                Entry::Change(_) => continue,
+            };
+            let ord = match kept.get(&doc_id(key, seq)) {
+                Some(&ord) => to_u64(ord),
+                None => {
+                    next_ord += 1;
+                    next_ord - 1
+                }
+            };
+            docs.insert(seq, message.and_then(|m| doc(m, ord)));
         }
         let gone: Vec<RecordId> = docs.keys().map(|&s| doc_id(key, s)).collect();
         let rows: Vec<SearchDocRow> = docs.into_values().flatten().collect();
@@ -184,53 +241,68 @@ impl SurrealChatStore {
                  DELETE $gone RETURN NONE;
                  INSERT INTO search_doc $rows RETURN NONE;
                  UPSERT $cursor SET upto = $to RETURN NONE;
+                 UPSERT search_order:next SET next = $next RETURN NONE;
                  COMMIT;",
             )
             .bind(("gone", gone))
             .bind(("rows", rows))
             .bind(("cursor", cursor_id(key)))
             .bind(("to", to as i64))
+            .bind(("next", next_ord as i64))
             .await;
         transaction(res?)?;
+        // Only the indexer's thread moves it: nothing moved it meanwhile.
+        lock(&self.unindexed).next_ord = next_ord;
         Ok(to < last)
     }
 
     /// The indexed messages of `conversations` (from `sender` when given) that may contain
-    /// `query`, newest first.
+    /// `query`, newest first: at least `enough` of them when there are that many (more when
+    /// the window that reached `enough` held more), from windows of the index's order
+    /// further and further back. The second value says whether older windows are left.
     pub async fn search_candidates(
         &self,
         conversations: &[String],
         query: &Query,
         sender: Option<&str>,
-    ) -> Result<Vec<Candidate>, StoreError> {
+        enough: usize,
+    ) -> Result<(Vec<Candidate>, bool), StoreError> {
         if conversations.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
-        let sql = if sender.is_some() {
-            "SELECT conv, seq, at FROM search_doc
-             WHERE terms @AND@ $terms AND conv IN $convs AND sender = $sender"
-        } else {
-            "SELECT conv, seq, at FROM search_doc WHERE terms @AND@ $terms AND conv IN $convs"
-        };
-        let mut res = self
-            .db
-            .query(sql)
-            .bind(("terms", query.terms_text()))
-            .bind(("convs", conversations.to_vec()))
-            .bind(("sender", sender.map(str::to_owned)))
-            .await?
-            .check()?;
-        let rows: Vec<HitRow> = res.take(0)?;
-        let mut hits: Vec<Candidate> = rows
-            .into_iter()
-            .map(|r| Candidate {
+        let mut terms = query.terms_text();
+        if let Some(sender) = sender {
+            terms = format!("{terms} {}", sender_term(sender));
+        }
+        let scope = conversations.join(" ");
+        let end = lock(&self.unindexed).next_ord;
+        let (mut hits, mut hi, mut width) = (Vec::new(), end, FIRST_WINDOW);
+        while hi > 0 && hits.len() < enough {
+            let lo = hi.saturating_sub(width);
+            let mut res = self
+                .db
+                .query(
+                    "SELECT conv, seq, at FROM search_doc
+                     WHERE terms @1,AND@ $terms AND conv @2,OR@ $scope
+                        AND ord >= $lo AND ord < $hi",
+                )
+                .bind(("terms", terms.clone()))
+                .bind(("scope", scope.clone()))
+                .bind(("lo", lo as i64))
+                .bind(("hi", hi as i64))
+                .await?
+                .check()?;
+            let rows: Vec<HitRow> = res.take(0)?;
+            hits.extend(rows.into_iter().map(|r| Candidate {
                 conversation: r.conv,
                 seq: to_u64(r.seq),
                 at: r.at,
-            })
-            .collect();
+            }));
+            hi = lo;
+            width = width.saturating_mul(8);
+        }
         hits.sort_by(|a, b| (b.at, &b.conversation, b.seq).cmp(&(a.at, &a.conversation, a.seq)));
-        Ok(hits)
+        Ok((hits, hi > 0))
     }
 
     /// The last position of `key` the index has.

@@ -888,9 +888,10 @@ async fn candidates(store: &SurrealChatStore, convs: &[&str], query: &str) -> Ve
     let convs: Vec<String> = convs.iter().map(|c| (*c).to_owned()).collect();
     let query = app::search::Query::parse(query).unwrap();
     store
-        .search_candidates(&convs, &query, None)
+        .search_candidates(&convs, &query, None, 100)
         .await
         .unwrap()
+        .0
         .into_iter()
         .map(|c| c.seq)
         .collect()
@@ -948,4 +949,58 @@ async fn the_search_index_catches_up_after_a_restart_and_forgets_deleted_message
     store.index_pending().await.unwrap();
     assert_eq!(store.indexed_upto(&conv).await.unwrap(), 4);
     assert_eq!(candidates(&store, &[&conv], "重启").await, [1]);
+}
+
+/// A search reads the newest window of the index first and goes further back only while it
+/// has too few: a common word stops at the first window, a rare one reaches the oldest
+/// message; either way the answer is newest first.
+#[tokio::test]
+async fn a_search_looks_back_window_by_window_only_as_far_as_it_needs() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    user(&store, "bob").await;
+    let conv = store.open_direct("alice", "bob", 1).await.unwrap();
+    let n = server::store::FIRST_WINDOW + 200;
+    let text = |seq: u64| match seq {
+        1 => "旧的备忘录 common".to_owned(),
+        s if s == n => "新的备忘录 common".to_owned(),
+        s => format!("message {s} common"),
+    };
+    for from in (1..=n).step_by(500) {
+        let batch: Vec<MessageRecord> = (from..(from + 500).min(n + 1))
+            .map(|s| record(&conv, s, "alice", &format!("c{s}"), &text(s), s as i64))
+            .collect();
+        store.append_batch(&batch).await.unwrap();
+    }
+    store.index_pending().await.unwrap();
+    let convs = vec![conv.clone()];
+    let search = |q: &str, enough: usize| {
+        let (store, convs) = (store.clone(), convs.clone());
+        let q = app::search::Query::parse(q).unwrap();
+        async move {
+            let (hits, older) = store
+                .search_candidates(&convs, &q, None, enough)
+                .await
+                .unwrap();
+            (hits.into_iter().map(|c| c.seq).collect::<Vec<_>>(), older)
+        }
+    };
+    let (common, older) = search("common", 10).await;
+    assert_eq!(
+        common.len() as u64,
+        server::store::FIRST_WINDOW,
+        "one window read"
+    );
+    assert!(older);
+    assert_eq!(common[..2], [n, n - 1]);
+    let (rare, older) = search("备忘录", 10).await;
+    assert_eq!(rare, [n, 1], "the oldest message is reached, newest first");
+    assert!(!older);
+    // The sender's term narrows it: nothing from bob.
+    let q = app::search::Query::parse("备忘录").unwrap();
+    let (from_bob, _) = store
+        .search_candidates(&convs, &q, Some("bob"), 10)
+        .await
+        .unwrap();
+    assert!(from_bob.is_empty());
 }
