@@ -33,6 +33,17 @@ pub async fn sign_up(addr: SocketAddr, username: &str) -> anyhow::Result<String>
         .ok_or_else(|| anyhow!("no session cookie in {response}"))
 }
 
+/// `GET path`; the body of a 200 answer, or `None`.
+pub async fn body_of(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
 /// `GET path`; the status code, or `None` when nothing answers.
 pub async fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).await.ok()?;

@@ -497,10 +497,16 @@ async fn main() -> anyhow::Result<()> {
                 ("newest history page (50)", m.latest_us),
                 ("deep history page (50)", m.deep_us),
                 ("recent conversations", m.recent_us),
+                ("search \"数据\"", m.search_us[0]),
+                ("search \"the\"", m.search_us[1]),
             ] {
                 println!("{name:<32} {:>9}  {:>9}  {:>9}", p.p50, p.p99, p.max);
             }
             let steal = cpu.and_then(|c| c.steal_since());
+            println!(
+                "search index caught up {:.1} s after the last start; searches found {}..{} messages",
+                m.index_catch_up_s, m.search_hits.0, m.search_hits.1
+            );
             println!(
                 "recent-conversations lists held {}..{} rows; server RSS {}; machine load before {}, after {}; CPU time stolen by the hypervisor: {}",
                 m.recent_rows.0,
@@ -526,6 +532,12 @@ async fn main() -> anyhow::Result<()> {
                     "recent_p50_us": m.recent_us.p50,
                     "recent_p99_us": m.recent_us.p99,
                     "recent_rows": [m.recent_rows.0, m.recent_rows.1],
+                    "index_catch_up_s": m.index_catch_up_s,
+                    "search_chinese_p50_us": m.search_us[0].p50,
+                    "search_chinese_p99_us": m.search_us[0].p99,
+                    "search_english_p50_us": m.search_us[1].p50,
+                    "search_english_p99_us": m.search_us[1].p99,
+                    "search_hits": [m.search_hits.0, m.search_hits.1],
                     "rss_kib": m.rss_kib,
                     "steal_percent": steal,
                     "seed": seed,

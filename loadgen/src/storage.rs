@@ -6,10 +6,15 @@
 //! messages, half of them in ten big rooms (deep scroll-back) and half spread over the
 //! rest. The layout (tokens, conversations, sizes) is kept beside the data directory.
 //!
-//! `measure` starts the server on it (start-up time: spawn until `/healthz` answers), then
-//! times, one request at a time over a WebSocket, the newest history page of random
-//! conversations, a page deep in a big room's scroll-back, and the recent-conversations
-//! list of random users; and checks every answer.
+//! The messages are everyday sentences, 40 % Chinese, 40 % English and 20 % Chinese with
+//! English names in them (see [`body`]).
+//!
+//! `measure` starts the server on it (start-up time: spawn until `/healthz` answers), waits
+//! until the search index has every message, then times, one request at a time over a
+//! WebSocket, the newest history page of random conversations, a page deep in a big room's
+//! scroll-back, the recent-conversations list of random users, and message searches of
+//! random users for a two-character Chinese word and for a common English word; and checks
+//! every answer.
 
 use anyhow::{ensure, Context};
 use app::domain::{ClientMsgId, MessageBody, RoomName, Username};
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::Percentiles;
 use crate::client::{Closed, Conn};
-use crate::http::sign_up;
+use crate::http::{body_of, sign_up};
 use crate::process::{free_port, ServerProcess, Stop};
 use crate::Rng;
 
@@ -32,6 +37,47 @@ const BIG_ROOMS: usize = 10;
 const WINDOW: usize = 64;
 /// Messages per history page, as the app asks.
 const PAGE: u32 = 50;
+/// What the search benchmark looks for: a two-character Chinese word (in 1 of 10
+/// messages) and a common English word (in 1 of 4).
+pub const SEARCHES: [&str; 2] = ["数据", "the"];
+
+const CHINESE: [&str; 8] = [
+    "我们的数据库今天很慢，大家先别跑大查询",
+    "明天下午三点开会讨论新需求",
+    "服务器的日志里有很多报错，我在查",
+    "这个接口的性能还需要优化一下",
+    "周报已经发到群里了，请大家看看",
+    "新版本的数据迁移脚本写好了",
+    "谁有空帮忙看一下测试用例？",
+    "缓存命中率比上周高了不少",
+];
+const ENGLISH: [&str; 8] = [
+    "the build is green again",
+    "can someone review the pull request before lunch",
+    "deploying the new release this afternoon",
+    "the dashboard shows higher latency today",
+    "meeting notes are in the wiki",
+    "I will look at the backup job tomorrow",
+    "thanks, that fixed the login issue",
+    "invoices for last month have arrived",
+];
+const MIXED: [&str; 4] = [
+    "WebSocket连接断了，重连以后正常",
+    "Docker镜像已经推到registry了",
+    "API文档更新了，请看GitHub上的说明",
+    "Redis的内存又满了，CI也挂了",
+];
+
+/// The text of the `n`th message a user sends: 4 of 10 Chinese, 4 English, 2 mixed.
+pub fn body(n: u64) -> String {
+    let k = (n / 10) as usize;
+    let text = match n % 10 {
+        0..=3 => CHINESE[k % CHINESE.len()],
+        4..=7 => ENGLISH[k % ENGLISH.len()],
+        _ => MIXED[k % MIXED.len()],
+    };
+    format!("{text} ({n})")
+}
 
 #[derive(Debug, Clone)]
 pub struct Generate {
@@ -229,9 +275,7 @@ async fn send_plan(
             conn.send(&ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&format!("g{index}-{n}"))?,
-                body: MessageBody::parse(&format!(
-                    "message {n} from user {index}: some words of ordinary length"
-                ))?,
+                body: MessageBody::parse(&body(n))?,
                 reply_to: None,
             })
             .await?;
@@ -277,6 +321,12 @@ pub struct Measured {
     pub latest_us: Percentiles,
     pub deep_us: Percentiles,
     pub recent_us: Percentiles,
+    /// Seconds from the last start until the search index had every message.
+    pub index_catch_up_s: f64,
+    /// Message searches for each of [`SEARCHES`].
+    pub search_us: [Percentiles; 2],
+    /// Results of those searches, fewest and most.
+    pub search_hits: (usize, usize),
     /// Rows in the recent-conversations lists, smallest and largest.
     pub recent_rows: (usize, usize),
     pub rss_kib: Option<u64>,
@@ -296,11 +346,14 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
         }
         startup_ms.push(server.start().await?.as_millis() as u64);
     }
+    let index_catch_up_s = index_caught_up(addr).await?;
     let mut rng = Rng::new(opts.seed);
     let mut conns: HashMap<usize, (Conn, Instant)> = HashMap::new();
     let mut latest = Vec::new();
     let mut deep = Vec::new();
     let mut recent = Vec::new();
+    let mut searches = [Vec::new(), Vec::new()];
+    let mut search_hits = (usize::MAX, 0);
     let mut rows = (usize::MAX, 0);
     for _ in 0..opts.samples {
         // The newest page of a random conversation.
@@ -349,6 +402,43 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
             "unread counts inconsistent"
         );
         rows = (rows.0.min(list.len()), rows.1.max(list.len()));
+
+        // A random user's search, for each word in turn (the server answers 5 searches a
+        // second per user, far more than one user's share of these).
+        for (k, word) in SEARCHES.iter().enumerate() {
+            let u = rng.range(0, layout.users.len() as u64) as usize;
+            let conn = conn_of(&mut conns, addr, &layout, u).await?;
+            let t = Instant::now();
+            let bodies = conn
+                .ask(
+                    ClientMsg::SearchMessages {
+                        query: (*word).to_owned(),
+                        conversation_id: None,
+                        from: None,
+                        limit: None,
+                    },
+                    |m| match m {
+                        ServerMsg::SearchResults { hits, .. } => Some(Ok(hits
+                            .iter()
+                            .map(|h| h.message.body.clone())
+                            .collect::<Vec<_>>())),
+                        ServerMsg::Error { code, message, .. } => {
+                            Some(Err(anyhow::anyhow!("{code:?}: {message}")))
+                        }
+                        _ => None,
+                    },
+                )
+                .await??;
+            searches[k].push(t.elapsed().as_micros() as u64);
+            ensure!(
+                !bodies.is_empty() && bodies.iter().all(|b| b.contains(word)),
+                "search for {word}: {bodies:?}"
+            );
+            search_hits = (
+                search_hits.0.min(bodies.len()),
+                search_hits.1.max(bodies.len()),
+            );
+        }
     }
     let rss_kib = server.rss_kib();
     server.stop(Stop::Term).await?;
@@ -361,9 +451,30 @@ pub async fn measure(opts: Measure) -> anyhow::Result<Measured> {
         latest_us: Percentiles::of(latest),
         deep_us: Percentiles::of(deep),
         recent_us: Percentiles::of(recent),
+        index_catch_up_s,
+        search_us: searches.map(Percentiles::of),
+        search_hits,
         recent_rows: rows,
         rss_kib,
     })
+}
+
+/// Waits (at most an hour) until `/healthz` says the search index has every message;
+/// returns how long that took, in seconds.
+async fn index_caught_up(addr: SocketAddr) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        let health: serde_json::Value =
+            serde_json::from_str(&body_of(addr, "/healthz").await.context("no /healthz")?)?;
+        if health["search"]["unindexed_conversations"] == 0 {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "the search index is still behind after an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The socket of `user`, opened on first use, and reopened when it sat unused long enough

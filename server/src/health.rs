@@ -4,7 +4,7 @@
 use axum::{extract::State, http::StatusCode, Json};
 use serde::Serialize;
 
-use crate::db::Database;
+use crate::{db::Database, store::SurrealChatStore};
 
 /// What `/healthz` reads; cheap to clone.
 #[derive(Clone)]
@@ -12,6 +12,8 @@ pub struct HealthState {
     pub db: Database,
     /// How many times the data directory has been opened, this time included.
     pub boots: u64,
+    /// For how far the search index is behind.
+    pub store: SurrealChatStore,
 }
 
 #[derive(Debug, Serialize)]
@@ -19,6 +21,15 @@ pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
     pub database: DatabaseHealth,
+    pub search: SearchHealth,
+}
+
+/// How far the message search index is behind the messages (it follows them within a
+/// second; after a start on a database indexed by nothing yet, for as long as it takes).
+#[derive(Debug, Serialize)]
+pub struct SearchHealth {
+    /// Conversations with messages the index does not have yet.
+    pub unindexed_conversations: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,6 +52,9 @@ pub async fn healthz(State(state): State<HealthState>) -> (StatusCode, Json<Heal
             storage: state.db.kind().as_str(),
             boots: state.boots,
             error: check.err().map(|e| e.to_string()),
+        },
+        search: SearchHealth {
+            unindexed_conversations: state.store.unindexed_count(),
         },
     };
     let code = if ok {

@@ -232,6 +232,7 @@ impl Application {
             health: health::HealthState {
                 db: db.clone(),
                 boots: store.boots(),
+                store: store.clone(),
             },
         };
         let limits = listen::ConnectionLimits {

@@ -41,6 +41,8 @@ pub const FIRST_WINDOW: u64 = 4096;
 #[derive(Debug, Default)]
 pub(super) struct Unindexed {
     keys: BTreeSet<String>,
+    /// Taken from `keys` by the pass under way and not finished yet.
+    in_pass: usize,
     next_ord: u64,
 }
 
@@ -121,6 +123,12 @@ impl SurrealChatStore {
         }
     }
 
+    /// How many conversations have messages the index does not have yet.
+    pub fn unindexed_count(&self) -> usize {
+        let u = lock(&self.unindexed);
+        u.keys.len() + u.in_pass
+    }
+
     /// Notes every conversation the index is behind (after a start, crash or not): one read
     /// of the conversations and one of the cursors.
     pub(super) async fn find_unindexed(&self) -> Result<(), StoreError> {
@@ -150,7 +158,12 @@ impl SurrealChatStore {
     /// Brings the index up to date with every conversation noted as behind, a chunk of
     /// [`INDEX_CHUNK`] positions per transaction. A conversation that fails stays noted.
     pub async fn index_pending(&self) -> Result<(), StoreError> {
-        let keys = std::mem::take(&mut lock(&self.unindexed).keys);
+        let keys = {
+            let mut u = lock(&self.unindexed);
+            let keys = std::mem::take(&mut u.keys);
+            u.in_pass = keys.len();
+            keys
+        };
         let mut failed = None;
         for key in &keys {
             loop {
@@ -164,6 +177,8 @@ impl SurrealChatStore {
                     }
                 }
             }
+            let mut u = lock(&self.unindexed);
+            u.in_pass = u.in_pass.saturating_sub(1);
         }
         failed.map_or(Ok(()), Err)
     }

@@ -13,6 +13,7 @@ async fn healthz_reports_a_working_database() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["database"]["ok"], true);
     assert_eq!(body["database"]["storage"], "memory");
+    assert_eq!(body["search"]["unindexed_conversations"], 0);
     app.stop().await;
 }
 
