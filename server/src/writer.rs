@@ -299,7 +299,7 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
         if let Err(e) = store.store_pending(PENDING_EVERY / 2).await {
             warn!(error = %e, "storing pending changes failed; they are kept for the next try");
         }
-        if let Err(e) = store.index_pending().await {
+        if let Err(e) = store.index_pending(PENDING_EVERY / 2).await {
             warn!(error = %e, "indexing messages for search failed; it is tried again");
         }
     }

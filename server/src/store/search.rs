@@ -20,7 +20,10 @@
 //! read from the messages as they are now, so text that was edited or deleted since it was
 //! indexed is never shown; the index itself forgets a deleted message within a second.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::{Duration, Instant},
+};
 
 use app::search::{index_text, Query};
 use surrealdb::types::{RecordId, SurrealValue};
@@ -155,26 +158,40 @@ impl SurrealChatStore {
         Ok(())
     }
 
-    /// Brings the index up to date with every conversation noted as behind, a chunk of
-    /// [`INDEX_CHUNK`] positions per transaction. A conversation that fails stays noted.
-    pub async fn index_pending(&self) -> Result<(), StoreError> {
-        let keys = {
+    /// Brings the index up to date with the conversations noted as behind, a chunk of
+    /// [`INDEX_CHUNK`] positions per transaction, for at most about `budget` (what is left
+    /// stays noted for the next pass: a start on a database nothing has indexed must not
+    /// hold up the thread's other work, or a shutdown). A conversation that fails stays
+    /// noted.
+    pub async fn index_pending(&self, budget: Duration) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let keys: Vec<String> = {
             let mut u = lock(&self.unindexed);
             let keys = std::mem::take(&mut u.keys);
             u.in_pass = keys.len();
-            keys
+            keys.into_iter().collect()
         };
         let mut failed = None;
-        for key in &keys {
-            loop {
+        for (i, key) in keys.iter().enumerate() {
+            let outcome = loop {
+                if started.elapsed() >= budget {
+                    break Ok(true);
+                }
                 match self.index_chunk(key).await {
                     Ok(true) => tokio::task::yield_now().await,
-                    Ok(false) => break,
-                    Err(e) => {
-                        self.unindexed([key.as_str()]);
-                        failed = Some(e);
-                        break;
-                    }
+                    done => break done,
+                }
+            };
+            match outcome {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.unindexed(keys[i..].iter().map(String::as_str));
+                    lock(&self.unindexed).in_pass = 0;
+                    break;
+                }
+                Err(e) => {
+                    self.unindexed([key.as_str()]);
+                    failed = Some(e);
                 }
             }
             let mut u = lock(&self.unindexed);
@@ -189,13 +206,7 @@ impl SurrealChatStore {
         let Some(last) = self.last_seq(key).await? else {
             return Ok(false);
         };
-        let mut res = self
-            .db
-            .query("SELECT VALUE upto FROM ONLY $cursor")
-            .bind(("cursor", cursor_id(key)))
-            .await?
-            .check()?;
-        let upto = res.take::<Option<i64>>(0)?.map_or(0, to_u64);
+        let upto = self.indexed_upto(key).await?;
         if upto >= last {
             return Ok(false);
         }

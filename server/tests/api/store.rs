@@ -921,7 +921,10 @@ async fn the_search_index_catches_up_after_a_restart_and_forgets_deleted_message
     };
     let store = open(StorageKind::Disk, dir.path()).await;
     assert!(candidates(&store, &[&conv], "重启").await.is_empty());
-    store.index_pending().await.unwrap();
+    store
+        .index_pending(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(store.indexed_upto(&conv).await.unwrap(), 3);
     assert_eq!(candidates(&store, &[&conv], "重启").await, [2, 1]);
     assert!(candidates(&store, &["elsewhere"], "重启").await.is_empty());
@@ -946,7 +949,10 @@ async fn the_search_index_catches_up_after_a_restart_and_forgets_deleted_message
         })
         .await
         .unwrap();
-    store.index_pending().await.unwrap();
+    store
+        .index_pending(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(store.indexed_upto(&conv).await.unwrap(), 4);
     assert_eq!(candidates(&store, &[&conv], "重启").await, [1]);
 }
@@ -972,7 +978,10 @@ async fn a_search_looks_back_window_by_window_only_as_far_as_it_needs() {
             .collect();
         store.append_batch(&batch).await.unwrap();
     }
-    store.index_pending().await.unwrap();
+    store
+        .index_pending(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
     let convs = vec![conv.clone()];
     let search = |q: &str, enough: usize| {
         let (store, convs) = (store.clone(), convs.clone());
