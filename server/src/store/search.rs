@@ -36,6 +36,8 @@ use crate::locks::lock;
 
 /// Positions indexed per transaction.
 pub const INDEX_CHUNK: u64 = 256;
+/// Most documents one indexing transaction writes.
+pub const INDEX_BATCH: usize = 2048;
 /// Documents in the first (newest) window a search looks at; each next one is 8 times wider.
 pub const FIRST_WINDOW: u64 = 4096;
 
@@ -59,6 +61,27 @@ struct SearchDocRow {
     /// The order in which documents were indexed (see the module's documentation).
     ord: i64,
     terms: String,
+}
+
+/// What one indexing transaction will write: each message's document (with its order
+/// number; `None` to remove it) and each conversation's new cursor.
+#[derive(Debug, Default)]
+struct IndexBatch {
+    docs: HashMap<(String, u64), (u64, Option<SearchDocRow>)>,
+    cursors: HashMap<String, u64>,
+    /// The first order number this batch took, if any.
+    first_ord: Option<u64>,
+}
+
+impl IndexBatch {
+    /// The next order number (taken from the store's counter).
+    fn new_ord(&mut self, unindexed: &std::sync::Mutex<Unindexed>) -> u64 {
+        let mut u = lock(unindexed);
+        let ord = u.next_ord;
+        u.next_ord += 1;
+        self.first_ord.get_or_insert(ord);
+        ord
+    }
 }
 
 #[derive(Debug, SurrealValue)]
@@ -158,11 +181,12 @@ impl SurrealChatStore {
         Ok(())
     }
 
-    /// Brings the index up to date with the conversations noted as behind, a chunk of
-    /// [`INDEX_CHUNK`] positions per transaction, for at most about `budget` (what is left
-    /// stays noted for the next pass: a start on a database nothing has indexed must not
-    /// hold up the thread's other work, or a shutdown). A conversation that fails stays
-    /// noted.
+    /// Brings the index up to date with the conversations noted as behind, for at most about
+    /// `budget` (what is left stays noted for the next pass: a start on a database nothing
+    /// has indexed must not hold up the thread's other work, or a shutdown). Documents of
+    /// many conversations share a transaction, up to [`INDEX_BATCH`] of them, so that
+    /// each term's postings are written once per transaction rather than once per
+    /// conversation. What a failed transaction held stays noted.
     pub async fn index_pending(&self, budget: Duration) -> Result<(), StoreError> {
         let started = Instant::now();
         let keys: Vec<String> = {
@@ -171,42 +195,56 @@ impl SurrealChatStore {
             u.in_pass = keys.len();
             keys.into_iter().collect()
         };
-        let mut failed = None;
+        let mut batch = IndexBatch::default();
+        let mut outcome = Ok(());
         for (i, key) in keys.iter().enumerate() {
-            let outcome = loop {
+            let more = loop {
                 if started.elapsed() >= budget {
                     break Ok(true);
                 }
-                match self.index_chunk(key).await {
+                let more = self.plan_chunk(key, &mut batch).await;
+                if batch.docs.len() >= INDEX_BATCH {
+                    outcome = self.commit_index(&mut batch).await;
+                    if outcome.is_err() {
+                        break Ok(true);
+                    }
+                }
+                match more {
                     Ok(true) => tokio::task::yield_now().await,
                     done => break done,
                 }
             };
-            match outcome {
-                Ok(false) => {}
+            match more {
+                Ok(false) => lock(&self.unindexed).in_pass -= 1,
                 Ok(true) => {
+                    // Out of time, or the index refused a transaction: the rest waits.
                     self.unindexed(keys[i..].iter().map(String::as_str));
-                    lock(&self.unindexed).in_pass = 0;
                     break;
                 }
                 Err(e) => {
                     self.unindexed([key.as_str()]);
-                    failed = Some(e);
+                    lock(&self.unindexed).in_pass -= 1;
+                    outcome = Err(e);
                 }
             }
-            let mut u = lock(&self.unindexed);
-            u.in_pass = u.in_pass.saturating_sub(1);
         }
-        failed.map_or(Ok(()), Err)
+        if outcome.is_ok() {
+            outcome = self.commit_index(&mut batch).await;
+        }
+        lock(&self.unindexed).in_pass = 0;
+        outcome
     }
 
-    /// Indexes the next chunk of `key`'s positions after its cursor. Returns whether
-    /// more are left.
-    async fn index_chunk(&self, key: &str) -> Result<bool, StoreError> {
+    /// Adds the next [`INDEX_CHUNK`] positions of `key` after its cursor to `batch`.
+    /// Returns whether more are left.
+    async fn plan_chunk(&self, key: &str, batch: &mut IndexBatch) -> Result<bool, StoreError> {
         let Some(last) = self.last_seq(key).await? else {
             return Ok(false);
         };
-        let upto = self.indexed_upto(key).await?;
+        let upto = match batch.cursors.get(key) {
+            Some(&upto) => upto,
+            None => self.indexed_upto(key).await?,
+        };
         if upto >= last {
             return Ok(false);
         }
@@ -223,14 +261,17 @@ impl SurrealChatStore {
             })
             .collect();
         let changed = self.messages_at(key, &targets).await?;
-        // An edited message keeps its place in the index's order.
+        // An edited message keeps its place in the index's order (from this batch, or as
+        // stored).
+        let stored: Vec<RecordId> = targets
+            .iter()
+            .filter(|&&t| !batch.docs.contains_key(&(key.to_owned(), t)))
+            .map(|&t| doc_id(key, t))
+            .collect();
         let mut res = self
             .db
             .query("SELECT id, ord FROM $ids")
-            .bind((
-                "ids",
-                targets.iter().map(|&t| doc_id(key, t)).collect::<Vec<_>>(),
-            ))
+            .bind(("ids", stored))
             .await?
             .check()?;
         let kept: HashMap<RecordId, i64> = res
@@ -238,9 +279,6 @@ impl SurrealChatStore {
             .into_iter()
             .map(|r| (r.id, r.ord))
             .collect();
-        let first_ord = lock(&self.unindexed).next_ord;
-        let mut next_ord = first_ord;
-        let mut docs: HashMap<u64, Option<SearchDocRow>> = HashMap::new();
         for e in &entries {
             let (seq, message) = match e {
                 Entry::Message(m) => (m.seq, Some(m)),
@@ -249,37 +287,64 @@ impl SurrealChatStore {
                 }
                 Entry::Change(_) => continue,
             };
-            let ord = match kept.get(&doc_id(key, seq)) {
-                Some(&ord) => to_u64(ord),
-                None => {
-                    next_ord += 1;
-                    next_ord - 1
-                }
+            let slot = (key.to_owned(), seq);
+            let ord = match (batch.docs.get(&slot), kept.get(&doc_id(key, seq))) {
+                (Some((ord, _)), _) => *ord,
+                (None, Some(&ord)) => to_u64(ord),
+                (None, None) => batch.new_ord(&self.unindexed),
             };
-            docs.insert(seq, message.and_then(|m| doc(m, ord)));
+            batch
+                .docs
+                .insert(slot, (ord, message.and_then(|m| doc(m, ord))));
         }
-        let gone: Vec<RecordId> = docs.keys().map(|&s| doc_id(key, s)).collect();
-        let rows: Vec<SearchDocRow> = docs.into_values().flatten().collect();
+        batch.cursors.insert(key.to_owned(), to);
+        Ok(to < last)
+    }
+
+    /// Stores what `batch` holds in one transaction, with the conversations' cursors, and
+    /// empties it. On failure, the conversations are noted again and the order numbers it
+    /// took are given back.
+    async fn commit_index(&self, batch: &mut IndexBatch) -> Result<(), StoreError> {
+        if batch.cursors.is_empty() {
+            return Ok(());
+        }
+        let taken = std::mem::take(batch);
+        let gone: Vec<RecordId> = taken.docs.keys().map(|(k, s)| doc_id(k, *s)).collect();
+        let cursors: Vec<CursorRow> = taken
+            .cursors
+            .iter()
+            .map(|(k, &upto)| CursorRow {
+                id: cursor_id(k),
+                upto: upto as i64,
+            })
+            .collect();
+        let next = lock(&self.unindexed).next_ord;
+        let rows: Vec<SearchDocRow> = taken.docs.into_values().filter_map(|(_, d)| d).collect();
         let res = self
             .db
             .query(
                 "BEGIN;
                  DELETE $gone RETURN NONE;
                  INSERT INTO search_doc $rows RETURN NONE;
-                 UPSERT $cursor SET upto = $to RETURN NONE;
+                 FOR $c IN $cursors { UPSERT $c.id SET upto = $c.upto RETURN NONE; };
                  UPSERT search_order:next SET next = $next RETURN NONE;
                  COMMIT;",
             )
             .bind(("gone", gone))
             .bind(("rows", rows))
-            .bind(("cursor", cursor_id(key)))
-            .bind(("to", to as i64))
-            .bind(("next", next_ord as i64))
-            .await;
-        transaction(res?)?;
-        // Only the indexer's thread moves it: nothing moved it meanwhile.
-        lock(&self.unindexed).next_ord = next_ord;
-        Ok(to < last)
+            .bind(("cursors", cursors))
+            .bind(("next", next as i64))
+            .await
+            .map_err(StoreError::from)
+            .and_then(|r| transaction(r).map_err(StoreError::from));
+        if res.is_err() {
+            // Only this thread takes order numbers: none were taken meanwhile.
+            if let Some(first) = taken.first_ord {
+                lock(&self.unindexed).next_ord = first;
+            }
+            self.unindexed(taken.cursors.keys().map(String::as_str));
+        }
+        res
     }
 
     /// The indexed messages of `conversations` (from `sender` when given) that may contain
