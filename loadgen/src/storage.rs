@@ -125,6 +125,9 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
     let started = Instant::now();
     let addr = free_port()?;
     let mut server = ServerProcess::new(&opts.server_bin, addr, &data_dir(&opts.dir))?;
+    // A few users make all the rooms.
+    server.set_env("CHAT_ROOMS_PER_HOUR", "1000000");
+    server.set_env("CHAT_ROOMS_OWNED", "1000000");
     server.start().await?;
     let mut users = Vec::new();
     for i in 0..opts.users {
@@ -150,7 +153,7 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
                     },
                     conversation_reply,
                 )
-                .await?;
+                .await??;
             convs.push((id, a, b));
         }
     }
@@ -165,7 +168,7 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
                 },
                 conversation_reply,
             )
-            .await?;
+            .await??;
         conns[b]
             .ask(
                 ClientMsg::JoinRoom {
@@ -173,7 +176,7 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
                 },
                 conversation_reply,
             )
-            .await?;
+            .await??;
         convs.push((id, a, b));
         k += 1;
     }
@@ -241,9 +244,12 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
     })
 }
 
-fn conversation_reply(m: &ServerMsg) -> Option<String> {
+fn conversation_reply(m: &ServerMsg) -> Option<anyhow::Result<String>> {
     match m {
-        ServerMsg::Conversation { conversation } => Some(conversation.id.0.clone()),
+        ServerMsg::Conversation { conversation } => Some(Ok(conversation.id.0.clone())),
+        ServerMsg::Error { code, message, .. } => {
+            Some(Err(anyhow::anyhow!("refused: {code:?}: {message}")))
+        }
         _ => None,
     }
 }

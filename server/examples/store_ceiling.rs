@@ -76,7 +76,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     let (running, writers_ended) = tokio::sync::mpsc::channel::<()>(1);
-    let pending = tokio::spawn(writer::store_pending_every(store.clone(), writers_ended));
+    // The search indexer runs beside the writers, as in the server.
+    let indexer = server::indexer::Indexer::start(store.clone())?;
+    let pending = tokio::spawn(writer::store_pending_every(
+        store.clone(),
+        indexer,
+        writers_ended,
+    ));
     for w in 0..writers {
         // Each writer owns every `writers`-th conversation, as the server's writers do.
         let mine: Vec<(String, String)> = convs.iter().skip(w).step_by(writers).cloned().collect();

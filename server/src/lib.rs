@@ -8,7 +8,8 @@
 //!   Bearer token); [`throttle`] slows password guessing.
 //! - [`chat`] — the chat service: every use-case a frame can ask for, as a method, with the
 //!   per-user send limit; [`refusal`] is what a client is told when one is refused.
-//! - [`writer`] — group commit: sends numbered, stored in batches, acked, fanned out.
+//! - [`writer`] — group commit: sends numbered, stored in batches, acked, fanned out; it
+//!   starts and stops `indexer`, the search index's low-priority thread.
 //! - [`hub`] — live sockets, presence and fan-out: the only way an event reaches a socket.
 //! - [`store`] — `SurrealChatStore`: the schema and everything stored, one file per
 //!   concern, with each conversation's head in memory ahead of the database.
@@ -43,6 +44,7 @@ mod clock;
 pub mod db;
 pub mod health;
 pub mod hub;
+pub mod indexer;
 pub mod listen;
 mod locks;
 pub mod refusal;

@@ -30,7 +30,8 @@
 //! from the messages. That thread runs a runtime of its own and spreads its transactions
 //! over half of [`PENDING_EVERY`]: a SurrealDB statement runs to its end without yielding,
 //! and on the sockets' runtime those bursts held up the sockets queued behind them. The
-//! same thread then brings the search index up to date ([`SurrealChatStore::index_pending`]).
+//! search index follows on a thread of its own, at the lowest priority ([`crate::indexer`]),
+//! stopped before the store is closed.
 
 use app::{
     domain::{ClientMsgId, MessageBody},
@@ -50,6 +51,7 @@ use tracing::warn;
 use crate::{
     changes::Request,
     hub::{Hub, Outbound},
+    indexer::Indexer,
     refusal::Refusal,
     store::{
         Batch, ChangeKind, ChangeRecord, Entry, Mark, Members, MentionKey, MessageRecord,
@@ -190,10 +192,11 @@ impl Writers {
         drop(running);
         let (ended, done) = tokio::sync::oneshot::channel();
         let pending_store = store.clone();
+        let indexer = Indexer::start(store.clone())?;
         std::thread::Builder::new()
             .name("pending-changes".into())
             .spawn(move || {
-                runtime.block_on(store_pending_every(pending_store, writers_ended));
+                runtime.block_on(store_pending_every(pending_store, indexer, writers_ended));
                 let _ = ended.send(());
             })?;
         // Shutdown waits for the store to be closed.
@@ -278,10 +281,13 @@ enum Wake {
 }
 
 /// Stores what the writers' batches left pending (see [`SurrealChatStore::store_pending`])
-/// every [`PENDING_EVERY`], spread over half of it, then indexes what was stored for
-/// search; once every writer has ended (their
-/// `running` senders are gone), closes the store and ends.
-pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mpsc::Receiver<()>) {
+/// every [`PENDING_EVERY`], spread over half of it; once every writer has ended (their
+/// `running` senders are gone), stops the search indexer, closes the store and ends.
+pub async fn store_pending_every(
+    store: SurrealChatStore,
+    indexer: Indexer,
+    mut writers_ended: mpsc::Receiver<()>,
+) {
     let mut next = tokio::time::Instant::now() + PENDING_EVERY;
     loop {
         let ended = tokio::select! {
@@ -291,6 +297,7 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
         // Passes start every PENDING_EVERY, however long the last one took to spread out.
         next = tokio::time::Instant::now().max(next) + PENDING_EVERY;
         if ended {
+            indexer.stop();
             if let Err(e) = store.close().await {
                 warn!(error = %e, "closing the store failed; the next start repairs it");
             }
@@ -298,9 +305,6 @@ pub async fn store_pending_every(store: SurrealChatStore, mut writers_ended: mps
         }
         if let Err(e) = store.store_pending(PENDING_EVERY / 2).await {
             warn!(error = %e, "storing pending changes failed; they are kept for the next try");
-        }
-        if let Err(e) = store.index_pending(PENDING_EVERY / 2).await {
-            warn!(error = %e, "indexing messages for search failed; it is tried again");
         }
     }
 }

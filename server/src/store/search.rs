@@ -86,7 +86,7 @@ impl IndexBatch {
 
 #[derive(Debug, SurrealValue)]
 struct OrdRow {
-    id: RecordId,
+    seq: i64,
     ord: i64,
 }
 
@@ -270,14 +270,14 @@ impl SurrealChatStore {
             .collect();
         let mut res = self
             .db
-            .query("SELECT id, ord FROM $ids")
+            .query("SELECT seq, ord FROM $ids")
             .bind(("ids", stored))
             .await?
             .check()?;
-        let kept: HashMap<RecordId, i64> = res
+        let kept: HashMap<u64, u64> = res
             .take::<Vec<OrdRow>>(0)?
             .into_iter()
-            .map(|r| (r.id, r.ord))
+            .map(|r| (to_u64(r.seq), to_u64(r.ord)))
             .collect();
         for e in &entries {
             let (seq, message) = match e {
@@ -288,9 +288,9 @@ impl SurrealChatStore {
                 Entry::Change(_) => continue,
             };
             let slot = (key.to_owned(), seq);
-            let ord = match (batch.docs.get(&slot), kept.get(&doc_id(key, seq))) {
+            let ord = match (batch.docs.get(&slot), kept.get(&seq)) {
                 (Some((ord, _)), _) => *ord,
-                (None, Some(&ord)) => to_u64(ord),
+                (None, Some(&ord)) => ord,
                 (None, None) => batch.new_ord(&self.unindexed),
             };
             batch
