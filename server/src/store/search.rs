@@ -35,9 +35,9 @@ use super::{
 use crate::locks::lock;
 
 /// Positions indexed per transaction.
-pub const INDEX_CHUNK: u64 = 256;
+pub const INDEX_CHUNK: u64 = 1024;
 /// Most documents one indexing transaction writes.
-pub const INDEX_BATCH: usize = 2048;
+pub const INDEX_BATCH: usize = 16_384;
 /// Documents in the first (newest) window a search looks at; each next one is 8 times wider.
 pub const FIRST_WINDOW: u64 = 4096;
 
@@ -218,7 +218,9 @@ impl SurrealChatStore {
                 Ok(false) => lock(&self.unindexed).in_pass -= 1,
                 Ok(true) => {
                     // Out of time, or the index refused a transaction: the rest waits.
-                    self.unindexed(keys[i..].iter().map(String::as_str));
+                    let mut u = lock(&self.unindexed);
+                    u.keys.extend(keys[i..].iter().cloned());
+                    u.in_pass = 0;
                     break;
                 }
                 Err(e) => {
