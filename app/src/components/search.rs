@@ -1,8 +1,8 @@
 //! The search box at the top of the sidebar and what it finds: the user's conversations
 //! by name, people by name or username, and messages by the words in them (Chinese
 //! included), each message with its conversation, sender, time and the words marked. Ctrl+K
-//! (⌘K) or "/" puts the focus in the box; Esc empties it. A message opens its conversation
-//! at that message.
+//! (⌘K) or "/" puts the focus in the box (on a phone, going back to the list first); Esc
+//! empties it. A message opens its conversation at that message.
 
 use leptos::{html, prelude::*};
 
@@ -69,13 +69,24 @@ pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
                     (ev.ctrl_key() || ev.meta_key()) && ev.key().eq_ignore_ascii_case("k");
                 let slash =
                     ev.key() == "/" && !ev.ctrl_key() && !ev.meta_key() && !typing_somewhere();
-                if shortcut || slash {
+                if !(shortcut || slash) {
+                    return;
+                }
+                ev.prevent_default();
+                // On a phone the list (and the box) is hidden behind an open conversation:
+                // back to the list first, then the focus once it is drawn.
+                if input
+                    .get_untracked()
+                    .is_some_and(|el| el.offset_parent().is_none())
+                {
+                    ctx.chat.update(Chat::close);
+                }
+                request_animation_frame(move || {
                     if let Some(el) = input.get_untracked() {
-                        ev.prevent_default();
                         let _ = el.focus();
                         el.select();
                     }
-                }
+                });
             });
         on_cleanup(move || keys.remove());
     }
