@@ -393,18 +393,19 @@ impl ChatService {
             hits.clear();
             has_more = false;
             'pages: for chunk in candidates.chunks(limit) {
-                let mut seqs: HashMap<&str, Vec<u64>> = HashMap::new();
+                let places: Vec<(&str, u64)> = chunk
+                    .iter()
+                    .map(|c| (c.conversation.as_str(), c.seq))
+                    .collect();
+                let mut now: HashMap<(String, u64), _> = self
+                    .store
+                    .messages_of(&places)
+                    .await?
+                    .into_iter()
+                    .map(|m| ((m.conversation.clone(), m.seq), m))
+                    .collect();
                 for c in chunk {
-                    seqs.entry(&c.conversation).or_default().push(c.seq);
-                }
-                let mut now = HashMap::new();
-                for (key, seqs) in seqs {
-                    for (seq, m) in self.store.messages_at(key, &seqs).await? {
-                        now.insert((key, seq), m);
-                    }
-                }
-                for c in chunk {
-                    let Some(m) = now.remove(&(c.conversation.as_str(), c.seq)) else {
+                    let Some(m) = now.remove(&(c.conversation.clone(), c.seq)) else {
                         continue;
                     };
                     if m.deleted || !parsed.matches(&m.body) {

@@ -307,10 +307,25 @@ impl SurrealChatStore {
         key: &str,
         seqs: &[u64],
     ) -> Result<HashMap<u64, MessageRecord>, StoreError> {
-        if seqs.is_empty() {
-            return Ok(HashMap::new());
+        let places: Vec<(&str, u64)> = seqs.iter().map(|&s| (key, s)).collect();
+        Ok(self
+            .messages_of(&places)
+            .await?
+            .into_iter()
+            .map(|m| (m.seq, m))
+            .collect())
+    }
+
+    /// The messages at these `(conversation, seq)` places (those that are messages), in one
+    /// read, in no particular order.
+    pub async fn messages_of(
+        &self,
+        places: &[(&str, u64)],
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        if places.is_empty() {
+            return Ok(Vec::new());
         }
-        let ids: Vec<RecordId> = seqs.iter().map(|&s| message_id(key, s)).collect();
+        let ids: Vec<RecordId> = places.iter().map(|&(k, s)| message_id(k, s)).collect();
         let mut res = self
             .db
             .query("SELECT * FROM $ids")
@@ -318,11 +333,7 @@ impl SurrealChatStore {
             .await?
             .check()?;
         let rows: Vec<MessageRow> = res.take(0)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(MessageRow::record)
-            .map(|m| (m.seq, m))
-            .collect())
+        Ok(rows.into_iter().filter_map(MessageRow::record).collect())
     }
 
     /// The quotes of the messages these messages answer, by the answered `seq`: from the

@@ -69,18 +69,20 @@ struct SearchDocRow {
 struct IndexBatch {
     docs: HashMap<(String, u64), (u64, Option<SearchDocRow>)>,
     cursors: HashMap<String, u64>,
-    /// The first order number this batch took, if any.
-    first_ord: Option<u64>,
+    /// The order number the next new document gets, once this batch has taken one: counted
+    /// here, and given to the store's counter only when the batch is stored (only the
+    /// indexer takes order numbers, and a search never looks past the counter).
+    next_ord: Option<u64>,
 }
 
 impl IndexBatch {
-    /// The next order number (taken from the store's counter).
+    /// The next order number.
     fn new_ord(&mut self, unindexed: &std::sync::Mutex<Unindexed>) -> u64 {
-        let mut u = lock(unindexed);
-        let ord = u.next_ord;
-        u.next_ord += 1;
-        self.first_ord.get_or_insert(ord);
-        ord
+        let next = self
+            .next_ord
+            .get_or_insert_with(|| lock(unindexed).next_ord);
+        *next += 1;
+        *next - 1
     }
 }
 
@@ -304,8 +306,8 @@ impl SurrealChatStore {
     }
 
     /// Stores what `batch` holds in one transaction, with the conversations' cursors, and
-    /// empties it. On failure, the conversations are noted again and the order numbers it
-    /// took are given back.
+    /// empties it; then the documents are searchable. On failure, the conversations are
+    /// noted again (their order numbers were never given out).
     async fn commit_index(&self, batch: &mut IndexBatch) -> Result<(), StoreError> {
         if batch.cursors.is_empty() {
             return Ok(());
@@ -320,7 +322,9 @@ impl SurrealChatStore {
                 upto: upto as i64,
             })
             .collect();
-        let next = lock(&self.unindexed).next_ord;
+        let next = taken
+            .next_ord
+            .unwrap_or_else(|| lock(&self.unindexed).next_ord);
         let rows: Vec<SearchDocRow> = taken.docs.into_values().filter_map(|(_, d)| d).collect();
         let res = self
             .db
@@ -339,12 +343,9 @@ impl SurrealChatStore {
             .await
             .map_err(StoreError::from)
             .and_then(|r| transaction(r).map_err(StoreError::from));
-        if res.is_err() {
-            // Only this thread takes order numbers: none were taken meanwhile.
-            if let Some(first) = taken.first_ord {
-                lock(&self.unindexed).next_ord = first;
-            }
-            self.unindexed(taken.cursors.keys().map(String::as_str));
+        match res {
+            Ok(()) => lock(&self.unindexed).next_ord = next,
+            Err(_) => self.unindexed(taken.cursors.keys().map(String::as_str)),
         }
         res
     }

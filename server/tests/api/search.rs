@@ -10,7 +10,7 @@ use app::{
 };
 
 use crate::chat::{create_room, join_room, open_direct, say};
-use crate::helpers::{spawn_app, Client};
+use crate::helpers::{error_code, spawn_app, Client};
 
 fn search(query: &str) -> ClientMsg {
     ClientMsg::SearchMessages {
@@ -251,12 +251,6 @@ async fn a_query_without_words_or_too_long_is_refused() {
             r#"{"type":"search_messages","query":"x","from":"NOT A NAME!"}"#,
         ))
         .await;
-    let code = alice
-        .expect(|m| match m {
-            ServerMsg::Error { code, .. } => Some(*code),
-            _ => None,
-        })
-        .await;
-    assert_eq!(code, ErrorCode::InvalidInput);
+    assert_eq!(alice.expect(error_code).await, ErrorCode::InvalidInput);
     app.stop().await;
 }
