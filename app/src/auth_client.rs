@@ -1,10 +1,11 @@
-//! The browser's calls to `/api/auth/*`: who am I, sign up, sign in, sign out.
+//! The browser's calls to `/api/auth/*`: who am I, sign up, sign in, sign out. Failures come
+//! back as an [`AuthProblem`] (the server's error *code*), which the page words in the
+//! reader's language.
 
-use gloo_net::http::Request;
+use gloo_net::http::{Request, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::state::sentence;
-use crate::protocol::UserInfo;
+use crate::protocol::{AuthProblem, UserInfo};
 
 #[derive(Serialize)]
 struct Credentials<'a> {
@@ -19,25 +20,32 @@ struct ErrorBody {
 
 #[derive(Deserialize)]
 struct ErrorDetail {
-    message: String,
+    code: String,
 }
 
-/// The signed-in user, `Ok(None)` when not signed in, `Err` when the server is unreachable.
-pub async fn me() -> Result<Option<UserInfo>, String> {
+/// The signed-in user, `Ok(None)` when not signed in.
+pub async fn me() -> Result<Option<UserInfo>, AuthProblem> {
     let res = Request::get("/api/auth/me")
         .send()
         .await
-        .map_err(|_| "The server is unreachable.".to_owned())?;
+        .map_err(|_| AuthProblem::Unreachable)?;
     match res.status() {
-        200 => res.json().await.map(Some).map_err(|e| e.to_string()),
+        200 => res
+            .json()
+            .await
+            .map(Some)
+            .map_err(|_| AuthProblem::Status(200)),
         401 => Ok(None),
-        s => Err(format!("The server answered {s}.")),
+        s => Err(AuthProblem::Status(s)),
     }
 }
 
-/// Signs in (`create = false`) or creates an account and signs in; the message on failure
-/// is written for people ("This username is taken").
-pub async fn submit(create: bool, username: &str, password: &str) -> Result<UserInfo, String> {
+/// Signs in (`create = false`) or creates an account and signs in.
+pub async fn submit(
+    create: bool,
+    username: &str,
+    password: &str,
+) -> Result<UserInfo, AuthProblem> {
     let path = if create {
         "/api/auth/signup"
     } else {
@@ -45,18 +53,28 @@ pub async fn submit(create: bool, username: &str, password: &str) -> Result<User
     };
     let res = Request::post(path)
         .json(&Credentials { username, password })
-        .map_err(|e| e.to_string())?
+        .map_err(|_| AuthProblem::Unreachable)?
         .send()
         .await
-        .map_err(|_| {
-            "The server is unreachable. Check your connection and try again.".to_owned()
-        })?;
+        .map_err(|_| AuthProblem::Unreachable)?;
     if res.ok() {
-        return res.json().await.map_err(|e| e.to_string());
+        return res.json().await.map_err(|_| AuthProblem::Status(res.status()));
     }
+    Err(refusal(res).await)
+}
+
+async fn refusal(res: Response) -> AuthProblem {
+    let status = res.status();
+    let retry_after_s = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.trim().parse().ok());
     match res.json::<ErrorBody>().await {
-        Ok(body) => Err(sentence(&body.error.message)),
-        Err(_) => Err(format!("The server answered {}.", res.status())),
+        Ok(body) => AuthProblem::Refused {
+            code: body.error.code,
+            retry_after_s,
+        },
+        Err(_) => AuthProblem::Status(status),
     }
 }
 

@@ -5,19 +5,39 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Why a value was refused; `field` names the offending input.
+/// Why a value was refused; `field` names the offending input. The server sends it as
+/// English text (`Display`); the browser words the [`Rule`] in the reader's language.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
+#[error("{field}: {rule}")]
 pub struct Invalid {
     pub field: &'static str,
-    pub reason: String,
+    pub rule: Rule,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
-    Invalid {
-        field,
-        reason: reason.into(),
-    }
+/// The rule a refused value broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rule {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be {min}–{max} characters")]
+    Length { min: usize, max: usize },
+    #[error("must be at most {0} characters")]
+    TooLong(usize),
+    /// Only the characters listed in `allowed` besides letters and digits.
+    #[error("may contain only letters, digits, {allowed}")]
+    Charset { allowed: &'static str },
+    #[error("must start with a letter or digit")]
+    Start,
+    #[error("must not contain control characters")]
+    Control,
+    #[error("must not contain invisible or direction-changing characters")]
+    Hidden,
+    #[error("must be one emoji")]
+    OneEmoji,
+}
+
+fn invalid(field: &'static str, rule: Rule) -> Invalid {
+    Invalid { field, rule }
 }
 
 macro_rules! string_newtype {
@@ -75,7 +95,10 @@ impl Username {
         if !(Self::MIN..=Self::MAX).contains(&n) {
             return Err(invalid(
                 "username",
-                format!("must be {}–{} characters", Self::MIN, Self::MAX),
+                Rule::Length {
+                    min: Self::MIN,
+                    max: Self::MAX,
+                },
             ));
         }
         if !s
@@ -84,11 +107,13 @@ impl Username {
         {
             return Err(invalid(
                 "username",
-                "may contain only letters, digits, '_', '.' and '-'",
+                Rule::Charset {
+                    allowed: "'_', '.' and '-'",
+                },
             ));
         }
         if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            return Err(invalid("username", "must start with a letter or digit"));
+            return Err(invalid("username", Rule::Start));
         }
         Ok(Username(s))
     }
@@ -123,19 +148,16 @@ impl RoomName {
 fn single_line(field: &'static str, s: &str, max: usize) -> Result<String, Invalid> {
     let s = s.trim();
     if s.is_empty() {
-        return Err(invalid(field, "must not be empty"));
+        return Err(invalid(field, Rule::Empty));
     }
     if s.chars().count() > max {
-        return Err(invalid(field, format!("must be at most {max} characters")));
+        return Err(invalid(field, Rule::TooLong(max)));
     }
     if s.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
+        return Err(invalid(field, Rule::Control));
     }
     if has_hidden(s) {
-        return Err(invalid(
-            field,
-            "must not contain invisible or direction-changing characters",
-        ));
+        return Err(invalid(field, Rule::Hidden));
     }
     Ok(s.to_owned())
 }
@@ -184,7 +206,10 @@ impl Password {
         if !(Self::MIN..=Self::MAX).contains(&n) {
             return Err(invalid(
                 "password",
-                format!("must be {}–{} characters", Self::MIN, Self::MAX),
+                Rule::Length {
+                    min: Self::MIN,
+                    max: Self::MAX,
+                },
             ));
         }
         Ok(Password(s.to_owned()))
@@ -219,16 +244,13 @@ impl MessageBody {
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s.trim().is_empty() {
-            return Err(invalid("body", "must not be empty"));
+            return Err(invalid("body", Rule::Empty));
         }
         if s.chars().count() > Self::MAX {
-            return Err(invalid(
-                "body",
-                format!("must be at most {} characters", Self::MAX),
-            ));
+            return Err(invalid("body", Rule::TooLong(Self::MAX)));
         }
         if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(invalid("body", "must not contain control characters"));
+            return Err(invalid("body", Rule::Control));
         }
         Ok(MessageBody(s.to_owned()))
     }
@@ -271,7 +293,10 @@ impl ClientMsgId {
         if s.is_empty() || s.len() > Self::MAX {
             return Err(invalid(
                 "client_msg_id",
-                format!("must be 1–{} characters", Self::MAX),
+                Rule::Length {
+                    min: 1,
+                    max: Self::MAX,
+                },
             ));
         }
         if !s
@@ -280,7 +305,9 @@ impl ClientMsgId {
         {
             return Err(invalid(
                 "client_msg_id",
-                "may contain only letters, digits, '-' and '_'",
+                Rule::Charset {
+                    allowed: "'-' and '_'",
+                },
             ));
         }
         Ok(ClientMsgId(s.to_owned()))
@@ -299,7 +326,7 @@ impl Emoji {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let s = s.trim();
         if s.len() > Self::MAX_BYTES || emojis::get(s).is_none() {
-            return Err(invalid("emoji", "must be one emoji"));
+            return Err(invalid("emoji", Rule::OneEmoji));
         }
         Ok(Emoji(s.to_owned()))
     }

@@ -21,6 +21,7 @@ pub mod auth_client;
 pub mod chat;
 pub mod components;
 pub mod domain;
+pub mod lang;
 pub mod markdown;
 pub mod mention;
 pub mod pages;
@@ -28,6 +29,10 @@ pub mod protocol;
 pub mod search;
 #[cfg(feature = "hydrate")]
 pub mod ws_client;
+
+// The `i18n` module generated from `locales/*.json` by the build script: `Locale`,
+// `use_i18n`, `t!`, `I18nContextProvider`.
+include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -40,7 +45,8 @@ use leptos_router::{
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        // `lang` (and `dir`) are set by the i18n provider from the chosen language.
+        <html>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -57,14 +63,35 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The root component: styles, title and routes.
+/// The root component: language, styles, title and routes.
+///
+/// The language is the one the reader chose (a cookie), else the best match of the browser's
+/// `Accept-Language`, else English; the server renders the page in it, so it never flashes
+/// in the other language.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
 
     view! {
+        <i18n::I18nContextProvider cookie_options=i18n_cookie()>
+            <Root />
+        </i18n::I18nContextProvider>
+    }
+}
+
+/// The chosen language is remembered for a year, for this site only.
+fn i18n_cookie() -> leptos_i18n::context::CookieOptions<i18n::Locale> {
+    leptos_i18n::context::CookieOptions::default()
+        .max_age(365_i64 * 24 * 60 * 60 * 1000)
+        .path("/")
+}
+
+#[component]
+fn Root() -> impl IntoView {
+    let i18n = i18n::use_i18n();
+    view! {
         <Stylesheet id="leptos" href="/pkg/chat.css" />
-        <Title text="Chat" />
+        <Title text=move || i18n::t_string!(i18n, product) />
         <Router>
             <Routes fallback=pages::NotFound>
                 // One page for the list and for each conversation's address (see

@@ -330,6 +330,21 @@ pub struct SearchHit {
     pub message: Message,
 }
 
+/// Why a call to `/api/auth/*` failed, as the browser words it (see `lang`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthProblem {
+    /// No answer at all: the network or the server is down.
+    Unreachable,
+    /// A refusal with its `error.code` (`wrong_credentials`, `username_taken`, ...) and, when
+    /// the server says how long to wait, its `Retry-After` in seconds.
+    Refused {
+        code: String,
+        retry_after_s: Option<u64>,
+    },
+    /// An answer that is not the API's (a proxy's error page, say).
+    Status(u16),
+}
+
 /// A user as others see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -61,7 +61,7 @@ pub struct Chat {
     /// A `list_conversations` is on its way; no need to ask again.
     listing: bool,
     /// The last refusal not tied to a message, for the user to read.
-    pub notice: Option<String>,
+    pub notice: Option<ErrorCode>,
     /// Who is typing where, as `typing` frames said (in the order they started).
     pub typing: Vec<Typist>,
     /// Where and when (browser clock, ms) this user last said they were typing.
@@ -84,7 +84,17 @@ pub struct Found {
     pub hits: Option<Vec<SearchHit>>,
     pub has_more: bool,
     /// Why the search could not be made.
-    pub error: Option<String>,
+    pub error: Option<SearchProblem>,
+}
+
+/// Why the search box's text cannot be searched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchProblem {
+    /// `from:` names no possible username.
+    NoSuchPerson(String),
+    /// `in:` names no conversation of the user's.
+    NoSuchConversation(String),
+    Query(QueryError),
 }
 
 /// What the search box asks: its words, and the `in:` and `from:` filters typed with them.
@@ -101,7 +111,7 @@ pub struct SearchRequest {
 pub fn search_request(
     text: &str,
     conversations: &[ConversationSummary],
-) -> Result<SearchRequest, String> {
+) -> Result<SearchRequest, SearchProblem> {
     let squash = |s: &str| {
         s.chars()
             .filter(|c| !c.is_whitespace())
@@ -112,7 +122,7 @@ pub fn search_request(
     for w in text.split_whitespace() {
         if let Some(name) = w.strip_prefix("from:") {
             let name = name.trim_start_matches('@');
-            from = Some(Username::parse(name).map_err(|_| format!("No one is called “{name}”."))?);
+            from = Some(Username::parse(name).map_err(|_| SearchProblem::NoSuchPerson(name.to_owned()))?);
         } else if let Some(name) = w.strip_prefix("in:") {
             let name = squash(name.trim_start_matches(['#', '@']));
             let found = conversations.iter().find(|c| {
@@ -121,7 +131,7 @@ pub fn search_request(
             within = Some(
                 found
                     .map(|c| c.id.clone())
-                    .ok_or_else(|| format!("You have no conversation called “{name}”."))?,
+                    .ok_or_else(|| SearchProblem::NoSuchConversation(name.clone()))?,
             );
         } else {
             words.push(w);
@@ -172,7 +182,7 @@ pub struct Thread {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenBy {
     pub seq: Seq,
-    pub label: String,
+    pub direct: bool,
     pub names: Vec<String>,
 }
 
@@ -190,14 +200,17 @@ pub enum PendingState {
     /// Sent, or waiting for the socket; retried on every reconnect.
     Sending,
     /// Refused by the server: shown with its reason and a retry button.
-    Failed(String),
+    Failed(ErrorCode),
 }
 
 /// Something the page should tell the user outside the conversation on screen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub conversation_id: ConversationId,
-    pub title: String,
+    /// Who wrote.
+    pub sender: String,
+    /// The room it was written in; `None` in a direct conversation.
+    pub room: Option<String>,
     pub body: String,
 }
 
@@ -514,15 +527,14 @@ impl Chat {
                     out.push(ClientMsg::ListConversations { limit: None });
                 }
                 if let (Some(body), false) = (alert_body, seen) {
-                    let title = match self.summary(&id) {
-                        Some(c) if c.kind == ConversationKind::Room => {
-                            format!("{} in {}", self.name_of(&sender), c.title)
-                        }
-                        _ => self.name_of(&sender).to_owned(),
-                    };
+                    let room = self
+                        .summary(&id)
+                        .filter(|c| c.kind == ConversationKind::Room)
+                        .map(|c| c.title.clone());
                     alert = Some(Alert {
                         conversation_id: id,
-                        title,
+                        sender: self.name_of(&sender).to_owned(),
+                        room,
                         body: crate::domain::preview(
                             &crate::markdown::plain_text(&body),
                             PREVIEW_CHARS,
@@ -599,27 +611,18 @@ impl Chat {
             ServerMsg::Typing { .. } => {}
             ServerMsg::Error {
                 code,
-                message,
                 client_msg_id: Some(id),
+                ..
             } => {
-                let reason = match code {
-                    ErrorCode::RateLimited => "Too many messages: wait a moment.".to_owned(),
-                    ErrorCode::NotFound => "This conversation is not available.".to_owned(),
-                    _ => sentence(&message),
-                };
                 for t in self.threads.values_mut() {
                     for p in t.pending.iter_mut().filter(|p| p.client_msg_id == id) {
-                        p.state = PendingState::Failed(reason.clone());
+                        p.state = PendingState::Failed(code);
                     }
                 }
             }
-            ServerMsg::Error { code, message, .. } => {
+            ServerMsg::Error { code, .. } => {
                 self.opening = false;
-                self.notice = Some(match code {
-                    ErrorCode::NotFound => sentence(&message),
-                    ErrorCode::Internal => "The server failed; try again.".to_owned(),
-                    _ => sentence(&message),
-                });
+                self.notice = Some(code);
             }
             ServerMsg::Pong { .. } | ServerMsg::Lagging => {}
         }
@@ -645,14 +648,9 @@ impl Chat {
                 return None;
             }
         };
-        let error = crate::search::Query::parse(&request.words).err().map(|e| {
-            match e {
-                QueryError::Empty => "Type a word to search for.",
-                QueryError::TooLong => "Searches are at most 100 characters.",
-                QueryError::TooManyParts => "Search for at most 8 words at once.",
-            }
-            .to_owned()
-        });
+        let error = crate::search::Query::parse(&request.words)
+            .err()
+            .map(SearchProblem::Query);
         let ask = error.is_none();
         self.found = Some(Found {
             query: request.words.clone(),
@@ -940,12 +938,10 @@ impl Chat {
         let direct = self
             .summary(id)
             .is_some_and(|c| c.kind == ConversationKind::Direct);
-        let label = match names.len() {
-            0 => return None,
-            _ if direct => "Seen".to_owned(),
-            n => format!("Seen by {n}"),
-        };
-        Some(SeenBy { seq, label, names })
+        if names.is_empty() {
+            return None;
+        }
+        Some(SeenBy { seq, direct, names })
     }
 
     /// `username` is typing in `conversation_id`: a `typing` frame arrived at `now_ms`.
@@ -1248,36 +1244,6 @@ fn send_frame(id: &ConversationId, p: &Pending) -> Option<ClientMsg> {
     })
 }
 
-/// The line under a conversation for the people typing in it: "Ada is typing…", "Ada and
-/// Bob are typing…", "Ada, Bob and Cy are typing…", then "Several people are typing…".
-pub fn typing_line(names: &[String]) -> Option<String> {
-    Some(match names {
-        [] => return None,
-        [one] => format!("{one} is typing…"),
-        [a, b] => format!("{a} and {b} are typing…"),
-        [a, b, c] => format!("{a}, {b} and {c} are typing…"),
-        _ => "Several people are typing…".to_owned(),
-    })
-}
-
-/// "body: must not be empty" -> "Body must not be empty."
-pub fn sentence(message: &str) -> String {
-    let text = match message.split_once(": ") {
-        Some((field, rest)) => format!("{} {rest}", field.replace('_', " ")),
-        None => message.to_owned(),
-    };
-    let mut chars = text.chars();
-    let mut out: String = chars
-        .next()
-        .map(|c| c.to_uppercase().collect())
-        .unwrap_or_default();
-    out.push_str(chars.as_str());
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1375,18 +1341,14 @@ mod tests {
 
         // What cannot be asked is said, and nothing is sent.
         assert_eq!(c.search_messages("in:nowhere 数据库"), None);
-        assert!(c
-            .found
-            .as_ref()
-            .unwrap()
-            .error
-            .as_ref()
-            .unwrap()
-            .contains("nowhere"));
+        assert_eq!(
+            c.found.as_ref().unwrap().error,
+            Some(SearchProblem::NoSuchConversation("nowhere".into()))
+        );
         assert_eq!(c.search_messages("from:bob"), None);
         assert_eq!(
-            c.found.as_ref().unwrap().error.as_deref(),
-            Some("Type a word to search for.")
+            c.found.as_ref().unwrap().error,
+            Some(SearchProblem::Query(QueryError::Empty))
         );
         assert_eq!(c.search_messages("   "), None);
         assert_eq!(c.found, None);
@@ -1460,7 +1422,7 @@ mod tests {
         let bob = c.summary(&id("ann/bob")).unwrap();
         assert_eq!((bob.last_seq, bob.unread), (4, 3));
         assert_eq!(bob.last_message.as_ref().unwrap().text, "m4");
-        assert_eq!(alert.unwrap().title, "BOB");
+        assert_eq!(alert.unwrap().sender, "BOB");
         assert_eq!(c.total_unread(), 3);
     }
 
@@ -1770,15 +1732,6 @@ mod tests {
     }
 
     #[test]
-    fn refusals_read_as_sentences() {
-        assert_eq!(sentence("no such user"), "No such user.");
-        assert_eq!(
-            sentence("room_name: must be 1–64 characters"),
-            "Room name must be 1–64 characters."
-        );
-    }
-
-    #[test]
     fn typing_shows_until_it_lapses_or_the_message_arrives() {
         let mut c = chat();
         let ab = id("ann/bob");
@@ -1822,25 +1775,6 @@ mod tests {
         assert_eq!(c.typing_request(20 + TYPING_EVERY_MS), Some(said));
         c.close();
         assert_eq!(c.typing_request(30_000), None, "no conversation open");
-    }
-
-    #[test]
-    fn the_typing_line_names_up_to_three() {
-        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(typing_line(&[]), None);
-        assert_eq!(typing_line(&names(&["Ada"])).unwrap(), "Ada is typing…");
-        assert_eq!(
-            typing_line(&names(&["Ada", "Bob"])).unwrap(),
-            "Ada and Bob are typing…"
-        );
-        assert_eq!(
-            typing_line(&names(&["Ada", "Bob", "Cy"])).unwrap(),
-            "Ada, Bob and Cy are typing…"
-        );
-        assert_eq!(
-            typing_line(&names(&["Ada", "Bob", "Cy", "Di"])).unwrap(),
-            "Several people are typing…"
-        );
     }
 
     fn at(conv: &str, seq: Option<Seq>) -> Place {
@@ -1905,7 +1839,7 @@ mod tests {
             last_read_seq: 4,
         });
         let seen = c.seen_by(&id("ann/bob")).unwrap();
-        assert_eq!((seen.seq, seen.label.as_str()), (4, "Seen"));
+        assert_eq!((seen.seq, seen.direct), (4, true));
         c.apply(ServerMsg::Seen {
             conversation_id: id("ann/bob"),
             username: "bob".into(),
@@ -1944,7 +1878,7 @@ mod tests {
             members: vec![member("ann", 2), member("bob", 2), member("cat", 1)],
             next: None,
         });
-        assert_eq!(c.seen_by(&id("r1")).unwrap().label, "Seen by 1");
+        assert_eq!(c.seen_by(&id("r1")).unwrap().direct, false);
         c.apply(ServerMsg::Message {
             message: msg("r1", 3, "cat"),
         });

@@ -1,12 +1,15 @@
 //! Sign in, or create an account, with a username and a password. Errors (wrong password,
-//! taken username, server unreachable) are shown in words next to the form.
+//! taken username, server unreachable) are shown in words next to the form, in the reader's
+//! language.
 
 use leptos::prelude::*;
 
+use crate::i18n::{t, use_i18n};
 use crate::pages::AuthState;
 
 #[component]
 pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
+    let i18n = use_i18n();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
@@ -16,21 +19,27 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
     let submit = move |create: bool| {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
+            use crate::domain::{Password, Username};
+            use crate::lang::{auth_problem_text, invalid_text};
+            let locale = i18n.get_locale_untracked();
+            let (name, secret) = (username.get_untracked(), password.get_untracked());
+            // A new account's rules are explained before anything is sent.
+            if create {
+                if let Err(e) = Username::parse(&name).and(Password::parse(&secret)) {
+                    error.set(Some(invalid_text(locale, &e)));
+                    return;
+                }
+            }
             busy.set(true);
             error.set(None);
-            let result = crate::auth_client::submit(
-                create,
-                &username.get_untracked(),
-                &password.get_untracked(),
-            )
-            .await;
+            let result = crate::auth_client::submit(create, &name, &secret).await;
             busy.try_set(false);
             match result {
                 Ok(me) => {
                     auth.try_set(AuthState::SignedIn(me));
                 }
                 Err(e) => {
-                    error.try_set(Some(e));
+                    error.try_set(Some(auth_problem_text(locale, &e)));
                 }
             }
         });
@@ -48,10 +57,10 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
                 submit(false);
             }
         >
-            <h2 id="auth-heading">"Welcome"</h2>
-            <p class="muted">"Sign in, or pick a username and password to create an account."</p>
+            <h2 id="auth-heading">{t!(i18n, auth.welcome)}</h2>
+            <p class="muted">{t!(i18n, auth.intro)}</p>
             <label>
-                "Username"
+                {t!(i18n, auth.username)}
                 <input
                     name="username"
                     autocomplete="username"
@@ -62,7 +71,7 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
                 />
             </label>
             <label>
-                "Password"
+                {t!(i18n, auth.password)}
                 <input
                     name="password"
                     type="password"
@@ -74,7 +83,7 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
             {move || error.get().map(|e| view! { <p role="alert" class="error">{e}</p> })}
             <div class="actions">
                 <button type="submit" disabled=move || busy.get()>
-                    "Sign in"
+                    {t!(i18n, auth.sign_in)}
                 </button>
                 <button
                     type="button"
@@ -82,7 +91,7 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
                     disabled=move || busy.get()
                     on:click=move |_| submit(true)
                 >
-                    "Create account"
+                    {t!(i18n, auth.create)}
                 </button>
             </div>
         </form>

@@ -70,9 +70,13 @@ pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl I
     browser::start(ctx);
 
     let chat = ctx.chat;
-    let title = move || match chat.with(Chat::total_unread) {
-        0 => "Chat".to_owned(),
-        n => format!("({n}) Chat"),
+    let i18n = crate::i18n::use_i18n();
+    let title = move || {
+        let product = crate::i18n::t_string!(i18n, product);
+        match chat.with(Chat::total_unread) {
+            0 => product.to_owned(),
+            n => format!("({n}) {product}"),
+        }
     };
     let view_name = move || {
         if chat.with(|c| c.place().is_some()) {
@@ -106,6 +110,7 @@ mod browser {
             chat, conn, now, ..
         } = ctx;
         let on_click = StoredValue::new_local(click_handler(ctx));
+        let i18n = crate::i18n::use_i18n();
         // Effects run only in the browser, after hydration.
         Effect::new(move |started: Option<()>| {
             if started.is_some() {
@@ -135,7 +140,8 @@ mod browser {
                     if let Some((frames, alert)) = chat.try_update(|c| c.apply(msg)) {
                         ctx.send_all(frames);
                         if let Some(alert) = alert {
-                            on_click.try_with_value(|h| notify(h, alert));
+                            let locale = i18n.get_locale_untracked();
+                            on_click.try_with_value(|h| notify(h, alert, locale));
                         }
                     }
                 },
@@ -214,15 +220,25 @@ mod browser {
 
     /// A browser notification for a message the user is not looking at, if they allowed it.
     /// Clicking it brings the tab forward on that conversation (its `tag`).
-    fn notify(on_click: &ClickHandler, alert: Alert) {
+    fn notify(on_click: &ClickHandler, alert: Alert, locale: crate::i18n::Locale) {
         use web_sys::{Notification, NotificationOptions, NotificationPermission};
         if !document().hidden() || Notification::permission() != NotificationPermission::Granted {
             return;
         }
+        let title = match alert.room {
+            Some(room) => crate::i18n::td_string!(
+                locale,
+                notification.in_room,
+                sender = alert.sender.clone(),
+                room
+            ),
+            None => alert.sender.clone(),
+        };
         let options = NotificationOptions::new();
         options.set_body(&alert.body);
         options.set_tag(&alert.conversation_id.0);
-        if let Ok(n) = Notification::new_with_options(&alert.title, &options) {
+        options.set_lang(leptos_i18n::Locale::as_str(locale));
+        if let Ok(n) = Notification::new_with_options(&title, &options) {
             n.set_onclick(Some(wasm_bindgen::JsCast::unchecked_ref(on_click.as_ref())));
         }
     }

@@ -10,7 +10,9 @@ use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
 use crate::components::{copy_to_clipboard, formatted::formatted, Avatar, ChatCtx};
-use crate::domain::{ClientMsgId, Emoji, MessageBody};
+use crate::domain::{ClientMsgId, Emoji, Invalid, MessageBody};
+use crate::i18n::{t, t_string, use_i18n, Locale};
+use crate::lang::{error_text, invalid_text, seen_label, typing_line};
 use crate::markdown::plain_text;
 use crate::protocol::{ConversationId, ConversationKind, NotifyLevel};
 
@@ -131,7 +133,7 @@ struct ComposeCtx(RwSignal<Option<Compose>>);
 /// Reactions offered at a click (any other emoji can be typed).
 const QUICK_EMOJI: [&str; 8] = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
 
-fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
+fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
     let Some(t) = c.threads.get(id) else {
         return Vec::new();
     };
@@ -139,10 +141,10 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
     let mut prev: Option<(&str, i64)> = None;
     let mut marked = false;
     for m in t.messages.values() {
-        let at = time::to_local(m.sent_at_ms);
+        let at = m.sent_at_ms;
         let new_day = prev.is_none_or(|(_, p)| !time::same_day(p, at));
         if new_day {
-            out.push(Row::Day(time::day_label(now_local, at)));
+            out.push(Row::Day(time::day_label(locale, now, at)));
         }
         // Before the first message after the read position (the position itself may be a
         // change, not a message).
@@ -160,7 +162,7 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
             sender: m.sender.clone(),
             name: c.name_of(&m.sender).to_owned(),
             body: m.body.clone(),
-            clock: time::clock(at),
+            clock: time::clock(locale, at),
             highlight: t.focus == Some(m.seq),
             link: path_of(Some(&Place {
                 conversation: id.clone(),
@@ -205,13 +207,13 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
             body: p.body.clone(),
             failed: match &p.state {
                 PendingState::Sending => None,
-                PendingState::Failed(reason) => Some(reason.clone()),
+                PendingState::Failed(code) => Some(error_text(locale, *code)),
             },
         });
     }
     if let Some(seen) = c.seen_by(id) {
         out.push(Row::Seen {
-            label: seen.label,
+            label: seen_label(locale, seen.direct, seen.names.len()),
             names: seen.names,
         });
     }
@@ -220,6 +222,7 @@ fn rows(c: &Chat, id: &ConversationId, now_local: i64) -> Vec<Row> {
 
 #[component]
 pub fn ConversationPane() -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let active = Memo::new(move |_| chat.with(|c| c.active.clone()));
@@ -235,15 +238,13 @@ pub fn ConversationPane() -> impl IntoView {
                             <button
                                 type="button"
                                 class="ghost back"
-                                aria-label="Back to conversations"
+                                aria-label=move || t_string!(i18n, conversation.back)
                                 on:click=move |_| chat.update(Chat::close)
                             >
                                 "‹"
                             </button>
-                            <h2>"Conversation not found"</h2>
-                            <p class="muted">
-                                "It does not exist, or you are not in it."
-                            </p>
+                            <h2>{t!(i18n, conversation.not_found)}</h2>
+                            <p class="muted">{t!(i18n, conversation.not_found_why)}</p>
                         </div>
                     }
                         .into_any()
@@ -251,11 +252,9 @@ pub fn ConversationPane() -> impl IntoView {
                 None => {
                     view! {
                         <div class="pane-empty">
-                            <h2>"No conversation open"</h2>
+                            <h2>{t!(i18n, conversation.none_open)}</h2>
                             <p class="muted">
-                                "Pick one on the left, or start a new one with "
-                                <strong>"New message"</strong>
-                                "."
+                                {t!(i18n, conversation.none_open_hint, <b> = <strong />)}
                             </p>
                         </div>
                     }
@@ -269,6 +268,7 @@ pub fn ConversationPane() -> impl IntoView {
 
 #[component]
 fn Conversation(id: ConversationId) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let summary = Memo::new({
@@ -282,12 +282,13 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             ConversationKind::Direct => {
                 let online = chat.with(|c| c.peer_online(&s)) == Some(true);
                 let username = s.peer.map(|p| p.user.username).unwrap_or_default();
-                format!(
-                    "@{username} · {}",
-                    if online { "online" } else { "offline" }
-                )
+                if online {
+                    t_string!(i18n, conversation.peer_online, username)
+                } else {
+                    t_string!(i18n, conversation.peer_offline, username)
+                }
             }
-            ConversationKind::Room => "Room".to_owned(),
+            ConversationKind::Room => t_string!(i18n, conversation.room).to_owned(),
         })
     });
     let online = summary.get_untracked().and_then(|s| s.peer).map(|_| {
@@ -309,9 +310,8 @@ fn Conversation(id: ConversationId) -> impl IntoView {
     let typing = {
         let id = id.clone();
         move || {
-            chat.with(|c| {
-                crate::chat::state::typing_line(&c.typing_in(&id, crate::chat::time::now_ms()))
-            })
+            let locale = i18n.get_locale();
+            chat.with(|c| typing_line(locale, &c.typing_in(&id, crate::chat::time::now_ms())))
         }
     };
     provide_context(ComposeCtx(RwSignal::new(None)));
@@ -329,7 +329,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             <button
                 type="button"
                 class="ghost back"
-                aria-label="Back to conversations"
+                aria-label=move || t_string!(i18n, conversation.back)
                 on:click=move |_| chat.update(Chat::close)
             >
                 "‹"
@@ -342,16 +342,14 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             <NotifySelect id=id.clone() />
             <Show when=is_room>
                 <button type="button" class="ghost" on:click=leave.clone()>
-                    "Leave room"
+                    {t!(i18n, conversation.leave)}
                 </button>
             </Show>
         </header>
         <MessageLog id=id.clone() />
         <p class="typing muted" aria-live="polite">{typing}</p>
         <Show when=move || !ctx.conn.get().is_connected()>
-            <p class="pane-banner">
-                "Not connected. Messages you send now go out as soon as the connection is back."
-            </p>
+            <p class="pane-banner">{t!(i18n, conversation.not_connected)}</p>
         </Show>
         <Composer title=Signal::derive(title) />
     }
@@ -361,6 +359,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
 /// Stored on the server and followed by the user's other tabs.
 #[component]
 fn NotifySelect(id: ConversationId) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let level = Memo::new({
         let id = id.clone();
@@ -389,18 +388,18 @@ fn NotifySelect(id: ConversationId) -> impl IntoView {
             </span>
             <select
                 class="notify-level"
-                aria-label="Notifications"
-                title="Notifications"
+                aria-label=move || t_string!(i18n, notify.label)
+                title=move || t_string!(i18n, notify.label)
                 prop:value=move || level.get().as_str()
                 on:change=change
             >
                 {NotifyLevel::ALL
                     .into_iter()
                     .map(|l| {
-                        let label = match l {
-                            NotifyLevel::All => "🔔 All messages",
-                            NotifyLevel::Mentions => "@ Mentions only",
-                            NotifyLevel::Mute => "🔕 Mute",
+                        let label = move || match l {
+                            NotifyLevel::All => t_string!(i18n, notify.all),
+                            NotifyLevel::Mentions => t_string!(i18n, notify.mentions),
+                            NotifyLevel::Mute => t_string!(i18n, notify.mute),
                         };
                         view! {
                             <option value=l.as_str() selected=move || level.get() == l>
@@ -427,6 +426,7 @@ struct LogShape {
 
 #[component]
 fn MessageLog(id: ConversationId) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let now = ctx.now;
@@ -434,8 +434,8 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
     let rows = Memo::new({
         let id = id.clone();
         move |_| {
-            let now_local = time::to_local(now.get());
-            chat.with(|c| rows(c, &id, now_local))
+            let (now, locale) = (now.get(), i18n.get_locale());
+            chat.with(|c| rows(c, &id, now, locale))
         }
     });
     let status = Memo::new({
@@ -572,21 +572,23 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
             <div
                 class="log"
                 role="log"
-                aria-label="Messages"
+                aria-label=move || t_string!(i18n, conversation.messages)
                 aria-busy=move || status.get().is_none_or(|s| !s.0).then_some("true")
                 node_ref=log
                 on:scroll=on_scroll
             >
                 {move || match status.get() {
                     Some((true, false, ..)) => {
-                        view! { <p class="log-start">"This is the beginning of the conversation."</p> }
+                        view! { <p class="log-start">{t!(i18n, conversation.beginning)}</p> }
                             .into_any()
                     }
                     Some((true, true, true, _)) | None | Some((false, ..)) => {
-                        view! { <p class="log-start">"Loading messages…"</p> }.into_any()
+                        view! { <p class="log-start">{t!(i18n, conversation.loading)}</p> }
+                            .into_any()
                     }
                     Some((true, true, false, _)) => {
-                        view! { <p class="log-start">"Scroll up for older messages"</p> }.into_any()
+                        view! { <p class="log-start">{t!(i18n, conversation.scroll_up)}</p> }
+                            .into_any()
                     }
                 }}
                 <ol class="messages">
@@ -599,12 +601,12 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
             // first unread message, or new ones arrived below.
             <Show when=move || !pinned.get()>
                 <button type="button" class="jump" on:click=move |_| scroll_to_bottom()>
-                    "Jump to latest"
+                    {t!(i18n, conversation.jump)}
                     <span class="jump-count">
                         {move || match unseen.get() {
                             0 => String::new(),
-                            1 => " · 1 new message".to_owned(),
-                            n => format!(" · {n} new messages"),
+                            1 => t_string!(i18n, conversation.one_new).to_owned(),
+                            n => t_string!(i18n, conversation.n_new, n),
                         }}
                     </span>
                 </button>
@@ -624,6 +626,7 @@ fn MessageActions(
     text: String,
     link: String,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let compose = expect_context::<ComposeCtx>().0;
     let copied = RwSignal::new(false);
@@ -653,12 +656,12 @@ fn MessageActions(
             {move || {
                 if confirming.get() {
                     view! {
-                        <span class="confirm">"Delete this message?"</span>
+                        <span class="confirm">{t!(i18n, actions.confirm_delete)}</span>
                         <button type="button" class="ghost danger" on:click=delete>
-                            "Delete"
+                            {t!(i18n, actions.delete)}
                         </button>
                         <button type="button" class="ghost" on:click=move |_| confirming.set(false)>
-                            "Cancel"
+                            {t!(i18n, actions.cancel)}
                         </button>
                     }
                         .into_any()
@@ -670,21 +673,21 @@ fn MessageActions(
                 <button
                     type="button"
                     class="ghost"
-                    aria-label="Add reaction"
+                    aria-label=move || t_string!(i18n, actions.react)
                     aria-expanded=move || picking.get().to_string()
                     on:click=move |_| picking.update(|p| *p = !*p)
                 >
                     "☺+"
                 </button>
                 <button type="button" class="ghost" on:click=reply.clone()>
-                    "Reply"
+                    {t!(i18n, actions.reply)}
                 </button>
                 <Show when=move || mine>
                     <button type="button" class="ghost" on:click=edit>
-                        "Edit"
+                        {t!(i18n, actions.edit)}
                     </button>
                     <button type="button" class="ghost" on:click=move |_| confirming.set(true)>
-                        "Delete"
+                        {t!(i18n, actions.delete)}
                     </button>
                 </Show>
             </Show>
@@ -692,10 +695,16 @@ fn MessageActions(
                 <button
                     type="button"
                     class="ghost"
-                    aria-label="Copy link to message"
+                    aria-label=move || t_string!(i18n, actions.copy_link_label)
                     on:click=copy.clone()
                 >
-                    {move || if copied.get() { "Link copied" } else { "Copy link" }}
+                    {move || {
+                        if copied.get() {
+                            t_string!(i18n, actions.link_copied)
+                        } else {
+                            t_string!(i18n, actions.copy_link)
+                        }
+                    }}
                 </button>
             </Show>
             <Show when=move || picking.get()>
@@ -708,18 +717,23 @@ fn MessageActions(
 /// Common emoji at a click, and a field for any other.
 #[component]
 fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let typed = RwSignal::new(String::new());
-    let problem = RwSignal::new(None::<String>);
+    let problem = RwSignal::new(None::<Invalid>);
     let react = move |e: &str| match Emoji::parse(e) {
         Ok(emoji) => {
             ctx.act(move |c| c.toggle_reaction(seq, emoji));
             on_done.run(());
         }
-        Err(_) => problem.set(Some("Type one emoji.".into())),
+        Err(e) => problem.set(Some(e)),
     };
     view! {
-        <div class="emoji-picker" role="group" aria-label="Pick a reaction">
+        <div
+            class="emoji-picker"
+            role="group"
+            aria-label=move || t_string!(i18n, actions.pick_reaction)
+        >
             {QUICK_EMOJI
                 .iter()
                 .map(|&e| {
@@ -727,7 +741,7 @@ fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
                         <button
                             type="button"
                             class="ghost emoji"
-                            aria-label=format!("React with {e}")
+                            aria-label=move || t_string!(i18n, actions.react_with, emoji = e)
                             on:click=move |_| react(e)
                         >
                             {e}
@@ -738,8 +752,8 @@ fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
             <input
                 type="text"
                 class="emoji-input"
-                aria-label="Any emoji"
-                placeholder="Any emoji"
+                aria-label=move || t_string!(i18n, actions.any_emoji)
+                placeholder=move || t_string!(i18n, actions.any_emoji)
                 maxlength="16"
                 prop:value=move || typed.get()
                 on:input=move |ev| {
@@ -755,7 +769,17 @@ fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
                     }
                 }
             />
-            {move || problem.get().map(|p| view! { <p role="alert" class="error">{p}</p> })}
+            {move || {
+                problem
+                    .get()
+                    .map(|e| {
+                        view! {
+                            <p role="alert" class="error">
+                                {move || invalid_text(i18n.get_locale(), &e)}
+                            </p>
+                        }
+                    })
+            }}
         </div>
     }
 }
@@ -763,6 +787,7 @@ fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
 /// The reactions under a message; a click adds the user's or takes it off.
 #[component]
 fn Reactions(seq: u64, chips: Vec<Chip>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     view! {
         <div class="reactions">
@@ -781,7 +806,19 @@ fn Reactions(seq: u64, chips: Vec<Chip>) -> impl IntoView {
                             class="chip"
                             class:mine=chip.mine
                             aria-pressed=chip.mine.to_string()
-                            aria-label=format!("{} {}: {}", chip.emoji, chip.count, chip.names)
+                            aria-label={
+                                let (emoji, count, names) =
+                                    (chip.emoji.clone(), chip.count, chip.names.clone());
+                                move || {
+                                    t_string!(
+                                        i18n,
+                                        actions.reaction_label,
+                                        emoji = emoji.clone(),
+                                        count,
+                                        names = names.clone()
+                                    )
+                                }
+                            }
                             title=chip.names.clone()
                             on:click=toggle
                         >
@@ -797,6 +834,7 @@ fn Reactions(seq: u64, chips: Vec<Chip>) -> impl IntoView {
 
 #[component]
 fn RowView(row: Row) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     match row {
         Row::Day(label) => view! {
@@ -814,7 +852,9 @@ fn RowView(row: Row) -> impl IntoView {
         .into_any(),
         Row::NewMessages => view! {
             <li class="new-messages">
-                <span role="separator" aria-label="New messages">"New messages"</span>
+                <span role="separator" aria-label=move || t_string!(i18n, conversation.new_messages)>
+                    {t!(i18n, conversation.new_messages)}
+                </span>
             </li>
         }
         .into_any(),
@@ -838,7 +878,10 @@ fn RowView(row: Row) -> impl IntoView {
             let quote_text = crate::domain::preview(&plain_text(&body), 100);
             let me = ctx.chat.with_untracked(|c| c.me.username.clone());
             let edited_mark =
-                edited.then(|| view! { <span class="edited">" (edited)"</span> }.into_any());
+                edited.then(|| {
+                    view! { <span class="edited">" " {t!(i18n, conversation.edited)}</span> }
+                        .into_any()
+                });
             let text = formatted(&body, &mentions, &me, edited_mark);
             view! {
                 <li
@@ -873,7 +916,11 @@ fn RowView(row: Row) -> impl IntoView {
                                 view! {
                                     <div class="msg-meta">
                                         <span class="msg-author">
-                                            {if mine { "You".to_owned() } else { name.clone() }}
+                                            {if mine {
+                                                t_string!(i18n, conversation.you).to_owned()
+                                            } else {
+                                                name.clone()
+                                            }}
                                         </span>
                                         <time>{clock.clone()}</time>
                                     </div>
@@ -881,7 +928,7 @@ fn RowView(row: Row) -> impl IntoView {
                             })}
                         {reply
                             .map(|(who, text, gone, href)| {
-                                let label = format!("Reply to {who}");
+                                let label = t_string!(i18n, conversation.reply_to, who = who.clone());
                                 // The chat goes to the original itself (its address follows),
                                 // loading older pages back to it.
                                 let place = crate::chat::address::place_in(&href);
@@ -895,7 +942,7 @@ fn RowView(row: Row) -> impl IntoView {
                                     <a class="quote" href=href aria-label=label on:click=go>
                                         <strong>{who}</strong>
                                         {if gone {
-                                            view! { <em>"Message deleted"</em> }.into_any()
+                                            view! { <em>{t!(i18n, conversation.deleted)}</em> }.into_any()
                                         } else {
                                             view! { <span>{text}</span> }.into_any()
                                         }}
@@ -905,7 +952,7 @@ fn RowView(row: Row) -> impl IntoView {
                         {if deleted {
                             view! {
                                 <div class="bubble deleted" title=clock>
-                                    "Message deleted"
+                                    {t!(i18n, conversation.deleted)}
                                 </div>
                             }
                                 .into_any()
@@ -937,7 +984,10 @@ fn RowView(row: Row) -> impl IntoView {
                     <div class="msg-main">
                         <div class="bubble">{formatted(&body, &[], "", None)}</div>
                         {match failed {
-                            None => view! { <p class="msg-status">"Sending…"</p> }.into_any(),
+                            None => {
+                                view! { <p class="msg-status">{t!(i18n, conversation.sending)}</p> }
+                                    .into_any()
+                            }
                             Some(reason) => {
                                 let retry = move |_| {
                                     let id = client_msg_id.clone();
@@ -945,9 +995,10 @@ fn RowView(row: Row) -> impl IntoView {
                                 };
                                 view! {
                                     <p class="msg-status error">
-                                        "Not sent: " {reason} " "
+                                        {t!(i18n, conversation.not_sent, reason = reason.clone())}
+                                        " "
                                         <button type="button" class="link" on:click=retry>
-                                            "Retry"
+                                            {t!(i18n, conversation.retry)}
                                         </button>
                                     </p>
                                 }
@@ -967,6 +1018,7 @@ const MENTION_CHOICES: usize = 8;
 
 #[component]
 fn Composer(title: Signal<String>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let compose = expect_context::<ComposeCtx>().0;
     let draft = RwSignal::new(String::new());
@@ -975,9 +1027,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             if d.trim().is_empty() {
                 return None;
             }
-            MessageBody::parse(d)
-                .err()
-                .map(|e| crate::chat::state::sentence(&e.to_string()))
+            MessageBody::parse(d).err()
         })
     });
     let sendable = move || draft.with(|d| !d.trim().is_empty()) && problem.get().is_none();
@@ -1108,7 +1158,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                         let label = match mode {
                             Compose::Reply { name, text, .. } => {
                                 view! {
-                                    <span>"Replying to " <strong>{name}</strong></span>
+                                    <span>{t!(i18n, composer.replying_to, name, <b> = <strong />)}</span>
                                     <span class="compose-quote">{text}</span>
                                 }
                                     .into_any()
@@ -1116,8 +1166,9 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                             Compose::Edit { .. } => {
                                 view! {
                                     <span>
-                                        <strong>"Editing message"</strong>
-                                        " · Esc to cancel"
+                                        <strong>{t!(i18n, composer.editing)}</strong>
+                                        " · "
+                                        {t!(i18n, composer.esc_to_cancel)}
                                     </span>
                                 }
                                     .into_any()
@@ -1129,7 +1180,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                                 <button
                                     type="button"
                                     class="ghost"
-                                    aria-label="Cancel"
+                                    aria-label=move || t_string!(i18n, actions.cancel)
                                     on:click=move |_| compose.set(None)
                                 >
                                     "×"
@@ -1147,7 +1198,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                                 class="mention-choices"
                                 id="mention-choices"
                                 role="listbox"
-                                aria-label="People to mention"
+                                aria-label=move || t_string!(i18n, composer.mention_list)
                             >
                                 {offered
                                     .into_iter()
@@ -1178,9 +1229,9 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             }}
             <textarea
                 node_ref=textarea
-                aria-label="Message"
+                aria-label=move || t_string!(i18n, composer.label)
                 rows="1"
-                placeholder=move || format!("Message {}", title.get())
+                placeholder=move || t_string!(i18n, composer.placeholder, title = title.get())
                 prop:value=move || draft.get()
                 // A text box that offers completions (ARIA 1.2 allows these on a textbox;
                 // `aria-expanded` it does not).
@@ -1258,10 +1309,24 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             ></textarea>
             <button type="submit" disabled=move || !sendable()>
                 {move || {
-                    if matches!(compose.get(), Some(Compose::Edit { .. })) { "Save" } else { "Send" }
+                    if matches!(compose.get(), Some(Compose::Edit { .. })) {
+                        t_string!(i18n, composer.save)
+                    } else {
+                        t_string!(i18n, composer.send)
+                    }
                 }}
             </button>
-            {move || problem.get().map(|p| view! { <p role="alert" class="error composer-error">{p}</p> })}
+            {move || {
+                problem
+                    .get()
+                    .map(|e| {
+                        view! {
+                            <p role="alert" class="error composer-error">
+                                {move || invalid_text(i18n.get_locale(), &e)}
+                            </p>
+                        }
+                    })
+            }}
         </form>
     }
 }

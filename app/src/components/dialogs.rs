@@ -4,6 +4,8 @@ use leptos::{ev, html, prelude::*};
 
 use crate::components::{sidebar::Dialog, Avatar, ChatCtx};
 use crate::domain::{RoomName, Username};
+use crate::i18n::{t, t_string, use_i18n};
+use crate::lang::invalid_text;
 use crate::protocol::ClientMsg;
 
 /// What can take the keyboard's focus inside a dialog, in page order.
@@ -17,11 +19,14 @@ const FOCUSABLE: &str = "button:not([disabled]), input:not([disabled]), select:n
 #[component]
 fn Modal(
     dialog: RwSignal<Dialog>,
-    title: &'static str,
+    /// Names the heading's element (`dialog-<id>`).
+    id: &'static str,
+    #[prop(into)] title: Signal<&'static str>,
     focus: NodeRef<html::Input>,
     children: Children,
 ) -> impl IntoView {
-    let heading_id = format!("dialog-{}", title.to_lowercase().replace(' ', "-"));
+    let i18n = use_i18n();
+    let heading_id = format!("dialog-{id}");
     let panel = NodeRef::<html::Div>::new();
     Effect::new(move |_| {
         if let Some(input) = focus.get() {
@@ -83,7 +88,7 @@ fn Modal(
                 <header class="dialog-header">
                     <h2 id=heading_id.clone()>{title}</h2>
                     <button type="button" class="ghost" on:click=move |_| close()>
-                        "Close"
+                        {t!(i18n, dialog.close)}
                     </button>
                 </header>
                 {children()}
@@ -135,6 +140,7 @@ const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[component]
 pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let query = RwSignal::new(String::new());
@@ -183,12 +189,17 @@ pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
     };
 
     view! {
-        <Modal dialog title="New message" focus=input>
+        <Modal
+            dialog
+            id="new-message"
+            title=Signal::derive(move || t_string!(i18n, sidebar.new_message))
+            focus=input
+        >
             <input
                 node_ref=input
                 type="search"
-                aria-label="Search users"
-                placeholder="Search by name or username"
+                aria-label=move || t_string!(i18n, people.search_label)
+                placeholder=move || t_string!(i18n, people.search_placeholder)
                 autocomplete="off"
                 spellcheck="false"
                 prop:value=move || query.get()
@@ -196,15 +207,15 @@ pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
             />
             {move || match results.get() {
                 None if query.with(|q| q.trim().is_empty()) => {
-                    view! { <p class="muted">"Type a name to find someone."</p> }.into_any()
+                    view! { <p class="muted">{t!(i18n, people.hint)}</p> }.into_any()
                 }
-                None => view! { <p class="muted">"Searching…"</p> }.into_any(),
+                None => view! { <p class="muted">{t!(i18n, searching)}</p> }.into_any(),
                 Some(users) if users.is_empty() => {
-                    view! { <p class="muted">"Nobody matches."</p> }.into_any()
+                    view! { <p class="muted">{t!(i18n, people.nobody)}</p> }.into_any()
                 }
                 Some(users) => {
                     view! {
-                        <ul class="pick-list" aria-label="People">
+                        <ul class="pick-list" aria-label=move || t_string!(i18n, people.list)>
                             {users
                                 .into_iter()
                                 .map(|u| {
@@ -239,6 +250,7 @@ pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
 
 #[component]
 pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let name = RwSignal::new(String::new());
@@ -257,33 +269,37 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                 chat.update(|c| c.expect_open());
                 ctx.send_all([ClientMsg::CreateRoom { name: room }]);
             }
-            Err(e) => error.set(Some(crate::chat::state::sentence(&e.to_string()))),
+            Err(e) => error.set(Some(invalid_text(i18n.get_locale_untracked(), &e))),
         }
     };
 
     view! {
-        <Modal dialog title="Rooms" focus=input>
+        <Modal
+            dialog
+            id="rooms"
+            title=Signal::derive(move || t_string!(i18n, rooms.title))
+            focus=input
+        >
             <form class="inline-form" on:submit=create>
                 <input
                     node_ref=input
-                    aria-label="Room name"
-                    placeholder="Name a new room"
+                    aria-label=move || t_string!(i18n, rooms.name_label)
+                    placeholder=move || t_string!(i18n, rooms.name_placeholder)
                     maxlength="64"
                     bind:value=name
                 />
-                <button type="submit">"Create room"</button>
+                <button type="submit">{t!(i18n, rooms.create)}</button>
             </form>
             {move || error.get().map(|e| view! { <p role="alert" class="error">{e}</p> })}
-            <h3>"Public rooms"</h3>
+            <h3>{t!(i18n, rooms.public)}</h3>
             {move || match rooms.get() {
-                None => view! { <p class="muted">"Loading rooms…"</p> }.into_any(),
+                None => view! { <p class="muted">{t!(i18n, rooms.loading)}</p> }.into_any(),
                 Some(rooms) if rooms.is_empty() => {
-                    view! { <p class="muted">"No rooms yet: create the first one."</p> }
-                        .into_any()
+                    view! { <p class="muted">{t!(i18n, rooms.none)}</p> }.into_any()
                 }
                 Some(rooms) => {
                     view! {
-                        <ul class="pick-list" aria-label="Public rooms">
+                        <ul class="pick-list" aria-label=move || t_string!(i18n, rooms.public)>
                             {rooms
                                 .into_iter()
                                 .map(|r| {
@@ -304,9 +320,18 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                                             ]);
                                         }
                                     };
-                                    let members = match r.member_count {
-                                        1 => "1 member".to_owned(),
-                                        n => format!("{n} members"),
+                                    let n = r.member_count;
+                                    let members = move || match n {
+                                        1 => t_string!(i18n, rooms.one_member).to_owned(),
+                                        n => t_string!(i18n, rooms.members, n),
+                                    };
+                                    let room_name = r.name.clone();
+                                    let action = move || {
+                                        if joined {
+                                            t_string!(i18n, rooms.open)
+                                        } else {
+                                            t_string!(i18n, rooms.join)
+                                        }
                                     };
                                     view! {
                                         <li class="room-row">
@@ -320,14 +345,16 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                                             <button
                                                 type="button"
                                                 class=if joined { "secondary" } else { "" }
-                                                aria-label=format!(
-                                                    "{} {}",
-                                                    if joined { "Open" } else { "Join" },
-                                                    r.name,
-                                                )
+                                                aria-label=move || {
+                                                    if joined {
+                                                        t_string!(i18n, rooms.open_named, name = room_name.clone())
+                                                    } else {
+                                                        t_string!(i18n, rooms.join_named, name = room_name.clone())
+                                                    }
+                                                }
                                                 on:click=act
                                             >
-                                                {if joined { "Open" } else { "Join" }}
+                                                {action}
                                             </button>
                                         </li>
                                     }
@@ -348,7 +375,7 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                                 class="secondary"
                                 on:click=move |_| ctx.act(|c| c.more_rooms())
                             >
-                                "More rooms"
+                                {t!(i18n, rooms.more)}
                             </button>
                         }
                     })

@@ -5,6 +5,8 @@
 
 use leptos::prelude::*;
 
+use crate::i18n::t_string;
+
 use crate::markdown::{parse, Block, Inline};
 use crate::mention::{pieces, Piece};
 
@@ -104,6 +106,7 @@ impl Marks<'_> {
 
 /// A code block: monospace, scrolling sideways, with a copy button.
 fn code_block(language: Option<String>, text: String) -> AnyView {
+    let i18n = crate::i18n::use_i18n();
     let copied = RwSignal::new(false);
     let copy = {
         let text = text.clone();
@@ -122,10 +125,22 @@ fn code_block(language: Option<String>, text: String) -> AnyView {
                 <button
                     type="button"
                     class="copy-code"
-                    aria-label=move || if copied.get() { "Copied" } else { "Copy code" }
+                    aria-label=move || {
+                        if copied.get() {
+                            t_string!(i18n, actions.copied)
+                        } else {
+                            t_string!(i18n, actions.copy_code)
+                        }
+                    }
                     on:click=copy
                 >
-                    {move || if copied.get() { "Copied" } else { "Copy" }}
+                    {move || {
+                        if copied.get() {
+                            t_string!(i18n, actions.copied)
+                        } else {
+                            t_string!(i18n, actions.copy)
+                        }
+                    }}
                 </button>
             </div>
         </div>

@@ -6,6 +6,7 @@ mod chat_view;
 mod conversation;
 mod dialogs;
 mod formatted;
+mod language;
 mod search;
 mod sidebar;
 mod status;
@@ -15,6 +16,7 @@ pub use avatar::Avatar;
 pub use chat_view::{ChatCtx, ChatView};
 pub use conversation::ConversationPane;
 pub use dialogs::{NewMessageDialog, NewRoomDialog};
+pub use language::LanguagePicker;
 pub use sidebar::Sidebar;
 pub use status::{ConnectionState, StatusLine};
 

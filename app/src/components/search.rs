@@ -7,11 +7,14 @@
 use leptos::{html, prelude::*};
 
 use crate::chat::address::Place;
+use crate::chat::state::Found;
 use crate::chat::{time, Chat};
 use crate::components::ChatCtx;
 use crate::domain::Username;
 use crate::protocol::{ClientMsg, ConversationId, SearchHit, UserInfo};
-use crate::search::{snippet, Query};
+use crate::chat::state::SearchProblem;
+use crate::i18n::{t, t_string, td_string, use_i18n, Locale};
+use crate::search::{snippet, Query, QueryError};
 
 /// How long typing pauses before the search is asked (the server answers 5 searches a
 /// second per user, and each pause asks for messages and people).
@@ -24,6 +27,7 @@ const SNIPPET_CHARS: usize = 120;
 /// anything).
 #[component]
 pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let input = NodeRef::<html::Input>::new();
     let ask = move |now: String| {
@@ -96,9 +100,9 @@ pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
             <input
                 node_ref=input
                 type="search"
-                aria-label="Search messages, people and conversations"
+                aria-label=move || t_string!(i18n, search.label)
                 aria-keyshortcuts="Control+K Meta+K /"
-                placeholder="Search (Ctrl+K)"
+                placeholder=move || t_string!(i18n, search.placeholder)
                 autocomplete="off"
                 spellcheck="false"
                 enterkeyhint="search"
@@ -152,6 +156,7 @@ fn people_query(text: &str, me: &str) -> Option<String> {
 /// What the box found, in place of the conversation list.
 #[component]
 pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let now = ctx.now;
@@ -203,8 +208,8 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
     view! {
         <div class="search-results">
             <Show when=move || !conversations.with(Vec::is_empty)>
-                <h2 class="results-title">"Conversations"</h2>
-                <ul role="list" aria-label="Conversations found">
+                <h2 class="results-title">{t!(i18n, sidebar.conversations)}</h2>
+                <ul role="list" aria-label=move || t_string!(i18n, search.conversations_found)>
                     <For
                         each=move || conversations.get()
                         key=|(id, _)| id.clone()
@@ -223,8 +228,8 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
                 </ul>
             </Show>
             <Show when=move || people.with(|p| p.as_ref().is_some_and(|p| !p.is_empty()))>
-                <h2 class="results-title">"People"</h2>
-                <ul role="list" aria-label="People found">
+                <h2 class="results-title">{t!(i18n, people.list)}</h2>
+                <ul role="list" aria-label=move || t_string!(i18n, search.people_found)>
                     <For
                         each=move || people.get().unwrap_or_default()
                         key=|u| u.username.clone()
@@ -246,32 +251,40 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
                     </For>
                 </ul>
             </Show>
-            <h2 class="results-title">"Messages"</h2>
+            <h2 class="results-title">{t!(i18n, search.messages)}</h2>
             <div aria-live="polite">
                 {move || match found.get() {
                     None => ().into_any(),
-                    Some(f) if f.error.is_some() => {
-                        view! { <p class="empty">{f.error}</p> }.into_any()
+                    Some(Found { error: Some(problem), .. }) => {
+                        view! {
+                            <p class="empty">
+                                {move || problem_text(i18n.get_locale(), &problem)}
+                            </p>
+                        }
+                            .into_any()
                     }
                     Some(f) => match f.hits {
-                        None => view! { <p class="empty">"Searching…"</p> }.into_any(),
+                        None => view! { <p class="empty">{t!(i18n, searching)}</p> }.into_any(),
                         Some(hits) if hits.is_empty() => {
-                            view! { <p class="empty">"No messages match."</p> }.into_any()
+                            view! { <p class="empty">{t!(i18n, search.no_match)}</p> }
+                                .into_any()
                         }
                         Some(hits) => {
                             let query = Query::parse(&f.query).ok();
+                            let shown = hits.len();
                             let more = f
                                 .has_more
                                 .then(|| {
                                     view! {
-                                        <p class="empty">
-                                            "Only the newest " {hits.len()}
-                                            " are shown: add a word to narrow the search."
-                                        </p>
+                                        <p class="empty">{t!(i18n, search.only_newest, n = shown)}</p>
                                     }
                                 });
                             view! {
-                                <ul role="list" aria-label="Messages found" class="hits">
+                                <ul
+                                    role="list"
+                                    aria-label=move || t_string!(i18n, search.messages_found)
+                                    class="hits"
+                                >
                                     {hits
                                         .into_iter()
                                         .map(|hit| {
@@ -293,11 +306,12 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
 /// One message found: where, who, when, and its text around the match with the words marked.
 #[component]
 fn Hit(hit: SearchHit, query: Option<Query>, now: RwSignal<i64>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let m = hit.message;
     let sender = ctx.chat.with_untracked(|c| c.name_of(&m.sender).to_owned());
     let at = m.sent_at_ms;
-    let when = move || time::relative(time::to_local(now.get()), time::to_local(at));
+    let when = move || time::relative(i18n.get_locale(), now.get(), at);
     let text = crate::markdown::plain_text(&m.body);
     let pieces = match &query {
         Some(q) => snippet(&text, q, SNIPPET_CHARS),
@@ -316,8 +330,14 @@ fn Hit(hit: SearchHit, query: Option<Query>, now: RwSignal<i64>) -> impl IntoVie
             <button type="button" class="hit" on:click=open>
                 <span class="hit-top">
                     <span class="hit-where">
-                        <strong>{sender}</strong>
-                        <span class="muted">" in " {hit.conversation_title}</span>
+                        {t!(
+                            i18n,
+                            search.hit_where,
+                            sender = sender.clone(),
+                            conversation = hit.conversation_title.clone(),
+                            <b> = <strong />,
+                            <m> = <span class="muted" />
+                        )}
                     </span>
                     <time class="conv-time">{when}</time>
                 </span>
@@ -335,5 +355,24 @@ fn Hit(hit: SearchHit, query: Option<Query>, now: RwSignal<i64>) -> impl IntoVie
                 </span>
             </button>
         </li>
+    }
+}
+
+/// Why the search box's text was not searched for, in words.
+fn problem_text(locale: Locale, problem: &SearchProblem) -> String {
+    match problem {
+        SearchProblem::NoSuchPerson(name) => {
+            td_string!(locale, search.no_such_person, name = name.clone())
+        }
+        SearchProblem::NoSuchConversation(name) => {
+            td_string!(locale, search.no_such_conversation, name = name.clone())
+        }
+        SearchProblem::Query(QueryError::Empty) => td_string!(locale, search.empty).to_owned(),
+        SearchProblem::Query(QueryError::TooLong) => {
+            td_string!(locale, search.too_long, max = crate::search::MAX_QUERY_CHARS)
+        }
+        SearchProblem::Query(QueryError::TooManyParts) => {
+            td_string!(locale, search.too_many_words, max = crate::search::MAX_QUERY_PARTS)
+        }
     }
 }

@@ -6,7 +6,11 @@ use leptos::prelude::*;
 
 use crate::chat::{time, Chat};
 use crate::components::search::{SearchBox, SearchResults};
-use crate::components::{Avatar, ChatCtx, NewMessageDialog, NewRoomDialog, StatusLine};
+use crate::components::{
+    Avatar, ChatCtx, LanguagePicker, NewMessageDialog, NewRoomDialog, StatusLine,
+};
+use crate::i18n::{t, t_string, td_string, use_i18n, Locale};
+use crate::lang::error_text;
 use crate::markdown::plain_text;
 use crate::protocol::{ConversationId, ConversationKind, ConversationSummary, NotifyLevel};
 
@@ -20,6 +24,7 @@ pub enum Dialog {
 
 #[component]
 pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let dialog = RwSignal::new(Dialog::None);
@@ -50,42 +55,49 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                         <StatusLine state=ctx.conn />
                     </div>
                 </div>
-                <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
-                    "Sign out"
-                </button>
+                <div class="me-actions">
+                    <LanguagePicker />
+                    <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
+                        {t!(i18n, sidebar.sign_out)}
+                    </button>
+                </div>
             </header>
             <div class="sidebar-actions">
                 <button type="button" on:click=move |_| dialog.set(Dialog::NewMessage)>
-                    "New message"
+                    {t!(i18n, sidebar.new_message)}
                 </button>
                 <button
                     type="button"
                     class="secondary"
                     on:click=move |_| dialog.set(Dialog::NewRoom)
                 >
-                    "New room"
+                    {t!(i18n, sidebar.new_room)}
                 </button>
             </div>
             <SearchBox text=searched />
             <NotificationPrompt />
             {move || {
-                notice.get().map(|n| view! { <p role="alert" class="error notice">{n}</p> })
+                notice
+                    .get()
+                    .map(|code| {
+                        view! {
+                            <p role="alert" class="error notice">
+                                {move || error_text(i18n.get_locale(), code)}
+                            </p>
+                        }
+                    })
             }}
-            <nav class="conversations" aria-label="Conversations">
+            <nav class="conversations" aria-label=move || t_string!(i18n, sidebar.conversations)>
                 <Show
                     when=move || !searching.get()
                     fallback=move || view! { <SearchResults text=searched /> }
                 >
                 <Show
                     when=move || !ids.with(Vec::is_empty)
-                    fallback=|| {
+                    fallback=move || {
                         view! {
                             <p class="empty">
-                                "No conversations yet. Start one with "
-                                <strong>"New message"</strong>
-                                ", or join a room with "
-                                <strong>"New room"</strong>
-                                "."
+                                {t!(i18n, sidebar.empty, <b> = <strong />, <r> = <strong />)}
                             </p>
                         }
                     }
@@ -116,11 +128,13 @@ struct Line {
     active: bool,
 }
 
-fn line(c: &Chat, id: &ConversationId) -> Option<Line> {
+fn line(c: &Chat, id: &ConversationId, locale: Locale) -> Option<Line> {
     let summary = c.summary(id)?.clone();
     let preview = match &summary.last_message {
-        None => "No messages yet".to_owned(),
-        Some(p) if p.sender == c.me.username => format!("You: {}", plain_text(&p.text)),
+        None => td_string!(locale, sidebar.no_messages).to_owned(),
+        Some(p) if p.sender == c.me.username => {
+            td_string!(locale, sidebar.you_said, text = plain_text(&p.text))
+        }
         Some(p) if summary.kind == ConversationKind::Room => {
             format!("{}: {}", c.name_of(&p.sender), plain_text(&p.text))
         }
@@ -136,12 +150,16 @@ fn line(c: &Chat, id: &ConversationId) -> Option<Line> {
 
 #[component]
 fn ConversationItem(id: ConversationId) -> impl IntoView {
+    let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let now = ctx.now;
     let line = Memo::new({
         let id = id.clone();
-        move |_| chat.with(|c| line(c, &id))
+        move |_| {
+            let locale = i18n.get_locale();
+            chat.with(|c| line(c, &id, locale))
+        }
     });
     let get = move || line.get();
     let title = move || get().map(|l| l.summary.title).unwrap_or_default();
@@ -167,7 +185,7 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
         .unwrap_or_else(|| id.0.clone());
     let when = move || {
         let at = get().map_or(0, |l| l.summary.last_activity_ms);
-        time::relative(time::to_local(now.get()), time::to_local(at))
+        time::relative(i18n.get_locale(), now.get(), at)
     };
     let open = {
         let id = id.clone();
@@ -204,7 +222,11 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                                 .get()
                                 .then(|| {
                                     view! {
-                                        <span class="muted-mark" role="img" aria-label="muted">
+                                        <span
+                                            class="muted-mark"
+                                            role="img"
+                                            aria-label=move || t_string!(i18n, sidebar.muted)
+                                        >
                                             "🔕"
                                         </span>
                                     }
@@ -218,10 +240,13 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                                         <span
                                             class="badge mention-badge"
                                             role="img"
-                                            aria-label=format!(
-                                                "{n} {}",
-                                                if n == 1 { "mention" } else { "mentions" },
-                                            )
+                                            aria-label=move || {
+                                                if n == 1 {
+                                                    t_string!(i18n, sidebar.one_mention).to_owned()
+                                                } else {
+                                                    t_string!(i18n, sidebar.mentions, n)
+                                                }
+                                            }
                                         >
                                             "@ "
                                             {count(n)}
@@ -238,7 +263,7 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                                             class="badge"
                                             class:quiet=muted
                                             role="img"
-                                            aria-label=format!("{n} unread")
+                                            aria-label=move || t_string!(i18n, sidebar.unread, n)
                                         >
                                             {count(n)}
                                         </span>
@@ -253,7 +278,13 @@ fn ConversationItem(id: ConversationId) -> impl IntoView {
                         .map(|on| {
                             view! {
                                 <span class="sr-only">
-                                    {if on { ", online" } else { ", offline" }}
+                                    {move || {
+                                        if on {
+                                            t_string!(i18n, sidebar.online)
+                                        } else {
+                                            t_string!(i18n, sidebar.offline)
+                                        }
+                                    }}
                                 </span>
                             }
                         })
@@ -275,6 +306,7 @@ fn count(n: u64) -> String {
 /// Offers browser notifications until the user has answered the browser's question.
 #[component]
 fn NotificationPrompt() -> impl IntoView {
+    let i18n = use_i18n();
     let asked = RwSignal::new(true);
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
@@ -292,10 +324,13 @@ fn NotificationPrompt() -> impl IntoView {
     view! {
         <Show when=move || !asked.get()>
             <p class="notify-prompt">
-                <button type="button" class="link" on:click=enable>
-                    "Turn on notifications"
-                </button>
-                " for messages that arrive while this tab is in the background."
+                {t!(
+                    i18n,
+                    sidebar.notifications_prompt,
+                    <button> = move |children: ChildrenFn| view! {
+                        <button type="button" class="link" on:click=enable>{children()}</button>
+                    }
+                )}
             </p>
         </Show>
     }

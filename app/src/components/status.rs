@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 
+use crate::i18n::{td_string, use_i18n, Locale};
+
 /// What the user is told about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -21,14 +23,14 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
-    pub fn label(self) -> &'static str {
+    pub fn label(self, locale: Locale) -> &'static str {
         match self {
-            ConnectionState::Loading => "Loading…",
-            ConnectionState::Connecting => "Connecting…",
-            ConnectionState::Connected { .. } => "Connected",
-            ConnectionState::Reconnecting => "Reconnecting…",
-            ConnectionState::Offline => "Offline",
-            ConnectionState::Closed => "Disconnected",
+            ConnectionState::Loading => td_string!(locale, loading),
+            ConnectionState::Connecting => td_string!(locale, connection.connecting),
+            ConnectionState::Connected { .. } => td_string!(locale, connection.connected),
+            ConnectionState::Reconnecting => td_string!(locale, connection.reconnecting),
+            ConnectionState::Offline => td_string!(locale, connection.offline),
+            ConnectionState::Closed => td_string!(locale, connection.closed),
         }
     }
 
@@ -51,10 +53,11 @@ impl ConnectionState {
 
 #[component]
 pub fn StatusLine(state: RwSignal<ConnectionState>) -> impl IntoView {
+    let i18n = use_i18n();
     view! {
         <p role="status" class="conn" data-state=move || state.get().key()>
             <span class="conn-dot" aria-hidden="true"></span>
-            {move || state.get().label()}
+            {move || state.get().label(i18n.get_locale())}
         </p>
     }
 }

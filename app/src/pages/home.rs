@@ -5,8 +5,10 @@
 
 use leptos::prelude::*;
 
-use crate::components::{AuthForm, ChatView};
-use crate::protocol::UserInfo;
+use crate::components::{AuthForm, ChatView, LanguagePicker};
+use crate::i18n::{t, use_i18n};
+use crate::lang::auth_problem_text;
+use crate::protocol::{AuthProblem, UserInfo};
 
 /// What the page knows about the visitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +18,12 @@ pub enum AuthState {
     SignedOut,
     SignedIn(UserInfo),
     /// `/api/auth/me` failed; the form is shown with this explanation.
-    Unreachable(String),
+    Unreachable(AuthProblem),
 }
 
 #[component]
 pub fn HomePage() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = RwSignal::new(AuthState::Unknown);
 
     #[cfg(feature = "hydrate")]
@@ -47,17 +50,22 @@ pub fn HomePage() -> impl IntoView {
         AuthState::SignedIn(me) => view! { <ChatView me on_sign_out=sign_out /> }.into_any(),
         other => view! {
             <main class="welcome">
+                <div class="welcome-language">
+                    <LanguagePicker />
+                </div>
                 <header class="welcome-header">
-                    <h1>"Chat"</h1>
-                    <p class="tagline">"Real-time chat, written in Rust end to end."</p>
+                    <h1>{t!(i18n, product)}</h1>
+                    <p class="tagline">{t!(i18n, tagline)}</p>
                 </header>
                 {match other {
                     AuthState::Unknown => {
-                        view! { <p role="status" class="status">"Loading…"</p> }.into_any()
+                        view! { <p role="status" class="status">{t!(i18n, loading)}</p> }
+                            .into_any()
                     }
                     AuthState::Unreachable(problem) => {
+                        let text = move || auth_problem_text(i18n.get_locale(), &problem);
                         view! {
-                            <p role="alert" class="error">{problem}</p>
+                            <p role="alert" class="error">{text}</p>
                             <AuthForm auth />
                         }
                             .into_any()
