@@ -41,11 +41,7 @@ pub async fn me() -> Result<Option<UserInfo>, AuthProblem> {
 }
 
 /// Signs in (`create = false`) or creates an account and signs in.
-pub async fn submit(
-    create: bool,
-    username: &str,
-    password: &str,
-) -> Result<UserInfo, AuthProblem> {
+pub async fn submit(create: bool, username: &str, password: &str) -> Result<UserInfo, AuthProblem> {
     let path = if create {
         "/api/auth/signup"
     } else {
@@ -58,7 +54,10 @@ pub async fn submit(
         .await
         .map_err(|_| AuthProblem::Unreachable)?;
     if res.ok() {
-        return res.json().await.map_err(|_| AuthProblem::Status(res.status()));
+        return res
+            .json()
+            .await
+            .map_err(|_| AuthProblem::Status(res.status()));
     }
     Err(refusal(res).await)
 }

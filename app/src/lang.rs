@@ -12,6 +12,29 @@ use crate::protocol::{AuthProblem, ErrorCode};
 /// The languages offered, with their names as their readers write them.
 pub const LANGUAGES: [(Locale, &str); 2] = [(Locale::en, "English"), (Locale::zh_CN, "中文")];
 
+/// An `Accept-Language` header with every Chinese tag read as `zh-CN`, the Chinese this
+/// interface is written in: a reader who asks for `zh`, `zh-Hans` or `zh-TW` reads it
+/// better than English. (The locale matcher only offers a locale at least as general as the
+/// tag asked for, so `zh` alone would get English.)
+pub fn prefer_our_chinese(accept_language: &str) -> String {
+    accept_language
+        .split(',')
+        .map(|part| {
+            let (tag, weight) = part.split_once(';').unwrap_or((part, ""));
+            let tag = tag.trim();
+            let chinese = tag.eq_ignore_ascii_case("zh")
+                || tag.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("zh-"));
+            let tag = if chinese { "zh-CN" } else { tag };
+            if weight.is_empty() {
+                tag.to_owned()
+            } else {
+                format!("{tag};{weight}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What a refused frame means to the person who sent it.
 pub fn error_text(locale: Locale, code: ErrorCode) -> String {
     match code {
@@ -48,7 +71,11 @@ fn auth_error_text(locale: Locale, code: &str, minutes: Option<u64>) -> String {
         "wrong_credentials" => td_string!(locale, errors.wrong_credentials).to_owned(),
         "username_taken" => td_string!(locale, errors.username_taken).to_owned(),
         "too_many_attempts" => {
-            td_string!(locale, errors.too_many_attempts, minutes = minutes.unwrap_or(1))
+            td_string!(
+                locale,
+                errors.too_many_attempts,
+                minutes = minutes.unwrap_or(1)
+            )
         }
         "invalid_input" => td_string!(locale, errors.invalid_input).to_owned(),
         "forbidden_origin" => td_string!(locale, errors.forbidden).to_owned(),
@@ -104,6 +131,17 @@ pub fn seen_label(locale: Locale, direct: bool, count: usize) -> String {
 mod tests {
     use super::*;
     use crate::domain::{RoomName, Username};
+
+    #[test]
+    fn every_chinese_tag_reads_our_chinese() {
+        assert_eq!(prefer_our_chinese("zh"), "zh-CN");
+        assert_eq!(
+            prefer_our_chinese("zh-TW,zh;q=0.9,en-US;q=0.8"),
+            "zh-CN,zh-CN;q=0.9,en-US;q=0.8"
+        );
+        assert_eq!(prefer_our_chinese("en-GB, fr;q=0.5"), "en-GB,fr;q=0.5");
+        assert_eq!(prefer_our_chinese("zu,zhx"), "zu,zhx");
+    }
 
     #[test]
     fn refused_values_are_explained_in_both_languages() {

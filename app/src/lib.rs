@@ -73,7 +73,10 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
 
     view! {
-        <i18n::I18nContextProvider cookie_options=i18n_cookie()>
+        <i18n::I18nContextProvider
+            cookie_options=i18n_cookie()
+            ssr_lang_header_getter=accept_language()
+        >
             <Root />
         </i18n::I18nContextProvider>
     }
@@ -84,6 +87,20 @@ fn i18n_cookie() -> leptos_i18n::context::CookieOptions<i18n::Locale> {
     leptos_i18n::context::CookieOptions::default()
         .max_age(365_i64 * 24 * 60 * 60 * 1000)
         .path("/")
+}
+
+/// The languages the request accepts (server side), any Chinese read as ours.
+fn accept_language() -> leptos_i18n::context::UseLocalesOptions {
+    leptos_i18n::context::UseLocalesOptions::default().ssr_lang_header_getter(|| {
+        #[cfg(feature = "ssr")]
+        {
+            let parts = use_context::<http::request::Parts>()?;
+            let header = parts.headers.get(http::header::ACCEPT_LANGUAGE)?;
+            Some(lang::prefer_our_chinese(header.to_str().ok()?))
+        }
+        #[cfg(not(feature = "ssr"))]
+        None
+    })
 }
 
 #[component]

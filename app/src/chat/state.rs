@@ -122,7 +122,9 @@ pub fn search_request(
     for w in text.split_whitespace() {
         if let Some(name) = w.strip_prefix("from:") {
             let name = name.trim_start_matches('@');
-            from = Some(Username::parse(name).map_err(|_| SearchProblem::NoSuchPerson(name.to_owned()))?);
+            from = Some(
+                Username::parse(name).map_err(|_| SearchProblem::NoSuchPerson(name.to_owned()))?,
+            );
         } else if let Some(name) = w.strip_prefix("in:") {
             let name = squash(name.trim_start_matches(['#', '@']));
             let found = conversations.iter().find(|c| {
@@ -1878,7 +1880,9 @@ mod tests {
             members: vec![member("ann", 2), member("bob", 2), member("cat", 1)],
             next: None,
         });
-        assert_eq!(c.seen_by(&id("r1")).unwrap().direct, false);
+        let seen = c.seen_by(&id("r1")).unwrap();
+        assert!(!seen.direct);
+        assert_eq!(seen.names.len(), 1);
         c.apply(ServerMsg::Message {
             message: msg("r1", 3, "cat"),
         });

@@ -167,7 +167,9 @@ mod intl {
                 Style::Clock => &[("hour", "numeric"), ("minute", "2-digit")],
                 Style::Weekday => &[("weekday", "short")],
                 Style::DayMonth => &[("day", "numeric"), ("month", "short")],
-                Style::DayMonthYear => &[("day", "numeric"), ("month", "short"), ("year", "numeric")],
+                Style::DayMonthYear => {
+                    &[("day", "numeric"), ("month", "short"), ("year", "numeric")]
+                }
                 Style::LongDay => &[("weekday", "long"), ("day", "numeric"), ("month", "long")],
                 Style::LongDayYear => &[
                     ("weekday", "long"),

@@ -8,12 +8,12 @@ use leptos::{html, prelude::*};
 
 use crate::chat::address::Place;
 use crate::chat::state::Found;
+use crate::chat::state::SearchProblem;
 use crate::chat::{time, Chat};
 use crate::components::ChatCtx;
 use crate::domain::Username;
-use crate::protocol::{ClientMsg, ConversationId, SearchHit, UserInfo};
-use crate::chat::state::SearchProblem;
 use crate::i18n::{t, t_string, td_string, use_i18n, Locale};
+use crate::protocol::{ClientMsg, ConversationId, SearchHit, UserInfo};
 use crate::search::{snippet, Query, QueryError};
 
 /// How long typing pauses before the search is asked (the server answers 5 searches a
@@ -369,10 +369,18 @@ fn problem_text(locale: Locale, problem: &SearchProblem) -> String {
         }
         SearchProblem::Query(QueryError::Empty) => td_string!(locale, search.empty).to_owned(),
         SearchProblem::Query(QueryError::TooLong) => {
-            td_string!(locale, search.too_long, max = crate::search::MAX_QUERY_CHARS)
+            td_string!(
+                locale,
+                search.too_long,
+                max = crate::search::MAX_QUERY_CHARS
+            )
         }
         SearchProblem::Query(QueryError::TooManyParts) => {
-            td_string!(locale, search.too_many_words, max = crate::search::MAX_QUERY_PARTS)
+            td_string!(
+                locale,
+                search.too_many_words,
+                max = crate::search::MAX_QUERY_PARTS
+            )
         }
     }
 }

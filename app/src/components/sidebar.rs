@@ -37,7 +37,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     });
-    let notice = Memo::new(move |_| chat.with(|c| c.notice.clone()));
+    let notice = Memo::new(move |_| chat.with(|c| c.notice));
     // What the search box holds: while it holds anything, results replace the list.
     let searched = RwSignal::new(String::new());
     let searching = Memo::new(move |_| !searched.with(|t| t.trim().is_empty()));
@@ -55,12 +55,9 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                         <StatusLine state=ctx.conn />
                     </div>
                 </div>
-                <div class="me-actions">
-                    <LanguagePicker />
-                    <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
-                        {t!(i18n, sidebar.sign_out)}
-                    </button>
-                </div>
+                <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
+                    {t!(i18n, sidebar.sign_out)}
+                </button>
             </header>
             <div class="sidebar-actions">
                 <button type="button" on:click=move |_| dialog.set(Dialog::NewMessage)>
@@ -110,6 +107,9 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                 </Show>
                 </Show>
             </nav>
+            <footer class="sidebar-footer">
+                <LanguagePicker />
+            </footer>
             {move || match dialog.get() {
                 Dialog::None => ().into_any(),
                 Dialog::NewMessage => view! { <NewMessageDialog dialog /> }.into_any(),
