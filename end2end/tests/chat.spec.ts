@@ -67,7 +67,7 @@ test("two people chat both ways in a direct conversation, live", async ({ browse
   await bob.page.screenshot({ path: "screenshots/conversation-other-side.png" });
 });
 
-test("a message elsewhere moves its conversation to the top with an unread badge, in every tab", async ({
+test("a message elsewhere moves its conversation to the top of its section with an unread badge, in every tab", async ({
   browser,
 }) => {
   const ann = await person(browser, "ann");
@@ -92,7 +92,8 @@ test("a message elsewhere moves its conversation to the top with an unread badge
   for (const text of ["one", "two", "three"]) await send(ann.page, text);
 
   for (const page of [bob.page, bobTab2]) {
-    const first = conversations(page).getByRole("button").first();
+    // Rooms come first; among the direct messages, Ann's is now the latest.
+    const first = page.getByRole("list", { name: "Direct messages" }).getByRole("button").first();
     await expect(first).toContainText(ann.name);
     await expect(first).toContainText("three");
     await expect(first.getByRole("img", { name: "3 unread" })).toBeVisible();

@@ -1,7 +1,8 @@
 // Search, two people in two browser contexts: Ctrl+K (or "/") focuses the box, Chinese is
-// found by a word inside a sentence with the word marked, a result opens its conversation at
-// that message however far back it is, people and conversations are found in the same box,
-// someone outside a conversation never finds its text, and Esc brings the list back.
+// found by a word inside a sentence with the word marked, the arrow keys move through the
+// results, a result opens its conversation at that message however far back it is, people
+// and conversations are found in the same box, someone outside a conversation never finds
+// its text, and Esc brings the list back.
 import { expect, test, type Page } from "@playwright/test";
 import { conversationId, conversations, messageLog, openDirect, person, postMany, send } from "./helpers";
 
@@ -50,8 +51,14 @@ for (const [label, viewport] of [
     await expect(hits(bob.page).first().locator("mark")).toHaveText("WebSocket");
     await bob.page.screenshot({ path: `screenshots/search-results${viewport ? "-360" : ""}.png` });
 
-    // A result opens the conversation at its message, highlighted.
-    await hits(bob.page).first().getByRole("button").click();
+    // A result opens the conversation at its message, highlighted; the arrow keys reach it
+    // from the box (and lead back to it).
+    await searchBox(bob.page).press("ArrowDown");
+    await expect(hits(bob.page).first().getByRole("button")).toBeFocused();
+    await bob.page.keyboard.press("ArrowUp");
+    await expect(searchBox(bob.page)).toBeFocused();
+    await bob.page.keyboard.press("ArrowDown");
+    await bob.page.keyboard.press("Enter");
     const target = messageLog(bob.page).locator("li.msg.highlight");
     await expect(target).toContainText("我们的数据库今天很慢");
     await expect(target).toBeInViewport();

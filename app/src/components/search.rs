@@ -124,6 +124,7 @@ pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
                                 ask(now);
                             }
                         }
+                        "ArrowDown" => step_through_results(&ev, 1),
                         _ => {}
                     }
                 }
@@ -206,7 +207,14 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
     };
 
     view! {
-        <div class="search-results">
+        <div
+            class="search-results"
+            on:keydown=move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+                "ArrowDown" => step_through_results(&ev, 1),
+                "ArrowUp" => step_through_results(&ev, -1),
+                _ => {}
+            }
+        >
             <Show when=move || !conversations.with(Vec::is_empty)>
                 <h2 class="results-title">{t!(i18n, sidebar.conversations)}</h2>
                 <ul role="list" aria-label=move || t_string!(i18n, search.conversations_found)>
@@ -381,6 +389,42 @@ fn problem_text(locale: Locale, problem: &SearchProblem) -> String {
                 search.too_many_words,
                 max = crate::search::MAX_QUERY_PARTS
             )
+        }
+    }
+}
+
+/// ArrowDown and ArrowUp move the focus through what the search found, in page order
+/// (conversations, people, messages); ArrowUp from the first goes back to the box.
+#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+fn step_through_results(ev: &leptos::ev::KeyboardEvent, step: i32) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let Ok(list) = document().query_selector_all(".search-results button") else {
+            return;
+        };
+        let items: Vec<web_sys::HtmlElement> = (0..list.length())
+            .filter_map(|i| list.item(i)?.dyn_into::<web_sys::HtmlElement>().ok())
+            .collect();
+        let active = document().active_element();
+        let at = items.iter().position(|e| {
+            active.as_ref().is_some_and(|a| {
+                a.unchecked_ref::<web_sys::Node>() == e.unchecked_ref::<web_sys::Node>()
+            })
+        });
+        let next = match (at, step) {
+            (None, 1) => items.first().cloned(),
+            (Some(0), -1) => document()
+                .query_selector(".sidebar-search input")
+                .ok()
+                .flatten()
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()),
+            (Some(i), _) => items.get((i as i32 + step) as usize).cloned(),
+            _ => None,
+        };
+        if let Some(next) = next {
+            ev.prevent_default();
+            let _ = next.focus();
         }
     }
 }

@@ -29,14 +29,21 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
     let chat = ctx.chat;
     let dialog = RwSignal::new(Dialog::None);
     let me = Memo::new(move |_| chat.with(|c| c.me.clone()));
-    let ids = Memo::new(move |_| {
-        chat.with(|c| {
-            c.conversations
-                .iter()
-                .map(|c| c.id.clone())
-                .collect::<Vec<_>>()
+    // Two sections, as in Slack: rooms, then direct messages; each latest activity first.
+    let section = move |kind: ConversationKind| {
+        Memo::new(move |_| {
+            chat.with(|c| {
+                c.conversations
+                    .iter()
+                    .filter(|c| c.kind == kind)
+                    .map(|c| c.id.clone())
+                    .collect::<Vec<_>>()
+            })
         })
-    });
+    };
+    let rooms = section(ConversationKind::Room);
+    let directs = section(ConversationKind::Direct);
+    let none = Memo::new(move |_| rooms.with(Vec::is_empty) && directs.with(Vec::is_empty));
     let notice = Memo::new(move |_| chat.with(|c| c.notice));
     // What the search box holds: while it holds anything, results replace the list.
     let searched = RwSignal::new(String::new());
@@ -90,7 +97,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                     fallback=move || view! { <SearchResults text=searched /> }
                 >
                 <Show
-                    when=move || !ids.with(Vec::is_empty)
+                    when=move || !none.get()
                     fallback=move || {
                         view! {
                             <p class="empty">
@@ -99,11 +106,16 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                         }
                     }
                 >
-                    <ul role="list">
-                        <For each=move || ids.get() key=|id| id.clone() let:id>
-                            <ConversationItem id />
-                        </For>
-                    </ul>
+                    <Section
+                        id="section-rooms"
+                        title=Signal::derive(move || t_string!(i18n, sidebar.rooms))
+                        ids=rooms
+                    />
+                    <Section
+                        id="section-direct"
+                        title=Signal::derive(move || t_string!(i18n, sidebar.direct))
+                        ids=directs
+                    />
                 </Show>
                 </Show>
             </nav>
@@ -116,6 +128,27 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                 Dialog::NewRoom => view! { <NewRoomDialog dialog /> }.into_any(),
             }}
         </aside>
+    }
+}
+
+/// A titled part of the conversation list (shown only when it has conversations).
+#[component]
+fn Section(
+    id: &'static str,
+    title: Signal<&'static str>,
+    ids: Memo<Vec<ConversationId>>,
+) -> impl IntoView {
+    view! {
+        <Show when=move || !ids.with(Vec::is_empty)>
+            <h2 class="section-title" id=id>
+                {title}
+            </h2>
+            <ul role="list" aria-labelledby=id>
+                <For each=move || ids.get() key=|id| id.clone() let:id>
+                    <ConversationItem id />
+                </For>
+            </ul>
+        </Show>
     }
 }
 
