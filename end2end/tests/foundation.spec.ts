@@ -1,7 +1,7 @@
 // The vertical slice: the server renders the page, the browser hydrates it, a new user
 // creates an account, and the hydrated page talks typed frames to /ws with that session.
 import { test, expect } from "@playwright/test";
-import { fillCredentials, PASSWORD, status, uniqueName, watchForErrors } from "./helpers";
+import { fillCredentials, PASSWORD, signOut, status, uniqueName, watchForErrors } from "./helpers";
 
 test("a new user signs up and the hydrated page connects over the WebSocket", async ({ page }) => {
   watchForErrors(page);
@@ -28,7 +28,7 @@ test("wrong passwords and taken usernames are explained next to the form", async
   await fillCredentials(page, name, PASSWORD);
   await page.getByRole("button", { name: "Create account" }).click();
   await expect(status(page)).toHaveText("Connected");
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await signOut(page);
 
   await fillCredentials(page, name, "not the password");
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -45,9 +45,19 @@ test("wrong passwords and taken usernames are explained next to the form", async
 
 test("signing out ends the session", async ({ page }) => {
   await page.goto("/");
-  await fillCredentials(page, uniqueName("cy"), PASSWORD);
+  const name = uniqueName("cy");
+  await fillCredentials(page, name, PASSWORD);
   await page.getByRole("button", { name: "Create account" }).click();
   await expect(status(page)).toHaveText("Connected");
+  // Sign-out lives in the profile menu: Esc closes it and gives the focus back.
+  const menu = page.getByRole("button", { name: "Profile and settings" });
+  await menu.click();
+  await expect(menu).toHaveAttribute("aria-expanded", "true");
+  await expect(page.getByText(`Signed in as @${name}`)).toBeVisible();
+  await page.keyboard.press("Escape");
+  await expect(page.getByRole("button", { name: "Sign out" })).toHaveCount(0);
+  await expect(menu).toBeFocused();
+  await page.keyboard.press("Enter");
   await page.getByRole("button", { name: "Sign out" }).click();
   await expect(page.getByRole("button", { name: "Sign in" })).toBeVisible();
   await page.reload();

@@ -58,6 +58,12 @@ export function watchForErrors(page: Page) {
 }
 
 export const status = (page: Page) => page.getByRole("status");
+
+/// Signs out through the profile menu.
+export async function signOut(page: Page) {
+  await page.getByRole("button", { name: "Profile and settings" }).click();
+  await page.getByRole("button", { name: "Sign out" }).click();
+}
 export const conversations = (page: Page) => page.getByRole("navigation", { name: "Conversations" });
 export const messageLog = (page: Page) => page.getByRole("log", { name: "Messages" });
 export const composer = (page: Page) => page.getByRole("textbox", { name: "Message", exact: true });

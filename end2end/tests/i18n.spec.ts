@@ -116,7 +116,10 @@ test("a Chinese-speaking user chats, searches and reads errors in Chinese, and c
   await expect(bob.page.getByText("你没有名为“nowhere”的会话。")).toBeVisible();
   await bob.page.keyboard.press("Escape");
 
-  // Ann switches to English: everything follows at once, and the next page load keeps it.
+  // Ann switches to English in her profile menu: everything follows at once, and the next
+  // page load keeps it.
+  await ann.page.getByRole("button", { name: "个人资料与设置" }).click();
+  await expect(ann.page.getByText(`已登录为 @${ann.name}`)).toBeVisible();
   await ann.page.getByRole("combobox", { name: "语言" }).selectOption("en");
   await expect(ann.page.locator("html")).toHaveAttribute("lang", "en");
   await expect(ann.page.getByRole("status")).toHaveText("Connected");
@@ -127,6 +130,7 @@ test("a Chinese-speaking user chats, searches and reads errors in Chinese, and c
   await expect(ann.page.getByRole("status")).toHaveText("Connected");
   await ann.page.screenshot({ path: "screenshots/zh-switched-to-en.png" });
   // And back.
+  await ann.page.getByRole("button", { name: "Profile and settings" }).click();
   await ann.page.getByRole("combobox", { name: "Language" }).selectOption("zh-CN");
   await expect(ann.page.getByRole("status")).toHaveText("已连接");
 });
@@ -145,6 +149,10 @@ for (const scheme of ["light", "dark"] as const) {
     const ann = await chinesePerson(browser, "ann", { colorScheme: scheme });
     const bob = await chinesePerson(browser, "bob", { colorScheme: scheme });
     found.push(...(await violations(ann.page, "empty chat")));
+    await ann.page.getByRole("button", { name: "个人资料与设置" }).click();
+    await expect(ann.page.getByRole("button", { name: "退出登录" })).toBeVisible();
+    found.push(...(await violations(ann.page, "profile menu")));
+    await ann.page.keyboard.press("Escape");
     await ann.page.getByRole("button", { name: "新房间" }).click();
     await expect(ann.page.getByRole("dialog", { name: "房间" })).toBeVisible();
     found.push(...(await violations(ann.page, "rooms dialog")));

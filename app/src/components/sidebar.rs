@@ -62,9 +62,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                         <StatusLine state=ctx.conn />
                     </div>
                 </div>
-                <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
-                    {t!(i18n, sidebar.sign_out)}
-                </button>
+                <ProfileMenu on_sign_out />
             </header>
             <div class="sidebar-actions">
                 <button type="button" on:click=move |_| dialog.set(Dialog::NewMessage)>
@@ -119,15 +117,89 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                 </Show>
                 </Show>
             </nav>
-            <footer class="sidebar-footer">
-                <LanguagePicker />
-            </footer>
             {move || match dialog.get() {
                 Dialog::None => ().into_any(),
                 Dialog::NewMessage => view! { <NewMessageDialog dialog /> }.into_any(),
                 Dialog::NewRoom => view! { <NewRoomDialog dialog /> }.into_any(),
             }}
         </aside>
+    }
+}
+
+/// The profile menu at the sidebar's top right: who is signed in, the interface's language,
+/// and signing out. A disclosure: its button says whether it is open; Esc (wherever the
+/// focus is) closes it and gives the focus back to the button, and so does the focus
+/// leaving it.
+#[component]
+fn ProfileMenu(on_sign_out: Callback<()>) -> impl IntoView {
+    let i18n = use_i18n();
+    let chat = ChatCtx::get().chat;
+    let username = chat.with_untracked(|c| c.me.username.clone());
+    let open = RwSignal::new(false);
+    let toggle = NodeRef::<leptos::html::Button>::new();
+    let close = move |refocus: bool| {
+        open.set(false);
+        if refocus {
+            if let Some(b) = toggle.get_untracked() {
+                let _ = b.focus();
+            }
+        }
+    };
+    #[cfg(feature = "hydrate")]
+    {
+        let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.key() == "Escape" && !ev.is_composing() && open.get_untracked() {
+                ev.prevent_default();
+                close(true);
+            }
+        });
+        on_cleanup(move || keys.remove());
+    }
+    let focus_left = move |ev: leptos::ev::FocusEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            let container = ev
+                .current_target()
+                .and_then(|t| t.dyn_into::<web_sys::Node>().ok());
+            let to = ev
+                .related_target()
+                .and_then(|t| t.dyn_into::<web_sys::Node>().ok());
+            if let (Some(container), Some(to)) = (container, to) {
+                if container.contains(Some(&to)) {
+                    return;
+                }
+            }
+            close(false);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    view! {
+        <div class="profile" on:focusout=focus_left>
+            <button
+                type="button"
+                class="ghost profile-toggle"
+                node_ref=toggle
+                aria-expanded=move || open.get().to_string()
+                aria-controls="profile-panel"
+                aria-label=move || t_string!(i18n, sidebar.profile)
+                on:click=move |_| open.update(|o| *o = !*o)
+            >
+                <span aria-hidden="true">"⋯"</span>
+            </button>
+            <Show when=move || open.get()>
+                <div id="profile-panel" class="profile-panel">
+                    <p class="muted profile-who">
+                        {t!(i18n, sidebar.signed_in_as, username = username.clone())}
+                    </p>
+                    <LanguagePicker />
+                    <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
+                        {t!(i18n, sidebar.sign_out)}
+                    </button>
+                </div>
+            </Show>
+        </div>
     }
 }
 
