@@ -137,6 +137,8 @@ fn ProfileMenu(on_sign_out: Callback<()>) -> impl IntoView {
     let username = chat.with_untracked(|c| c.me.username.clone());
     let open = RwSignal::new(false);
     let toggle = NodeRef::<leptos::html::Button>::new();
+    // Used by the browser's key and focus handlers only.
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     let close = move |refocus: bool| {
         open.set(false);
         if refocus {
