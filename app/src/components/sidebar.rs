@@ -98,9 +98,25 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                     when=move || !none.get()
                     fallback=move || {
                         view! {
-                            <p class="empty">
-                                {t!(i18n, sidebar.empty, <b> = <strong />, <r> = <strong />)}
-                            </p>
+                            <div class="empty start">
+                                <p class="start-title">{t!(i18n, sidebar.empty)}</p>
+                                <p>{t!(i18n, sidebar.empty_hint)}</p>
+                                <div class="start-actions">
+                                    <button
+                                        type="button"
+                                        on:click=move |_| dialog.set(Dialog::NewMessage)
+                                    >
+                                        {t!(i18n, sidebar.find_person)}
+                                    </button>
+                                    <button
+                                        type="button"
+                                        class="secondary"
+                                        on:click=move |_| dialog.set(Dialog::NewRoom)
+                                    >
+                                        {t!(i18n, sidebar.browse_rooms)}
+                                    </button>
+                                </div>
+                            </div>
                         }
                     }
                 >
