@@ -205,14 +205,18 @@ test("the status says Offline within a second of the network going, and what was
   await conversationItem(bob.page, ann.name).click();
   await expect(messageLog(bob.page).getByText("before")).toBeVisible();
 
+  await expect(ann.page.getByText(`@${bob.name} · online`)).toBeVisible();
   await ann.page.context().setOffline(true);
   await expect(status(ann.page)).toHaveText("Offline", { timeout: 1_000 });
+  // Without a connection nobody is known to be online.
+  await expect(ann.page.getByText(`@${bob.name} · offline`)).toBeVisible({ timeout: 1_000 });
   await send(ann.page, "written offline");
   await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(1);
   await ann.page.screenshot({ path: "screenshots/offline.png" });
 
   await ann.page.context().setOffline(false);
   await expect(status(ann.page)).toHaveText("Connected", { timeout: 5_000 });
+  await expect(ann.page.getByText(`@${bob.name} · online`)).toBeVisible();
   await expect.poll(() => shownBodies(bob.page)).toEqual(["before", "written offline"]);
   await expect(messageLog(ann.page).locator('li[data-state="pending"]')).toHaveCount(0);
 });

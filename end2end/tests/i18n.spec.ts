@@ -135,19 +135,28 @@ test("a Chinese-speaking user chats, searches and reads errors in Chinese, and c
   await expect(ann.page.getByRole("status")).toHaveText("已连接");
 });
 
-for (const scheme of ["light", "dark"] as const) {
-  test(`axe finds nothing on the Chinese screens in the ${scheme} theme`, async ({ browser }) => {
+for (const [scheme, label, viewport] of [
+  ["light", "", undefined],
+  ["dark", "", undefined],
+  ["light", " at 360 px", { width: 360, height: 740 }],
+] as const) {
+  test(`axe finds nothing on the Chinese screens in the ${scheme} theme${label}`, async ({ browser }) => {
     test.setTimeout(60_000);
     const found: string[] = [];
-    const visitor = await browser.newContext({ locale: "zh-CN", colorScheme: scheme });
+    const visitor = await browser.newContext({
+      locale: "zh-CN",
+      colorScheme: scheme,
+      ...(viewport ? { viewport } : {}),
+    });
     const signIn = await visitor.newPage();
     await signIn.goto("/");
     await expect(signIn.getByRole("button", { name: "创建账号" })).toBeVisible();
     found.push(...(await violations(signIn, "sign-in")));
     await visitor.close();
 
-    const ann = await chinesePerson(browser, "ann", { colorScheme: scheme });
-    const bob = await chinesePerson(browser, "bob", { colorScheme: scheme });
+    const options = { colorScheme: scheme, ...(viewport ? { viewport } : {}) };
+    const ann = await chinesePerson(browser, "ann", options);
+    const bob = await chinesePerson(browser, "bob", options);
     found.push(...(await violations(ann.page, "empty chat")));
     await ann.page.getByRole("button", { name: "个人资料与设置" }).click();
     await expect(ann.page.getByRole("button", { name: "退出登录" })).toBeVisible();
@@ -165,7 +174,7 @@ for (const scheme of ["light", "dark"] as const) {
     await box.press("Enter");
     await expect(ann.page.getByRole("log", { name: "消息" }).locator('li[data-state="sent"]')).toHaveCount(1);
     found.push(...(await violations(ann.page, "conversation")));
-    await ann.page.screenshot({ path: `screenshots/zh-${scheme}.png` });
+    await ann.page.screenshot({ path: `screenshots/zh-${scheme}${viewport ? "-360" : ""}.png` });
     expect(found).toEqual([]);
   });
 }

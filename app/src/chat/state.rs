@@ -397,6 +397,9 @@ impl Chat {
     /// The socket closed: nothing more goes out until the next `resumed`.
     pub fn disconnected(&mut self) {
         self.live = false;
+        // Without a connection nobody is known to be online; the list asked for after the
+        // resume says who is.
+        self.online.clear();
         for t in self.threads.values_mut() {
             // An answer that will never come must not block the next request.
             t.loading_older = false;
@@ -1725,6 +1728,13 @@ mod tests {
         });
         let bob = c.summary(&id("ann/bob")).unwrap().clone();
         assert_eq!(c.peer_online(&bob), Some(true));
+        // A lost connection knows nobody's presence until the list comes again.
+        c.disconnected();
+        assert_eq!(c.peer_online(&bob), Some(false));
+        c.apply(ServerMsg::Presence {
+            username: "bob".into(),
+            online: true,
+        });
         c.open(id("ann/bob"));
         c.apply(ServerMsg::Left {
             conversation_id: id("ann/bob"),
