@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ClientMsgId, Emoji, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// How often a client says that its user is still typing (at most), in milliseconds.
 pub const TYPING_EVERY_MS: i64 = 3_000;
@@ -98,6 +98,10 @@ pub enum ClientMsg {
     /// Users with a word of their username or display name beginning with `query` (any
     /// case), for starting a direct conversation. Answered by [`ServerMsg::Users`].
     SearchUsers { query: String },
+    /// Rooms with a word of their name beginning with `query` (any case; every Chinese
+    /// character begins a word), closest first, with whether the user is in each. Answered
+    /// by [`ServerMsg::RoomsFound`].
+    SearchRooms { query: String },
     /// Messages containing every word of `query` (see [`crate::search`]: words whole, any
     /// case; Chinese found inside sentences), in the user's conversations or only in
     /// `conversation_id`, only from the user `from` when given; newest first, at most
@@ -236,6 +240,11 @@ pub enum ServerMsg {
     Users {
         query: String,
         users: Vec<UserInfo>,
+    },
+    /// The rooms found for `query` (as sent, trimmed).
+    RoomsFound {
+        query: String,
+        rooms: Vec<RoomInfo>,
     },
     /// The messages found for `query` (as sent), newest first, each as it is now with the
     /// title of its conversation; `has_more` when more matched than were sent.

@@ -2,7 +2,7 @@
 // found by a word inside a sentence with the word marked, the arrow keys move through the
 // results, a result opens its conversation at that message however far back it is, people
 // and conversations are found in the same box, someone outside a conversation never finds
-// its text, and Esc brings the list back.
+// its text, Esc brings the list back, and rooms one is not in are found and joined.
 import { expect, test, type Page } from "@playwright/test";
 import { conversationId, conversations, messageLog, openDirect, person, postMany, send } from "./helpers";
 
@@ -94,4 +94,21 @@ test("from: and in: narrow a search, and a mistake in them is explained", async 
   await expect(hits(ann.page).first()).toContainText("周三的会议我来不了");
   await searchBox(ann.page).fill("会议 in:nowhere");
   await expect(ann.page.getByText("You have no conversation called “nowhere”.")).toBeVisible();
+});
+
+test("a room one is not in is found by a word of its name and joined from the results", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  const name = `Night shift 夜班 ${Date.now().toString(36)}`;
+  await ann.page.getByRole("button", { name: "New room" }).click();
+  await ann.page.getByLabel("Room name").fill(name);
+  await ann.page.getByRole("button", { name: "Create room" }).click();
+  await expect(ann.page.getByRole("heading", { level: 2, name })).toBeVisible();
+
+  await searchBox(bob.page).fill("夜班");
+  const found = bob.page.getByRole("list", { name: "Rooms found" });
+  await expect(found.getByRole("button", { name: `Join ${name}` })).toBeVisible();
+  await found.getByRole("button", { name: `Join ${name}` }).click();
+  await expect(bob.page.getByRole("heading", { level: 2, name })).toBeVisible();
+  await expect(conversations(bob.page).getByRole("list", { name: "Rooms" })).toContainText(name);
 });

@@ -54,6 +54,8 @@ pub struct Chat {
     rooms_extending: bool,
     /// The answer to the last `search_users`.
     pub search: Option<(String, Vec<UserInfo>)>,
+    /// The answer to the last `search_rooms`.
+    pub rooms_found: Option<(String, Vec<RoomInfo>)>,
     /// The message search in the sidebar: what was asked, and the answer once it came.
     pub found: Option<Found>,
     /// A `conversation` answer should open that conversation (the user asked for it).
@@ -340,6 +342,7 @@ impl Chat {
             rooms_next: None,
             rooms_extending: false,
             search: None,
+            rooms_found: None,
             found: None,
             opening: false,
             listing: false,
@@ -498,6 +501,7 @@ impl Chat {
                 }
                 self.search = Some((query, users));
             }
+            ServerMsg::RoomsFound { query, rooms } => self.rooms_found = Some((query, rooms)),
             ServerMsg::SearchResults {
                 query,
                 hits,

@@ -13,7 +13,7 @@ use crate::chat::{time, Chat};
 use crate::components::ChatCtx;
 use crate::domain::Username;
 use crate::i18n::{t, t_string, td_string, use_i18n, Locale};
-use crate::protocol::{ClientMsg, ConversationId, SearchHit, UserInfo};
+use crate::protocol::{ClientMsg, ConversationId, RoomInfo, SearchHit, UserInfo};
 use crate::search::{snippet, Query, QueryError};
 
 /// How long typing pauses before the search is asked (the server answers 5 searches a
@@ -35,7 +35,12 @@ pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
         let people = people_query(&now, &me);
         ctx.act(move |c| {
             let mut out: Vec<ClientMsg> = c.search_messages(&now).into_iter().collect();
-            out.extend(people.map(|query| ClientMsg::SearchUsers { query }));
+            if let Some(query) = people {
+                out.push(ClientMsg::SearchUsers {
+                    query: query.clone(),
+                });
+                out.push(ClientMsg::SearchRooms { query });
+            }
             out
         });
     };
@@ -195,6 +200,31 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
             }
         })
     });
+    // Rooms the user is not in yet (those they are in show under Conversations).
+    let rooms = Memo::new(move |_| {
+        let q = text.get();
+        chat.with(|c| {
+            let asked = people_query(&q, &c.me.username)?;
+            match &c.rooms_found {
+                Some((answered, rooms)) if *answered == asked => Some(
+                    rooms
+                        .iter()
+                        .filter(|r| !r.joined)
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<RoomInfo>>(),
+                ),
+                _ => None,
+            }
+        })
+    });
+    let join = move |id: ConversationId| {
+        ctx.focus_composer.set(true);
+        ctx.chat.update(Chat::expect_open);
+        ctx.send_all([ClientMsg::JoinRoom {
+            conversation_id: id,
+        }]);
+    };
     let found = Memo::new(move |_| chat.with(|c| c.found.clone()));
     let open_conversation = move |id: ConversationId| ctx.act(move |c| c.open(id));
     let open_person = move |username: String| {
@@ -254,6 +284,40 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
                             >
                                 {user.display_name.clone()}
                                 <span class="muted">" @" {user.username.clone()}</span>
+                            </button>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
+            <Show when=move || rooms.with(|r| r.as_ref().is_some_and(|r| !r.is_empty()))>
+                <h2 class="results-title">{t!(i18n, sidebar.rooms)}</h2>
+                <ul role="list" aria-label=move || t_string!(i18n, search.rooms_found)>
+                    <For
+                        each=move || rooms.get().unwrap_or_default()
+                        key=|r| r.id.clone()
+                        let:room
+                    >
+                        <li>
+                            <button
+                                type="button"
+                                class="result-line"
+                                aria-label={
+                                    let name = room.name.clone();
+                                    move || t_string!(i18n, rooms.join_named, name = name.clone())
+                                }
+                                on:click={
+                                    let id = room.id.clone();
+                                    move |_| join(id.clone())
+                                }
+                            >
+                                {room.name.clone()}
+                                <span class="muted">
+                                    " · "
+                                    {move || match room.member_count {
+                                        1 => t_string!(i18n, rooms.one_member).to_owned(),
+                                        n => t_string!(i18n, rooms.members, n),
+                                    }}
+                                </span>
                             </button>
                         </li>
                     </For>

@@ -313,7 +313,8 @@ impl ChatService {
         })
     }
 
-    pub async fn search_users(&self, me: &str, query: &str) -> Reply {
+    /// A name search's query, trimmed, if it is one and the user's search budget allows it.
+    fn name_query<'q>(&self, me: &str, query: &'q str) -> Result<&'q str, Refusal> {
         let q = query.trim();
         if q.is_empty() || q.chars().count() > 64 {
             return Err(Refusal::new(
@@ -327,6 +328,37 @@ impl ChatService {
                 "too many searches; wait a moment",
             ));
         }
+        Ok(q)
+    }
+
+    /// Rooms found by a word of their name (every room is public: anyone signed in may
+    /// find and join it), with whether the user is in each.
+    pub async fn search_rooms(&self, me: &str, query: &str) -> Reply {
+        let q = self.name_query(me, query)?;
+        let rooms = self.store.search_rooms(q, SEARCH_LIMIT).await?;
+        let mine: std::collections::HashSet<String> = self
+            .store
+            .recent_conversations(me)
+            .await?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        Ok(ServerMsg::RoomsFound {
+            query: q.to_owned(),
+            rooms: rooms
+                .into_iter()
+                .map(|r| RoomInfo {
+                    joined: mine.contains(&r.key),
+                    id: ConversationId(r.key),
+                    name: r.name,
+                    member_count: r.member_count,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn search_users(&self, me: &str, query: &str) -> Reply {
+        let q = self.name_query(me, query)?;
         let users = self.store.search_users(q, SEARCH_LIMIT).await?;
         Ok(ServerMsg::Users {
             query: q.to_owned(),

@@ -73,36 +73,52 @@ impl SurrealChatStore {
         query: &str,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        /// Terms read per page, and most pages read: one user may hold many terms that
+        let found = self
+            .find_by_terms::<UserTermMatch>(query, limit as usize)
+            .await?;
+        let mut names = self.display_names(&found).await?;
+        names.sort_by_key(|(u, _)| found.iter().position(|f| f == u));
+        Ok(names)
+    }
+
+    /// Up to `limit` distinct owners (users, rooms) of the terms that begin with `query`
+    /// (see [`user_terms`]), closest first. The terms are read from the `(term, owner)`
+    /// index a page at a time, so a search costs its page, however many owners there are.
+    pub(super) async fn find_by_terms<T: TermMatch>(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let (table, owner) = (T::TABLE, T::OWNER);
+        /// Terms read per page, and most pages read: one owner may hold many terms that
         /// begin the query (every character of a Chinese name begins one), so a search
-        /// reads on until it has `limit` people, within a bound.
+        /// reads on until it has `limit` owners, within a bound.
         const PAGE: i64 = 50;
         const PAGES: usize = 10;
         let Some(q) = user_terms::query(query) else {
             return Ok(Vec::new());
         };
         let end = user_terms::after_all_starting_with(&q);
-        let limit = limit as usize;
         let mut found: Vec<String> = Vec::new();
-        // The first page from `q`; each next page after the last (term, user) read: the
-        // same term with later users, then later terms (two reads of the index: one
+        // The first page from `q`; each next page after the last (term, owner) read: the
+        // same term with later owners, then later terms (two reads of the index: one
         // condition with `OR` would read all of it).
         let mut res = self
             .db
-            .query(
-                "SELECT term, user FROM user_term WHERE term >= $q AND term < $end
-                 ORDER BY term, user LIMIT $page",
-            )
+            .query(format!(
+                "SELECT term, {owner} FROM {table} WHERE term >= $q AND term < $end
+                 ORDER BY term, {owner} LIMIT $page"
+            ))
             .bind(("q", q))
             .bind(("end", end.clone()))
             .bind(("page", PAGE))
             .await?
             .check()?;
         for _ in 0..PAGES {
-            let rows: Vec<TermMatch> = res.take(0)?;
+            let rows: Vec<T> = res.take(0)?;
             for r in &rows {
-                if found.len() < limit && !found.contains(&r.user) {
-                    found.push(r.user.clone());
+                if found.len() < limit && !found.iter().any(|f| f == r.owner()) {
+                    found.push(r.owner().to_owned());
                 }
             }
             let last = match rows.last() {
@@ -111,24 +127,24 @@ impl SurrealChatStore {
             };
             res = self
                 .db
-                .query(
+                .query(format!(
                     "RETURN array::slice(array::concat(
-                        (SELECT term, user FROM user_term WHERE term = $term AND user > $user
-                            ORDER BY term, user LIMIT $page),
-                        (SELECT term, user FROM user_term WHERE term > $term AND term < $end
-                            ORDER BY term, user LIMIT $page)
-                     ), 0, $page)",
-                )
-                .bind(("term", last.term.clone()))
-                .bind(("user", last.user.clone()))
+                        (SELECT term, {owner} FROM {table}
+                            WHERE term = $term AND {owner} > $owner
+                            ORDER BY term, {owner} LIMIT $page),
+                        (SELECT term, {owner} FROM {table}
+                            WHERE term > $term AND term < $end
+                            ORDER BY term, {owner} LIMIT $page)
+                     ), 0, $page)"
+                ))
+                .bind(("term", last.term().to_owned()))
+                .bind(("owner", last.owner().to_owned()))
                 .bind(("end", end.clone()))
                 .bind(("page", PAGE))
                 .await?
                 .check()?;
         }
-        let mut names = self.display_names(&found).await?;
-        names.sort_by_key(|(u, _)| found.iter().position(|f| f == u));
-        Ok(names)
+        Ok(found)
     }
 
     /// Display names of the given users (unknown ones are left out).
@@ -203,14 +219,33 @@ impl SurrealChatStore {
     }
 }
 
-/// `(username, display name)` of each row.
-/// A term that matched, and whose it is.
+/// A term that matched, and whose it is (see [`SurrealChatStore::find_by_terms`]).
+pub(super) trait TermMatch: SurrealValue {
+    /// The table, and the field that names the owner (this store's own names).
+    const TABLE: &'static str;
+    const OWNER: &'static str;
+    fn term(&self) -> &str;
+    fn owner(&self) -> &str;
+}
+
 #[derive(Debug, SurrealValue)]
-struct TermMatch {
+pub(super) struct UserTermMatch {
     term: String,
     user: String,
 }
 
+impl TermMatch for UserTermMatch {
+    const TABLE: &'static str = "user_term";
+    const OWNER: &'static str = "user";
+    fn term(&self) -> &str {
+        &self.term
+    }
+    fn owner(&self) -> &str {
+        &self.user
+    }
+}
+
+/// `(username, display name)` of each row.
 fn names(rows: Vec<NameRow>) -> Vec<(String, String)> {
     rows.into_iter()
         .map(|r| (key_of(&r.id), r.display_name))

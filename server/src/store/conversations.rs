@@ -9,8 +9,9 @@ use std::{
 };
 
 use app::{domain::RoomName, protocol::NotifyLevel};
-use surrealdb::types::RecordId;
+use surrealdb::types::{RecordId, SurrealValue};
 
+use super::accounts::TermMatch;
 use super::{
     heads::Mark,
     heads::StoredRow,
@@ -18,6 +19,7 @@ use super::{
     rows::{
         conversation_id, direct_key, key_of, member_id, to_u64, user_id, ConversationMeta,
         ConversationRow, Kind, MemberConversationRow, MemberReadRow, RoomListRow, RoomRow,
+        RoomTermRow,
     },
     taken_table, transaction, StoreError, SurrealChatStore,
 };
@@ -80,6 +82,24 @@ fn new_room_key() -> String {
     )
 }
 
+/// A `room_term` that matched (see [`SurrealChatStore::find_by_terms`]).
+#[derive(Debug, SurrealValue)]
+struct RoomTermMatch {
+    term: String,
+    room: String,
+}
+
+impl TermMatch for RoomTermMatch {
+    const TABLE: &'static str = "room_term";
+    const OWNER: &'static str = "room";
+    fn term(&self) -> &str {
+        &self.term
+    }
+    fn owner(&self) -> &str {
+        &self.room
+    }
+}
+
 impl SurrealChatStore {
     pub(super) async fn ensure_default_room(&self, now_ms: i64) -> Result<(), StoreError> {
         self.db
@@ -87,11 +107,16 @@ impl SurrealChatStore {
                 "IF !record::exists($room) {
                     CREATE $room SET kind = 'room', name = $name, peers = [], last_seq = 0,
                         last_at = $now, created_at = $now, member_count = 0;
-                 };",
+                 };
+                 INSERT IGNORE INTO room_term $terms RETURN NONE;",
             )
             .bind(("room", conversation_id(DEFAULT_ROOM_KEY)))
             .bind(("name", DEFAULT_ROOM_NAME))
             .bind(("now", now_ms))
+            .bind((
+                "terms",
+                RoomTermRow::of(DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME),
+            ))
             .await?
             .check()?;
         Ok(())
@@ -168,11 +193,13 @@ impl SurrealChatStore {
                     last_at = $now, created_at = $now, created_by = $creator, member_count = 1;
                  CREATE $member SET conversation = $conv, user = $user, last_read_seq = 0,
                     joined_at = $now;
+                 INSERT IGNORE INTO room_term $terms RETURN NONE;
                  COMMIT;",
             )
             .bind(("conv", conversation_id(&key)))
             .bind(("member", member_id(&key, creator)))
             .bind(("name", name.as_str().to_owned()))
+            .bind(("terms", RoomTermRow::of(&key, name.as_str())))
             .bind(("user", user_id(creator)))
             .bind(("creator", creator.to_owned()))
             .bind(("now", now_ms))
@@ -180,6 +207,33 @@ impl SurrealChatStore {
         self.membership_changed(&key, &[creator]);
         transaction(res?)?;
         Ok(key)
+    }
+
+    /// Up to `limit` rooms with a word of their name beginning with `query` (any case),
+    /// closest first, with their member counts: a bounded read of `room_term`, as people
+    /// are found.
+    pub async fn search_rooms(&self, query: &str, limit: u32) -> Result<Vec<RoomRow>, StoreError> {
+        let keys = self
+            .find_by_terms::<RoomTermMatch>(query, limit as usize)
+            .await?;
+        let ids: Vec<RecordId> = keys.iter().map(|k| conversation_id(k)).collect();
+        let mut res = self
+            .db
+            .query("SELECT id, name, member_count FROM $ids WHERE kind = 'room'")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        let rows: Vec<RoomListRow> = res.take(0)?;
+        let mut rooms: Vec<RoomRow> = rows
+            .into_iter()
+            .map(|r| RoomRow {
+                key: key_of(&r.id),
+                name: r.name.unwrap_or_default(),
+                member_count: r.member_count.map_or(0, to_u64),
+            })
+            .collect();
+        rooms.sort_by_key(|r| keys.iter().position(|k| *k == r.key));
+        Ok(rooms)
     }
 
     /// A page of rooms in name order with their member counts: the first `limit` after the

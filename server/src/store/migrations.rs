@@ -7,19 +7,20 @@
 //! 3. `msg` only, retries recognised from memory;
 //! 4. `msg` and `client_msg:[sender, client_msg_id]`: retries recognised from the database;
 //! 5. rooms carry their `member_count` (and `created_by`, unknown for older rooms);
-//! 6. users are found by their `user_term` records.
+//! 6. users are found by their `user_term` records;
+//! 7. rooms are found by their `room_term` records.
 //!
 //! A database without the record is 1, 2 or 3 (told apart by its tables) or new.
 
 use std::{collections::HashMap, ops::Bound, time::Instant};
-use surrealdb::types::{RecordId, RecordIdKey, RecordIdKeyRange};
+use surrealdb::types::{RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue};
 use tracing::{info, warn};
 
 use super::{
     heads::{HeadFields, LastMessage, Mark},
     rows::{
         key_of, member_id, to_u64, ClientMsgRow, ConversationSeqRow, Entry, MessageRecord,
-        MessageRow, NameRow, OldMessageRow, ReadRow, UserTermRow,
+        MessageRow, NameRow, OldMessageRow, ReadRow, RoomTermRow, UserTermRow,
     },
     transaction, StoreError, SurrealChatStore,
 };
@@ -47,8 +48,15 @@ impl Paged for MessageRow {
     }
 }
 
+/// A room's name, as stored.
+#[derive(Debug, SurrealValue)]
+struct RoomNameRow {
+    id: RecordId,
+    name: Option<String>,
+}
+
 /// The layout this code writes.
-const LAYOUT: i64 = 6;
+const LAYOUT: i64 = 7;
 /// Records moved per transaction while a layout is moved forward.
 const MIGRATION_PAGE: i64 = 2_000;
 
@@ -83,6 +91,7 @@ impl SurrealChatStore {
         self.index_client_msg_ids().await?;
         self.count_room_members().await?;
         self.index_user_terms().await?;
+        self.index_room_terms().await?;
         self.db
             .query("UPSERT store_layout:current SET version = $v RETURN NONE")
             .bind(("v", LAYOUT))
@@ -123,6 +132,31 @@ impl SurrealChatStore {
                 .await?
                 .check()?;
         }
+    }
+
+    /// Writes the search terms of every room (layout 7), a page of terms per transaction.
+    /// Idempotent.
+    async fn index_room_terms(&self) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT id, name FROM conversation WHERE kind = 'room'")
+            .await?
+            .check()?;
+        let rooms: Vec<RoomNameRow> = res.take(0)?;
+        let terms: Vec<RoomTermRow> = rooms
+            .iter()
+            .flat_map(|r| RoomTermRow::of(&key_of(&r.id), r.name.as_deref().unwrap_or_default()))
+            .collect();
+        let mut terms = terms.into_iter().peekable();
+        while terms.peek().is_some() {
+            let page: Vec<RoomTermRow> = terms.by_ref().take(MIGRATION_PAGE as usize).collect();
+            self.db
+                .query("INSERT IGNORE INTO room_term $terms RETURN NONE")
+                .bind(("terms", page))
+                .await?
+                .check()?;
+        }
+        Ok(())
     }
 
     /// The next page of `table` in id order after `after` (moved past it): layouts are moved

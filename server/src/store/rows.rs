@@ -515,6 +515,29 @@ impl UserTermRow {
     }
 }
 
+/// `room_term:[term, room key]` (see the schema).
+#[derive(Debug, SurrealValue)]
+pub(super) struct RoomTermRow {
+    pub id: RecordId,
+    pub term: String,
+    pub room: String,
+}
+
+impl RoomTermRow {
+    /// The rows the room `key` named `name` is found by: the word starts of its name, as
+    /// for people (see [`super::user_terms`]).
+    pub fn of(key: &str, name: &str) -> Vec<Self> {
+        super::user_terms::terms(name, "")
+            .into_iter()
+            .map(|term| RoomTermRow {
+                id: RecordId::new("room_term", text_pair(&term, key)),
+                term,
+                room: key.to_owned(),
+            })
+            .collect()
+    }
+}
+
 fn text_pair(a: &str, b: &str) -> RecordIdKey {
     RecordIdKey::Array(Array::from(vec![
         Value::String(a.to_owned()),

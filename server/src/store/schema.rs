@@ -18,6 +18,13 @@ DEFINE FIELD IF NOT EXISTS term ON user_term TYPE string;
 DEFINE FIELD IF NOT EXISTS user ON user_term TYPE string;
 DEFINE INDEX IF NOT EXISTS user_term_order ON user_term FIELDS term, user;
 
+-- How rooms are found by name: `room_term:[term, room key]`, one per word start of the
+-- room's name, written with the room, read as `user_term` is.
+DEFINE TABLE IF NOT EXISTS room_term SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS term ON room_term TYPE string;
+DEFINE FIELD IF NOT EXISTS room ON room_term TYPE string;
+DEFINE INDEX IF NOT EXISTS room_term_order ON room_term FIELDS term, room;
+
 -- Sessions: `session:<random 128-bit hex>`; times in seconds.
 DEFINE TABLE IF NOT EXISTS session SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS user ON session TYPE record<user>;

@@ -401,6 +401,7 @@ impl Handler {
                     .await
             }
             ClientMsg::SearchUsers { query } => chat.search_users(me, &query).await,
+            ClientMsg::SearchRooms { query } => chat.search_rooms(me, &query).await,
             ClientMsg::SearchMessages {
                 query,
                 conversation_id,

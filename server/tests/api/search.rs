@@ -254,3 +254,63 @@ async fn a_query_without_words_or_too_long_is_refused() {
     assert_eq!(alice.expect(error_code).await, ErrorCode::InvalidInput);
     app.stop().await;
 }
+
+/// The rooms found for `query`, or the error code.
+async fn rooms_found(
+    client: &mut Client,
+    query: &str,
+) -> Result<Vec<app::protocol::RoomInfo>, ErrorCode> {
+    client
+        .ask(
+            ClientMsg::SearchRooms {
+                query: query.to_owned(),
+            },
+            |m| match m {
+                ServerMsg::RoomsFound { rooms, .. } => Some(Ok(rooms.clone())),
+                ServerMsg::Error { code, .. } => Some(Err(*code)),
+                _ => None,
+            },
+        )
+        .await
+}
+
+#[tokio::test]
+async fn rooms_are_found_by_a_word_of_their_name_with_whether_one_is_in_them() {
+    let app = spawn_app().await;
+    let mut ann = app.user("ann").await;
+    let mut bob = app.user("bob").await;
+    let ops = create_room(&mut ann, "Ops 运维值班").await;
+    create_room(&mut ann, "Design reviews").await;
+
+    // Bob is in neither: found by any word start, any case, a Chinese character inside.
+    for query in ["ops", "OPS", "运维", "值班", "维值"] {
+        let rooms = rooms_found(&mut bob, query).await.unwrap();
+        let names: Vec<&str> = rooms.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["Ops 运维值班"], "{query}");
+        assert!(!rooms[0].joined);
+        assert_eq!(rooms[0].member_count, 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Not by the middle of a word.
+    assert!(rooms_found(&mut bob, "esign").await.unwrap().is_empty());
+    // The server's own room is found too.
+    let general = rooms_found(&mut bob, "gen").await.unwrap();
+    assert_eq!(general[0].name, "General");
+
+    // Once he joins, it says so.
+    join_room(&mut bob, &ops.id).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let rooms = rooms_found(&mut bob, "ops").await.unwrap();
+    assert!(rooms[0].joined);
+
+    // Bad queries are refused with a typed error.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        rooms_found(&mut bob, "  ").await.unwrap_err(),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        rooms_found(&mut bob, &"x".repeat(65)).await.unwrap_err(),
+        ErrorCode::InvalidInput
+    );
+}

@@ -883,6 +883,30 @@ async fn an_older_database_learns_how_its_people_are_found_when_opened() {
     assert_eq!(found(&again, "bob").await, ["bob"]);
 }
 
+/// A database from before rooms had search terms learns them when opened.
+#[tokio::test]
+async fn an_older_database_learns_how_its_rooms_are_found_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store, _) = disk_store_with_alice_and_bob(dir.path()).await;
+    let name = app::domain::RoomName::parse("Night shift 夜班").unwrap();
+    let key = store.create_room("alice", &name, 1).await.unwrap();
+    let rooms = |store: SurrealChatStore| async move {
+        let found = store.search_rooms("夜班", 5).await.unwrap();
+        found.into_iter().map(|r| r.key).collect::<Vec<_>>()
+    };
+    assert_eq!(rooms(store).await, [key.clone()]);
+    db.handle()
+        .query("DELETE room_term; UPDATE store_layout:current SET version = 6;")
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    assert_eq!(rooms(again.clone()).await, [key]);
+    let general = again.search_rooms("general", 5).await.unwrap();
+    assert_eq!(general[0].name, "General");
+}
+
 /// `(conversation, seq)` of the indexed messages that may contain `query`, newest first.
 async fn candidates(store: &SurrealChatStore, convs: &[&str], query: &str) -> Vec<u64> {
     let convs: Vec<String> = convs.iter().map(|c| (*c).to_owned()).collect();
