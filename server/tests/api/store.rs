@@ -894,7 +894,7 @@ async fn an_older_database_learns_how_its_rooms_are_found_when_opened() {
         let found = store.search_rooms("夜班", 5).await.unwrap();
         found.into_iter().map(|r| r.key).collect::<Vec<_>>()
     };
-    assert_eq!(rooms(store).await, [key.clone()]);
+    assert_eq!(rooms(store).await, std::slice::from_ref(&key));
     db.handle()
         .query("DELETE room_term; UPDATE store_layout:current SET version = 6;")
         .await
