@@ -121,9 +121,9 @@ pub fn relative(locale: Locale, now_utc: i64, then_utc: i64) -> String {
         Ago::Minutes(n) => intl::minutes_ago(locale, n),
         Ago::Today => clock(locale, then_utc),
         Ago::Yesterday => intl::yesterday(locale),
-        Ago::ThisWeek => intl::date(locale, then_utc, intl::Style::Weekday),
-        Ago::ThisYear => intl::date(locale, then_utc, intl::Style::DayMonth),
-        Ago::Long => intl::date(locale, then_utc, intl::Style::DayMonthYear),
+        Ago::ThisWeek => intl::date(locale, then_utc, Style::Weekday),
+        Ago::ThisYear => intl::date(locale, then_utc, Style::DayMonth),
+        Ago::Long => intl::date(locale, then_utc, Style::DayMonthYear),
     }
 }
 
@@ -133,33 +133,35 @@ pub fn day_label(locale: Locale, now_utc: i64, then_utc: i64) -> String {
     match day(to_local(now_utc), to_local(then_utc)) {
         Day::Today => td_string!(locale, time.today).to_owned(),
         Day::Yesterday => td_string!(locale, time.yesterday).to_owned(),
-        Day::ThisYear => intl::date(locale, then_utc, intl::Style::LongDay),
-        Day::Long => intl::date(locale, then_utc, intl::Style::LongDayYear),
+        Day::ThisYear => intl::date(locale, then_utc, Style::LongDay),
+        Day::Long => intl::date(locale, then_utc, Style::LongDayYear),
     }
 }
 
 /// A message's time of day: "2:05 PM", "14:05".
 pub fn clock(locale: Locale, utc: i64) -> String {
-    intl::date(locale, utc, intl::Style::Clock)
+    intl::date(locale, utc, Style::Clock)
+}
+
+/// How much of a date to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Clock,
+    Weekday,
+    DayMonth,
+    DayMonthYear,
+    LongDay,
+    LongDayYear,
 }
 
 /// The browser's `Intl` formatters, made once per language and style.
 #[cfg(feature = "hydrate")]
 mod intl {
     use super::Locale;
+    use super::Style;
     use std::cell::RefCell;
     use wasm_bindgen::JsValue;
     use web_sys::js_sys::{Array, Date, Function, Intl, Object, Reflect};
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Style {
-        Clock,
-        Weekday,
-        DayMonth,
-        DayMonthYear,
-        LongDay,
-        LongDayYear,
-    }
 
     impl Style {
         fn options(self) -> &'static [(&'static str, &'static str)] {
@@ -259,17 +261,8 @@ mod intl {
 /// Without a browser (the server's rendering, host tests): numbers only, in ISO order.
 #[cfg(not(feature = "hydrate"))]
 mod intl {
+    use super::Style;
     use super::{Locale, DAY, HOUR, MINUTE};
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Style {
-        Clock,
-        Weekday,
-        DayMonth,
-        DayMonthYear,
-        LongDay,
-        LongDayYear,
-    }
 
     pub fn date(_: Locale, utc: i64, style: Style) -> String {
         let in_day = utc.rem_euclid(DAY);

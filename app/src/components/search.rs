@@ -160,6 +160,23 @@ fn people_query(text: &str, me: &str) -> Option<String> {
 }
 
 /// What the box found, in place of the conversation list.
+/// The first few of what the server found by name for the box's `text` (people or rooms),
+/// once its answer to that very text has come; `keep` leaves some out.
+fn answer_for<T: Clone>(
+    text: &str,
+    me: &str,
+    answer: &Option<(String, Vec<T>)>,
+    keep: impl Fn(&T) -> bool,
+) -> Option<Vec<T>> {
+    let asked = people_query(text, me)?;
+    match answer {
+        Some((answered, found)) if *answered == asked => {
+            Some(found.iter().filter(|f| keep(f)).take(5).cloned().collect())
+        }
+        _ => None,
+    }
+}
+
 #[component]
 pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
     let i18n = use_i18n();
@@ -186,37 +203,15 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
     let people = Memo::new(move |_| {
         let q = text.get();
         chat.with(|c| {
-            let asked = people_query(&q, &c.me.username)?;
-            match &c.search {
-                Some((answered, users)) if *answered == asked => Some(
-                    users
-                        .iter()
-                        .filter(|u| u.username != c.me.username)
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<UserInfo>>(),
-                ),
-                _ => None,
-            }
+            answer_for(&q, &c.me.username, &c.search, |u: &UserInfo| {
+                u.username != c.me.username
+            })
         })
     });
     // Rooms the user is not in yet (those they are in show under Conversations).
     let rooms = Memo::new(move |_| {
         let q = text.get();
-        chat.with(|c| {
-            let asked = people_query(&q, &c.me.username)?;
-            match &c.rooms_found {
-                Some((answered, rooms)) if *answered == asked => Some(
-                    rooms
-                        .iter()
-                        .filter(|r| !r.joined)
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<RoomInfo>>(),
-                ),
-                _ => None,
-            }
-        })
+        chat.with(|c| answer_for(&q, &c.me.username, &c.rooms_found, |r: &RoomInfo| !r.joined))
     });
     let join = move |id: ConversationId| {
         ctx.focus_composer.set(true);

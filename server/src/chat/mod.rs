@@ -28,7 +28,8 @@ pub use crate::refusal::Refusal;
 use crate::{
     hub::{Hub, Outbound},
     store::{
-        direct_peer, ConversationRow, Entry, Kind, StoreError, SurrealChatStore, DEFAULT_ROOM_NAME,
+        direct_peer, ConversationRow, Entry, Kind, RoomRow, StoreError, SurrealChatStore,
+        DEFAULT_ROOM_NAME,
     },
     writer::{Action, Submission, Writers},
 };
@@ -241,6 +242,14 @@ impl ChatService {
             rooms.truncate(limit);
             ConversationId(rooms[limit - 1].key.clone())
         });
+        Ok(ServerMsg::Rooms {
+            rooms: self.room_infos(me, rooms).await?,
+            next,
+        })
+    }
+
+    /// Rooms as `me` sees them: with whether they are in each.
+    async fn room_infos(&self, me: &str, rooms: Vec<RoomRow>) -> Result<Vec<RoomInfo>, Refusal> {
         let mine: std::collections::HashSet<String> = self
             .store
             .recent_conversations(me)
@@ -248,18 +257,15 @@ impl ChatService {
             .into_iter()
             .map(|r| r.key)
             .collect();
-        Ok(ServerMsg::Rooms {
-            rooms: rooms
-                .into_iter()
-                .map(|r| RoomInfo {
-                    joined: mine.contains(&r.key),
-                    id: ConversationId(r.key),
-                    name: r.name,
-                    member_count: r.member_count,
-                })
-                .collect(),
-            next,
-        })
+        Ok(rooms
+            .into_iter()
+            .map(|r| RoomInfo {
+                joined: mine.contains(&r.key),
+                id: ConversationId(r.key),
+                name: r.name,
+                member_count: r.member_count,
+            })
+            .collect())
     }
 
     pub async fn join_room(&self, me: &str, key: &str) -> Reply {
@@ -336,24 +342,9 @@ impl ChatService {
     pub async fn search_rooms(&self, me: &str, query: &str) -> Reply {
         let q = self.name_query(me, query)?;
         let rooms = self.store.search_rooms(q, SEARCH_LIMIT).await?;
-        let mine: std::collections::HashSet<String> = self
-            .store
-            .recent_conversations(me)
-            .await?
-            .into_iter()
-            .map(|r| r.key)
-            .collect();
         Ok(ServerMsg::RoomsFound {
             query: q.to_owned(),
-            rooms: rooms
-                .into_iter()
-                .map(|r| RoomInfo {
-                    joined: mine.contains(&r.key),
-                    id: ConversationId(r.key),
-                    name: r.name,
-                    member_count: r.member_count,
-                })
-                .collect(),
+            rooms: self.room_infos(me, rooms).await?,
         })
     }
 
