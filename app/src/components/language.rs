@@ -37,15 +37,3 @@ pub fn LanguagePicker() -> impl IntoView {
         </select>
     }
 }
-
-/// The languages' tags are the ones `Intl` and `lang` attributes expect.
-#[cfg(test)]
-mod tests {
-    use crate::i18n::{I18nLocaleTrait, Locale};
-
-    #[test]
-    fn the_tags_are_bcp47() {
-        assert_eq!(Locale::en.as_str(), "en");
-        assert_eq!(Locale::zh_CN.as_str(), "zh-CN");
-    }
-}
