@@ -1,11 +1,11 @@
 //! Users and their sessions.
 
 use app::domain::{DisplayName, Username};
-use surrealdb::types::{RecordId, SurrealValue};
+use surrealdb::types::RecordId;
 
 use super::{
     retry_conflicts,
-    rows::{key_of, session_id, user_id, NameRow, UserRecord, UserRow, UserTermRow},
+    rows::{key_of, session_id, user_id, NameRow, TermMatch, UserRecord, UserRow, UserTermRow},
     taken_table, transaction, user_terms, StoreError, SurrealChatStore,
 };
 
@@ -74,7 +74,7 @@ impl SurrealChatStore {
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let found = self
-            .find_by_terms::<UserTermMatch>(query, limit as usize)
+            .find_by_terms::<UserTermRow>(query, limit as usize)
             .await?;
         let mut names = self.display_names(&found).await?;
         names.sort_by_key(|(u, _)| found.iter().position(|f| f == u));
@@ -106,7 +106,7 @@ impl SurrealChatStore {
         let mut res = self
             .db
             .query(format!(
-                "SELECT term, {owner} FROM {table} WHERE term >= $q AND term < $end
+                "SELECT id, term, {owner} FROM {table} WHERE term >= $q AND term < $end
                  ORDER BY term, {owner} LIMIT $page"
             ))
             .bind(("q", q))
@@ -129,10 +129,10 @@ impl SurrealChatStore {
                 .db
                 .query(format!(
                     "RETURN array::slice(array::concat(
-                        (SELECT term, {owner} FROM {table}
+                        (SELECT id, term, {owner} FROM {table}
                             WHERE term = $term AND {owner} > $owner
                             ORDER BY term, {owner} LIMIT $page),
-                        (SELECT term, {owner} FROM {table}
+                        (SELECT id, term, {owner} FROM {table}
                             WHERE term > $term AND term < $end
                             ORDER BY term, {owner} LIMIT $page)
                      ), 0, $page)"
@@ -216,32 +216,6 @@ impl SurrealChatStore {
             .await?
             .check()?;
         Ok(())
-    }
-}
-
-/// A term that matched, and whose it is (see [`SurrealChatStore::find_by_terms`]).
-pub(super) trait TermMatch: SurrealValue {
-    /// The table, and the field that names the owner (this store's own names).
-    const TABLE: &'static str;
-    const OWNER: &'static str;
-    fn term(&self) -> &str;
-    fn owner(&self) -> &str;
-}
-
-#[derive(Debug, SurrealValue)]
-pub(super) struct UserTermMatch {
-    term: String,
-    user: String,
-}
-
-impl TermMatch for UserTermMatch {
-    const TABLE: &'static str = "user_term";
-    const OWNER: &'static str = "user";
-    fn term(&self) -> &str {
-        &self.term
-    }
-    fn owner(&self) -> &str {
-        &self.user
     }
 }
 

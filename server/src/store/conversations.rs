@@ -9,9 +9,8 @@ use std::{
 };
 
 use app::{domain::RoomName, protocol::NotifyLevel};
-use surrealdb::types::{RecordId, SurrealValue};
+use surrealdb::types::RecordId;
 
-use super::accounts::TermMatch;
 use super::{
     heads::Mark,
     heads::StoredRow,
@@ -82,24 +81,6 @@ fn new_room_key() -> String {
     )
 }
 
-/// A `room_term` that matched (see [`SurrealChatStore::find_by_terms`]).
-#[derive(Debug, SurrealValue)]
-struct RoomTermMatch {
-    term: String,
-    room: String,
-}
-
-impl TermMatch for RoomTermMatch {
-    const TABLE: &'static str = "room_term";
-    const OWNER: &'static str = "room";
-    fn term(&self) -> &str {
-        &self.term
-    }
-    fn owner(&self) -> &str {
-        &self.room
-    }
-}
-
 impl SurrealChatStore {
     pub(super) async fn ensure_default_room(&self, now_ms: i64) -> Result<(), StoreError> {
         self.db
@@ -107,8 +88,8 @@ impl SurrealChatStore {
                 "IF !record::exists($room) {
                     CREATE $room SET kind = 'room', name = $name, peers = [], last_seq = 0,
                         last_at = $now, created_at = $now, member_count = 0;
-                 };
-                 INSERT IGNORE INTO room_term $terms RETURN NONE;",
+                    INSERT IGNORE INTO room_term $terms RETURN NONE;
+                 };",
             )
             .bind(("room", conversation_id(DEFAULT_ROOM_KEY)))
             .bind(("name", DEFAULT_ROOM_NAME))
@@ -214,7 +195,7 @@ impl SurrealChatStore {
     /// are found.
     pub async fn search_rooms(&self, query: &str, limit: u32) -> Result<Vec<RoomRow>, StoreError> {
         let keys = self
-            .find_by_terms::<RoomTermMatch>(query, limit as usize)
+            .find_by_terms::<RoomTermRow>(query, limit as usize)
             .await?;
         let ids: Vec<RecordId> = keys.iter().map(|k| conversation_id(k)).collect();
         let mut res = self
@@ -224,14 +205,7 @@ impl SurrealChatStore {
             .await?
             .check()?;
         let rows: Vec<RoomListRow> = res.take(0)?;
-        let mut rooms: Vec<RoomRow> = rows
-            .into_iter()
-            .map(|r| RoomRow {
-                key: key_of(&r.id),
-                name: r.name.unwrap_or_default(),
-                member_count: r.member_count.map_or(0, to_u64),
-            })
-            .collect();
+        let mut rooms: Vec<RoomRow> = rows.into_iter().map(RoomRow::from).collect();
         rooms.sort_by_key(|r| keys.iter().position(|k| *k == r.key));
         Ok(rooms)
     }
@@ -284,14 +258,7 @@ impl SurrealChatStore {
         }
         .check()?;
         let rows: Vec<RoomListRow> = res.take(0)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RoomRow {
-                key: key_of(&r.id),
-                name: r.name.unwrap_or_default(),
-                member_count: r.member_count.map_or(0, to_u64),
-            })
-            .collect())
+        Ok(rows.into_iter().map(RoomRow::from).collect())
     }
 
     /// These members of `key` (unknown ones are left out), in the order given: each with

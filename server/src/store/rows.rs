@@ -475,6 +475,16 @@ pub(super) struct RoomListRow {
     pub member_count: Option<i64>,
 }
 
+impl From<RoomListRow> for RoomRow {
+    fn from(r: RoomListRow) -> Self {
+        RoomRow {
+            key: key_of(&r.id),
+            name: r.name.unwrap_or_default(),
+            member_count: r.member_count.map_or(0, to_u64),
+        }
+    }
+}
+
 /// A member of a conversation with their display name and read position.
 #[derive(Debug, SurrealValue)]
 pub(super) struct MemberReadRow {
@@ -512,6 +522,38 @@ impl UserTermRow {
                 user: username.to_owned(),
             })
             .collect()
+    }
+}
+
+/// A record a name is found by (`user_term`, `room_term`; see
+/// [`SurrealChatStore::find_by_terms`](super::SurrealChatStore::find_by_terms)).
+pub(super) trait TermMatch: SurrealValue {
+    /// The table, and the field that names the owner (this store's own names).
+    const TABLE: &'static str;
+    const OWNER: &'static str;
+    fn term(&self) -> &str;
+    fn owner(&self) -> &str;
+}
+
+impl TermMatch for UserTermRow {
+    const TABLE: &'static str = "user_term";
+    const OWNER: &'static str = "user";
+    fn term(&self) -> &str {
+        &self.term
+    }
+    fn owner(&self) -> &str {
+        &self.user
+    }
+}
+
+impl TermMatch for RoomTermRow {
+    const TABLE: &'static str = "room_term";
+    const OWNER: &'static str = "room";
+    fn term(&self) -> &str {
+        &self.term
+    }
+    fn owner(&self) -> &str {
+        &self.room
     }
 }
 
