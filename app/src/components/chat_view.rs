@@ -41,6 +41,23 @@ impl ChatCtx {
         }
     }
 
+    /// Opens (creating on first use) the direct conversation with `username`; its message
+    /// box takes the focus once it is open.
+    pub fn open_direct(&self, username: crate::domain::Username) {
+        self.focus_composer.set(true);
+        self.chat.update(Chat::expect_open);
+        self.send_all([ClientMsg::OpenDirect { username }]);
+    }
+
+    /// Joins the room `id` and opens it; its message box takes the focus once it is open.
+    pub fn join_room(&self, id: crate::protocol::ConversationId) {
+        self.focus_composer.set(true);
+        self.chat.update(Chat::expect_open);
+        self.send_all([ClientMsg::JoinRoom {
+            conversation_id: id,
+        }]);
+    }
+
     #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     pub fn send_all(&self, frames: impl IntoIterator<Item = ClientMsg>) {
         #[cfg(feature = "hydrate")]

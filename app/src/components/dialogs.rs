@@ -102,30 +102,19 @@ fn Modal(
 #[cfg(feature = "hydrate")]
 fn keep_focus_in(panel: &web_sys::HtmlDivElement, ev: &ev::KeyboardEvent) {
     use leptos::wasm_bindgen::JsCast;
-    let Ok(list) = panel.query_selector_all(FOCUSABLE) else {
-        return;
-    };
-    let items: Vec<web_sys::HtmlElement> = (0..list.length())
-        .filter_map(|i| list.item(i)?.dyn_into::<web_sys::HtmlElement>().ok())
-        .collect();
+    let (items, at) = super::focus_order(panel.query_selector_all(FOCUSABLE));
     let (Some(first), Some(last)) = (items.first(), items.last()) else {
         ev.prevent_default();
         return;
     };
-    let active = document().active_element();
-    let inside = active
-        .as_ref()
+    let inside = document()
+        .active_element()
         .is_some_and(|a| panel.contains(Some(a.unchecked_ref())));
-    let is = |e: &web_sys::HtmlElement| {
-        active.as_ref().is_some_and(|a| {
-            a.unchecked_ref::<web_sys::Node>() == e.unchecked_ref::<web_sys::Node>()
-        })
-    };
     let target = match (inside, ev.shift_key()) {
         (false, false) => Some(first),
         (false, true) => Some(last),
-        (true, false) if is(last) => Some(first),
-        (true, true) if is(first) => Some(last),
+        (true, false) if at == Some(items.len() - 1) => Some(first),
+        (true, true) if at == Some(0) => Some(last),
         _ => None,
     };
     if let Some(target) = target {
@@ -182,10 +171,8 @@ pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
         let Ok(username) = Username::parse(&username) else {
             return;
         };
-        ctx.focus_composer.set(true);
+        ctx.open_direct(username);
         dialog.set(Dialog::None);
-        ctx.chat.update(|c| c.expect_open());
-        ctx.send_all([ClientMsg::OpenDirect { username }]);
     };
 
     view! {
@@ -307,18 +294,13 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                                     let joined = r.joined;
                                     let act = move |_| {
                                         let id = id.clone();
-                                        ctx.focus_composer.set(true);
-                                        dialog.set(Dialog::None);
                                         if joined {
+                                            ctx.focus_composer.set(true);
                                             ctx.act(move |c| c.open(id));
                                         } else {
-                                            chat.update(|c| c.expect_open());
-                                            ctx.send_all([
-                                                ClientMsg::JoinRoom {
-                                                    conversation_id: id,
-                                                },
-                                            ]);
+                                            ctx.join_room(id);
                                         }
+                                        dialog.set(Dialog::None);
                                     };
                                     let n = r.member_count;
                                     let members = move || match n {

@@ -213,22 +213,12 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
         let q = text.get();
         chat.with(|c| answer_for(&q, &c.me.username, &c.rooms_found, |r: &RoomInfo| !r.joined))
     });
-    let join = move |id: ConversationId| {
-        ctx.focus_composer.set(true);
-        ctx.chat.update(Chat::expect_open);
-        ctx.send_all([ClientMsg::JoinRoom {
-            conversation_id: id,
-        }]);
-    };
     let found = Memo::new(move |_| chat.with(|c| c.found.clone()));
     let open_conversation = move |id: ConversationId| ctx.act(move |c| c.open(id));
     let open_person = move |username: String| {
-        let Ok(username) = Username::parse(&username) else {
-            return;
-        };
-        ctx.focus_composer.set(true);
-        ctx.chat.update(Chat::expect_open);
-        ctx.send_all([ClientMsg::OpenDirect { username }]);
+        if let Ok(username) = Username::parse(&username) {
+            ctx.open_direct(username);
+        }
     };
 
     view! {
@@ -302,7 +292,7 @@ pub fn SearchResults(text: RwSignal<String>) -> impl IntoView {
                                 }
                                 on:click={
                                     let id = room.id.clone();
-                                    move |_| join(id.clone())
+                                    move |_| ctx.join_room(id.clone())
                                 }
                             >
                                 {room.name.clone()}
@@ -459,18 +449,8 @@ fn step_through_results(ev: &leptos::ev::KeyboardEvent, step: i32) {
     #[cfg(feature = "hydrate")]
     {
         use leptos::wasm_bindgen::JsCast;
-        let Ok(list) = document().query_selector_all(".search-results button") else {
-            return;
-        };
-        let items: Vec<web_sys::HtmlElement> = (0..list.length())
-            .filter_map(|i| list.item(i)?.dyn_into::<web_sys::HtmlElement>().ok())
-            .collect();
-        let active = document().active_element();
-        let at = items.iter().position(|e| {
-            active.as_ref().is_some_and(|a| {
-                a.unchecked_ref::<web_sys::Node>() == e.unchecked_ref::<web_sys::Node>()
-            })
-        });
+        let (items, at) =
+            super::focus_order(document().query_selector_all(".search-results button"));
         let next = match (at, step) {
             (None, 1) => items.first().cloned(),
             (Some(0), -1) => document()
