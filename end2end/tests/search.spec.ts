@@ -4,7 +4,7 @@
 // and conversations are found in the same box, someone outside a conversation never finds
 // its text, Esc brings the list back, and rooms one is not in are found and joined.
 import { expect, test, type Page } from "@playwright/test";
-import { conversationId, conversations, messageLog, openDirect, person, postMany, send } from "./helpers";
+import { conversationId, conversations, messageLog, openDirect, person, postMany, send, shownBodies } from "./helpers";
 
 const searchBox = (page: Page) => page.getByRole("searchbox", { name: "Search messages, people and conversations" });
 const hits = (page: Page) => page.getByRole("list", { name: "Messages found" }).getByRole("listitem");
@@ -17,6 +17,7 @@ for (const [label, viewport] of [
     browser,
   }) => {
     test.setTimeout(90_000);
+    const later = Array.from({ length: 200 }, (_, i) => `later message ${i + 1}`);
     const ann = await person(browser, "ann", { viewport });
     const bob = await person(browser, "bob", { viewport });
     const eve = await person(browser, "eve", { viewport });
@@ -26,7 +27,7 @@ for (const [label, viewport] of [
     // Many newer messages, so that the one found is far back in the conversation.
     if (!viewport) {
       const id = await conversationId(ann.page, bob.name);
-      await postMany(ann.page, id, Array.from({ length: 120 }, (_, i) => `later message ${i + 1}`));
+      await postMany(ann.page, id, later);
     }
     await send(ann.page, "数据在仓库，据库存不多");
 
@@ -63,6 +64,26 @@ for (const [label, viewport] of [
     await expect(target).toContainText("我们的数据库今天很慢");
     await expect(target).toBeInViewport();
     await bob.page.screenshot({ path: `screenshots/search-opened${viewport ? "-360" : ""}.png` });
+    if (!viewport) {
+      // Opened at a page around it, not every page back to it: the messages between that
+      // page and the newest ones load as the reader scrolls down to them (or asks by key).
+      const log = messageLog(bob.page);
+      const gap = log.locator("li.gap");
+      await expect(gap).toHaveCount(1);
+      expect(await log.locator("li.msg").count()).toBeLessThan(120);
+      await gap.getByRole("button", { name: "Show newer messages" }).focus();
+      await bob.page.keyboard.press("Enter");
+      await expect(async () => {
+        await gap.scrollIntoViewIfNeeded({ timeout: 500 }).catch(() => {});
+        await expect(gap).toHaveCount(0, { timeout: 500 });
+      }).toPass({ timeout: 20_000 });
+      // Every message once, in order.
+      expect(await shownBodies(bob.page)).toEqual([
+        "我们的数据库今天很慢，WebSocket连接也断了",
+        ...later,
+        "数据在仓库，据库存不多",
+      ]);
+    }
 
     // Eve is in no conversation with them: she finds nothing.
     await eve.page.keyboard.press("/");

@@ -29,6 +29,8 @@ fn members_request(conversation_id: ConversationId) -> ClientMsg {
 const PREVIEW_CHARS: usize = 120;
 /// Characters of a message quoted by a reply (the server quotes as many).
 const QUOTE_CHARS: usize = 100;
+/// Positions after an address's message in the page opened around it.
+const AROUND_AFTER: Seq = MAX_HISTORY_PAGE as Seq / 2;
 
 /// Everything the signed-in page knows.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +181,13 @@ pub struct Thread {
     /// How far the other members have read, as far as known (the member list, `seen`
     /// frames, and their own messages: sending reads up to one's message).
     pub read_by: BTreeMap<String, Seq>,
+    /// Positions left out on purpose (first, last), between the page opened around an
+    /// address's message far back and the newer messages: loaded a page at a time as the
+    /// reader scrolls to them ([`Chat::load_gap`]), never all at once.
+    pub gap: Option<(Seq, Seq)>,
+    pub loading_gap: bool,
+    /// The message the page around was last asked for (asked once per address).
+    around: Option<Seq>,
 }
 
 /// Who has seen the newest message, when it is the user's own: "Seen" in a direct
@@ -219,20 +228,29 @@ pub struct Alert {
 }
 
 impl Thread {
-    /// Opening at the first unread message or at an address's message, older pages are
-    /// still on their way to it.
+    /// Opening at an address's message (else at the first unread message), older pages
+    /// are still on their way to it.
     pub fn reaching_back(&self) -> bool {
-        let target = [self.first_unread, self.focus].into_iter().flatten().min();
-        match (target, self.first_seq()) {
+        match (self.focus.or(self.first_unread), self.first_seq()) {
             (Some(target), Some(first)) => first > target && self.has_more,
             _ => false,
         }
     }
 
-    /// The next older page on the way back (see [`Self::reaching_back`]), unless one is
-    /// already on its way.
+    /// The next request on the way to where the thread was opened, unless one is already on
+    /// its way: the page around an address's message when it is far from what is held
+    /// ([`Self::load_around`]), else the next older page (see [`Self::reaching_back`]).
     fn reach_back(&mut self, id: &ConversationId) -> Option<ClientMsg> {
-        if !self.reaching_back() || self.loading_older {
+        if self.loading_older {
+            return None;
+        }
+        if let Some(seq) = self
+            .focus
+            .filter(|&s| self.around != Some(s) && self.far_from(s))
+        {
+            return Some(self.load_around(id, seq));
+        }
+        if !self.reaching_back() {
             return None;
         }
         self.loading_older = true;
@@ -241,6 +259,70 @@ impl Thread {
             before_seq: self.first_seq(),
             limit: Some(MAX_HISTORY_PAGE),
         })
+    }
+
+    /// Whether message `seq` is more than a page older than the first position held, or
+    /// between held positions without being held (in the gap): reached by a page around it
+    /// rather than page after page back.
+    fn far_from(&self, seq: Seq) -> bool {
+        let (Some(first), Some(last)) = (self.first_seq(), self.last_seq()) else {
+            return false;
+        };
+        seq >= 1
+            && seq < last
+            && !self.known.contains(&seq)
+            && (seq.saturating_add(u64::from(MAX_HISTORY_PAGE)) < first || seq > first)
+    }
+
+    /// Asks for the page around message `seq` ([`AROUND_AFTER`] positions after it, the
+    /// rest before), keeping only the newest run of held positions; the positions between
+    /// the two become the gap.
+    fn load_around(&mut self, id: &ConversationId, seq: Seq) -> ClientMsg {
+        let newest_run = self.newest_run();
+        self.known.retain(|&s| s >= newest_run);
+        self.messages.retain(|&s, _| s >= newest_run);
+        self.has_more = true;
+        let before = (seq + AROUND_AFTER + 1).min(newest_run);
+        self.gap = (before < newest_run).then(|| (before, newest_run - 1));
+        self.loading_older = true;
+        self.around = Some(seq);
+        ClientMsg::History {
+            conversation_id: id.clone(),
+            before_seq: Some(before),
+            limit: Some(MAX_HISTORY_PAGE),
+        }
+    }
+
+    /// The first position of the newest run of consecutive held positions.
+    fn newest_run(&self) -> Seq {
+        let mut first = self.last_seq().unwrap_or(1);
+        for &s in self.known.iter().rev().skip(1) {
+            if s + 1 != first {
+                break;
+            }
+            first = s;
+        }
+        first
+    }
+
+    /// Shrinks the gap to the positions still missing at its ends.
+    fn settle_gap(&mut self) {
+        let Some((mut first, mut last)) = self.gap else {
+            return;
+        };
+        while first <= last && self.known.contains(&first) {
+            first += 1;
+        }
+        while last >= first && self.known.contains(&last) {
+            last -= 1;
+        }
+        self.gap = (first <= last).then_some((first, last));
+    }
+
+    /// Whether positions `from..=to` all lie in the gap.
+    fn in_gap(&self, from: Seq, to: Seq) -> bool {
+        self.gap
+            .is_some_and(|(first, last)| first <= from && to <= last)
     }
 
     /// The last position held (for `resume`).
@@ -308,13 +390,14 @@ impl Thread {
         }
     }
 
-    /// The first hole in the held positions, as (the newest missing seq + 1, its length):
-    /// a `history` request with these as `before_seq` and `limit` fills it from the top.
+    /// The first hole in the held positions outside the gap, as (the newest missing seq +
+    /// 1, its length): a `history` request with these as `before_seq` and `limit` fills it
+    /// from the top.
     fn hole(&self) -> Option<(Seq, u32)> {
         let mut prev: Option<Seq> = None;
         for &seq in &self.known {
             if let Some(p) = prev {
-                if seq > p + 1 {
+                if seq > p + 1 && !self.in_gap(p + 1, seq - 1) {
                     let missing = (seq - p - 1).min(u64::from(MAX_HISTORY_PAGE)) as u32;
                     return Some((seq, missing));
                 }
@@ -406,6 +489,7 @@ impl Chat {
         for t in self.threads.values_mut() {
             // An answer that will never come must not block the next request.
             t.loading_older = false;
+            t.loading_gap = false;
         }
     }
 
@@ -566,12 +650,14 @@ impl Chat {
                 }
                 t.loaded = true;
                 t.loading_older = false;
+                t.loading_gap = false;
                 for m in messages {
                     t.messages.insert(m.seq, m);
                 }
                 // Every position the page covers is held: its messages, and changes
                 // already applied to them.
                 t.known.extend(from_seq..=to_seq);
+                t.settle_gap();
                 if let Some((before, limit)) = t.hole() {
                     out.push(ClientMsg::History {
                         conversation_id: conversation_id.clone(),
@@ -737,6 +823,9 @@ impl Chat {
         let id = self.active.clone()?;
         let live = self.live;
         let t = self.threads.entry(id.clone()).or_default();
+        if t.focus != seq {
+            t.around = None;
+        }
         t.focus = seq;
         (live && t.loaded).then(|| t.reach_back(&id)).flatten()
     }
@@ -917,6 +1006,30 @@ impl Chat {
             conversation_id: id,
             before_seq: t.first_seq(),
             limit: Some(DEFAULT_HISTORY_PAGE),
+        })
+    }
+
+    /// The next page into the open conversation's gap, from its older end (the page
+    /// opened around an address's message grows towards the newer ones), unless one is on
+    /// its way.
+    pub fn load_gap(&mut self) -> Option<ClientMsg> {
+        let id = self.active.clone()?;
+        let live = self.live;
+        let t = self.threads.get_mut(&id)?;
+        let (first, last) = t.gap?;
+        // Not before the page around the message is in: the newer end in sight until then
+        // is not where the reader is going.
+        if !live || t.loading_gap || t.reaching_back() {
+            return None;
+        }
+        t.loading_gap = true;
+        let before = first
+            .saturating_add(u64::from(MAX_HISTORY_PAGE))
+            .min(last + 1);
+        Some(ClientMsg::History {
+            conversation_id: id,
+            before_seq: Some(before),
+            limit: Some(MAX_HISTORY_PAGE),
         })
     }
 
@@ -1930,6 +2043,111 @@ mod tests {
             "{out:?}"
         );
         assert!(t(&c).has_more, "older ones load on scrolling, as usual");
+    }
+
+    #[test]
+    fn an_address_far_back_opens_a_page_around_its_message_and_the_gap_loads_as_scrolled_to() {
+        let mut c = chat();
+        let conv = "ann/cat";
+        let page = |before: Seq| ClientMsg::History {
+            conversation_id: id(conv),
+            before_seq: Some(before),
+            limit: Some(MAX_HISTORY_PAGE),
+        };
+        let histories = |out: &[ClientMsg]| -> Vec<ClientMsg> {
+            out.iter()
+                .filter(|m| matches!(m, ClientMsg::History { .. }))
+                .cloned()
+                .collect()
+        };
+        c.summary_mut(&id(conv)).unwrap().last_seq = 1000;
+        c.open(id(conv));
+        c.apply(history(conv, 951..=1000, true));
+        let out = c.go_to(Some(at(conv, Some(200))));
+        assert_eq!(histories(&out), [page(251)], "50 after it, the rest before");
+        assert!(c.threads[&id(conv)].reaching_back(), "busy until it is in");
+        assert_eq!(c.load_gap(), None, "the gap waits for the page around");
+        let (out, _) = c.apply(history(conv, 151..=250, true));
+        assert_eq!(histories(&out), [], "the gap is not filled by itself");
+        let t = &c.threads[&id(conv)];
+        assert!(!t.reaching_back() && t.messages.contains_key(&200));
+        assert_eq!(t.gap, Some((251, 950)));
+        assert_eq!(
+            t.messages.len(),
+            150,
+            "the page around and the newest page only"
+        );
+        assert_eq!(
+            c.load_older(),
+            Some(ClientMsg::History {
+                conversation_id: id(conv),
+                before_seq: Some(151),
+                limit: Some(DEFAULT_HISTORY_PAGE),
+            }),
+            "older from the page around"
+        );
+        // Scrolling down to the gap: a page at a time from its older end.
+        let mut pages = 0;
+        while let Some(req) = c.load_gap() {
+            let ClientMsg::History {
+                before_seq: Some(before),
+                ..
+            } = req
+            else {
+                panic!("{req:?}")
+            };
+            assert_eq!(c.load_gap(), None, "one page at a time");
+            let (out, _) = c.apply(history(conv, before - 100..=before - 1, true));
+            assert_eq!(histories(&out), []);
+            pages += 1;
+            assert!(pages <= 7, "the gap closes");
+        }
+        let t = &c.threads[&id(conv)];
+        assert_eq!((t.gap, pages), (None, 7));
+        assert!(t.known.range(151..=1000).count() == 850, "no hole left");
+        // A live message after a missed one fills the hole as always.
+        let (out, _) = c.apply(ServerMsg::Message {
+            message: msg(conv, 1002, "cat"),
+        });
+        assert_eq!(
+            histories(&out),
+            [ClientMsg::History {
+                conversation_id: id(conv),
+                before_seq: Some(1002),
+                limit: Some(1),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_address_in_the_gap_opens_a_page_around_it_in_place_of_the_last() {
+        let mut c = chat();
+        let conv = "ann/cat";
+        c.summary_mut(&id(conv)).unwrap().last_seq = 1000;
+        c.open(id(conv));
+        c.apply(history(conv, 951..=1000, true));
+        c.go_to(Some(at(conv, Some(200))));
+        c.apply(history(conv, 151..=250, true));
+        let out = c.go_to(Some(at(conv, Some(600))));
+        assert_eq!(
+            out,
+            [ClientMsg::History {
+                conversation_id: id(conv),
+                before_seq: Some(651),
+                limit: Some(MAX_HISTORY_PAGE),
+            }]
+        );
+        let t = &c.threads[&id(conv)];
+        assert_eq!(t.gap, Some((651, 950)));
+        assert_eq!(t.first_seq(), Some(951), "the older page around is let go");
+        c.apply(history(conv, 551..=650, true));
+        let t = &c.threads[&id(conv)];
+        assert!(t.messages.contains_key(&600) && !t.reaching_back());
+        // Near the newest page: older pages back to it, as before.
+        assert!(!t.far_from(540));
+        assert!(t.far_from(300));
+        assert!(!t.far_from(1000), "held");
+        assert!(!t.far_from(5000), "no such message");
     }
 
     #[test]

@@ -29,6 +29,8 @@ const GROUP_MS: i64 = 5 * 60_000;
 enum Row {
     Day(String),
     NewMessages,
+    /// Messages not loaded yet between a page opened far back and the newer ones.
+    Gap,
     Message {
         seq: u64,
         mine: bool,
@@ -77,6 +79,7 @@ impl Row {
         match self {
             Row::Day(label) => format!("d:{label}"),
             Row::NewMessages => "new".into(),
+            Row::Gap => "gap".into(),
             Row::Message {
                 seq,
                 compact,
@@ -140,8 +143,14 @@ fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
     let mut out = Vec::with_capacity(t.messages.len() + t.pending.len() + 8);
     let mut prev: Option<(&str, i64)> = None;
     let mut marked = false;
+    let mut gap = t.gap.map(|(_, last)| last);
     for m in t.messages.values() {
         let at = m.sent_at_ms;
+        let after_gap = gap.is_some_and(|last| m.seq > last);
+        if after_gap {
+            gap = None;
+            out.push(Row::Gap);
+        }
         let new_day = prev.is_none_or(|(_, p)| !time::same_day(p, at));
         if new_day {
             out.push(Row::Day(time::day_label(locale, now, at)));
@@ -153,8 +162,10 @@ fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
             marked = true;
             out.push(Row::NewMessages);
         }
-        let compact =
-            !new_day && !marker && prev.is_some_and(|(s, p)| s == m.sender && at - p < GROUP_MS);
+        let compact = !new_day
+            && !marker
+            && !after_gap
+            && prev.is_some_and(|(s, p)| s == m.sender && at - p < GROUP_MS);
         out.push(Row::Message {
             seq: m.seq,
             mine: m.sender == c.me.username,
@@ -466,10 +477,33 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
         unseen.set(0);
     };
 
+    // Between rows changing for a first paint and the scroll to where it opens: the
+    // browser's own scroll adjustments then say nothing about where the reader is.
+    let settling = StoredValue::new(false);
+    // The gap after a page opened far back loads a page at a time as it comes near.
+    let load_gap_if_near = move |el: &web_sys::HtmlElement| {
+        let near = el
+            .query_selector("li.gap")
+            .ok()
+            .flatten()
+            .and_then(|g| g.dyn_into::<web_sys::HtmlElement>().ok())
+            .is_some_and(|g| {
+                let (top, bottom) = (el.scroll_top(), el.scroll_top() + el.client_height());
+                g.offset_top() < bottom + LOAD_OLDER_PX
+                    && g.offset_top() + g.offset_height() > top - LOAD_OLDER_PX
+            });
+        if near {
+            ctx.act(Chat::load_gap);
+        }
+    };
+
     let on_scroll = move |_| {
         let Some(el) = log.get_untracked() else {
             return;
         };
+        if !settling.get_value() {
+            load_gap_if_near(&el);
+        }
         let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
         let at_bottom = from_bottom <= PINNED_SLACK_PX;
         pinned.set(at_bottom);
@@ -515,6 +549,9 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
         };
         // Also when an address names another message of the open conversation.
         let first_paint = prev.is_none_or(|p| !p.loaded || p.focus != focus) && loaded;
+        if first_paint {
+            settling.set_value(true);
+        }
         let grew_above = prev.is_some_and(|p| first < p.first);
         let grew_below = prev.is_some_and(|p| last > p.last);
         let sent = prev.is_some_and(|p| pending > p.pending);
@@ -528,6 +565,7 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
                 if let Some(a) = anchor.try_get_value().flatten() {
                     anchor.set_value(None);
                     el.set_scroll_top(el.scroll_height() - a);
+                    settling.try_set_value(false);
                     return;
                 }
             }
@@ -557,12 +595,15 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
                 }
                 let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
                 pinned.try_set(from_bottom <= PINNED_SLACK_PX);
+                settling.try_set_value(false);
             } else if sent || pinned.get_untracked() {
                 el.set_scroll_top(el.scroll_height());
                 pinned.try_set(true);
             } else if grew_below {
                 unseen.try_update(|n| *n += 1);
             }
+            // Also when the gap is in sight without scrolling (a short page around).
+            load_gap_if_near(&el);
         });
         key
     });
@@ -847,6 +888,15 @@ fn RowView(row: Row) -> impl IntoView {
         Row::Seen { label, names } => view! {
             <li class="seen" title=names.join(", ")>
                 {label}
+            </li>
+        }
+        .into_any(),
+        // Loaded as it scrolls into sight (see `MessageLog`); the button is for the keyboard.
+        Row::Gap => view! {
+            <li class="gap">
+                <button type="button" class="ghost" on:click=move |_| ctx.act(Chat::load_gap)>
+                    {t!(i18n, conversation.load_newer)}
+                </button>
             </li>
         }
         .into_any(),
