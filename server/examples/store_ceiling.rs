@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let db = Database::open(StorageKind::Disk, dir.path()).await?;
-    let store = SurrealChatStore::new(db.handle(), 1).await?;
+    let store = SurrealChatStore::new(&db, 1).await?;
     let mut convs = Vec::new();
     for p in 0..pairs {
         let (a, b) = (format!("ceil{}", 2 * p), format!("ceil{}", 2 * p + 1));

@@ -16,6 +16,8 @@ use surrealdb::{
 use surrealdb_cnf::ConfigMap;
 use surrealdb_core::kvs::Datastore;
 
+use crate::search_index::{SearchIndex, SearchIndexError};
+
 /// Where chats are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +58,8 @@ pub const BLOCK_CACHE_BYTES: u64 = 256 << 20;
 #[derive(Clone)]
 pub struct Database {
     db: Arc<Surreal<Db>>,
+    /// The message search index beside it (`<data dir>/search` on disk).
+    search: Arc<SearchIndex>,
     kind: StorageKind,
     /// The storage engine's lock file (disk only), held until its shutdown is complete.
     lock_file: Option<PathBuf>,
@@ -126,6 +130,8 @@ pub enum DbError {
     Surreal(#[from] surrealdb::Error),
     #[error("cannot open the storage engine: {0}")]
     Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot open the {0}")]
+    Search(#[from] SearchIndexError),
 }
 
 /// Opens SurrealKV in `dir` as `surrealdb::engine::any::connect("surrealkv://...")` would,
@@ -174,8 +180,12 @@ impl Database {
         data_dir: &Path,
         cache_bytes: u64,
     ) -> Result<Self, DbError> {
-        let (db, lock_file) = match kind {
-            StorageKind::Memory => (Surreal::new::<Mem>(()).await?, None),
+        let (db, lock_file, search) = match kind {
+            StorageKind::Memory => (
+                Surreal::new::<Mem>(()).await?,
+                None,
+                SearchIndex::open(None)?,
+            ),
             StorageKind::Disk => {
                 let dir = data_dir.join("db");
                 private_dirs(data_dir, &dir).map_err(|source| DbError::DataDir {
@@ -185,15 +195,24 @@ impl Database {
                 let datastore = open_surrealkv(&dir, cache_bytes)
                     .await
                     .map_err(|e| DbError::Engine(e.into()))?;
+                // Opened after the engine, whose lock keeps a second process out of both.
+                let search_dir = data_dir.join("search");
+                private_dirs(data_dir, &search_dir).map_err(|source| DbError::DataDir {
+                    path: search_dir.display().to_string(),
+                    source,
+                })?;
+                let search = SearchIndex::open(Some(&search_dir))?;
                 (
                     Surreal::<Db>::unstable_from_datastore(datastore, None).await?,
                     Some(dir.join("LOCK")),
+                    search,
                 )
             }
         };
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
         Ok(Database {
             db: Arc::new(db),
+            search: Arc::new(search),
             kind,
             lock_file,
         })
@@ -202,6 +221,11 @@ impl Database {
     /// The underlying SurrealDB handle (shared, not cloned: see [`Database`]).
     pub fn handle(&self) -> Arc<Surreal<Db>> {
         Arc::clone(&self.db)
+    }
+
+    /// The message search index (shared).
+    pub fn search_index(&self) -> Arc<SearchIndex> {
+        Arc::clone(&self.search)
     }
 
     /// Which engine this handle runs on.
@@ -218,7 +242,14 @@ impl Database {
     /// is done, so being able to take that lock ourselves is the signal. Every other handle
     /// (the store's, the sockets') must be dropped before this is called.
     pub async fn close(self, limit: Duration) -> bool {
-        let Database { db, lock_file, .. } = self;
+        let Database {
+            db,
+            lock_file,
+            search,
+            ..
+        } = self;
+        search.close();
+        drop(search);
         if Arc::strong_count(&db) == 1 {
             ENGINE_CLOSING.store(true, std::sync::atomic::Ordering::Release);
         }

@@ -48,6 +48,7 @@ pub mod indexer;
 pub mod listen;
 mod locks;
 pub mod refusal;
+pub mod search_index;
 pub mod security;
 pub mod settings;
 pub mod store;
@@ -160,7 +161,7 @@ impl Application {
             settings.db_cache_bytes,
         )
         .await?;
-        let store = SurrealChatStore::new(db.handle(), now_ms()).await?;
+        let store = SurrealChatStore::new(&db, now_ms()).await?;
         info!(
             storage = settings.storage.as_str(),
             data_dir = %settings.data_dir.display(),

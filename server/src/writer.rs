@@ -894,7 +894,7 @@ mod tests {
         let db = Database::open(StorageKind::Memory, Path::new("unused"))
             .await
             .unwrap();
-        let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+        let store = SurrealChatStore::new(&db, 1).await.unwrap();
         for name in ["alice", "bob"] {
             store
                 .create_user(

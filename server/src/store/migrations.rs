@@ -8,7 +8,9 @@
 //! 4. `msg` and `client_msg:[sender, client_msg_id]`: retries recognised from the database;
 //! 5. rooms carry their `member_count` (and `created_by`, unknown for older rooms);
 //! 6. users are found by their `user_term` records;
-//! 7. rooms are found by their `room_term` records.
+//! 7. rooms are found by their `room_term` records;
+//! 8. messages are found through the search index beside the database, no longer through
+//!    `search_doc` records.
 //!
 //! A database without the record is 1, 2 or 3 (told apart by its tables) or new.
 
@@ -56,7 +58,7 @@ struct RoomNameRow {
 }
 
 /// The layout this code writes.
-const LAYOUT: i64 = 7;
+const LAYOUT: i64 = 8;
 /// Records moved per transaction while a layout is moved forward.
 const MIGRATION_PAGE: i64 = 2_000;
 
@@ -92,6 +94,7 @@ impl SurrealChatStore {
         self.count_room_members().await?;
         self.index_user_terms().await?;
         self.index_room_terms().await?;
+        self.drop_search_docs().await?;
         self.db
             .query("UPSERT store_layout:current SET version = $v RETURN NONE")
             .bind(("v", LAYOUT))
@@ -156,6 +159,21 @@ impl SurrealChatStore {
                 .await?
                 .check()?;
         }
+        Ok(())
+    }
+
+    /// Drops the search records of layouts 6 and 7 and their cursors (layout 8): the index
+    /// beside the database is filled from the messages. Idempotent.
+    async fn drop_search_docs(&self) -> Result<(), StoreError> {
+        self.db
+            .query(
+                "REMOVE TABLE IF EXISTS search_doc;
+                 REMOVE TABLE IF EXISTS search_order;
+                 REMOVE ANALYZER IF EXISTS search_terms;
+                 DELETE search_cursor RETURN NONE;",
+            )
+            .await?
+            .check()?;
         Ok(())
     }
 

@@ -66,7 +66,7 @@ pub use rows::{
     MessageRecord, RoomRow, UserRecord,
 };
 pub use schema::SCHEMA;
-pub use search::{Candidate, FIRST_WINDOW, INDEX_CHUNK};
+pub use search::INDEX_CHUNK;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,6 +88,8 @@ pub enum StoreError {
     ClientMsgIdTaken,
     #[error("database error: {0}")]
     Db(#[source] surrealdb::Error),
+    #[error(transparent)]
+    Search(#[from] crate::search_index::SearchIndexError),
 }
 
 impl From<surrealdb::Error> for StoreError {
@@ -178,6 +180,8 @@ pub struct SurrealChatStore {
     read_writes: Arc<tokio::sync::Mutex<()>>,
     /// Conversations the search index is behind (see [`search`]).
     unindexed: Arc<Mutex<Unindexed>>,
+    /// The message search index, shared with the [`crate::db::Database`] it was opened with.
+    search: Arc<crate::search_index::SearchIndex>,
     /// How many times this database has been opened, this time included.
     boots: u64,
 }
@@ -187,10 +191,12 @@ impl SurrealChatStore {
     /// makes sure the default room exists. One store per database: its caches assume every
     /// write goes through it (clones share them), and [`Self::close`] is called once when
     /// it is done.
-    pub async fn new(db: Arc<Surreal<Db>>, now_ms: i64) -> Result<Self, StoreError> {
+    pub async fn new(database: &crate::db::Database, now_ms: i64) -> Result<Self, StoreError> {
+        let db = database.handle();
         db.query(SCHEMA).await?.check()?;
         let mut store = SurrealChatStore {
             db,
+            search: database.search_index(),
             heads: Arc::default(),
             recent: Arc::default(),
             members: Arc::default(),

@@ -101,23 +101,10 @@ DEFINE INDEX IF NOT EXISTS mentioned_user ON mentioned FIELDS user;
 -- for the same reason as `msg`.
 DEFINE TABLE IF NOT EXISTS client_msg SCHEMALESS;
 
--- Message search: `search_doc:[conversation key, seq]`, one per message with text, with
--- `conv`, `seq`, `sender`, `at` (ms), `ord` (the order it was indexed in) and the `terms`
--- it is found by (`app::search`: words, and the characters and bigrams of Chinese, then
--- `@sender`, separated by spaces). The terms and the conversation are under full-text
--- indexes, `ord` under a b-tree, so that a search intersects the three as bitmaps
--- (`store::search`). Written behind the messages, within a second;
--- `search_cursor:<conversation key>.upto` is the last position indexed and
--- `search_order:next.next` the next `ord`. SCHEMALESS for the same reason as `msg`.
-DEFINE ANALYZER IF NOT EXISTS search_terms TOKENIZERS blank;
-DEFINE TABLE IF NOT EXISTS search_doc SCHEMALESS;
-DEFINE INDEX IF NOT EXISTS search_doc_terms ON search_doc FIELDS terms
-    FULLTEXT ANALYZER search_terms;
-DEFINE INDEX IF NOT EXISTS search_doc_scope ON search_doc FIELDS conv
-    FULLTEXT ANALYZER search_terms;
-DEFINE INDEX IF NOT EXISTS search_doc_order ON search_doc FIELDS ord;
+-- Message search lives in its own index beside the database (`search_index`);
+-- `search_cursor:<conversation key>.upto` is the last position of a conversation that index
+-- has (`store::search`). SCHEMALESS for the same reason as `msg`.
 DEFINE TABLE IF NOT EXISTS search_cursor SCHEMALESS;
-DEFINE TABLE IF NOT EXISTS search_order SCHEMALESS;
 
 -- `server_meta:boots`: how often this data directory has been opened, and when last.
 DEFINE TABLE IF NOT EXISTS server_meta SCHEMAFULL;

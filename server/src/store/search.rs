@@ -1,24 +1,16 @@
-//! The message search index: `search_doc:[conversation, seq]` for every message with text,
-//! holding the terms it is found by ([`app::search::index_text`]: words, and the
-//! characters and bigrams of Chinese, plus `@sender`) under SurrealDB's full-text index.
-//!
-//! A search is newest first, and a common word matches a large share of all messages, so
-//! the index must never hand over every match to be sorted. Each document carries `ord`,
-//! the order in which it was indexed (b-tree index), and its conversation under a second
-//! full-text index, and a search asks for the newest [`FIRST_WINDOW`] documents first,
-//! then windows eight times wider further back, until it has enough. SurrealDB answers
-//! each window by intersecting three bitmaps (the words, the user's conversations, the
-//! `ord` range) before it reads a single record, so a search reads about as many records
-//! as it returns, however common the word.
+//! Keeping the message search index ([`crate::search_index`]) up to date with the stored
+//! messages, and asking it for candidates.
 //!
 //! The index follows the messages instead of being written with them: a batch's
-//! transaction stays as it was measured (the index would multiply its writes), and
-//! [`SurrealChatStore::index_pending`] brings each conversation that changed up to date,
-//! a chunk of positions per transaction, with its cursor (`search_cursor:<key>.upto`, the
-//! last position indexed) in the same transaction. A crash loses no indexing: the next
-//! start compares every cursor with its conversation's last position. Results are
-//! read from the messages as they are now, so text that was edited or deleted since it was
-//! indexed is never shown; the index itself forgets a deleted message within a second.
+//! transaction stays as it was measured, and [`SurrealChatStore::index_pending`] brings
+//! each conversation that changed up to date, a chunk of positions at a time, documents of
+//! many conversations per index commit. Each conversation's cursor
+//! (`search_cursor:<key>.upto`, the last position indexed) is written to the database
+//! after the index has committed: a crash in between makes the next start index those
+//! positions again, which replaces the documents rather than adding copies. A start on an
+//! index made anew (missing or unreadable) forgets every cursor. Results are read from the
+//! messages as they are now, so text that was edited or deleted since it was indexed is
+//! never shown; the index itself forgets a deleted message within a second.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -29,92 +21,39 @@ use app::search::{index_text, Query};
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{
-    rows::{key_of, pair_key, to_u64, ChangeKind, ConversationSeqRow, Entry, MessageRecord},
-    transaction, StoreError, SurrealChatStore,
+    rows::{key_of, to_u64, ChangeKind, ConversationSeqRow, Entry, MessageRecord},
+    StoreError, SurrealChatStore,
 };
-use crate::locks::lock;
+use crate::{
+    locks::lock,
+    search_index::{Candidate, SearchDoc},
+};
 
-/// Positions indexed per transaction.
+/// Positions of one conversation read at a time.
 pub const INDEX_CHUNK: u64 = 1024;
-/// Most documents one indexing transaction writes.
+/// Most documents one index commit writes.
 pub const INDEX_BATCH: usize = 16_384;
-/// Documents in the first (newest) window a search looks at; each next one is 8 times wider.
-pub const FIRST_WINDOW: u64 = 4096;
 
-/// Conversations whose messages changed since they were last indexed, and the `ord` the
-/// next document gets.
+/// Conversations whose messages changed since they were last indexed.
 #[derive(Debug, Default)]
 pub(super) struct Unindexed {
     keys: BTreeSet<String>,
     /// Taken from `keys` by the pass under way and not finished yet.
     in_pass: usize,
-    next_ord: u64,
 }
 
-#[derive(Debug, SurrealValue)]
-struct SearchDocRow {
-    id: RecordId,
-    conv: String,
-    seq: i64,
-    sender: String,
-    at: i64,
-    /// The order in which documents were indexed (see the module's documentation).
-    ord: i64,
-    terms: String,
-}
-
-/// What one indexing transaction will write: each message's document (with its order
-/// number; `None` to remove it) and each conversation's new cursor.
+/// What one index commit will write: each message's document (`None` to remove it) and
+/// each conversation's new cursor.
 #[derive(Debug, Default)]
 struct IndexBatch {
-    docs: HashMap<(String, u64), (u64, Option<SearchDocRow>)>,
+    docs: HashMap<(String, u64), Option<SearchDoc>>,
     cursors: HashMap<String, u64>,
-    /// The order number the next new document gets, once this batch has taken one: counted
-    /// here, and given to the store's counter only when the batch is stored (only the
-    /// indexer takes order numbers, and a search never looks past the counter).
-    next_ord: Option<u64>,
-}
-
-impl IndexBatch {
-    /// The next order number.
-    fn new_ord(&mut self, unindexed: &std::sync::Mutex<Unindexed>) -> u64 {
-        let next = self
-            .next_ord
-            .get_or_insert_with(|| lock(unindexed).next_ord);
-        *next += 1;
-        *next - 1
-    }
-}
-
-#[derive(Debug, SurrealValue)]
-struct OrdRow {
-    seq: i64,
-    ord: i64,
 }
 
 #[derive(Debug, SurrealValue)]
 struct CursorRow {
     id: RecordId,
     upto: i64,
-}
-
-#[derive(Debug, SurrealValue)]
-struct HitRow {
-    conv: String,
-    seq: i64,
-    at: i64,
-}
-
-/// A message that may contain the query (the index says so; its text as it is now decides).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub conversation: String,
-    pub seq: u64,
-    pub at: i64,
-}
-
-fn doc_id(key: &str, seq: u64) -> RecordId {
-    RecordId::new("search_doc", pair_key(key, seq as i64))
 }
 
 fn cursor_id(key: &str) -> RecordId {
@@ -126,16 +65,13 @@ fn sender_term(username: &str) -> String {
     format!("@{username}")
 }
 
-/// The document of a message (at `ord`), if it has text to find.
-fn doc(m: &MessageRecord, ord: u64) -> Option<SearchDocRow> {
+/// The document of a message, if it has text to find.
+fn doc(m: &MessageRecord) -> Option<SearchDoc> {
     let terms = index_text(&m.body);
-    (!m.deleted && !terms.is_empty()).then(|| SearchDocRow {
-        id: doc_id(&m.conversation, m.seq),
-        conv: m.conversation.clone(),
-        seq: m.seq as i64,
-        sender: m.sender.clone(),
-        at: m.sent_at,
-        ord: ord as i64,
+    (!m.deleted && !terms.is_empty()).then(|| SearchDoc {
+        conversation: m.conversation.clone(),
+        seq: m.seq,
+        sent_at: m.sent_at,
         terms: format!("{terms} {}", sender_term(&m.sender)),
     })
 }
@@ -160,19 +96,20 @@ impl SurrealChatStore {
     /// Notes every conversation the index is behind (after a start, crash or not): one read
     /// of the conversations and one of the cursors.
     pub(super) async fn find_unindexed(&self) -> Result<(), StoreError> {
+        if self.search.take_fresh() {
+            // An index made anew holds nothing, whatever the cursors say.
+            self.db.query("DELETE search_cursor").await?.check()?;
+        }
         let mut res = self
             .db
             .query(
                 "SELECT id, last_seq, last_n FROM conversation;
-                 SELECT id, upto FROM search_cursor;
-                 SELECT VALUE next FROM ONLY search_order:next;",
+                 SELECT id, upto FROM search_cursor;",
             )
             .await?
             .check()?;
         let convs: Vec<ConversationSeqRow> = res.take(0)?;
         let cursors: Vec<CursorRow> = res.take(1)?;
-        let next: Option<i64> = res.take(2)?;
-        lock(&self.unindexed).next_ord = next.map_or(0, to_u64);
         let upto: HashMap<String, i64> = cursors.iter().map(|c| (key_of(&c.id), c.upto)).collect();
         let keys: Vec<String> = convs
             .iter()
@@ -265,24 +202,6 @@ impl SurrealChatStore {
             })
             .collect();
         let changed = self.messages_at(key, &targets).await?;
-        // An edited message keeps its place in the index's order (from this batch, or as
-        // stored).
-        let stored: Vec<RecordId> = targets
-            .iter()
-            .filter(|&&t| !batch.docs.contains_key(&(key.to_owned(), t)))
-            .map(|&t| doc_id(key, t))
-            .collect();
-        let mut res = self
-            .db
-            .query("SELECT seq, ord FROM $ids")
-            .bind(("ids", stored))
-            .await?
-            .check()?;
-        let kept: HashMap<u64, u64> = res
-            .take::<Vec<OrdRow>>(0)?
-            .into_iter()
-            .map(|r| (to_u64(r.seq), to_u64(r.ord)))
-            .collect();
         for e in &entries {
             let (seq, message) = match e {
                 Entry::Message(m) => (m.seq, Some(m)),
@@ -291,29 +210,22 @@ impl SurrealChatStore {
                 }
                 Entry::Change(_) => continue,
             };
-            let slot = (key.to_owned(), seq);
-            let ord = match (batch.docs.get(&slot), kept.get(&seq)) {
-                (Some((ord, _)), _) => *ord,
-                (None, Some(&ord)) => ord,
-                (None, None) => batch.new_ord(&self.unindexed),
-            };
             batch
                 .docs
-                .insert(slot, (ord, message.and_then(|m| doc(m, ord))));
+                .insert((key.to_owned(), seq), message.and_then(doc));
         }
         batch.cursors.insert(key.to_owned(), to);
         Ok(to < last)
     }
 
-    /// Stores what `batch` holds in one transaction, with the conversations' cursors, and
-    /// empties it; then the documents are searchable. On failure, the conversations are
-    /// noted again (their order numbers were never given out).
+    /// Writes what `batch` holds to the index (one commit), then the conversations'
+    /// cursors to the database, and empties it; the documents are searchable from the
+    /// index's commit on. On failure, the conversations are noted again.
     async fn commit_index(&self, batch: &mut IndexBatch) -> Result<(), StoreError> {
         if batch.cursors.is_empty() {
             return Ok(());
         }
         let taken = std::mem::take(batch);
-        let gone: Vec<RecordId> = taken.docs.keys().map(|(k, s)| doc_id(k, *s)).collect();
         let cursors: Vec<CursorRow> = taken
             .cursors
             .iter()
@@ -322,38 +234,32 @@ impl SurrealChatStore {
                 upto: upto as i64,
             })
             .collect();
-        let next = taken
-            .next_ord
-            .unwrap_or_else(|| lock(&self.unindexed).next_ord);
-        let rows: Vec<SearchDocRow> = taken.docs.into_values().filter_map(|(_, d)| d).collect();
-        let res = self
-            .db
-            .query(
-                "BEGIN;
-                 DELETE $gone RETURN NONE;
-                 INSERT INTO search_doc $rows RETURN NONE;
-                 FOR $c IN $cursors { UPSERT $c.id SET upto = $c.upto RETURN NONE; };
-                 UPSERT search_order:next SET next = $next RETURN NONE;
-                 COMMIT;",
-            )
-            .bind(("gone", gone))
-            .bind(("rows", rows))
-            .bind(("cursors", cursors))
-            .bind(("next", next as i64))
-            .await
-            .map_err(StoreError::from)
-            .and_then(|r| transaction(r).map_err(StoreError::from));
-        match res {
-            Ok(()) => lock(&self.unindexed).next_ord = next,
-            Err(_) => self.unindexed(taken.cursors.keys().map(String::as_str)),
+        let written = self.search.write(
+            taken
+                .docs
+                .iter()
+                .map(|((key, seq), d)| ((key.as_str(), *seq), d.as_ref())),
+        );
+        let res = match written {
+            Ok(()) => self
+                .db
+                .query("FOR $c IN $cursors { UPSERT $c.id SET upto = $c.upto RETURN NONE; };")
+                .bind(("cursors", cursors))
+                .await
+                .and_then(|r| r.check())
+                .map(drop)
+                .map_err(StoreError::from),
+            Err(e) => Err(e.into()),
+        };
+        if res.is_err() {
+            self.unindexed(taken.cursors.keys().map(String::as_str));
         }
         res
     }
 
     /// The indexed messages of `conversations` (from `sender` when given) that may contain
-    /// `query`, newest first: at least `enough` of them when there are that many (more when
-    /// the window that reached `enough` held more), from windows of the index's order
-    /// further and further back. The second value says whether older windows are left.
+    /// `query`, newest first: the newest `enough` of them. The second value says whether
+    /// older ones may be left.
     pub async fn search_candidates(
         &self,
         conversations: &[String],
@@ -361,42 +267,9 @@ impl SurrealChatStore {
         sender: Option<&str>,
         enough: usize,
     ) -> Result<(Vec<Candidate>, bool), StoreError> {
-        if conversations.is_empty() {
-            return Ok((Vec::new(), false));
-        }
-        let mut terms = query.terms_text();
-        if let Some(sender) = sender {
-            terms = format!("{terms} {}", sender_term(sender));
-        }
-        let scope = conversations.join(" ");
-        let end = lock(&self.unindexed).next_ord;
-        let (mut hits, mut hi, mut width) = (Vec::new(), end, FIRST_WINDOW);
-        while hi > 0 && hits.len() < enough {
-            let lo = hi.saturating_sub(width);
-            let mut res = self
-                .db
-                .query(
-                    "SELECT conv, seq, at FROM search_doc
-                     WHERE terms @1,AND@ $terms AND conv @2,OR@ $scope
-                        AND ord >= $lo AND ord < $hi",
-                )
-                .bind(("terms", terms.clone()))
-                .bind(("scope", scope.clone()))
-                .bind(("lo", lo as i64))
-                .bind(("hi", hi as i64))
-                .await?
-                .check()?;
-            let rows: Vec<HitRow> = res.take(0)?;
-            hits.extend(rows.into_iter().map(|r| Candidate {
-                conversation: r.conv,
-                seq: to_u64(r.seq),
-                at: r.at,
-            }));
-            hi = lo;
-            width = width.saturating_mul(8);
-        }
-        hits.sort_by(|a, b| (b.at, &b.conversation, b.seq).cmp(&(a.at, &a.conversation, a.seq)));
-        Ok((hits, hi > 0))
+        let mut terms = query.terms();
+        terms.extend(sender.map(sender_term));
+        Ok(self.search.candidates(conversations, &terms, enough)?)
     }
 
     /// The last position of `key` the index has.

@@ -12,7 +12,7 @@ async fn open(kind: StorageKind, dir: &Path) -> SurrealChatStore {
     // A disk database that was just dropped may be held by its background flush briefly.
     for _ in 0..50 {
         if let Ok(db) = Database::open(kind, dir).await {
-            return SurrealChatStore::new(db.handle(), 1).await.expect("schema");
+            return SurrealChatStore::new(&db, 1).await.expect("schema");
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -561,9 +561,7 @@ async fn a_schema_one_database_is_migrated_when_opened() {
         .unwrap()
         .check()
         .unwrap();
-    let store = SurrealChatStore::new(db.handle(), 1)
-        .await
-        .expect("migrates");
+    let store = SurrealChatStore::new(&db, 1).await.expect("migrates");
     user(&store, "alice").await;
     user(&store, "bob").await;
     let conv = store.open_direct("alice", "bob", 1).await.unwrap();
@@ -588,7 +586,7 @@ async fn a_schema_one_database_is_migrated_when_opened() {
         ("c2222", "old 2222")
     );
     // The old table is gone: opening again has nothing to move.
-    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let again = SurrealChatStore::new(&db, 1).await.unwrap();
     assert_eq!(
         again.messages_after(&conv, 0, 5000).await.unwrap().len(),
         2500
@@ -619,7 +617,7 @@ async fn a_schema_two_database_loses_its_sent_records_when_opened() {
         .unwrap()
         .check()
         .unwrap();
-    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let again = SurrealChatStore::new(&db, 1).await.unwrap();
     assert!(!has_sent_table(&db).await);
     let kept = again.message(&conv, 1).await.unwrap().unwrap();
     assert_eq!(kept.body, "kept");
@@ -629,7 +627,7 @@ async fn a_schema_two_database_loses_its_sent_records_when_opened() {
 /// and Alice and Bob's direct conversation.
 async fn disk_store_with_alice_and_bob(dir: &Path) -> (Database, SurrealChatStore, String) {
     let db = Database::open(StorageKind::Disk, dir).await.unwrap();
-    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let store = SurrealChatStore::new(&db, 1).await.unwrap();
     user(&store, "alice").await;
     user(&store, "bob").await;
     let conv = store.open_direct("alice", "bob", 1).await.unwrap();
@@ -661,7 +659,7 @@ async fn an_older_database_learns_every_messages_client_msg_id_when_opened() {
         .check()
         .unwrap();
     assert_eq!(store.sent_message("alice", "alice-5").await.unwrap(), None);
-    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let again = SurrealChatStore::new(&db, 1).await.unwrap();
     assert_eq!(
         again.sent_message("alice", "alice-5").await.unwrap(),
         Some((conv.clone(), 5))
@@ -712,7 +710,7 @@ async fn a_position_taken_behind_the_stores_back_is_refused_then_learned() {
     let db = Database::open(StorageKind::Memory, Path::new("unused"))
         .await
         .unwrap();
-    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let store = SurrealChatStore::new(&db, 1).await.unwrap();
     let (ab, _) = alice_bob_and_a_quiet_room(&store).await;
     say(&store, &ab, "alice", "one", 3).await;
     db.handle()
@@ -759,7 +757,7 @@ async fn concurrent_writes_of_one_read_position_all_succeed() {
 async fn an_interrupted_layout_move_goes_on_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(StorageKind::Disk, dir.path()).await.unwrap();
-    let store = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let store = SurrealChatStore::new(&db, 1).await.unwrap();
     let (ab, room) = alice_bob_and_a_quiet_room(&store).await;
     store.join_room(&room, "alice", 3).await.unwrap();
     for i in 1..=30 {
@@ -782,7 +780,7 @@ async fn an_interrupted_layout_move_goes_on_where_it_stopped() {
         .unwrap()
         .check()
         .unwrap();
-    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let again = SurrealChatStore::new(&db, 1).await.unwrap();
     let found = |conv: &String| {
         let again = again.clone();
         let conv = conv.clone();
@@ -878,7 +876,7 @@ async fn an_older_database_learns_how_its_people_are_found_when_opened() {
         .check()
         .unwrap();
     assert!(found(&store, "alice").await.is_empty());
-    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let again = SurrealChatStore::new(&db, 1).await.unwrap();
     assert_eq!(found(&again, "ALI").await, ["alice"]);
     assert_eq!(found(&again, "bob").await, ["bob"]);
 }
@@ -901,7 +899,7 @@ async fn an_older_database_learns_how_its_rooms_are_found_when_opened() {
         .unwrap()
         .check()
         .unwrap();
-    let again = SurrealChatStore::new(db.handle(), 1).await.unwrap();
+    let again = SurrealChatStore::new(&db, 1).await.unwrap();
     assert_eq!(rooms(again.clone()).await, [key]);
     let general = again.search_rooms("general", 5).await.unwrap();
     assert_eq!(general[0].name, "General");
@@ -981,16 +979,16 @@ async fn the_search_index_catches_up_after_a_restart_and_forgets_deleted_message
     assert_eq!(candidates(&store, &[&conv], "重启").await, [1]);
 }
 
-/// A search reads the newest window of the index first and goes further back only while it
-/// has too few: a common word stops at the first window, a rare one reaches the oldest
-/// message; either way the answer is newest first.
+/// A search keeps only the newest matches, however many messages match: a common word
+/// gives the newest `enough`, a rare one reaches the oldest message; either way the answer
+/// is newest first.
 #[tokio::test]
-async fn a_search_looks_back_window_by_window_only_as_far_as_it_needs() {
+async fn a_search_keeps_the_newest_matches_however_many_match() {
     let store = memory_store().await;
     user(&store, "alice").await;
     user(&store, "bob").await;
     let conv = store.open_direct("alice", "bob", 1).await.unwrap();
-    let n = server::store::FIRST_WINDOW + 200;
+    let n: u64 = 5000;
     let text = |seq: u64| match seq {
         1 => "旧的备忘录 common".to_owned(),
         s if s == n => "新的备忘录 common".to_owned(),
@@ -1019,13 +1017,8 @@ async fn a_search_looks_back_window_by_window_only_as_far_as_it_needs() {
         }
     };
     let (common, older) = search("common", 10).await;
-    assert_eq!(
-        common.len() as u64,
-        server::store::FIRST_WINDOW,
-        "one window read"
-    );
+    assert_eq!(common, (n - 9..=n).rev().collect::<Vec<_>>());
     assert!(older);
-    assert_eq!(common[..2], [n, n - 1]);
     let (rare, older) = search("备忘录", 10).await;
     assert_eq!(rare, [n, 1], "the oldest message is reached, newest first");
     assert!(!older);
@@ -1036,4 +1029,53 @@ async fn a_search_looks_back_window_by_window_only_as_far_as_it_needs() {
         .await
         .unwrap();
     assert!(from_bob.is_empty());
+}
+
+/// The index beside the database is rebuilt from the messages when it is lost, and
+/// indexing positions again (a crash between the index's commit and the cursor's) leaves
+/// one document per message.
+#[tokio::test]
+async fn a_lost_search_index_is_rebuilt_and_indexing_again_adds_no_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_all = |store: SurrealChatStore| async move {
+        store
+            .index_pending(std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+    };
+    let conv = {
+        let (db, store, conv) = disk_store_with_alice_and_bob(dir.path()).await;
+        say(&store, &conv, "alice", "备份恢复了", 2).await;
+        say(&store, &conv, "bob", "恢复得很快", 3).await;
+        index_all(store.clone()).await;
+        assert_eq!(candidates(&store, &[&conv], "恢复").await, [2, 1]);
+        // As if the cursor had not been written after the index's commit.
+        db.handle()
+            .query("UPDATE search_cursor SET upto = 0")
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        assert!(db.close(std::time::Duration::from_secs(10)).await);
+        conv
+    };
+    {
+        let store = open(StorageKind::Disk, dir.path()).await;
+        assert_eq!(store.unindexed_count(), 1);
+        index_all(store.clone()).await;
+        assert_eq!(
+            candidates(&store, &[&conv], "恢复").await,
+            [2, 1],
+            "no copies"
+        );
+        store.close().await.unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join("search")).unwrap();
+    let store = open(StorageKind::Disk, dir.path()).await;
+    assert!(candidates(&store, &[&conv], "恢复").await.is_empty());
+    assert_eq!(store.unindexed_count(), 1, "every conversation again");
+    index_all(store.clone()).await;
+    assert_eq!(candidates(&store, &[&conv], "恢复").await, [2, 1]);
 }
