@@ -1,7 +1,7 @@
 // Accessibility: axe-core (WCAG 2.2 A and AA rules) finds no violation on the main screens
 // and dialogs, in the light and the dark theme, at desktop width and at 360 px.
 import AxeBuilder from "@axe-core/playwright";
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test, type Locator, type Page } from "@playwright/test";
 import { composer, messageLog, openDirect, person, send } from "./helpers";
 
 const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
@@ -129,4 +129,62 @@ test("dialogs keep the keyboard inside, close on Escape wherever the focus is, a
   await page.keyboard.type("typed without a click");
   await page.keyboard.press("Enter");
   await expect(messageLog(page).getByText("typed without a click")).toBeVisible();
+});
+
+test("a message's toolbar, its emoji picker, a deletion and the notification level work by keyboard alone", async ({
+  browser,
+}) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  const { page } = ann;
+  await openDirect(page, bob.name);
+  await send(page, "keyboard only");
+  const msg = messageLog(page).locator('li.msg[data-state="sent"]').filter({ hasText: "keyboard only" });
+  await expect(msg).toHaveCount(1);
+  const isFocused = (l: Locator) => l.evaluate((e) => e === document.activeElement);
+  // Back from the message box to the log, ArrowUp to the newest message, Tab into its
+  // toolbar.
+  const log = messageLog(page);
+  await composer(page).focus();
+  for (let i = 0; i < 10 && !(await isFocused(log)); i++) await page.keyboard.press("Shift+Tab");
+  await expect(log).toBeFocused();
+  await page.keyboard.press("ArrowUp");
+  await expect(msg).toBeFocused();
+  await page.keyboard.press("Tab");
+  const react = msg.getByRole("button", { name: "Add reaction" });
+  await expect(react).toBeFocused();
+  // The picker opens at its first emoji; Escape closes it and gives the focus back.
+  await page.keyboard.press("Enter");
+  const picker = msg.getByRole("group", { name: "Pick a reaction" });
+  await expect(picker.getByRole("button", { name: "React with 👍" })).toBeFocused();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Escape");
+  await expect(picker).toBeHidden();
+  await expect(react).toBeFocused();
+  // Opened again, an emoji chosen by key: the reaction is there, the focus still in the bar.
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Tab");
+  await expect(picker.getByRole("button", { name: "React with ❤️" })).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(msg.locator(".reactions")).toContainText("❤️");
+  await expect(react).toBeFocused();
+  // Delete asks first, with the focus on Cancel; Escape cancels; confirmed, it is gone.
+  const del = msg.getByRole("button", { name: "Delete" });
+  for (let i = 0; i < 6 && !(await isFocused(del)); i++) await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await expect(msg.getByRole("button", { name: "Cancel" })).toBeFocused();
+  await page.keyboard.press("Escape");
+  await expect(msg.getByText("Delete this message?")).toBeHidden();
+  await expect(react).toBeFocused();
+  for (let i = 0; i < 6 && !(await isFocused(del)); i++) await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Shift+Tab");
+  await expect(msg.getByRole("button", { name: "Delete" })).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(messageLog(page).getByText("keyboard only")).toHaveCount(0);
+  // The notification level is a plain select: reached and changed by key.
+  const level = page.getByRole("combobox", { name: "Notifications" });
+  await level.focus();
+  await page.keyboard.press("ArrowDown");
+  await expect(level).toHaveValue("mentions");
 });

@@ -133,6 +133,12 @@ enum Compose {
 #[derive(Clone, Copy)]
 struct ComposeCtx(RwSignal<Option<Compose>>);
 
+/// The message whose toolbar had the keyboard's focus when a change to it was asked for
+/// (a reaction chosen by key): the message is drawn anew when the change arrives, and the
+/// focus goes back into its toolbar then.
+#[derive(Clone, Copy)]
+struct RefocusCtx(StoredValue<Option<u64>>);
+
 /// Reactions offered at a click (any other emoji can be typed).
 const QUICK_EMOJI: [&str; 8] = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
 
@@ -326,6 +332,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
         }
     };
     provide_context(ComposeCtx(RwSignal::new(None)));
+    provide_context(RefocusCtx(StoredValue::new(None)));
     let leave = {
         let id = id.clone();
         move |_| {
@@ -477,6 +484,7 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
         unseen.set(0);
     };
 
+    let refocus = expect_context::<RefocusCtx>().0;
     // Between rows changing for a first paint and the scroll to where it opens: the
     // browser's own scroll adjustments then say nothing about where the reader is.
     let settling = StoredValue::new(false);
@@ -604,19 +612,24 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
             }
             // Also when the gap is in sight without scrolling (a short page around).
             load_gap_if_near(&el);
+            refocus_redrawn(&el, refocus);
         });
         key
     });
 
     view! {
         <div class="log-wrap">
+            // In the tab order once; ArrowUp and ArrowDown then move the focus from message to
+            // message (the focused one shows its toolbar, which Tab enters).
             <div
                 class="log"
                 role="log"
+                tabindex="0"
                 aria-label=move || t_string!(i18n, conversation.messages)
                 aria-busy=move || status.get().is_none_or(|s| !s.0).then_some("true")
                 node_ref=log
                 on:scroll=on_scroll
+                on:keydown=step_through_messages
             >
                 {move || match status.get() {
                     Some((true, false, ..)) => {
@@ -656,6 +669,84 @@ fn MessageLog(id: ConversationId) -> impl IntoView {
     }
 }
 
+/// Puts the focus back into the toolbar of the message [`RefocusCtx`] names once that
+/// message was drawn anew and the focus was lost with the old drawing.
+fn refocus_redrawn(log: &web_sys::HtmlElement, refocus: StoredValue<Option<u64>>) {
+    let Some(seq) = refocus.try_get_value().flatten() else {
+        return;
+    };
+    let lost = document()
+        .active_element()
+        .is_none_or(|a| a.tag_name().eq_ignore_ascii_case("body"));
+    if !lost {
+        return;
+    }
+    refocus.try_set_value(None);
+    let row = log
+        .query_selector(&format!("li.msg[data-seq=\"{seq}\"]"))
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+    if let Some(row) = row {
+        // The row first: its toolbar shows while the focus is within it.
+        let _ = row.focus();
+        if let Some(first) = row
+            .query_selector(".msg-actions button")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = first.focus();
+        }
+    }
+}
+
+/// ArrowUp and ArrowDown on the log or on a message: the focus moves to the message above
+/// or below (ArrowUp from the log itself: the newest). Keys typed in the toolbar's controls
+/// are theirs.
+fn step_through_messages(ev: ev::KeyboardEvent) {
+    let step: i32 = match ev.key().as_str() {
+        "ArrowUp" => -1,
+        "ArrowDown" => 1,
+        _ => return,
+    };
+    let Some(log) = ev
+        .current_target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
+    else {
+        return;
+    };
+    let Some(target) = ev
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
+    else {
+        return;
+    };
+    let on_log = target == log;
+    if !on_log && !target.class_list().contains("msg") {
+        return;
+    }
+    let Ok(list) = log.query_selector_all("li.msg") else {
+        return;
+    };
+    let messages: Vec<web_sys::HtmlElement> = (0..list.length())
+        .filter_map(|i| list.item(i))
+        .filter_map(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
+        .collect();
+    let at = messages.iter().position(|m| *m == target);
+    let next = match at {
+        None if step < 0 => messages.last(),
+        None => messages.first(),
+        Some(i) => usize::try_from(i as i64 + i64::from(step))
+            .ok()
+            .and_then(|j| messages.get(j)),
+    };
+    if let Some(next) = next {
+        ev.prevent_default();
+        let _ = next.focus();
+    }
+}
+
 /// The toolbar a message shows on hover, keyboard focus or a tap: react, reply, edit and
 /// delete (one's own), copy its link.
 #[component]
@@ -692,8 +783,60 @@ fn MessageActions(
         confirming.set(false);
         ctx.act(move |c| c.delete(seq));
     };
+    let bar = NodeRef::<html::Div>::new();
+    // The keyboard's way back when the picker or the confirmation closes by a key: the
+    // toolbar's first button, focused before what had the focus goes (the toolbar shows
+    // only while something in its message has the focus).
+    let refocus = move || {
+        let Some(bar) = bar.try_get_untracked().flatten() else {
+            return;
+        };
+        // The message itself until the toolbar is drawn without the picker or the
+        // confirmation, then the toolbar's first button.
+        if let Some(row) = bar
+            .parent_element()
+            .and_then(|p| p.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = row.focus();
+        }
+        request_animation_frame(move || {
+            if let Some(first) = bar
+                .query_selector("button")
+                .ok()
+                .flatten()
+                .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = first.focus();
+            }
+        });
+    };
+    let redrawn = expect_context::<RefocusCtx>().0;
+    // Escape closes the picker or the confirmation wherever the focus is in the toolbar.
+    let on_keydown = move |ev: ev::KeyboardEvent| {
+        if ev.key() == "Escape"
+            && !ev.is_composing()
+            && (picking.get_untracked() || confirming.get_untracked())
+        {
+            ev.prevent_default();
+            ev.stop_propagation();
+            refocus();
+            picking.set(false);
+            confirming.set(false);
+        }
+    };
+    let cancel = NodeRef::<html::Button>::new();
+    Effect::new(move |_| {
+        if let Some(c) = cancel.get() {
+            let _ = c.focus();
+        }
+    });
     view! {
-        <div class="msg-actions" class:open=move || picking.get() || confirming.get()>
+        <div
+            class="msg-actions"
+            class:open=move || picking.get() || confirming.get()
+            node_ref=bar
+            on:keydown=on_keydown
+        >
             {move || {
                 if confirming.get() {
                     view! {
@@ -701,7 +844,18 @@ fn MessageActions(
                         <button type="button" class="ghost danger" on:click=delete>
                             {t!(i18n, actions.delete)}
                         </button>
-                        <button type="button" class="ghost" on:click=move |_| confirming.set(false)>
+                        <button
+                            type="button"
+                            class="ghost"
+                            node_ref=cancel
+                            on:click=move |ev: ev::MouseEvent| {
+                                // Activated by a key (no pointer): the focus stays in the bar.
+                                if ev.detail() == 0 {
+                                    refocus();
+                                }
+                                confirming.set(false);
+                            }
+                        >
                             {t!(i18n, actions.cancel)}
                         </button>
                     }
@@ -749,31 +903,52 @@ fn MessageActions(
                 </button>
             </Show>
             <Show when=move || picking.get()>
-                <EmojiPicker seq on_done=Callback::new(move |()| picking.set(false)) />
+                <EmojiPicker
+                    seq
+                    on_done=Callback::new(move |by_key: bool| {
+                        if by_key {
+                            refocus();
+                            redrawn.set_value(Some(seq));
+                        }
+                        picking.set(false);
+                    })
+                />
             </Show>
         </div>
     }
 }
 
-/// Common emoji at a click, and a field for any other.
+/// Common emoji at a click, and a field for any other. Opens with the focus on the first
+/// emoji; `on_done` is told whether it closed by a key (Escape is the toolbar's).
 #[component]
-fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
+fn EmojiPicker(seq: u64, on_done: Callback<bool>) -> impl IntoView {
     let i18n = use_i18n();
     let ctx = ChatCtx::get();
     let typed = RwSignal::new(String::new());
     let problem = RwSignal::new(None::<Invalid>);
-    let react = move |e: &str| match Emoji::parse(e) {
+    let react = move |e: &str, by_key: bool| match Emoji::parse(e) {
         Ok(emoji) => {
             ctx.act(move |c| c.toggle_reaction(seq, emoji));
-            on_done.run(());
+            on_done.run(by_key);
         }
         Err(e) => problem.set(Some(e)),
     };
+    let group = NodeRef::<html::Div>::new();
+    Effect::new(move |_| {
+        if let Some(first) = group
+            .get()
+            .and_then(|g| g.query_selector("button").ok().flatten())
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = first.focus();
+        }
+    });
     view! {
         <div
             class="emoji-picker"
             role="group"
             aria-label=move || t_string!(i18n, actions.pick_reaction)
+            node_ref=group
         >
             {QUICK_EMOJI
                 .iter()
@@ -783,7 +958,8 @@ fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
                             type="button"
                             class="ghost emoji"
                             aria-label=move || t_string!(i18n, actions.react_with, emoji = e)
-                            on:click=move |_| react(e)
+                            // A click by a key has no pointer (`detail` 0).
+                            on:click=move |ev: ev::MouseEvent| react(e, ev.detail() == 0)
                         >
                             {e}
                         </button>
@@ -802,11 +978,9 @@ fn EmojiPicker(seq: u64, on_done: Callback<()>) -> impl IntoView {
                     problem.set(None);
                 }
                 on:keydown=move |ev: ev::KeyboardEvent| {
-                    if ev.key() == "Enter" {
+                    if ev.key() == "Enter" && !ev.is_composing() {
                         ev.prevent_default();
-                        react(typed.get_untracked().trim());
-                    } else if ev.key() == "Escape" {
-                        on_done.run(());
+                        react(typed.get_untracked().trim(), true);
                     }
                 }
             />
