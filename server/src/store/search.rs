@@ -123,9 +123,8 @@ impl SurrealChatStore {
     /// Brings the index up to date with the conversations noted as behind, for at most about
     /// `budget` (what is left stays noted for the next pass: a start on a database nothing
     /// has indexed must not hold up the thread's other work, or a shutdown). Documents of
-    /// many conversations share a transaction, up to [`INDEX_BATCH`] of them, so that
-    /// each term's postings are written once per transaction rather than once per
-    /// conversation. What a failed transaction held stays noted.
+    /// many conversations share an index commit, up to [`INDEX_BATCH`] of them (each commit
+    /// writes and syncs a segment of its own). What a failed commit held stays noted.
     pub async fn index_pending(&self, budget: Duration) -> Result<(), StoreError> {
         let started = Instant::now();
         let keys: Vec<String> = {
@@ -156,7 +155,7 @@ impl SurrealChatStore {
             match more {
                 Ok(false) => lock(&self.unindexed).in_pass -= 1,
                 Ok(true) => {
-                    // Out of time, or the index refused a transaction: the rest waits.
+                    // Out of time, or the index refused a commit: the rest waits.
                     let mut u = lock(&self.unindexed);
                     u.keys.extend(keys[i..].iter().cloned());
                     u.in_pass = 0;
