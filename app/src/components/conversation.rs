@@ -690,14 +690,19 @@ fn refocus_redrawn(log: &web_sys::HtmlElement, refocus: StoredValue<Option<u64>>
     if let Some(row) = row {
         // The row first: its toolbar shows while the focus is within it.
         let _ = row.focus();
-        if let Some(first) = row
-            .query_selector(".msg-actions button")
-            .ok()
-            .flatten()
-            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = first.focus();
-        }
+        focus_first(&row, ".msg-actions button");
+    }
+}
+
+/// Focuses the first element under `root` that `selector` matches, if there is one.
+fn focus_first(root: &web_sys::Element, selector: &str) {
+    if let Some(first) = root
+        .query_selector(selector)
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = first.focus();
     }
 }
 
@@ -799,16 +804,7 @@ fn MessageActions(
         {
             let _ = row.focus();
         }
-        request_animation_frame(move || {
-            if let Some(first) = bar
-                .query_selector("button")
-                .ok()
-                .flatten()
-                .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
-            {
-                let _ = first.focus();
-            }
-        });
+        request_animation_frame(move || focus_first(&bar, "button"));
     };
     let redrawn = expect_context::<RefocusCtx>().0;
     // Escape closes the picker or the confirmation wherever the focus is in the toolbar.
@@ -935,12 +931,8 @@ fn EmojiPicker(seq: u64, on_done: Callback<bool>) -> impl IntoView {
     };
     let group = NodeRef::<html::Div>::new();
     Effect::new(move |_| {
-        if let Some(first) = group
-            .get()
-            .and_then(|g| g.query_selector("button").ok().flatten())
-            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = first.focus();
+        if let Some(group) = group.get() {
+            focus_first(&group, "button");
         }
     });
     view! {
