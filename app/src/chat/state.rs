@@ -490,6 +490,8 @@ impl Chat {
             // An answer that will never come must not block the next request.
             t.loading_older = false;
             t.loading_gap = false;
+            // A page around an address's message that had not come is asked for again.
+            t.around = None;
         }
     }
 
@@ -516,6 +518,12 @@ impl Chat {
                     }
                 }
                 out.extend(self.open_requests());
+                // Whatever was on its way back to where the open conversation was opened.
+                if let Some(id) = self.active.clone() {
+                    if let Some(t) = self.threads.get_mut(&id).filter(|t| t.loaded) {
+                        out.extend(t.reach_back(&id));
+                    }
+                }
                 out.extend(self.read_request());
             }
             ServerMsg::Conversations { conversations, .. } => {
@@ -2067,6 +2075,10 @@ mod tests {
         assert_eq!(histories(&out), [page(251)], "50 after it, the rest before");
         assert!(c.threads[&id(conv)].reaching_back(), "busy until it is in");
         assert_eq!(c.load_gap(), None, "the gap waits for the page around");
+        // The connection drops before it comes: asked again once resumed.
+        c.disconnected();
+        let (out, _) = c.apply(ServerMsg::Resumed);
+        assert_eq!(histories(&out), [page(251)], "{out:?}");
         let (out, _) = c.apply(history(conv, 151..=250, true));
         assert_eq!(histories(&out), [], "the gap is not filled by itself");
         let t = &c.threads[&id(conv)];
