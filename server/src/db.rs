@@ -249,7 +249,6 @@ impl Database {
             ..
         } = self;
         search.close();
-        drop(search);
         if Arc::strong_count(&db) == 1 {
             ENGINE_CLOSING.store(true, std::sync::atomic::Ordering::Release);
         }

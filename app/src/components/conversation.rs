@@ -688,10 +688,15 @@ fn refocus_redrawn(log: &web_sys::HtmlElement, refocus: StoredValue<Option<u64>>
         .flatten()
         .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
     if let Some(row) = row {
-        // The row first: its toolbar shows while the focus is within it.
-        let _ = row.focus();
-        focus_first(&row, ".msg-actions button");
+        focus_toolbar(&row);
     }
+}
+
+/// Focuses a message's row first (its toolbar shows while the focus is within it), then
+/// the toolbar's first button.
+fn focus_toolbar(row: &web_sys::HtmlElement) {
+    let _ = row.focus();
+    focus_first(row, ".msg-actions button");
 }
 
 /// Focuses the first element under `root` that `selector` matches, if there is one.
@@ -709,46 +714,38 @@ fn focus_first(root: &web_sys::Element, selector: &str) {
 /// ArrowUp and ArrowDown on the log or on a message: the focus moves to the message above
 /// or below (ArrowUp from the log itself: the newest). Keys typed in the toolbar's controls
 /// are theirs.
+#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
 fn step_through_messages(ev: ev::KeyboardEvent) {
-    let step: i32 = match ev.key().as_str() {
-        "ArrowUp" => -1,
-        "ArrowDown" => 1,
-        _ => return,
-    };
-    let Some(log) = ev
-        .current_target()
-        .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
-    else {
-        return;
-    };
-    let Some(target) = ev
-        .target()
-        .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
-    else {
-        return;
-    };
-    let on_log = target == log;
-    if !on_log && !target.class_list().contains("msg") {
-        return;
-    }
-    let Ok(list) = log.query_selector_all("li.msg") else {
-        return;
-    };
-    let messages: Vec<web_sys::HtmlElement> = (0..list.length())
-        .filter_map(|i| list.item(i))
-        .filter_map(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
-        .collect();
-    let at = messages.iter().position(|m| *m == target);
-    let next = match at {
-        None if step < 0 => messages.last(),
-        None => messages.first(),
-        Some(i) => usize::try_from(i as i64 + i64::from(step))
-            .ok()
-            .and_then(|j| messages.get(j)),
-    };
-    if let Some(next) = next {
-        ev.prevent_default();
-        let _ = next.focus();
+    #[cfg(feature = "hydrate")]
+    {
+        let step: i32 = match ev.key().as_str() {
+            "ArrowUp" => -1,
+            "ArrowDown" => 1,
+            _ => return,
+        };
+        let (Some(log), Some(target)) = (
+            ev.current_target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()),
+            ev.target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()),
+        ) else {
+            return;
+        };
+        if target != log && !target.class_list().contains("msg") {
+            return;
+        }
+        let (messages, at) = super::focus_order(log.query_selector_all("li.msg"));
+        let next = match at {
+            None if step < 0 => messages.last(),
+            None => messages.first(),
+            Some(i) => usize::try_from(i as i64 + i64::from(step))
+                .ok()
+                .and_then(|j| messages.get(j)),
+        };
+        if let Some(next) = next {
+            ev.prevent_default();
+            let _ = next.focus();
+        }
     }
 }
 
@@ -793,18 +790,18 @@ fn MessageActions(
     // toolbar's first button, focused before what had the focus goes (the toolbar shows
     // only while something in its message has the focus).
     let refocus = move || {
-        let Some(bar) = bar.try_get_untracked().flatten() else {
+        let Some(row) = bar
+            .try_get_untracked()
+            .flatten()
+            .and_then(|b| b.parent_element())
+            .and_then(|p| p.dyn_into::<web_sys::HtmlElement>().ok())
+        else {
             return;
         };
         // The message itself until the toolbar is drawn without the picker or the
         // confirmation, then the toolbar's first button.
-        if let Some(row) = bar
-            .parent_element()
-            .and_then(|p| p.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = row.focus();
-        }
-        request_animation_frame(move || focus_first(&bar, "button"));
+        let _ = row.focus();
+        request_animation_frame(move || focus_toolbar(&row));
     };
     let redrawn = expect_context::<RefocusCtx>().0;
     // Escape closes the picker or the confirmation wherever the focus is in the toolbar.

@@ -116,7 +116,6 @@ impl SurrealChatStore {
     /// Writes everything pending and marks the database closed cleanly, so that the next
     /// start need not repair it. Call it once, after the last [`Self::append_batch`].
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.search.close();
         self.store_pending(Duration::ZERO).await?;
         self.set_clean(true).await
     }
