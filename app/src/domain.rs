@@ -145,6 +145,22 @@ impl RoomName {
     }
 }
 
+string_newtype!(
+    /// An uploaded file's name, as shown and offered for saving: the last part of the path
+    /// it came with, one line of 1–200 characters, no hidden or direction-changing
+    /// characters (`photo\u{202E}gpj.exe` cannot pass for a picture).
+    FileName
+);
+
+impl FileName {
+    pub const MAX: usize = 200;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let last = s.rsplit(['/', '\\']).next().unwrap_or(s);
+        single_line("file_name", last, Self::MAX).map(FileName)
+    }
+}
+
 fn single_line(field: &'static str, s: &str, max: usize) -> Result<String, Invalid> {
     let s = s.trim();
     if s.is_empty() {
@@ -311,6 +327,37 @@ impl ClientMsgId {
             ));
         }
         Ok(ClientMsgId(s.to_owned()))
+    }
+}
+
+string_newtype!(
+    /// An uploaded file's id, as the server made it: 32 lowercase hex digits (128 random
+    /// bits), so that ids cannot be guessed (they are still checked on every download).
+    FileId
+);
+
+impl FileId {
+    pub const LEN: usize = 32;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.len() != Self::LEN {
+            return Err(invalid(
+                "file_id",
+                Rule::Length {
+                    min: Self::LEN,
+                    max: Self::LEN,
+                },
+            ));
+        }
+        if !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(invalid(
+                "file_id",
+                Rule::Charset {
+                    allowed: "and no other characters",
+                },
+            ));
+        }
+        Ok(FileId(s.to_owned()))
     }
 }
 

@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClientMsgId, Emoji, MessageBody, RoomName, Username};
+use crate::domain::{ClientMsgId, Emoji, FileId, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// How often a client says that its user is still typing (at most), in milliseconds.
 pub const TYPING_EVERY_MS: i64 = 3_000;
@@ -35,6 +35,9 @@ pub const MAX_SEARCH_PAGE: u32 = 50;
 /// Different emoji on one message at most; a new one beyond is refused with
 /// [`ErrorCode::LimitReached`].
 pub const MAX_REACTION_KINDS: usize = 20;
+
+/// Files one message carries at most.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 /// Members one message mentions at most: past them, further `@name`s are plain text (one
 /// message cannot become thousands of stored mentions in a large room).
@@ -116,15 +119,20 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Posts a message, in reply to the message at `reply_to` if set. `client_msg_id` makes
+    /// Posts a message, in reply to the message at `reply_to` if set, with the files
+    /// `attachments` (uploaded to this conversation by the sender, each sent once; at most
+    /// [`MAX_ATTACHMENTS`]). It needs a `body`, or files, or both. `client_msg_id` makes
     /// retries safe: sending the same id again returns the original message. Answered by
     /// [`ServerMsg::Ack`] once the message is durable.
     Send {
         conversation_id: ConversationId,
         client_msg_id: ClientMsgId,
-        body: MessageBody,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<MessageBody>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<Seq>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<FileId>,
     },
     /// Replaces the text of one of the user's own messages. Not answered unless refused:
     /// every member's sockets, the sender's included, get [`ServerMsg::Changed`]. The same
@@ -388,6 +396,59 @@ pub struct Message {
     /// excepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
+    /// Its files, in the order they were attached; none once deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent with a message: what `POST /api/files` answered when it was uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub id: String,
+    /// The name it was uploaded with (shown as text; never a path).
+    pub name: String,
+    /// Bytes, as stored (an image's location data removed).
+    pub size: u64,
+    /// What the server found it to be: one of [`INLINE_IMAGE_TYPES`] for an image it made a
+    /// thumbnail of, else a type guessed from the name (it is then only ever downloaded).
+    pub content_type: String,
+    /// An image's size in pixels, upright (its EXIF orientation applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+/// The image types the server shows inline (and makes thumbnails of); every other file is
+/// served as a download (`Content-Disposition: attachment`).
+pub const INLINE_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+impl Attachment {
+    /// Whether it is shown as an image (with a thumbnail) rather than as a file to download.
+    pub fn is_image(&self) -> bool {
+        self.width.is_some() && INLINE_IMAGE_TYPES.contains(&self.content_type.as_str())
+    }
+
+    /// Where the file is downloaded from (by a conversation member's session).
+    pub fn url(&self) -> String {
+        file_url(&self.id)
+    }
+
+    /// Where an image's thumbnail is (at most [`THUMBNAIL_SIZE`] pixels a side).
+    pub fn thumbnail_url(&self) -> String {
+        format!("{}/thumbnail", file_url(&self.id))
+    }
+}
+
+/// Where files are uploaded to (`POST`, the conversation in the query) and read from.
+pub const FILES_PATH: &str = "/api/files";
+
+/// The largest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIZE: u32 = 400;
+
+fn file_url(id: &str) -> String {
+    format!("{FILES_PATH}/{id}")
 }
 
 fn is_false(b: &bool) -> bool {
@@ -577,7 +638,7 @@ impl ClientMsg {
                 ),
             ));
         }
-        serde_json::from_str(frame).map_err(|e| {
+        let msg: ClientMsg = serde_json::from_str(frame).map_err(|e| {
             // A domain value that breaks its rule fails decoding with a message that starts
             // with the field's name (see `domain::Invalid`): that is invalid input, not a
             // malformed frame.
@@ -588,7 +649,25 @@ impl ClientMsg {
                 ErrorCode::BadFrame
             };
             DecodeError::new(code, text)
-        })
+        })?;
+        if let ClientMsg::Send {
+            body, attachments, ..
+        } = &msg
+        {
+            if body.is_none() && attachments.is_empty() {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidInput,
+                    "body: a message needs text or a file",
+                ));
+            }
+            if attachments.len() > MAX_ATTACHMENTS {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidInput,
+                    format!("attachments: at most {MAX_ATTACHMENTS} files per message"),
+                ));
+            }
+        }
+        Ok(msg)
     }
 
     /// Encodes this message as one text frame.
@@ -628,6 +707,8 @@ const VALIDATION_MARKERS: &[&str] = &[
     "body:",
     "client_msg_id:",
     "emoji:",
+    "file_id:",
+    "file_name:",
 ];
 
 impl ServerMsg {

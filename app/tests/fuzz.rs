@@ -128,8 +128,9 @@ fn valid_client_msg() -> impl Strategy<Value = ClientMsg> {
             |(conversation_id, client_msg_id, body, reply_to)| ClientMsg::Send {
                 conversation_id,
                 client_msg_id,
-                body,
+                body: Some(body),
                 reply_to,
+                attachments: Vec::new(),
             }
         ),
         (conv.clone(), any::<u64>(), body).prop_map(|(conversation_id, seq, body)| {

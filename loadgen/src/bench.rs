@@ -372,7 +372,8 @@ async fn user(
             conn.send(&ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&id)?,
-                body: MessageBody::parse(&body)?,
+                body: Some(MessageBody::parse(&body)?),
+                attachments: Vec::new(),
                 reply_to: None,
             })
             .await?;

@@ -171,7 +171,8 @@ async fn sender(
             let frame = ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&id)?,
-                body: MessageBody::parse(&format!("{name} #{n}"))?,
+                body: Some(MessageBody::parse(&format!("{name} #{n}"))?),
+                attachments: Vec::new(),
                 reply_to: None,
             };
             if conn.send(&frame).await.is_err() {

@@ -250,7 +250,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                     conversation_id: conversation_id.clone(),
                     seq,
                     sender: user.clone(),
-                    body: body.into_inner(),
+                    body: body.map(|b| b.into_inner()).unwrap_or_default(),
                     client_msg_id: client_msg_id.to_string(),
                     sent_at_ms: 0,
                     ..Message::default()

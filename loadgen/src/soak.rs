@@ -300,7 +300,8 @@ fn send_frame(conv: &ConversationId, id: &str, body: &str) -> anyhow::Result<Cli
     Ok(ClientMsg::Send {
         conversation_id: conv.clone(),
         client_msg_id: ClientMsgId::parse(id)?,
-        body: MessageBody::parse(body)?,
+        body: Some(MessageBody::parse(body)?),
+        attachments: Vec::new(),
         reply_to: None,
     })
 }

@@ -283,7 +283,8 @@ async fn send_plan(
             conn.send(&ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&format!("g{index}-{n}"))?,
-                body: MessageBody::parse(&body(n))?,
+                body: Some(MessageBody::parse(&body(n))?),
+                attachments: Vec::new(),
                 reply_to: None,
             })
             .await?;

@@ -128,7 +128,8 @@ async fn send(
                 conn.send(&ClientMsg::Send {
                     conversation_id: conv.clone(),
                     client_msg_id: ClientMsgId::parse(&format!("s{index}-{n}"))?,
-                    body: MessageBody::parse(&format!("storm message {n}"))?,
+                    body: Some(MessageBody::parse(&format!("storm message {n}"))?),
+                    attachments: Vec::new(),
                     reply_to: None,
                 })
                 .await?;

@@ -49,6 +49,7 @@ pub fn apply(
             message.body.clear();
             message.reactions.clear();
             message.mentions.clear();
+            message.attachments.clear();
             Ok(Some(ChangeKind::Delete))
         }
         Request::React(emoji) => {

@@ -15,6 +15,8 @@
 //!   concern, with each conversation's head in memory ahead of the database.
 //! - [`db`] — opening the embedded SurrealDB engine (its storage kinds, its memory caps).
 //! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
+//! - [`files`] — uploaded files: stored by content hash, images inspected and given
+//!   thumbnails, served to the conversation's members only (`/api/files`).
 //! - [`health`] — `/healthz`; [`security`] — security headers, the pages' CSP, the
 //!   same-origin checks.
 //! - `clock` (the wall clock as stored) and `locks` (std mutexes that survive a panic):
@@ -42,6 +44,7 @@ pub mod changes;
 pub mod chat;
 mod clock;
 pub mod db;
+pub mod files;
 pub mod health;
 pub mod hub;
 pub mod indexer;
@@ -88,6 +91,13 @@ pub struct AppState {
     auth: auth::AuthState,
     sockets: ws::Sockets,
     health: health::HealthState,
+    files: files::FileStore,
+}
+
+impl FromRef<AppState> for files::FileStore {
+    fn from_ref(state: &AppState) -> Self {
+        state.files.clone()
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -131,6 +141,8 @@ pub enum StartError {
     Leptos(#[source] leptos::config::errors::LeptosConfigError),
     #[error("cannot start the thread that stores pending changes: {source}")]
     Writers { source: std::io::Error },
+    #[error("cannot open the file store: {0}")]
+    Files(#[source] std::io::Error),
 }
 
 /// A bound, ready-to-run server.
@@ -141,6 +153,7 @@ pub struct Application {
     db: Database,
     store: SurrealChatStore,
     chat: chat::ChatService,
+    files: files::FileStore,
     sign_ups: std::sync::Arc<auth::SignUpLimit>,
     shutdown: CancellationToken,
     /// Socket tasks: shutdown waits for them.
@@ -186,6 +199,15 @@ impl Application {
                     addr: settings.addr,
                     source,
                 })?;
+        let files = files::FileStore::open(
+            (settings.storage == settings::StorageKind::Disk)
+                .then(|| settings.data_dir.join("files"))
+                .as_deref(),
+            store.clone(),
+            settings.limits.file_max_bytes,
+            settings.limits.file_quota_bytes,
+        )
+        .map_err(StartError::Files)?;
         let hub = hub::Hub::default();
         let writer_tasks = TaskTracker::new();
         let writer_stop = CancellationToken::new();
@@ -237,6 +259,7 @@ impl Application {
                 boots: store.boots(),
                 store: store.clone(),
             },
+            files: files.clone(),
         };
         let limits = listen::ConnectionLimits {
             per_address: settings.limits.connections_per_address,
@@ -249,6 +272,7 @@ impl Application {
             db,
             store,
             chat,
+            files,
             sign_ups,
             shutdown,
             tasks,
@@ -277,6 +301,7 @@ impl Application {
             db,
             store,
             chat,
+            files,
             sign_ups,
             shutdown: token,
             tasks,
@@ -308,6 +333,7 @@ impl Application {
                 }
             }
         });
+        tokio::spawn(files.sweep_until(token.clone()));
         info!(addr = %listener.local_addr()?, "listening");
         // Requests in flight get HTTP_DRAIN_GRACE to finish; one that never completes (a
         // client that sent half a request) is closed then, and does not hold the process up.
@@ -354,6 +380,16 @@ fn router(state: AppState, body_timeout: Duration) -> Router {
                 ))
                 .route("/api/auth/me", get(auth::me))
                 .layer(axum::middleware::map_response(security::no_store)),
+        )
+        .merge(
+            Router::new()
+                .route(app::protocol::FILES_PATH, post(files::http::upload))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.auth.clone(),
+                    auth::same_site_only,
+                ))
+                .route("/api/files/{id}", get(files::http::download))
+                .route("/api/files/{id}/thumbnail", get(files::http::thumbnail)),
         )
         .leptos_routes(&state, routes, {
             let leptos = state.leptos.clone();

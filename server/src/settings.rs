@@ -46,6 +46,10 @@ pub struct Limits {
     pub rooms_per_hour: u32,
     /// Rooms one user may own (have created and not deleted).
     pub rooms_owned: usize,
+    /// Bytes one uploaded file may have.
+    pub file_max_bytes: u64,
+    /// Bytes of files one user may have stored (sent or waiting to be).
+    pub file_quota_bytes: u64,
 }
 
 impl Default for Limits {
@@ -60,6 +64,8 @@ impl Default for Limits {
             password_hashes_at_once: std::thread::available_parallelism().map_or(2, |n| n.get()),
             rooms_per_hour: 20,
             rooms_owned: 50,
+            file_max_bytes: 25 << 20,
+            file_quota_bytes: 1 << 30,
         }
     }
 }
@@ -130,6 +136,12 @@ pub struct Cli {
     /// Rooms one user may own [default: 50].
     #[arg(long, env = "CHAT_ROOMS_OWNED")]
     pub rooms_owned: Option<usize>,
+    /// Largest file one upload may have, in MiB [default: 25].
+    #[arg(long, env = "CHAT_FILE_MAX_MB")]
+    pub file_max_mb: Option<u64>,
+    /// Files one user may have stored, in MiB [default: 1024].
+    #[arg(long, env = "CHAT_FILE_QUOTA_MB")]
+    pub file_quota_mb: Option<u64>,
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info` or `server=debug,info` [default: info,surrealdb=warn,surrealkv=warn].
     #[arg(long, env = "CHAT_LOG")]
     pub log: Option<String>,
@@ -157,6 +169,8 @@ struct FileSettings {
     password_hashes_at_once: Option<usize>,
     rooms_per_hour: Option<u32>,
     rooms_owned: Option<usize>,
+    file_max_mb: Option<u64>,
+    file_quota_mb: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -247,6 +261,8 @@ impl Settings {
             ("password_hashes_at_once", l.password_hashes_at_once as u64),
             ("rooms_per_hour", u64::from(l.rooms_per_hour)),
             ("rooms_owned", l.rooms_owned as u64),
+            ("file_max_mb", l.file_max_bytes),
+            ("file_quota_mb", l.file_quota_bytes),
         ] {
             if value == 0 {
                 return Err(SettingsError::Zero(name));
@@ -327,6 +343,14 @@ impl Settings {
                         .rooms_owned
                         .or(file.rooms_owned)
                         .unwrap_or(d.rooms_owned),
+                    file_max_bytes: cli
+                        .file_max_mb
+                        .or(file.file_max_mb)
+                        .map_or(d.file_max_bytes, |mb| mb.saturating_mul(1 << 20)),
+                    file_quota_bytes: cli
+                        .file_quota_mb
+                        .or(file.file_quota_mb)
+                        .map_or(d.file_quota_bytes, |mb| mb.saturating_mul(1 << 20)),
                 }
             },
         }

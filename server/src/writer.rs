@@ -34,8 +34,8 @@
 //! stopped before the store is closed.
 
 use app::{
-    domain::{ClientMsgId, MessageBody},
-    protocol::{ErrorCode, Quote, ServerMsg},
+    domain::{ClientMsgId, FileId, MessageBody},
+    protocol::{Attachment, ErrorCode, Quote, ServerMsg},
 };
 use axum::extract::ws::Utf8Bytes;
 use std::{
@@ -55,9 +55,60 @@ use crate::{
     refusal::Refusal,
     store::{
         Batch, ChangeKind, ChangeRecord, Entry, Mark, Members, MentionKey, MessageRecord,
-        StoreError, SurrealChatStore,
+        SentUpload, StoreError, SurrealChatStore, UploadRecord,
     },
 };
+
+/// Why a send's files cannot go with it.
+#[derive(Debug, PartialEq)]
+enum NotAttached {
+    /// They went with this very message already: the send is a retry.
+    Repeat,
+    Refused(Refusal),
+}
+
+/// The files a send asks for, as its message will carry them: each must be an upload of
+/// the sender's to this conversation, not sent with another message, and named once
+/// (`taken`: the files of this batch's earlier messages).
+fn attachments(
+    wanted: &[FileId],
+    uploads: &HashMap<String, UploadRecord>,
+    sender: &str,
+    conversation: &str,
+    client_msg_id: &str,
+    taken: &HashSet<String>,
+) -> Result<Vec<Attachment>, NotAttached> {
+    let mut files = Vec::with_capacity(wanted.len());
+    for id in wanted {
+        let upload = uploads
+            .get(id.as_str())
+            .filter(|u| u.owner == sender && u.conversation == conversation)
+            .ok_or_else(|| {
+                NotAttached::Refused(Refusal::new(
+                    ErrorCode::NotFound,
+                    format!("attachments: no file {id} of yours in this conversation"),
+                ))
+            })?;
+        match &upload.sent {
+            Some((_, by)) if by == client_msg_id => return Err(NotAttached::Repeat),
+            Some(_) => {
+                return Err(NotAttached::Refused(Refusal::new(
+                    ErrorCode::InvalidInput,
+                    format!("attachments: file {id} was sent with another message"),
+                )))
+            }
+            None => {}
+        }
+        if taken.contains(id.as_str()) || files.iter().any(|f: &Attachment| f.id == id.as_str()) {
+            return Err(NotAttached::Refused(Refusal::new(
+                ErrorCode::InvalidInput,
+                format!("attachments: file {id} is named twice"),
+            )));
+        }
+        files.push(upload.attachment());
+    }
+    Ok(files)
+}
 
 /// The mentions that appeared and went when changes took `changed` messages from the
 /// mentions they had in `before` to their own.
@@ -112,8 +163,10 @@ pub struct Submission {
 pub enum Action {
     Send {
         client_msg_id: ClientMsgId,
-        body: MessageBody,
+        /// `None`: files only.
+        body: Option<MessageBody>,
         reply_to: Option<u64>,
+        attachments: Vec<FileId>,
     },
     /// A change to the message at `seq` (see [`crate::changes`]).
     Change { seq: u64, request: Request },
@@ -424,6 +477,20 @@ impl Writer {
                 return None;
             }
         };
+        let uploads = match self.uploads_of(&batch).await {
+            Ok(uploads) => uploads,
+            Err(e) => {
+                warn!(error = %e, "cannot read the files a batch sends");
+                for sub in &batch {
+                    self.refuse(sub, Refusal::internal());
+                }
+                return None;
+            }
+        };
+        // Uploads this batch's messages carry, and those of the messages it deletes.
+        let mut sent_uploads: Vec<SentUpload> = Vec::new();
+        let mut taken: HashSet<String> = HashSet::new();
+        let mut deleted_uploads: Vec<String> = Vec::new();
         let mut entries: Vec<Entry> = Vec::with_capacity(batch.len());
         let mut accepted: Vec<(Submission, Outcome)> = Vec::with_capacity(batch.len());
         // Submissions repeating a `client_msg_id` of this batch or of a stored message.
@@ -457,6 +524,7 @@ impl Writer {
                     client_msg_id,
                     body,
                     reply_to,
+                    attachments: wanted,
                 } => {
                     let id = (sub.sender.clone(), client_msg_id.to_string());
                     if in_batch.contains(&id) || self.recent.get(&id.0, &id.1).is_some() {
@@ -473,10 +541,31 @@ impl Writer {
                             }
                         },
                     };
+                    let files = match attachments(
+                        wanted,
+                        &uploads,
+                        &sub.sender,
+                        &key,
+                        client_msg_id.as_str(),
+                        &taken,
+                    ) {
+                        Ok(files) => files,
+                        Err(NotAttached::Repeat) => {
+                            repeats.push(sub);
+                            continue;
+                        }
+                        Err(NotAttached::Refused(refusal)) => {
+                            self.refuse(&sub, refusal);
+                            continue;
+                        }
+                    };
+                    for f in &files {
+                        taken.insert(f.id.clone());
+                        sent_uploads.push(SentUpload::new(&f.id, seq, client_msg_id.as_str()));
+                    }
                     in_batch.insert(id);
-                    let mentions = self
-                        .mentions(&mut members, &key, &sub.sender, body.as_str())
-                        .await;
+                    let body = body.as_ref().map_or("", MessageBody::as_str);
+                    let mentions = self.mentions(&mut members, &key, &sub.sender, body).await;
                     mentioned.extend(mentions.iter().map(|user| MentionKey {
                         user: user.clone(),
                         conversation: key.to_string(),
@@ -487,11 +576,12 @@ impl Writer {
                         seq,
                         n: head.n + 1,
                         sender: sub.sender.clone(),
-                        body: body.as_str().to_owned(),
+                        body: body.to_owned(),
                         client_msg_id: client_msg_id.to_string(),
                         sent_at: now,
                         reply_to: *reply_to,
                         mentions,
+                        attachments: files,
                         ..MessageRecord::default()
                     };
                     given.insert(key, Mark::new(seq, head.n + 1));
@@ -507,8 +597,13 @@ impl Writer {
                         continue;
                     };
                     let before = message.mentions.clone();
+                    let files: Vec<String> =
+                        message.attachments.iter().map(|a| a.id.clone()).collect();
                     let kind = match crate::changes::apply(request, &sub.sender, now, message) {
                         Ok(Some(kind)) => {
+                            if kind == ChangeKind::Delete {
+                                deleted_uploads.extend(files);
+                            }
                             if kind == ChangeKind::Edit {
                                 message.mentions = self
                                     .mentions(&mut members, &key, &message.sender, &message.body)
@@ -570,6 +665,8 @@ impl Writer {
                 changed,
                 mentioned,
                 unmentioned,
+                sent_uploads,
+                deleted_uploads,
             };
             match self.store.commit(&batch).await {
                 Ok(()) => {
@@ -664,6 +761,29 @@ impl Writer {
 
     /// The messages a batch changes or answers, as stored, by conversation and `seq`: one
     /// read per conversation that has any.
+    /// The uploads the batch's sends name, by file id: one read.
+    async fn uploads_of(
+        &self,
+        batch: &[Submission],
+    ) -> Result<HashMap<String, UploadRecord>, StoreError> {
+        let ids: Vec<String> = batch
+            .iter()
+            .filter_map(|sub| match &sub.action {
+                Action::Send { attachments, .. } => Some(attachments),
+                Action::Change { .. } => None,
+            })
+            .flatten()
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        Ok(self
+            .store
+            .uploads(&ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect())
+    }
+
     async fn targets(
         &self,
         batch: &[Submission],

@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::address::Place;
-use crate::domain::{ClientMsgId, Emoji, MessageBody, Username};
+use crate::domain::{ClientMsgId, Emoji, FileId, MessageBody, Username};
 use crate::protocol::{
-    Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
+    Attachment, Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
     NotifyLevel, Position, Preview, Reaction, RoomInfo, SearchHit, Seq, ServerMsg, UserInfo, What,
     DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
 };
@@ -202,9 +202,12 @@ pub struct SeenBy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub client_msg_id: String,
+    /// Empty for files alone.
     pub body: String,
     /// The message it answers.
     pub reply_to: Option<Seq>,
+    /// Its files, uploaded already.
+    pub attachments: Vec<Attachment>,
     pub state: PendingState,
 }
 
@@ -360,6 +363,7 @@ impl Thread {
                 m.body.clear();
                 m.reactions.clear();
                 m.mentions.clear();
+                m.attachments.clear();
             }
             What::Reacted { emoji } if !m.deleted => {
                 match m.reactions.iter_mut().find(|r| &r.emoji == emoji) {
@@ -1129,7 +1133,8 @@ impl Chat {
     /// goes out on the next reconnect.
     pub fn send(
         &mut self,
-        body: MessageBody,
+        body: Option<MessageBody>,
+        attachments: Vec<Attachment>,
         client_msg_id: ClientMsgId,
         reply_to: Option<Seq>,
     ) -> Option<ClientMsg> {
@@ -1138,8 +1143,9 @@ impl Chat {
         self.typing_sent = None;
         let pending = Pending {
             client_msg_id: client_msg_id.into_inner(),
-            body: body.into_inner(),
+            body: body.map(MessageBody::into_inner).unwrap_or_default(),
             reply_to,
+            attachments,
             state: PendingState::Sending,
         };
         let frame = self.live.then(|| send_frame(&id, &pending)).flatten();
@@ -1366,11 +1372,22 @@ impl Chat {
 }
 
 fn send_frame(id: &ConversationId, p: &Pending) -> Option<ClientMsg> {
+    let body = if p.body.is_empty() {
+        None
+    } else {
+        Some(MessageBody::parse(&p.body).ok()?)
+    };
+    let attachments = p
+        .attachments
+        .iter()
+        .map(|a| FileId::parse(&a.id).ok())
+        .collect::<Option<Vec<_>>>()?;
     Some(ClientMsg::Send {
         conversation_id: id.clone(),
         client_msg_id: ClientMsgId::parse(&p.client_msg_id).ok()?,
-        body: MessageBody::parse(&p.body).ok()?,
+        body,
         reply_to: p.reply_to,
+        attachments,
     })
 }
 
@@ -1678,7 +1695,7 @@ mod tests {
         c.open(id("ann/bob"));
         c.apply(history("ann/bob", 1..=3, false));
         let body = MessageBody::parse("hello").unwrap();
-        let frame = c.send(body.clone(), ClientMsgId::parse("x1").unwrap(), None);
+        let frame = c.send(Some(body.clone()), vec![], ClientMsgId::parse("x1").unwrap(), None);
         assert!(matches!(frame, Some(ClientMsg::Send { .. })));
         assert_eq!(c.threads[&id("ann/bob")].pending.len(), 1);
         let mut stored = msg("ann/bob", 4, "ann");
@@ -1691,7 +1708,7 @@ mod tests {
         assert!(t.pending.is_empty());
         assert_eq!(t.last_seq(), Some(4));
 
-        c.send(body, ClientMsgId::parse("x2").unwrap(), None);
+        c.send(Some(body), vec![], ClientMsgId::parse("x2").unwrap(), None);
         c.apply(ServerMsg::Error {
             code: ErrorCode::RateLimited,
             message: "slow down".into(),
@@ -1715,7 +1732,8 @@ mod tests {
         c.apply(history("ann/bob", 1..=3, false));
         c.disconnected();
         let sent = c.send(
-            MessageBody::parse("later").unwrap(),
+            Some(MessageBody::parse("later").unwrap()),
+            vec![],
             ClientMsgId::parse("x9").unwrap(),
             None,
         );
@@ -1905,7 +1923,8 @@ mod tests {
         assert_eq!(c.typing_request(10 + TYPING_EVERY_MS - 1), None);
         assert_eq!(c.typing_request(10 + TYPING_EVERY_MS), Some(said.clone()));
         c.send(
-            MessageBody::parse("hi").unwrap(),
+            Some(MessageBody::parse("hi").unwrap()),
+            vec![],
             ClientMsgId::parse("c1").unwrap(),
             None,
         );

@@ -1345,7 +1345,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                     Some(Compose::Reply { seq, .. }) => Some(seq),
                     _ => None,
                 };
-                ctx.act(move |c| c.send(body, id, reply_to));
+                ctx.act(move |c| c.send(Some(body), vec![], id, reply_to));
             }
         }
         compose.set(None);

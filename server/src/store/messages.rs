@@ -19,7 +19,9 @@ use super::{
         mentions_after, message_id, position_range, to_u64, ChangeRow, ClientMsgRow, Entry,
         LastFieldsRow, MentionKey, MessageRecord, MessageRow, MessageStateRow,
     },
-    taken_table, transaction, StoreError, SurrealChatStore,
+    taken_table, transaction,
+    uploads::SentUpload,
+    StoreError, SurrealChatStore,
 };
 
 /// Widest range of positions one read of a history page covers (the ranges double from
@@ -35,6 +37,10 @@ pub struct Batch {
     pub changed: Vec<MessageRecord>,
     pub mentioned: Vec<MentionKey>,
     pub unmentioned: Vec<MentionKey>,
+    /// Uploads its new messages carry.
+    pub sent_uploads: Vec<SentUpload>,
+    /// Uploads of the messages it deletes (file ids): deleted with them.
+    pub deleted_uploads: Vec<String>,
 }
 
 /// A page of history: its messages, oldest first, and the positions it covers.
@@ -201,10 +207,17 @@ impl SurrealChatStore {
         let unmentioned: Vec<RecordId> = batch.unmentioned.iter().map(MentionKey::id).collect();
         let hints: Vec<MentionedRow> = batch.mentioned.iter().map(MentionedRow::of).collect();
         // Messages alone (the common case) keep the statement the store was measured with.
+        let deleted_uploads: Vec<RecordId> = batch
+            .deleted_uploads
+            .iter()
+            .map(|id| super::uploads::upload_id(id))
+            .collect();
         let sql = if changes.is_empty()
             && states.is_empty()
             && mentioned.is_empty()
             && unmentioned.is_empty()
+            && batch.sent_uploads.is_empty()
+            && deleted_uploads.is_empty()
         {
             "BEGIN;
              INSERT INTO msg $rows RETURN NONE;
@@ -217,9 +230,13 @@ impl SurrealChatStore {
              INSERT INTO change $changes RETURN NONE;
              FOR $s IN $states {
                 UPDATE $s.id SET body = $s.body, edited_at = $s.edited_at,
-                    deleted = $s.deleted, reactions = $s.reactions, mentions = $s.mentions
-                    RETURN NONE;
+                    deleted = $s.deleted, reactions = $s.reactions, mentions = $s.mentions,
+                    attachments = $s.attachments RETURN NONE;
              };
+             FOR $u IN $sent_uploads {
+                UPDATE $u.id SET seq = $u.seq, client_msg_id = $u.client_msg_id RETURN NONE;
+             };
+             DELETE $deleted_uploads RETURN NONE;
              DELETE $unmentioned RETURN NONE;
              INSERT INTO mention $mentioned RETURN NONE;
              FOR $h IN $hints {
@@ -238,6 +255,8 @@ impl SurrealChatStore {
             .bind(("mentioned", mentioned))
             .bind(("unmentioned", unmentioned))
             .bind(("hints", hints))
+            .bind(("sent_uploads", batch.sent_uploads.clone()))
+            .bind(("deleted_uploads", deleted_uploads))
             .await
             .and_then(transaction);
         match res {

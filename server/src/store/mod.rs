@@ -14,6 +14,7 @@
 //! - [`migrations`] — moving old layouts forward, counting boots, repairing after a crash.
 //! - [`recent`] — the recent-conversations lists from memory.
 //! - [`search`] — the message search index, following the messages within a second.
+//! - [`uploads`] — uploaded files: whose, in which conversation, which message carries them.
 //!
 //! Decisions worth knowing:
 //! - Record ids carry the uniqueness rules: `user:<username>`, `conversation:<a>/<b>` for
@@ -38,6 +39,7 @@ mod recent;
 pub mod rows;
 mod schema;
 mod search;
+pub mod uploads;
 pub mod user_terms;
 
 use std::{
@@ -67,6 +69,7 @@ pub use rows::{
 };
 pub use schema::SCHEMA;
 pub use search::INDEX_CHUNK;
+pub use uploads::{SentUpload, UploadRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

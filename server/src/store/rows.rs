@@ -6,7 +6,7 @@ use std::ops::Bound;
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use app::domain::Username;
-use app::protocol::{NotifyLevel, Quote, Reaction};
+use app::protocol::{Attachment, NotifyLevel, Quote, Reaction};
 
 /// Longest preview kept on a conversation for the recent-conversations list.
 pub const PREVIEW_CHARS: usize = 120;
@@ -47,6 +47,8 @@ pub struct MessageRecord {
     pub reactions: Vec<Reaction>,
     /// The members it mentions (see [`app::mention`]), the sender excepted.
     pub mentions: Vec<String>,
+    /// Its files (none once deleted).
+    pub attachments: Vec<Attachment>,
 }
 
 impl MessageRecord {
@@ -65,6 +67,7 @@ impl MessageRecord {
             deleted: self.deleted,
             reactions: self.reactions.clone(),
             mentions: self.mentions.clone(),
+            attachments: self.attachments.clone(),
         }
     }
 
@@ -225,6 +228,48 @@ pub(super) struct MessageRow {
     pub deleted: Option<bool>,
     pub reactions: Option<Vec<ReactionRow>>,
     pub mentions: Option<Vec<String>>,
+    pub attachments: Option<Vec<AttachmentRow>>,
+}
+
+/// A file of a message, as stored in the message's row (what the upload was, so that a
+/// page of history needs no other read).
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct AttachmentRow {
+    pub id: String,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+}
+
+impl AttachmentRow {
+    fn of(a: &Attachment) -> Self {
+        AttachmentRow {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            size: a.size as i64,
+            content_type: a.content_type.clone(),
+            width: a.width.map(i64::from),
+            height: a.height.map(i64::from),
+        }
+    }
+
+    fn attachment(self) -> Attachment {
+        let dim = |d: Option<i64>| d.and_then(|d| u32::try_from(d).ok());
+        Attachment {
+            id: self.id,
+            name: self.name,
+            size: to_u64(self.size),
+            content_type: self.content_type,
+            width: dim(self.width),
+            height: dim(self.height),
+        }
+    }
+}
+
+fn attachment_rows(attachments: &[Attachment]) -> Option<Vec<AttachmentRow>> {
+    (!attachments.is_empty()).then(|| attachments.iter().map(AttachmentRow::of).collect())
 }
 
 /// One emoji on a message and who used it.
@@ -257,6 +302,7 @@ impl MessageRow {
                     .collect()
             }),
             mentions: (!m.mentions.is_empty()).then(|| m.mentions.clone()),
+            attachments: attachment_rows(&m.attachments),
         }
     }
 
@@ -285,6 +331,12 @@ impl MessageRow {
                 })
                 .collect(),
             mentions: self.mentions.unwrap_or_default(),
+            attachments: self
+                .attachments
+                .unwrap_or_default()
+                .into_iter()
+                .map(AttachmentRow::attachment)
+                .collect(),
         })
     }
 }
@@ -352,6 +404,7 @@ pub(super) struct MessageStateRow {
     pub deleted: bool,
     pub reactions: Vec<ReactionRow>,
     pub mentions: Vec<String>,
+    pub attachments: Vec<AttachmentRow>,
 }
 
 impl MessageStateRow {
@@ -364,6 +417,7 @@ impl MessageStateRow {
             deleted: m.deleted,
             reactions: full.reactions.unwrap_or_default(),
             mentions: m.mentions.clone(),
+            attachments: full.attachments.unwrap_or_default(),
         }
     }
 }

@@ -101,6 +101,24 @@ DEFINE INDEX IF NOT EXISTS mentioned_user ON mentioned FIELDS user;
 -- for the same reason as `msg`.
 DEFINE TABLE IF NOT EXISTS client_msg SCHEMALESS;
 
+-- Uploaded files: `upload:<file id>` (`store::uploads`), its blob in the file store by
+-- `hash` (SHA-256, hex) and an image's `thumbnail` blob; `seq` and `client_msg_id` once a
+-- message carries it (set in that message's transaction), deleted with that message.
+DEFINE TABLE IF NOT EXISTS upload SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS owner ON upload TYPE string;
+DEFINE FIELD IF NOT EXISTS conversation ON upload TYPE string;
+DEFINE FIELD IF NOT EXISTS name ON upload TYPE string;
+DEFINE FIELD IF NOT EXISTS size ON upload TYPE int;
+DEFINE FIELD IF NOT EXISTS content_type ON upload TYPE string;
+DEFINE FIELD IF NOT EXISTS hash ON upload TYPE string;
+DEFINE FIELD IF NOT EXISTS thumbnail ON upload TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS width ON upload TYPE option<int>;
+DEFINE FIELD IF NOT EXISTS height ON upload TYPE option<int>;
+DEFINE FIELD IF NOT EXISTS created_at ON upload TYPE int;
+DEFINE FIELD IF NOT EXISTS seq ON upload TYPE option<int>;
+DEFINE FIELD IF NOT EXISTS client_msg_id ON upload TYPE option<string>;
+DEFINE INDEX IF NOT EXISTS upload_owner ON upload FIELDS owner;
+
 -- Message search lives in its own index beside the database (`search_index`);
 -- `search_cursor:<conversation key>.upto` is the last position of a conversation that index
 -- has (`store::search`). SCHEMALESS for the same reason as `msg`.

@@ -445,11 +445,13 @@ impl Handler {
                 client_msg_id,
                 body,
                 reply_to,
+                attachments,
             } => {
                 let action = Action::Send {
                     client_msg_id,
                     body,
                     reply_to,
+                    attachments,
                 };
                 return self.submit(&conversation_id.0, action).await;
             }

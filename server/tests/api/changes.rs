@@ -36,7 +36,8 @@ async fn say(
             ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(id).unwrap(),
-                body: body(text),
+                body: Some(body(text)),
+                attachments: Vec::new(),
                 reply_to,
             },
             |m| match m {
@@ -269,7 +270,8 @@ async fn outsiders_and_bad_changes_are_refused_and_change_nothing() {
         ClientMsg::Send {
             conversation_id: dm.clone(),
             client_msg_id: ClientMsgId::parse("c1").unwrap(),
-            body: body("in"),
+            body: Some(body("in")),
+            attachments: Vec::new(),
             reply_to: Some(1),
         },
     ];
@@ -291,7 +293,8 @@ async fn outsiders_and_bad_changes_are_refused_and_change_nothing() {
         ClientMsg::Send {
             conversation_id: dm.clone(),
             client_msg_id: ClientMsgId::parse("a2").unwrap(),
-            body: body("re"),
+            body: Some(body("re")),
+            attachments: Vec::new(),
             reply_to: Some(7),
         },
     ];

@@ -17,7 +17,8 @@ pub(crate) fn send_msg(conv: &ConversationId, cmid: &str, body: &str) -> ClientM
     ClientMsg::Send {
         conversation_id: conv.clone(),
         client_msg_id: ClientMsgId::parse(cmid).unwrap(),
-        body: MessageBody::parse(body).unwrap(),
+        body: Some(MessageBody::parse(body).unwrap()),
+        attachments: Vec::new(),
         reply_to: None,
     }
 }

@@ -215,7 +215,8 @@ async fn run_case(seed: u64) {
                     .send(&ClientMsg::Send {
                         conversation_id: conv.clone(),
                         client_msg_id: ClientMsgId::parse(&cmid).unwrap(),
-                        body: MessageBody::parse(&format!("{} #{}", p.name, p.sent)).unwrap(),
+                        body: Some(MessageBody::parse(&format!("{} #{}", p.name, p.sent)).unwrap()),
+                        attachments: Vec::new(),
                         reply_to: None,
                     })
                     .await;

@@ -213,7 +213,8 @@ async fn a_socket_cut_off_before_its_first_frame_is_closed() {
                 ClientMsg::Send {
                     conversation_id: dm.clone(),
                     client_msg_id: app::domain::ClientMsgId::parse(&id).unwrap(),
-                    body: app::domain::MessageBody::parse("flood").unwrap(),
+                    body: Some(app::domain::MessageBody::parse("flood").unwrap()),
+                    attachments: Vec::new(),
                     reply_to: None,
                 },
                 |m| {

@@ -1,0 +1,386 @@
+//! The file store: uploaded files' bytes on disk, named by the SHA-256 of their content
+//! (`<data dir>/files/blobs/<2 hex>/<64 hex>`; the same bytes twice are stored once), and
+//! what is known of each upload in the database ([`crate::store::uploads`]).
+//!
+//! An upload is written to `files/tmp` under a random name while it arrives (hashed as it
+//! goes, cut off past the size cap), synced, and only then renamed to its blob's name; its
+//! database record comes last. So a crash at any point leaves at most a temporary file or
+//! a blob no record names, never a record naming half a file; the sweep removes both. An
+//! image is inspected on a blocking thread ([`picture`]): a bomb is refused from its
+//! header, its location metadata is removed from what is stored, a thumbnail is made.
+//!
+//! The sweep (at start and every [`SWEEP_EVERY`]) forgets uploads never sent within
+//! [`UNSENT_TTL`], then deletes the blobs no upload names that are older than
+//! [`SWEEP_GRACE`] (an upload in flight has placed its blob but not yet its record), and
+//! temporary files as old.
+//!
+//! [`http`] holds the endpoints: upload, download, thumbnail.
+
+pub mod http;
+pub mod picture;
+
+use sha2::{Digest, Sha256};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+use tokio::io::AsyncWriteExt;
+use tracing::{info, warn};
+
+use crate::store::{StoreError, SurrealChatStore, UploadRecord};
+
+/// How often unsent uploads and unnamed blobs are looked for.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+/// How long a file uploaded and never sent is kept.
+pub const UNSENT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How old an unnamed blob or a temporary file must be before the sweep removes it.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(3600);
+/// Images inspected at once (each may take a few hundred MB while decoded).
+const DECODES_AT_ONCE: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("no such file")]
+    NotFound,
+    #[error("the file is larger than {} MB", .max / 1_000_000)]
+    TooLarge { max: u64 },
+    #[error("the file would take your stored files over {} MB", .quota / 1_000_000)]
+    QuotaExceeded { quota: u64 },
+    #[error(transparent)]
+    Picture(#[from] picture::PictureError),
+    #[error(transparent)]
+    Invalid(#[from] app::domain::Invalid),
+    #[error("internal error")]
+    Io(#[from] std::io::Error),
+    #[error("internal error")]
+    Store(#[from] StoreError),
+}
+
+/// Where files go, and the limits on them; cheap to clone.
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    /// With memory storage, the files live in a temporary directory removed on exit.
+    _scratch: Option<tempfile::TempDir>,
+    store: SurrealChatStore,
+    max_bytes: u64,
+    quota: u64,
+    /// Held while an upload checks the owner's quota and records itself, so that two
+    /// uploads at once cannot both fit in the last free megabytes.
+    quota_check: tokio::sync::Mutex<()>,
+    decodes: tokio::sync::Semaphore,
+}
+
+/// A file received whole and synced, under a temporary name.
+pub struct Received {
+    path: PathBuf,
+    pub size: u64,
+    pub hash: String,
+    /// Its first bytes, to tell its type by.
+    pub head: Vec<u8>,
+}
+
+impl FileStore {
+    /// Files under `dir` (`None`: a temporary directory, for memory storage). Temporary
+    /// files a crash left are removed.
+    pub fn open(
+        dir: Option<&Path>,
+        store: SurrealChatStore,
+        max_bytes: u64,
+        quota: u64,
+    ) -> std::io::Result<Self> {
+        let scratch = match dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir()?),
+        };
+        let root = match (&scratch, dir) {
+            (Some(t), _) => t.path().to_owned(),
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => unreachable!("one of the two is set above"),
+        };
+        let (blobs, tmp) = (root.join("blobs"), root.join("tmp"));
+        std::fs::create_dir_all(&blobs)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                blobs,
+                tmp,
+                _scratch: scratch,
+                store,
+                max_bytes,
+                quota,
+                quota_check: tokio::sync::Mutex::new(()),
+                decodes: tokio::sync::Semaphore::new(DECODES_AT_ONCE),
+            }),
+        })
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.max_bytes
+    }
+
+    pub fn store(&self) -> &SurrealChatStore {
+        &self.inner.store
+    }
+
+    fn blob_path(&self, hash: &str) -> PathBuf {
+        self.inner.blobs.join(&hash[..2]).join(hash)
+    }
+
+    /// The blob's path, if the name is a hash this store could have made.
+    pub fn existing_blob(&self, hash: &str) -> Option<PathBuf> {
+        (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| self.blob_path(hash))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.inner
+            .tmp
+            .join(format!("{}.part", crate::auth::random_hex(16)))
+    }
+
+    /// Writes `chunks` to a temporary file, hashing as it goes; refused past the size cap
+    /// (and the partial file removed).
+    pub async fn receive<S, E>(&self, mut chunks: S) -> Result<Received, FileError>
+    where
+        S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use futures::StreamExt;
+        let path = self.temp_path();
+        let result = async {
+            let mut file = tokio::fs::File::create(&path).await?;
+            let mut hasher = Sha256::new();
+            let (mut size, mut head) = (0u64, Vec::new());
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| std::io::Error::other(e.into()))?;
+                size += chunk.len() as u64;
+                if size > self.inner.max_bytes {
+                    return Err(FileError::TooLarge {
+                        max: self.inner.max_bytes,
+                    });
+                }
+                if head.len() < 64 {
+                    head.extend_from_slice(&chunk[..chunk.len().min(64 - head.len())]);
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            Ok(Received {
+                path: path.clone(),
+                size,
+                hash: hex(&hasher.finalize()),
+                head,
+            })
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        result
+    }
+
+    /// Stores a received file and what is made of it, and records the upload: the file's
+    /// bytes (an image's without its metadata), its thumbnail, then the record, once the
+    /// owner's quota allows it.
+    pub async fn keep(
+        &self,
+        received: Received,
+        owner: &str,
+        conversation: &str,
+        name: &str,
+        guessed_type: &str,
+        now_ms: i64,
+    ) -> Result<UploadRecord, FileError> {
+        let outcome = self
+            .keep_inner(&received, owner, conversation, name, guessed_type, now_ms)
+            .await;
+        // Moved into place, or refused: either way the temporary file goes.
+        let _ = tokio::fs::remove_file(&received.path).await;
+        outcome
+    }
+
+    async fn keep_inner(
+        &self,
+        received: &Received,
+        owner: &str,
+        conversation: &str,
+        name: &str,
+        guessed_type: &str,
+        now_ms: i64,
+    ) -> Result<UploadRecord, FileError> {
+        let (mut hash, mut size) = (received.hash.clone(), received.size);
+        let mut upload = UploadRecord {
+            id: crate::auth::random_hex(16),
+            owner: owner.to_owned(),
+            conversation: conversation.to_owned(),
+            name: name.to_owned(),
+            size,
+            content_type: guessed_type.to_owned(),
+            hash: String::new(),
+            thumbnail: None,
+            width: None,
+            height: None,
+            created_at: now_ms,
+            sent: None,
+        };
+        if picture::sniff(&received.head).is_some() {
+            let permit = self
+                .inner
+                .decodes
+                .acquire()
+                .await
+                .map_err(|_| std::io::Error::other("closed"))?;
+            let bytes = tokio::fs::read(&received.path).await?;
+            let inspected = tokio::task::spawn_blocking(move || picture::inspect(&bytes))
+                .await
+                .map_err(std::io::Error::other)??;
+            drop(permit);
+            if let Some(p) = inspected {
+                if let Some(stored) = &p.stored {
+                    hash = hex(&Sha256::digest(stored));
+                    size = stored.len() as u64;
+                    self.place_bytes(&hash, stored).await?;
+                }
+                let thumb = hex(&Sha256::digest(&p.thumbnail));
+                self.place_bytes(&thumb, &p.thumbnail).await?;
+                upload.thumbnail = Some(thumb);
+                upload.content_type = p.content_type.to_owned();
+                upload.width = Some(p.width);
+                upload.height = Some(p.height);
+                upload.size = size;
+            }
+        }
+        if hash == received.hash {
+            self.place(&received.path, &hash).await?;
+        }
+        upload.hash = hash;
+        let _one_at_a_time = self.inner.quota_check.lock().await;
+        let used = self.inner.store.uploaded_bytes(owner).await?;
+        if used + upload.size > self.inner.quota {
+            return Err(FileError::QuotaExceeded {
+                quota: self.inner.quota,
+            });
+        }
+        self.inner.store.add_upload(&upload).await?;
+        Ok(upload)
+    }
+
+    /// Moves a synced temporary file to its blob's name (or, when that blob exists, marks
+    /// the blob fresh so that the sweep leaves it to the record about to name it).
+    async fn place(&self, temp: &Path, hash: &str) -> std::io::Result<()> {
+        let target = self.blob_path(hash);
+        let dir = target.parent().map(Path::to_owned).unwrap_or_default();
+        tokio::fs::create_dir_all(&dir).await?;
+        if tokio::fs::try_exists(&target).await? {
+            let target = target.clone();
+            return tokio::task::spawn_blocking(move || {
+                std::fs::File::options()
+                    .append(true)
+                    .open(&target)?
+                    .set_modified(SystemTime::now())
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+        }
+        tokio::fs::rename(temp, &target).await?;
+        // The rename itself is durable once the directory is synced.
+        tokio::fs::File::open(&dir).await?.sync_all().await
+    }
+
+    /// Stores bytes made here (a thumbnail, an image without its metadata) as a blob.
+    async fn place_bytes(&self, hash: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let temp = self.temp_path();
+        let written = async {
+            let mut file = tokio::fs::File::create(&temp).await?;
+            file.write_all(bytes).await?;
+            file.sync_all().await?;
+            self.place(&temp, hash).await
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&temp).await;
+        written
+    }
+
+    /// Forgets uploads never sent within [`UNSENT_TTL`] of `now_ms`, then removes the blobs
+    /// no upload names and the temporary files, both older than [`SWEEP_GRACE`]. Returns
+    /// how many files were removed.
+    pub async fn sweep(&self, now_ms: i64) -> Result<usize, FileError> {
+        let forgotten = self
+            .inner
+            .store
+            .forget_unsent_uploads(now_ms - UNSENT_TTL.as_millis() as i64)
+            .await?;
+        let named = self.inner.store.upload_blobs().await?;
+        let (blobs, tmp) = (self.inner.blobs.clone(), self.inner.tmp.clone());
+        let cutoff = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64)
+            - SWEEP_GRACE;
+        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+            let old = |p: &Path| {
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff)
+            };
+            let mut removed = 0;
+            for shard in std::fs::read_dir(&blobs)? {
+                for blob in std::fs::read_dir(shard?.path())? {
+                    let path = blob?.path();
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    if !named.contains(name) && old(&path) {
+                        std::fs::remove_file(&path)?;
+                        removed += 1;
+                    }
+                }
+            }
+            for file in std::fs::read_dir(&tmp)? {
+                let path = file?.path();
+                if old(&path) {
+                    std::fs::remove_file(&path)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if forgotten + removed > 0 {
+            info!(
+                forgotten_uploads = forgotten,
+                removed_files = removed,
+                "file sweep"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`Self::sweep`] now and every [`SWEEP_EVERY`] until `stop`.
+    pub async fn sweep_until(self, stop: tokio_util::sync::CancellationToken) {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if let Err(e) = self.sweep(crate::now_ms()).await {
+                        warn!(error = %e, cause = ?std::error::Error::source(&e), "file sweep failed");
+                    }
+                }
+                () = stop.cancelled() => break,
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
