@@ -509,6 +509,8 @@ mod tests {
                 "CHAT_PASSWORD_HASHES_AT_ONCE",
                 "CHAT_ROOMS_PER_HOUR",
                 "CHAT_ROOMS_OWNED",
+                "CHAT_FILE_MAX_MB",
+                "CHAT_FILE_QUOTA_MB",
                 "CHAT_LOG"
             ]
         );

@@ -1054,7 +1054,8 @@ mod tests {
             conn_id: 1,
             action: Action::Send {
                 client_msg_id: ClientMsgId::parse(id).unwrap(),
-                body: MessageBody::parse(body).unwrap(),
+                body: Some(MessageBody::parse(body).unwrap()),
+                attachments: Vec::new(),
                 reply_to: None,
             },
         }

@@ -279,8 +279,17 @@ mod tests {
         png.extend_from_slice(&30_000u32.to_be_bytes());
         png.extend_from_slice(&30_000u32.to_be_bytes());
         png.extend_from_slice(&[8, 2, 0, 0, 0]);
-        let crc = crc(&png[12..]);
-        png.extend_from_slice(&crc.to_be_bytes());
+        let header_crc = crc(&png[12..]);
+        png.extend_from_slice(&header_crc.to_be_bytes());
+        // The start of its pixels (an empty zlib stream), and the end.
+        for (kind, data) in [(&b"IDAT"[..], &b"\x78\x9c\x03\x00\x00\x00\x00\x01"[..]), (b"IEND", b"")] {
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = png.len();
+            png.extend_from_slice(kind);
+            png.extend_from_slice(data);
+            let chunk_crc = crc(&png[start..]);
+            png.extend_from_slice(&chunk_crc.to_be_bytes());
+        }
         assert_eq!(
             inspect(&png).unwrap_err(),
             PictureError::TooLarge {

@@ -509,10 +509,24 @@ pub async fn request_from(
     addr: SocketAddr,
     request: String,
 ) -> HttpResponse {
+    let (status, headers, body) = exchange(from, addr, request.as_bytes()).await;
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("UTF-8 response"),
+    }
+}
+
+/// A raw HTTP/1.1 exchange: the status, the header block, the body (de-chunked).
+pub async fn exchange(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    request: &[u8],
+) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = connect_from(from, addr).await.expect("connect");
-        stream.write_all(request.as_bytes()).await.expect("write");
+        stream.write_all(request).await.expect("write");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read");
         raw
@@ -520,8 +534,12 @@ pub async fn request_from(
     let raw = tokio::time::timeout(TIMEOUT, exchange)
         .await
         .expect("response in time");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("header/body separator");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header/body separator");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("UTF-8 headers");
+    let body = &raw[split + 4..];
     let status = head
         .split(' ')
         .nth(1)
@@ -533,23 +551,89 @@ pub async fn request_from(
     {
         dechunk(body)
     } else {
-        body.to_owned()
+        body.to_vec()
     };
-    HttpResponse {
+    (status, head, body)
+}
+
+/// A response with its body as bytes (a downloaded file).
+pub struct Download {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Download {
+    /// The value of header `name` (any case), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_value(&self.headers, name)
+    }
+}
+
+pub fn header_value(headers: &str, name: &str) -> Option<String> {
+    headers
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// `GET path` with the session cookie (if any) and extra header lines; the body as bytes.
+pub async fn download(addr: SocketAddr, path: &str, token: Option<&str>, extra: &str) -> Download {
+    let cookie = token.map_or(String::new(), |t| format!("Cookie: chat_session={t}\r\n"));
+    let (status, headers, body) = exchange(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}{extra}\r\n")
+            .as_bytes(),
+    )
+    .await;
+    Download {
         status,
-        headers: head.to_owned(),
+        headers,
         body,
     }
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
+/// Uploads `bytes` as the file `name` for a message in `conversation`.
+pub async fn upload(
+    addr: SocketAddr,
+    token: Option<&str>,
+    conversation: &str,
+    name: &str,
+    bytes: &[u8],
+) -> HttpResponse {
+    let cookie = token.map_or(String::new(), |t| format!("Cookie: chat_session={t}\r\n"));
+    let query = format!(
+        "conversation_id={}&name={}",
+        percent_encoding::utf8_percent_encode(conversation, percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut request = format!(
+        "POST /api/files?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(bytes);
+    let (status, headers, body) =
+        exchange(std::net::Ipv4Addr::LOCALHOST.into(), addr, &request).await;
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("UTF-8 response"),
+    }
+}
+
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = s.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&s[..end]).expect("chunk size");
         let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
         if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
+        let rest = &s[end + 2..];
+        out.extend_from_slice(&rest[..n]);
         s = &rest[n + 2..];
     }
     out

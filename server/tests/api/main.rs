@@ -3,6 +3,7 @@
 mod auth;
 mod changes;
 mod chat;
+mod files;
 mod helpers;
 mod hostile;
 mod http;
