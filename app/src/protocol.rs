@@ -451,6 +451,30 @@ fn file_url(id: &str) -> String {
     format!("{FILES_PATH}/{id}")
 }
 
+impl Message {
+    /// How the conversation list shows it: its text's first line, shortened to `max`
+    /// characters; for files alone, "📎" and the first file's name (and how many more).
+    pub fn preview(&self, max: usize) -> String {
+        preview_of(&self.body, &self.attachments, max)
+    }
+}
+
+/// See [`Message::preview`]; also what the server keeps as a conversation's last text.
+pub fn preview_of(body: &str, attachments: &[Attachment], max: usize) -> String {
+    let text = crate::domain::preview(body, max);
+    match attachments {
+        [first, rest @ ..] if text.is_empty() => {
+            let more = if rest.is_empty() {
+                String::new()
+            } else {
+                format!(" +{}", rest.len())
+            };
+            crate::domain::preview(&format!("📎 {}{more}", first.name), max)
+        }
+        _ => text,
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -802,6 +826,50 @@ mod tests {
                 other => panic!("frame {frame} decoded to {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_send_needs_text_or_files_and_takes_only_so_many_files() {
+        let send = |extra: &str| {
+            format!(r#"{{"type":"send","conversation_id":"a/b","client_msg_id":"c1"{extra}}}"#)
+        };
+        let code = |frame: String| ClientMsg::decode(&frame).err().map(|e| e.code);
+        assert_eq!(
+            code(send("")),
+            Some(ErrorCode::InvalidInput),
+            "nothing to send"
+        );
+        assert_eq!(code(send(r#","body":"hi""#)), None);
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(code(send(&format!(r#","attachments":["{id}"]"#))), None);
+        assert_eq!(
+            code(send(r#","attachments":["../../etc/passwd"]"#)),
+            Some(ErrorCode::InvalidInput)
+        );
+        let many = vec![format!("\"{id}\""); MAX_ATTACHMENTS + 1].join(",");
+        assert_eq!(
+            code(send(&format!(r#","attachments":[{many}]"#))),
+            Some(ErrorCode::InvalidInput)
+        );
+    }
+
+    #[test]
+    fn files_alone_are_previewed_by_their_name() {
+        let file = |name: &str| Attachment {
+            id: "0".repeat(32),
+            name: name.into(),
+            size: 1,
+            content_type: "image/png".into(),
+            width: Some(1),
+            height: Some(1),
+        };
+        assert_eq!(preview_of("hello\nthere", &[file("a.png")], 50), "hello");
+        assert_eq!(preview_of("", &[file("a.png")], 50), "📎 a.png");
+        assert_eq!(
+            preview_of("", &[file("a.png"), file("b.pdf")], 50),
+            "📎 a.png +1"
+        );
+        assert_eq!(preview_of("", &[], 50), "");
     }
 
     #[test]

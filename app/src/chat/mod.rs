@@ -3,11 +3,13 @@
 //! - [`state`] — [`Chat`]: conversations, messages, echoes, unread counts, changed by frames.
 //! - [`address`] — the path of each conversation (`/c/<conversation>`).
 //! - [`time`] — relative times, day separators.
+//! - [`uploads`] — the files picked for the next message and how their uploads go.
 //! - [`avatar`] — initials and a stable colour for a user or room.
 
 pub mod address;
 pub mod state;
 pub mod time;
+pub mod uploads;
 
 pub use state::{search_request, Alert, Chat, Found, Pending, PendingState, SearchRequest, Thread};
 

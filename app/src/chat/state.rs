@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::address::Place;
 use crate::domain::{ClientMsgId, Emoji, FileId, MessageBody, Username};
 use crate::protocol::{
-    Attachment, Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary, ErrorCode, Message,
-    NotifyLevel, Position, Preview, Reaction, RoomInfo, SearchHit, Seq, ServerMsg, UserInfo, What,
-    DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS, TYPING_SHOWN_MS,
+    Attachment, Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary,
+    ErrorCode, Message, NotifyLevel, Position, Preview, Reaction, RoomInfo, SearchHit, Seq,
+    ServerMsg, UserInfo, What, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, TYPING_EVERY_MS,
+    TYPING_SHOWN_MS,
 };
 use crate::search::QueryError;
 
@@ -623,7 +624,10 @@ impl Chat {
                 let seen = self.is_reading(&id);
                 let level = self.summary(&id).map(|c| c.notify).unwrap_or_default();
                 let alert_body = (from_someone_else && level.notifies(self.mentions_me(&message)))
-                    .then(|| message.body.clone());
+                    .then(|| {
+                        let text = crate::markdown::plain_text(&message.body);
+                        crate::protocol::preview_of(&text, &message.attachments, PREVIEW_CHARS)
+                    });
                 let sender = message.sender.clone();
                 let known = self.receive_known(message, &mut out);
                 if !known && !self.listing {
@@ -640,10 +644,7 @@ impl Chat {
                         conversation_id: id,
                         sender: self.name_of(&sender).to_owned(),
                         room,
-                        body: crate::domain::preview(
-                            &crate::markdown::plain_text(&body),
-                            PREVIEW_CHARS,
-                        ),
+                        body,
                     });
                 }
             }
@@ -1196,9 +1197,7 @@ impl Chat {
             }
             c.last_message = Some(Preview {
                 sender: message.sender.clone(),
-                text: MessageBody::parse(&message.body)
-                    .map(|b| b.preview(PREVIEW_CHARS))
-                    .unwrap_or_else(|_| message.body.clone()),
+                text: message.preview(PREVIEW_CHARS),
                 sent_at_ms: message.sent_at_ms,
             });
             c.last_activity_ms = c.last_activity_ms.max(message.sent_at_ms);
@@ -1251,11 +1250,10 @@ impl Chat {
                 });
             }
             // The sidebar shows the newest message as it is now.
-            let newest = t.newest().filter(|m| m.seq == change.target).map(|m| {
-                MessageBody::parse(&m.body)
-                    .map(|b| b.preview(PREVIEW_CHARS))
-                    .unwrap_or_default()
-            });
+            let newest = t
+                .newest()
+                .filter(|m| m.seq == change.target)
+                .map(|m| m.preview(PREVIEW_CHARS));
             if let (Some(text), Some(c)) = (newest, self.summary_mut(&id)) {
                 if let Some(p) = c.last_message.as_mut() {
                     p.text = text;
@@ -1695,7 +1693,12 @@ mod tests {
         c.open(id("ann/bob"));
         c.apply(history("ann/bob", 1..=3, false));
         let body = MessageBody::parse("hello").unwrap();
-        let frame = c.send(Some(body.clone()), vec![], ClientMsgId::parse("x1").unwrap(), None);
+        let frame = c.send(
+            Some(body.clone()),
+            vec![],
+            ClientMsgId::parse("x1").unwrap(),
+            None,
+        );
         assert!(matches!(frame, Some(ClientMsg::Send { .. })));
         assert_eq!(c.threads[&id("ann/bob")].pending.len(), 1);
         let mut stored = msg("ann/bob", 4, "ann");

@@ -9,12 +9,15 @@ use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast, web_sys};
 
 use crate::chat::address::{path_of, Place};
 use crate::chat::{time, Chat, PendingState};
+use crate::components::files::{
+    AttachButton, DropZone, FilesCtx, ImageViewer, MessageFiles, UploadTray,
+};
 use crate::components::{copy_to_clipboard, formatted::formatted, Avatar, ChatCtx};
 use crate::domain::{ClientMsgId, Emoji, Invalid, MessageBody};
 use crate::i18n::{t, t_string, use_i18n, Locale};
 use crate::lang::{error_text, invalid_text, seen_label, typing_line};
 use crate::markdown::plain_text;
-use crate::protocol::{ConversationId, ConversationKind, NotifyLevel};
+use crate::protocol::{Attachment, ConversationId, ConversationKind, NotifyLevel};
 
 /// Within this many pixels of the bottom, the log counts as "at the latest message" and
 /// follows new ones.
@@ -52,10 +55,12 @@ enum Row {
         /// Whom it mentions, and whether the user is among them.
         mentions: Vec<String>,
         mentions_me: bool,
+        files: Vec<Attachment>,
     },
     Pending {
         client_msg_id: String,
         body: String,
+        files: Vec<Attachment>,
         failed: Option<String>,
     },
     /// Under one's own newest message: "Seen" or "Seen by N", with who.
@@ -89,6 +94,7 @@ impl Row {
                 reply,
                 reactions,
                 mentions,
+                files,
                 ..
             } => {
                 // Anything shown changes the key, so the row is drawn again.
@@ -98,10 +104,11 @@ impl Row {
                     .collect();
                 let quote = reply.as_ref().map(|q| format!("{}{}", q.1, q.2));
                 format!(
-                    "m:{seq}:{compact}:{highlight}:{deleted}:{}:{}:{quote:?}:{}:{body}",
+                    "m:{seq}:{compact}:{highlight}:{deleted}:{}:{}:{quote:?}:{}:{}:{body}",
                     body.len(),
                     chips.join(","),
-                    mentions.join(",")
+                    mentions.join(","),
+                    files.len()
                 )
             }
             Row::Pending {
@@ -215,6 +222,7 @@ fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
                 .collect(),
             mentions: m.mentions.clone(),
             mentions_me: c.mentions_me(m),
+            files: m.attachments.clone(),
         });
         prev = Some((&m.sender, at));
     }
@@ -222,6 +230,7 @@ fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
         out.push(Row::Pending {
             client_msg_id: p.client_msg_id.clone(),
             body: p.body.clone(),
+            files: p.attachments.clone(),
             failed: match &p.state {
                 PendingState::Sending => None,
                 PendingState::Failed(code) => Some(error_text(locale, *code)),
@@ -333,6 +342,7 @@ fn Conversation(id: ConversationId) -> impl IntoView {
     };
     provide_context(ComposeCtx(RwSignal::new(None)));
     provide_context(RefocusCtx(StoredValue::new(None)));
+    FilesCtx::provide(id.clone());
     let leave = {
         let id = id.clone();
         move |_| {
@@ -370,6 +380,8 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             <p class="pane-banner">{t!(i18n, conversation.not_connected)}</p>
         </Show>
         <Composer title=Signal::derive(title) />
+        <DropZone title=Signal::derive(title) />
+        <ImageViewer />
     }
 }
 
@@ -1087,6 +1099,7 @@ fn RowView(row: Row) -> impl IntoView {
             reactions,
             mentions,
             mentions_me,
+            files,
         } => {
             let quote_text = crate::domain::preview(&plain_text(&body), 100);
             let me = ctx.chat.with_untracked(|c| c.me.username.clone());
@@ -1169,6 +1182,8 @@ fn RowView(row: Row) -> impl IntoView {
                                 </div>
                             }
                                 .into_any()
+                        } else if body.is_empty() {
+                            ().into_any()
                         } else {
                             view! {
                                 <div class="bubble" title=clock>
@@ -1177,6 +1192,8 @@ fn RowView(row: Row) -> impl IntoView {
                             }
                                 .into_any()
                         }}
+                        {(!files.is_empty())
+                            .then(|| view! { <div class="msg-files"><MessageFiles files /></div> })}
                         {(!reactions.is_empty())
                             .then(|| view! { <Reactions seq chips=reactions /> })}
                     </div>
@@ -1187,6 +1204,7 @@ fn RowView(row: Row) -> impl IntoView {
         Row::Pending {
             client_msg_id,
             body,
+            files,
             failed,
         } => {
             let is_failed = failed.is_some();
@@ -1195,7 +1213,10 @@ fn RowView(row: Row) -> impl IntoView {
                 <li class="msg mine" class:failed=is_failed data-state=state>
                     <span class="msg-gutter"></span>
                     <div class="msg-main">
-                        <div class="bubble">{formatted(&body, &[], "", None)}</div>
+                        {(!body.is_empty())
+                            .then(|| view! { <div class="bubble">{formatted(&body, &[], "", None)}</div> })}
+                        {(!files.is_empty())
+                            .then(|| view! { <div class="msg-files"><MessageFiles files /></div> })}
                         {match failed {
                             None => {
                                 view! { <p class="msg-status">{t!(i18n, conversation.sending)}</p> }
@@ -1243,7 +1264,25 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             MessageBody::parse(d).err()
         })
     });
-    let sendable = move || draft.with(|d| !d.trim().is_empty()) && problem.get().is_none();
+    let files = FilesCtx::get();
+    let editing = move || matches!(compose.get(), Some(Compose::Edit { .. }));
+    let has_text = move || draft.with(|d| !d.trim().is_empty());
+    // A new message needs text or files, and every file picked uploaded (one still on its
+    // way: the message goes when it is up, see `queued`).
+    let sendable = move || {
+        if problem.get().is_some() {
+            return false;
+        }
+        if editing() {
+            return has_text();
+        }
+        files.uploads.with(|u| {
+            u.busy()
+                || u.ready()
+                    .is_some_and(|ready| has_text() || !ready.is_empty())
+        })
+    };
+    let queued = RwSignal::new(false);
     let textarea = NodeRef::<html::Textarea>::new();
     // Chosen in a dialog: this box takes the focus once its conversation is the open one
     // (the box of the conversation open before leaves it to the new one).
@@ -1332,12 +1371,29 @@ fn Composer(title: Signal<String>) -> impl IntoView {
     });
 
     let send = move || {
-        let Ok(body) = MessageBody::parse(&draft.get_untracked()) else {
-            return;
+        let text = draft.get_untracked();
+        let body = if text.trim().is_empty() {
+            None
+        } else {
+            match MessageBody::parse(&text) {
+                Ok(body) => Some(body),
+                Err(_) => return,
+            }
         };
-        match compose.get_untracked() {
-            Some(Compose::Edit { seq }) => ctx.act(move |c| c.edit(seq, body)),
-            mode => {
+        match (compose.get_untracked(), body) {
+            (Some(Compose::Edit { seq }), Some(body)) => ctx.act(move |c| c.edit(seq, body)),
+            (Some(Compose::Edit { .. }), None) => return,
+            (mode, body) => {
+                if files.uploads.with_untracked(|u| u.busy()) {
+                    queued.set(true);
+                    return;
+                }
+                let Some(attachments) = files.uploads.with_untracked(|u| u.ready()) else {
+                    return;
+                };
+                if body.is_none() && attachments.is_empty() {
+                    return;
+                }
                 let Ok(id) = ClientMsgId::parse(&new_client_msg_id()) else {
                     return;
                 };
@@ -1345,9 +1401,11 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                     Some(Compose::Reply { seq, .. }) => Some(seq),
                     _ => None,
                 };
-                ctx.act(move |c| c.send(Some(body), vec![], id, reply_to));
+                ctx.act(move |c| c.send(body, attachments, id, reply_to));
+                files.sent();
             }
         }
+        queued.set(false);
         compose.set(None);
         draft.set(String::new());
         if let Some(t) = textarea.get_untracked() {
@@ -1355,6 +1413,18 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             let _ = t.focus();
         }
     };
+
+    // Sent while files were uploading: goes once they are up (not if one failed).
+    Effect::new(move |_| {
+        let (busy, ready) = files.uploads.with(|u| (u.busy(), u.ready().is_some()));
+        if queued.get() && !busy {
+            if ready {
+                send();
+            } else {
+                queued.set(false);
+            }
+        }
+    });
 
     view! {
         <form
@@ -1440,6 +1510,11 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                         }
                     })
             }}
+            <UploadTray />
+            <Show when=move || queued.get()>
+                <p class="muted composer-note" role="status">{t!(i18n, files.waiting)}</p>
+            </Show>
+            <AttachButton />
             <textarea
                 node_ref=textarea
                 aria-label=move || t_string!(i18n, composer.label)
@@ -1465,6 +1540,14 @@ fn Composer(title: Signal<String>) -> impl IntoView {
                     ctx.act(move |c| c.typing_request(now));
                 }
                 on:click=move |_| read_caret()
+                on:paste=move |ev: ev::ClipboardEvent| {
+                    #[cfg(feature = "hydrate")]
+                    if crate::components::files::paste(files, &ev) {
+                        ev.prevent_default();
+                    }
+                    #[cfg(not(feature = "hydrate"))]
+                    let _ = ev;
+                }
                 on:keyup=move |ev: ev::KeyboardEvent| {
                     if matches!(ev.key().as_str(), "ArrowLeft" | "ArrowRight" | "Home" | "End") {
                         read_caret();
@@ -1522,7 +1605,7 @@ fn Composer(title: Signal<String>) -> impl IntoView {
             ></textarea>
             <button type="submit" disabled=move || !sendable()>
                 {move || {
-                    if matches!(compose.get(), Some(Compose::Edit { .. })) {
+                    if editing() {
                         t_string!(i18n, composer.save)
                     } else {
                         t_string!(i18n, composer.send)

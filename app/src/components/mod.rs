@@ -5,6 +5,7 @@ mod avatar;
 mod chat_view;
 mod conversation;
 mod dialogs;
+mod files;
 mod formatted;
 mod language;
 mod search;

@@ -74,7 +74,11 @@ pub async fn upload(
 ) -> Result<Response, FileError> {
     let name = FileName::parse(&query.name)?;
     let me = session.username.as_str();
-    match files.store().require_member(&query.conversation_id, me).await {
+    match files
+        .store()
+        .require_member(&query.conversation_id, me)
+        .await
+    {
         Ok(_) => {}
         Err(StoreError::NoSuchConversation | StoreError::NotMember) => {
             return Err(FileError::NotFound)
@@ -195,7 +199,9 @@ async fn serve(
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mime: mime::Mime = mime.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
-        let Ok(served) = ServeFile::new_with_mime(&path, &mime).oneshot(request).await;
+        let Ok(served) = ServeFile::new_with_mime(&path, &mime)
+            .oneshot(request)
+            .await;
         if served.status() == StatusCode::NOT_FOUND {
             // The record names a blob that is gone: a crash before the sweep's time, or
             // a disk someone cleaned by hand.
@@ -218,7 +224,10 @@ async fn serve(
         HeaderValue::from_str(&disposition(inline, &attachment))
             .map_err(|_| FileError::NotFound)?,
     );
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(FILE_CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
     headers.insert(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
@@ -250,10 +259,8 @@ fn disposition(inline: bool, attachment: &Attachment) -> String {
             }
         })
         .collect();
-    let exact = percent_encoding::utf8_percent_encode(
-        &attachment.name,
-        percent_encoding::NON_ALPHANUMERIC,
-    );
+    let exact =
+        percent_encoding::utf8_percent_encode(&attachment.name, percent_encoding::NON_ALPHANUMERIC);
     format!("{kind}; filename=\"{plain}\"; filename*=UTF-8''{exact}")
 }
 

@@ -321,8 +321,8 @@ impl FileStore {
             .await?;
         let named = self.inner.store.upload_blobs().await?;
         let (blobs, tmp) = (self.inner.blobs.clone(), self.inner.tmp.clone());
-        let cutoff = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64)
-            - SWEEP_GRACE;
+        let cutoff =
+            SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64) - SWEEP_GRACE;
         let removed = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
             let old = |p: &Path| {
                 std::fs::metadata(p)

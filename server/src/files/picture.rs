@@ -42,7 +42,9 @@ pub struct Picture {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PictureError {
-    #[error("the image is {width}×{height} pixels; at most {MAX_SIDE} a side and {MAX_PIXELS} in all")]
+    #[error(
+        "the image is {width}×{height} pixels; at most {MAX_SIDE} a side and {MAX_PIXELS} in all"
+    )]
     TooLarge { width: u32, height: u32 },
 }
 
@@ -82,12 +84,12 @@ pub fn inspect(bytes: &[u8]) -> Result<Option<Picture>, PictureError> {
         return Ok(None);
     };
     // The header alone: nothing is decoded yet.
-    let Ok((width, height)) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions()
+    let Ok((width, height)) =
+        ImageReader::with_format(Cursor::new(bytes), format).into_dimensions()
     else {
         return Ok(None);
     };
-    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS
-    {
+    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(PictureError::TooLarge { width, height });
     }
     let Ok(mut decoder) = reader(bytes, format).into_decoder() else {
@@ -282,7 +284,10 @@ mod tests {
         let header_crc = crc(&png[12..]);
         png.extend_from_slice(&header_crc.to_be_bytes());
         // The start of its pixels (an empty zlib stream), and the end.
-        for (kind, data) in [(&b"IDAT"[..], &b"\x78\x9c\x03\x00\x00\x00\x00\x01"[..]), (b"IEND", b"")] {
+        for (kind, data) in [
+            (&b"IDAT"[..], &b"\x78\x9c\x03\x00\x00\x00\x00\x01"[..]),
+            (b"IEND", b""),
+        ] {
             png.extend_from_slice(&(data.len() as u32).to_be_bytes());
             let start = png.len();
             png.extend_from_slice(kind);
@@ -309,9 +314,11 @@ mod tests {
         fake.extend_from_slice(b"<html><script>alert(1)</script></html>");
         assert!(inspect(&fake).unwrap().is_none());
         // SVG is not an inline type.
-        assert!(inspect(br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#)
-            .unwrap()
-            .is_none());
+        assert!(inspect(
+            br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#
+        )
+        .unwrap()
+        .is_none());
     }
 
     /// PNG's CRC-32 (the chunk's type and data).
@@ -320,7 +327,11 @@ mod tests {
         for &b in data {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c

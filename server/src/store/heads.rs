@@ -60,7 +60,7 @@ impl LastMessage {
             seq: m.seq,
             at: m.sent_at,
             sender: m.sender.clone(),
-            text: app::domain::preview(&m.body, PREVIEW_CHARS),
+            text: app::protocol::preview_of(&m.body, &m.attachments, PREVIEW_CHARS),
         }
     }
 

@@ -96,7 +96,9 @@ impl UploadRow {
             width: dim(self.width),
             height: dim(self.height),
             created_at: self.created_at,
-            sent: self.seq.map(|s| (to_u64(s), self.client_msg_id.unwrap_or_default())),
+            sent: self
+                .seq
+                .map(|s| (to_u64(s), self.client_msg_id.unwrap_or_default())),
         }
     }
 }
@@ -142,7 +144,11 @@ impl SurrealChatStore {
     }
 
     pub async fn upload(&self, file_id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        Ok(self.uploads(&[file_id.to_owned()]).await?.into_iter().next())
+        Ok(self
+            .uploads(&[file_id.to_owned()])
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Those of these uploads that exist.

@@ -10,9 +10,7 @@ use img_parts::{jpeg::Jpeg, Bytes, ImageEXIF};
 use server::settings::Settings;
 
 use crate::chat::open_direct;
-use crate::helpers::{
-    download, spawn_app, spawn_app_with, upload, Client, ServerProcess, Site,
-};
+use crate::helpers::{download, spawn_app, spawn_app_with, upload, Client, ServerProcess, Site};
 
 /// Signs three people up: `alice` and `bob` share a direct conversation, `carol` is outside
 /// it. Their tokens and sockets, and the conversation.
@@ -64,7 +62,14 @@ async fn a_sent_file_reaches_members_only_and_comes_back_with_history() {
     let app = spawn_app().await;
     let ([alice, bob, carol], [mut a, mut b, _c], dm) = three(&app).await;
     let text = "minutes of the meeting\n".repeat(100);
-    let res = upload(app.addr, Some(&alice), &dm.0, "纪要 notes.txt", text.as_bytes()).await;
+    let res = upload(
+        app.addr,
+        Some(&alice),
+        &dm.0,
+        "纪要 notes.txt",
+        text.as_bytes(),
+    )
+    .await;
     let id = file_id(&res);
     let j = res.json();
     assert_eq!(j["name"], "纪要 notes.txt");
@@ -73,7 +78,10 @@ async fn a_sent_file_reaches_members_only_and_comes_back_with_history() {
     let path = format!("/api/files/{id}");
 
     // Before it is sent, only its uploader sees it.
-    assert_eq!(download(app.addr, &path, Some(&alice), "").await.status, 200);
+    assert_eq!(
+        download(app.addr, &path, Some(&alice), "").await.status,
+        200
+    );
     let early = download(app.addr, &path, Some(&bob), "").await;
     assert_eq!(early.status, 404);
 
@@ -100,8 +108,14 @@ async fn a_sent_file_reaches_members_only_and_comes_back_with_history() {
     let disposition = d.header("content-disposition").unwrap();
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     assert!(disposition.contains("filename*=UTF-8''%E7%BA%AA%E8%A6%81%20notes%2Etxt"));
-    assert_eq!(d.header("x-content-type-options").as_deref(), Some("nosniff"));
-    assert!(d.header("content-security-policy").unwrap().contains("sandbox"));
+    assert_eq!(
+        d.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(d
+        .header("content-security-policy")
+        .unwrap()
+        .contains("sandbox"));
 
     // Ranges and the ETag.
     let part = download(app.addr, &path, Some(&bob), "Range: bytes=0-7\r\n").await;
@@ -119,13 +133,22 @@ async fn a_sent_file_reaches_members_only_and_comes_back_with_history() {
 
     // An outsider, a made-up id and a signed-out client learn nothing.
     let outsider = download(app.addr, &path, Some(&carol), "").await;
-    let missing = download(app.addr, &format!("/api/files/{}", "0".repeat(32)), Some(&carol), "").await;
+    let missing = download(
+        app.addr,
+        &format!("/api/files/{}", "0".repeat(32)),
+        Some(&carol),
+        "",
+    )
+    .await;
     assert_eq!((outsider.status, missing.status), (404, 404));
     assert_eq!(outsider.body, missing.body);
     assert_eq!(download(app.addr, &path, None, "").await.status, 401);
     let res = upload(app.addr, Some(&carol), &dm.0, "x.txt", b"x").await;
     assert_eq!((res.status, res.error_code().as_str()), (404, "not_found"));
-    assert_eq!(upload(app.addr, None, &dm.0, "x.txt", b"x").await.status, 401);
+    assert_eq!(
+        upload(app.addr, None, &dm.0, "x.txt", b"x").await.status,
+        401
+    );
 
     // History carries the file; a retried send is the same message, another is refused.
     let history = b
@@ -166,7 +189,9 @@ async fn a_deleted_message_takes_its_files_with_it() {
     let app = spawn_app().await;
     let ([alice, bob, _], [mut a, _b, _c], dm) = three(&app).await;
     let id = file_id(&upload(app.addr, Some(&alice), &dm.0, "a.pdf", b"%PDF-1.4 tiny").await);
-    let message = sent(&mut a, send_files(&dm, "d1", None, &[&id])).await.unwrap();
+    let message = sent(&mut a, send_files(&dm, "d1", None, &[&id]))
+        .await
+        .unwrap();
     assert_eq!(message.body, "", "files alone");
     let path = format!("/api/files/{id}");
     assert_eq!(download(app.addr, &path, Some(&bob), "").await.status, 200);
@@ -183,7 +208,10 @@ async fn a_deleted_message_takes_its_files_with_it() {
         .await;
     assert_eq!(change.target, message.seq);
     assert_eq!(download(app.addr, &path, Some(&bob), "").await.status, 404);
-    assert_eq!(download(app.addr, &path, Some(&alice), "").await.status, 404);
+    assert_eq!(
+        download(app.addr, &path, Some(&alice), "").await.status,
+        404
+    );
     app.stop().await;
 }
 
@@ -195,16 +223,25 @@ async fn the_size_cap_and_the_quota_are_refused_with_their_codes() {
     let app = spawn_app_with(settings).await;
     let ([alice, ..], _clients, dm) = three(&app).await;
     let res = upload(app.addr, Some(&alice), &dm.0, "big.bin", &[7u8; 1001]).await;
-    assert_eq!((res.status, res.error_code().as_str()), (413, "file_too_large"));
+    assert_eq!(
+        (res.status, res.error_code().as_str()),
+        (413, "file_too_large")
+    );
     for n in 0..2 {
         let res = upload(app.addr, Some(&alice), &dm.0, "ok.bin", &[n; 900]).await;
         assert_eq!(res.status, 201, "{}", res.body);
     }
     let res = upload(app.addr, Some(&alice), &dm.0, "over.bin", &[9u8; 900]).await;
-    assert_eq!((res.status, res.error_code().as_str()), (413, "quota_exceeded"));
+    assert_eq!(
+        (res.status, res.error_code().as_str()),
+        (413, "quota_exceeded")
+    );
     // A bad name is refused before anything is stored.
     let res = upload(app.addr, Some(&alice), &dm.0, "photo\u{202E}gpj.exe", b"x").await;
-    assert_eq!((res.status, res.error_code().as_str()), (400, "invalid_input"));
+    assert_eq!(
+        (res.status, res.error_code().as_str()),
+        (400, "invalid_input")
+    );
     app.stop().await;
 }
 
@@ -218,15 +255,24 @@ async fn html_svg_and_fake_images_are_only_ever_downloads() {
             "logo.svg",
             br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#,
         ),
-        ("cat.jpg", b"<html><body onload=alert(1)>not a cat</body></html>"),
-        ("\"><img src=x onerror=alert(1)>.png", b"\xff\xd8\xff\xe0<script>alert(1)</script>"),
+        (
+            "cat.jpg",
+            b"<html><body onload=alert(1)>not a cat</body></html>",
+        ),
+        (
+            "\"><img src=x onerror=alert(1)>.png",
+            b"\xff\xd8\xff\xe0<script>alert(1)</script>",
+        ),
     ];
     for (n, (name, bytes)) in hostile.iter().enumerate() {
         let res = upload(app.addr, Some(&alice), &dm.0, name, bytes).await;
         let id = file_id(&res);
         let j = res.json();
         assert!(j["width"].is_null(), "{name} is not shown as an image");
-        assert!(!j["content_type"].as_str().unwrap().starts_with("image/"), "{name}");
+        assert!(
+            !j["content_type"].as_str().unwrap().starts_with("image/"),
+            "{name}"
+        );
         sent(&mut a, send_files(&dm, &format!("h{n}"), None, &[&id]))
             .await
             .unwrap();
@@ -238,10 +284,25 @@ async fn html_svg_and_fake_images_are_only_ever_downloads() {
             Some("application/octet-stream"),
             "{name}"
         );
-        assert!(d.header("content-disposition").unwrap().starts_with("attachment;"));
-        assert_eq!(d.header("x-content-type-options").as_deref(), Some("nosniff"));
-        assert!(d.header("content-security-policy").unwrap().contains("sandbox"));
-        let thumb = download(app.addr, &format!("/api/files/{id}/thumbnail"), Some(&bob), "").await;
+        assert!(d
+            .header("content-disposition")
+            .unwrap()
+            .starts_with("attachment;"));
+        assert_eq!(
+            d.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert!(d
+            .header("content-security-policy")
+            .unwrap()
+            .contains("sandbox"));
+        let thumb = download(
+            app.addr,
+            &format!("/api/files/{id}/thumbnail"),
+            Some(&bob),
+            "",
+        )
+        .await;
         assert_eq!(thumb.status, 404, "no thumbnail of {name}");
     }
     app.stop().await;
@@ -249,7 +310,9 @@ async fn html_svg_and_fake_images_are_only_ever_downloads() {
 
 /// A JPEG of `w`×`h` whose EXIF says it is turned by `orientation` and where it was taken.
 fn photo(w: u32, h: u32, orientation: u16) -> Vec<u8> {
-    let pixels: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8, 90, 200]).collect();
+    let pixels: Vec<u8> = (0..w * h)
+        .flat_map(|i| [(i % 251) as u8, 90, 200])
+        .collect();
     let mut jpeg = Vec::new();
     JpegEncoder::new_with_quality(&mut jpeg, 90)
         .write_image(&pixels, w, h, image::ExtendedColorType::Rgb8)
@@ -277,18 +340,32 @@ async fn an_image_is_shown_upright_with_a_thumbnail_and_without_its_location() {
     let id = file_id(&res);
     let j = res.json();
     assert_eq!(j["content_type"], "image/jpeg");
-    assert_eq!((j["width"].as_u64(), j["height"].as_u64()), (Some(600), Some(900)));
-    sent(&mut a, send_files(&dm, "p1", Some("看这张"), &[&id])).await.unwrap();
+    assert_eq!(
+        (j["width"].as_u64(), j["height"].as_u64()),
+        (Some(600), Some(900))
+    );
+    sent(&mut a, send_files(&dm, "p1", Some("看这张"), &[&id]))
+        .await
+        .unwrap();
 
     let d = download(app.addr, &format!("/api/files/{id}"), Some(&bob), "").await;
     assert_eq!(d.header("content-type").as_deref(), Some("image/jpeg"));
-    assert!(d.header("content-disposition").unwrap().starts_with("inline;"));
+    assert!(d
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("inline;"));
     assert!(contains(&original, b"GPS 48N"));
     assert!(!contains(&d.body, b"GPS 48N"), "the location is gone");
     let upright = image::load_from_memory(&d.body).unwrap();
     assert_eq!((upright.width(), upright.height()), (600, 900));
 
-    let t = download(app.addr, &format!("/api/files/{id}/thumbnail"), Some(&bob), "").await;
+    let t = download(
+        app.addr,
+        &format!("/api/files/{id}/thumbnail"),
+        Some(&bob),
+        "",
+    )
+    .await;
     assert_eq!(t.status, 200);
     assert_eq!(t.header("content-type").as_deref(), Some("image/jpeg"));
     let thumb = image::load_from_memory(&t.body).unwrap();
@@ -308,7 +385,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn a_decompression_bomb_is_refused_without_the_server_memory_jumping() {
-    let server = ServerProcess::start(&[("CHAT_STORAGE", "memory"), ("CHAT_SIGN_UPS_PER_HOUR", "100")]);
+    let server = ServerProcess::start(&[
+        ("CHAT_STORAGE", "memory"),
+        ("CHAT_SIGN_UPS_PER_HOUR", "100"),
+    ]);
     let ([alice, ..], _clients, dm) = three(&server).await;
     // 12,000 × 12,000 grey pixels (144 MB decoded), compressed to a few hundred KB.
     let (w, h) = (12_000u32, 12_000u32);
@@ -318,7 +398,12 @@ async fn a_decompression_bomb_is_refused_without_the_server_memory_jumping() {
         image::codecs::png::CompressionType::Fast,
         image::codecs::png::FilterType::NoFilter,
     )
-    .write_image(&vec![0u8; (w * h) as usize], w, h, image::ExtendedColorType::L8)
+    .write_image(
+        &vec![0u8; (w * h) as usize],
+        w,
+        h,
+        image::ExtendedColorType::L8,
+    )
     .unwrap();
     // The peak so far (start-up) is reset to the current size (`clear_refs` 5), so that
     // the peak after the upload is what the upload took.
@@ -333,7 +418,10 @@ async fn a_decompression_bomb_is_refused_without_the_server_memory_jumping() {
         before / 1024,
         after / 1024
     );
-    assert_eq!((res.status, res.error_code().as_str()), (422, "image_too_large"));
+    assert_eq!(
+        (res.status, res.error_code().as_str()),
+        (422, "image_too_large")
+    );
     let rise = after.saturating_sub(before);
     assert!(rise < 32 * 1024, "peak RSS rose by {rise} KiB");
 }
@@ -352,7 +440,9 @@ async fn a_crash_in_the_middle_of_an_upload_leaves_no_partial_file_behind() {
     let ([alice, bob, _], [mut a, ..], dm) = three(&server).await;
     let whole = b"the whole file".repeat(1000);
     let id = file_id(&upload(server.addr, Some(&alice), &dm.0, "whole.txt", &whole).await);
-    sent(&mut a, send_files(&dm, "k1", None, &[&id])).await.unwrap();
+    sent(&mut a, send_files(&dm, "k1", None, &[&id]))
+        .await
+        .unwrap();
 
     // A second upload stops halfway; then the server is killed.
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -367,7 +457,10 @@ async fn a_crash_in_the_middle_of_an_upload_leaves_no_partial_file_behind() {
     let tmp = dir.path().join("files/tmp");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::fs::read_dir(&tmp).unwrap().count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the upload never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // Dropping the process kills it (SIGKILL) and waits for it.
@@ -375,7 +468,11 @@ async fn a_crash_in_the_middle_of_an_upload_leaves_no_partial_file_behind() {
     drop(stream);
 
     let server = ServerProcess::start(&env);
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the partial file is gone");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the partial file is gone"
+    );
     let blobs: usize = std::fs::read_dir(dir.path().join("files/blobs"))
         .unwrap()
         .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
