@@ -325,16 +325,10 @@ pub fn ImageViewer() -> impl IntoView {
     let i18n = use_i18n();
     let viewer = FilesCtx::get().viewer;
     let close_button = NodeRef::<html::Button>::new();
-    Effect::new(move |_| {
-        if viewer.with(Option::is_some) {
-            if let Some(b) = close_button.get() {
-                let _ = b.focus();
-            }
-        }
-    });
     #[cfg(feature = "hydrate")]
     {
         use leptos::wasm_bindgen::JsCast;
+        // What had the focus when it opened (the thumbnail), before Close takes it.
         let opener = StoredValue::new_local(None::<leptos::web_sys::HtmlElement>);
         Effect::new(move |was_open: Option<bool>| {
             let open = viewer.with(Option::is_some);
@@ -344,7 +338,13 @@ pub fn ImageViewer() -> impl IntoView {
                         .active_element()
                         .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok()),
                 );
-            } else if !open && was_open == Some(true) {
+            }
+            if open {
+                // Runs again once the button is drawn.
+                if let Some(b) = close_button.get() {
+                    let _ = b.focus();
+                }
+            } else if was_open == Some(true) {
                 if let Some(o) = opener.get_value() {
                     let _ = o.focus();
                 }
