@@ -51,6 +51,9 @@ pub struct Options {
     pub duration: Duration,
     /// Every n-th operation of a user is a change to a message (the server only).
     pub changes_every: Option<usize>,
+    /// Files of this many MB uploaded one after another for the whole run, by the first
+    /// user (the server only).
+    pub upload_mb: Option<u64>,
 }
 
 /// Most messages one user may have unacknowledged in the open loop before the run fails.
@@ -71,6 +74,8 @@ pub struct Report {
     /// the closed loop a send is due when it is written, so this is only its write.
     pub send_late_us: Percentiles,
     pub rss_kib: Option<u64>,
+    /// MB/s of each upload made beside the messages (`upload_mb`).
+    pub uploads_mb_s: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -154,6 +159,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         Target::Server(bin) => {
             let addr = free_port()?;
             let mut s = ServerProcess::new(bin, addr, &dir.path().join("data"))?;
+            if opts.upload_mb.is_some() {
+                for (k, v) in crate::files::LARGE_FILES {
+                    s.set_env(k, v);
+                }
+            }
             s.start().await?;
             // The users in pairs, each pair's direct conversation first in its routes.
             let world = populate(addr, "bench", users, "bench room").await?;
@@ -164,6 +174,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             (addr, "server", tokens, convs)
         }
     };
+    let first_conv = convs.first().map(|c| c.0.clone()).unwrap_or_default();
     let mut conns = Vec::new();
     for token in &tokens {
         conns.push(Conn::open_live(addr, token).await.context("connect")?);
@@ -196,6 +207,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             conn, i, conv, pace, mix, start, deadline,
         )));
     }
+    let uploads = match (opts.upload_mb, server.is_some()) {
+        (Some(mb), true) => Some(tokio::spawn(crate::files::upload_until(
+            addr,
+            tokens[0].clone(),
+            first_conv.clone(),
+            mb,
+            deadline,
+        ))),
+        _ => None,
+    };
     if !schedules.is_empty() {
         std::thread::Builder::new()
             .name("open-loop-pacer".into())
@@ -205,6 +226,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     for t in tasks {
         results.push(t.await??);
     }
+    let uploads_mb_s = match uploads {
+        Some(t) => t.await??,
+        None => Vec::new(),
+    };
     let seconds = opts.duration.as_secs_f64();
     let rss_kib = server.as_ref().and_then(ServerProcess::rss_kib);
     if let Some(mut s) = server {
@@ -242,6 +267,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 .collect(),
         ),
         rss_kib,
+        uploads_mb_s,
     })
 }
 

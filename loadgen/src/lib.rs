@@ -7,6 +7,7 @@
 //! - [`check`] — reads every conversation back and checks the invariants.
 //! - [`crash`] — many senders while the server is killed and restarted.
 //! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
+//! - [`files`] — upload throughput, an image's thumbnail time, uploads beside `bench`.
 //! - [`bench`] — closed-loop throughput and latency, against the server or [`relay`], the
 //!   in-process baseline with no authentication or storage.
 //!
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod crash;
+pub mod files;
 pub mod http;
 pub mod idle;
 pub mod process;

@@ -63,6 +63,23 @@ enum Command {
         /// as long, and report the server against it.
         #[arg(long)]
         store_ceiling: Option<PathBuf>,
+        /// Uploads of this many MB one after another for the whole server run, beside the
+        /// messages (the baselines get none).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+        upload_mb: Option<u64>,
+    },
+    /// Upload throughput, and what an image's inspection and thumbnail add to its upload.
+    Files {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        /// Size of the large uploads, in MB (bounded).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=256))]
+        large_mb: u64,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=50))]
+        rounds: u64,
+        /// Uploads of the ~5 MB JPEG (and of as many plain bytes).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=500))]
+        samples: u64,
     },
     /// Holds many authenticated idle sockets; memory per connection, beside the plain relay's.
     Idle {
@@ -216,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
             mix,
             seconds,
             store_ceiling,
+            upload_mb,
         } => {
             let load = match rate {
                 Some(per_second) => loadgen::bench::Load::Open { per_second },
@@ -236,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
                         load,
                         duration: std::time::Duration::from_secs(seconds),
                         changes_every: mix.map(|m| m as usize),
+                        upload_mb,
                     })
                     .await?,
                 );
@@ -287,6 +306,14 @@ async fn main() -> anyhow::Result<()> {
                         .map(|r| format!("{} {} / {}", r.target, r.send_late_us.p50, r.send_late_us.p99))
                         .collect::<Vec<_>>()
                         .join(", ")
+                );
+            }
+            if let Some(mb) = upload_mb {
+                let rates = &server.uploads_mb_s;
+                let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+                println!(
+                    "beside the server's messages: {} uploads of {mb} MB one after another, {mean:.0} MB/s on average",
+                    rates.len()
                 );
             }
             if let Some(c) = ceiling {
@@ -464,6 +491,47 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "generated {} messages in {} conversations in {:.0} s",
                 g.messages, g.conversations, g.seconds
+            );
+        }
+        Command::Files {
+            server_bin,
+            large_mb,
+            rounds,
+            samples,
+        } => {
+            let r = loadgen::files::run(
+                &server_bin,
+                large_mb as usize,
+                rounds as usize,
+                samples as usize,
+            )
+            .await?;
+            let mut rates = r.large_mb_s.clone();
+            rates.sort_by(f64::total_cmp);
+            println!(
+                "uploads of {} MB: {} MB/s (median of {}; each {})",
+                r.large_mb,
+                rates.get(rates.len() / 2).map_or(0.0, |m| m.round()),
+                rates.len(),
+                rates
+                    .iter()
+                    .map(|m| format!("{m:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let ms = |us: u64| us as f64 / 1000.0;
+            println!(
+                "a {:.1} MB JPEG of {}x{} px, upload to answer p50/p99: {:.1} / {:.1} ms; the same number of bytes that are no image: {:.1} / {:.1} ms; the image's inspection and thumbnail add {:.1} ms at the median; its thumbnail read back: {:.1} / {:.1} ms",
+                r.jpeg_bytes as f64 / 1e6,
+                r.jpeg_pixels.0,
+                r.jpeg_pixels.1,
+                ms(r.jpeg_us.p50),
+                ms(r.jpeg_us.p99),
+                ms(r.plain_us.p50),
+                ms(r.plain_us.p99),
+                ms(r.jpeg_us.p50.saturating_sub(r.plain_us.p50)),
+                ms(r.thumbnail_get_us.p50),
+                ms(r.thumbnail_get_us.p99),
             );
         }
         Command::Storage {
