@@ -143,7 +143,13 @@ test("file names and contents that try to run script stay text and downloads", a
     `"><svg onload="window.pwned=2">.svg`,
     "javascript:window.pwned=3.html",
   ];
-  await ann.page.locator("input[type=file]").setInputFiles(
+  // Picked through the attach button's file chooser.
+  const [chooser] = await Promise.all([
+    ann.page.waitForEvent("filechooser"),
+    ann.page.getByRole("button", { name: "Attach files" }).click(),
+  ]);
+  expect(chooser.isMultiple()).toBe(true);
+  await chooser.setFiles(
     names.map((name) => ({
       name,
       mimeType: "text/html",

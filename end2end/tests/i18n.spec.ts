@@ -90,6 +90,18 @@ test("a Chinese-speaking user chats, searches and reads errors in Chinese, and c
   // The conversation list says when, in Chinese.
   await expect(ann.page.locator(".conv-time").first()).toHaveText("刚刚");
   await ann.page.screenshot({ path: "screenshots/zh-conversation.png" });
+  // A file, in Chinese: its line under the box, then its card in the conversation.
+  await expect(ann.page.getByRole("button", { name: "添加文件" })).toBeVisible();
+  await ann.page.locator("input[type=file]").setInputFiles({
+    name: "会议纪要.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("第一项：周五上线"),
+  });
+  const annTray = ann.page.getByRole("list", { name: "下一条消息的文件" });
+  await expect(annTray.getByRole("button", { name: "移除 会议纪要.txt" })).toBeVisible();
+  await annBox.press("Enter");
+  await expect(annLog.locator(".file-card", { hasText: "会议纪要.txt" })).toBeVisible();
+  await expect(annTray).toBeHidden();
 
   // Bob finds it by a word inside the sentence; the result names sender and conversation.
   await bob.page.keyboard.press("Control+k");

@@ -91,10 +91,13 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > files.max_bytes()) {
-        return Err(FileError::TooLarge {
-            max: files.max_bytes(),
-        });
+    if let Some(n) = declared {
+        if n > files.max_bytes() {
+            return Err(FileError::TooLarge {
+                max: files.max_bytes(),
+            });
+        }
+        files.check_quota(me, n).await?;
     }
     let received = files
         .receive(request.into_body().into_data_stream())

@@ -126,6 +126,18 @@ impl FileStore {
         self.inner.max_bytes
     }
 
+    /// Refuses an upload of `bytes` more that would take `owner` over the quota (checked
+    /// again, under a lock, before the upload is recorded).
+    pub async fn check_quota(&self, owner: &str, bytes: u64) -> Result<(), FileError> {
+        let used = self.inner.store.uploaded_bytes(owner).await?;
+        if used + bytes > self.inner.quota {
+            return Err(FileError::QuotaExceeded {
+                quota: self.inner.quota,
+            });
+        }
+        Ok(())
+    }
+
     pub fn store(&self) -> &SurrealChatStore {
         &self.inner.store
     }
@@ -264,12 +276,7 @@ impl FileStore {
         }
         upload.hash = hash;
         let _one_at_a_time = self.inner.quota_check.lock().await;
-        let used = self.inner.store.uploaded_bytes(owner).await?;
-        if used + upload.size > self.inner.quota {
-            return Err(FileError::QuotaExceeded {
-                quota: self.inner.quota,
-            });
-        }
+        self.check_quota(owner, upload.size).await?;
         self.inner.store.add_upload(&upload).await?;
         Ok(upload)
     }
@@ -383,4 +390,87 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{db::Database, settings::StorageKind};
+
+    const HOUR: i64 = 3_600_000;
+
+    async fn file_store() -> (FileStore, Database, tempfile::TempDir) {
+        let db = Database::open(StorageKind::Memory, Path::new("unused"))
+            .await
+            .unwrap();
+        let store = SurrealChatStore::new(&db, 1).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileStore::open(Some(dir.path()), store, 1 << 20, 1 << 30).unwrap();
+        (files, db, dir)
+    }
+
+    async fn upload(files: &FileStore, bytes: &[u8], at: i64) -> UploadRecord {
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(
+            axum::body::Bytes::copy_from_slice(bytes),
+        )]);
+        let received = files.receive(body).await.unwrap();
+        files
+            .keep(received, "ann", "ann/bob", "f.txt", "text/plain", at)
+            .await
+            .unwrap()
+    }
+
+    fn blob_exists(files: &FileStore, hash: &str) -> bool {
+        files.existing_blob(hash).unwrap().exists()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_what_nobody_names_and_keeps_the_rest() {
+        let (files, _db, dir) = file_store().await;
+        let now = crate::now_ms();
+        let fresh = upload(&files, b"picked a minute ago", now).await;
+        let abandoned = upload(&files, b"picked two days ago", now - 48 * HOUR).await;
+        std::fs::write(dir.path().join("tmp/left-by-a-crash.part"), b"half").unwrap();
+        assert_eq!(files.store().uploaded_bytes("ann").await.unwrap(), 38);
+
+        // Within the grace period, nothing goes: an upload in flight has its blob before
+        // its record.
+        files.sweep(now).await.unwrap();
+        assert!(
+            blob_exists(&files, &abandoned.hash),
+            "its record was forgotten, but the blob is fresh"
+        );
+        assert_eq!(files.store().upload(&abandoned.id).await.unwrap(), None);
+        assert!(dir.path().join("tmp/left-by-a-crash.part").exists());
+
+        // Two hours on: what no record names is gone, what one names stays.
+        assert_eq!(files.sweep(now + 2 * HOUR).await.unwrap(), 2);
+        assert!(!blob_exists(&files, &abandoned.hash));
+        assert!(blob_exists(&files, &fresh.hash));
+        assert!(files.store().upload(&fresh.id).await.unwrap().is_some());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_bytes_twice_are_stored_once_and_past_the_cap_not_at_all() {
+        let (files, _db, dir) = file_store().await;
+        let a = upload(&files, b"same bytes", 1).await;
+        let b = upload(&files, b"same bytes", 2).await;
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.hash, b.hash);
+        let big = futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(
+            vec![0u8; (1 << 20) + 1],
+        ))]);
+        assert!(matches!(
+            files.receive(big).await,
+            Err(FileError::TooLarge { .. })
+        ));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
 }
