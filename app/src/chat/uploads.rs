@@ -39,6 +39,11 @@ pub enum UploadProblem {
 }
 
 impl UploadProblem {
+    /// Whether trying again can help (not for a file too large, nor a full quota).
+    pub fn retryable(&self) -> bool {
+        matches!(self, UploadProblem::Network | UploadProblem::Refused(_))
+    }
+
     /// From an answer to `POST /api/files` that was not 201: its status and `error.code`.
     pub fn from_answer(status: u16, code: Option<&str>) -> Self {
         match code {

@@ -216,20 +216,26 @@ pub fn UploadTray() -> impl IntoView {
                                     })}
                                 {status
                                     .map(|p| {
+                                        let retry = p.retryable();
                                         view! {
                                             <span class="error upload-problem" role="alert">
                                                 {move || problem_text(i18n.get_locale(), &p)}
                                             </span>
-                                            <button
-                                                type="button"
-                                                class="link"
-                                                on:click=move |_| {
-                                                    #[cfg(feature = "hydrate")]
-                                                    io::retry(files, key);
-                                                }
-                                            >
-                                                {t!(i18n, files.retry)}
-                                            </button>
+                                            {retry
+                                                .then(|| {
+                                                    view! {
+                                                        <button
+                                                            type="button"
+                                                            class="link"
+                                                            on:click=move |_| {
+                                                                #[cfg(feature = "hydrate")]
+                                                                io::retry(files, key);
+                                                            }
+                                                        >
+                                                            {t!(i18n, files.retry)}
+                                                        </button>
+                                                    }
+                                                })}
                                         }
                                     })}
                                 <button
