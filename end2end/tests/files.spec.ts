@@ -2,6 +2,7 @@
 // a thumbnail on both sides and opens whole; a PDF dropped on the page is downloaded by the
 // other person; a file that is too large says so; names and contents that try to run
 // script never do; at desktop width and at 360 px.
+import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page } from "@playwright/test";
 import { composer, messageLog, openDirect, person } from "./helpers";
 
@@ -46,6 +47,14 @@ async function dropFile(page: Page, name: string, type: string, content: string)
   );
 }
 
+/// axe-core's WCAG 2.2 A/AA rules on the page as it is.
+async function axeFindsNothing(page: Page) {
+  const result = await new AxeBuilder({ page })
+    .withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"])
+    .analyze();
+  expect(result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)).toEqual([]);
+}
+
 async function noSideways(page: Page) {
   const wide = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   expect(wide).toBeLessThanOrEqual(0);
@@ -79,6 +88,7 @@ for (const [label, viewport] of [
     const image = theirs.getByRole("button", { name: "Open image image.png" });
     await expect.poll(() => image.locator("img").evaluate((i: HTMLImageElement) => i.naturalWidth)).toBe(400);
     await noSideways(bob.page);
+    await axeFindsNothing(bob.page);
     await bob.page.screenshot({ path: `screenshots/image-message${viewport ? "-360" : ""}.png` });
 
     await image.click();
@@ -87,6 +97,7 @@ for (const [label, viewport] of [
     const whole = viewer.getByRole("img", { name: "image.png" });
     await expect.poll(() => whole.evaluate((i: HTMLImageElement) => i.naturalWidth)).toBe(1200);
     await expect(viewer.getByRole("button", { name: "Close" })).toBeFocused();
+    await axeFindsNothing(bob.page);
     await bob.page.screenshot({ path: `screenshots/image-viewer${viewport ? "-360" : ""}.png` });
     await bob.page.keyboard.press("Escape");
     await expect(viewer).toBeHidden();
@@ -114,6 +125,7 @@ test("a dropped PDF is downloaded by the other person, a file too large says so"
   const theirs = messageLog(bob.page).getByRole("link", { name: /季度报告 Q3\.pdf/ });
   await expect(theirs).toBeVisible();
   await bob.page.screenshot({ path: "screenshots/file-message.png" });
+  await axeFindsNothing(bob.page);
   const [download] = await Promise.all([bob.page.waitForEvent("download"), theirs.click()]);
   expect(download.suggestedFilename()).toBe("季度报告 Q3.pdf");
   const saved = await download.path();
@@ -130,6 +142,7 @@ test("a dropped PDF is downloaded by the other person, a file too large says so"
   await composer(ann.page).fill("with the big one");
   await expect(sendButton).toBeDisabled();
   await ann.page.screenshot({ path: "screenshots/upload-refused.png" });
+  await axeFindsNothing(ann.page);
   await tray.getByRole("button", { name: "Remove huge.bin" }).click();
   await expect(sendButton).toBeEnabled();
 });
