@@ -26,7 +26,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use tracing::warn;
 
-use super::{picture, FileError, FileStore};
+use super::{picture, FileError, FileStore, NewUpload};
 use crate::{auth::Session, store::StoreError};
 use app::{
     domain::{FileId, FileName},
@@ -103,16 +103,14 @@ pub async fn upload(
         .receive(request.into_body().into_data_stream())
         .await?;
     let guessed = guessed_type(name.as_str());
-    let upload = files
-        .keep(
-            received,
-            me,
-            &query.conversation_id,
-            name.as_str(),
-            &guessed,
-            crate::now_ms(),
-        )
-        .await?;
+    let new = NewUpload {
+        owner: me,
+        conversation: &query.conversation_id,
+        name: name.as_str(),
+        guessed_type: &guessed,
+        now_ms: crate::now_ms(),
+    };
+    let upload = files.keep(received, new).await?;
     Ok((StatusCode::CREATED, Json(upload.attachment())).into_response())
 }
 

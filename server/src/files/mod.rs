@@ -77,6 +77,16 @@ struct Inner {
     decodes: tokio::sync::Semaphore,
 }
 
+/// Who uploads a file, where to, and what it is called.
+pub struct NewUpload<'a> {
+    pub owner: &'a str,
+    pub conversation: &'a str,
+    pub name: &'a str,
+    /// The type its name suggests (used unless it turns out to be an image).
+    pub guessed_type: &'a str,
+    pub now_ms: i64,
+}
+
 /// A file received whole and synced, under a temporary name.
 pub struct Received {
     path: PathBuf,
@@ -206,15 +216,9 @@ impl FileStore {
     pub async fn keep(
         &self,
         received: Received,
-        owner: &str,
-        conversation: &str,
-        name: &str,
-        guessed_type: &str,
-        now_ms: i64,
+        new: NewUpload<'_>,
     ) -> Result<UploadRecord, FileError> {
-        let outcome = self
-            .keep_inner(&received, owner, conversation, name, guessed_type, now_ms)
-            .await;
+        let outcome = self.keep_inner(&received, new).await;
         // Moved into place, or refused: either way the temporary file goes.
         let _ = tokio::fs::remove_file(&received.path).await;
         outcome
@@ -223,12 +227,15 @@ impl FileStore {
     async fn keep_inner(
         &self,
         received: &Received,
-        owner: &str,
-        conversation: &str,
-        name: &str,
-        guessed_type: &str,
-        now_ms: i64,
+        new: NewUpload<'_>,
     ) -> Result<UploadRecord, FileError> {
+        let NewUpload {
+            owner,
+            conversation,
+            name,
+            guessed_type,
+            now_ms,
+        } = new;
         let (mut hash, mut size) = (received.hash.clone(), received.size);
         let mut upload = UploadRecord {
             id: crate::auth::random_hex(16),
@@ -414,10 +421,14 @@ mod tests {
             axum::body::Bytes::copy_from_slice(bytes),
         )]);
         let received = files.receive(body).await.unwrap();
-        files
-            .keep(received, "ann", "ann/bob", "f.txt", "text/plain", at)
-            .await
-            .unwrap()
+        let new = NewUpload {
+            owner: "ann",
+            conversation: "ann/bob",
+            name: "f.txt",
+            guessed_type: "text/plain",
+            now_ms: at,
+        };
+        files.keep(received, new).await.unwrap()
     }
 
     fn blob_exists(files: &FileStore, hash: &str) -> bool {

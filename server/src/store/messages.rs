@@ -299,13 +299,7 @@ impl SurrealChatStore {
             .iter()
             .map(|(sender, id)| client_msg_id(sender, id))
             .collect();
-        let mut res = self
-            .db
-            .query("SELECT * FROM $ids")
-            .bind(("ids", ids))
-            .await?
-            .check()?;
-        let rows: Vec<ClientMsgRow> = res.take(0)?;
+        let rows: Vec<ClientMsgRow> = self.rows_at(ids).await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| Some((client_msg_key(&r.id)?, (r.conversation, to_u64(r.seq)))))
@@ -341,17 +335,8 @@ impl SurrealChatStore {
         &self,
         places: &[(&str, u64)],
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        if places.is_empty() {
-            return Ok(Vec::new());
-        }
         let ids: Vec<RecordId> = places.iter().map(|&(k, s)| message_id(k, s)).collect();
-        let mut res = self
-            .db
-            .query("SELECT * FROM $ids")
-            .bind(("ids", ids))
-            .await?
-            .check()?;
-        let rows: Vec<MessageRow> = res.take(0)?;
+        let rows: Vec<MessageRow> = self.rows_at(ids).await?;
         Ok(rows.into_iter().filter_map(MessageRow::record).collect())
     }
 

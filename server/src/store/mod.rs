@@ -190,6 +190,23 @@ pub struct SurrealChatStore {
 }
 
 impl SurrealChatStore {
+    /// The rows of those of `ids` that exist, in one read (none asked: no read).
+    async fn rows_at<T: surrealdb::types::SurrealValue>(
+        &self,
+        ids: Vec<surrealdb::types::RecordId>,
+    ) -> Result<Vec<T>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut res = self
+            .db
+            .query("SELECT * FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        Ok(res.take(0)?)
+    }
+
     /// Applies the schema, moves old layouts forward, repairs what a crash left behind and
     /// makes sure the default room exists. One store per database: its caches assume every
     /// write goes through it (clones share them), and [`Self::close`] is called once when

@@ -153,17 +153,8 @@ impl SurrealChatStore {
 
     /// Those of these uploads that exist.
     pub async fn uploads(&self, file_ids: &[String]) -> Result<Vec<UploadRecord>, StoreError> {
-        if file_ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let ids: Vec<RecordId> = file_ids.iter().map(|id| upload_id(id)).collect();
-        let mut res = self
-            .db
-            .query("SELECT * FROM $ids")
-            .bind(("ids", ids))
-            .await?
-            .check()?;
-        let rows: Vec<UploadRow> = res.take(0)?;
+        let rows: Vec<UploadRow> = self.rows_at(ids).await?;
         Ok(rows.into_iter().map(UploadRow::record).collect())
     }
 
