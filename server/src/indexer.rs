@@ -40,7 +40,7 @@ impl Indexer {
             .spawn({
                 let stop = stop.clone();
                 move || {
-                    lowest_priority();
+                    crate::priority::lowest("the search indexer");
                     runtime.block_on(run(store, stop));
                 }
             })?;
@@ -75,20 +75,6 @@ async fn run(store: SurrealChatStore, stop: Arc<AtomicBool>) {
         }
         if failing || store.unindexed_count() == 0 {
             tokio::time::sleep(IDLE).await;
-        }
-    }
-}
-
-/// Lowers this thread's CPU priority as far as it goes (Linux: nice 19 for the thread
-/// alone), so that the scheduler runs it only when the server's other threads leave a core
-/// idle.
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on this thread's own id; no memory is shared.
-    unsafe {
-        let tid = libc::gettid();
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
-            warn!("could not lower the search indexer's priority; it competes with sending");
         }
     }
 }

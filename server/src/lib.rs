@@ -19,8 +19,8 @@
 //!   thumbnails, served to the conversation's members only (`/api/files`).
 //! - [`health`] — `/healthz`; [`security`] — security headers, the pages' CSP, the
 //!   same-origin checks.
-//! - `clock` (the wall clock as stored) and `locks` (std mutexes that survive a panic):
-//!   leaves every module may use.
+//! - `clock` (the wall clock as stored), `locks` (std mutexes that survive a panic) and
+//!   `priority` (background threads at the lowest CPU priority): leaves every module may use.
 //! - [`Application`]: opens the database, binds the listener, wires the routes (Leptos
 //!   pages, `/ws`, `/healthz`, `/api/auth/*`, static files), runs until told to stop.
 //!
@@ -50,6 +50,7 @@ pub mod hub;
 pub mod indexer;
 pub mod listen;
 mod locks;
+mod priority;
 pub mod refusal;
 pub mod search_index;
 pub mod security;

@@ -169,7 +169,12 @@ impl FileStore {
     }
 
     /// Writes `chunks` to a temporary file, hashing as it goes; refused past the size cap
-    /// (and the partial file removed).
+    /// (and the partial file removed). The hashing and writing happen on a thread of the
+    /// upload's own at the lowest CPU priority, a few chunks behind the socket (which waits
+    /// for it), and the file is synced every [`SYNC_EVERY`] bytes: hashing on the sockets'
+    /// threads and hundreds of unsynced megabytes that each message's commit had to flush
+    /// first (ext4 orders a journal commit after the data of the files it names) held
+    /// deliveries up by tens of milliseconds (BENCHMARKS.md).
     pub async fn receive<S, E>(&self, mut chunks: S) -> Result<Received, FileError>
     where
         S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
@@ -177,33 +182,46 @@ impl FileStore {
     {
         use futures::StreamExt;
         let path = self.temp_path();
-        let result = async {
-            let mut file = tokio::fs::File::create(&path).await?;
-            let mut hasher = Sha256::new();
-            let (mut size, mut head) = (0u64, Vec::new());
+        let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let target = path.clone();
+        std::thread::Builder::new()
+            .name("upload".into())
+            .spawn(move || {
+                crate::priority::lowest("an upload");
+                let _ = done_tx.send(write_and_hash(&target, rx));
+            })?;
+        let max = self.inner.max_bytes;
+        let fed = async {
+            let mut size = 0u64;
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|e| std::io::Error::other(e.into()))?;
                 size += chunk.len() as u64;
-                if size > self.inner.max_bytes {
-                    return Err(FileError::TooLarge {
-                        max: self.inner.max_bytes,
-                    });
+                if size > max {
+                    return Err(FileError::TooLarge { max });
                 }
-                if head.len() < 64 {
-                    head.extend_from_slice(&chunk[..chunk.len().min(64 - head.len())]);
+                if tx.send(chunk).await.is_err() {
+                    // The writer stopped: its error is the one to tell.
+                    break;
                 }
-                hasher.update(&chunk);
-                file.write_all(&chunk).await?;
             }
-            file.sync_all().await?;
-            Ok(Received {
-                path: path.clone(),
-                size,
-                hash: hex(&hasher.finalize()),
-                head,
-            })
+            Ok(())
         }
         .await;
+        drop(tx);
+        let written = done_rx
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the upload's writer ended")));
+        let result = match (fed, written) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e.into()),
+            (Ok(()), Ok((size, hash, head))) => Ok(Received {
+                path: path.clone(),
+                size,
+                hash,
+                head,
+            }),
+        };
         if result.is_err() {
             let _ = tokio::fs::remove_file(&path).await;
         }
@@ -389,6 +407,36 @@ impl FileStore {
             }
         }
     }
+}
+
+/// How many bytes of an upload may wait unsynced (see [`FileStore::receive`]).
+pub const SYNC_EVERY: u64 = 4 << 20;
+
+/// Writes what arrives on `chunks` to a new file at `path`, hashing it, syncing every
+/// [`SYNC_EVERY`] bytes and at the end: its size, SHA-256 and first bytes.
+fn write_and_hash(
+    path: &Path,
+    mut chunks: tokio::sync::mpsc::Receiver<axum::body::Bytes>,
+) -> std::io::Result<(u64, String, Vec<u8>)> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    let mut hasher = Sha256::new();
+    let (mut size, mut unsynced, mut head) = (0u64, 0u64, Vec::new());
+    while let Some(chunk) = chunks.blocking_recv() {
+        if head.len() < 64 {
+            head.extend_from_slice(&chunk[..chunk.len().min(64 - head.len())]);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)?;
+        size += chunk.len() as u64;
+        unsynced += chunk.len() as u64;
+        if unsynced >= SYNC_EVERY {
+            file.sync_data()?;
+            unsynced = 0;
+        }
+    }
+    file.sync_all()?;
+    Ok((size, hex(&hasher.finalize()), head))
 }
 
 fn hex(bytes: &[u8]) -> String {
