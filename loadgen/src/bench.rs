@@ -54,6 +54,8 @@ pub struct Options {
     /// Files of this many MB uploaded one after another for the whole run, by the first
     /// user (the server only).
     pub upload_mb: Option<u64>,
+    /// The uploads' pace, MB/s (unpaced: as fast as the server takes them).
+    pub upload_mb_per_s: Option<f64>,
 }
 
 /// Most messages one user may have unacknowledged in the open loop before the run fails.
@@ -213,6 +215,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             tokens[0].clone(),
             first_conv.clone(),
             mb,
+            opts.upload_mb_per_s,
             deadline,
         ))),
         _ => None,

@@ -28,6 +28,19 @@ pub async fn upload(
     name: &str,
     bytes: &[u8],
 ) -> anyhow::Result<(u16, String, Duration)> {
+    upload_paced(addr, token, conversation, name, bytes, None).await
+}
+
+/// [`upload`], sending at most `mb_per_s` MB a second when given (a client on a link of
+/// that speed).
+pub async fn upload_paced(
+    addr: SocketAddr,
+    token: &str,
+    conversation: &str,
+    name: &str,
+    bytes: &[u8],
+    mb_per_s: Option<f64>,
+) -> anyhow::Result<(u16, String, Duration)> {
     crate::loopback_only(addr)?;
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.context("connect")?;
@@ -39,8 +52,14 @@ pub async fn upload(
         bytes.len()
     );
     stream.write_all(head.as_bytes()).await?;
+    let mut sent = 0usize;
     for chunk in bytes.chunks(256 * 1024) {
         stream.write_all(chunk).await?;
+        sent += chunk.len();
+        if let Some(rate) = mb_per_s {
+            let due = started + Duration::from_secs_f64(sent as f64 / (rate * 1e6));
+            tokio::time::sleep_until(due.into()).await;
+        }
     }
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
@@ -227,6 +246,7 @@ pub async fn upload_until(
     token: String,
     conversation: String,
     mb: u64,
+    mb_per_s: Option<f64>,
     deadline: Instant,
 ) -> anyhow::Result<Vec<f64>> {
     let mut bytes = noise(mb as usize * 1_000_000, 5);

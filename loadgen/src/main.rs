@@ -67,6 +67,10 @@ enum Command {
         /// messages (the baselines get none).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         upload_mb: Option<u64>,
+        /// Those uploads' pace in MB/s, as a client on a link of that speed (default: as
+        /// fast as the server takes them).
+        #[arg(long)]
+        upload_mb_per_s: Option<f64>,
     },
     /// Upload throughput, and what an image's inspection and thumbnail add to its upload.
     Files {
@@ -234,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             store_ceiling,
             upload_mb,
+            upload_mb_per_s,
         } => {
             let load = match rate {
                 Some(per_second) => loadgen::bench::Load::Open { per_second },
@@ -255,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
                         duration: std::time::Duration::from_secs(seconds),
                         changes_every: mix.map(|m| m as usize),
                         upload_mb,
+                        upload_mb_per_s,
                     })
                     .await?,
                 );
