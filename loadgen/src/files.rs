@@ -256,7 +256,7 @@ pub async fn upload_until(
         n = n.wrapping_add(1);
         bytes[0] = n;
         let (status, body, took) =
-            upload(addr, &token, &conversation, "beside.bin", &bytes).await?;
+            upload_paced(addr, &token, &conversation, "beside.bin", &bytes, mb_per_s).await?;
         anyhow::ensure!(
             status == 201,
             "upload beside the benchmark answered {status}: {body}"
