@@ -30,7 +30,7 @@ use super::{picture, FileError, FileStore, NewUpload};
 use crate::{auth::Session, store::StoreError};
 use app::{
     domain::{FileId, FileName},
-    protocol::{Attachment, INLINE_IMAGE_TYPES},
+    protocol::Attachment,
 };
 
 /// What may happen to a file response in a browser: nothing active, not in a frame.
@@ -178,15 +178,13 @@ async fn serve(
     };
     let path = files.existing_blob(hash).ok_or(FileError::NotFound)?;
     let etag = format!("\"{hash}\"");
+    // An image the server decoded is served as the type it found (one of
+    // INLINE_IMAGE_TYPES, which `is_image` requires); anything else only as bytes.
     let mime = if thumbnail {
         let head = read_head(&path).await?;
         picture::sniff(&head).map_or("application/octet-stream", picture::content_type)
-    } else if image && INLINE_IMAGE_TYPES.contains(&attachment.content_type.as_str()) {
-        INLINE_IMAGE_TYPES
-            .iter()
-            .find(|t| **t == attachment.content_type)
-            .copied()
-            .unwrap_or("application/octet-stream")
+    } else if image {
+        attachment.content_type.as_str()
     } else {
         "application/octet-stream"
     };
