@@ -177,6 +177,18 @@ mod browser {
             Duration::from_secs(30),
         )
         .ok();
+        // A file dropped where no conversation takes it (none is open) is ignored, rather
+        // than opened by the browser in place of the chat.
+        // Dragged text still drops into the message box as usual.
+        let ignore_files = |e: leptos::ev::DragEvent| {
+            if crate::components::files::carries_files(&e) {
+                e.prevent_default();
+            }
+        };
+        let stray_drops = [
+            window_event_listener(leptos::ev::dragover, ignore_files),
+            window_event_listener(leptos::ev::drop, ignore_files),
+        ];
         let visibility = window_event_listener_untyped("visibilitychange", move |_| {
             let visible = !document().hidden();
             ctx.act(|c| c.set_visible(visible));
@@ -186,6 +198,9 @@ mod browser {
                 t.clear();
             }
             visibility.remove();
+            for listener in stray_drops {
+                listener.remove();
+            }
             ctx.socket.try_with_value(|s| s.as_ref().map(Socket::close));
         });
     }

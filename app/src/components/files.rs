@@ -119,6 +119,15 @@ pub fn paste(files: FilesCtx, ev: &ev::ClipboardEvent) -> bool {
     true
 }
 
+/// Whether what is dragged includes files (rather than text or a link).
+#[cfg(feature = "hydrate")]
+pub fn carries_files(ev: &ev::DragEvent) -> bool {
+    ev.data_transfer().is_some_and(|d| {
+        let types = d.types();
+        (0..types.length()).any(|i| types.get(i).as_string().as_deref() == Some("Files"))
+    })
+}
+
 /// Files dropped anywhere on the page go to the open conversation; while they are dragged
 /// over it, the page says so.
 #[component]
@@ -128,12 +137,6 @@ pub fn DropZone(#[prop(into)] title: Signal<String>) -> impl IntoView {
     #[cfg(feature = "hydrate")]
     {
         let files = FilesCtx::get();
-        let carries_files = |ev: &ev::DragEvent| {
-            ev.data_transfer().is_some_and(|d| {
-                let types = d.types();
-                (0..types.length()).any(|i| types.get(i).as_string().as_deref() == Some("Files"))
-            })
-        };
         let over = window_event_listener(ev::dragover, move |ev: ev::DragEvent| {
             if carries_files(&ev) {
                 ev.prevent_default();
