@@ -1,6 +1,6 @@
-//! The browser's calls to `/api/auth/*`: who am I, sign up, sign in, sign out. Failures come
-//! back as an [`AuthProblem`] (the server's error *code*), which the page words in the
-//! reader's language.
+//! The browser's calls to `/api/auth/*` and `/api/account/*`: who am I, sign up, sign in,
+//! sign out; one's signed-in devices and password. Failures come back as an [`AuthProblem`]
+//! (the server's error *code*), which the page words in the reader's language.
 
 use gloo_net::http::{Request, Response};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,53 @@ use crate::protocol::{AuthProblem, UserInfo};
 struct Credentials<'a> {
     username: &'a str,
     password: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invite: Option<&'a str>,
+}
+
+/// What `/api/auth/*` says of the signed-in user (more than [`UserInfo`]: what is not
+/// needed here is ignored).
+#[derive(Deserialize)]
+struct MeBody {
+    username: String,
+    display_name: String,
+}
+
+impl From<MeBody> for UserInfo {
+    fn from(me: MeBody) -> Self {
+        UserInfo {
+            username: me.username,
+            display_name: me.display_name,
+        }
+    }
+}
+
+/// What a new account is made with besides its username and password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewAccount {
+    /// The name others see (empty: the username).
+    pub display_name: String,
+    /// The invitation's token, from the link that opened the page.
+    pub invite: Option<String>,
+}
+
+/// One signed-in device of the user (`GET /api/account/sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Device {
+    pub id: String,
+    /// The device this page runs on.
+    pub current: bool,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    pub agent: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Ended {
+    ended: usize,
 }
 
 #[derive(Deserialize)]
@@ -31,25 +78,60 @@ pub async fn me() -> Result<Option<UserInfo>, AuthProblem> {
         .map_err(|_| AuthProblem::Unreachable)?;
     match res.status() {
         200 => res
-            .json()
+            .json::<MeBody>()
             .await
-            .map(Some)
+            .map(|me| Some(me.into()))
             .map_err(|_| AuthProblem::Status(200)),
         401 => Ok(None),
         s => Err(AuthProblem::Status(s)),
     }
 }
 
-/// Signs in (`create = false`) or creates an account and signs in.
-pub async fn submit(create: bool, username: &str, password: &str) -> Result<UserInfo, AuthProblem> {
-    let path = if create {
-        "/api/auth/signup"
-    } else {
-        "/api/auth/signin"
+/// Signs in (`new_account` is `None`) or creates an account and signs in.
+pub async fn submit(
+    new_account: Option<&NewAccount>,
+    username: &str,
+    password: &str,
+) -> Result<UserInfo, AuthProblem> {
+    let (path, credentials) = match new_account {
+        Some(new) => (
+            "/api/auth/signup",
+            Credentials {
+                username,
+                password,
+                display_name: Some(new.display_name.trim()).filter(|d| !d.is_empty()),
+                invite: new.invite.as_deref(),
+            },
+        ),
+        None => (
+            "/api/auth/signin",
+            Credentials {
+                username,
+                password,
+                display_name: None,
+                invite: None,
+            },
+        ),
     };
     let res = Request::post(path)
-        .json(&Credentials { username, password })
+        .json(&credentials)
         .map_err(|_| AuthProblem::Unreachable)?
+        .send()
+        .await
+        .map_err(|_| AuthProblem::Unreachable)?;
+    if res.ok() {
+        return res
+            .json::<MeBody>()
+            .await
+            .map(UserInfo::from)
+            .map_err(|_| AuthProblem::Status(res.status()));
+    }
+    Err(refusal(res).await)
+}
+
+/// The user's signed-in devices, newest first.
+pub async fn devices() -> Result<Vec<Device>, AuthProblem> {
+    let res = Request::get("/api/account/sessions")
         .send()
         .await
         .map_err(|_| AuthProblem::Unreachable)?;
@@ -57,6 +139,53 @@ pub async fn submit(create: bool, username: &str, password: &str) -> Result<User
         return res
             .json()
             .await
+            .map_err(|_| AuthProblem::Status(res.status()));
+    }
+    Err(refusal(res).await)
+}
+
+/// Signs device `id` out.
+pub async fn end_device(id: &str) -> Result<(), AuthProblem> {
+    let res = Request::delete(&format!("/api/account/sessions/{id}"))
+        .send()
+        .await
+        .map_err(|_| AuthProblem::Unreachable)?;
+    if res.ok() {
+        return Ok(());
+    }
+    Err(refusal(res).await)
+}
+
+/// Signs every other device out; how many there were.
+pub async fn end_other_devices() -> Result<usize, AuthProblem> {
+    ended(
+        Request::post("/api/account/sessions/end-others")
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// Changes the password (every other device is signed out); how many were.
+pub async fn change_password(current: &str, new: &str) -> Result<usize, AuthProblem> {
+    #[derive(Serialize)]
+    struct Change<'a> {
+        current: &'a str,
+        new: &'a str,
+    }
+    let request = Request::post("/api/account/password")
+        .json(&Change { current, new })
+        .map_err(|_| AuthProblem::Unreachable)?;
+    ended(request.send().await).await
+}
+
+async fn ended(res: Result<Response, gloo_net::Error>) -> Result<usize, AuthProblem> {
+    let res = res.map_err(|_| AuthProblem::Unreachable)?;
+    if res.ok() {
+        return res
+            .json::<Ended>()
+            .await
+            .map(|e| e.ended)
             .map_err(|_| AuthProblem::Status(res.status()));
     }
     Err(refusal(res).await)

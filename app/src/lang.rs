@@ -79,6 +79,10 @@ fn auth_error_text(locale: Locale, code: &str, minutes: Option<u64>) -> String {
         }
         "invalid_input" => td_string!(locale, errors.invalid_input).to_owned(),
         "forbidden_origin" => td_string!(locale, errors.forbidden).to_owned(),
+        "account_disabled" => td_string!(locale, errors.account_disabled).to_owned(),
+        "sign_up_closed" => td_string!(locale, errors.sign_up_closed).to_owned(),
+        "invite_invalid" => td_string!(locale, errors.invite_invalid).to_owned(),
+        "wrong_password" => td_string!(locale, errors.wrong_password).to_owned(),
         _ => td_string!(locale, errors.internal).to_owned(),
     }
 }

@@ -27,6 +27,7 @@ pub mod mention;
 pub mod pages;
 pub mod protocol;
 pub mod search;
+pub mod user_agent;
 #[cfg(feature = "hydrate")]
 pub mod ws_client;
 

@@ -52,12 +52,14 @@ pub struct Report {
     pub abrupt_closes: u64,
 }
 
-struct Shared {
-    acked: Mutex<Vec<Acked>>,
-    stop: AtomicBool,
-    refused: AtomicU64,
-    clean_closes: AtomicU64,
-    abrupt_closes: AtomicU64,
+/// What the senders share: what was acknowledged, and when to stop.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub acked: Mutex<Vec<Acked>>,
+    pub stop: AtomicBool,
+    pub refused: AtomicU64,
+    pub clean_closes: AtomicU64,
+    pub abrupt_closes: AtomicU64,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
@@ -137,7 +139,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 
 /// Sends one message at a time, waiting for its ack; reconnects whenever the socket dies and
 /// re-sends the unacknowledged message with the same `client_msg_id`.
-async fn sender(
+pub(crate) async fn sender(
     addr: std::net::SocketAddr,
     index: usize,
     name: String,

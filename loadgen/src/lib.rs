@@ -6,6 +6,7 @@
 //! - [`world`] — users in pairs and one room: the population scenarios run on.
 //! - [`check`] — reads every conversation back and checks the invariants.
 //! - [`crash`] — many senders while the server is killed and restarted.
+//! - [`backup`] — the server binary's `backup` while senders write, then `restore`.
 //! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
 //! - [`files`] — upload throughput, an image's thumbnail time, uploads beside `bench`.
 //! - [`bench`] — closed-loop throughput and latency, against the server or [`relay`], the
@@ -13,6 +14,7 @@
 //!
 //! Loopback only: every address is checked with [`loopback_only`].
 
+pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod client;

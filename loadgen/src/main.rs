@@ -8,7 +8,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use loadgen::process::Stop;
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 #[derive(Parser)]
 #[command(about = "Drives a chat server through its real protocol (loopback only).")]
@@ -38,6 +38,18 @@ enum Command {
         min_up_ms: u64,
         #[arg(long, default_value_t = 1500)]
         max_up_ms: u64,
+    },
+    /// Back up the running server (its binary's `backup`) while senders write, restore the
+    /// backup into a new directory, and check that every message acknowledged before the
+    /// backup began is there.
+    Backup {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        senders: usize,
+        /// Seconds of load before the backup starts (and again after it ends); bounded.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
     },
     /// Throughput and latency of the server, then of the in-process relay baselines (durable,
     /// then plain), in the same run: closed loop (a window per user), or open loop with `--rate`.
@@ -173,6 +185,35 @@ enum StopArg {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Backup {
+            server_bin,
+            senders,
+            seconds,
+        } => {
+            let load = Duration::from_secs(seconds.clamp(1, 600));
+            println!("backup under load: {senders} senders, {seconds} s before and after");
+            let r = loadgen::backup::run(loadgen::backup::Options {
+                server_bin,
+                senders,
+                before: load,
+                after: load,
+            })
+            .await?;
+            println!("server said: {}", r.backup_said);
+            println!(
+                "acknowledged: {} before the backup began, {} while it ran, {} in all",
+                r.acked_before, r.acked_during, r.acked_total
+            );
+            println!(
+                "backup {} ms, restore {} ms; restored copy: {} of {} found at their seq, {} lost, {} stored, no duplicates, no gaps",
+                r.backup_ms,
+                r.restore_ms,
+                r.restored.recovered,
+                r.restored.acked,
+                r.restored.lost.len(),
+                r.restored.stored
+            );
+        }
         Command::Crash {
             server_bin,
             senders,

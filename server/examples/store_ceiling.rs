@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
                     &Username::parse(u)?,
                     &DisplayName::parse(u)?,
                     "not a real hash",
+                    false,
                     1,
                 )
                 .await?;

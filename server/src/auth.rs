@@ -10,6 +10,9 @@
 //!   user (`sub`), with an expiry. The JWT travels in an HttpOnly, SameSite=Lax cookie
 //!   (browsers) or an `Authorization: Bearer` header (other clients); never in a URL.
 //!   Signing out deletes the row, so the token is dead even before it expires.
+//! - Sign-up is open, by invitation only, or closed (`sign_up`); the first account on a new
+//!   server is its administrator. A disabled account cannot sign in (its sessions were
+//!   ended when it was disabled).
 //! - Only HS256 is accepted: `alg: none`, other algorithms, other keys, tampered and expired
 //!   tokens are all refused.
 
@@ -59,6 +62,8 @@ pub struct AuthState {
     pub sessions_ended: broadcast::Sender<String>,
     /// The origin browsers load the app from (`None`: the request's own Host).
     pub public_origin: Option<String>,
+    /// Who may create an account.
+    pub sign_up: crate::settings::SignUpMode,
 }
 
 /// How many accounts one address may create: `per_hour`, all of them at once if it likes.
@@ -151,6 +156,16 @@ pub enum AuthError {
     TooManyAttempts(Duration),
     #[error("too many accounts created from this address; try again in {} minutes", .0.as_secs().div_ceil(60).max(1))]
     TooManySignUps(Duration),
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("sign-up is closed on this server")]
+    SignUpClosed,
+    #[error("an invitation is needed to sign up, and this one is not valid (expired, revoked or used up)")]
+    InviteInvalid,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("no such session")]
+    NoSuchSession,
     #[error("internal error")]
     Store(#[source] StoreError),
     #[error("internal error")]
@@ -178,6 +193,11 @@ impl AuthError {
             AuthError::TooManyAttempts(_) | AuthError::TooManySignUps(_) => {
                 ("too_many_attempts", StatusCode::TOO_MANY_REQUESTS)
             }
+            AuthError::AccountDisabled => ("account_disabled", StatusCode::FORBIDDEN),
+            AuthError::SignUpClosed => ("sign_up_closed", StatusCode::FORBIDDEN),
+            AuthError::InviteInvalid => ("invite_invalid", StatusCode::FORBIDDEN),
+            AuthError::WrongPassword => ("wrong_password", StatusCode::FORBIDDEN),
+            AuthError::NoSuchSession => ("not_found", StatusCode::NOT_FOUND),
             AuthError::Store(_) | AuthError::Token(_) | AuthError::Hashing(_) => {
                 ("internal", StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -304,13 +324,16 @@ pub fn random_hex(n: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-async fn hash_password(hashing: &Semaphore, password: Password) -> Result<String, AuthError> {
+pub(crate) async fn hash_password(
+    hashing: &Semaphore,
+    password: Password,
+) -> Result<String, AuthError> {
     let _place = hashing
         .acquire()
         .await
@@ -331,7 +354,11 @@ async fn hash_password(hashing: &Semaphore, password: Password) -> Result<String
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ehZcO3Ru9Cq0Q7PrjH4ZbGrnmCq3JQJgN6sO1nCEnSE";
 
-async fn verify_password(hashing: &Semaphore, password: Password, hash: Option<String>) -> bool {
+pub(crate) async fn verify_password(
+    hashing: &Semaphore,
+    password: Password,
+    hash: Option<String>,
+) -> bool {
     let Ok(_place) = hashing.acquire().await else {
         return false;
     };
@@ -393,8 +420,8 @@ impl AuthState {
     async fn signed_in(
         &self,
         jar: CookieJar,
-        username: &Username,
-        display_name: &str,
+        device: Device,
+        user: Me,
         status: StatusCode,
     ) -> Result<Response, AuthError> {
         let sid = random_hex(16);
@@ -402,17 +429,52 @@ impl AuthState {
         self.store
             .create_session(
                 &sid,
-                username.as_str(),
+                &user.username,
                 now,
                 now + self.keys.ttl.as_secs() as i64,
+                device.agent.as_deref(),
+                Some(&device.address.to_string()),
             )
             .await?;
-        let token = self.keys.issue(username.as_str(), &sid)?;
-        let me = Me {
-            username: username.to_string(),
-            display_name: display_name.to_owned(),
-        };
-        Ok((status, jar.add(self.keys.cookie(token)), Json(me)).into_response())
+        let token = self.keys.issue(&user.username, &sid)?;
+        Ok((status, jar.add(self.keys.cookie(token)), Json(user)).into_response())
+    }
+
+    /// Ends sessions (already deleted from the store): their sockets close.
+    pub fn close_sockets(&self, sessions: impl IntoIterator<Item = String>) {
+        close_sockets(&self.sessions_ended, sessions);
+    }
+}
+
+/// Tells the sockets of `sessions` (already deleted from the store) to close.
+pub fn close_sockets(
+    ended: &broadcast::Sender<String>,
+    sessions: impl IntoIterator<Item = String>,
+) {
+    for sid in sessions {
+        // No socket listening is fine: there was nothing to close.
+        let _ = ended.send(sid);
+    }
+}
+
+/// Where a sign-in comes from: the browser's `User-Agent` (shortened) and the address.
+pub struct Device {
+    pub agent: Option<String>,
+    pub address: IpAddr,
+}
+
+/// Longest `User-Agent` kept with a session.
+const AGENT_CHARS: usize = 200;
+
+impl Device {
+    fn new(headers: &HeaderMap, peer: SocketAddr) -> Self {
+        Device {
+            agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|a| a.chars().take(AGENT_CHARS).collect()),
+            address: peer.ip(),
+        }
     }
 }
 
@@ -435,6 +497,9 @@ pub struct SignUp {
     password: String,
     #[serde(default)]
     display_name: Option<String>,
+    /// The invitation's token, where sign-up is by invitation.
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,16 +514,24 @@ pub struct SignIn {
 pub struct Me {
     pub username: String,
     pub display_name: String,
+    /// A server administrator.
+    pub admin: bool,
 }
 
-/// `POST /api/auth/signup` `{username, password, display_name?}`: creates the account and
-/// signs in (201 + cookie).
+/// `POST /api/auth/signup` `{username, password, display_name?, invite?}`: creates the
+/// account and signs in (201 + cookie). Refused while sign-up is closed, and without a valid
+/// invitation where it is by invitation.
 pub async fn sign_up(
     State(auth): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     jar: CookieJar,
     Json(form): Json<SignUp>,
 ) -> Result<Response, AuthError> {
+    use crate::settings::SignUpMode;
+    if auth.sign_up == SignUpMode::Closed {
+        return Err(AuthError::SignUpClosed);
+    }
     let username = Username::parse(&form.username)?;
     let password = Password::parse(&form.password)?;
     let display_name = DisplayName::parse(form.display_name.as_deref().unwrap_or(&form.username))?;
@@ -467,12 +540,39 @@ pub async fn sign_up(
         return Err(AuthError::TooManySignUps(wait));
     }
     let hash = hash_password(&auth.hashing, password).await?;
-    auth.store
-        .create_user(&username, &display_name, &hash, crate::clock::now_ms())
+    if auth.sign_up == SignUpMode::Invite {
+        let token = form.invite.as_deref().filter(|t| valid_token(t));
+        let taken = match token {
+            Some(t) => auth.store.take_signup_invite(t, now_secs() as i64).await?,
+            None => false,
+        };
+        if !taken {
+            return Err(AuthError::InviteInvalid);
+        }
+    }
+    let admin = auth
+        .store
+        .create_user(
+            &username,
+            &display_name,
+            &hash,
+            false,
+            crate::clock::now_ms(),
+        )
         .await?;
-    info!(user = %username, "account created");
-    auth.signed_in(jar, &username, display_name.as_str(), StatusCode::CREATED)
+    info!(user = %username, admin, "account created");
+    let me = Me {
+        username: username.to_string(),
+        display_name: display_name.as_str().to_owned(),
+        admin,
+    };
+    auth.signed_in(jar, Device::new(&headers, peer), me, StatusCode::CREATED)
         .await
+}
+
+/// Whether `token` has the shape of an invitation's token (hex, as [`random_hex`] makes).
+pub fn valid_token(token: &str) -> bool {
+    (16..=64).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `POST /api/auth/signin` `{username, password}`: 200 + cookie, or 401 `wrong_credentials`.
@@ -481,6 +581,7 @@ pub async fn sign_up(
 pub async fn sign_in(
     State(auth): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     jar: CookieJar,
     Json(form): Json<SignIn>,
 ) -> Result<Response, AuthError> {
@@ -501,7 +602,16 @@ pub async fn sign_in(
     match user {
         Some(user) if ok => {
             attempt.succeeded();
-            auth.signed_in(jar, &username, &user.display_name, StatusCode::OK)
+            // Said only to whoever knows the password.
+            if user.disabled {
+                return Err(AuthError::AccountDisabled);
+            }
+            let me = Me {
+                username: user.username.to_string(),
+                display_name: user.display_name,
+                admin: user.admin,
+            };
+            auth.signed_in(jar, Device::new(&headers, peer), me, StatusCode::OK)
                 .await
         }
         _ => Err(AuthError::WrongCredentials),
@@ -517,8 +627,7 @@ pub async fn sign_out(
 ) -> Result<(StatusCode, CookieJar), AuthError> {
     if let Ok(session) = session {
         auth.store.delete_session(&session.session_id).await?;
-        // No socket listening is fine: there was nothing to close.
-        let _ = auth.sessions_ended.send(session.session_id.clone());
+        auth.close_sockets([session.session_id.clone()]);
         info!(user = %session.username, "signed out");
     }
     Ok((StatusCode::NO_CONTENT, jar.remove(auth.keys.removal())))
@@ -534,6 +643,7 @@ pub async fn me(State(auth): State<AuthState>, session: Session) -> Result<Json<
     Ok(Json(Me {
         username: user.username.to_string(),
         display_name: user.display_name,
+        admin: user.admin,
     }))
 }
 

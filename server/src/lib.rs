@@ -5,7 +5,8 @@
 //! - [`ws`] — the `/ws` endpoint: upgrade checks, one handler task per socket (reading,
 //!   writing, closing); [`ws::delivery`] is the pure per-socket order cursor.
 //! - [`auth`] — sign-up/in/out endpoints and the [`auth::Session`] extractor (cookie or
-//!   Bearer token); [`throttle`] slows password guessing.
+//!   Bearer token); [`throttle`] slows password guessing; [`account`] — one's own
+//!   signed-in devices and password.
 //! - [`chat`] — the chat service: every use-case a frame can ask for, as a method, with the
 //!   per-user send limit; [`refusal`] is what a client is told when one is refused.
 //! - [`writer`] — group commit: sends numbered, stored in batches, acked, fanned out; it
@@ -17,6 +18,9 @@
 //! - [`settings`] — layered configuration (defaults, TOML file, `CHAT_*` env, flags).
 //! - [`files`] — uploaded files: stored by content hash, images inspected and given
 //!   thumbnails, served to the conversation's members only (`/api/files`).
+//! - [`admin`] — the administration subcommands (accounts, backup and restore, a person's
+//!   export), carried out in the running server over a Unix socket or over the data
+//!   directory when none runs.
 //! - [`health`] — `/healthz`; [`security`] — security headers, the pages' CSP, the
 //!   same-origin checks.
 //! - `clock` (the wall clock as stored), `locks` (std mutexes that survive a panic) and
@@ -39,6 +43,8 @@
 //! 6. Within a second, the conversation's `last_*` fields and the sender's read position
 //!    reach the database ([`store`]'s deferred writes).
 
+pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod changes;
 pub mod chat;
@@ -62,7 +68,7 @@ pub mod ws;
 
 use axum::{
     extract::FromRef,
-    routing::{get, post},
+    routing::{delete, get, post},
     Router,
 };
 use leptos::prelude::LeptosOptions;
@@ -156,6 +162,7 @@ pub struct Application {
     chat: chat::ChatService,
     files: files::FileStore,
     sign_ups: std::sync::Arc<auth::SignUpLimit>,
+    admin: admin::Admin,
     shutdown: CancellationToken,
     /// Socket tasks: shutdown waits for them.
     tasks: TaskTracker,
@@ -240,6 +247,16 @@ impl Application {
             )),
             sessions_ended: tokio::sync::broadcast::channel(256).0,
             public_origin: settings.public_origin.clone(),
+            sign_up: settings.sign_up,
+        };
+        let admin = admin::Admin {
+            store: store.clone(),
+            files: files.clone(),
+            data_dir: (settings.storage == settings::StorageKind::Disk)
+                .then(|| settings.data_dir.clone()),
+            hashing: auth.hashing.clone(),
+            sessions_ended: auth.sessions_ended.clone(),
+            public_origin: settings.public_origin.clone(),
         };
         let sign_ups = auth.sign_ups.clone();
         let shutdown = CancellationToken::new();
@@ -275,6 +292,7 @@ impl Application {
             chat,
             files,
             sign_ups,
+            admin,
             shutdown,
             tasks,
             writer_tasks,
@@ -304,6 +322,7 @@ impl Application {
             chat,
             files,
             sign_ups,
+            admin,
             shutdown: token,
             tasks,
             writer_tasks,
@@ -335,6 +354,20 @@ impl Application {
             }
         });
         tokio::spawn(files.sweep_until(token.clone()));
+        tokio::spawn(forget_expired_sessions(store.clone(), token.clone()));
+        // The administration subcommands reach this server through its data directory.
+        if let Some(dir) = admin.data_dir.clone() {
+            match admin::socket::bind(&dir) {
+                Ok(socket) => {
+                    tasks.spawn(admin::socket::serve(socket, admin, dir, token.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "no administration socket: the admin subcommands cannot reach this server")
+                }
+            }
+        } else {
+            drop(admin);
+        }
         info!(addr = %listener.local_addr()?, "listening");
         // Requests in flight get HTTP_DRAIN_GRACE to finish; one that never completes (a
         // client that sent half a request) is closed then, and does not hold the process up.
@@ -365,6 +398,26 @@ impl Application {
     }
 }
 
+/// How often sessions past their expiry are deleted.
+const EXPIRED_SESSIONS_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes expired sessions now and every [`EXPIRED_SESSIONS_EVERY`] until `stop`.
+async fn forget_expired_sessions(store: SurrealChatStore, stop: CancellationToken) {
+    let mut every = tokio::time::interval(EXPIRED_SESSIONS_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                match store.delete_expired_sessions(auth::now_secs() as i64).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(sessions = n, "expired sessions deleted"),
+                    Err(e) => warn!(error = %e, "cannot delete expired sessions"),
+                }
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+}
+
 fn router(state: AppState, body_timeout: Duration) -> Router {
     let routes = generate_route_list(app::App);
     Router::new()
@@ -375,11 +428,18 @@ fn router(state: AppState, body_timeout: Duration) -> Router {
                 .route("/api/auth/signup", post(auth::sign_up))
                 .route("/api/auth/signin", post(auth::sign_in))
                 .route("/api/auth/signout", post(auth::sign_out))
+                .route("/api/account/password", post(account::change_password))
+                .route(
+                    "/api/account/sessions/end-others",
+                    post(account::end_other_sessions),
+                )
+                .route("/api/account/sessions/{id}", delete(account::end_session))
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.auth.clone(),
                     auth::same_site_only,
                 ))
                 .route("/api/auth/me", get(auth::me))
+                .route("/api/account/sessions", get(account::sessions))
                 .layer(axum::middleware::map_response(security::no_store)),
         )
         .merge(

@@ -1,5 +1,6 @@
 //! `server`: runs the chat. Settings come from flags, `CHAT_*` environment variables and an
 //! optional TOML file (see the README); Ctrl-C or SIGTERM shuts it down gracefully.
+//! Subcommands administer the data directory (`server --help`, and the README).
 
 use clap::Parser;
 use server::{
@@ -19,7 +20,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let huge_pages = no_transparent_huge_pages();
     let open_files = server::listen::raise_open_file_limit();
-    let settings = Settings::load(Cli::parse())?;
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
+    let settings = Settings::load(cli)?;
+    if let Some(command) = command.filter(|c| !matches!(c, server::admin::cli::Command::Serve)) {
+        // Quiet unless something goes wrong: the command prints its own answer.
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::try_new("warn")?)
+            .with_writer(std::io::stderr)
+            .init();
+        let answer = server::admin::cli::run(command, &settings).await?;
+        println!("{answer}");
+        std::process::exit(0);
+    }
     tracing_subscriber::registry()
         .with(EnvFilter::try_new(&settings.log)?)
         .with(tracing_subscriber::fmt::layer())

@@ -70,6 +70,19 @@ impl Default for Limits {
     }
 }
 
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignUpMode {
+    /// Anyone who reaches the server (within `sign_ups_per_hour` per address).
+    #[default]
+    Open,
+    /// Only with an invitation link made by `server invite`.
+    Invite,
+    /// Nobody: accounts are made with `server user create`.
+    Closed,
+}
+
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
 
@@ -77,6 +90,9 @@ pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
 #[derive(Debug, Default, Parser)]
 #[command(name = "server", version, about = "Real-time chat server")]
 pub struct Cli {
+    /// What to do (with none: run the server).
+    #[command(subcommand)]
+    pub command: Option<crate::admin::cli::Command>,
     /// TOML file with any of the settings below (keys: the flag names with `_` for `-`).
     #[arg(long, env = "CHAT_CONFIG")]
     pub config: Option<PathBuf>,
@@ -127,6 +143,10 @@ pub struct Cli {
     /// Accounts one address may create per hour [default: 30].
     #[arg(long, env = "CHAT_SIGN_UPS_PER_HOUR")]
     pub sign_ups_per_hour: Option<u32>,
+    /// Who may create an account: open, invite (with a link from `server invite`) or
+    /// closed (`server user create` only) [default: open].
+    #[arg(long, env = "CHAT_SIGN_UP", value_enum)]
+    pub sign_up: Option<SignUpMode>,
     /// Passwords hashed or checked at once, 19 MiB each [default: the number of cores].
     #[arg(long, env = "CHAT_PASSWORD_HASHES_AT_ONCE")]
     pub password_hashes_at_once: Option<usize>,
@@ -166,6 +186,7 @@ struct FileSettings {
     sign_in_failures: Option<usize>,
     sign_in_failures_per_account: Option<usize>,
     sign_ups_per_hour: Option<u32>,
+    sign_up: Option<SignUpMode>,
     password_hashes_at_once: Option<usize>,
     rooms_per_hour: Option<u32>,
     rooms_owned: Option<usize>,
@@ -189,6 +210,7 @@ pub struct Settings {
     pub send_rate: u32,
     /// The storage engine's block cache, in bytes.
     pub db_cache_bytes: u64,
+    pub sign_up: SignUpMode,
     pub limits: Limits,
 }
 
@@ -304,6 +326,7 @@ impl Settings {
                 .or(file.db_cache_mb)
                 .unwrap_or(DEFAULT_DB_CACHE_MB)
                 .saturating_mul(1 << 20),
+            sign_up: cli.sign_up.or(file.sign_up).unwrap_or_default(),
             limits: {
                 let d = Limits::default();
                 Limits {
@@ -369,6 +392,7 @@ impl Settings {
             // Tests pour messages in; the rate limit has a test of its own.
             send_rate: 100_000,
             db_cache_bytes: DEFAULT_DB_CACHE_MB << 20,
+            sign_up: SignUpMode::Open,
             // Tests open many connections and accounts from one address, quickly; the
             // limits have tests of their own.
             limits: Limits {

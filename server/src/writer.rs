@@ -1021,6 +1021,7 @@ mod tests {
                     &Username::parse(name).unwrap(),
                     &DisplayName::parse(name).unwrap(),
                     "h",
+                    false,
                     1,
                 )
                 .await

@@ -1,10 +1,11 @@
-//! Sign in, or create an account, with a username and a password. Errors (wrong password,
-//! taken username, server unreachable) are shown in words next to the form, in the reader's
-//! language.
+//! Sign in, or create an account, with a username and a password (and, for a new account,
+//! the name others see). A page opened from an invitation link (`/?invite=<token>`) sends
+//! the invitation with the new account. Errors (wrong password, taken username, sign-up
+//! closed, server unreachable) are shown in words next to the form, in the reader's language.
 
 use leptos::prelude::*;
 
-use crate::i18n::{t, use_i18n};
+use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::AuthState;
 
 #[component]
@@ -12,27 +13,46 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
     let i18n = use_i18n();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
+    let display_name = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
+    // The invitation in the address, if the page was opened from one.
+    let query = leptos_router::hooks::use_query_map();
+    let invite = Memo::new(move |_| {
+        query
+            .with(|q| q.get("invite"))
+            .filter(|t| !t.is_empty() && t.len() <= 64)
+    });
     let busy = RwSignal::new(false);
 
     #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     let submit = move |create: bool| {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
-            use crate::domain::{Password, Username};
+            use crate::domain::{DisplayName, Password, Username};
             use crate::lang::{auth_problem_text, invalid_text};
             let locale = i18n.get_locale_untracked();
             let (name, secret) = (username.get_untracked(), password.get_untracked());
             // A new account's rules are explained before anything is sent.
+            let shown = display_name.get_untracked();
             if create {
-                if let Err(e) = Username::parse(&name).and(Password::parse(&secret)) {
+                let checked = Username::parse(&name)
+                    .and(Password::parse(&secret))
+                    .and(match shown.trim() {
+                        "" => Ok(()),
+                        d => DisplayName::parse(d).map(|_| ()),
+                    });
+                if let Err(e) = checked {
                     error.set(Some(invalid_text(locale, &e)));
                     return;
                 }
             }
             busy.set(true);
             error.set(None);
-            let result = crate::auth_client::submit(create, &name, &secret).await;
+            let new_account = create.then(|| crate::auth_client::NewAccount {
+                display_name: shown,
+                invite: invite.get_untracked(),
+            });
+            let result = crate::auth_client::submit(new_account.as_ref(), &name, &secret).await;
             busy.try_set(false);
             match result {
                 Ok(me) => {
@@ -58,7 +78,15 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
             }
         >
             <h2 id="auth-heading">{t!(i18n, auth.welcome)}</h2>
-            <p class="muted">{t!(i18n, auth.intro)}</p>
+            <p class="muted">
+                {move || {
+                    if invite.get().is_some() {
+                        t_string!(i18n, auth.invited)
+                    } else {
+                        t_string!(i18n, auth.intro)
+                    }
+                }}
+            </p>
             <label>
                 {t!(i18n, auth.username)}
                 <input
@@ -79,6 +107,10 @@ pub fn AuthForm(auth: RwSignal<AuthState>) -> impl IntoView {
                     required
                     bind:value=password
                 />
+            </label>
+            <label>
+                {t!(i18n, auth.display_name)}
+                <input name="display_name" autocomplete="name" maxlength="64" bind:value=display_name />
             </label>
             {move || error.get().map(|e| view! { <p role="alert" class="error">{e}</p> })}
             <div class="actions">

@@ -17,7 +17,7 @@ const FOCUSABLE: &str = "button:not([disabled]), input:not([disabled]), select:n
 /// button; focuses `focus` when it opens; keeps Tab and Shift+Tab inside itself; and gives
 /// the focus back to what had it (the button that opened it) when it closes.
 #[component]
-fn Modal(
+pub(super) fn Modal(
     dialog: RwSignal<Dialog>,
     /// Names the heading's element (`dialog-<id>`).
     id: &'static str,

@@ -1,5 +1,6 @@
 //! Reusable pieces of UI.
 
+mod account;
 mod auth_form;
 mod avatar;
 mod chat_view;
@@ -12,6 +13,7 @@ mod search;
 mod sidebar;
 mod status;
 
+pub use account::AccountDialog;
 pub use auth_form::AuthForm;
 pub use avatar::Avatar;
 pub use chat_view::{ChatCtx, ChatView};

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use crate::chat::{time, Chat};
 use crate::components::search::{SearchBox, SearchResults};
 use crate::components::{
-    Avatar, ChatCtx, LanguagePicker, NewMessageDialog, NewRoomDialog, StatusLine,
+    AccountDialog, Avatar, ChatCtx, LanguagePicker, NewMessageDialog, NewRoomDialog, StatusLine,
 };
 use crate::i18n::{t, t_string, td_string, use_i18n, Locale};
 use crate::lang::error_text;
@@ -20,6 +20,7 @@ pub enum Dialog {
     None,
     NewMessage,
     NewRoom,
+    Account,
 }
 
 #[component]
@@ -62,7 +63,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                         <StatusLine state=ctx.conn />
                     </div>
                 </div>
-                <ProfileMenu on_sign_out />
+                <ProfileMenu on_sign_out dialog />
             </header>
             <div class="sidebar-actions">
                 <button type="button" on:click=move |_| dialog.set(Dialog::NewMessage)>
@@ -137,6 +138,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                 Dialog::None => ().into_any(),
                 Dialog::NewMessage => view! { <NewMessageDialog dialog /> }.into_any(),
                 Dialog::NewRoom => view! { <NewRoomDialog dialog /> }.into_any(),
+                Dialog::Account => view! { <AccountDialog dialog /> }.into_any(),
             }}
         </aside>
     }
@@ -147,7 +149,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
 /// focus is) closes it and gives the focus back to the button, and so does the focus
 /// leaving it.
 #[component]
-fn ProfileMenu(on_sign_out: Callback<()>) -> impl IntoView {
+fn ProfileMenu(on_sign_out: Callback<()>, dialog: RwSignal<Dialog>) -> impl IntoView {
     let i18n = use_i18n();
     let chat = ChatCtx::get().chat;
     let username = chat.with_untracked(|c| c.me.username.clone());
@@ -212,6 +214,16 @@ fn ProfileMenu(on_sign_out: Callback<()>) -> impl IntoView {
                         {t!(i18n, sidebar.signed_in_as, username = username.clone())}
                     </p>
                     <LanguagePicker />
+                    <button
+                        type="button"
+                        class="ghost"
+                        on:click=move |_| {
+                            open.set(false);
+                            dialog.set(Dialog::Account);
+                        }
+                    >
+                        {t!(i18n, sidebar.account)}
+                    </button>
                     <button type="button" class="ghost" on:click=move |_| on_sign_out.run(())>
                         {t!(i18n, sidebar.sign_out)}
                     </button>

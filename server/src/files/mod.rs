@@ -75,6 +75,8 @@ struct Inner {
     /// uploads at once cannot both fit in the last free megabytes.
     quota_check: tokio::sync::Mutex<()>,
     decodes: tokio::sync::Semaphore,
+    /// The sweep writes it, a backup reads it: while a backup copies, no blob is removed.
+    removals: tokio::sync::RwLock<()>,
 }
 
 /// Who uploads a file, where to, and what it is called.
@@ -128,6 +130,7 @@ impl FileStore {
                 quota,
                 quota_check: tokio::sync::Mutex::new(()),
                 decodes: tokio::sync::Semaphore::new(DECODES_AT_ONCE),
+                removals: tokio::sync::RwLock::new(()),
             }),
         })
     }
@@ -154,6 +157,21 @@ impl FileStore {
 
     fn blob_path(&self, hash: &str) -> PathBuf {
         self.inner.blobs.join(&hash[..2]).join(hash)
+    }
+
+    /// Keeps the sweep from removing any blob while it is held (a backup holds it from
+    /// before its database snapshot until its copy of the blobs is done).
+    pub async fn hold_removals(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.inner.removals.read().await
+    }
+
+    /// Puts every blob into `to` (same layout), as hard links where `to` is on the same
+    /// file system (blobs never change once named), else as copies; how many.
+    pub async fn copy_blobs(&self, to: &Path) -> std::io::Result<u64> {
+        let (from, to) = (self.inner.blobs.clone(), to.to_owned());
+        tokio::task::spawn_blocking(move || copy_tree(&from, &to))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// The blob's path, if the name is a hash this store could have made.
@@ -346,6 +364,7 @@ impl FileStore {
     /// no upload names and the temporary files, both older than [`SWEEP_GRACE`]. Returns
     /// how many files were removed.
     pub async fn sweep(&self, now_ms: i64) -> Result<usize, FileError> {
+        let _no_backup = self.inner.removals.write().await;
         let forgotten = self
             .inner
             .store
@@ -407,6 +426,35 @@ impl FileStore {
             }
         }
     }
+}
+
+/// Links (or copies, across file systems) every file of the two-level tree `from` into the
+/// same places under `to`, syncing copies; how many files.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut n = 0;
+    std::fs::create_dir_all(to)?;
+    for shard in std::fs::read_dir(from)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        let target = to.join(shard.file_name());
+        std::fs::create_dir_all(&target)?;
+        for file in std::fs::read_dir(shard.path())? {
+            let file = file?;
+            let dest = target.join(file.file_name());
+            if dest.exists() {
+                n += 1;
+                continue;
+            }
+            if std::fs::hard_link(file.path(), &dest).is_err() {
+                std::fs::copy(file.path(), &dest)?;
+                std::fs::File::open(&dest)?.sync_all()?;
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// How many bytes of an upload may wait unsynced (see [`FileStore::receive`]).

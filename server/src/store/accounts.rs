@@ -5,34 +5,45 @@ use surrealdb::types::RecordId;
 
 use super::{
     retry_conflicts,
-    rows::{key_of, session_id, user_id, NameRow, TermMatch, UserRecord, UserRow, UserTermRow},
+    rows::{
+        key_of, session_id, user_id, IdRow, NameRow, SessionRecord, SessionRow, TermMatch,
+        UserRecord, UserRow, UserTermRow,
+    },
     taken_table, transaction, user_terms, StoreError, SurrealChatStore,
 };
 
 impl SurrealChatStore {
     /// Creates an account, and the terms it is found by, in one transaction; fails with
-    /// [`StoreError::UsernameTaken`] if the name is in use.
+    /// [`StoreError::UsernameTaken`] if the name is in use. The first account ever created
+    /// is a server administrator (`admin` makes any other one); returns whether it is one.
     pub async fn create_user(
         &self,
         username: &Username,
         display_name: &DisplayName,
         password_hash: &str,
+        admin: bool,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let name = username.as_str();
         let res = retry_conflicts(|| async {
+            // Two first sign-ups at once both write the claim: one of them is refused as a
+            // conflict (or finds the claim taken) and is run again, now not the first.
             let res = self
                 .db
                 .query(
                     "BEGIN;
+                     LET $first = !record::exists(first_account:claim);
+                     IF $first { CREATE first_account:claim SET user = $name RETURN NONE; };
                      CREATE $id SET display_name = $display_name, password_hash = $hash,
-                        created_at = $now RETURN NONE;
+                        created_at = $now, admin = $first OR $admin RETURN NONE;
                      INSERT IGNORE INTO user_term $terms RETURN NONE;
                      COMMIT;",
                 )
                 .bind(("id", user_id(name)))
+                .bind(("name", name.to_owned()))
                 .bind(("display_name", display_name.as_str().to_owned()))
                 .bind(("hash", password_hash.to_owned()))
+                .bind(("admin", admin))
                 .bind(("now", now_ms))
                 .bind(("terms", UserTermRow::of(name, display_name.as_str())))
                 .await?;
@@ -43,14 +54,19 @@ impl SurrealChatStore {
             Err(StoreError::Db(e)) if taken_table(&e) == Some("user") => {
                 Err(StoreError::UsernameTaken)
             }
-            other => other,
+            Err(StoreError::Db(e)) if taken_table(&e) == Some("first_account") => {
+                Box::pin(self.create_user(username, display_name, password_hash, admin, now_ms))
+                    .await
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(self.user(name).await?.is_some_and(|u| u.admin)),
         }
     }
 
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let mut res = self
             .db
-            .query("SELECT id, display_name, password_hash FROM ONLY $id")
+            .query("SELECT id, display_name, password_hash, admin, disabled FROM ONLY $id")
             .bind(("id", user_id(username)))
             .await?
             .check()?;
@@ -60,6 +76,8 @@ impl SurrealChatStore {
                 username: Username::parse(&key_of(&r.id)).ok()?,
                 display_name: r.display_name,
                 password_hash: r.password_hash,
+                admin: r.admin.unwrap_or(false),
+                disabled: r.disabled.unwrap_or(false),
             })
         }))
     }
@@ -162,23 +180,197 @@ impl SurrealChatStore {
         Ok(names(res.take(0)?))
     }
 
-    /// Records session `sid` of `username`, valid until `expires_at` (seconds).
+    /// Records session `sid` of `username`, valid until `expires_at` (seconds), signed in
+    /// from `address` with browser `agent`.
     pub async fn create_session(
         &self,
         sid: &str,
         username: &str,
         now_secs: i64,
         expires_at: i64,
+        agent: Option<&str>,
+        address: Option<&str>,
     ) -> Result<(), StoreError> {
         self.db
-            .query("CREATE $id SET user = $user, created_at = $now, expires_at = $exp RETURN NONE")
+            .query(
+                "CREATE $id SET user = $user, created_at = $now, expires_at = $exp,
+                    agent = $agent, address = $address RETURN NONE",
+            )
             .bind(("id", session_id(sid)))
             .bind(("user", user_id(username)))
             .bind(("now", now_secs))
             .bind(("exp", expires_at))
+            .bind(("agent", agent.map(str::to_owned)))
+            .bind(("address", address.map(str::to_owned)))
             .await?
             .check()?;
         Ok(())
+    }
+
+    /// The sessions of `username` that have not expired at `now_secs`, newest first.
+    pub async fn sessions_of(
+        &self,
+        username: &str,
+        now_secs: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut res = self
+            .db
+            .query(
+                "SELECT id, created_at, expires_at, agent, address FROM session
+                    WHERE user = $user AND expires_at > $now ORDER BY created_at DESC",
+            )
+            .bind(("user", user_id(username)))
+            .bind(("now", now_secs))
+            .await?
+            .check()?;
+        let rows: Vec<SessionRow> = res.take(0)?;
+        Ok(rows.into_iter().map(SessionRow::into_record).collect())
+    }
+
+    /// Ends the sessions of `username`, all of them or all but `keep`; returns the ids
+    /// ended (their sockets are to be closed).
+    pub async fn end_sessions(
+        &self,
+        username: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut res = self
+            .db
+            .query("DELETE session WHERE user = $user AND id != $keep RETURN BEFORE")
+            .bind(("user", user_id(username)))
+            .bind(("keep", keep.map(session_id)))
+            .await?
+            .check()?;
+        let rows: Vec<IdRow> = res.take(0)?;
+        Ok(rows.iter().map(|r| key_of(&r.id)).collect())
+    }
+
+    /// Ends session `sid` if it belongs to `username`; whether it did.
+    pub async fn end_session_of(&self, username: &str, sid: &str) -> Result<bool, StoreError> {
+        let mut res = self
+            .db
+            .query("DELETE $id WHERE user = $user RETURN BEFORE")
+            .bind(("id", session_id(sid)))
+            .bind(("user", user_id(username)))
+            .await?
+            .check()?;
+        let rows: Vec<IdRow> = res.take(0)?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Deletes the sessions expired at `now_secs`; how many.
+    pub async fn delete_expired_sessions(&self, now_secs: i64) -> Result<usize, StoreError> {
+        let mut res = self
+            .db
+            .query("DELETE session WHERE expires_at <= $now RETURN BEFORE")
+            .bind(("now", now_secs))
+            .await?
+            .check()?;
+        let rows: Vec<IdRow> = res.take(0)?;
+        Ok(rows.len())
+    }
+
+    /// Replaces the password hash of `username` and ends its sessions but `keep`; returns
+    /// the sessions ended.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.update_user(username, "password_hash = $value", password_hash.to_owned())
+            .await?;
+        self.end_sessions(username, keep).await
+    }
+
+    /// Makes `username` a server administrator or not.
+    pub async fn set_admin(&self, username: &str, admin: bool) -> Result<(), StoreError> {
+        self.update_user(username, "admin = $value", admin).await
+    }
+
+    /// Disables `username` (ending every session of it; returned) or enables it again.
+    pub async fn set_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        self.update_user(username, "disabled = $value", disabled)
+            .await?;
+        if disabled {
+            self.end_sessions(username, None).await
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Sets one field of an existing user; [`StoreError::NoSuchUser`] if there is none.
+    async fn update_user<V: surrealdb::types::SurrealValue + 'static>(
+        &self,
+        username: &str,
+        assignment: &'static str,
+        value: V,
+    ) -> Result<(), StoreError> {
+        let mut res = self
+            .db
+            .query(format!("UPDATE $id SET {assignment} RETURN VALUE id"))
+            .bind(("id", user_id(username)))
+            .bind(("value", value))
+            .await?
+            .check()?;
+        let updated: Vec<RecordId> = res.take(0)?;
+        if updated.is_empty() {
+            return Err(StoreError::NoSuchUser);
+        }
+        Ok(())
+    }
+
+    /// Records an invitation to sign up, usable `uses` times until `expires_at` (seconds).
+    pub async fn create_signup_invite(
+        &self,
+        token: &str,
+        uses: u32,
+        now_secs: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .query("CREATE $id SET uses = $uses, expires_at = $exp, created_at = $now RETURN NONE")
+            .bind(("id", RecordId::new("signup_invite", token)))
+            .bind(("uses", i64::from(uses)))
+            .bind(("exp", expires_at))
+            .bind(("now", now_secs))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Takes one use of invitation `token`; whether it was valid (exists, not expired at
+    /// `now_secs`, not used up). A used-up invitation is deleted.
+    pub async fn take_signup_invite(&self, token: &str, now_secs: i64) -> Result<bool, StoreError> {
+        let id = RecordId::new("signup_invite", token);
+        // One statement: two sign-ups at once cannot both take the last use (one of them
+        // conflicts, and is run again).
+        let left: Vec<i64> = retry_conflicts(|| async {
+            let mut res = self
+                .db
+                .query(
+                    "UPDATE $id SET uses -= 1 WHERE uses > 0 AND expires_at > $now
+                        RETURN VALUE uses",
+                )
+                .bind(("id", id.clone()))
+                .bind(("now", now_secs))
+                .await?
+                .check()?;
+            Ok(res.take(0)?)
+        })
+        .await?;
+        if left.first() == Some(&0) {
+            self.db
+                .query("DELETE $id WHERE uses <= 0")
+                .bind(("id", id))
+                .await?
+                .check()?;
+        }
+        Ok(!left.is_empty())
     }
 
     /// The user of session `sid`, if it exists and has not expired at `now_secs`.

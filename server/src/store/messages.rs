@@ -85,6 +85,20 @@ struct NRow {
 }
 
 impl SurrealChatStore {
+    /// Every message `sender` has sent that is not deleted, oldest first by conversation
+    /// and position: a person's data export. Reads the whole message table (there is no
+    /// index by sender), so it is for the administration command, not for requests.
+    pub async fn messages_by(&self, sender: &str) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT * FROM msg WHERE sender = $sender AND !deleted ORDER BY id")
+            .bind(("sender", sender.to_owned()))
+            .await?
+            .check()?;
+        let rows: Vec<MessageRow> = res.take(0)?;
+        Ok(rows.into_iter().filter_map(MessageRow::record).collect())
+    }
+
     /// The conversation's head (last position and the messages up to it), or `None` if it
     /// does not exist: from memory once known, else read once (and then known).
     pub async fn head(&self, key: &str) -> Result<Option<Mark>, StoreError> {

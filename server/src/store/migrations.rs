@@ -10,7 +10,8 @@
 //! 6. users are found by their `user_term` records;
 //! 7. rooms are found by their `room_term` records;
 //! 8. messages are found through the search index beside the database, no longer through
-//!    `search_doc` records.
+//!    `search_doc` records;
+//! 9. the oldest account is the server's administrator (`first_account:claim`).
 //!
 //! A database without the record is 1, 2 or 3 (told apart by its tables) or new.
 
@@ -58,7 +59,7 @@ struct RoomNameRow {
 }
 
 /// The layout this code writes.
-const LAYOUT: i64 = 8;
+const LAYOUT: i64 = 9;
 /// Records moved per transaction while a layout is moved forward.
 const MIGRATION_PAGE: i64 = 2_000;
 
@@ -95,9 +96,28 @@ impl SurrealChatStore {
         self.index_user_terms().await?;
         self.index_room_terms().await?;
         self.drop_search_docs().await?;
+        self.claim_first_admin().await?;
         self.db
             .query("UPSERT store_layout:current SET version = $v RETURN NONE")
             .bind(("v", LAYOUT))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// Makes the oldest account the server's administrator, as the first account of a new
+    /// server is (layout 9). Idempotent: nothing happens once the claim exists.
+    async fn claim_first_admin(&self) -> Result<(), StoreError> {
+        self.db
+            .query(
+                "IF !record::exists(first_account:claim) {
+                    LET $first = (SELECT VALUE id FROM user ORDER BY created_at LIMIT 1)[0];
+                    IF $first != NONE {
+                        UPDATE $first SET admin = true RETURN NONE;
+                        CREATE first_account:claim SET user = record::id($first) RETURN NONE;
+                    };
+                 }",
+            )
             .await?
             .check()?;
         Ok(())

@@ -65,7 +65,7 @@ pub use heads::Mark;
 pub use messages::{Batch, HistoryPage};
 pub use rows::{
     direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind, MentionKey,
-    MessageRecord, RoomRow, UserRecord,
+    MessageRecord, RoomRow, SessionRecord, UserRecord,
 };
 pub use schema::SCHEMA;
 pub use search::INDEX_CHUNK;
@@ -230,6 +230,13 @@ impl SurrealChatStore {
         store.ensure_default_room(now_ms).await?;
         store.find_unindexed().await?;
         Ok(store)
+    }
+
+    /// Writes the whole database to `path` as SurrealQL statements, from one read
+    /// transaction: a consistent snapshot, taken while writes go on.
+    pub async fn export_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        self.db.export(path).await?;
+        Ok(())
     }
 
     /// How many times this database has been opened, this time included. On disk it grows

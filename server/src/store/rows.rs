@@ -25,6 +25,22 @@ pub struct UserRecord {
     pub username: Username,
     pub display_name: String,
     pub password_hash: String,
+    /// A server administrator (the first account is one).
+    pub admin: bool,
+    /// Disabled by an administrator: it cannot sign in.
+    pub disabled: bool,
+}
+
+/// One signed-in device of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    /// When it signed in, and until when it lasts (seconds).
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// The browser's `User-Agent` and the address it signed in from, as far as known.
+    pub agent: Option<String>,
+    pub address: Option<String>,
 }
 
 /// A stored message, as it is now.
@@ -211,6 +227,35 @@ pub(super) struct UserRow {
     pub id: RecordId,
     pub display_name: String,
     pub password_hash: String,
+    pub admin: Option<bool>,
+    pub disabled: Option<bool>,
+}
+
+#[derive(Debug, SurrealValue)]
+pub(super) struct SessionRow {
+    pub id: RecordId,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub agent: Option<String>,
+    pub address: Option<String>,
+}
+
+impl SessionRow {
+    pub fn into_record(self) -> SessionRecord {
+        SessionRecord {
+            id: key_of(&self.id),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            agent: self.agent,
+            address: self.address,
+        }
+    }
+}
+
+/// A row of which only the id is read.
+#[derive(Debug, SurrealValue)]
+pub(super) struct IdRow {
+    pub id: RecordId,
 }
 
 /// A message as stored (`id` is `msg:[conversation, seq]`). Rows written before changes

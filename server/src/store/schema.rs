@@ -8,6 +8,21 @@ DEFINE TABLE IF NOT EXISTS user SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS display_name ON user TYPE string;
 DEFINE FIELD IF NOT EXISTS password_hash ON user TYPE string;
 DEFINE FIELD IF NOT EXISTS created_at ON user TYPE int;
+-- A server administrator (absent: no); disabled by one (absent: no).
+DEFINE FIELD IF NOT EXISTS admin ON user TYPE option<bool>;
+DEFINE FIELD IF NOT EXISTS disabled ON user TYPE option<bool>;
+
+-- `first_account:claim`: written with the first account, which is the server's
+-- administrator; its existence means the next account is not.
+DEFINE TABLE IF NOT EXISTS first_account SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS user ON first_account TYPE string;
+
+-- Sign-up invitations (for sign-up by invitation): `signup_invite:<random hex>`, usable `uses`
+-- more times until `expires_at` (seconds).
+DEFINE TABLE IF NOT EXISTS signup_invite SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS uses ON signup_invite TYPE int;
+DEFINE FIELD IF NOT EXISTS expires_at ON signup_invite TYPE int;
+DEFINE FIELD IF NOT EXISTS created_at ON signup_invite TYPE int;
 
 -- How users are found by name: `user_term:[term, username]`, one per word start of the
 -- username and display name (`user_terms`), written with the user. The id makes each
@@ -25,11 +40,16 @@ DEFINE FIELD IF NOT EXISTS term ON room_term TYPE string;
 DEFINE FIELD IF NOT EXISTS room ON room_term TYPE string;
 DEFINE INDEX IF NOT EXISTS room_term_order ON room_term FIELDS term, room;
 
--- Sessions: `session:<random 128-bit hex>`; times in seconds.
+-- Sessions: `session:<random 128-bit hex>`; times in seconds; the browser (`agent`) and
+-- address that signed in, when known. Expired ones are deleted every hour.
 DEFINE TABLE IF NOT EXISTS session SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS user ON session TYPE record<user>;
 DEFINE FIELD IF NOT EXISTS created_at ON session TYPE int;
 DEFINE FIELD IF NOT EXISTS expires_at ON session TYPE int;
+DEFINE FIELD IF NOT EXISTS agent ON session TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS address ON session TYPE option<string>;
+DEFINE INDEX IF NOT EXISTS session_user ON session FIELDS user;
+DEFINE INDEX IF NOT EXISTS session_expiry ON session FIELDS expires_at;
 
 -- Conversations: `conversation:<a>/<b>` (direct, usernames sorted), `general` and
 -- `r<16 hex>` (rooms). The `last_*` fields follow the messages within a second:

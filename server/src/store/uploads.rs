@@ -183,6 +183,18 @@ impl SurrealChatStore {
         Ok(gone.len())
     }
 
+    /// Every upload `owner` made, sent or not, oldest first.
+    pub async fn uploads_of(&self, owner: &str) -> Result<Vec<UploadRecord>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT * FROM upload WHERE owner = $owner ORDER BY created_at")
+            .bind(("owner", owner.to_owned()))
+            .await?
+            .check()?;
+        let rows: Vec<UploadRow> = res.take(0)?;
+        Ok(rows.into_iter().map(UploadRow::record).collect())
+    }
+
     /// Every blob some upload names (its file and its thumbnail).
     pub async fn upload_blobs(&self) -> Result<HashSet<String>, StoreError> {
         let mut res = self

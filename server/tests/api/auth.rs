@@ -32,7 +32,7 @@ async fn signing_up_signs_in_and_me_says_who() {
     }
     assert_eq!(
         me.json(),
-        json!({"username": "alice", "display_name": "Alice A."})
+        json!({"username": "alice", "display_name": "Alice A.", "admin": true})
     );
 
     let again = post_json(

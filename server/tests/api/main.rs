@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, real HTTP and WebSocket clients.
 
+mod admin;
 mod auth;
 mod changes;
 mod chat;

@@ -29,6 +29,7 @@ async fn user(store: &SurrealChatStore, name: &str) {
             &Username::parse(name).unwrap(),
             &DisplayName::parse(&name.to_uppercase()).unwrap(),
             "hash",
+            false,
             1,
         )
         .await
@@ -106,6 +107,7 @@ async fn usernames_are_unique() {
             &Username::parse("Alice").unwrap(),
             &DisplayName::parse("Other").unwrap(),
             "h",
+            false,
             2,
         )
         .await;
@@ -810,6 +812,7 @@ async fn named(store: &SurrealChatStore, username: &str, display_name: &str) {
             &Username::parse(username).unwrap(),
             &DisplayName::parse(display_name).unwrap(),
             "hash",
+            false,
             1,
         )
         .await

@@ -1,0 +1,236 @@
+//! The account dialog: change one's password (every other device is signed out), and the
+//! list of signed-in devices, each of which can be signed out from here, or all the others
+//! at once. What the server says goes: the list is read again after every change.
+
+use leptos::{ev, html, prelude::*};
+
+use crate::components::{dialogs::Modal, sidebar::Dialog};
+use crate::i18n::{t, t_string, use_i18n, Locale};
+
+/// A signed-in device as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeviceRow {
+    id: String,
+    current: bool,
+    /// ms since the epoch.
+    created_at: i64,
+    agent: Option<String>,
+    address: Option<String>,
+}
+
+/// "Firefox on Linux" / "Linux 上的 Firefox", or "Unknown browser".
+fn device_name(locale: Locale, agent: Option<&str>) -> String {
+    use crate::i18n::td_string;
+    match agent.and_then(crate::user_agent::describe) {
+        Some((browser, Some(os))) => td_string!(locale, account.device, browser, os),
+        Some((browser, None)) => browser.to_owned(),
+        None => td_string!(locale, account.unknown_device).to_owned(),
+    }
+}
+
+#[component]
+pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
+    let i18n = use_i18n();
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let password_note = RwSignal::new(None::<(bool, String)>);
+    let devices = RwSignal::new(None::<Vec<DeviceRow>>);
+    let devices_note = RwSignal::new(None::<(bool, String)>);
+    let first = NodeRef::<html::Input>::new();
+
+    #[cfg(feature = "hydrate")]
+    let reload = move || {
+        leptos::task::spawn_local(async move {
+            match crate::auth_client::devices().await {
+                Ok(list) => {
+                    devices.try_set(Some(
+                        list.into_iter()
+                            .map(|d| DeviceRow {
+                                id: d.id,
+                                current: d.current,
+                                created_at: d.created_at.saturating_mul(1000),
+                                agent: d.agent,
+                                address: d.address,
+                            })
+                            .collect(),
+                    ));
+                }
+                Err(e) => {
+                    let text = crate::lang::auth_problem_text(i18n.get_locale_untracked(), &e);
+                    devices_note.try_set(Some((false, text)));
+                }
+            }
+        });
+    };
+    #[cfg(feature = "hydrate")]
+    reload();
+
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    let change_password = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            use crate::lang::{auth_problem_text, invalid_text};
+            let locale = i18n.get_locale_untracked();
+            let next = new.get_untracked();
+            if let Err(e) = crate::domain::Password::parse(&next) {
+                password_note.set(Some((false, invalid_text(locale, &e))));
+                return;
+            }
+            let result = crate::auth_client::change_password(&current.get_untracked(), &next).await;
+            let note = match result {
+                Ok(n) => {
+                    current.try_set(String::new());
+                    new.try_set(String::new());
+                    reload();
+                    (
+                        true,
+                        crate::i18n::td_string!(locale, account.password_changed, n),
+                    )
+                }
+                Err(e) => (false, auth_problem_text(locale, &e)),
+            };
+            password_note.try_set(Some(note));
+        });
+    };
+
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    let sign_out = move |id: Option<String>| {
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            let locale = i18n.get_locale_untracked();
+            let result = match &id {
+                Some(id) => crate::auth_client::end_device(id).await.map(|()| None),
+                None => crate::auth_client::end_other_devices().await.map(Some),
+            };
+            match result {
+                Ok(Some(n)) => {
+                    let text = crate::i18n::td_string!(locale, account.others_signed_out, n);
+                    devices_note.try_set(Some((true, text)));
+                }
+                Ok(None) => {
+                    devices_note.try_set(None);
+                }
+                Err(e) => {
+                    let text = crate::lang::auth_problem_text(locale, &e);
+                    devices_note.try_set(Some((false, text)));
+                }
+            }
+            reload();
+        });
+    };
+
+    let note = |n: Option<(bool, String)>| {
+        n.map(|(ok, text)| {
+            if ok {
+                view! { <p role="status" class="muted">{text}</p> }.into_any()
+            } else {
+                view! { <p role="alert" class="error">{text}</p> }.into_any()
+            }
+        })
+    };
+
+    view! {
+        <Modal
+            dialog
+            id="account"
+            title=Signal::derive(move || t_string!(i18n, account.title))
+            focus=first
+        >
+            <section class="account-section" aria-labelledby="account-password">
+                <h3 id="account-password">{t!(i18n, account.change_password)}</h3>
+                <form class="stacked-form" on:submit=change_password>
+                    <label>
+                        {t!(i18n, account.current_password)}
+                        <input
+                            node_ref=first
+                            type="password"
+                            autocomplete="current-password"
+                            required
+                            bind:value=current
+                        />
+                    </label>
+                    <label>
+                        {t!(i18n, account.new_password)}
+                        <input type="password" autocomplete="new-password" required bind:value=new />
+                    </label>
+                    <button type="submit">{t!(i18n, account.change_password)}</button>
+                </form>
+                {move || note(password_note.get())}
+            </section>
+            <section class="account-section" aria-labelledby="account-devices">
+                <h3 id="account-devices">{t!(i18n, account.devices)}</h3>
+                {move || note(devices_note.get())}
+                {move || match devices.get() {
+                    None => view! { <p class="muted">{t!(i18n, account.loading)}</p> }.into_any(),
+                    Some(list) => {
+                        let others = list.iter().any(|d| !d.current);
+                        view! {
+                            <ul class="device-list" aria-labelledby="account-devices">
+                                {list
+                                    .into_iter()
+                                    .map(|d| view! { <DeviceItem device=d sign_out /> })
+                                    .collect_view()}
+                            </ul>
+                            {others
+                                .then(|| {
+                                    view! {
+                                        <button
+                                            type="button"
+                                            class="secondary"
+                                            on:click=move |_| sign_out(None)
+                                        >
+                                            {t!(i18n, account.sign_out_others)}
+                                        </button>
+                                    }
+                                })}
+                        }
+                            .into_any()
+                    }
+                }}
+            </section>
+        </Modal>
+    }
+}
+
+#[component]
+fn DeviceItem(
+    device: DeviceRow,
+    sign_out: impl Fn(Option<String>) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    let agent = device.agent.clone();
+    let name = Signal::derive(move || device_name(i18n.get_locale(), agent.as_deref()));
+    let created = device.created_at;
+    let when = move || {
+        let locale = i18n.get_locale();
+        crate::chat::time::relative(locale, crate::chat::time::now_ms(), created)
+    };
+    let address = device.address.clone();
+    let id = device.id.clone();
+    view! {
+        <li class="device-row">
+            <div class="device-what">
+                <span class="device-name">{name}</span>
+                {device.current.then(|| view! { <span class="badge">{t!(i18n, account.this_device)}</span> })}
+                <span class="muted">
+                    {move || t_string!(i18n, account.signed_in, when = when())}
+                    {address.clone().map(|a| format!(" · {}", t_string!(i18n, account.from_address, address = a)))}
+                </span>
+            </div>
+            {(!device.current)
+                .then(|| {
+                    view! {
+                        <button
+                            type="button"
+                            class="ghost"
+                            aria-label=move || t_string!(i18n, account.sign_out_device_named, device = name.get())
+                            on:click=move |_| sign_out(Some(id.clone()))
+                        >
+                            {t!(i18n, account.sign_out_device)}
+                        </button>
+                    }
+                })}
+        </li>
+    }
+}
