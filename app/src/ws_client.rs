@@ -11,13 +11,16 @@
 //! already out) that must be answered within [`ANSWER_LIMIT_MS`].
 
 use futures::{channel::mpsc, FutureExt, SinkExt, StreamExt};
-use gloo_net::websocket::{futures::WebSocket, Message};
+use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
 use gloo_timers::future::{sleep, IntervalStream};
 use leptos::task::spawn_local;
 use std::time::Duration;
 
 use crate::components::ConnectionState;
 use crate::protocol::{ClientMsg, ServerMsg};
+
+/// The close code the server ends a socket with when its session ended (policy violation).
+const SIGNED_OUT: u16 = 1008;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -146,6 +149,14 @@ async fn run(
                                 Err(e) => leptos::logging::warn!("undecodable frame from server: {e}"),
                             },
                             Some(Ok(Message::Bytes(_))) => {}
+                            // The server ended this session (signed out elsewhere, a new
+                            // password, a disabled account): reconnecting cannot help.
+                            Some(Err(WebSocketError::ConnectionClose(close)))
+                                if close.code == SIGNED_OUT =>
+                            {
+                                on_state(ConnectionState::SignedOut);
+                                return;
+                            }
                             Some(Err(_)) | None => break,
                         }
                     },

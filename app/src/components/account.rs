@@ -42,7 +42,9 @@ pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
     let reload = move || {
         leptos::task::spawn_local(async move {
             match crate::auth_client::devices().await {
-                Ok(list) => {
+                Ok(mut list) => {
+                    // This device first, then the others newest first (as listed).
+                    list.sort_by_key(|d| !d.current);
                     devices.try_set(Some(
                         list.into_iter()
                             .map(|d| DeviceRow {

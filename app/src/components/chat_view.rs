@@ -84,7 +84,7 @@ pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl I
     provide_context(ctx);
 
     #[cfg(feature = "hydrate")]
-    browser::start(ctx);
+    browser::start(ctx, on_sign_out);
 
     let chat = ctx.chat;
     let i18n = crate::i18n::use_i18n();
@@ -122,7 +122,7 @@ mod browser {
     use crate::ws_client::Socket;
     use std::time::Duration;
 
-    pub fn start(ctx: ChatCtx) {
+    pub fn start(ctx: ChatCtx, on_sign_out: Callback<()>) {
         let ChatCtx {
             chat, conn, now, ..
         } = ctx;
@@ -138,6 +138,9 @@ mod browser {
                     conn.try_set(state);
                     if !state.is_connected() {
                         chat.try_update(Chat::disconnected);
+                    }
+                    if state == ConnectionState::SignedOut {
+                        on_sign_out.run(());
                     }
                 },
                 move || {

@@ -20,6 +20,9 @@ pub enum ConnectionState {
     Offline,
     /// Signed out: the socket is closed for good.
     Closed,
+    /// The server ended the session (from another device, by a new password, by an
+    /// administrator): the page goes back to the sign-in form.
+    SignedOut,
 }
 
 impl ConnectionState {
@@ -31,6 +34,7 @@ impl ConnectionState {
             ConnectionState::Reconnecting => td_string!(locale, connection.reconnecting),
             ConnectionState::Offline => td_string!(locale, connection.offline),
             ConnectionState::Closed => td_string!(locale, connection.closed),
+            ConnectionState::SignedOut => td_string!(locale, connection.signed_out),
         }
     }
 
@@ -43,6 +47,7 @@ impl ConnectionState {
             ConnectionState::Reconnecting => "reconnecting",
             ConnectionState::Offline => "offline",
             ConnectionState::Closed => "closed",
+            ConnectionState::SignedOut => "signed-out",
         }
     }
 
@@ -78,6 +83,7 @@ mod tests {
             ConnectionState::Reconnecting,
             ConnectionState::Offline,
             ConnectionState::Closed,
+            ConnectionState::SignedOut,
         ] {
             assert!(!s.is_connected(), "{s:?}");
             assert_ne!(s.key(), "connected");
