@@ -51,6 +51,8 @@ pub struct Device {
     pub current: bool,
     /// Seconds since the epoch.
     pub created_at: i64,
+    /// When it was last used (to within five minutes).
+    pub seen_at: i64,
     pub agent: Option<String>,
     pub address: Option<String>,
 }

@@ -128,6 +128,6 @@ test("the account dialog in Chinese", async ({ browser }) => {
   await page.getByRole("button", { name: "账号与设备" }).click();
   const dialog = page.getByRole("dialog", { name: "我的账号" });
   await expect(dialog.getByText("本设备")).toBeVisible();
-  await expect(dialog.getByText(/登录于/)).toBeVisible();
+  await expect(dialog.getByText(/最近活动/)).toBeVisible();
   await page.screenshot({ path: "screenshots/account-zh.png" });
 });

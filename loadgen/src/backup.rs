@@ -22,6 +22,9 @@ pub struct Options {
     /// How long the load runs before the backup starts, and after it ends.
     pub before: Duration,
     pub after: Duration,
+    /// A data directory to run the server on (one `generate-db` made, say) instead of a
+    /// new one; it is left as it was found, apart from what the senders add.
+    pub data_dir: Option<PathBuf>,
 }
 
 pub struct Report {
@@ -31,6 +34,12 @@ pub struct Report {
     pub acked_total: usize,
     pub backup_ms: u128,
     pub restore_ms: u128,
+    /// Messages acknowledged per second before the backup, and while it ran.
+    pub rate_before: f64,
+    pub rate_during: f64,
+    /// The data directory's size and the backup's, in bytes.
+    pub data_bytes: u64,
+    pub backup_bytes: u64,
     /// What the backup command printed.
     pub backup_said: String,
     pub restored: Findings,
@@ -38,7 +47,10 @@ pub struct Report {
 
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+    let data = opts
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| dir.path().join("data"));
     let addr = free_port()?;
     let mut server = ServerProcess::new(&opts.server_bin, addr, &data)?;
     server.start().await?;
@@ -89,6 +101,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     restored.stop(Stop::Term).await?;
     require(&findings).context("the restored backup")?;
     Ok(Report {
+        rate_before: before.len() as f64 / opts.before.as_secs_f64(),
+        rate_during: acked_during as f64 / (backup_ms.max(1) as f64 / 1000.0),
+        data_bytes: size_of(&data),
+        backup_bytes: size_of(&backup),
         acked_before: before.len(),
         acked_during,
         acked_total,
@@ -97,6 +113,20 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         backup_said,
         restored: findings,
     })
+}
+
+/// Bytes of the files under `dir` (hard links counted each time).
+fn size_of(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => size_of(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {

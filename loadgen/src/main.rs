@@ -50,6 +50,9 @@ enum Command {
         /// Seconds of load before the backup starts (and again after it ends); bounded.
         #[arg(long, default_value_t = 3)]
         seconds: u64,
+        /// Run on this data directory (e.g. from `generate-db`) instead of a new one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Throughput and latency of the server, then of the in-process relay baselines (durable,
     /// then plain), in the same run: closed loop (a window per user), or open loop with `--rate`.
@@ -189,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
             server_bin,
             senders,
             seconds,
+            data_dir,
         } => {
             let load = Duration::from_secs(seconds.clamp(1, 600));
             println!("backup under load: {senders} senders, {seconds} s before and after");
@@ -197,12 +201,20 @@ async fn main() -> anyhow::Result<()> {
                 senders,
                 before: load,
                 after: load,
+                data_dir,
             })
             .await?;
             println!("server said: {}", r.backup_said);
             println!(
                 "acknowledged: {} before the backup began, {} while it ran, {} in all",
                 r.acked_before, r.acked_during, r.acked_total
+            );
+            println!(
+                "acknowledged per second: {:.0} before the backup, {:.0} while it ran; data directory {:.1} MB, backup {:.1} MB",
+                r.rate_before,
+                r.rate_during,
+                r.data_bytes as f64 / 1e6,
+                r.backup_bytes as f64 / 1e6
             );
             println!(
                 "backup {} ms, restore {} ms; restored copy: {} of {} found at their seq, {} lost, {} stored, no duplicates, no gaps",

@@ -22,6 +22,8 @@ pub struct DeviceView {
     /// Seconds since the epoch.
     pub created_at: i64,
     pub expires_at: i64,
+    /// When a socket of it last opened (to within five minutes).
+    pub seen_at: i64,
     pub agent: Option<String>,
     pub address: Option<String>,
 }
@@ -42,6 +44,7 @@ pub async fn sessions(
                 id: s.id,
                 created_at: s.created_at,
                 expires_at: s.expires_at,
+                seen_at: s.seen_at,
                 agent: s.agent,
                 address: s.address,
             })

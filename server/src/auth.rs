@@ -550,7 +550,7 @@ pub async fn sign_up(
             return Err(AuthError::InviteInvalid);
         }
     }
-    let admin = auth
+    let created = auth
         .store
         .create_user(
             &username,
@@ -559,7 +559,14 @@ pub async fn sign_up(
             false,
             crate::clock::now_ms(),
         )
-        .await?;
+        .await;
+    // A use of the invitation taken by a sign-up that came to nothing is given back.
+    if let (Err(StoreError::UsernameTaken), SignUpMode::Invite, Some(token)) =
+        (&created, auth.sign_up, form.invite.as_deref())
+    {
+        auth.store.give_back_signup_invite(token).await?;
+    }
+    let admin = created?;
     info!(user = %username, admin, "account created");
     let me = Me {
         username: username.to_string(),

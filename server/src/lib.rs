@@ -398,16 +398,17 @@ impl Application {
     }
 }
 
-/// How often sessions past their expiry are deleted.
+/// How often sessions past their expiry (and invitations expired or used up) are deleted.
 const EXPIRED_SESSIONS_EVERY: Duration = Duration::from_secs(3600);
 
-/// Deletes expired sessions now and every [`EXPIRED_SESSIONS_EVERY`] until `stop`.
+/// Deletes expired sessions and invitations now and every [`EXPIRED_SESSIONS_EVERY`] until
+/// `stop`.
 async fn forget_expired_sessions(store: SurrealChatStore, stop: CancellationToken) {
     let mut every = tokio::time::interval(EXPIRED_SESSIONS_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {
-                match store.delete_expired_sessions(auth::now_secs() as i64).await {
+                match store.forget_expired(auth::now_secs() as i64).await {
                     Ok(0) => {}
                     Ok(n) => info!(sessions = n, "expired sessions deleted"),
                     Err(e) => warn!(error = %e, "cannot delete expired sessions"),

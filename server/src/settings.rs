@@ -461,6 +461,21 @@ mod tests {
     }
 
     #[test]
+    fn sign_up_is_open_unless_the_file_or_a_flag_says_otherwise() {
+        let s = Settings::resolve(Cli::default(), FileSettings::default(), None);
+        assert_eq!(s.sign_up, SignUpMode::Open);
+        let s = Settings::resolve(Cli::default(), file("sign_up = \"invite\""), None);
+        assert_eq!(s.sign_up, SignUpMode::Invite);
+        let cli = Cli {
+            sign_up: Some(SignUpMode::Closed),
+            ..Cli::default()
+        };
+        let s = Settings::resolve(cli, file("sign_up = \"invite\""), None);
+        assert_eq!(s.sign_up, SignUpMode::Closed);
+        assert!(toml::from_str::<FileSettings>("sign_up = \"maybe\"").is_err());
+    }
+
+    #[test]
     fn the_database_cache_is_set_in_mib_and_has_a_floor() {
         let s = Settings::resolve(Cli::default(), file("db_cache_mb = 1024"), None);
         assert_eq!(s.db_cache_bytes, 1 << 30);
@@ -530,6 +545,7 @@ mod tests {
                 "CHAT_SIGN_IN_FAILURES",
                 "CHAT_SIGN_IN_FAILURES_PER_ACCOUNT",
                 "CHAT_SIGN_UPS_PER_HOUR",
+                "CHAT_SIGN_UP",
                 "CHAT_PASSWORD_HASHES_AT_ONCE",
                 "CHAT_ROOMS_PER_HOUR",
                 "CHAT_ROOMS_OWNED",

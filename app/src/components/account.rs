@@ -13,7 +13,7 @@ struct DeviceRow {
     id: String,
     current: bool,
     /// ms since the epoch.
-    created_at: i64,
+    seen_at: i64,
     agent: Option<String>,
     address: Option<String>,
 }
@@ -50,7 +50,7 @@ pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                             .map(|d| DeviceRow {
                                 id: d.id,
                                 current: d.current,
-                                created_at: d.created_at.saturating_mul(1000),
+                                seen_at: d.seen_at.saturating_mul(1000),
                                 agent: d.agent,
                                 address: d.address,
                             })
@@ -203,10 +203,10 @@ fn DeviceItem(
     let i18n = use_i18n();
     let agent = device.agent.clone();
     let name = Signal::derive(move || device_name(i18n.get_locale(), agent.as_deref()));
-    let created = device.created_at;
+    let seen = device.seen_at;
     let when = move || {
         let locale = i18n.get_locale();
-        crate::chat::time::relative(locale, crate::chat::time::now_ms(), created)
+        crate::chat::time::relative(locale, crate::chat::time::now_ms(), seen)
     };
     let address = device.address.clone();
     let id = device.id.clone();
@@ -216,7 +216,7 @@ fn DeviceItem(
                 <span class="device-name">{name}</span>
                 {device.current.then(|| view! { <span class="badge">{t!(i18n, account.this_device)}</span> })}
                 <span class="muted">
-                    {move || t_string!(i18n, account.signed_in, when = when())}
+                    {move || t_string!(i18n, account.active, when = when())}
                     {address.clone().map(|a| format!(" · {}", t_string!(i18n, account.from_address, address = a)))}
                 </span>
             </div>

@@ -20,7 +20,7 @@ pub enum Command {
     /// disable or enable one, export a person's data.
     #[command(subcommand)]
     User(UserCommand),
-    /// Makes a sign-up invitation link (for `--sign-up invite`).
+    /// Makes a sign-up invitation link (for `--sign-up invite`), or revokes one.
     Invite {
         /// Hours the link stays valid.
         #[arg(long, default_value_t = 168)]
@@ -28,6 +28,9 @@ pub enum Command {
         /// How many accounts it may create.
         #[arg(long, default_value_t = 1)]
         uses: u32,
+        /// Revokes this invitation (its link, or the token in it) instead.
+        #[arg(long)]
+        revoke: Option<String>,
     },
     /// Writes a consistent backup of the whole data directory into a new directory, while
     /// the server runs (or not).
@@ -90,7 +93,11 @@ pub async fn run(command: Command, settings: &Settings) -> anyhow::Result<String
                 manifest.taken_at
             ));
         }
-        Command::Invite { hours, uses } => Request::Invite { hours, uses },
+        Command::Invite {
+            revoke: Some(token),
+            ..
+        } => Request::RevokeInvite { token },
+        Command::Invite { hours, uses, .. } => Request::Invite { hours, uses },
         Command::Backup { to } => Request::Backup { to: absolute(&to)? },
         Command::User(user) => match user {
             UserCommand::Create {

@@ -57,6 +57,10 @@ pub enum Request {
         hours: u64,
         uses: u32,
     },
+    /// Revokes an invitation (its token, or the link holding it).
+    RevokeInvite {
+        token: String,
+    },
     Backup {
         to: PathBuf,
     },
@@ -94,6 +98,8 @@ pub enum AdminError {
     NotEmpty(PathBuf),
     #[error("{0} is not a backup (it has no {file})", file = backup::MANIFEST)]
     NotABackup(PathBuf),
+    #[error("there is no such invitation (or it has expired)")]
+    NoSuchInvite,
     #[error("this needs the data on disk (storage = \"disk\")")]
     NeedsDisk,
     #[error("{what} {path}: {source}")]
@@ -223,6 +229,14 @@ impl Admin {
                     "{origin}/?invite={token}\n(valid for {hours} hour(s), {} sign-up(s))",
                     uses.max(1)
                 ))
+            }
+            Request::RevokeInvite { token } => {
+                let token = token.rsplit("invite=").next().unwrap_or_default().trim();
+                if auth::valid_token(token) && self.store.revoke_signup_invite(token).await? {
+                    Ok("the invitation is revoked".into())
+                } else {
+                    Err(AdminError::NoSuchInvite)
+                }
             }
             Request::Backup { to } => {
                 let summary = backup::backup(self, &to).await?;

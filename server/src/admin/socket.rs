@@ -137,6 +137,7 @@ impl Request {
             Request::SetAdmin { .. } => "set_admin",
             Request::SetDisabled { .. } => "set_disabled",
             Request::Invite { .. } => "invite",
+            Request::RevokeInvite { .. } => "revoke_invite",
             Request::Backup { .. } => "backup",
             Request::ExportUser { .. } => "export_user",
         }

@@ -12,6 +12,9 @@ use super::{
     taken_table, transaction, user_terms, StoreError, SurrealChatStore,
 };
 
+/// How precisely a session's `seen_at` is kept, in seconds.
+pub const SEEN_EVERY: i64 = 300;
+
 impl SurrealChatStore {
     /// Creates an account, and the terms it is found by, in one transaction; fails with
     /// [`StoreError::UsernameTaken`] if the name is in use. The first account ever created
@@ -216,7 +219,7 @@ impl SurrealChatStore {
         let mut res = self
             .db
             .query(
-                "SELECT id, created_at, expires_at, agent, address FROM session
+                "SELECT id, created_at, expires_at, seen_at, agent, address FROM session
                     WHERE user = $user AND expires_at > $now ORDER BY created_at DESC",
             )
             .bind(("user", user_id(username)))
@@ -225,6 +228,22 @@ impl SurrealChatStore {
             .check()?;
         let rows: Vec<SessionRow> = res.take(0)?;
         Ok(rows.into_iter().map(SessionRow::into_record).collect())
+    }
+
+    /// Notes that session `sid` was seen at `now_secs`, unless it was within [`SEEN_EVERY`]
+    /// seconds (so that a burst of reconnects writes once).
+    pub async fn touch_session(&self, sid: &str, now_secs: i64) -> Result<(), StoreError> {
+        self.db
+            .query(
+                "UPDATE $id SET seen_at = $now WHERE seen_at = NONE OR seen_at < $stale
+                    RETURN NONE",
+            )
+            .bind(("id", session_id(sid)))
+            .bind(("now", now_secs))
+            .bind(("stale", now_secs - SEEN_EVERY))
+            .await?
+            .check()?;
+        Ok(())
     }
 
     /// Ends the sessions of `username`, all of them or all but `keep`; returns the ids
@@ -258,11 +277,15 @@ impl SurrealChatStore {
         Ok(!rows.is_empty())
     }
 
-    /// Deletes the sessions expired at `now_secs`; how many.
-    pub async fn delete_expired_sessions(&self, now_secs: i64) -> Result<usize, StoreError> {
+    /// Deletes the sessions expired at `now_secs`, and the invitations expired or used up;
+    /// how many sessions.
+    pub async fn forget_expired(&self, now_secs: i64) -> Result<usize, StoreError> {
         let mut res = self
             .db
-            .query("DELETE session WHERE expires_at <= $now RETURN BEFORE")
+            .query(
+                "DELETE session WHERE expires_at <= $now RETURN BEFORE;
+                 DELETE signup_invite WHERE expires_at <= $now OR uses <= 0 RETURN NONE;",
+            )
             .bind(("now", now_secs))
             .await?
             .check()?;
@@ -344,7 +367,8 @@ impl SurrealChatStore {
     }
 
     /// Takes one use of invitation `token`; whether it was valid (exists, not expired at
-    /// `now_secs`, not used up). A used-up invitation is deleted.
+    /// `now_secs`, not used up). Used-up ones stay until [`Self::forget_expired`], so that
+    /// [`Self::give_back_signup_invite`] can return a use that came to nothing.
     pub async fn take_signup_invite(&self, token: &str, now_secs: i64) -> Result<bool, StoreError> {
         let id = RecordId::new("signup_invite", token);
         // One statement: two sign-ups at once cannot both take the last use (one of them
@@ -363,14 +387,33 @@ impl SurrealChatStore {
             Ok(res.take(0)?)
         })
         .await?;
-        if left.first() == Some(&0) {
+        Ok(!left.is_empty())
+    }
+
+    /// Returns a use taken by a sign-up that then failed (its username was taken).
+    pub async fn give_back_signup_invite(&self, token: &str) -> Result<(), StoreError> {
+        let id = RecordId::new("signup_invite", token);
+        retry_conflicts(|| async {
             self.db
-                .query("DELETE $id WHERE uses <= 0")
-                .bind(("id", id))
+                .query("UPDATE $id SET uses += 1 RETURN NONE")
+                .bind(("id", id.clone()))
                 .await?
                 .check()?;
-        }
-        Ok(!left.is_empty())
+            Ok(())
+        })
+        .await
+    }
+
+    /// Revokes invitation `token`; whether there was one.
+    pub async fn revoke_signup_invite(&self, token: &str) -> Result<bool, StoreError> {
+        let mut res = self
+            .db
+            .query("DELETE $id RETURN BEFORE")
+            .bind(("id", RecordId::new("signup_invite", token)))
+            .await?
+            .check()?;
+        let rows: Vec<IdRow> = res.take(0)?;
+        Ok(!rows.is_empty())
     }
 
     /// The user of session `sid`, if it exists and has not expired at `now_secs`.

@@ -38,6 +38,8 @@ pub struct SessionRecord {
     /// When it signed in, and until when it lasts (seconds).
     pub created_at: i64,
     pub expires_at: i64,
+    /// When it was last seen (a socket opened), to within a few minutes.
+    pub seen_at: i64,
     /// The browser's `User-Agent` and the address it signed in from, as far as known.
     pub agent: Option<String>,
     pub address: Option<String>,
@@ -236,6 +238,7 @@ pub(super) struct SessionRow {
     pub id: RecordId,
     pub created_at: i64,
     pub expires_at: i64,
+    pub seen_at: Option<i64>,
     pub agent: Option<String>,
     pub address: Option<String>,
 }
@@ -246,6 +249,7 @@ impl SessionRow {
             id: key_of(&self.id),
             created_at: self.created_at,
             expires_at: self.expires_at,
+            seen_at: self.seen_at.unwrap_or(self.created_at),
             agent: self.agent,
             address: self.address,
         }

@@ -48,6 +48,8 @@ DEFINE FIELD IF NOT EXISTS created_at ON session TYPE int;
 DEFINE FIELD IF NOT EXISTS expires_at ON session TYPE int;
 DEFINE FIELD IF NOT EXISTS agent ON session TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS address ON session TYPE option<string>;
+-- When a socket of the session last opened (kept to within `SEEN_EVERY`).
+DEFINE FIELD IF NOT EXISTS seen_at ON session TYPE option<int>;
 DEFINE INDEX IF NOT EXISTS session_user ON session FIELDS user;
 DEFINE INDEX IF NOT EXISTS session_expiry ON session FIELDS expires_at;
 

@@ -122,6 +122,19 @@ pub async fn upgrade(
     };
     let ended = sockets.auth.sessions_ended.subscribe();
     let user = session.username.to_string();
+    // When the device was last seen, for its owner's list of devices; the socket does not
+    // wait for it.
+    tokio::spawn({
+        let (store, sid) = (sockets.auth.store.clone(), session.session_id.clone());
+        async move {
+            if let Err(e) = store
+                .touch_session(&sid, crate::auth::now_secs() as i64)
+                .await
+            {
+                debug!(error = %e, "cannot note when a session was last seen");
+            }
+        }
+    });
     ws.max_frame_size(TRANSPORT_LIMIT_BYTES)
         .max_message_size(TRANSPORT_LIMIT_BYTES)
         // The library's defaults (128 KiB each way) would cost an idle socket about 256 KiB;

@@ -12,8 +12,8 @@ use std::{path::Path, time::Duration};
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 use crate::helpers::{
-    disk_settings, download, get_with, post_json, request_from, spawn_app, spawn_app_with, upload,
-    Client, HttpResponse, ServerProcess, Site, PASSWORD,
+    disk_settings, download, get_with, post_json, post_json_with, request_from, spawn_app,
+    spawn_app_with, upload, Client, HttpResponse, ServerProcess, Site, PASSWORD,
 };
 
 /// `method path` with the session cookie and no body.
@@ -352,26 +352,58 @@ async fn sign_up_can_be_closed_or_by_invitation_only() {
             "{invite:?}"
         );
     }
-    let reply = admin(dir.path(), Request::Invite { hours: 1, uses: 1 }).await;
+    let invite = |uses: u32| {
+        let dir = dir.path().to_owned();
+        async move {
+            let reply = admin(&dir, Request::Invite { hours: 1, uses }).await;
+            assert!(reply.ok, "{}", reply.message);
+            reply
+                .message
+                .split("invite=")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .expect("a link with a token")
+                .to_owned()
+        }
+    };
+    let addr = app.addr;
+    let sign_up = |username: &str, token: &str| {
+        let body = json!({"username": username, "password": PASSWORD, "invite": token});
+        async move { post_json(addr, "/api/auth/signup", &body, None).await }
+    };
+    let reply = admin(
+        dir.path(),
+        Request::CreateUser {
+            username: "taken".into(),
+            display_name: None,
+            password: PASSWORD.into(),
+            admin: false,
+        },
+    )
+    .await;
     assert!(reply.ok, "{}", reply.message);
-    let token = reply
-        .message
-        .split("invite=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .expect("a link with a token")
-        .to_owned();
-    let body = json!({"username": "eve", "password": PASSWORD, "invite": token});
-    assert_eq!(
-        post_json(app.addr, "/api/auth/signup", &body, None)
-            .await
-            .status,
-        201
-    );
+    let token = invite(1).await;
+    // A sign-up that fails for another reason does not use the invitation up.
+    assert_eq!(sign_up("taken", &token).await.status, 409);
+    assert_eq!(sign_up("eve", &token).await.status, 201);
     // Used up.
-    let body = json!({"username": "mallory", "password": PASSWORD, "invite": token});
-    let res = post_json(app.addr, "/api/auth/signup", &body, None).await;
+    let res = sign_up("mallory", &token).await;
     assert_eq!(res.json()["error"]["code"], "invite_invalid");
+
+    let revoked = invite(5).await;
+    let link = format!("http://chat.example/?invite={revoked}");
+    let reply = admin(
+        dir.path(),
+        Request::RevokeInvite {
+            token: link.clone(),
+        },
+    )
+    .await;
+    assert!(reply.ok, "{}", reply.message);
+    let res = sign_up("mallory", &revoked).await;
+    assert_eq!(res.json()["error"]["code"], "invite_invalid");
+    let reply = admin(dir.path(), Request::RevokeInvite { token: link }).await;
+    assert!(!reply.ok && reply.message.contains("no such invitation"));
     app.stop().await;
 }
 
@@ -445,6 +477,21 @@ async fn people_see_their_devices_and_end_one_or_all_the_others() {
         get_with(app.addr, "/api/auth/me", &second).await.status,
         401
     );
+
+    // A page on another site cannot sign the user's devices out, nor change the password.
+    for path in ["/api/account/sessions/end-others", "/api/account/password"] {
+        let res = post_json_with(
+            app.addr,
+            path,
+            &json!({"current": PASSWORD, "new": "taken over password"}),
+            Some(&first),
+            "Origin: http://evil.example\r\n",
+        )
+        .await;
+        assert_eq!(res.status, 403, "{path}");
+        assert_eq!(res.json()["error"]["code"], "forbidden_origin");
+    }
+    assert_eq!(get_with(app.addr, "/api/auth/me", &third).await.status, 200);
 
     let res = call(&app, "POST", "/api/account/sessions/end-others", &first).await;
     assert_eq!(res.status, 200);

@@ -1082,3 +1082,41 @@ async fn a_lost_search_index_is_rebuilt_and_indexing_again_adds_no_copies() {
     index_all(store.clone()).await;
     assert_eq!(candidates(&store, &[&conv], "恢复").await, [2, 1]);
 }
+
+#[tokio::test]
+async fn a_session_is_seen_again_at_most_every_few_minutes_and_expired_ones_go() {
+    let store = memory_store().await;
+    user(&store, "alice").await;
+    store
+        .create_session(
+            "s1",
+            "alice",
+            1_000,
+            1_000_000,
+            Some("Firefox/1"),
+            Some("127.0.0.1"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_session("old", "alice", 10, 100, None, None)
+        .await
+        .unwrap();
+    let seen = |store: SurrealChatStore| async move {
+        store.sessions_of("alice", 1_000).await.unwrap()[0].seen_at
+    };
+    // Never seen: its sign-in counts.
+    assert_eq!(seen(store.clone()).await, 1_000);
+    store.touch_session("s1", 2_000).await.unwrap();
+    assert_eq!(seen(store.clone()).await, 2_000);
+    // A burst of reconnects within the precision writes nothing new.
+    store.touch_session("s1", 2_100).await.unwrap();
+    assert_eq!(seen(store.clone()).await, 2_000);
+    store.touch_session("s1", 2_000 + 301).await.unwrap();
+    assert_eq!(seen(store.clone()).await, 2_301);
+
+    assert_eq!(store.forget_expired(1_000).await.unwrap(), 1);
+    let left = store.sessions_of("alice", 0).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].agent.as_deref(), Some("Firefox/1"));
+}
