@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClientMsgId, Emoji, FileId, MessageBody, RoomName, Username};
+use crate::domain::{ClientMsgId, DisplayName, Emoji, FileId, MessageBody, RoomName, Username};
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// How often a client says that its user is still typing (at most), in milliseconds.
 pub const TYPING_EVERY_MS: i64 = 3_000;
@@ -183,6 +183,10 @@ pub enum ClientMsg {
         conversation_id: ConversationId,
         level: NotifyLevel,
     },
+    /// Changes the user's display name. Answered by [`ServerMsg::UserUpdated`], which also
+    /// reaches the user's other sockets and everyone who shares a conversation with them.
+    /// Shares the sends' budget.
+    SetDisplayName { display_name: DisplayName },
     /// The user is typing in this conversation: sent at most every [`TYPING_EVERY_MS`] while
     /// they type. Not answered (unless refused); the other members' sockets get
     /// [`ServerMsg::Typing`]. Never stored, never replayed.
@@ -327,6 +331,11 @@ pub enum ServerMsg {
     Presence {
         username: String,
         online: bool,
+    },
+    /// A user changed their display name: sent to their own sockets and to everyone who
+    /// shares a conversation with them.
+    UserUpdated {
+        user: UserInfo,
     },
     /// A frame could not be handled. Nothing was changed on the server. `client_msg_id` is
     /// set when the failed frame was a `send`.

@@ -2,7 +2,18 @@
 // from another, which goes back to the sign-in form by itself), and a new password.
 import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Browser, type Page } from "@playwright/test";
-import { fillCredentials, PASSWORD, status, uniqueName, watchForErrors } from "./helpers";
+import {
+  conversationItem,
+  fillCredentials,
+  messageLog,
+  openDirect,
+  PASSWORD,
+  person,
+  send,
+  status,
+  uniqueName,
+  watchForErrors,
+} from "./helpers";
 
 async function newPage(browser: Browser): Promise<Page> {
   const context = await browser.newContext();
@@ -36,6 +47,32 @@ test("a display name chosen at sign-up is what others see", async ({ browser }) 
   expect(me.display_name).toBe("王小明 Ming");
 });
 
+test("a new display name reaches the other side at once", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(bob.page, ann.name);
+  await send(bob.page, "你好 Ann");
+  await expect(conversationItem(ann.page, bob.name.toLowerCase())).toBeVisible();
+
+  const dialog = await openAccount(ann.page);
+  const field = dialog.getByRole("textbox", { name: "Display name" });
+  await expect(field).toHaveValue(ann.name);
+  await field.fill("   ");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog.getByRole("alert")).toBeVisible();
+  await field.fill("安娜 Ann");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog.getByText("Everyone now sees you as 安娜 Ann.")).toBeVisible();
+  // On the other side, without a reload: the conversation's title and its header.
+  await expect(conversationItem(bob.page, "安娜 Ann")).toBeVisible();
+  await expect(bob.page.getByRole("heading", { level: 2, name: "安娜 Ann" })).toBeVisible();
+  await expect(messageLog(bob.page)).toContainText("你好 Ann");
+  await bob.page.screenshot({ path: "screenshots/display-name-changed.png" });
+  // And one's own name at the top of the sidebar.
+  await ann.page.keyboard.press("Escape");
+  await expect(ann.page.locator(".me-name")).toHaveText("安娜 Ann");
+});
+
 test("a device is signed out from another, and a new password signs out the rest", async ({ browser }) => {
   const name = uniqueName("dev");
   const laptop = await newPage(browser);
@@ -50,8 +87,8 @@ test("a device is signed out from another, and a new password signs out the rest
 
   let dialog = await openAccount(laptop);
   await expect(dialog).toBeVisible();
-  // Focus starts in the dialog, on the current password.
-  await expect(dialog.getByLabel("Current password")).toBeFocused();
+  // Focus starts in the dialog, on the first field.
+  await expect(dialog.getByRole("textbox", { name: "Display name" })).toBeFocused();
   const devices = laptop.getByRole("dialog", { name: "Your account" }).getByRole("list");
   await expect(devices.getByRole("listitem")).toHaveCount(3);
   await expect(devices.getByRole("listitem").filter({ hasText: "This device" })).toHaveCount(1);

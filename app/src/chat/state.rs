@@ -715,6 +715,7 @@ impl Chat {
                 }
             }
             ServerMsg::Presence { username, online } => self.set_online(&username, online),
+            ServerMsg::UserUpdated { user } => self.user_updated(user),
             // Shown for a time: the browser hands it to `someone_typing` with its clock.
             ServerMsg::Typing { .. } => {}
             ServerMsg::Error {
@@ -1360,6 +1361,21 @@ impl Chat {
         }
     }
 
+    /// A user's new display name: wherever it shows (the direct conversation with them,
+    /// its title, the names of senders and members, the signed-in user's own).
+    fn user_updated(&mut self, user: UserInfo) {
+        for c in &mut self.conversations {
+            if let Some(peer) = c.peer.as_mut().filter(|p| p.user.username == user.username) {
+                peer.user.display_name = user.display_name.clone();
+                c.title = user.display_name.clone();
+            }
+        }
+        if self.me.username == user.username {
+            self.me.display_name = user.display_name.clone();
+        }
+        self.names.insert(user.username, user.display_name);
+    }
+
     fn set_online(&mut self, username: &str, online: bool) {
         if online {
             self.online.insert(username.to_owned());
@@ -1863,6 +1879,30 @@ mod tests {
         assert_eq!(names(""), ["bea", "bob"], "never oneself");
         assert_eq!(names("BO"), ["bob"]);
         assert_eq!(names("x"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_new_display_name_shows_wherever_the_name_does() {
+        let mut c = chat();
+        c.apply(ServerMsg::UserUpdated {
+            user: UserInfo {
+                username: "bob".into(),
+                display_name: "鲍勃 Bob".into(),
+            },
+        });
+        let bob = c.summary(&id("ann/bob")).unwrap();
+        assert_eq!(bob.title, "鲍勃 Bob");
+        assert_eq!(bob.peer.as_ref().unwrap().user.display_name, "鲍勃 Bob");
+        assert_eq!(c.name_of("bob"), "鲍勃 Bob");
+        let me = c.me.username.clone();
+        c.apply(ServerMsg::UserUpdated {
+            user: UserInfo {
+                username: me.clone(),
+                display_name: "Ann N.".into(),
+            },
+        });
+        assert_eq!(c.me.display_name, "Ann N.");
+        assert_eq!(c.name_of(&me), "Ann N.");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! The account dialog: change one's password (every other device is signed out), and the
-//! list of signed-in devices, each of which can be signed out from here, or all the others
+//! The account dialog: one's display name (everyone who shares a conversation sees a new
+//! one at once), one's password (every other device is signed out), and the list of
+//! signed-in devices, each of which can be signed out from here, or all the others
 //! at once. What the server says goes: the list is read again after every change.
 
 use leptos::{ev, html, prelude::*};
 
-use crate::components::{dialogs::Modal, sidebar::Dialog};
+use crate::components::{dialogs::Modal, sidebar::Dialog, ChatCtx};
 use crate::i18n::{t, t_string, use_i18n, Locale};
+use crate::protocol::ClientMsg;
 
 /// A signed-in device as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,32 @@ pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
     let devices = RwSignal::new(None::<Vec<DeviceRow>>);
     let devices_note = RwSignal::new(None::<(bool, String)>);
     let first = NodeRef::<html::Input>::new();
+    let ctx = ChatCtx::get();
+    let my_name = Memo::new(move |_| ctx.chat.with(|c| c.me.display_name.clone()));
+    let name = RwSignal::new(my_name.get_untracked());
+    let name_note = RwSignal::new(None::<(bool, String)>);
+    // Set once a new name is sent: "saved" is said when the server's answer brings it back.
+    let renaming = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        let now = my_name.get();
+        if renaming.get_untracked().as_deref() == Some(now.as_str()) {
+            renaming.set(None);
+            let text = t_string!(i18n, account.name_saved, name = now);
+            name_note.set(Some((true, text)));
+        }
+    });
+    let rename = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        let locale = i18n.get_locale_untracked();
+        match crate::domain::DisplayName::parse(name.get_untracked().trim()) {
+            Ok(display_name) => {
+                name_note.set(None);
+                renaming.set(Some(display_name.as_str().to_owned()));
+                ctx.send_all([ClientMsg::SetDisplayName { display_name }]);
+            }
+            Err(e) => name_note.set(Some((false, crate::lang::invalid_text(locale, &e)))),
+        }
+    };
 
     #[cfg(feature = "hydrate")]
     let reload = move || {
@@ -139,13 +167,26 @@ pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
             title=Signal::derive(move || t_string!(i18n, account.title))
             focus=first
         >
+            <section class="account-section" aria-labelledby="account-name">
+                <h3 id="account-name">{t!(i18n, account.display_name)}</h3>
+                <form class="inline-form" on:submit=rename>
+                    <input
+                        node_ref=first
+                        aria-labelledby="account-name"
+                        autocomplete="name"
+                        maxlength="64"
+                        bind:value=name
+                    />
+                    <button type="submit">{t!(i18n, account.save)}</button>
+                </form>
+                {move || note(name_note.get())}
+            </section>
             <section class="account-section" aria-labelledby="account-password">
                 <h3 id="account-password">{t!(i18n, account.change_password)}</h3>
                 <form class="stacked-form" on:submit=change_password>
                     <label>
                         {t!(i18n, account.current_password)}
                         <input
-                            node_ref=first
                             type="password"
                             autocomplete="current-password"
                             required

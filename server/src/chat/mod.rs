@@ -11,7 +11,7 @@
 mod limit;
 
 use app::{
-    domain::RoomName,
+    domain::{DisplayName, RoomName},
     protocol::{
         ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, NotifyLevel,
         Preview, RoomInfo, SearchHit, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE,
@@ -635,6 +635,29 @@ impl ChatService {
         };
         self.hub.push(&others, &Outbound::frame(&msg), None);
         Ok(())
+    }
+
+    /// Changes `me`'s display name: everyone who shares a conversation with them, and their
+    /// other sockets, are told at once; the answer goes to the socket that asked.
+    pub async fn set_display_name(&self, me: &str, conn_id: u64, name: &DisplayName) -> Reply {
+        // A write and a message to every contact: it shares the sends' budget.
+        if !self.budgets.sends.allow(me) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many changes; slow down",
+            ));
+        }
+        self.store.set_display_name(me, name).await?;
+        let msg = ServerMsg::UserUpdated {
+            user: UserInfo {
+                username: me.to_owned(),
+                display_name: name.as_str().to_owned(),
+            },
+        };
+        let mut to = self.contacts(me).await;
+        to.push(me.to_owned());
+        self.hub.push(&to, &Outbound::frame(&msg), Some(conn_id));
+        Ok(msg)
     }
 
     /// Tells everyone who shares a conversation with `user` that they came or went.

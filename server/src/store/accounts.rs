@@ -306,6 +306,38 @@ impl SurrealChatStore {
         self.end_sessions(username, keep).await
     }
 
+    /// Changes the display name of `username`, and the terms it is found by, in one
+    /// transaction; [`StoreError::NoSuchUser`] if there is none.
+    pub async fn set_display_name(
+        &self,
+        username: &str,
+        display_name: &DisplayName,
+    ) -> Result<(), StoreError> {
+        let old = self.user(username).await?.ok_or(StoreError::NoSuchUser)?;
+        let gone: Vec<RecordId> = UserTermRow::of(username, &old.display_name)
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        retry_conflicts(|| async {
+            let res = self
+                .db
+                .query(
+                    "BEGIN;
+                     UPDATE $id SET display_name = $display_name RETURN NONE;
+                     DELETE $gone;
+                     INSERT IGNORE INTO user_term $terms RETURN NONE;
+                     COMMIT;",
+                )
+                .bind(("id", user_id(username)))
+                .bind(("display_name", display_name.as_str().to_owned()))
+                .bind(("gone", gone.clone()))
+                .bind(("terms", UserTermRow::of(username, display_name.as_str())))
+                .await?;
+            Ok(transaction(res)?)
+        })
+        .await
+    }
+
     /// Makes `username` a server administrator or not.
     pub async fn set_admin(&self, username: &str, admin: bool) -> Result<(), StoreError> {
         self.update_user(username, "admin = $value", admin).await

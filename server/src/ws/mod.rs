@@ -499,6 +499,9 @@ impl Handler {
                     .change(&conversation_id.0, seq, Request::Unreact(emoji))
                     .await
             }
+            ClientMsg::SetDisplayName { display_name } => {
+                chat.set_display_name(me, self.conn_id, &display_name).await
+            }
             // Answered only when refused.
             ClientMsg::Typing { conversation_id } => {
                 return match chat.typing(me, &conversation_id.0).await {

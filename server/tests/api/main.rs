@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod interleave;
 mod mentions;
+mod profile;
 mod search;
 mod search_corpus;
 mod store;
