@@ -1,8 +1,8 @@
 // Accessibility: axe-core (WCAG 2.2 A and AA rules) finds no violation on the main screens
 // and dialogs, in the light and the dark theme, at desktop width and at 360 px.
 import AxeBuilder from "@axe-core/playwright";
-import { expect, test, type Locator, type Page } from "@playwright/test";
-import { composer, messageLog, openDirect, person, send } from "./helpers";
+import { expect, type Locator, type Page } from "@playwright/test";
+import { composer, messageLog, openDirect, person, send, test } from "./helpers";
 
 const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
 
@@ -61,6 +61,7 @@ for (const scheme of ["light", "dark"] as const) {
 
       // Search results: conversations, people and messages, with the words marked.
       await ann.page.keyboard.press("Control+k");
+      await expect(ann.page.getByRole("searchbox")).toBeFocused();
       await ann.page.keyboard.type("hello");
       await expect(async () => {
         await ann.page.keyboard.press("Enter");

@@ -1,7 +1,7 @@
 // One's own account: a display name chosen at sign-up, the signed-in devices (one signed out
 // from another, which goes back to the sign-in form by itself), and a new password.
 import AxeBuilder from "@axe-core/playwright";
-import { expect, test, type Browser, type Page } from "@playwright/test";
+import { expect, type Browser, type Page } from "@playwright/test";
 import {
   conversationItem,
   fillCredentials,
@@ -13,6 +13,7 @@ import {
   status,
   uniqueName,
   watchForErrors,
+  test,
 } from "./helpers";
 
 async function newPage(browser: Browser): Promise<Page> {

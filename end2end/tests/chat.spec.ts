@@ -1,6 +1,6 @@
 // The chat as people use it: two (or three) browser contexts, each its own person, talking
 // through the real server in real Chromium.
-import { test, expect } from "@playwright/test";
+import { expect } from "@playwright/test";
 import {
   composer,
   conversationId,
@@ -19,6 +19,7 @@ import {
   uniqueName,
   watchForErrors,
   withOwnServer,
+  test,
 } from "./helpers";
 
 test("two people chat both ways in a direct conversation, live", async ({ browser }) => {

@@ -3,8 +3,8 @@
 // other person; a file that is too large says so; names and contents that try to run
 // script never do; at desktop width and at 360 px.
 import AxeBuilder from "@axe-core/playwright";
-import { expect, test, type Page } from "@playwright/test";
-import { composer, messageLog, openDirect, person } from "./helpers";
+import { expect, type Page } from "@playwright/test";
+import { composer, messageLog, openDirect, person, test } from "./helpers";
 
 /// Makes a PNG of `w` × `h` in the page (a canvas) and pastes it into the message box, as
 /// a screenshot is pasted.

@@ -2,8 +2,8 @@
 // reader, links open in a new tab without access to the page, raw HTML and unsafe links stay
 // text, and a long code block scrolls inside its message (the page never scrolls sideways)
 // and copies; at desktop width and at 360 px.
-import { expect, test } from "@playwright/test";
-import { composer, conversationItem, messageLog, openDirect, person } from "./helpers";
+import { expect } from "@playwright/test";
+import { composer, conversationItem, messageLog, openDirect, person, test } from "./helpers";
 
 const CODE_LINE = `let total = ${Array.from({ length: 30 }, (_, i) => `value_${i}`).join(" + ")};`;
 

@@ -1,7 +1,7 @@
 // The vertical slice: the server renders the page, the browser hydrates it, a new user
 // creates an account, and the hydrated page talks typed frames to /ws with that session.
-import { test, expect } from "@playwright/test";
-import { fillCredentials, PASSWORD, signOut, status, uniqueName, watchForErrors } from "./helpers";
+import { expect } from "@playwright/test";
+import { fillCredentials, PASSWORD, signOut, status, uniqueName, watchForErrors, test } from "./helpers";
 
 test("a new user signs up and the hydrated page connects over the WebSocket", async ({ page }) => {
   watchForErrors(page);

@@ -1,12 +1,30 @@
 // Shared steps of the end-to-end tests: signing up, finding the parts of the chat screen by
 // their accessible names, posting many messages quickly, and running a server of our own.
-import { expect, type Browser, type Locator, type Page } from "@playwright/test";
+import { test as base, expect, type Browser, type Locator, type Page } from "@playwright/test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
 export const PASSWORD = "correct horse battery";
+
+/// Playwright's `test`, with every browser context a test opens (each person's) closed when
+/// it ends: a page left open keeps its socket, its timers and its WASM running, and over a
+/// whole run those slowed the later tests down to timeouts.
+export const test = base.extend<{ closeContexts: void }>({
+  closeContexts: [
+    async ({ browser }, use, testInfo) => {
+      const before = new Set(browser.contexts());
+      await use();
+      // A failed test's pages stay open for its screenshots and trace.
+      if (testInfo.status !== testInfo.expectedStatus) return;
+      for (const context of browser.contexts()) {
+        if (!before.has(context)) await context.close();
+      }
+    },
+    { auto: true },
+  ],
+});
 
 /// A username no other test has taken.
 export function uniqueName(prefix: string): string {

@@ -3,8 +3,8 @@
 // reads times and errors in Chinese; the language can be switched and is remembered; axe
 // finds nothing on the Chinese screens either.
 import AxeBuilder from "@axe-core/playwright";
-import { expect, test, type Browser, type Page } from "@playwright/test";
-import { PASSWORD, uniqueName, watchForErrors } from "./helpers";
+import { expect, type Browser, type Page } from "@playwright/test";
+import { PASSWORD, uniqueName, watchForErrors, test } from "./helpers";
 
 const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
 

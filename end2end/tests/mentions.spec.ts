@@ -2,8 +2,8 @@
 // "@" offers the room's members, a mention is highlighted and badged "@ 1" and raises a
 // notification even in a muted room, the level follows the user to their other tab, and
 // the sender sees "Seen by 1"; at desktop width and at 360 px.
-import { expect, test, type Page } from "@playwright/test";
-import { composer, conversationItem, messageLog, person, send, status, uniqueName } from "./helpers";
+import { expect, type Page } from "@playwright/test";
+import { composer, conversationItem, messageLog, person, send, status, uniqueName, test } from "./helpers";
 
 /// Replaces the browser's notifications with a recorder that has permission, and lets the
 /// test say whether the tab is hidden (`window.hideTab`): headless pages are never hidden.

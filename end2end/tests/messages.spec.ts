@@ -1,7 +1,7 @@
 // Working with messages, two people in two browser contexts: replies and their quotes,
 // reactions, edits (ArrowUp) and deletions, each seen live on the other side; at desktop
 // width and at 360 px.
-import { expect, test, type Page } from "@playwright/test";
+import { expect, type Page } from "@playwright/test";
 import {
   composer,
   conversationId,
@@ -12,6 +12,7 @@ import {
   person,
   postMany,
   send,
+  test,
 } from "./helpers";
 
 /// The stored message whose own text (not a quote of it) contains `text`.

@@ -3,8 +3,8 @@
 // results, a result opens its conversation at that message however far back it is, people
 // and conversations are found in the same box, someone outside a conversation never finds
 // its text, Esc brings the list back, and rooms one is not in are found and joined.
-import { expect, test, type Page } from "@playwright/test";
-import { conversationId, conversations, messageLog, openDirect, person, postMany, send, shownBodies } from "./helpers";
+import { expect, type Page } from "@playwright/test";
+import { conversationId, conversations, messageLog, openDirect, person, postMany, send, shownBodies, test } from "./helpers";
 
 const searchBox = (page: Page) => page.getByRole("searchbox", { name: "Search messages, people and conversations" });
 const hits = (page: Page) => page.getByRole("list", { name: "Messages found" }).getByRole("listitem");

@@ -94,13 +94,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<crate::admin::cli::Command>,
     /// TOML file with any of the settings below (keys: the flag names with `_` for `-`).
-    #[arg(long, env = "CHAT_CONFIG")]
+    #[arg(long, env = "CHAT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: LEPTOS_SITE_ADDR, else 127.0.0.1:3000].
     #[arg(long, env = "CHAT_ADDR")]
     pub addr: Option<SocketAddr>,
     /// Directory holding the database and other state [default: ./data].
-    #[arg(long, env = "CHAT_DATA_DIR")]
+    #[arg(long, env = "CHAT_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Storage engine [default: disk].
     #[arg(long, env = "CHAT_STORAGE", value_enum)]
@@ -114,7 +114,7 @@ pub struct Cli {
     /// The origin browsers load the app from, e.g. `https://chat.example.com`; WebSocket
     /// upgrades from any other origin are refused. Also marks the session cookie `Secure`
     /// when it is https [default: the origin of the request's own Host header].
-    #[arg(long, env = "CHAT_PUBLIC_ORIGIN")]
+    #[arg(long, env = "CHAT_PUBLIC_ORIGIN", global = true)]
     pub public_origin: Option<String>,
     /// Messages per second each user may send (bursts of three seconds' worth) [default: 20].
     #[arg(long, env = "CHAT_SEND_RATE")]
@@ -458,6 +458,21 @@ mod tests {
             Settings::load(cli),
             Err(SettingsError::Zero("sign_ups_per_hour"))
         ));
+    }
+
+    #[test]
+    fn the_data_directory_may_follow_a_subcommand() {
+        for args in [
+            ["server", "restore", "/b", "--data-dir", "/d"],
+            ["server", "--data-dir", "/d", "restore", "/b"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.data_dir, Some(PathBuf::from("/d")), "{args:?}");
+            assert!(matches!(
+                cli.command,
+                Some(crate::admin::cli::Command::Restore { .. })
+            ));
+        }
     }
 
     #[test]

@@ -82,20 +82,24 @@ pub fn SearchBox(text: RwSignal<String>) -> impl IntoView {
                     return;
                 }
                 ev.prevent_default();
+                let focus = move || {
+                    if let Some(el) = input.get_untracked() {
+                        let _ = el.focus();
+                        el.select();
+                    }
+                };
                 // On a phone the list (and the box) is hidden behind an open conversation:
-                // back to the list first, then the focus once it is drawn.
+                // back to the list first, then the focus once it is drawn. Otherwise at
+                // once, so that what is typed next lands in the box.
                 if input
                     .get_untracked()
                     .is_some_and(|el| el.offset_parent().is_none())
                 {
                     ctx.chat.update(Chat::close);
+                    request_animation_frame(focus);
+                } else {
+                    focus();
                 }
-                request_animation_frame(move || {
-                    if let Some(el) = input.get_untracked() {
-                        let _ = el.focus();
-                        el.select();
-                    }
-                });
             });
         on_cleanup(move || keys.remove());
     }
