@@ -24,14 +24,23 @@ async fn main() -> anyhow::Result<()> {
     let command = cli.command.take();
     let settings = Settings::load(cli)?;
     if let Some(command) = command.filter(|c| !matches!(c, server::admin::cli::Command::Serve)) {
-        // Quiet unless something goes wrong: the command prints its own answer.
-        tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::try_new("warn")?)
-            .with_writer(std::io::stderr)
+        // Quiet unless something goes wrong: the command prints its own answer, or why it
+        // could not (one line, not an error chain: the reason is the message).
+        tracing_subscriber::registry()
+            .with(EnvFilter::try_new("warn")?)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(server::db::ClosedEngineNoise)
             .init();
-        let answer = server::admin::cli::run(command, &settings).await?;
-        println!("{answer}");
-        std::process::exit(0);
+        match server::admin::cli::run(command, &settings).await {
+            Ok(answer) => {
+                println!("{answer}");
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     tracing_subscriber::registry()
         .with(EnvFilter::try_new(&settings.log)?)
