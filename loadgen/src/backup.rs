@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::check::{check, require, Findings};
-use crate::crash::{sender, Shared};
+use crate::crash::{spawn_senders, Shared};
 use crate::process::{free_port, ServerProcess, Stop};
 use crate::world::populate;
 
@@ -56,19 +56,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     server.start().await?;
     let world = populate(addr, "backup", opts.senders, "backup room").await?;
     let shared = Arc::new(Shared::default());
-    let mut tasks = Vec::new();
-    for (i, ((name, token), convs)) in world
-        .users
-        .iter()
-        .cloned()
-        .zip(world.routes.clone())
-        .enumerate()
-    {
-        let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            sender(addr, i, name, token, convs, shared, 7 + i as u64).await
-        }));
-    }
+    let tasks = spawn_senders(addr, &world, &shared, |i| 7 + i as u64);
     tokio::time::sleep(opts.before).await;
 
     let before = shared.acked.lock().expect("lock").clone();

@@ -79,20 +79,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         clean_closes: AtomicU64::new(0),
         abrupt_closes: AtomicU64::new(0),
     });
-    let mut tasks = Vec::new();
-    for (i, ((name, token), convs)) in world
-        .users
-        .iter()
-        .cloned()
-        .zip(world.routes.clone())
-        .enumerate()
-    {
-        let shared = shared.clone();
-        let seed = rng.next_u64();
-        tasks.push(tokio::spawn(async move {
-            sender(addr, i, name, token, convs, shared, seed).await
-        }));
-    }
+    let tasks = spawn_senders(addr, &world, &shared, |_| rng.next_u64());
 
     let mut kills = Vec::new();
     for kill in 1..=opts.kills {
@@ -135,6 +122,30 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         clean_closes: shared.clean_closes.load(Ordering::SeqCst),
         abrupt_closes: shared.abrupt_closes.load(Ordering::SeqCst),
     })
+}
+
+/// Starts a [`sender`] for every user of `world`, each seeded by `seed(its index)`.
+pub(crate) fn spawn_senders(
+    addr: std::net::SocketAddr,
+    world: &crate::world::World,
+    shared: &Arc<Shared>,
+    mut seed: impl FnMut(usize) -> u64,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let mut tasks = Vec::new();
+    for (i, ((name, token), convs)) in world
+        .users
+        .iter()
+        .cloned()
+        .zip(world.routes.clone())
+        .enumerate()
+    {
+        let shared = shared.clone();
+        let seed = seed(i);
+        tasks.push(tokio::spawn(async move {
+            sender(addr, i, name, token, convs, shared, seed).await
+        }));
+    }
+    tasks
 }
 
 /// Sends one message at a time, waiting for its ack; reconnects whenever the socket dies and

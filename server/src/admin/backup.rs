@@ -58,15 +58,8 @@ impl std::fmt::Display for Manifest {
 /// Writes a backup of everything `admin` holds into `to`, which must not exist yet.
 pub async fn backup(admin: &Admin, to: &Path) -> Result<Manifest, AdminError> {
     let data_dir = admin.data_dir.as_deref().ok_or(AdminError::NeedsDisk)?;
-    if to.exists() {
-        return Err(AdminError::TargetExists(to.to_owned()));
-    }
-    let partial = partial_path(to);
+    let partial = fresh_partial(to)?;
     let started = std::time::Instant::now();
-    // Left by a backup that was cut off: never a whole backup, so it goes.
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(AdminError::io("cannot remove", &partial))?;
-    }
     private_dir(&partial)?;
     let database = partial.join(DATABASE);
     let (taken_at, files) = {
@@ -158,6 +151,19 @@ pub async fn restore(from: &Path, data_dir: &Path) -> Result<Manifest, AdminErro
     }
     info!(from = %from.display(), to = %data_dir.display(), "backup restored");
     Ok(manifest)
+}
+
+/// Where a new directory `to` (a backup, an export) is written until it is whole, once `to`
+/// is known not to exist yet; one left by a run that was cut off (never whole) is removed.
+pub(super) fn fresh_partial(to: &Path) -> Result<PathBuf, AdminError> {
+    if to.exists() {
+        return Err(AdminError::TargetExists(to.to_owned()));
+    }
+    let partial = partial_path(to);
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(AdminError::io("cannot remove", &partial))?;
+    }
+    Ok(partial)
 }
 
 /// Where a backup to `to` is written until it is whole.

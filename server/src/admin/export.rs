@@ -48,17 +48,7 @@ pub async fn export_user(admin: &Admin, username: &str, to: &Path) -> Result<Str
         .user(username)
         .await?
         .ok_or_else(|| AdminError::NoSuchUser(username.to_owned()))?;
-    if to.exists() {
-        return Err(AdminError::TargetExists(to.to_owned()));
-    }
-    let partial = {
-        let mut name = to.file_name().unwrap_or_default().to_owned();
-        name.push(".partial");
-        to.with_file_name(name)
-    };
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(AdminError::io("cannot remove", &partial))?;
-    }
+    let partial = super::backup::fresh_partial(to)?;
     let files_dir = partial.join("files");
     std::fs::create_dir_all(&files_dir).map_err(AdminError::io("cannot create", &files_dir))?;
     let write = |name: &str, json: Vec<u8>| -> Result<(), AdminError> {
@@ -99,9 +89,7 @@ pub async fn export_user(admin: &Admin, username: &str, to: &Path) -> Result<Str
         };
         let path = format!("{}-{}", u.id, safe_name(&u.name));
         let dest = files_dir.join(&path);
-        if std::fs::hard_link(&blob, &dest).is_err() {
-            std::fs::copy(&blob, &dest).map_err(AdminError::io("cannot copy", &blob))?;
-        }
+        crate::files::link_or_copy(&blob, &dest).map_err(AdminError::io("cannot copy", &blob))?;
         files.push(ExportedFile {
             id: &u.id,
             name: &u.name,

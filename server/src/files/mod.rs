@@ -447,14 +447,21 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
                 n += 1;
                 continue;
             }
-            if std::fs::hard_link(file.path(), &dest).is_err() {
-                std::fs::copy(file.path(), &dest)?;
-                std::fs::File::open(&dest)?.sync_all()?;
-            }
+            link_or_copy(&file.path(), &dest)?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Puts the blob `from` at `dest`: a hard link (blobs never change once named), or a synced
+/// copy where `dest` is on another file system.
+pub fn link_or_copy(from: &Path, dest: &Path) -> std::io::Result<()> {
+    if std::fs::hard_link(from, dest).is_err() {
+        std::fs::copy(from, dest)?;
+        std::fs::File::open(dest)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// How many bytes of an upload may wait unsynced (see [`FileStore::receive`]).
