@@ -146,6 +146,23 @@ impl RoomName {
 }
 
 string_newtype!(
+    /// A room's topic: at most 250 characters after trimming, one line, no control
+    /// characters; empty clears it.
+    RoomTopic
+);
+
+impl RoomTopic {
+    pub const MAX: usize = 250;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.trim().is_empty() {
+            return Ok(RoomTopic(String::new()));
+        }
+        single_line("topic", s, Self::MAX).map(RoomTopic)
+    }
+}
+
+string_newtype!(
     /// An uploaded file's name, as shown and offered for saving: the last part of the path
     /// it came with, one line of 1–200 characters, no hidden or direction-changing
     /// characters (`photo\u{202E}gpj.exe` cannot pass for a picture).

@@ -47,6 +47,8 @@ pub fn error_text(locale: Locale, code: ErrorCode) -> String {
         ErrorCode::NotFound => td_string!(locale, errors.not_found),
         ErrorCode::RateLimited => td_string!(locale, errors.rate_limited),
         ErrorCode::LimitReached => td_string!(locale, errors.limit_reached),
+        ErrorCode::Banned => td_string!(locale, errors.banned),
+        ErrorCode::InviteInvalid => td_string!(locale, errors.room_invite_invalid),
         ErrorCode::Internal => td_string!(locale, errors.internal),
     }
     .to_owned()

@@ -5,6 +5,7 @@
 //! - [`mention`] — `@name` mentions in message text, shared by both sides.
 //! - [`search`] — the terms messages are indexed and found by (Chinese included), shared by both sides.
 //! - [`protocol`] — the WebSocket frames (`ClientMsg` / `ServerMsg`), compiled by server and browser.
+//! - [`roles`] — who may do what in a room, shared by both sides.
 //! - [`pages`] — one module per routed page.
 //! - [`components`] — reusable pieces of UI.
 //! - [`chat`] — the browser's model of the chat (pure data, tested on the host).
@@ -26,6 +27,7 @@ pub mod markdown;
 pub mod mention;
 pub mod pages;
 pub mod protocol;
+pub mod roles;
 pub mod search;
 pub mod user_agent;
 #[cfg(feature = "hydrate")]

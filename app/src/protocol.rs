@@ -6,10 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClientMsgId, DisplayName, Emoji, FileId, MessageBody, RoomName, Username};
+use crate::domain::{
+    ClientMsgId, DisplayName, Emoji, FileId, MessageBody, RoomName, RoomTopic, Username,
+};
+pub use crate::roles::Role;
 
 /// Version of this protocol, announced by the server on every new socket.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// How often a client says that its user is still typing (at most), in milliseconds.
 pub const TYPING_EVERY_MS: i64 = 3_000;
@@ -73,9 +76,76 @@ pub enum ClientMsg {
     /// Opens (creating on first use) the direct conversation with `username`. Answered by
     /// [`ServerMsg::Conversation`].
     OpenDirect { username: Username },
-    /// Creates a group room with the sender as its first member. Answered by
-    /// [`ServerMsg::Conversation`].
-    CreateRoom { name: RoomName },
+    /// Creates a group room with the sender as its first member and owner; a `private` one
+    /// is found and joined only by invitation. Answered by [`ServerMsg::Conversation`].
+    CreateRoom {
+        name: RoomName,
+        #[serde(default, skip_serializing_if = "is_false")]
+        private: bool,
+    },
+    /// Changes a room's name, topic (empty clears it) or privacy, whichever are given (room
+    /// admins: see [`crate::roles`]). Every member's sockets get [`ServerMsg::RoomUpdated`].
+    UpdateRoom {
+        conversation_id: ConversationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<RoomName>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<RoomTopic>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private: Option<bool>,
+    },
+    /// Adds a person to a room (any member of a public room, admins of a private one). They
+    /// get [`ServerMsg::Conversation`]; every member [`ServerMsg::MemberAdded`], which is
+    /// also the answer.
+    AddMember {
+        conversation_id: ConversationId,
+        username: Username,
+    },
+    /// Removes a member from a room (admins remove members, the owner admins too). They
+    /// get [`ServerMsg::Left`] and stop receiving the room at once; every remaining member
+    /// gets [`ServerMsg::MemberRemoved`], which is also the answer.
+    RemoveMember {
+        conversation_id: ConversationId,
+        username: Username,
+    },
+    /// As `remove_member`, and the person may not come back (join, be added or use a link)
+    /// until unbanned. A person who is not a member may be banned too.
+    Ban {
+        conversation_id: ConversationId,
+        username: Username,
+    },
+    /// Lifts a ban (room admins). Answered by [`ServerMsg::Bans`].
+    Unban {
+        conversation_id: ConversationId,
+        username: Username,
+    },
+    /// Who is banned from a room (room admins). Answered by [`ServerMsg::Bans`].
+    ListBans { conversation_id: ConversationId },
+    /// Makes a member an admin or an admin a member (the room's owner). Every member gets
+    /// [`ServerMsg::RoleChanged`], which is also the answer.
+    SetRole {
+        conversation_id: ConversationId,
+        username: Username,
+        role: Role,
+    },
+    /// Creates an invite link to a room that works for `hours` (1 to
+    /// [`MAX_INVITE_HOURS`], by default [`DEFAULT_INVITE_HOURS`]) until revoked (room
+    /// admins). Answered by [`ServerMsg::Invites`] with the room's live links.
+    CreateInvite {
+        conversation_id: ConversationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hours: Option<u32>,
+    },
+    /// The room's live invite links (room admins). Answered by [`ServerMsg::Invites`].
+    ListInvites { conversation_id: ConversationId },
+    /// Revokes an invite link (room admins). Answered by [`ServerMsg::Invites`].
+    RevokeInvite {
+        conversation_id: ConversationId,
+        token: String,
+    },
+    /// Joins the room an invite link leads to. Answered by [`ServerMsg::Conversation`];
+    /// a link that expired, was revoked or never existed is refused with `invite_invalid`.
+    JoinByInvite { token: String },
     /// Answered by [`ServerMsg::Rooms`]: a page of rooms in name order, with whether the user
     /// is in each: the first `limit` (at most and by default [`MAX_LIST_PAGE`]) after the room
     /// `after` (the previous page's `next`).
@@ -232,9 +302,54 @@ pub enum ServerMsg {
     Conversation {
         conversation: ConversationSummary,
     },
-    /// The user left the conversation (on any of their sockets).
+    /// The user left the conversation (on any of their sockets), or was removed or banned
+    /// from it (`reason`).
     Left {
         conversation_id: ConversationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<LeftReason>,
+    },
+    /// A room's name, topic or privacy changed: to every member.
+    RoomUpdated {
+        conversation_id: ConversationId,
+        name: String,
+        /// Empty: none.
+        #[serde(default)]
+        topic: String,
+        #[serde(default)]
+        private: bool,
+        /// Who changed it.
+        by: String,
+    },
+    /// Someone was added to a room: to every member.
+    MemberAdded {
+        conversation_id: ConversationId,
+        member: Member,
+        by: String,
+    },
+    /// Someone was removed (or banned) from a room by `by`: to every remaining member.
+    MemberRemoved {
+        conversation_id: ConversationId,
+        username: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        banned: bool,
+    },
+    /// A member's role changed: to every member.
+    RoleChanged {
+        conversation_id: ConversationId,
+        username: String,
+        role: Role,
+    },
+    /// Who is banned from a room.
+    Bans {
+        conversation_id: ConversationId,
+        users: Vec<UserInfo>,
+    },
+    /// A room's invite links that still work, newest first.
+    Invites {
+        conversation_id: ConversationId,
+        invites: Vec<RoomInvite>,
     },
     /// A page of rooms; `next` (when there are more) is the `after` of the next page.
     Rooms {
@@ -347,6 +462,31 @@ pub enum ServerMsg {
     },
 }
 
+/// Why someone is no longer in a room they did not leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Removed,
+    Banned,
+}
+
+/// An invite link to a room: `/?join=<token>` on the server's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomInvite {
+    pub token: String,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// How long an invite link works by default, and at most, in hours.
+pub const DEFAULT_INVITE_HOURS: u32 = 24 * 7;
+pub const MAX_INVITE_HOURS: u32 = 24 * 30;
+
+/// The query parameter of an invite link.
+pub const JOIN_PARAM: &str = "join";
+
 /// One message found by a search.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,6 +538,9 @@ pub struct Message {
     pub edited_at_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub deleted: bool,
+    /// Who deleted it, when that was not its sender (a room admin or a server admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
     /// In the order each emoji was first used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
@@ -569,6 +712,13 @@ pub struct ConversationSummary {
     pub last_message: Option<Preview>,
     /// Last message time, or creation time when empty; milliseconds since the Unix epoch.
     pub last_activity_ms: i64,
+    /// Rooms only: the topic (when set), whether it is private, and the user's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub private: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// Which new messages of a conversation raise a notification for a member. A mention
@@ -625,6 +775,9 @@ pub struct Member {
     /// How far they have read (for "Seen" and "Seen by N"): in `members` answers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_read_seq: Option<Seq>,
+    /// Their role in a room: in `members` answers and `member_added` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -633,6 +786,9 @@ pub struct RoomInfo {
     pub name: String,
     pub member_count: u64,
     pub joined: bool,
+    /// Private rooms are listed only to their members.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub private: bool,
 }
 
 /// Machine-readable reason carried by [`ServerMsg::Error`].
@@ -655,6 +811,10 @@ pub enum ErrorCode {
     RateLimited,
     /// A standing limit is reached (e.g. the rooms one user may own).
     LimitReached,
+    /// The user is banned from this room.
+    Banned,
+    /// The invite link expired, was revoked or never existed.
+    InviteInvalid,
     /// Something failed on the server; the client may retry.
     Internal,
 }
@@ -736,6 +896,7 @@ const VALIDATION_MARKERS: &[&str] = &[
     "username:",
     "display_name:",
     "room_name:",
+    "topic:",
     "password:",
     "body:",
     "client_msg_id:",

@@ -167,6 +167,7 @@ pub async fn generate(opts: Generate) -> anyhow::Result<Generated> {
             .ask(
                 ClientMsg::CreateRoom {
                     name: RoomName::parse(&format!("Room {k}"))?,
+                    private: false,
                 },
                 conversation_reply,
             )

@@ -61,6 +61,7 @@ pub async fn populate(
         &users[0].1,
         ClientMsg::CreateRoom {
             name: RoomName::parse(room)?,
+            private: false,
         },
     )
     .await?;

@@ -13,7 +13,11 @@ use crate::{refusal::Refusal, store::ChangeKind, store::MessageRecord};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Edit(MessageBody),
+    /// The sender deletes their own message.
     Delete,
+    /// A moderator (a room admin, a server admin) deletes anyone's message: made only by
+    /// the chat service, once it checked the actor may (see [`app::roles`]).
+    Remove,
     React(Emoji),
     Unreact(Emoji),
 }
@@ -40,12 +44,15 @@ pub fn apply(
             message.edited_at = Some(now);
             Ok(Some(ChangeKind::Edit))
         }
-        Request::Delete => {
-            own(actor, message)?;
+        Request::Delete | Request::Remove => {
+            if *request == Request::Delete {
+                own(actor, message)?;
+            }
             if message.deleted {
                 return Ok(None);
             }
             message.deleted = true;
+            message.deleted_by = (message.sender != actor).then(|| actor.to_owned());
             message.body.clear();
             message.reactions.clear();
             message.mentions.clear();
@@ -129,6 +136,36 @@ pub fn no_such_message(field: &str) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moderator_removes_anyones_message_and_is_named_for_it() {
+        let mut m = MessageRecord {
+            sender: "ann".into(),
+            body: "spam".into(),
+            ..MessageRecord::default()
+        };
+        assert_eq!(
+            apply(&Request::Delete, "mod", 1, &mut m).unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            apply(&Request::Remove, "mod", 2, &mut m),
+            Ok(Some(ChangeKind::Delete))
+        );
+        assert!(m.deleted && m.body.is_empty());
+        assert_eq!(m.deleted_by.as_deref(), Some("mod"));
+        assert_eq!(apply(&Request::Remove, "mod", 3, &mut m), Ok(None));
+        let mut own = MessageRecord {
+            sender: "mod".into(),
+            body: "mine".into(),
+            ..MessageRecord::default()
+        };
+        apply(&Request::Remove, "mod", 4, &mut own).unwrap();
+        assert_eq!(
+            own.deleted_by, None,
+            "deleting one's own message names nobody"
+        );
+    }
 
     #[test]
     fn mentions_are_members_other_than_the_sender_up_to_the_cap() {

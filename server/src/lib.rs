@@ -398,7 +398,8 @@ impl Application {
     }
 }
 
-/// How often sessions past their expiry (and invitations expired or used up) are deleted.
+/// How often sessions past their expiry (and invitations and invite links expired or used
+/// up) are deleted.
 const EXPIRED_SESSIONS_EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes expired sessions and invitations now and every [`EXPIRED_SESSIONS_EVERY`] until

@@ -48,6 +48,7 @@ impl From<StoreError> for Refusal {
                 ErrorCode::InvalidInput,
                 "a direct conversation has no members to join or leave",
             ),
+            StoreError::Banned => Refusal::new(ErrorCode::Banned, "you are banned from this room"),
             e => {
                 warn!(error = %e, "store failure");
                 Refusal::internal()

@@ -836,6 +836,15 @@ impl Writer {
                 }
                 Outcome::Changed { seq, frame } => {
                     if let Some(who) = &who {
+                        // A moderator outside the conversation (a server admin) is answered
+                        // on the socket that asked.
+                        if who.binary_search(&sub.sender).is_err() {
+                            self.hub.push_to(
+                                &sub.sender,
+                                sub.conn_id,
+                                Outbound::Frame(frame.clone()),
+                            );
+                        }
                         self.hub.push(
                             who,
                             &Outbound::Message {
@@ -1193,7 +1202,12 @@ mod tests {
         let mut s = setup().await;
         let room = s
             .store
-            .create_room("alice", &app::domain::RoomName::parse("R").unwrap(), 2)
+            .create_room(
+                "alice",
+                &app::domain::RoomName::parse("R").unwrap(),
+                false,
+                2,
+            )
             .await
             .unwrap();
         s.writers.submit(send(&s.ab, "c1", "here")).await.unwrap();

@@ -2,11 +2,13 @@
 //!
 //! - [`state`] — [`Chat`]: conversations, messages, echoes, unread counts, changed by frames.
 //! - [`address`] — the path of each conversation (`/c/<conversation>`).
+//! - [`rooms`] — running a room: its panel of members, bans and links; removals and bans.
 //! - [`time`] — relative times, day separators.
 //! - [`uploads`] — the files picked for the next message and how their uploads go.
 //! - [`avatar`] — initials and a stable colour for a user or room.
 
 pub mod address;
+pub mod rooms;
 pub mod state;
 pub mod time;
 pub mod uploads;

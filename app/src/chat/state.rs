@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::address::Place;
+use super::rooms::{Farewell, RoomPanel};
 use crate::domain::{ClientMsgId, Emoji, FileId, MessageBody, Username};
 use crate::protocol::{
     Attachment, Change, ClientMsg, ConversationId, ConversationKind, ConversationSummary,
@@ -78,6 +79,12 @@ pub struct Chat {
     /// An address named a conversation the user does not have (or that does not exist:
     /// the same to them).
     pub missing: Option<Place>,
+    /// The room panel on screen (see [`super::rooms`]).
+    pub panel: Option<RoomPanel>,
+    /// The user was removed or banned from a room: told until they dismiss it.
+    pub farewell: Option<Farewell>,
+    /// An invite link the page was opened with, joined once the socket is live.
+    pub joining: Option<String>,
 }
 
 /// A message search and its answer.
@@ -361,6 +368,7 @@ impl Thread {
             What::Edited { .. } => {}
             What::Deleted => {
                 m.deleted = true;
+                m.deleted_by = (change.actor != m.sender).then(|| change.actor.clone());
                 m.body.clear();
                 m.reactions.clear();
                 m.mentions.clear();
@@ -440,6 +448,9 @@ impl Chat {
             listed: false,
             wanted: None,
             missing: None,
+            panel: None,
+            farewell: None,
+            joining: None,
         }
     }
 
@@ -447,7 +458,7 @@ impl Chat {
         self.conversations.iter().find(|c| &c.id == id)
     }
 
-    fn summary_mut(&mut self, id: &ConversationId) -> Option<&mut ConversationSummary> {
+    pub(super) fn summary_mut(&mut self, id: &ConversationId) -> Option<&mut ConversationSummary> {
         self.conversations.iter_mut().find(|c| &c.id == id)
     }
 
@@ -505,6 +516,9 @@ impl Chat {
     pub fn apply(&mut self, msg: ServerMsg) -> (Vec<ClientMsg>, Option<Alert>) {
         let mut out = Vec::new();
         let mut alert = None;
+        if self.apply_room(&msg) {
+            return (out, alert);
+        }
         match msg {
             ServerMsg::Hello { me, .. } => {
                 self.names
@@ -515,6 +529,11 @@ impl Chat {
                 self.live = true;
                 self.listing = true;
                 out.push(ClientMsg::ListConversations { limit: None });
+                // The invite link the page was opened with: the room opens once joined.
+                if let Some(token) = self.joining.take() {
+                    self.opening = true;
+                    out.push(ClientMsg::JoinByInvite { token });
+                }
                 for (id, t) in &self.threads {
                     for p in &t.pending {
                         if p.state == PendingState::Sending {
@@ -553,7 +572,11 @@ impl Chat {
                     out.extend(self.open(id));
                 }
             }
-            ServerMsg::Left { conversation_id } => {
+            ServerMsg::Left {
+                conversation_id,
+                reason,
+            } => {
+                self.farewell(&conversation_id, reason);
                 self.conversations.retain(|c| c.id != conversation_id);
                 self.threads.remove(&conversation_id);
                 if self.active.as_ref() == Some(&conversation_id) {
@@ -716,6 +739,13 @@ impl Chat {
             }
             ServerMsg::Presence { username, online } => self.set_online(&username, online),
             ServerMsg::UserUpdated { user } => self.user_updated(user),
+            // Applied by `apply_room` above.
+            ServerMsg::RoomUpdated { .. }
+            | ServerMsg::MemberAdded { .. }
+            | ServerMsg::MemberRemoved { .. }
+            | ServerMsg::RoleChanged { .. }
+            | ServerMsg::Bans { .. }
+            | ServerMsg::Invites { .. } => {}
             // Shown for a time: the browser hands it to `someone_typing` with its clock.
             ServerMsg::Typing { .. } => {}
             ServerMsg::Error {
@@ -1430,6 +1460,7 @@ mod tests {
                 user: user(peer),
                 online: false,
                 last_read_seq: None,
+                role: None,
             }),
             last_seq,
             last_read_seq,
@@ -1438,6 +1469,9 @@ mod tests {
             notify: NotifyLevel::All,
             last_message: None,
             last_activity_ms: at,
+            topic: None,
+            private: false,
+            role: None,
         }
     }
 
@@ -1522,6 +1556,7 @@ mod tests {
             name: key.to_uppercase(),
             member_count: 1,
             joined: false,
+            private: false,
         };
         let mut c = chat();
         assert_eq!(c.more_rooms(), None, "nothing to continue yet");
@@ -1866,6 +1901,7 @@ mod tests {
                     user: user(u),
                     online: true,
                     last_read_seq: Some(0),
+                    role: None,
                 })
                 .collect(),
             next: None,
@@ -1924,6 +1960,7 @@ mod tests {
         c.open(id("ann/bob"));
         c.apply(ServerMsg::Left {
             conversation_id: id("ann/bob"),
+            reason: None,
         });
         assert_eq!(order(&c), ["ann/cat"]);
         assert_eq!(c.active, None);
@@ -2060,6 +2097,9 @@ mod tests {
                 notify: NotifyLevel::All,
                 last_message: None,
                 last_activity_ms: 1,
+                topic: None,
+                private: false,
+                role: None,
             },
         });
         c.open(id("r1"));
@@ -2071,6 +2111,7 @@ mod tests {
             user: user(name),
             online: true,
             last_read_seq: Some(read),
+            role: None,
         };
         c.apply(ServerMsg::Members {
             conversation_id: id("r1"),

@@ -73,8 +73,14 @@ impl ChatCtx {
 
 #[component]
 pub fn ChatView(me: UserInfo, #[prop(into)] on_sign_out: Callback<()>) -> impl IntoView {
+    // An invite link (`/?join=<token>`): the room is joined once the socket is live.
+    let joining = leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get(crate::protocol::JOIN_PARAM))
+        .filter(|t| !t.is_empty() && t.len() <= 64);
+    let mut chat = Chat::new(me);
+    chat.joining = joining;
     let ctx = ChatCtx {
-        chat: RwSignal::new(Chat::new(me)),
+        chat: RwSignal::new(chat),
         conn: RwSignal::new(ConnectionState::Loading),
         now: RwSignal::new(crate::chat::time::now_ms()),
         focus_composer: RwSignal::new(false),

@@ -254,7 +254,10 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                 ctx.focus_composer.set(true);
                 dialog.set(Dialog::None);
                 chat.update(|c| c.expect_open());
-                ctx.send_all([ClientMsg::CreateRoom { name: room }]);
+                ctx.send_all([ClientMsg::CreateRoom {
+                    name: room,
+                    private: false,
+                }]);
             }
             Err(e) => error.set(Some(invalid_text(i18n.get_locale_untracked(), &e))),
         }

@@ -10,6 +10,8 @@
 
 mod limit;
 
+mod rooms;
+
 use app::{
     domain::{DisplayName, RoomName},
     protocol::{
@@ -17,6 +19,7 @@ use app::{
         Preview, RoomInfo, SearchHit, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE,
         MAX_CONVERSATIONS_PAGE, MAX_HISTORY_PAGE, MAX_LIST_PAGE, MAX_SEARCH_PAGE,
     },
+    roles::RoomAction,
     search::{Query, QueryError},
 };
 use std::{
@@ -26,6 +29,7 @@ use std::{
 
 pub use crate::refusal::Refusal;
 use crate::{
+    changes::Request,
     hub::{Hub, Outbound},
     store::{
         direct_peer, ConversationRow, Entry, Kind, RoomRow, StoreError, SurrealChatStore,
@@ -133,6 +137,7 @@ impl ChatService {
                 display_name,
             },
             last_read_seq: None,
+            role: None,
         });
         ConversationSummary {
             title,
@@ -153,6 +158,9 @@ impl ChatService {
                 sent_at_ms: row.last_at,
             }),
             last_activity_ms: row.last_at,
+            topic: row.topic,
+            private: row.private,
+            role: row.role,
         }
     }
 
@@ -205,13 +213,8 @@ impl ChatService {
         self.conversation(me, &key).await
     }
 
-    pub async fn create_room(&self, me: &str, name: &RoomName) -> Reply {
-        if name.as_str().to_lowercase() == DEFAULT_ROOM_NAME.to_lowercase() {
-            return Err(Refusal::new(
-                ErrorCode::InvalidInput,
-                format!("room_name: \"{DEFAULT_ROOM_NAME}\" is the server's own room"),
-            ));
-        }
+    pub async fn create_room(&self, me: &str, name: &RoomName, private: bool) -> Reply {
+        not_the_default_name(name)?;
         if self.store.rooms_created_by(me).await? >= self.budgets.rooms_owned {
             return Err(Refusal::new(
                 ErrorCode::LimitReached,
@@ -229,7 +232,7 @@ impl ChatService {
         }
         let key = self
             .store
-            .create_room(me, name, crate::clock::now_ms())
+            .create_room(me, name, private, crate::clock::now_ms())
             .await?;
         self.conversation(me, &key).await
     }
@@ -248,7 +251,8 @@ impl ChatService {
         })
     }
 
-    /// Rooms as `me` sees them: with whether they are in each.
+    /// Rooms as `me` sees them: with whether they are in each; a private room only to its
+    /// members.
     async fn room_infos(&self, me: &str, rooms: Vec<RoomRow>) -> Result<Vec<RoomInfo>, Refusal> {
         let mine: std::collections::HashSet<String> = self
             .store
@@ -259,19 +263,25 @@ impl ChatService {
             .collect();
         Ok(rooms
             .into_iter()
+            .filter(|r| !r.private || mine.contains(&r.key))
             .map(|r| RoomInfo {
                 joined: mine.contains(&r.key),
                 id: ConversationId(r.key),
                 name: r.name,
                 member_count: r.member_count,
+                private: r.private,
             })
             .collect())
     }
 
+    /// Joins a public room by oneself (a private one only by invitation: to anyone else it
+    /// does not exist); a banned person is refused.
     pub async fn join_room(&self, me: &str, key: &str) -> Reply {
-        self.store
-            .join_room(key, me, crate::clock::now_ms())
-            .await?;
+        let room = self.room(me, key).await?;
+        room.require(RoomAction::Join)?;
+        if self.store.admit(key, me, crate::clock::now_ms()).await? {
+            self.announce_member(key, me, me).await;
+        }
         self.conversation(me, key).await
     }
 
@@ -280,6 +290,7 @@ impl ChatService {
         self.store.leave_room(key, me).await?;
         let left = ServerMsg::Left {
             conversation_id: ConversationId(key.to_owned()),
+            reason: None,
         };
         self.hub
             .push(&[me.to_owned()], &Outbound::frame(&left), None);
@@ -295,25 +306,31 @@ impl ChatService {
     ) -> Reply {
         let limit = page_size(limit, MAX_LIST_PAGE)?;
         let names = self.store.require_member(key, me).await?;
+        let room = self.store.standing(key, me).await?;
+        let is_room = room.kind == Kind::Room;
         // Members are held sorted: the page starts after `after`, wherever it would be.
         let start = after.map_or(0, |a| names.partition_point(|n| n.as_str() <= a));
         let page: Vec<String> = names.iter().skip(start).take(limit).cloned().collect();
         let next = (start + page.len() < names.len())
             .then(|| page.last().cloned())
             .flatten();
-        let users = self.store.members_read(key, &page).await?;
+        let users = self
+            .store
+            .members_read(key, &page, room.created_by.as_deref())
+            .await?;
         Ok(ServerMsg::Members {
             next,
             conversation_id: ConversationId(key.to_owned()),
             members: users
                 .into_iter()
-                .map(|(username, display_name, last_read_seq)| Member {
-                    online: self.hub.is_online(&username),
+                .map(|m| Member {
+                    online: self.hub.is_online(&m.username),
                     user: UserInfo {
-                        username,
-                        display_name,
+                        username: m.username,
+                        display_name: m.display_name,
                     },
-                    last_read_seq: Some(last_read_seq),
+                    last_read_seq: Some(m.last_read_seq),
+                    role: is_room.then_some(m.role),
                 })
                 .collect(),
         })
@@ -337,8 +354,8 @@ impl ChatService {
         Ok(q)
     }
 
-    /// Rooms found by a word of their name (every room is public: anyone signed in may
-    /// find and join it), with whether the user is in each.
+    /// Rooms found by a word of their name (public ones, and private ones the user is in),
+    /// with whether the user is in each.
     pub async fn search_rooms(&self, me: &str, query: &str) -> Reply {
         let q = self.name_query(me, query)?;
         let rooms = self.store.search_rooms(q, SEARCH_LIMIT).await?;
@@ -549,9 +566,26 @@ impl ChatService {
         me: &str,
         conn_id: u64,
         key: &str,
-        action: Action,
+        mut action: Action,
     ) -> Result<(), Refusal> {
-        self.store.require_member(key, me).await?;
+        // Deleting: a moderator (a room admin, a server admin anywhere) deletes anyone's
+        // message; everyone else only their own, which the writer checks.
+        let moderating = match &action {
+            Action::Change {
+                seq,
+                request: Request::Delete,
+            } if self.moderates(me, key).await? => {
+                action = Action::Change {
+                    seq: *seq,
+                    request: Request::Remove,
+                };
+                true
+            }
+            _ => false,
+        };
+        if !moderating {
+            self.store.require_member(key, me).await?;
+        }
         // Sends, edits, deletions and reactions share one budget: each is a stored change.
         if !self.budgets.sends.allow(me) {
             return Err(Refusal::new(
@@ -684,6 +718,17 @@ impl ChatService {
         all.remove(me);
         all.into_iter().collect()
     }
+}
+
+/// No room but the server's own may be called like it (it would pass for it).
+fn not_the_default_name(name: &RoomName) -> Result<(), Refusal> {
+    if name.as_str().to_lowercase() == DEFAULT_ROOM_NAME.to_lowercase() {
+        return Err(Refusal::new(
+            ErrorCode::InvalidInput,
+            format!("room_name: \"{DEFAULT_ROOM_NAME}\" is the server's own room"),
+        ));
+    }
+    Ok(())
 }
 
 /// The page size a listing asked for: `max` when it did not say; 1 to `max`.

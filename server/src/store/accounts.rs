@@ -284,9 +284,11 @@ impl SurrealChatStore {
             .db
             .query(
                 "DELETE session WHERE expires_at <= $now RETURN BEFORE;
-                 DELETE signup_invite WHERE expires_at <= $now OR uses <= 0 RETURN NONE;",
+                 DELETE signup_invite WHERE expires_at <= $now OR uses <= 0 RETURN NONE;
+                 DELETE room_invite WHERE expires_at <= $now_ms RETURN NONE;",
             )
             .bind(("now", now_secs))
+            .bind(("now_ms", now_secs.saturating_mul(1000)))
             .await?
             .check()?;
         let rows: Vec<IdRow> = res.take(0)?;

@@ -16,7 +16,7 @@ use super::{
     heads::StoredRow,
     recent, retry_conflicts,
     rows::{
-        conversation_id, direct_key, key_of, member_id, to_u64, user_id, ConversationMeta,
+        conversation_id, direct_key, key_of, member_id, role_of, to_u64, user_id, ConversationMeta,
         ConversationRow, Kind, MemberConversationRow, MemberReadRow, RoomListRow, RoomRow,
         RoomTermRow,
     },
@@ -28,6 +28,15 @@ use crate::locks::lock;
 pub const DEFAULT_ROOM_KEY: &str = "general";
 /// Its name, which no other room may take (it would pass for it).
 pub const DEFAULT_ROOM_NAME: &str = "General";
+
+/// A member as a page of members shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRead {
+    pub username: String,
+    pub display_name: String,
+    pub last_read_seq: u64,
+    pub role: app::roles::Role,
+}
 
 /// Members of a conversation, sorted by username.
 pub type Members = Arc<[String]>;
@@ -104,7 +113,7 @@ impl SurrealChatStore {
     }
 
     /// Membership of `key` (and so `users`' lists) changed.
-    fn membership_changed(&self, key: &str, users: &[&str]) {
+    pub(super) fn membership_changed(&self, key: &str, users: &[&str]) {
         self.members.forget(key);
         for user in users {
             self.recent.forget_user(user);
@@ -158,11 +167,13 @@ impl SurrealChatStore {
         }
     }
 
-    /// Creates a room with `creator` as its first member. Returns its key.
+    /// Creates a room (`private` or public) with `creator` as its first member and owner.
+    /// Returns its key.
     pub async fn create_room(
         &self,
         creator: &str,
         name: &RoomName,
+        private: bool,
         now_ms: i64,
     ) -> Result<String, StoreError> {
         let key = new_room_key();
@@ -171,7 +182,8 @@ impl SurrealChatStore {
             .query(
                 "BEGIN;
                  CREATE $conv SET kind = 'room', name = $name, peers = [], last_seq = 0,
-                    last_at = $now, created_at = $now, created_by = $creator, member_count = 1;
+                    last_at = $now, created_at = $now, created_by = $creator, member_count = 1,
+                    private = $private;
                  CREATE $member SET conversation = $conv, user = $user, last_read_seq = 0,
                     joined_at = $now;
                  INSERT IGNORE INTO room_term $terms RETURN NONE;
@@ -183,6 +195,7 @@ impl SurrealChatStore {
             .bind(("terms", RoomTermRow::of(&key, name.as_str())))
             .bind(("user", user_id(creator)))
             .bind(("creator", creator.to_owned()))
+            .bind(("private", private.then_some(true)))
             .bind(("now", now_ms))
             .await;
         self.membership_changed(&key, &[creator]);
@@ -200,7 +213,7 @@ impl SurrealChatStore {
         let ids: Vec<RecordId> = keys.iter().map(|k| conversation_id(k)).collect();
         let mut res = self
             .db
-            .query("SELECT id, name, member_count FROM $ids WHERE kind = 'room'")
+            .query("SELECT id, name, member_count, private FROM $ids WHERE kind = 'room'")
             .bind(("ids", ids))
             .await?
             .check()?;
@@ -217,7 +230,10 @@ impl SurrealChatStore {
             Some(key) => {
                 let mut res = self
                     .db
-                    .query("SELECT id, name, member_count FROM ONLY $conv WHERE kind = 'room'")
+                    .query(
+                        "SELECT id, name, member_count, private FROM ONLY $conv
+                         WHERE kind = 'room'",
+                    )
                     .bind(("conv", conversation_id(key)))
                     .await?
                     .check()?;
@@ -230,7 +246,8 @@ impl SurrealChatStore {
             None => {
                 self.db
                     .query(
-                        "SELECT id, name, member_count FROM conversation WHERE kind = 'room'
+                        "SELECT id, name, member_count, private FROM conversation
+                         WHERE kind = 'room' AND private != true
                          ORDER BY name, id LIMIT $limit",
                     )
                     .bind(("limit", i64::from(limit)))
@@ -242,11 +259,12 @@ impl SurrealChatStore {
                 self.db
                     .query(
                         "RETURN array::slice(array::concat(
-                            (SELECT id, name, member_count FROM conversation
+                            (SELECT id, name, member_count, private FROM conversation
                                 WHERE kind = 'room' AND name = $name AND id > $id
+                                    AND private != true
                                 ORDER BY name, id LIMIT $limit),
-                            (SELECT id, name, member_count FROM conversation
-                                WHERE kind = 'room' AND name > $name
+                            (SELECT id, name, member_count, private FROM conversation
+                                WHERE kind = 'room' AND name > $name AND private != true
                                 ORDER BY name, id LIMIT $limit)
                          ), 0, $limit)",
                     )
@@ -262,33 +280,40 @@ impl SurrealChatStore {
     }
 
     /// These members of `key` (unknown ones are left out), in the order given: each with
-    /// their display name and read position (a position sending moved included).
+    /// their display name, read position (a position sending moved included) and role (the
+    /// owner is `created_by`).
     pub async fn members_read(
         &self,
         key: &str,
         usernames: &[String],
-    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        created_by: Option<&str>,
+    ) -> Result<Vec<MemberRead>, StoreError> {
         let ids: Vec<RecordId> = usernames.iter().map(|u| member_id(key, u)).collect();
         let mut res = self
             .db
-            .query("SELECT user, user.display_name AS display_name, last_read_seq FROM $ids")
+            .query("SELECT user, user.display_name AS display_name, last_read_seq, role FROM $ids")
             .bind(("ids", ids))
             .await?
             .check()?;
         let rows: Vec<MemberReadRow> = res.take(0)?;
         let heads = self.heads();
-        let mut out: Vec<(String, String, u64)> = rows
+        let mut out: Vec<MemberRead> = rows
             .into_iter()
             .map(|r| {
                 let user = key_of(&r.user);
                 let stored = to_u64(r.last_read_seq);
                 // Only the position is wanted: its `n` does not matter here.
                 let read = heads.read_position(&user, key, Mark::new(stored, 0));
-                (user, r.display_name, read.seq)
+                MemberRead {
+                    role: role_of(r.role.as_deref(), &user, created_by),
+                    username: user,
+                    display_name: r.display_name,
+                    last_read_seq: read.seq,
+                }
             })
             .collect();
         drop(heads);
-        out.sort_by_key(|(u, ..)| usernames.iter().position(|n| n == u));
+        out.sort_by_key(|m| usernames.iter().position(|n| *n == m.username));
         Ok(out)
     }
 
@@ -304,7 +329,8 @@ impl SurrealChatStore {
         Ok(counts.first().copied().map_or(0, to_u64))
     }
 
-    /// Joins a room (no-op when already a member). A new member has read nothing.
+    /// Joins a room (no-op when already a member; `Banned` when banned). A new member has
+    /// read nothing. Whether they may (a private room) is the chat service's to decide.
     pub async fn join_room(
         &self,
         key: &str,
@@ -312,28 +338,7 @@ impl SurrealChatStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.require_room(key, username).await?;
-        let joined = retry_conflicts(|| async {
-            self.db
-                .query(
-                    "BEGIN;
-                     IF !record::exists($m) {
-                        CREATE $m SET conversation = $conv, user = $user, last_read_seq = 0,
-                            joined_at = $now;
-                        UPDATE $conv SET member_count += 1;
-                     };
-                     COMMIT;",
-                )
-                .bind(("m", member_id(key, username)))
-                .bind(("conv", conversation_id(key)))
-                .bind(("user", user_id(username)))
-                .bind(("now", now_ms))
-                .await
-                .and_then(transaction)?;
-            Ok(())
-        })
-        .await;
-        self.membership_changed(key, &[username]);
-        joined
+        self.admit(key, username, now_ms).await.map(|_| ())
     }
 
     pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
@@ -378,7 +383,7 @@ impl SurrealChatStore {
     async fn meta(&self, key: &str) -> Result<Option<ConversationMeta>, StoreError> {
         let mut res = self
             .db
-            .query("SELECT kind FROM ONLY $conv")
+            .query("SELECT kind, name, private, created_by FROM ONLY $conv")
             .bind(("conv", conversation_id(key)))
             .await?
             .check()?;
@@ -498,8 +503,9 @@ impl SurrealChatStore {
     ) -> Result<Vec<StoredRow>, StoreError> {
         // The conversation record is read once per row, not once per field.
         const FIELDS: &str =
-            "SELECT last_read_seq, last_read_n, notify, conversation.{id, kind, name,
-                    peers, last_seq, last_n, last_at, last_sender, last_text} AS c";
+            "SELECT last_read_seq, last_read_n, notify, role, conversation.{id, kind, name,
+                    peers, last_seq, last_n, last_at, last_sender, last_text, topic,
+                    private, created_by} AS c";
         let query = match key {
             None => self
                 .db
@@ -556,6 +562,10 @@ impl SurrealChatStore {
                     last_at: r.c.last_at,
                     last_sender: r.c.last_sender,
                     last_text: r.c.last_text,
+                    role: (kind == Kind::Room)
+                        .then(|| role_of(r.role.as_deref(), username, r.c.created_by.as_deref())),
+                    topic: r.c.topic,
+                    private: r.c.private.unwrap_or(false),
                 })
             })
             .collect())

@@ -327,6 +327,9 @@ mod tests {
             last_at: 1,
             last_sender: (last_seq > 0).then(|| "bob".into()),
             last_text: (last_seq > 0).then(|| format!("m{last_seq}")),
+            topic: None,
+            private: false,
+            role: None,
         })
     }
 

@@ -244,7 +244,8 @@ impl SurrealChatStore {
              INSERT INTO change $changes RETURN NONE;
              FOR $s IN $states {
                 UPDATE $s.id SET body = $s.body, edited_at = $s.edited_at,
-                    deleted = $s.deleted, reactions = $s.reactions, mentions = $s.mentions,
+                    deleted = $s.deleted, deleted_by = $s.deleted_by, reactions = $s.reactions,
+                    mentions = $s.mentions,
                     attachments = $s.attachments RETURN NONE;
              };
              FOR $u IN $sent_uploads {

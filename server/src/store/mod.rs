@@ -36,6 +36,7 @@ pub mod heads;
 mod messages;
 mod migrations;
 mod recent;
+mod rooms;
 pub mod rows;
 mod schema;
 mod search;
@@ -59,10 +60,11 @@ use heads::Heads;
 use recent::RecentCache;
 use search::Unindexed;
 
-pub use conversations::{Members, DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
+pub use conversations::{MemberRead, Members, DEFAULT_ROOM_KEY, DEFAULT_ROOM_NAME};
 pub use deferred::PENDING_CHUNK;
 pub use heads::Mark;
 pub use messages::{Batch, HistoryPage};
+pub use rooms::RoomStanding;
 pub use rows::{
     direct_key, direct_peer, ChangeKind, ChangeRecord, ConversationRow, Entry, Kind, MentionKey,
     MessageRecord, RoomRow, SessionRecord, UserRecord,
@@ -83,6 +85,8 @@ pub enum StoreError {
     NotMember,
     #[error("a direct conversation cannot be joined or left")]
     NotARoom,
+    #[error("banned from this room")]
+    Banned,
     #[error("a message already has this position")]
     SeqTaken,
     #[error("a batch does not continue its conversation's last seq")]

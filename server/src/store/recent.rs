@@ -6,16 +6,19 @@
 //! memory. The database stays the truth, and the store is the only writer, so every change
 //! passes through here:
 //! - A read position only moves forward ([`RecentCache::read`]), as in the database.
-//! - A change of membership (open, create, join, leave) drops the user's list
-//!   ([`RecentCache::forget_user`]); the next request reads it again.
+//! - A change of membership (open, create, join, leave, removal) or of role drops the
+//!   user's list ([`RecentCache::forget_user`]); the next request reads it again.
+//! - A change to a room's name, topic or privacy drops what is kept of the room
+//!   ([`RecentCache::forget_conversation`]) and every member's list.
 //! - Last messages are not kept here: the rows this cache returns are [`StoredRow`]s, as
 //!   loaded, and the store puts each conversation's head over them
 //!   ([`super::heads::Heads::view`]), as it does for rows read from the database.
 //!
 //! A load races the writes it does not see: while one is in flight for a user, any change
 //! to that user marks it dirty, and a dirty load is returned to its caller (it is as fresh
-//! as a database read) but not cached. Conversations' fixed parts (kind, name, the names of
-//! the people in a direct conversation) never change once created.
+//! as a database read) but not cached, nor is what it read of the conversations. The names
+//! of the people in a direct conversation are kept as first loaded (display names reach
+//! clients as `user_updated`).
 //!
 //! Nothing is evicted: memory grows with the conversations in the lists of the users who
 //! asked for theirs since start-up (about 50 bytes per conversation in a list, plus the
@@ -24,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use app::protocol::NotifyLevel;
+use app::protocol::{NotifyLevel, Role};
 
 use super::heads::{Mark, StoredRow};
 use super::rows::{direct_peer, ConversationRow, Kind};
@@ -46,6 +49,8 @@ struct State {
 struct Conversation {
     kind: Kind,
     name: Option<String>,
+    topic: Option<String>,
+    private: bool,
     /// Display names of the people in a direct conversation, as loads have seen them.
     names: HashMap<String, String>,
     /// The `last_*` fields as the newest load read them (heads add what came since).
@@ -74,6 +79,7 @@ enum UserEntry {
 struct Membership {
     read: Mark,
     notify: NotifyLevel,
+    role: Option<Role>,
 }
 
 impl RecentCache {
@@ -84,7 +90,7 @@ impl RecentCache {
             return None;
         };
         let mut rows = Vec::with_capacity(reads.len());
-        for (key, &Membership { read, notify }) in reads {
+        for (key, &Membership { read, notify, role }) in reads {
             let conv = state.conversations.get(key)?;
             let peer = match conv.kind {
                 Kind::Room => None,
@@ -106,6 +112,9 @@ impl RecentCache {
                 last_at: conv.last.at,
                 last_sender: conv.last.sender.clone(),
                 last_text: conv.last.text.clone(),
+                topic: conv.topic.clone(),
+                private: conv.private,
+                role,
             }));
         }
         Some(rows)
@@ -131,13 +140,21 @@ impl RecentCache {
     /// The read started by [`Self::begin_load`] ended with `rows` (`None`: it failed).
     pub fn finish_load(&self, user: &str, rows: Option<&[StoredRow]>) {
         let mut state = lock(&self.state);
-        for StoredRow(row) in rows.unwrap_or_default() {
+        let dirty = matches!(
+            state.users.get(user),
+            Some(UserEntry::Loading { dirty: true, .. })
+        );
+        // A dirty load may have read a room as it was before a change.
+        let learned = if dirty { None } else { rows };
+        for StoredRow(row) in learned.unwrap_or_default() {
             let conv = state
                 .conversations
                 .entry(row.key.clone())
                 .or_insert_with(|| Conversation {
                     kind: row.kind,
                     name: row.name.clone(),
+                    topic: row.topic.clone(),
+                    private: row.private,
                     names: HashMap::new(),
                     last: Last::default(),
                 });
@@ -170,6 +187,7 @@ impl RecentCache {
                             Membership {
                                 read,
                                 notify: r.notify,
+                                role: r.role,
                             },
                         )
                     })
@@ -198,6 +216,12 @@ impl RecentCache {
             }
             None => {}
         }
+    }
+
+    /// A room's name, topic or privacy changed: what is kept of it is read again (its
+    /// members' lists are to be forgotten too, by [`Self::forget_user`]).
+    pub fn forget_conversation(&self, key: &str) {
+        lock(&self.state).conversations.remove(key);
     }
 
     /// `user` has read `key` up to `mark` (never moves backwards).
@@ -240,6 +264,9 @@ mod tests {
             last_at: last as i64,
             last_sender: (last > 0).then(|| "bob".to_owned()),
             last_text: (last > 0).then(|| format!("m{last}")),
+            topic: None,
+            private: false,
+            role: None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use app::domain::Username;
-use app::protocol::{Attachment, NotifyLevel, Quote, Reaction};
+use app::protocol::{Attachment, NotifyLevel, Quote, Reaction, Role};
 
 /// Longest preview kept on a conversation for the recent-conversations list.
 pub const PREVIEW_CHARS: usize = 120;
@@ -62,6 +62,8 @@ pub struct MessageRecord {
     pub reply_to: Option<u64>,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    /// Who deleted it, when not its sender (a moderator).
+    pub deleted_by: Option<String>,
     pub reactions: Vec<Reaction>,
     /// The members it mentions (see [`app::mention`]), the sender excepted.
     pub mentions: Vec<String>,
@@ -83,6 +85,7 @@ impl MessageRecord {
             reply_to: quote,
             edited_at_ms: self.edited_at,
             deleted: self.deleted,
+            deleted_by: self.deleted_by.clone(),
             reactions: self.reactions.clone(),
             mentions: self.mentions.clone(),
             attachments: self.attachments.clone(),
@@ -195,6 +198,10 @@ pub struct ConversationRow {
     pub last_at: i64,
     pub last_sender: Option<String>,
     pub last_text: Option<String>,
+    /// Rooms only: the topic (when set), whether it is private, and the member's role.
+    pub topic: Option<String>,
+    pub private: bool,
+    pub role: Option<Role>,
 }
 
 impl ConversationRow {
@@ -222,6 +229,7 @@ pub struct RoomRow {
     pub key: String,
     pub name: String,
     pub member_count: u64,
+    pub private: bool,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -275,6 +283,7 @@ pub(super) struct MessageRow {
     pub reply_to: Option<i64>,
     pub edited_at: Option<i64>,
     pub deleted: Option<bool>,
+    pub deleted_by: Option<String>,
     pub reactions: Option<Vec<ReactionRow>>,
     pub mentions: Option<Vec<String>>,
     pub attachments: Option<Vec<AttachmentRow>>,
@@ -341,6 +350,7 @@ impl MessageRow {
             reply_to: m.reply_to.map(|s| s as i64),
             edited_at: m.edited_at,
             deleted: m.deleted.then_some(true),
+            deleted_by: m.deleted_by.clone(),
             reactions: (!m.reactions.is_empty()).then(|| {
                 m.reactions
                     .iter()
@@ -370,6 +380,7 @@ impl MessageRow {
             reply_to: self.reply_to.map(to_u64),
             edited_at: self.edited_at,
             deleted: self.deleted.unwrap_or(false),
+            deleted_by: self.deleted_by,
             reactions: self
                 .reactions
                 .unwrap_or_default()
@@ -451,6 +462,7 @@ pub(super) struct MessageStateRow {
     pub body: String,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    pub deleted_by: Option<String>,
     pub reactions: Vec<ReactionRow>,
     pub mentions: Vec<String>,
     pub attachments: Vec<AttachmentRow>,
@@ -464,6 +476,7 @@ impl MessageStateRow {
             body: full.body,
             edited_at: full.edited_at,
             deleted: m.deleted,
+            deleted_by: m.deleted_by.clone(),
             reactions: full.reactions.unwrap_or_default(),
             mentions: m.mentions.clone(),
             attachments: full.attachments.unwrap_or_default(),
@@ -533,6 +546,7 @@ pub(super) struct MemberConversationRow {
     /// Absent before changes existed (equal to `last_read_seq` then).
     pub last_read_n: Option<i64>,
     pub notify: Option<String>,
+    pub role: Option<String>,
     pub c: ConversationFields,
 }
 
@@ -547,11 +561,27 @@ pub(super) struct ConversationFields {
     pub last_at: i64,
     pub last_sender: Option<String>,
     pub last_text: Option<String>,
+    pub topic: Option<String>,
+    pub private: Option<bool>,
+    pub created_by: Option<String>,
+}
+
+/// A room member's role as stored: `role` (`admin`, or absent) on the member record, and
+/// the owner is whoever created the room.
+pub(super) fn role_of(stored: Option<&str>, user: &str, created_by: Option<&str>) -> Role {
+    if created_by == Some(user) {
+        Role::Owner
+    } else {
+        stored.and_then(Role::parse).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, SurrealValue)]
 pub(super) struct ConversationMeta {
     pub kind: String,
+    pub name: Option<String>,
+    pub private: Option<bool>,
+    pub created_by: Option<String>,
 }
 
 /// A conversation's `last_*` fields as read.
@@ -576,6 +606,7 @@ pub(super) struct RoomListRow {
     pub id: RecordId,
     pub name: Option<String>,
     pub member_count: Option<i64>,
+    pub private: Option<bool>,
 }
 
 impl From<RoomListRow> for RoomRow {
@@ -584,6 +615,7 @@ impl From<RoomListRow> for RoomRow {
             key: key_of(&r.id),
             name: r.name.unwrap_or_default(),
             member_count: r.member_count.map_or(0, to_u64),
+            private: r.private.unwrap_or(false),
         }
     }
 }
@@ -594,6 +626,7 @@ pub(super) struct MemberReadRow {
     pub user: RecordId,
     pub display_name: String,
     pub last_read_seq: i64,
+    pub role: Option<String>,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -661,7 +694,7 @@ impl TermMatch for RoomTermRow {
 }
 
 /// `room_term:[term, room key]` (see the schema).
-#[derive(Debug, SurrealValue)]
+#[derive(Debug, Clone, SurrealValue)]
 pub(super) struct RoomTermRow {
     pub id: RecordId,
     pub term: String,

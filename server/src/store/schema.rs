@@ -72,6 +72,9 @@ DEFINE FIELD IF NOT EXISTS created_at ON conversation TYPE int;
 -- has (kept with every join and leave, so that listing rooms reads no members).
 DEFINE FIELD IF NOT EXISTS created_by ON conversation TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS member_count ON conversation TYPE option<int>;
+-- Rooms only: found and joined by invitation only (absent: public), and the topic.
+DEFINE FIELD IF NOT EXISTS private ON conversation TYPE option<bool>;
+DEFINE FIELD IF NOT EXISTS topic ON conversation TYPE option<string>;
 DEFINE INDEX IF NOT EXISTS conversation_kind ON conversation FIELDS kind;
 DEFINE INDEX IF NOT EXISTS conversation_room_name ON conversation FIELDS kind, name;
 DEFINE INDEX IF NOT EXISTS conversation_created_by ON conversation FIELDS created_by;
@@ -87,13 +90,35 @@ DEFINE FIELD IF NOT EXISTS joined_at ON member TYPE int;
 -- How the member is told of new messages: `all` (absent), `mentions` or `mute`.
 DEFINE FIELD IF NOT EXISTS notify ON member TYPE option<string>
     ASSERT $value == NONE OR $value IN ['all', 'mentions', 'mute'];
+-- A room member's role: `admin` (absent: a member; the owner is the room's `created_by`).
+DEFINE FIELD IF NOT EXISTS role ON member TYPE option<string>
+    ASSERT $value == NONE OR $value IN ['admin'];
 DEFINE INDEX IF NOT EXISTS member_user ON member FIELDS user;
+
+-- Bans: `room_ban:<room key>|<username>`, who banned them (`by`) and when (`at`, ms). A
+-- banned person is not a member and cannot become one until the record is deleted.
+DEFINE TABLE IF NOT EXISTS room_ban SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS room ON room_ban TYPE string;
+DEFINE FIELD IF NOT EXISTS user ON room_ban TYPE string;
+DEFINE FIELD IF NOT EXISTS by ON room_ban TYPE string;
+DEFINE FIELD IF NOT EXISTS at ON room_ban TYPE int;
+DEFINE INDEX IF NOT EXISTS room_ban_room ON room_ban FIELDS room;
+
+-- Invite links to rooms: `room_invite:<random hex>`, working until `expires_at` (ms);
+-- revoking one deletes it, and expired ones are deleted every hour.
+DEFINE TABLE IF NOT EXISTS room_invite SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS room ON room_invite TYPE string;
+DEFINE FIELD IF NOT EXISTS created_by ON room_invite TYPE string;
+DEFINE FIELD IF NOT EXISTS created_at ON room_invite TYPE int;
+DEFINE FIELD IF NOT EXISTS expires_at ON room_invite TYPE int;
+DEFINE INDEX IF NOT EXISTS room_invite_room ON room_invite FIELDS room;
 DEFINE INDEX IF NOT EXISTS member_conversation ON member FIELDS conversation;
 
 -- Messages: `msg:[conversation key, seq]` with `sender` (a username), `body` (empty once
 -- deleted), `client_msg_id`, `sent_at` (ms), `n` (the messages up to it; absent in rows
 -- older than changes, where it equals `seq`), and when they apply `reply_to` (a seq),
--- `edited_at`, `deleted` and `reactions` (`[{ emoji, users }]`): each row is the message
+-- `edited_at`, `deleted` (and `deleted_by`, a moderator who deleted someone else's message)
+-- and `reactions` (`[{ emoji, users }]`): each row is the message
 -- as it is now. SCHEMALESS: its rows are written only by `append_batch`, from a typed
 -- Rust row, and read back into the same type; the database's per-field checks cost ~15 %
 -- of the store's throughput.

@@ -396,7 +396,68 @@ impl Handler {
             }),
             ClientMsg::ListConversations { limit } => chat.list_conversations(me, limit).await,
             ClientMsg::OpenDirect { username } => chat.open_direct(me, username.as_str()).await,
-            ClientMsg::CreateRoom { name } => chat.create_room(me, &name).await,
+            ClientMsg::CreateRoom { name, private } => chat.create_room(me, &name, private).await,
+            ClientMsg::UpdateRoom {
+                conversation_id,
+                name,
+                topic,
+                private,
+            } => {
+                chat.update_room(
+                    me,
+                    &conversation_id.0,
+                    name.as_ref(),
+                    topic.as_ref(),
+                    private,
+                )
+                .await
+            }
+            ClientMsg::AddMember {
+                conversation_id,
+                username,
+            } => {
+                chat.add_member(me, &conversation_id.0, username.as_str())
+                    .await
+            }
+            ClientMsg::RemoveMember {
+                conversation_id,
+                username,
+            } => {
+                chat.remove_member(me, &conversation_id.0, username.as_str(), false)
+                    .await
+            }
+            ClientMsg::Ban {
+                conversation_id,
+                username,
+            } => {
+                chat.remove_member(me, &conversation_id.0, username.as_str(), true)
+                    .await
+            }
+            ClientMsg::Unban {
+                conversation_id,
+                username,
+            } => chat.unban(me, &conversation_id.0, username.as_str()).await,
+            ClientMsg::ListBans { conversation_id } => chat.list_bans(me, &conversation_id.0).await,
+            ClientMsg::SetRole {
+                conversation_id,
+                username,
+                role,
+            } => {
+                chat.set_role(me, &conversation_id.0, username.as_str(), role)
+                    .await
+            }
+            ClientMsg::CreateInvite {
+                conversation_id,
+                hours,
+            } => chat.create_invite(me, &conversation_id.0, hours).await,
+            ClientMsg::ListInvites { conversation_id } => {
+                chat.list_invites(me, &conversation_id.0).await
+            }
+            ClientMsg::RevokeInvite {
+                conversation_id,
+                token,
+            } => chat.revoke_invite(me, &conversation_id.0, &token).await,
+            ClientMsg::JoinByInvite { token } => chat.join_by_invite(me, &token).await,
             ClientMsg::ListRooms { after, limit } => {
                 chat.list_rooms(me, after.as_ref().map(|a| a.0.as_str()), limit)
                     .await

@@ -42,6 +42,7 @@ pub(crate) async fn create_room(client: &mut Client, name: &str) -> Conversation
         .ask(
             ClientMsg::CreateRoom {
                 name: RoomName::parse(name).unwrap(),
+                private: false,
             },
             |m| match m {
                 ServerMsg::Conversation { conversation } => Some(conversation.clone()),
@@ -282,6 +283,7 @@ async fn a_room_delivers_to_its_members_until_they_leave() {
     for taken in ["General", " general "] {
         let spoof = ClientMsg::CreateRoom {
             name: RoomName::parse(taken).unwrap(),
+            private: false,
         };
         assert_eq!(error_code(&mut alice, spoof).await, ErrorCode::InvalidInput);
     }

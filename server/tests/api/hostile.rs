@@ -281,11 +281,17 @@ async fn create_rooms(
     for i in 0..n {
         let name = app::domain::RoomName::parse(&format!("{prefix}{i:03}")).unwrap();
         let got = client
-            .ask(ClientMsg::CreateRoom { name }, |m| match m {
-                ServerMsg::Conversation { conversation } => Some(Ok(conversation.id.clone())),
-                ServerMsg::Error { code, .. } => Some(Err(*code)),
-                _ => None,
-            })
+            .ask(
+                ClientMsg::CreateRoom {
+                    name,
+                    private: false,
+                },
+                |m| match m {
+                    ServerMsg::Conversation { conversation } => Some(Ok(conversation.id.clone())),
+                    ServerMsg::Error { code, .. } => Some(Err(*code)),
+                    _ => None,
+                },
+            )
             .await;
         out.push(got);
     }

@@ -11,6 +11,7 @@ mod http;
 mod interleave;
 mod mentions;
 mod profile;
+mod rooms;
 mod search;
 mod search_corpus;
 mod store;

@@ -323,7 +323,7 @@ async fn pages_of_rooms_with_the_same_name_each_come_once() {
     let mut made = Vec::new();
     for name in ["Same", "Same", "Same", "Other", "Same", "Zeta"] {
         let key = store
-            .create_room("alice", &RoomName::parse(name).unwrap(), 1)
+            .create_room("alice", &RoomName::parse(name).unwrap(), false, 1)
             .await
             .unwrap();
         made.push(key);
@@ -360,7 +360,7 @@ async fn rooms_can_be_created_joined_and_left() {
     assert_eq!(rooms[0].key, DEFAULT_ROOM_KEY);
 
     let room = store
-        .create_room("alice", &RoomName::parse("Rustaceans").unwrap(), 5)
+        .create_room("alice", &RoomName::parse("Rustaceans").unwrap(), false, 5)
         .await
         .unwrap();
     store.join_room(&room, "bob", 6).await.unwrap();
@@ -423,7 +423,7 @@ async fn alice_bob_and_a_quiet_room(store: &SurrealChatStore) -> (String, String
     user(store, "bob").await;
     let ab = store.open_direct("alice", "bob", 1).await.unwrap();
     let room = store
-        .create_room("bob", &RoomName::parse("Quiet").unwrap(), 2)
+        .create_room("bob", &RoomName::parse("Quiet").unwrap(), false, 2)
         .await
         .unwrap();
     (ab, room)
@@ -890,7 +890,7 @@ async fn an_older_database_learns_how_its_rooms_are_found_when_opened() {
     let dir = tempfile::tempdir().unwrap();
     let (db, store, _) = disk_store_with_alice_and_bob(dir.path()).await;
     let name = app::domain::RoomName::parse("Night shift 夜班").unwrap();
-    let key = store.create_room("alice", &name, 1).await.unwrap();
+    let key = store.create_room("alice", &name, false, 1).await.unwrap();
     let rooms = |store: SurrealChatStore| async move {
         let found = store.search_rooms("夜班", 5).await.unwrap();
         found.into_iter().map(|r| r.key).collect::<Vec<_>>()
