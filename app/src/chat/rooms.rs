@@ -337,4 +337,24 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn a_moderator_may_delete_anyones_message_a_member_only_their_own() {
+        for (role, allowed) in [(Role::Admin, true), (Role::Member, false)] {
+            let mut c = room(role, false);
+            c.open(r1());
+            c.apply(ServerMsg::Resumed);
+            c.apply(ServerMsg::Message {
+                message: crate::protocol::Message {
+                    conversation_id: r1(),
+                    seq: 1,
+                    sender: "bob".into(),
+                    body: "spam".into(),
+                    client_msg_id: "b1".into(),
+                    ..Default::default()
+                },
+            });
+            assert_eq!(c.delete(1).is_some(), allowed, "{role:?}");
+        }
+    }
 }

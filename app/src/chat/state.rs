@@ -1332,10 +1332,14 @@ impl Chat {
         })
     }
 
-    /// Deletes the user's message at `seq` in the open conversation (while connected).
+    /// Deletes the message at `seq` in the open conversation (while connected): the user's
+    /// own, or anyone's when they moderate the room.
     pub fn delete(&mut self, seq: Seq) -> Option<ClientMsg> {
         let id = self.active.clone().filter(|_| self.live)?;
-        self.own_message(seq)?;
+        // One's own, or anyone's for a moderator of the room.
+        if self.own_message(seq).is_none() && !self.may(&id, crate::roles::RoomAction::DeleteAny) {
+            return None;
+        }
         Some(ClientMsg::Delete {
             conversation_id: id,
             seq,

@@ -49,6 +49,10 @@ enum Row {
         link: String,
         edited: bool,
         deleted: bool,
+        /// Deleted by a moderator, not by its sender.
+        removed: bool,
+        /// The user may delete it though it is not theirs (a room admin).
+        moderate: bool,
         /// What it answers: who, the start of it (empty once deleted), and its address.
         reply: Option<(String, String, bool, String)>,
         reactions: Vec<Chip>,
@@ -91,6 +95,8 @@ impl Row {
                 highlight,
                 body,
                 deleted,
+                removed,
+                moderate,
                 reply,
                 reactions,
                 mentions,
@@ -104,7 +110,7 @@ impl Row {
                     .collect();
                 let quote = reply.as_ref().map(|q| format!("{}{}", q.1, q.2));
                 format!(
-                    "m:{seq}:{compact}:{highlight}:{deleted}:{}:{}:{quote:?}:{}:{}:{body}",
+                    "m:{seq}:{compact}:{highlight}:{deleted}{removed}{moderate}:{}:{}:{quote:?}:{}:{}:{body}",
                     body.len(),
                     chips.join(","),
                     mentions.join(","),
@@ -154,6 +160,7 @@ fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
         return Vec::new();
     };
     let mut out = Vec::with_capacity(t.messages.len() + t.pending.len() + 8);
+    let moderate = c.may(id, crate::roles::RoomAction::DeleteAny);
     let mut prev: Option<(&str, i64)> = None;
     let mut marked = false;
     let mut gap = t.gap.map(|(_, last)| last);
@@ -194,6 +201,8 @@ fn rows(c: &Chat, id: &ConversationId, now: i64, locale: Locale) -> Vec<Row> {
             })),
             edited: m.edited_at_ms.is_some() && !m.deleted,
             deleted: m.deleted,
+            removed: m.deleted_by.is_some(),
+            moderate,
             reply: m.reply_to.as_ref().map(|q| {
                 (
                     c.name_of(&q.sender).to_owned(),
@@ -314,9 +323,13 @@ fn Conversation(id: ConversationId) -> impl IntoView {
                     t_string!(i18n, conversation.peer_offline, username)
                 }
             }
-            ConversationKind::Room => t_string!(i18n, conversation.room).to_owned(),
+            ConversationKind::Room => s
+                .topic
+                .unwrap_or_else(|| t_string!(i18n, conversation.room).to_owned()),
         })
     });
+    let private = move || summary.with(|s| s.as_ref().is_some_and(|s| s.private));
+    let dialog = RwSignal::new(crate::components::sidebar::Dialog::None);
     let online = summary.get_untracked().and_then(|s| s.peer).map(|_| {
         Signal::derive(move || {
             summary.with(|s| {
@@ -364,16 +377,44 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             </button>
             <Avatar name=Signal::derive(title) key=avatar_key online=online />
             <div class="pane-title">
-                <h2>{title}</h2>
-                <p class="muted">{move || subtitle.get().unwrap_or_default()}</p>
+                <h2>
+                    <Show when=private>
+                        <span
+                            class="private-badge"
+                            role="img"
+                            aria-label=move || t_string!(i18n, room.private_badge)
+                            title=move || t_string!(i18n, room.private_badge)
+                        >
+                            "🔒"
+                        </span>
+                    </Show>
+                    {title}
+                </h2>
+                <p class="muted room-subtitle">{move || subtitle.get().unwrap_or_default()}</p>
             </div>
             <NotifySelect id=id.clone() />
             <Show when=is_room>
+                <button
+                    type="button"
+                    class="ghost"
+                    aria-label=move || t_string!(i18n, room.settings)
+                    title=move || t_string!(i18n, room.settings)
+                    on:click=move |_| dialog.set(crate::components::sidebar::Dialog::Room)
+                >
+                    "⚙"
+                </button>
                 <button type="button" class="ghost" on:click=leave.clone()>
                     {t!(i18n, conversation.leave)}
                 </button>
             </Show>
         </header>
+        {
+            let id = id.clone();
+            move || {
+                (dialog.get() == crate::components::sidebar::Dialog::Room)
+                    .then(|| view! { <crate::components::room::RoomDialog dialog id=id.clone() /> })
+            }
+        }
         <MessageLog id=id.clone() />
         <p class="typing muted" aria-live="polite">{typing}</p>
         <Show when=move || !ctx.conn.get().is_connected()>
@@ -767,6 +808,8 @@ fn step_through_messages(ev: ev::KeyboardEvent) {
 fn MessageActions(
     seq: u64,
     mine: bool,
+    /// The user moderates the room: they may delete others' messages too.
+    moderate: bool,
     deleted: bool,
     name: String,
     text: String,
@@ -886,6 +929,8 @@ fn MessageActions(
                     <button type="button" class="ghost" on:click=edit>
                         {t!(i18n, actions.edit)}
                     </button>
+                </Show>
+                <Show when=move || mine || moderate>
                     <button type="button" class="ghost" on:click=move |_| confirming.set(true)>
                         {t!(i18n, actions.delete)}
                     </button>
@@ -1095,6 +1140,8 @@ fn RowView(row: Row) -> impl IntoView {
             link,
             edited,
             deleted,
+            removed,
+            moderate,
             reply,
             reactions,
             mentions,
@@ -1125,6 +1172,7 @@ fn RowView(row: Row) -> impl IntoView {
                     <MessageActions
                         seq
                         mine
+                        moderate
                         deleted
                         name=name.clone()
                         text=quote_text
@@ -1178,7 +1226,11 @@ fn RowView(row: Row) -> impl IntoView {
                         {if deleted {
                             view! {
                                 <div class="bubble deleted" title=clock>
-                                    {t!(i18n, conversation.deleted)}
+                                    {if removed {
+                                        t!(i18n, conversation.removed_by_admin).into_any()
+                                    } else {
+                                        t!(i18n, conversation.deleted).into_any()
+                                    }}
                                 </div>
                             }
                                 .into_any()

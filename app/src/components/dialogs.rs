@@ -241,6 +241,7 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
     let ctx = ChatCtx::get();
     let chat = ctx.chat;
     let name = RwSignal::new(String::new());
+    let private = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let input = NodeRef::<html::Input>::new();
     let rooms = Memo::new(move |_| chat.with(|c| c.rooms.clone()));
@@ -256,7 +257,7 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                 chat.update(|c| c.expect_open());
                 ctx.send_all([ClientMsg::CreateRoom {
                     name: room,
-                    private: false,
+                    private: private.get_untracked(),
                 }]);
             }
             Err(e) => error.set(Some(invalid_text(i18n.get_locale_untracked(), &e))),
@@ -280,6 +281,10 @@ pub fn NewRoomDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                 />
                 <button type="submit">{t!(i18n, rooms.create)}</button>
             </form>
+            <label class="check">
+                <input type="checkbox" bind:checked=private />
+                {t!(i18n, room.private)}
+            </label>
             {move || error.get().map(|e| view! { <p role="alert" class="error">{e}</p> })}
             <h3>{t!(i18n, rooms.public)}</h3>
             {move || match rooms.get() {

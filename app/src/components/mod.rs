@@ -9,6 +9,7 @@ mod dialogs;
 mod files;
 mod formatted;
 mod language;
+mod room;
 mod search;
 mod sidebar;
 mod status;

@@ -12,15 +12,18 @@ use crate::components::{
 use crate::i18n::{t, t_string, td_string, use_i18n, Locale};
 use crate::lang::error_text;
 use crate::markdown::plain_text;
-use crate::protocol::{ConversationId, ConversationKind, ConversationSummary, NotifyLevel};
+use crate::protocol::{
+    ConversationId, ConversationKind, ConversationSummary, LeftReason, NotifyLevel,
+};
 
-/// Which dialog is open over the sidebar.
+/// Which dialog is open (over the sidebar, or over the conversation: its room panel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialog {
     None,
     NewMessage,
     NewRoom,
     Account,
+    Room,
 }
 
 #[component]
@@ -46,6 +49,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
     let directs = section(ConversationKind::Direct);
     let none = Memo::new(move |_| rooms.with(Vec::is_empty) && directs.with(Vec::is_empty));
     let notice = Memo::new(move |_| chat.with(|c| c.notice));
+    let farewell = Memo::new(move |_| chat.with(|c| c.farewell.clone()));
     // What the search box holds: while it holds anything, results replace the list.
     let searched = RwSignal::new(String::new());
     let searching = Memo::new(move |_| !searched.with(|t| t.trim().is_empty()));
@@ -86,6 +90,33 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                         view! {
                             <p role="alert" class="error notice">
                                 {move || error_text(i18n.get_locale(), code)}
+                            </p>
+                        }
+                    })
+            }}
+            {move || {
+                farewell
+                    .get()
+                    .map(|f| {
+                        let room = f.room.clone();
+                        let text = move || match f.reason {
+                            LeftReason::Removed => {
+                                t_string!(i18n, room.removed_you, room = room.clone())
+                            }
+                            LeftReason::Banned => {
+                                t_string!(i18n, room.banned_you, room = room.clone())
+                            }
+                        };
+                        view! {
+                            <p role="alert" class="notice farewell">
+                                <span>{text}</span>
+                                <button
+                                    type="button"
+                                    class="ghost"
+                                    on:click=move |_| chat.update(Chat::dismiss_farewell)
+                                >
+                                    {t!(i18n, room.dismiss)}
+                                </button>
                             </p>
                         }
                     })
@@ -139,6 +170,8 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                 Dialog::NewMessage => view! { <NewMessageDialog dialog /> }.into_any(),
                 Dialog::NewRoom => view! { <NewRoomDialog dialog /> }.into_any(),
                 Dialog::Account => view! { <AccountDialog dialog /> }.into_any(),
+                // Opened from the conversation's header, which shows it.
+                Dialog::Room => ().into_any(),
             }}
         </aside>
     }
