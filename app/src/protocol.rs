@@ -285,6 +285,9 @@ pub enum ServerMsg {
         protocol_version: u32,
         server_version: String,
         me: UserInfo,
+        /// The user administers the server: they moderate every room they are in.
+        #[serde(default, skip_serializing_if = "is_false")]
+        admin: bool,
     },
     Pong {
         nonce: u64,
@@ -952,6 +955,7 @@ mod tests {
                     username: "alice".into(),
                     display_name: "Alice <b>".into(),
                 },
+                admin: true,
             },
             ServerMsg::Pong {
                 nonce: u64::MAX,

@@ -220,6 +220,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
             username: user.clone(),
             display_name: user.clone(),
         },
+        admin: false,
     };
     write.send(Frame::text(hello.encode())).await?;
     let writer = tokio::spawn(async move {

@@ -44,7 +44,12 @@ impl Chat {
         let Some(role) = self.role_in(id) else {
             return false;
         };
-        may(Standing::In(role), false, summary.private, action)
+        may(
+            Standing::In(role),
+            self.server_admin,
+            summary.private,
+            action,
+        )
     }
 
     /// Opens the room panel of `id`: asks for its members and, for its admins, its bans and

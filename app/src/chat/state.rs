@@ -85,6 +85,8 @@ pub struct Chat {
     pub farewell: Option<Farewell>,
     /// An invite link the page was opened with, joined once the socket is live.
     pub joining: Option<String>,
+    /// The user administers the server (the hello says so).
+    pub server_admin: bool,
 }
 
 /// A message search and its answer.
@@ -451,6 +453,7 @@ impl Chat {
             panel: None,
             farewell: None,
             joining: None,
+            server_admin: false,
         }
     }
 
@@ -520,7 +523,8 @@ impl Chat {
             return (out, alert);
         }
         match msg {
-            ServerMsg::Hello { me, .. } => {
+            ServerMsg::Hello { me, admin, .. } => {
+                self.server_admin = admin;
                 self.names
                     .insert(me.username.clone(), me.display_name.clone());
                 self.me = me;

@@ -118,11 +118,17 @@ impl ChatService {
         self.budgets.typing.forget_idle();
     }
 
-    /// Who `username` is, as sockets introduce them; `None` for an unknown account.
-    pub async fn user_info(&self, username: &str) -> Result<Option<UserInfo>, StoreError> {
-        Ok(self.store.user(username).await?.map(|u| UserInfo {
-            username: u.username.to_string(),
-            display_name: u.display_name,
+    /// Who `username` is, as sockets introduce them, and whether they administer the
+    /// server; `None` for an unknown account.
+    pub async fn user_info(&self, username: &str) -> Result<Option<(UserInfo, bool)>, StoreError> {
+        Ok(self.store.user(username).await?.map(|u| {
+            (
+                UserInfo {
+                    username: u.username.to_string(),
+                    display_name: u.display_name,
+                },
+                u.admin,
+            )
         }))
     }
 

@@ -100,8 +100,8 @@ pub async fn upgrade(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let me = match sockets.chat.user_info(session.username.as_str()).await {
-        Ok(Some(me)) => me,
+    let (me, admin) = match sockets.chat.user_info(session.username.as_str()).await {
+        Ok(Some(found)) => found,
         _ => return AuthError::Unauthenticated.into_response(),
     };
     let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +147,7 @@ pub async fn upgrade(
                 ended,
                 session_id: session.session_id,
                 me,
+                admin,
                 conn_id,
                 outbox_open: true,
                 cursor: Cursor::default(),
@@ -188,6 +189,8 @@ struct Handler {
     ended: broadcast::Receiver<String>,
     session_id: String,
     me: UserInfo,
+    /// The user administers the server (told to the client with the hello).
+    admin: bool,
     conn_id: u64,
     /// False once the outbox said it is closed.
     outbox_open: bool,
@@ -234,6 +237,7 @@ impl Handler {
             protocol_version: PROTOCOL_VERSION,
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
             me: self.me.clone(),
+            admin: self.admin,
         };
         if self.send(&hello).await.is_err() {
             return Exit::Quiet;

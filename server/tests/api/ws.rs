@@ -20,6 +20,7 @@ async fn a_new_socket_is_greeted_with_the_protocol_version() {
         ServerMsg::Hello {
             protocol_version,
             me,
+            admin,
             ..
         } => {
             assert_eq!(protocol_version, PROTOCOL_VERSION);
@@ -27,9 +28,16 @@ async fn a_new_socket_is_greeted_with_the_protocol_version() {
                 (me.username.as_str(), me.display_name.as_str()),
                 ("alice", "ALICE")
             );
+            assert!(admin, "the first account administers the server");
         }
         other => panic!("expected hello, got {other:?}"),
     }
+    let token = app.sign_up("bob").await;
+    let mut bob = app.connect(&token).await;
+    assert!(matches!(
+        bob.recv().await,
+        ServerMsg::Hello { admin: false, .. }
+    ));
     app.stop().await;
 }
 
