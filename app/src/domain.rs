@@ -163,6 +163,23 @@ impl RoomTopic {
 }
 
 string_newtype!(
+    /// What someone says they are up to: at most 100 characters after trimming, one line,
+    /// no control characters; empty clears it.
+    StatusText
+);
+
+impl StatusText {
+    pub const MAX: usize = 100;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.trim().is_empty() {
+            return Ok(StatusText(String::new()));
+        }
+        single_line("status", s, Self::MAX).map(StatusText)
+    }
+}
+
+string_newtype!(
     /// An uploaded file's name, as shown and offered for saving: the last part of the path
     /// it came with, one line of 1–200 characters, no hidden or direction-changing
     /// characters (`photo\u{202E}gpj.exe` cannot pass for a picture).

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ClientMsgId, DisplayName, Emoji, FileId, MessageBody, RoomName, RoomTopic, Username,
+    ClientMsgId, DisplayName, Emoji, FileId, MessageBody, RoomName, RoomTopic, StatusText, Username,
 };
 pub use crate::roles::Role;
 
@@ -257,6 +257,9 @@ pub enum ClientMsg {
     /// reaches the user's other sockets and everyone who shares a conversation with them.
     /// Shares the sends' budget.
     SetDisplayName { display_name: DisplayName },
+    /// Sets the user's status text (empty clears it). Answered and told as
+    /// `set_display_name`.
+    SetStatus { status: StatusText },
     /// The user is typing in this conversation: sent at most every [`TYPING_EVERY_MS`] while
     /// they type. Not answered (unless refused); the other members' sockets get
     /// [`ServerMsg::Typing`]. Never stored, never replayed.
@@ -450,8 +453,8 @@ pub enum ServerMsg {
         username: String,
         online: bool,
     },
-    /// A user changed their display name: sent to their own sockets and to everyone who
-    /// shares a conversation with them.
+    /// A user changed their display name, picture or status (`user` is how they show now):
+    /// sent to their own sockets and to everyone who shares a conversation with them.
     UserUpdated {
         user: UserInfo,
     },
@@ -520,6 +523,40 @@ pub enum AuthProblem {
 pub struct UserInfo {
     pub username: String,
     pub display_name: String,
+    /// The version of their picture (see [`UserInfo::avatar_url`]); none: initials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+    /// A short status they set ("On holiday until Monday").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Where users' pictures are: `GET <USERS_PATH>/<username>/avatar` (signed in).
+pub const USERS_PATH: &str = "/api/users";
+/// One's own picture: `POST` the image as the body (cropped to a square on the server),
+/// `DELETE` to go back to initials.
+pub const AVATAR_PATH: &str = "/api/account/avatar";
+/// The side of a stored picture, in pixels.
+pub const AVATAR_SIZE: u32 = 256;
+
+impl UserInfo {
+    /// Someone known only by name.
+    pub fn named(username: impl Into<String>, display_name: impl Into<String>) -> Self {
+        UserInfo {
+            username: username.into(),
+            display_name: display_name.into(),
+            avatar: None,
+            status: None,
+        }
+    }
+
+    /// The address of their picture, when they have one (the version in it: a new picture
+    /// is a new address, so each can be cached for good).
+    pub fn avatar_url(&self) -> Option<String> {
+        self.avatar
+            .as_ref()
+            .map(|v| format!("{USERS_PATH}/{}/avatar?v={v}", self.username))
+    }
 }
 
 /// A stored message, as it is now (its edits, deletion and reactions applied).
@@ -900,6 +937,7 @@ const VALIDATION_MARKERS: &[&str] = &[
     "display_name:",
     "room_name:",
     "topic:",
+    "status:",
     "password:",
     "body:",
     "client_msg_id:",
@@ -954,6 +992,8 @@ mod tests {
                 me: UserInfo {
                     username: "alice".into(),
                     display_name: "Alice <b>".into(),
+                    avatar: Some("0123456789abcdef".into()),
+                    status: Some("🌴 away".into()),
                 },
                 admin: true,
             },

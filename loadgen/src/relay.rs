@@ -216,10 +216,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
     let hello = ServerMsg::Hello {
         protocol_version: PROTOCOL_VERSION,
         server_version: "relay".into(),
-        me: UserInfo {
-            username: user.clone(),
-            display_name: user.clone(),
-        },
+        me: UserInfo::named(user.clone(), user.clone()),
         admin: false,
     };
     write.send(Frame::text(hello.encode())).await?;

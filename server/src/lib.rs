@@ -57,6 +57,7 @@ pub mod indexer;
 pub mod listen;
 mod locks;
 mod priority;
+pub mod profile;
 pub mod refusal;
 pub mod search_index;
 pub mod security;
@@ -116,6 +117,12 @@ impl FromRef<AppState> for LeptosOptions {
 impl FromRef<AppState> for auth::AuthState {
     fn from_ref(state: &AppState) -> Self {
         state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for chat::ChatService {
+    fn from_ref(state: &AppState) -> Self {
+        state.sockets.chat.clone()
     }
 }
 
@@ -447,10 +454,17 @@ fn router(state: AppState, body_timeout: Duration) -> Router {
         .merge(
             Router::new()
                 .route(app::protocol::FILES_PATH, post(files::http::upload))
+                .route(
+                    app::protocol::AVATAR_PATH,
+                    post(profile::upload).delete(profile::remove).layer(
+                        axum::extract::DefaultBodyLimit::max(profile::AVATAR_MAX_BYTES),
+                    ),
+                )
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.auth.clone(),
                     auth::same_site_only,
                 ))
+                .route("/api/users/{username}/avatar", get(profile::get))
                 .route("/api/files/{id}", get(files::http::download))
                 .route("/api/files/{id}/thumbnail", get(files::http::thumbnail)),
         )

@@ -130,10 +130,7 @@ impl Chat {
                 if let Some(p) = self.panel_of(conversation_id) {
                     p.members.retain(|m| m.user.username != *username);
                     if *banned && !p.bans.iter().any(|b| b.username == *username) {
-                        p.bans.push(UserInfo {
-                            username: username.clone(),
-                            display_name,
-                        });
+                        p.bans.push(UserInfo::named(username.clone(), display_name));
                         p.bans.sort_by(|a, b| a.username.cmp(&b.username));
                     }
                 }
@@ -220,10 +217,7 @@ mod tests {
     use crate::protocol::{ConversationSummary, NotifyLevel};
 
     fn user(name: &str) -> UserInfo {
-        UserInfo {
-            username: name.into(),
-            display_name: name.to_uppercase(),
-        }
+        UserInfo::named(name, name.to_uppercase())
     }
 
     fn member(name: &str, role: Role) -> Member {

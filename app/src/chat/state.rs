@@ -1009,10 +1009,7 @@ impl Chat {
             .filter(|u| *u != self.me.username)
             .filter(|u| crate::mention::offers(typed, u, self.name_of(u)))
             .take(limit)
-            .map(|u| UserInfo {
-                username: u.to_owned(),
-                display_name: self.name_of(u).to_owned(),
-            })
+            .map(|u| UserInfo::named(u, self.name_of(u)))
             .collect()
     }
 
@@ -1449,10 +1446,7 @@ mod tests {
     use crate::protocol::Member;
 
     fn user(name: &str) -> UserInfo {
-        UserInfo {
-            username: name.into(),
-            display_name: name.to_uppercase(),
-        }
+        UserInfo::named(name, name.to_uppercase())
     }
 
     fn id(s: &str) -> ConversationId {
@@ -1929,10 +1923,7 @@ mod tests {
     fn a_new_display_name_shows_wherever_the_name_does() {
         let mut c = chat();
         c.apply(ServerMsg::UserUpdated {
-            user: UserInfo {
-                username: "bob".into(),
-                display_name: "鲍勃 Bob".into(),
-            },
+            user: UserInfo::named("bob", "鲍勃 Bob"),
         });
         let bob = c.summary(&id("ann/bob")).unwrap();
         assert_eq!(bob.title, "鲍勃 Bob");
@@ -1940,10 +1931,7 @@ mod tests {
         assert_eq!(c.name_of("bob"), "鲍勃 Bob");
         let me = c.me.username.clone();
         c.apply(ServerMsg::UserUpdated {
-            user: UserInfo {
-                username: me.clone(),
-                display_name: "Ann N.".into(),
-            },
+            user: UserInfo::named(me.clone(), "Ann N."),
         });
         assert_eq!(c.me.display_name, "Ann N.");
         assert_eq!(c.name_of(&me), "Ann N.");

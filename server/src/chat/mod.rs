@@ -13,7 +13,7 @@ mod limit;
 mod rooms;
 
 use app::{
-    domain::{DisplayName, RoomName},
+    domain::{DisplayName, RoomName, StatusText},
     protocol::{
         ConversationId, ConversationKind, ConversationSummary, ErrorCode, Member, NotifyLevel,
         Preview, RoomInfo, SearchHit, ServerMsg, UserInfo, DEFAULT_HISTORY_PAGE,
@@ -64,7 +64,7 @@ pub struct UserLimits {
 /// room's name.
 fn title(row: &ConversationRow) -> String {
     match (&row.peer, &row.name) {
-        (Some((_, display_name)), _) => display_name.clone(),
+        (Some(peer), _) => peer.display_name.clone(),
         (None, Some(name)) => name.clone(),
         (None, None) => row.key.clone(),
     }
@@ -121,27 +121,20 @@ impl ChatService {
     /// Who `username` is, as sockets introduce them, and whether they administer the
     /// server; `None` for an unknown account.
     pub async fn user_info(&self, username: &str) -> Result<Option<(UserInfo, bool)>, StoreError> {
-        Ok(self.store.user(username).await?.map(|u| {
-            (
-                UserInfo {
-                    username: u.username.to_string(),
-                    display_name: u.display_name,
-                },
-                u.admin,
-            )
-        }))
+        Ok(self
+            .store
+            .user(username)
+            .await?
+            .map(|u| (u.info(), u.admin)))
     }
 
     /// One line of the list; `mentions` of its unread messages mention the user.
     fn summary(&self, row: ConversationRow, mentions: u64) -> ConversationSummary {
         let unread = row.unread();
         let title = title(&row);
-        let peer = row.peer.map(|(username, display_name)| Member {
-            online: self.hub.is_online(&username),
-            user: UserInfo {
-                username,
-                display_name,
-            },
+        let peer = row.peer.map(|user| Member {
+            online: self.hub.is_online(&user.username),
+            user,
             last_read_seq: None,
             role: None,
         });
@@ -330,11 +323,8 @@ impl ChatService {
             members: users
                 .into_iter()
                 .map(|m| Member {
-                    online: self.hub.is_online(&m.username),
-                    user: UserInfo {
-                        username: m.username,
-                        display_name: m.display_name,
-                    },
+                    online: self.hub.is_online(&m.user.username),
+                    user: m.user,
                     last_read_seq: Some(m.last_read_seq),
                     role: is_room.then_some(m.role),
                 })
@@ -376,13 +366,7 @@ impl ChatService {
         let users = self.store.search_users(q, SEARCH_LIMIT).await?;
         Ok(ServerMsg::Users {
             query: q.to_owned(),
-            users: users
-                .into_iter()
-                .map(|(username, display_name)| UserInfo {
-                    username,
-                    display_name,
-                })
-                .collect(),
+            users,
         })
     }
 
@@ -680,23 +664,67 @@ impl ChatService {
     /// Changes `me`'s display name: everyone who shares a conversation with them, and their
     /// other sockets, are told at once; the answer goes to the socket that asked.
     pub async fn set_display_name(&self, me: &str, conn_id: u64, name: &DisplayName) -> Reply {
-        // A write and a message to every contact: it shares the sends' budget.
-        if !self.budgets.sends.allow(me) {
-            return Err(Refusal::new(
+        self.profile_budget(me)?;
+        self.store.set_display_name(me, name).await?;
+        self.announce_profile(me, Some(conn_id)).await
+    }
+
+    /// Sets (empty: clears) `me`'s status text, told as a new display name is.
+    pub async fn set_status(&self, me: &str, conn_id: u64, status: &StatusText) -> Reply {
+        self.profile_budget(me)?;
+        let text = Some(status.as_str()).filter(|s| !s.is_empty());
+        self.store.set_status(me, text).await?;
+        self.announce_profile(me, Some(conn_id)).await
+    }
+
+    /// Sets (or with `None` removes) `me`'s picture: `(version, image, content type)`; told
+    /// as a new display name is.
+    pub async fn set_avatar(
+        &self,
+        me: &str,
+        picture: Option<(&str, Vec<u8>, &str)>,
+    ) -> Result<(), StoreError> {
+        self.store.set_avatar(me, picture).await?;
+        if let Err(refusal) = self.announce_profile(me, None).await {
+            tracing::warn!(message = %refusal.message, "a new picture was not announced");
+        }
+        Ok(())
+    }
+
+    /// `username`'s picture: `(version, image, content type)`.
+    pub async fn avatar(
+        &self,
+        username: &str,
+    ) -> Result<Option<(String, Vec<u8>, String)>, StoreError> {
+        self.store.avatar(username).await
+    }
+
+    /// A change to how one shows is a write and a message to every contact: it shares the
+    /// sends' budget.
+    fn profile_budget(&self, me: &str) -> Result<(), Refusal> {
+        if self.budgets.sends.allow(me) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
                 ErrorCode::RateLimited,
                 "too many changes; slow down",
-            ));
+            ))
         }
-        self.store.set_display_name(me, name).await?;
-        let msg = ServerMsg::UserUpdated {
-            user: UserInfo {
-                username: me.to_owned(),
-                display_name: name.as_str().to_owned(),
-            },
-        };
+    }
+
+    /// Tells everyone who shares a conversation with `me`, and `me`'s sockets (but
+    /// `skip`, which gets the answer), how `me` shows now.
+    pub async fn announce_profile(&self, me: &str, skip: Option<u64>) -> Reply {
+        let user = self
+            .store
+            .user(me)
+            .await?
+            .ok_or(StoreError::NoSuchUser)?
+            .info();
+        let msg = ServerMsg::UserUpdated { user };
         let mut to = self.contacts(me).await;
         to.push(me.to_owned());
-        self.hub.push(&to, &Outbound::frame(&msg), Some(conn_id));
+        self.hub.push(&to, &Outbound::frame(&msg), skip);
         Ok(msg)
     }
 

@@ -117,18 +117,15 @@ impl ChatService {
                     .push(&[who.to_owned()], &Outbound::frame(&conversation), None);
             }
         }
-        let display_name = match self.store.user(who).await {
-            Ok(Some(u)) => u.display_name,
-            _ => who.to_owned(),
+        let user = match self.store.user(who).await {
+            Ok(Some(u)) => u.info(),
+            _ => UserInfo::named(who, who),
         };
         let msg = ServerMsg::MemberAdded {
             conversation_id: ConversationId(key.to_owned()),
             member: Member {
                 online: self.hub.is_online(who),
-                user: UserInfo {
-                    username: who.to_owned(),
-                    display_name,
-                },
+                user,
                 last_read_seq: Some(0),
                 role: Some(Role::Member),
             },
@@ -283,10 +280,7 @@ impl ChatService {
             conversation_id: ConversationId(key.to_owned()),
             users: users
                 .into_iter()
-                .map(|(username, display_name)| UserInfo {
-                    username,
-                    display_name,
-                })
+                .map(|(username, display_name)| UserInfo::named(username, display_name))
                 .collect(),
         })
     }

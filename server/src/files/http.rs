@@ -34,7 +34,7 @@ use app::{
 };
 
 /// What may happen to a file response in a browser: nothing active, not in a frame.
-const FILE_CSP: &str = "default-src 'none'; sandbox; frame-ancestors 'none'";
+pub(crate) const FILE_CSP: &str = "default-src 'none'; sandbox; frame-ancestors 'none'";
 
 impl IntoResponse for FileError {
     fn into_response(self) -> Response {
@@ -43,6 +43,7 @@ impl IntoResponse for FileError {
             FileError::TooLarge { .. } => ("file_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             FileError::QuotaExceeded { .. } => ("quota_exceeded", StatusCode::PAYLOAD_TOO_LARGE),
             FileError::Picture(_) => ("image_too_large", StatusCode::UNPROCESSABLE_ENTITY),
+            FileError::NotAnImage => ("not_an_image", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             FileError::Invalid(_) => ("invalid_input", StatusCode::BAD_REQUEST),
             FileError::Io(e) => {
                 warn!(error = %e, "file request failed");

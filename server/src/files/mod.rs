@@ -49,6 +49,8 @@ pub enum FileError {
     QuotaExceeded { quota: u64 },
     #[error(transparent)]
     Picture(#[from] picture::PictureError),
+    #[error("not a PNG, JPEG, GIF or WebP image")]
+    NotAnImage,
     #[error(transparent)]
     Invalid(#[from] app::domain::Invalid),
     #[error("internal error")]
@@ -172,6 +174,21 @@ impl FileStore {
         tokio::task::spawn_blocking(move || copy_tree(&from, &to))
             .await
             .map_err(std::io::Error::other)?
+    }
+
+    /// A profile picture made of `bytes` (see [`picture::avatar`]), decoded as uploads are:
+    /// a few at a time, off the sockets' threads.
+    pub async fn avatar(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, &'static str), FileError> {
+        let _permit = self
+            .inner
+            .decodes
+            .acquire()
+            .await
+            .map_err(|_| std::io::Error::other("closed"))?;
+        tokio::task::spawn_blocking(move || picture::avatar(&bytes))
+            .await
+            .map_err(std::io::Error::other)??
+            .ok_or(FileError::NotAnImage)
     }
 
     /// The blob's path, if the name is a hash this store could have made.

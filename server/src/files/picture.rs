@@ -6,12 +6,13 @@
 
 use image::{
     codecs::{jpeg::JpegEncoder, png::PngEncoder},
+    imageops::FilterType,
     DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits,
 };
 use img_parts::{jpeg::Jpeg, png::Png, webp::WebP, Bytes, ImageEXIF};
 use std::io::Cursor;
 
-use app::protocol::THUMBNAIL_SIZE;
+use app::protocol::{AVATAR_SIZE, THUMBNAIL_SIZE};
 
 /// Widest or tallest image accepted, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -23,6 +24,8 @@ const MAX_ALLOC: u64 = 256 << 20;
 /// JPEG quality of thumbnails, and of photos re-encoded upright.
 const THUMBNAIL_QUALITY: u8 = 80;
 const UPRIGHT_QUALITY: u8 = 92;
+/// JPEG quality of profile pictures.
+const AVATAR_QUALITY: u8 = 85;
 
 /// An image the server shows inline.
 #[derive(Debug)]
@@ -80,6 +83,52 @@ fn reader(bytes: &[u8], format: ImageFormat) -> ImageReader<Cursor<&[u8]>> {
 /// The image in `bytes`; `Ok(None)` when it is not one of the inline types or cannot be
 /// decoded (it is then kept as a file to download, never shown).
 pub fn inspect(bytes: &[u8]) -> Result<Option<Picture>, PictureError> {
+    let Some((img, format, turned)) = upright(bytes)? else {
+        return Ok(None);
+    };
+    let stored = if turned {
+        encode(&img, format)
+    } else {
+        without_metadata(bytes, format)
+    };
+    let thumbnail = thumbnail(&img);
+    Ok(Some(Picture {
+        content_type: content_type(format),
+        width: img.width(),
+        height: img.height(),
+        stored,
+        thumbnail,
+    }))
+}
+
+/// A profile picture made of the image in `bytes`: its middle square, [`AVATAR_SIZE`]
+/// pixels a side (smaller images are scaled up), upright, with no metadata; PNG when it
+/// has transparency, else JPEG. With its type; `Ok(None)` when `bytes` is not an image of
+/// the inline types.
+pub fn avatar(bytes: &[u8]) -> Result<Option<(Vec<u8>, &'static str)>, PictureError> {
+    let Some((img, _, _)) = upright(bytes)? else {
+        return Ok(None);
+    };
+    let square = img.resize_to_fill(AVATAR_SIZE, AVATAR_SIZE, FilterType::Lanczos3);
+    let mut out = Vec::new();
+    let (done, kind) = if square.color().has_alpha() {
+        let done = square
+            .to_rgba8()
+            .write_with_encoder(PngEncoder::new(&mut out));
+        (done, "image/png")
+    } else {
+        let done = square
+            .to_rgb8()
+            .write_with_encoder(JpegEncoder::new_with_quality(&mut out, AVATAR_QUALITY));
+        (done, "image/jpeg")
+    };
+    Ok(done.ok().map(|()| (out, kind)))
+}
+
+/// The image in `bytes` decoded and turned upright by its EXIF orientation, its format,
+/// and whether it was turned; `Ok(None)` when it is not one of the inline types or cannot
+/// be decoded. Refused, before any pixel is decoded, when its header says it is too large.
+fn upright(bytes: &[u8]) -> Result<Option<(DynamicImage, ImageFormat, bool)>, PictureError> {
     let Some(format) = sniff(bytes) else {
         return Ok(None);
     };
@@ -103,19 +152,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Option<Picture>, PictureError> {
     };
     let turned = orientation != image::metadata::Orientation::NoTransforms;
     img.apply_orientation(orientation);
-    let stored = if turned {
-        encode(&img, format)
-    } else {
-        without_metadata(bytes, format)
-    };
-    let thumbnail = thumbnail(&img);
-    Ok(Some(Picture {
-        content_type: content_type(format),
-        width: img.width(),
-        height: img.height(),
-        stored,
-        thumbnail,
-    }))
+    Ok(Some((img, format, turned)))
 }
 
 /// The image re-encoded (upright, and so with no EXIF); `None` if that fails.
@@ -190,6 +227,33 @@ fn thumbnail(img: &DynamicImage) -> Vec<u8> {
 mod tests {
     use super::*;
     use image::{Rgb, RgbImage, Rgba, RgbaImage};
+
+    #[test]
+    fn a_profile_picture_is_the_middle_square_at_its_size() {
+        // Wide: red on the left third, green in the middle, blue on the right third.
+        let img = RgbImage::from_fn(900, 300, |x, _| match x / 300 {
+            0 => Rgb([255, 0, 0]),
+            1 => Rgb([0, 255, 0]),
+            _ => Rgb([0, 0, 255]),
+        });
+        let mut png = Vec::new();
+        img.write_with_encoder(PngEncoder::new(&mut png)).unwrap();
+        let (bytes, kind) = avatar(&png).unwrap().unwrap();
+        assert_eq!(kind, "image/jpeg", "no transparency: a JPEG");
+        let out = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        assert_eq!(out.dimensions(), (AVATAR_SIZE, AVATAR_SIZE));
+        let [r, g, b] = out.get_pixel(AVATAR_SIZE / 2, AVATAR_SIZE / 2).0;
+        assert!(g > 200 && r < 60 && b < 60, "the middle third: {r},{g},{b}");
+        // Transparency is kept; what is not an image is not a picture.
+        let clear = RgbaImage::from_pixel(40, 40, Rgba([0, 0, 0, 0]));
+        let mut png = Vec::new();
+        clear.write_with_encoder(PngEncoder::new(&mut png)).unwrap();
+        assert_eq!(avatar(&png).unwrap().unwrap().1, "image/png");
+        assert_eq!(
+            avatar(b"<svg xmlns='http://www.w3.org/2000/svg'/>").unwrap(),
+            None
+        );
+    }
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
         let img = RgbImage::from_fn(width, height, |x, _| Rgb([(x % 256) as u8, 80, 160]));

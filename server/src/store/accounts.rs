@@ -1,13 +1,16 @@
 //! Users and their sessions.
 
-use app::domain::{DisplayName, Username};
-use surrealdb::types::RecordId;
+use app::{
+    domain::{DisplayName, Username},
+    protocol::UserInfo,
+};
+use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{
     retry_conflicts,
     rows::{
-        key_of, session_id, user_id, IdRow, NameRow, SessionRecord, SessionRow, TermMatch,
-        UserRecord, UserRow, UserTermRow,
+        key_of, session_id, user_id, IdRow, NameRow, ProfileRow, SessionRecord, SessionRow,
+        TermMatch, UserRecord, UserRow, UserTermRow,
     },
     taken_table, transaction, user_terms, StoreError, SurrealChatStore,
 };
@@ -69,7 +72,10 @@ impl SurrealChatStore {
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let mut res = self
             .db
-            .query("SELECT id, display_name, password_hash, admin, disabled FROM ONLY $id")
+            .query(
+                "SELECT id, display_name, password_hash, admin, disabled, avatar, status
+                 FROM ONLY $id",
+            )
             .bind(("id", user_id(username)))
             .await?
             .check()?;
@@ -81,6 +87,8 @@ impl SurrealChatStore {
                 password_hash: r.password_hash,
                 admin: r.admin.unwrap_or(false),
                 disabled: r.disabled.unwrap_or(false),
+                avatar: r.avatar,
+                status: r.status,
             })
         }))
     }
@@ -89,17 +97,86 @@ impl SurrealChatStore {
     /// `query` (see [`user_terms`]), closest first (by the rest of the matching name). The
     /// terms are read from the index a page at a time, so a search costs its page, however
     /// many users there are.
-    pub async fn search_users(
-        &self,
-        query: &str,
-        limit: u32,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<UserInfo>, StoreError> {
         let found = self
             .find_by_terms::<UserTermRow>(query, limit as usize)
             .await?;
-        let mut names = self.display_names(&found).await?;
-        names.sort_by_key(|(u, _)| found.iter().position(|f| f == u));
-        Ok(names)
+        let mut people = self.profiles(&found).await?;
+        people.sort_by_key(|u| found.iter().position(|f| *f == u.username));
+        Ok(people)
+    }
+
+    /// These users as they show (unknown ones left out).
+    pub async fn profiles(&self, usernames: &[String]) -> Result<Vec<UserInfo>, StoreError> {
+        let ids: Vec<RecordId> = usernames.iter().map(|u| user_id(u)).collect();
+        let mut res = self
+            .db
+            .query("SELECT id, display_name, avatar, status FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .check()?;
+        let rows: Vec<ProfileRow> = res.take(0)?;
+        Ok(rows.into_iter().map(ProfileRow::info).collect())
+    }
+
+    /// Sets (or with `None` clears) `username`'s status text.
+    pub async fn set_status(&self, username: &str, status: Option<&str>) -> Result<(), StoreError> {
+        self.update_user(username, "status = $value", status.map(str::to_owned))
+            .await?;
+        self.recent.profile_changed(username);
+        Ok(())
+    }
+
+    /// Sets `username`'s picture: `image` (of `content_type`) as version `version`; `None`
+    /// removes it. One transaction: the version shown is always the picture served.
+    pub async fn set_avatar(
+        &self,
+        username: &str,
+        picture: Option<(&str, Vec<u8>, &str)>,
+    ) -> Result<(), StoreError> {
+        let (version, image, content_type) = match picture {
+            Some((v, image, ct)) => (Some(v.to_owned()), Some(image), Some(ct.to_owned())),
+            None => (None, None, None),
+        };
+        retry_conflicts(|| async {
+            let res = self
+                .db
+                .query(
+                    "BEGIN;
+                     UPDATE $user SET avatar = $version RETURN NONE;
+                     IF $version = NONE { DELETE $avatar }
+                     ELSE {
+                        UPSERT $avatar SET image = $image, content_type = $content_type,
+                            version = $version RETURN NONE
+                     };
+                     COMMIT;",
+                )
+                .bind(("user", user_id(username)))
+                .bind(("avatar", RecordId::new("avatar", username)))
+                .bind(("version", version.clone()))
+                .bind(("image", image.clone().map(surrealdb::types::Bytes::from)))
+                .bind(("content_type", content_type.clone()))
+                .await?;
+            Ok(transaction(res)?)
+        })
+        .await?;
+        self.recent.profile_changed(username);
+        Ok(())
+    }
+
+    /// `username`'s picture: its version, bytes and type.
+    pub async fn avatar(
+        &self,
+        username: &str,
+    ) -> Result<Option<(String, Vec<u8>, String)>, StoreError> {
+        let mut res = self
+            .db
+            .query("SELECT version, image, content_type FROM ONLY $avatar")
+            .bind(("avatar", RecordId::new("avatar", username)))
+            .await?
+            .check()?;
+        let row: Option<AvatarRow> = res.take(0)?;
+        Ok(row.map(|r| (r.version, r.image.to_vec(), r.content_type)))
     }
 
     /// Up to `limit` distinct owners (users, rooms) of the terms that begin with `query`
@@ -337,7 +414,9 @@ impl SurrealChatStore {
                 .await?;
             Ok(transaction(res)?)
         })
-        .await
+        .await?;
+        self.recent.profile_changed(username);
+        Ok(())
     }
 
     /// Makes `username` a server administrator or not.
@@ -489,6 +568,13 @@ impl SurrealChatStore {
 }
 
 /// `(username, display name)` of each row.
+#[derive(Debug, SurrealValue)]
+struct AvatarRow {
+    version: String,
+    image: surrealdb::types::Bytes,
+    content_type: String,
+}
+
 fn names(rows: Vec<NameRow>) -> Vec<(String, String)> {
     rows.into_iter()
         .map(|r| (key_of(&r.id), r.display_name))

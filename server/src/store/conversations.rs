@@ -8,7 +8,10 @@ use std::{
     },
 };
 
-use app::{domain::RoomName, protocol::NotifyLevel};
+use app::{
+    domain::RoomName,
+    protocol::{NotifyLevel, UserInfo},
+};
 use surrealdb::types::RecordId;
 
 use super::{
@@ -32,8 +35,7 @@ pub const DEFAULT_ROOM_NAME: &str = "General";
 /// A member as a page of members shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRead {
-    pub username: String,
-    pub display_name: String,
+    pub user: UserInfo,
     pub last_read_seq: u64,
     pub role: app::roles::Role,
 }
@@ -291,7 +293,10 @@ impl SurrealChatStore {
         let ids: Vec<RecordId> = usernames.iter().map(|u| member_id(key, u)).collect();
         let mut res = self
             .db
-            .query("SELECT user, user.display_name AS display_name, last_read_seq, role FROM $ids")
+            .query(
+                "SELECT user, user.display_name AS display_name, user.avatar AS avatar,
+                    user.status AS status, last_read_seq, role FROM $ids",
+            )
             .bind(("ids", ids))
             .await?
             .check()?;
@@ -306,14 +311,18 @@ impl SurrealChatStore {
                 let read = heads.read_position(&user, key, Mark::new(stored, 0));
                 MemberRead {
                     role: role_of(r.role.as_deref(), &user, created_by),
-                    username: user,
-                    display_name: r.display_name,
+                    user: UserInfo {
+                        username: user,
+                        display_name: r.display_name,
+                        avatar: r.avatar,
+                        status: r.status,
+                    },
                     last_read_seq: read.seq,
                 }
             })
             .collect();
         drop(heads);
-        out.sort_by_key(|m| usernames.iter().position(|n| *n == m.username));
+        out.sort_by_key(|m| usernames.iter().position(|n| *n == m.user.username));
         Ok(out)
     }
 
@@ -518,13 +527,19 @@ impl SurrealChatStore {
                 .bind(("member", member_id(key, username))),
         };
         let rows: Vec<MemberConversationRow> = query.await?.check()?.take(0)?;
-        let peers: Vec<String> = rows
+        // The user too: a conversation with oneself shows oneself.
+        let mut peers: Vec<String> = rows
             .iter()
             .flat_map(|r| r.c.peers.iter().map(key_of))
-            .filter(|p| p != username)
             .collect();
-        let names: HashMap<String, String> =
-            self.display_names(&peers).await?.into_iter().collect();
+        peers.sort();
+        peers.dedup();
+        let people: HashMap<String, UserInfo> = self
+            .profiles(&peers)
+            .await?
+            .into_iter()
+            .map(|u| (u.username.clone(), u))
+            .collect();
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -541,8 +556,12 @@ impl SurrealChatStore {
                             .find(|p| p != username)
                             // A conversation with oneself is a direct conversation too.
                             .unwrap_or_else(|| username.to_owned());
-                    let name = names.get(&p).cloned().unwrap_or_else(|| p.clone());
-                    (p, name)
+                    people.get(&p).cloned().unwrap_or_else(|| UserInfo {
+                        display_name: p.clone(),
+                        username: p,
+                        avatar: None,
+                        status: None,
+                    })
                 });
                 StoredRow(ConversationRow {
                     key: key_of(&r.c.id),

@@ -16,9 +16,9 @@
 //!
 //! A load races the writes it does not see: while one is in flight for a user, any change
 //! to that user marks it dirty, and a dirty load is returned to its caller (it is as fresh
-//! as a database read) but not cached, nor is what it read of the conversations. The names
-//! of the people in a direct conversation are kept as first loaded (display names reach
-//! clients as `user_updated`).
+//! as a database read) but not cached, nor is what it read of the conversations. A change to
+//! how a person shows (name, picture, status) drops what is kept of them
+//! ([`RecentCache::profile_changed`]); clients hear of it as `user_updated`.
 //!
 //! Nothing is evicted: memory grows with the conversations in the lists of the users who
 //! asked for theirs since start-up (about 50 bytes per conversation in a list, plus the
@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use app::protocol::{NotifyLevel, Role};
+use app::protocol::{NotifyLevel, Role, UserInfo};
 
 use super::heads::{Mark, StoredRow};
 use super::rows::{direct_peer, ConversationRow, Kind};
@@ -51,8 +51,9 @@ struct Conversation {
     name: Option<String>,
     topic: Option<String>,
     private: bool,
-    /// Display names of the people in a direct conversation, as loads have seen them.
-    names: HashMap<String, String>,
+    /// The people in a direct conversation as they show (name, picture, status), as
+    /// loads have seen them since they last changed.
+    names: HashMap<String, UserInfo>,
     /// The `last_*` fields as the newest load read them (heads add what came since).
     last: Last,
 }
@@ -96,7 +97,7 @@ impl RecentCache {
                 Kind::Room => None,
                 Kind::Direct => {
                     let other = direct_peer(key, user).unwrap_or(user);
-                    Some((other.to_owned(), conv.names.get(other)?.clone()))
+                    Some(conv.names.get(other)?.clone())
                 }
             };
             rows.push(StoredRow(ConversationRow {
@@ -158,10 +159,10 @@ impl RecentCache {
                     names: HashMap::new(),
                     last: Last::default(),
                 });
-            if let Some((username, display_name)) = &row.peer {
+            if let Some(peer) = &row.peer {
                 conv.names
-                    .entry(username.clone())
-                    .or_insert_with(|| display_name.clone());
+                    .entry(peer.username.clone())
+                    .or_insert_with(|| peer.clone());
             }
             if row.last_seq > conv.last.at_mark.seq || conv.last.at_mark.seq == 0 {
                 conv.last = Last {
@@ -218,6 +219,20 @@ impl RecentCache {
         }
     }
 
+    /// `user` changed their name, picture or status: lists that show them are read again,
+    /// and loads in flight are not kept (they may have read the old one).
+    pub fn profile_changed(&self, user: &str) {
+        let mut state = lock(&self.state);
+        for conv in state.conversations.values_mut() {
+            conv.names.remove(user);
+        }
+        for entry in state.users.values_mut() {
+            if let UserEntry::Loading { dirty, .. } = entry {
+                *dirty = true;
+            }
+        }
+    }
+
     /// A room's name, topic or privacy changed: what is kept of it is read again (its
     /// members' lists are to be forgotten too, by [`Self::forget_user`]).
     pub fn forget_conversation(&self, key: &str) {
@@ -255,7 +270,7 @@ mod tests {
             key: key.to_owned(),
             kind,
             name: (kind == Kind::Room).then(|| "Room".to_owned()),
-            peer: peer.map(|(u, n)| (u.to_owned(), n.to_owned())),
+            peer: peer.map(|(u, n)| UserInfo::named(u, n)),
             last_seq: last,
             last_n: last,
             last_read_seq: read,
@@ -301,7 +316,10 @@ mod tests {
         let rows = list(&cache, "alice");
         assert_eq!(rows[0].key, "r1", "newest activity first");
         assert_eq!(
-            (rows[1].unread(), rows[1].peer.clone().unwrap().1.as_str()),
+            (
+                rows[1].unread(),
+                rows[1].peer.clone().unwrap().display_name.as_str()
+            ),
             (2, "Bob")
         );
         cache.read("alice", "alice/bob", Mark::new(2, 2));
@@ -322,7 +340,10 @@ mod tests {
         );
         let bob = list(&cache, "bob");
         assert_eq!(
-            (bob[0].last_seq, bob[0].peer.clone().unwrap().1.as_str()),
+            (
+                bob[0].last_seq,
+                bob[0].peer.clone().unwrap().display_name.as_str()
+            ),
             (4, "Alice")
         );
         let alice = list(&cache, "alice");

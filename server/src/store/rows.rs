@@ -6,7 +6,7 @@ use std::ops::Bound;
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use app::domain::Username;
-use app::protocol::{Attachment, NotifyLevel, Quote, Reaction, Role};
+use app::protocol::{Attachment, NotifyLevel, Quote, Reaction, Role, UserInfo};
 
 /// Longest preview kept on a conversation for the recent-conversations list.
 pub const PREVIEW_CHARS: usize = 120;
@@ -29,6 +29,21 @@ pub struct UserRecord {
     pub admin: bool,
     /// Disabled by an administrator: it cannot sign in.
     pub disabled: bool,
+    /// The version of their picture (`avatar:<username>`), and their status text.
+    pub avatar: Option<String>,
+    pub status: Option<String>,
+}
+
+impl UserRecord {
+    /// The user as others see them.
+    pub fn info(&self) -> UserInfo {
+        UserInfo {
+            username: self.username.to_string(),
+            display_name: self.display_name.clone(),
+            avatar: self.avatar.clone(),
+            status: self.status.clone(),
+        }
+    }
 }
 
 /// One signed-in device of a user.
@@ -185,8 +200,8 @@ pub struct ConversationRow {
     pub kind: Kind,
     /// The room's name; `None` for a direct conversation.
     pub name: Option<String>,
-    /// For a direct conversation: the other user and their display name.
-    pub peer: Option<(String, String)>,
+    /// For a direct conversation: the other user as they show.
+    pub peer: Option<UserInfo>,
     pub last_seq: u64,
     /// Messages in the conversation (see [`MessageRecord::n`]).
     pub last_n: u64,
@@ -239,6 +254,8 @@ pub(super) struct UserRow {
     pub password_hash: String,
     pub admin: Option<bool>,
     pub disabled: Option<bool>,
+    pub avatar: Option<String>,
+    pub status: Option<String>,
 }
 
 #[derive(Debug, SurrealValue)]
@@ -625,6 +642,8 @@ impl From<RoomListRow> for RoomRow {
 pub(super) struct MemberReadRow {
     pub user: RecordId,
     pub display_name: String,
+    pub avatar: Option<String>,
+    pub status: Option<String>,
     pub last_read_seq: i64,
     pub role: Option<String>,
 }
@@ -633,6 +652,26 @@ pub(super) struct MemberReadRow {
 pub(super) struct NameRow {
     pub id: RecordId,
     pub display_name: String,
+}
+
+/// How a user shows: name, picture version, status.
+#[derive(Debug, SurrealValue)]
+pub(super) struct ProfileRow {
+    pub id: RecordId,
+    pub display_name: String,
+    pub avatar: Option<String>,
+    pub status: Option<String>,
+}
+
+impl ProfileRow {
+    pub fn info(self) -> UserInfo {
+        UserInfo {
+            username: key_of(&self.id),
+            display_name: self.display_name,
+            avatar: self.avatar,
+            status: self.status,
+        }
+    }
 }
 
 pub(super) fn user_id(username: &str) -> RecordId {

@@ -11,6 +11,16 @@ DEFINE FIELD IF NOT EXISTS created_at ON user TYPE int;
 -- A server administrator (absent: no); disabled by one (absent: no).
 DEFINE FIELD IF NOT EXISTS admin ON user TYPE option<bool>;
 DEFINE FIELD IF NOT EXISTS disabled ON user TYPE option<bool>;
+-- The version of their picture (`avatar:<username>`; absent: initials), and their status.
+DEFINE FIELD IF NOT EXISTS avatar ON user TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS status ON user TYPE option<string>;
+
+-- Profile pictures: `avatar:<username>`, the square image (`bytes`, at most a few tens of
+-- KB), its type and version.
+DEFINE TABLE IF NOT EXISTS avatar SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS image ON avatar TYPE bytes;
+DEFINE FIELD IF NOT EXISTS content_type ON avatar TYPE string;
+DEFINE FIELD IF NOT EXISTS version ON avatar TYPE string;
 
 -- `first_account:claim`: written with the first account, which is the server's
 -- administrator; its existence means the next account is not.

@@ -567,6 +567,7 @@ impl Handler {
             ClientMsg::SetDisplayName { display_name } => {
                 chat.set_display_name(me, self.conn_id, &display_name).await
             }
+            ClientMsg::SetStatus { status } => chat.set_status(me, self.conn_id, &status).await,
             // Answered only when refused.
             ClientMsg::Typing { conversation_id } => {
                 return match chat.typing(me, &conversation_id.0).await {

@@ -380,10 +380,7 @@ async fn a_resume_across_every_kind_of_change_ends_where_staying_would() {
         )
         .await;
     }
-    let me = UserInfo {
-        username: "bob".into(),
-        display_name: "BOB".into(),
-    };
+    let me = UserInfo::named("bob", "BOB");
     let mut nonce = 0;
     let (mut stayed, mut away) = (Chat::new(me.clone()), Chat::new(me.clone()));
     let mut stay = browser(&app, &bob_token, &mut stayed, &dm, &mut nonce).await;

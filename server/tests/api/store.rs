@@ -1,6 +1,7 @@
 //! `SurrealChatStore` against real embedded SurrealDB (in memory, and on disk for restarts).
 
 use app::domain::{ClientMsgId, DisplayName, MessageBody, RoomName, Username};
+use app::protocol::UserInfo;
 use server::{
     db::Database,
     settings::StorageKind,
@@ -236,7 +237,7 @@ async fn unread_counts_and_recent_order_follow_sends_and_reads() {
         .collect();
     // Sending marks everything before it read for the sender.
     assert_eq!(lines, [(ab.as_str(), 1), (ac.as_str(), 1)]);
-    assert_eq!(recent[0].peer, Some(("bob".into(), "BOB".into())));
+    assert_eq!(recent[0].peer, Some(UserInfo::named("bob", "BOB")));
     assert_eq!(recent[0].last_text.as_deref(), Some("great"));
     assert_eq!(recent[0].last_sender.as_deref(), Some("bob"));
     assert_eq!(recent[0].kind, Kind::Direct);
@@ -821,7 +822,7 @@ async fn named(store: &SurrealChatStore, username: &str, display_name: &str) {
 
 async fn found(store: &SurrealChatStore, q: &str) -> Vec<String> {
     let users = store.search_users(q, 20).await.unwrap();
-    users.into_iter().map(|(u, _)| u).collect()
+    users.into_iter().map(|u| u.username).collect()
 }
 
 /// People are found by the start of any word of their username or display name, in any
@@ -847,10 +848,7 @@ async fn people_are_found_by_the_start_of_any_word_of_their_names() {
     );
     assert!(found(&store, "nobody").await.is_empty());
     let named_alike = store.search_users("ada", 1).await.unwrap();
-    assert_eq!(
-        named_alike,
-        [("ada_l".to_owned(), "Ada Lovelace".to_owned())]
-    );
+    assert_eq!(named_alike, [UserInfo::named("ada_l", "Ada Lovelace")]);
 }
 
 /// One person whose name matches a query many times over (every character of a long

@@ -1,0 +1,93 @@
+//! Profile pictures over HTTP:
+//! - `POST /api/account/avatar`, the image as the body (PNG, JPEG, GIF or WebP, at most
+//!   [`AVATAR_MAX_BYTES`]): its middle square becomes the user's picture (see
+//!   [`crate::files::picture::avatar`]). 200 with `{ "avatar": <version> }`; 415
+//!   `not_an_image`, 413 when too large. Everyone who shares a conversation with the user,
+//!   and the user's sockets, get `user_updated`.
+//! - `DELETE /api/account/avatar`: back to initials. 204.
+//! - `GET /api/users/{username}/avatar`: the picture, for anyone signed in (a picture is
+//!   no more private than the name beside it); 404 when there is none. Addressed by its
+//!   version (`?v=`), so that it may be cached for good.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    auth::Session,
+    chat::ChatService,
+    files::{http::FILE_CSP, FileError, FileStore},
+};
+
+/// The largest picture upload, in bytes.
+pub const AVATAR_MAX_BYTES: usize = 10 * 1024 * 1024;
+
+/// `POST /api/account/avatar`.
+pub async fn upload(
+    State(files): State<FileStore>,
+    State(chat): State<ChatService>,
+    session: Session,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, FileError> {
+    let (image, content_type) = files.avatar(body.to_vec()).await?;
+    let digest = Sha256::digest(&image);
+    let version: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let me = session.username.as_str();
+    chat.set_avatar(me, Some((&version, image, content_type)))
+        .await?;
+    Ok(Json(serde_json::json!({ "avatar": version })))
+}
+
+/// `DELETE /api/account/avatar`.
+pub async fn remove(
+    State(chat): State<ChatService>,
+    session: Session,
+) -> Result<StatusCode, FileError> {
+    chat.set_avatar(session.username.as_str(), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/users/{username}/avatar`.
+pub async fn get(
+    State(chat): State<ChatService>,
+    _session: Session,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, FileError> {
+    let (version, image, content_type) =
+        chat.avatar(&username).await?.ok_or(FileError::NotFound)?;
+    let etag = format!("\"{version}\"");
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, content_type)], image).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).map_err(|_| FileError::NotFound)?,
+    );
+    // Each version has its own address (`?v=`): a new picture is never hidden by a cache.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    Ok(response)
+}
