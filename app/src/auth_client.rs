@@ -27,10 +27,7 @@ struct MeBody {
 
 impl From<MeBody> for UserInfo {
     fn from(me: MeBody) -> Self {
-        UserInfo {
-            username: me.username,
-            display_name: me.display_name,
-        }
+        UserInfo::named(me.username, me.display_name)
     }
 }
 
@@ -205,6 +202,39 @@ async fn refusal(res: Response) -> AuthProblem {
             retry_after_s,
         },
         Err(_) => AuthProblem::Status(status),
+    }
+}
+
+/// Makes `picture` (an image file the user chose) their picture; the server crops it.
+pub async fn set_avatar(picture: &web_sys::File) -> Result<(), AuthProblem> {
+    let request = Request::post(crate::protocol::AVATAR_PATH)
+        .header("Content-Type", "application/octet-stream")
+        .body(picture)
+        .map_err(|_| AuthProblem::Unreachable)?;
+    let res = request.send().await.map_err(|_| AuthProblem::Unreachable)?;
+    if res.ok() {
+        return Ok(());
+    }
+    // The server's body limit answers before the handler, without the API's body.
+    if res.status() == 413 {
+        return Err(AuthProblem::Refused {
+            code: "file_too_large".into(),
+            retry_after_s: None,
+        });
+    }
+    Err(refusal(res).await)
+}
+
+/// Goes back to initials.
+pub async fn remove_avatar() -> Result<(), AuthProblem> {
+    let res = Request::delete(crate::protocol::AVATAR_PATH)
+        .send()
+        .await
+        .map_err(|_| AuthProblem::Unreachable)?;
+    if res.ok() {
+        Ok(())
+    } else {
+        Err(refusal(res).await)
     }
 }
 

@@ -85,6 +85,10 @@ fn auth_error_text(locale: Locale, code: &str, minutes: Option<u64>) -> String {
         "sign_up_closed" => td_string!(locale, errors.sign_up_closed).to_owned(),
         "invite_invalid" => td_string!(locale, errors.invite_invalid).to_owned(),
         "wrong_password" => td_string!(locale, errors.wrong_password).to_owned(),
+        "not_an_image" => td_string!(locale, errors.not_an_image).to_owned(),
+        "image_too_large" | "file_too_large" => {
+            td_string!(locale, errors.image_too_large).to_owned()
+        }
         _ => td_string!(locale, errors.internal).to_owned(),
     }
 }
@@ -96,6 +100,8 @@ pub fn invalid_text(locale: Locale, e: &Invalid) -> String {
         "password" => td_string!(locale, fields.password),
         "display_name" => td_string!(locale, fields.display_name),
         "room_name" => td_string!(locale, fields.room_name),
+        "status" => td_string!(locale, fields.status),
+        "topic" => td_string!(locale, fields.topic),
         "body" => td_string!(locale, fields.body),
         "emoji" => td_string!(locale, fields.emoji),
         _ => td_string!(locale, fields.value),

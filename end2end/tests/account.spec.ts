@@ -74,6 +74,66 @@ test("a new display name reaches the other side at once", async ({ browser }) =>
   await expect(ann.page.locator(".me-name")).toHaveText("安娜 Ann");
 });
 
+/// A 96×48 PNG: red, green and blue thirds (the middle square is the green one).
+const STRIPES_PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAGAAAAAwCAIAAABhdOiYAAAAZElEQVR42u3QQQ0AMAgEMOSciImYxAlDzFTwIGlSBa1ORuXdWadHlSBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggTtCPoCGhk8O9MyQwAAAABJRU5ErkJggg==",
+  "base64",
+);
+
+test("a new picture and status reach the other side at once", async ({ browser }) => {
+  const ann = await person(browser, "ann");
+  const bob = await person(browser, "bob");
+  await openDirect(bob.page, ann.name);
+  await send(bob.page, "hi");
+  await expect(conversationItem(ann.page, bob.name)).toBeVisible();
+  const header = bob.page.locator(".pane-header .avatar");
+  await expect(header.locator("img")).toHaveCount(0);
+
+  const dialog = await openAccount(ann.page);
+  // Not an image: refused, said why.
+  await ann.page.locator('input[type="file"][accept^="image/"]').setInputFiles({
+    name: "notes.png",
+    mimeType: "image/png",
+    buffer: Buffer.from("not really a picture"),
+  });
+  await expect(dialog.getByRole("alert")).toHaveText("That is not a PNG, JPEG, GIF or WebP image.");
+  await ann.page.locator('input[type="file"][accept^="image/"]').setInputFiles({
+    name: "stripes.png",
+    mimeType: "image/png",
+    buffer: STRIPES_PNG,
+  });
+  await expect(dialog.getByText("Your picture is saved.")).toBeVisible();
+  await dialog.getByRole("textbox", { name: "Status" }).fill("🌴 On holiday 休假中");
+  await dialog.getByRole("button", { name: "Set status" }).click();
+  await ann.page.screenshot({ path: "screenshots/account-picture.png" });
+
+  // On the other side, without a reload: the picture in the header and the list, a square
+  // cut from the middle; the status beside the name.
+  await expect(header.locator("img")).toBeVisible();
+  await expect(conversationItem(bob.page, ann.name).locator(".avatar img")).toBeVisible();
+  const size = await header.locator("img").evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
+  expect(size).toEqual([256, 256]);
+  const middle = await header.locator("img").evaluate((img: HTMLImageElement) => {
+    const c = document.createElement("canvas");
+    c.width = c.height = 256;
+    const g = c.getContext("2d")!;
+    g.drawImage(img, 0, 0);
+    return Array.from(g.getImageData(128, 128, 1, 1).data.slice(0, 3));
+  });
+  expect(middle[1]).toBeGreaterThan(120);
+  expect(middle[0]).toBeLessThan(90);
+  await expect(bob.page.locator(".pane-title")).toContainText("🌴 On holiday 休假中");
+  await bob.page.screenshot({ path: "screenshots/picture-changed.png" });
+  // And after a reload, from the server's lists.
+  await bob.page.reload();
+  await expect(conversationItem(bob.page, ann.name).locator(".avatar img")).toBeVisible();
+
+  // Removed: initials again, on both sides.
+  await dialog.getByRole("button", { name: "Remove picture" }).click();
+  await expect(conversationItem(bob.page, ann.name).locator(".avatar img")).toHaveCount(0);
+  await expect(ann.page.locator(".me .avatar img")).toHaveCount(0);
+});
+
 test("a device is signed out from another, and a new password signs out the rest", async ({ browser }) => {
   const name = uniqueName("dev");
   const laptop = await newPage(browser);

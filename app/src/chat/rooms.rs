@@ -106,10 +106,7 @@ impl Chat {
                 member,
                 ..
             } => {
-                self.names.insert(
-                    member.user.username.clone(),
-                    member.user.display_name.clone(),
-                );
+                self.learn_user(&member.user);
                 if let Some(p) = self.panel_of(conversation_id) {
                     if let Err(at) = p
                         .members

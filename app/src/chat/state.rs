@@ -49,6 +49,9 @@ pub struct Chat {
     pub visible: bool,
     /// Display names by username, from conversations, member lists and searches.
     pub names: HashMap<String, String>,
+    /// Addresses of people's pictures and their status texts, learnt as names are.
+    pictures: HashMap<String, String>,
+    statuses: HashMap<String, String>,
     pub online: HashSet<String>,
     /// The answer to the last `list_rooms`, with the pages after it that were asked for.
     pub rooms: Option<Vec<RoomInfo>>,
@@ -435,6 +438,8 @@ impl Chat {
             live: false,
             visible: true,
             names,
+            pictures: HashMap::new(),
+            statuses: HashMap::new(),
             online: HashSet::new(),
             rooms: None,
             rooms_next: None,
@@ -525,8 +530,7 @@ impl Chat {
         match msg {
             ServerMsg::Hello { me, admin, .. } => {
                 self.server_admin = admin;
-                self.names
-                    .insert(me.username.clone(), me.display_name.clone());
+                self.learn_user(&me);
                 self.me = me;
             }
             ServerMsg::Resumed => {
@@ -610,7 +614,7 @@ impl Chat {
                     if let Some(read) = m.last_read_seq {
                         self.read_up_to(&conversation_id, &m.user.username, read);
                     }
-                    self.names.insert(m.user.username, m.user.display_name);
+                    self.learn_user(&m.user);
                 }
             }
             ServerMsg::Seen {
@@ -620,8 +624,7 @@ impl Chat {
             } => self.read_up_to(&conversation_id, &username, last_read_seq),
             ServerMsg::Users { query, users } => {
                 for u in &users {
-                    self.names
-                        .insert(u.username.clone(), u.display_name.clone());
+                    self.learn_user(u);
                 }
                 self.search = Some((query, users));
             }
@@ -1390,10 +1393,33 @@ impl Chat {
 
     fn learn(&mut self, c: &ConversationSummary) {
         if let Some(p) = &c.peer {
-            self.names
-                .insert(p.user.username.clone(), p.user.display_name.clone());
+            self.learn_user(&p.user);
             self.set_online(&p.user.username, p.online);
         }
+    }
+
+    /// How a person shows (name, picture, status), from a frame that says it in full.
+    pub(super) fn learn_user(&mut self, u: &UserInfo) {
+        self.names
+            .insert(u.username.clone(), u.display_name.clone());
+        match u.avatar_url() {
+            Some(url) => self.pictures.insert(u.username.clone(), url),
+            None => self.pictures.remove(&u.username),
+        };
+        match u.status.as_ref().filter(|s| !s.is_empty()) {
+            Some(s) => self.statuses.insert(u.username.clone(), s.clone()),
+            None => self.statuses.remove(&u.username),
+        };
+    }
+
+    /// The address of a person's picture, if they have one.
+    pub fn picture(&self, username: &str) -> Option<String> {
+        self.pictures.get(username).cloned()
+    }
+
+    /// A person's status text, if they set one.
+    pub fn status_of(&self, username: &str) -> Option<&str> {
+        self.statuses.get(username).map(String::as_str)
     }
 
     /// A user's new display name: wherever it shows (the direct conversation with them,
@@ -1401,14 +1427,14 @@ impl Chat {
     fn user_updated(&mut self, user: UserInfo) {
         for c in &mut self.conversations {
             if let Some(peer) = c.peer.as_mut().filter(|p| p.user.username == user.username) {
-                peer.user.display_name = user.display_name.clone();
+                peer.user = user.clone();
                 c.title = user.display_name.clone();
             }
         }
         if self.me.username == user.username {
-            self.me.display_name = user.display_name.clone();
+            self.me = user.clone();
         }
-        self.names.insert(user.username, user.display_name);
+        self.learn_user(&user);
     }
 
     fn set_online(&mut self, username: &str, online: bool) {

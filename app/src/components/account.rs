@@ -1,11 +1,11 @@
-//! The account dialog: one's display name (everyone who shares a conversation sees a new
-//! one at once), one's password (every other device is signed out), and the list of
+//! The account dialog: one's display name, picture and status (everyone who shares a
+//! conversation sees a change at once), one's password (every other device is signed out), and the list of
 //! signed-in devices, each of which can be signed out from here, or all the others
 //! at once. What the server says goes: the list is read again after every change.
 
 use leptos::{ev, html, prelude::*};
 
-use crate::components::{dialogs::Modal, sidebar::Dialog, ChatCtx};
+use crate::components::{dialogs::Modal, sidebar::Dialog, Avatar, ChatCtx};
 use crate::i18n::{t, t_string, use_i18n, Locale};
 use crate::protocol::ClientMsg;
 
@@ -150,6 +150,67 @@ pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
         });
     };
 
+    let my_status = Memo::new(move |_| ctx.chat.with(|c| c.me.status.clone().unwrap_or_default()));
+    let status = RwSignal::new(my_status.get_untracked());
+    let status_note = RwSignal::new(None::<(bool, String)>);
+    let set_status = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        let locale = i18n.get_locale_untracked();
+        match crate::domain::StatusText::parse(&status.get_untracked()) {
+            Ok(text) => {
+                status_note.set(Some((
+                    true,
+                    t_string!(i18n, account.status_saved).to_owned(),
+                )));
+                ctx.send_all([ClientMsg::SetStatus { status: text }]);
+            }
+            Err(e) => status_note.set(Some((false, crate::lang::invalid_text(locale, &e)))),
+        }
+    };
+    let picture_note = RwSignal::new(None::<(bool, String)>);
+    let picker = NodeRef::<html::Input>::new();
+    let has_picture = Memo::new(move |_| ctx.chat.with(|c| c.me.avatar.is_some()));
+    let me = ctx.chat.with_untracked(|c| c.me.username.clone());
+    let my_display = Signal::derive(move || my_name.get());
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    let picked = move |ev: ev::Event| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            let Some(input) = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            else {
+                return;
+            };
+            let Some(file) = input.files().and_then(|f| f.get(0)) else {
+                return;
+            };
+            input.set_value("");
+            let file = send_wrapper::SendWrapper::new(file);
+            leptos::task::spawn_local(async move {
+                let locale = i18n.get_locale_untracked();
+                let note = match crate::auth_client::set_avatar(&file).await {
+                    Ok(()) => (true, t_string!(i18n, account.picture_saved).to_owned()),
+                    Err(e) => (false, crate::lang::auth_problem_text(locale, &e)),
+                };
+                picture_note.try_set(Some(note));
+            });
+        }
+    };
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    let remove_picture = move |_| {
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            let locale = i18n.get_locale_untracked();
+            let note = match crate::auth_client::remove_avatar().await {
+                Ok(()) => None,
+                Err(e) => Some((false, crate::lang::auth_problem_text(locale, &e))),
+            };
+            picture_note.try_set(note);
+        });
+    };
+
     let note = |n: Option<(bool, String)>| {
         n.map(|(ok, text)| {
             if ok {
@@ -180,6 +241,50 @@ pub fn AccountDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                     <button type="submit">{t!(i18n, account.save)}</button>
                 </form>
                 {move || note(name_note.get())}
+            </section>
+            <section class="account-section" aria-labelledby="account-picture">
+                <h3 id="account-picture">{t!(i18n, account.picture)}</h3>
+                <div class="picture-row">
+                    <Avatar name=my_display key=me person=true />
+                    <button
+                        type="button"
+                        class="secondary"
+                        on:click=move |_| {
+                            if let Some(i) = picker.get_untracked() {
+                                i.click();
+                            }
+                        }
+                    >
+                        {t!(i18n, account.choose_picture)}
+                    </button>
+                    <input
+                        type="file"
+                        hidden
+                        node_ref=picker
+                        accept="image/png,image/jpeg,image/gif,image/webp"
+                        on:change=picked
+                    />
+                    <Show when=move || has_picture.get()>
+                        <button type="button" class="ghost" on:click=remove_picture>
+                            {t!(i18n, account.remove_picture)}
+                        </button>
+                    </Show>
+                </div>
+                <p class="muted">{t!(i18n, account.picture_hint)}</p>
+                {move || note(picture_note.get())}
+            </section>
+            <section class="account-section" aria-labelledby="account-status">
+                <h3 id="account-status">{t!(i18n, account.status)}</h3>
+                <form class="inline-form" on:submit=set_status>
+                    <input
+                        aria-labelledby="account-status"
+                        maxlength="100"
+                        placeholder=move || t_string!(i18n, account.status_placeholder)
+                        bind:value=status
+                    />
+                    <button type="submit">{t!(i18n, account.set_status)}</button>
+                </form>
+                {move || note(status_note.get())}
             </section>
             <section class="account-section" aria-labelledby="account-password">
                 <h3 id="account-password">{t!(i18n, account.change_password)}</h3>

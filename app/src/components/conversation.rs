@@ -317,10 +317,15 @@ fn Conversation(id: ConversationId) -> impl IntoView {
             ConversationKind::Direct => {
                 let online = chat.with(|c| c.peer_online(&s)) == Some(true);
                 let username = s.peer.map(|p| p.user.username).unwrap_or_default();
-                if online {
+                let status = chat.with(|c| c.status_of(&username).map(str::to_owned));
+                let line = if online {
                     t_string!(i18n, conversation.peer_online, username)
                 } else {
                     t_string!(i18n, conversation.peer_offline, username)
+                };
+                match status {
+                    Some(status) => format!("{line} · {status}"),
+                    None => line,
                 }
             }
             ConversationKind::Room => s
@@ -1181,7 +1186,7 @@ fn RowView(row: Row) -> impl IntoView {
                     <span class="msg-gutter">
                         {(!mine && !compact)
                             .then(|| {
-                                view! { <Avatar name=Signal::stored(name.clone()) key=sender small=true /> }
+                                view! { <Avatar name=Signal::stored(name.clone()) key=sender small=true person=true /> }
                             })}
                     </span>
                     <div class="msg-main">

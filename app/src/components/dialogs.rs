@@ -218,6 +218,7 @@ pub fn NewMessageDialog(dialog: RwSignal<Dialog>) -> impl IntoView {
                                                     name=Signal::stored(u.display_name.clone())
                                                     key=u.username.clone()
                                                     small=true
+                                                    person=true
                                                 />
                                                 <span>{u.display_name}</span>
                                                 <span class="muted">"@" {u.username}</span>

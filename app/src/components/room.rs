@@ -243,10 +243,16 @@ fn MemberRow(id: ConversationId, member: Member) -> impl IntoView {
     let (n1, n2, n3) = (display.clone(), display.clone(), display.clone());
     view! {
         <li class="member-row" data-username=username.clone()>
-            <Avatar name=Signal::stored(display.clone()) key=username.clone() small=true />
+            <Avatar
+                name=Signal::stored(display.clone())
+                key=username.clone()
+                small=true
+                person=true
+            />
             <span class="member-name">{display.clone()}</span>
             <span class="muted">"@" {username.clone()}</span>
             {badge.map(|b| view! { <span class="role-badge">{b}</span> })}
+            {member.user.status.clone().map(|s| view! { <span class="member-status muted">{s}</span> })}
             <span class="member-actions">
                 {can_role
                     .then(|| {

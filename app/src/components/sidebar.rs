@@ -61,6 +61,7 @@ pub fn Sidebar(on_sign_out: Callback<()>) -> impl IntoView {
                     <Avatar
                         name=Signal::derive(move || me.get().display_name)
                         key=me.get_untracked().username
+                        person=true
                     />
                     <div class="me-names">
                         <strong class="me-name">{move || me.get().display_name}</strong>
