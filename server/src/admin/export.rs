@@ -1,4 +1,5 @@
-//! One person's data, for them to take away: `profile.json`, `messages.json` (every message
+//! One person's data, for them to take away: `profile.json` (with their status), their
+//! picture (`picture.jpg` or `.png`, when they have one), `messages.json` (every message
 //! they sent and did not delete, with the conversation it is in) and `files/` (every file
 //! they uploaded, under `<file id>-<name>`, with `files.json` describing them).
 
@@ -11,6 +12,9 @@ use super::{Admin, AdminError};
 struct Profile<'a> {
     username: &'a str,
     display_name: &'a str,
+    status: Option<&'a str>,
+    /// The file of their picture, beside this one.
+    picture: Option<&'static str>,
     server_admin: bool,
     exported_at: i64,
 }
@@ -56,11 +60,25 @@ pub async fn export_user(admin: &Admin, username: &str, to: &Path) -> Result<Str
         std::fs::write(&path, json).map_err(AdminError::io("cannot write", &path))
     };
 
+    let picture = match admin.store.avatar(username).await? {
+        Some((_, image, content_type)) => {
+            let name = if content_type == "image/png" {
+                "picture.png"
+            } else {
+                "picture.jpg"
+            };
+            write(name, image)?;
+            Some(name)
+        }
+        None => None,
+    };
     write(
         "profile.json",
         json(&Profile {
             username: user.username.as_str(),
             display_name: &user.display_name,
+            status: user.status.as_deref(),
+            picture,
             server_admin: user.admin,
             exported_at: crate::now_ms(),
         }),
