@@ -24,13 +24,33 @@ pub fn RoomDialog(dialog: RwSignal<Dialog>, id: ConversationId) -> impl IntoView
     on_cleanup(move || {
         chat.try_update(|c| c.close_panel());
     });
+    // Each a memo: the parts they show are drawn again only when the answer changes.
     let may = {
         let id = id.clone();
-        move |action: RoomAction| chat.with(|c| c.may(&id, action))
+        move |action: RoomAction| {
+            let id = id.clone();
+            Memo::new(move |_| chat.with(|c| c.may(&id, action)))
+        }
     };
-    let summary = {
+    let (can_invite, can_links, can_unban) = (
+        may(RoomAction::Invite),
+        may(RoomAction::ManageLinks),
+        may(RoomAction::Unban),
+    );
+    // Only what the form shows: a new message (an unread count) must not redraw it under
+    // the user's typing.
+    let about_room = {
         let id = id.clone();
-        Memo::new(move |_| chat.with(|c| c.summary(&id).cloned()))
+        Memo::new(move |_| {
+            chat.with(|c| {
+                c.summary(&id)
+                    .map(|s| (s.title.clone(), s.topic.clone(), s.private))
+            })
+        })
+    };
+    let editor = {
+        let id = id.clone();
+        Memo::new(move |_| chat.with(|c| c.may(&id, RoomAction::EditRoom)))
     };
     let panel = Memo::new(move |_| chat.with(|c| c.panel.clone()));
     let notice = Memo::new(move |_| chat.with(|c| c.notice));
@@ -38,16 +58,15 @@ pub fn RoomDialog(dialog: RwSignal<Dialog>, id: ConversationId) -> impl IntoView
 
     let about = {
         let id = id.clone();
-        let may = may.clone();
         move || {
-            let Some(s) = summary.get() else {
+            let Some((name, topic, private)) = about_room.get() else {
                 return ().into_any();
             };
-            if may(RoomAction::EditRoom) {
-                view! { <RoomForm id=id.clone() name=s.title topic=s.topic.unwrap_or_default() private=s.private first /> }
+            if editor.get() {
+                view! { <RoomForm id=id.clone() name topic=topic.unwrap_or_default() private first /> }
                     .into_any()
             } else {
-                s.topic
+                topic
                     .map(|t| view! { <p class="room-topic">{t}</p> })
                     .into_any()
             }
@@ -72,8 +91,7 @@ pub fn RoomDialog(dialog: RwSignal<Dialog>, id: ConversationId) -> impl IntoView
             <h3>{t!(i18n, room.members)}</h3>
             {
                 let id = id.clone();
-                let may = may.clone();
-                move || may(RoomAction::Invite).then(|| view! { <AddMember id=id.clone() /> })
+                move || can_invite.get().then(|| view! { <AddMember id=id.clone() /> })
             }
             {
                 let id = id.clone();
@@ -95,12 +113,11 @@ pub fn RoomDialog(dialog: RwSignal<Dialog>, id: ConversationId) -> impl IntoView
             }
             {
                 let id = id.clone();
-                let may = may.clone();
-                move || may(RoomAction::ManageLinks).then(|| view! { <InviteLinks id=id.clone() /> })
+                move || can_links.get().then(|| view! { <InviteLinks id=id.clone() /> })
             }
             {
                 let id = id.clone();
-                move || may(RoomAction::Unban).then(|| view! { <Bans id=id.clone() /> })
+                move || can_unban.get().then(|| view! { <Bans id=id.clone() /> })
             }
         </Modal>
     }

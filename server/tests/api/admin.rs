@@ -37,7 +37,7 @@ async fn admin(dir: &Path, request: Request) -> server::admin::Reply {
 }
 
 /// Waits (at most `within`) for the socket to be closed by the server with a policy close.
-async fn closed_within(client: &mut Client, within: Duration) -> bool {
+pub(crate) async fn closed_within(client: &mut Client, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -310,11 +310,13 @@ fn cases() -> Vec<Case> {
 
 /// Every room action by owner / admin / member / outsider / banned / server admin (not in
 /// the room), with the answer each must get in a private room; whatever one of them is
-/// allowed to do is undone before the next, so each row starts from the same room.
+/// allowed to do is undone before the next, so each row starts from the same room. Then a
+/// disabled account: it reaches no room action at all.
 #[tokio::test]
 async fn every_room_action_is_allowed_or_refused_by_standing() {
     use ErrorCode::{Banned, Forbidden, InvalidInput, NotFound};
-    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(disk_settings(dir.path())).await;
     let cast = Cast::on(&app).await;
     let room = cast.room.clone();
     let ok = Ok(());
@@ -548,6 +550,34 @@ async fn every_room_action_is_allowed_or_refused_by_standing() {
     )
     .await;
     assert_eq!(got, Err(Forbidden), "moderators delete, they do not edit");
+
+    // Disabled (an admin of the room): the open socket is closed, a new one refused, and
+    // the HTTP paths too; so no action of the table reaches the room.
+    let mut adam = socket(&app, &cast.tokens["adam"]).await;
+    let reply = server::admin::socket::send(
+        dir.path(),
+        &server::admin::Request::SetDisabled {
+            username: "adam".into(),
+            disabled: true,
+        },
+    )
+    .await
+    .expect("the admin socket answers")
+    .expect("the server listens on it");
+    assert!(reply.ok, "{}", reply.message);
+    assert!(
+        crate::admin::closed_within(&mut adam, Duration::from_secs(1)).await,
+        "the disabled admin's socket is closed within a second"
+    );
+    let origin = format!("http://{}", app.addr);
+    assert_eq!(
+        app.try_connect(Some(&cast.tokens["adam"]), Some(&origin))
+            .await
+            .err(),
+        Some(401)
+    );
+    let me = crate::helpers::get_with(app.addr, "/api/auth/me", &cast.tokens["adam"]).await;
+    assert_eq!(me.status, 401);
     app.stop().await;
 }
 
