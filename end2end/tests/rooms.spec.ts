@@ -64,8 +64,13 @@ test("a private room: invite link, admin, removal, moderation, ban", async ({ br
   await send(bob.page, "hello from bob");
   await expect(messageLog(olga.page).getByText("hello from bob")).toBeVisible();
 
-  // Bob made an admin: his panel now offers the invite links.
+  // Bob made an admin: his panel now offers the invite links. A message arriving while
+  // the owner types in the panel leaves what she typed alone.
   settings = await openSettings(olga.page);
+  await settings.getByLabel("Topic").fill("half-typed");
+  await send(bob.page, "while you type");
+  await expect(messageLog(olga.page).getByText("while you type")).toBeAttached();
+  await expect(settings.getByLabel("Topic")).toHaveValue("half-typed");
   await settings.getByRole("button", { name: `Make ${bob.name} an admin` }).click();
   await expect(settings.locator(`li[data-username="${bob.name}"] .role-badge`)).toHaveText("Admin");
   await closeDialog(olga.page);
