@@ -12,7 +12,7 @@
 use axum::{
     body::Bytes,
     extract::{Path, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 use crate::{
     auth::Session,
     chat::ChatService,
-    files::{http::FILE_CSP, FileError, FileStore},
+    files::{
+        http::{fresh, protect},
+        FileError, FileStore,
+    },
 };
 
 /// The largest picture upload, in bytes.
@@ -62,32 +65,12 @@ pub async fn get(
     let (version, image, content_type) =
         chat.avatar(&username).await?.ok_or(FileError::NotFound)?;
     let etag = format!("\"{version}\"");
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let mut response = if fresh {
+    let mut response = if fresh(&headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, content_type)], image).into_response()
     };
-    let h = response.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).map_err(|_| FileError::NotFound)?,
-    );
     // Each version has its own address (`?v=`): a new picture is never hidden by a cache.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(FILE_CSP),
-    );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    protect(&mut response, &etag, "private, max-age=31536000, immutable")?;
     Ok(response)
 }

@@ -34,7 +34,7 @@ use app::{
 };
 
 /// What may happen to a file response in a browser: nothing active, not in a frame.
-pub(crate) const FILE_CSP: &str = "default-src 'none'; sandbox; frame-ancestors 'none'";
+const FILE_CSP: &str = "default-src 'none'; sandbox; frame-ancestors 'none'";
 
 impl IntoResponse for FileError {
     fn into_response(self) -> Response {
@@ -190,12 +190,7 @@ async fn serve(
         "application/octet-stream"
     };
     let inline = thumbnail || image;
-    let fresh = request
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response = if fresh {
+    let mut response = if fresh(request.headers(), &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mime: mime::Mime = mime.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
@@ -210,20 +205,37 @@ async fn serve(
         }
         served.map(Body::new)
     };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).map_err(|_| FileError::NotFound)?,
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=86400"),
-    );
-    headers.insert(
+    protect(&mut response, &etag, "private, max-age=86400")?;
+    response.headers_mut().insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&disposition(inline, &attachment))
             .map_err(|_| FileError::NotFound)?,
     );
+    Ok(response)
+}
+
+/// Whether the request's `If-None-Match` names `etag` (the client has these bytes).
+pub(crate) fn fresh(request: &axum::http::HeaderMap, etag: &str) -> bool {
+    request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// What every answer carrying uploaded (or uploaded and remade) bytes says: its `etag`, how
+/// long it may be cached, that nothing in it may run (`FILE_CSP`) and that no other site
+/// may embed it.
+pub(crate) fn protect(
+    response: &mut Response,
+    etag: &str,
+    cache: &'static str,
+) -> Result<(), FileError> {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(etag).map_err(|_| FileError::NotFound)?,
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(FILE_CSP),
@@ -232,7 +244,7 @@ async fn serve(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
     );
-    Ok(response)
+    Ok(())
 }
 
 async fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
