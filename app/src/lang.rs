@@ -86,6 +86,7 @@ fn auth_error_text(locale: Locale, code: &str, minutes: Option<u64>) -> String {
         "invite_invalid" => td_string!(locale, errors.invite_invalid).to_owned(),
         "wrong_password" => td_string!(locale, errors.wrong_password).to_owned(),
         "not_an_image" => td_string!(locale, errors.not_an_image).to_owned(),
+        "rate_limited" => td_string!(locale, errors.rate_limited).to_owned(),
         "image_too_large" | "file_too_large" => {
             td_string!(locale, errors.image_too_large).to_owned()
         }

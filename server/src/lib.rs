@@ -456,9 +456,8 @@ fn router(state: AppState, body_timeout: Duration) -> Router {
                 .route(app::protocol::FILES_PATH, post(files::http::upload))
                 .route(
                     app::protocol::AVATAR_PATH,
-                    post(profile::upload).delete(profile::remove).layer(
-                        axum::extract::DefaultBodyLimit::max(profile::AVATAR_MAX_BYTES),
-                    ),
+                    // The upload reads its body itself, up to its own limit.
+                    post(profile::upload).delete(profile::remove),
                 )
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.auth.clone(),

@@ -10,8 +10,7 @@
 //!   version (`?v=`), so that it may be cached for good.
 
 use axum::{
-    body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Request, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -30,13 +29,30 @@ use crate::{
 /// The largest picture upload, in bytes.
 pub const AVATAR_MAX_BYTES: usize = 10 * 1024 * 1024;
 
-/// `POST /api/account/avatar`.
+/// `POST /api/account/avatar`. A change of picture shares the budget of `send` (checked
+/// before a byte of the body is read), so that nobody can keep the decoders busy.
 pub async fn upload(
     State(files): State<FileStore>,
     State(chat): State<ChatService>,
     session: Session,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, FileError> {
+    let too_large = FileError::TooLarge {
+        max: AVATAR_MAX_BYTES as u64,
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > AVATAR_MAX_BYTES) {
+        return Err(too_large);
+    }
+    chat.profile_budget(session.username.as_str())
+        .map_err(|_| FileError::RateLimited)?;
+    let body = axum::body::to_bytes(request.into_body(), AVATAR_MAX_BYTES)
+        .await
+        .map_err(|_| too_large)?;
     let (image, content_type) = files.avatar(body.to_vec()).await?;
     let digest = Sha256::digest(&image);
     let version: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();

@@ -701,7 +701,7 @@ impl ChatService {
 
     /// A change to how one shows is a write and a message to every contact: it shares the
     /// sends' budget.
-    fn profile_budget(&self, me: &str) -> Result<(), Refusal> {
+    pub fn profile_budget(&self, me: &str) -> Result<(), Refusal> {
         if self.budgets.sends.allow(me) {
             Ok(())
         } else {

@@ -44,6 +44,7 @@ impl IntoResponse for FileError {
             FileError::QuotaExceeded { .. } => ("quota_exceeded", StatusCode::PAYLOAD_TOO_LARGE),
             FileError::Picture(_) => ("image_too_large", StatusCode::UNPROCESSABLE_ENTITY),
             FileError::NotAnImage => ("not_an_image", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            FileError::RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
             FileError::Invalid(_) => ("invalid_input", StatusCode::BAD_REQUEST),
             FileError::Io(e) => {
                 warn!(error = %e, "file request failed");

@@ -51,6 +51,8 @@ pub enum FileError {
     Picture(#[from] picture::PictureError),
     #[error("not a PNG, JPEG, GIF or WebP image")]
     NotAnImage,
+    #[error("too many changes; slow down")]
+    RateLimited,
     #[error(transparent)]
     Invalid(#[from] app::domain::Invalid),
     #[error("internal error")]

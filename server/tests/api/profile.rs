@@ -177,6 +177,16 @@ async fn a_picture_and_a_status_reach_contacts_and_their_lists() {
     .await;
     assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("not_an_image"));
+    // Refused from its declared length, before the body is read.
+    let addr = app.addr;
+    let huge = format!(
+        "POST /api/account/avatar HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: chat_session={ann_token}\r\nContent-Length: {}\r\n\r\n",
+        11 << 20
+    );
+    let (status, _, body) =
+        crate::helpers::exchange(std::net::Ipv4Addr::LOCALHOST.into(), addr, huge.as_bytes()).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("file_too_large"));
     assert_eq!(
         peer_of(&mut bob).await.avatar.as_deref(),
         Some(version.as_str())
