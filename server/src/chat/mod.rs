@@ -4,12 +4,14 @@
 //! they ask (membership, validity, rate) before anything is written, so a refused frame
 //! changes nothing.
 //!
+//! Running a room (its name, topic and privacy, members added, removed and banned, roles,
+//! invite links) is in `chat/rooms.rs`, decided by [`app::roles::may`].
+//!
 //! The socket handler ([`crate::ws`]) only decodes frames and calls these; what a method
 //! answers goes back to the asking socket, and what others must see goes through the
 //! [`Hub`].
 
 mod limit;
-
 mod rooms;
 
 use app::{
