@@ -109,7 +109,15 @@ impl From<surrealdb::Error> for StoreError {
 /// statement, which in a failed transaction is usually a bystander (a query error of kind
 /// "not executed" or "cancelled"); the statement that really failed (a record id taken)
 /// may come later, so its error is the one returned.
-fn transaction(mut res: surrealdb::IndexedResults) -> Result<(), surrealdb::Error> {
+fn transaction(res: surrealdb::IndexedResults) -> Result<(), surrealdb::Error> {
+    committed(res).map(|_| ())
+}
+
+/// [`transaction`], keeping the results of a transaction that committed, to take what its
+/// statements returned.
+fn committed(
+    mut res: surrealdb::IndexedResults,
+) -> Result<surrealdb::IndexedResults, surrealdb::Error> {
     let mut errors: Vec<(usize, surrealdb::Error)> = res.take_errors().into_iter().collect();
     errors.sort_by_key(|(i, _)| *i);
     let cause = errors
@@ -122,7 +130,7 @@ fn transaction(mut res: surrealdb::IndexedResults) -> Result<(), surrealdb::Erro
         })
         .unwrap_or(0);
     match errors.into_iter().nth(cause) {
-        None => Ok(()),
+        None => Ok(res),
         Some((_, e)) => Err(e),
     }
 }

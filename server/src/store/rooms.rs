@@ -11,7 +11,7 @@ use app::{
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{
-    retry_conflicts,
+    committed, retry_conflicts,
     rows::{conversation_id, key_of, member_id, role_of, user_id, RoomTermRow},
     transaction, Kind, StoreError, SurrealChatStore,
 };
@@ -214,7 +214,7 @@ impl SurrealChatStore {
                 .bind(("user", user_id(username)))
                 .bind(("now", now_ms))
                 .await?;
-            let mut res = res.check()?;
+            let mut res = committed(res)?;
             let outcome: Option<AdmitRow> = res.take(returned(&res))?;
             Ok(outcome)
         })
@@ -263,7 +263,7 @@ impl SurrealChatStore {
                 .bind(("by", ban.map(str::to_owned)))
                 .bind(("now", now_ms))
                 .await?;
-            let mut res = res.check()?;
+            let mut res = committed(res)?;
             let was: Option<bool> = res.take(returned(&res))?;
             Ok(was.unwrap_or(false))
         })
