@@ -71,14 +71,13 @@ impl ChatService {
             }
             .into());
         }
-        Ok(RoomCheck {
-            room,
-            server_admin: self.is_server_admin(me).await?,
-        })
+        self.check(me, room).await
     }
 
-    pub(super) async fn is_server_admin(&self, me: &str) -> Result<bool, Refusal> {
-        Ok(self.store.user(me).await?.is_some_and(|u| u.admin))
+    /// `room` as `me` stands in it, with whether they administer the server.
+    async fn check(&self, me: &str, room: RoomStanding) -> Result<RoomCheck, Refusal> {
+        let server_admin = self.store.user(me).await?.is_some_and(|u| u.admin);
+        Ok(RoomCheck { room, server_admin })
     }
 
     /// Whether `me` may delete anyone's message in `key` (a room admin there, or a server
@@ -90,11 +89,7 @@ impl ChatService {
             Err(StoreError::NoSuchConversation) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let check = RoomCheck {
-            server_admin: self.is_server_admin(me).await?,
-            room,
-        };
-        Ok(check.allows(RoomAction::DeleteAny))
+        Ok(self.check(me, room).await?.allows(RoomAction::DeleteAny))
     }
 
     /// Sends `msg` to every member of `key` (and to `also`).
