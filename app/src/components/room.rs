@@ -56,19 +56,22 @@ pub fn RoomDialog(dialog: RwSignal<Dialog>, id: ConversationId) -> impl IntoView
     let notice = Memo::new(move |_| chat.with(|c| c.notice));
     let first = NodeRef::<html::Input>::new();
 
+    // The form is drawn once per opening (its fields are the user's until they save; a save,
+    // theirs or another admin's, does not redraw it under them); the topic as text follows
+    // every change.
     let about = {
         let id = id.clone();
         move || {
-            let Some((name, topic, private)) = about_room.get() else {
-                return ().into_any();
-            };
             if editor.get() {
-                view! { <RoomForm id=id.clone() name topic=topic.unwrap_or_default() private first /> }
-                    .into_any()
+                view! { <RoomForm id=id.clone() now=about_room first /> }.into_any()
             } else {
-                topic
-                    .map(|t| view! { <p class="room-topic">{t}</p> })
-                    .into_any()
+                (move || {
+                    about_room
+                        .get()
+                        .and_then(|(_, topic, _)| topic)
+                        .map(|t| view! { <p class="room-topic">{t}</p> })
+                })
+                .into_any()
             }
         }
     };
@@ -123,21 +126,20 @@ pub fn RoomDialog(dialog: RwSignal<Dialog>, id: ConversationId) -> impl IntoView
     }
 }
 
-/// Name, topic and privacy, for those who may change them.
+/// Name, topic and privacy, for those who may change them: filled with the room as it is
+/// (`now`) when drawn; a save sends what differs from the room as it is then.
 #[component]
 fn RoomForm(
     id: ConversationId,
-    name: String,
-    topic: String,
-    private: bool,
+    now: Memo<Option<(String, Option<String>, bool)>>,
     first: NodeRef<html::Input>,
 ) -> impl IntoView {
     let i18n = use_i18n();
     let ctx = ChatCtx::get();
-    let (was_name, was_topic, was_private) = (name.clone(), topic.clone(), private);
-    let name = RwSignal::new(name);
-    let topic = RwSignal::new(topic);
-    let private = RwSignal::new(private);
+    let (was_name, was_topic, was_private) = now.get_untracked().unwrap_or_default();
+    let name = RwSignal::new(was_name);
+    let topic = RwSignal::new(was_topic.unwrap_or_default());
+    let private = RwSignal::new(was_private);
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(false);
     let save = move |ev: ev::SubmitEvent| {
@@ -152,6 +154,8 @@ fn RoomForm(
             Err(e) => return error.set(Some(invalid_text(locale, &e))),
         };
         error.set(None);
+        let (was_name, was_topic, was_private) = now.get_untracked().unwrap_or_default();
+        let was_topic = was_topic.unwrap_or_default();
         let private_now = private.get_untracked();
         ctx.chat.update(|c| c.notice = None);
         ctx.send_all([ClientMsg::UpdateRoom {
@@ -237,27 +241,66 @@ fn MemberRow(id: ConversationId, member: Member) -> impl IntoView {
     let username = member.user.username.clone();
     let display = member.user.display_name.clone();
     let me = ctx.chat.with_untracked(|c| c.me.username == username);
-    let may = |action| ctx.chat.with_untracked(|c| c.may(&id, action));
-    let can_role = !me && role != Role::Owner && may(RoomAction::SetRole);
-    let can_remove = !me && may(RoomAction::Remove(role));
-    let can_ban = !me && may(RoomAction::Ban(role));
-    let send = {
-        let id = id.clone();
-        let username = username.clone();
-        move |make: fn(ConversationId, Username) -> ClientMsg| {
-            if let Ok(u) = Username::parse(&username) {
-                ctx.chat.update(|c| c.notice = None);
-                ctx.send_all([make(id.clone(), u)]);
-            }
-        }
-    };
+    let may = |action| !me && ctx.chat.with_untracked(|c| c.may(&id, action));
     let badge = match role {
         Role::Owner => Some(t_string!(i18n, room.owner)),
         Role::Admin => Some(t_string!(i18n, room.admin)),
         Role::Member => None,
     };
-    let (send_role, send_remove, send_ban) = (send.clone(), send.clone(), send);
-    let (n1, n2, n3) = (display.clone(), display.clone(), display.clone());
+    // What may be done to them, each as the frame it sends.
+    let target = Username::parse(&username).ok();
+    let action = |allowed: bool, make: &dyn Fn(ConversationId, Username) -> ClientMsg| {
+        target
+            .clone()
+            .filter(|_| allowed)
+            .map(|u| make(id.clone(), u))
+    };
+    let to_admin = role == Role::Member;
+    let set_role = action(role != Role::Owner && may(RoomAction::SetRole), &|c, u| {
+        ClientMsg::SetRole {
+            conversation_id: c,
+            username: u,
+            role: if to_admin { Role::Admin } else { Role::Member },
+        }
+    });
+    let remove = action(may(RoomAction::Remove(role)), &|c, u| {
+        ClientMsg::RemoveMember {
+            conversation_id: c,
+            username: u,
+        }
+    });
+    let ban = action(may(RoomAction::Ban(role)), &|c, u| ClientMsg::Ban {
+        conversation_id: c,
+        username: u,
+    });
+    let name = display.clone();
+    let role_label = Signal::derive(move || {
+        if to_admin {
+            (
+                t_string!(i18n, room.make_admin).to_owned(),
+                t_string!(i18n, room.make_admin_named, name = name.clone()),
+            )
+        } else {
+            (
+                t_string!(i18n, room.unmake_admin).to_owned(),
+                t_string!(i18n, room.unmake_admin_named, name = name.clone()),
+            )
+        }
+    });
+    let name = display.clone();
+    let remove_label = Signal::derive(move || {
+        (
+            t_string!(i18n, room.remove).to_owned(),
+            t_string!(i18n, room.remove_named, name = name.clone()),
+        )
+    });
+    let name = display.clone();
+    let ban_label = Signal::derive(move || {
+        (
+            t_string!(i18n, room.ban).to_owned(),
+            t_string!(i18n, room.ban_named, name = name.clone()),
+        )
+    });
     view! {
         <li class="member-row" data-username=username.clone()>
             <Avatar
@@ -271,84 +314,36 @@ fn MemberRow(id: ConversationId, member: Member) -> impl IntoView {
             {badge.map(|b| view! { <span class="role-badge">{b}</span> })}
             {member.user.status.clone().map(|s| view! { <span class="member-status muted">{s}</span> })}
             <span class="member-actions">
-                {can_role
-                    .then(|| {
-                        let to_admin = role == Role::Member;
-                        view! {
-                            <button
-                                type="button"
-                                class="ghost"
-                                aria-label=move || {
-                                    if to_admin {
-                                        t_string!(i18n, room.make_admin_named, name = n1.clone())
-                                    } else {
-                                        t_string!(i18n, room.unmake_admin_named, name = n1.clone())
-                                    }
-                                }
-                                on:click=move |_| {
-                                    if to_admin {
-                                        send_role(|c, u| ClientMsg::SetRole {
-                                            conversation_id: c,
-                                            username: u,
-                                            role: Role::Admin,
-                                        })
-                                    } else {
-                                        send_role(|c, u| ClientMsg::SetRole {
-                                            conversation_id: c,
-                                            username: u,
-                                            role: Role::Member,
-                                        })
-                                    }
-                                }
-                            >
-                                {move || {
-                                    if to_admin {
-                                        t_string!(i18n, room.make_admin)
-                                    } else {
-                                        t_string!(i18n, room.unmake_admin)
-                                    }
-                                }}
-                            </button>
-                        }
-                    })}
-                {can_remove
-                    .then(|| {
-                        view! {
-                            <button
-                                type="button"
-                                class="ghost"
-                                aria-label=move || t_string!(i18n, room.remove_named, name = n2.clone())
-                                on:click=move |_| {
-                                    send_remove(|c, u| ClientMsg::RemoveMember {
-                                        conversation_id: c,
-                                        username: u,
-                                    })
-                                }
-                            >
-                                {t!(i18n, room.remove)}
-                            </button>
-                        }
-                    })}
-                {can_ban
-                    .then(|| {
-                        view! {
-                            <button
-                                type="button"
-                                class="ghost danger"
-                                aria-label=move || t_string!(i18n, room.ban_named, name = n3.clone())
-                                on:click=move |_| {
-                                    send_ban(|c, u| ClientMsg::Ban {
-                                        conversation_id: c,
-                                        username: u,
-                                    })
-                                }
-                            >
-                                {t!(i18n, room.ban)}
-                            </button>
-                        }
-                    })}
+                {set_role.map(|frame| view! { <MemberAction frame label=role_label /> })}
+                {remove.map(|frame| view! { <MemberAction frame label=remove_label /> })}
+                {ban.map(|frame| view! { <MemberAction frame label=ban_label danger=true /> })}
             </span>
         </li>
+    }
+}
+
+/// A button that sends `frame`: `label` is its text and its accessible name (which says
+/// whom it acts on).
+#[component]
+fn MemberAction(
+    frame: ClientMsg,
+    label: Signal<(String, String)>,
+    #[prop(optional)] danger: bool,
+) -> impl IntoView {
+    let ctx = ChatCtx::get();
+    view! {
+        <button
+            type="button"
+            class="ghost"
+            class:danger=danger
+            aria-label=move || label.get().1
+            on:click=move |_| {
+                ctx.chat.update(|c| c.notice = None);
+                ctx.send_all([frame.clone()]);
+            }
+        >
+            {move || label.get().0}
+        </button>
     }
 }
 
