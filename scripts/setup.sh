@@ -73,7 +73,28 @@ rustc_builds_wasm() {
     return $ok
 }
 
+# Free space (in GiB) on the filesystem that holds the build output.
+free_gib() {
+    mkdir -p "$CARGO_TARGET_DIR"
+    df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print int($4 / 1048576) }'
+}
+
+# Build output only grows (cargo never deletes old artifacts), and a full disk fails a build
+# or an `npm ci` in ways that say nothing about the cause. Below a few GiB free, the
+# incremental-compilation caches (the largest part, and rebuilt on demand) are removed;
+# if that is not enough, the run stops with the reason instead of failing somewhere later.
+ensure_disk_room() {
+    local want=8 need=3 free
+    free="$(free_gib)"
+    [ "$free" -ge "$want" ] && return 0
+    say "only ${free} GiB free: removing incremental build caches under $CARGO_TARGET_DIR"
+    find "$CARGO_TARGET_DIR" -maxdepth 4 -type d -name incremental -prune -exec rm -rf {} +
+    free="$(free_gib)"
+    [ "$free" -ge "$need" ] || die "only ${free} GiB free on the disk holding $CARGO_TARGET_DIR; a build needs about ${need} GiB (delete that directory to start clean)"
+}
+
 setup_rust() {
+    ensure_disk_room
     have cargo && have rustc || die "Rust is not installed: get it from https://rustup.rs (or your distribution) and re-run"
     # The cargo that builds the server (and that users have on PATH), captured before any
     # PATH change below.
