@@ -1,5 +1,5 @@
 //! Throughput and latency: users in pairs, each sending to its peer for a fixed time, against
-//! the real server or one of the in-process relay baselines (plain, or durable: see
+//! the real server or one of the relay baselines in a process of its own (plain, or durable: see
 //! [`crate::relay`]). Closed loop: each user keeps `window` messages in flight. Open loop: a
 //! fixed aggregate rate, each user on its own schedule, and latencies counted from the
 //! scheduled send time (so a stalled server cannot hide its queue). Measures delivered
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::client::{Closed, Conn};
 use crate::process::{free_port, ServerProcess, Stop};
-use crate::relay::Relay;
+use crate::relay::RelayProcess;
 use crate::world::populate;
 
 #[derive(Debug, Clone)]
@@ -135,13 +135,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let users = opts.users.max(2) & !1;
     let dir = tempfile::tempdir()?;
     let mut server = None;
-    // Kept until the run ends: dropping the durable relay stops its syncing.
+    // Kept until the run ends: dropping it stops the relay's process.
     let mut relay = None;
     let (addr, target, tokens, convs) = match &opts.target {
         Target::Relay | Target::DurableRelay => {
             let durable = matches!(opts.target, Target::DurableRelay);
             let journal = dir.path().join("journal");
-            let started = Relay::start(durable.then_some(journal.as_path())).await?;
+            let started = RelayProcess::start(durable.then_some(journal.as_path())).await?;
             let addr = started.addr;
             relay = Some(started);
             let tokens: Vec<String> = (0..users).map(|i| format!("r{i}")).collect();
@@ -234,7 +234,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         None => Vec::new(),
     };
     let seconds = opts.duration.as_secs_f64();
-    let rss_kib = server.as_ref().and_then(ServerProcess::rss_kib);
+    let rss_kib = match (&server, &relay) {
+        (Some(s), _) => s.rss_kib(),
+        (None, Some(r)) => r.pid().and_then(crate::process::rss_kib),
+        (None, None) => None,
+    };
     if let Some(mut s) = server {
         s.stop(Stop::Term).await?;
     }
@@ -346,6 +350,7 @@ async fn user(
     // Each send is stamped with its due time: now for the closed loop, the schedule's for
     // the open loop.
     let mut due = Vec::new();
+    let mut burst = Vec::new();
     loop {
         let now = Instant::now();
         let sending = match &pace {
@@ -392,13 +397,13 @@ async fn user(
                         body: MessageBody::parse(&body)?,
                     },
                 };
-                conn.send(&frame).await?;
-                r.send_late_us.push(at.elapsed().as_micros() as u64);
+                conn.feed(&frame).await?;
                 changes.push_back(at);
+                burst.push(at);
                 continue;
             }
             let id = format!("b{index}-{n}");
-            conn.send(&ClientMsg::Send {
+            conn.feed(&ClientMsg::Send {
                 conversation_id: conv.clone(),
                 client_msg_id: ClientMsgId::parse(&id)?,
                 body: Some(MessageBody::parse(&body)?),
@@ -406,8 +411,15 @@ async fn user(
                 reply_to: None,
             })
             .await?;
-            r.send_late_us.push(at.elapsed().as_micros() as u64);
             sent_at.insert(id, at);
+            burst.push(at);
+        }
+        // Everything due goes out with one write; each send is late by the time it left.
+        if !burst.is_empty() {
+            conn.flush().await?;
+            for at in burst.drain(..) {
+                r.send_late_us.push(at.elapsed().as_micros() as u64);
+            }
         }
         if !sending
             && sent_at.is_empty()

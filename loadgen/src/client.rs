@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     connect_async_with_config,
-    tungstenite::{client::IntoClientRequest, Message},
+    tungstenite::{client::IntoClientRequest, Message, Utf8Bytes},
     MaybeTlsStream, WebSocketStream,
 };
 
@@ -71,15 +71,29 @@ impl Conn {
         Ok(())
     }
 
-    /// The next protocol frame within `wait`.
-    pub async fn next(&mut self, wait: Duration) -> anyhow::Result<ServerMsg> {
+    /// Queues `msg` without writing it out: [`Conn::flush`] writes everything queued at
+    /// once, as one write (a burst of sends then costs the machine one system call, not one
+    /// each).
+    pub async fn feed(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
+        self.ws.feed(Message::text(msg.encode())).await?;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.ws.flush().await?;
+        Ok(())
+    }
+
+    /// The next text frame as it came, within `wait`, for readers that pick out a field or
+    /// two instead of decoding every frame whole.
+    pub async fn next_text(&mut self, wait: Duration) -> anyhow::Result<Utf8Bytes> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("no frame within {wait:?}"))?;
             match frame {
-                Some(Ok(Message::Text(text))) => return Ok(ServerMsg::decode(&text)?),
+                Some(Ok(Message::Text(text))) => return Ok(text),
                 Some(Ok(Message::Close(frame))) => {
                     return Err(Closed(frame.map(|f| u16::from(f.code))).into())
                 }
@@ -87,6 +101,12 @@ impl Conn {
                 Some(Err(_)) | None => return Err(Closed(None).into()),
             }
         }
+    }
+
+    /// The next protocol frame within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> anyhow::Result<ServerMsg> {
+        let text = self.next_text(wait).await?;
+        Ok(ServerMsg::decode(&text)?)
     }
 
     /// Skips frames until `pick` accepts one (within `wait` in all).

@@ -14,11 +14,11 @@ use anyhow::{ensure, Context};
 use app::protocol::{ClientMsg, ServerMsg};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::process::Command;
 
 use crate::client::Conn;
 use crate::http::sign_up;
 use crate::process::{free_port, rss_kib, ServerProcess, Stop};
+use crate::relay::RelayProcess;
 
 /// Sockets per user (the server allows 32).
 pub const PER_USER: usize = 25;
@@ -88,23 +88,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     server.stop(Stop::Term).await?;
 
     // The relay takes a socket's token as its username.
-    let relay_addr = free_port()?;
-    let relay = Command::new(std::env::current_exe()?)
-        .args(["relay", "--addr", &relay_addr.to_string()])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("start the relay process")?;
-    let relay_pid = relay.id().context("the relay has no pid")?;
-    let listening = Instant::now();
-    while tokio::net::TcpStream::connect(relay_addr).await.is_err() {
-        ensure!(
-            listening.elapsed() < Duration::from_secs(10),
-            "the relay process did not listen on {relay_addr} within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let relay_held = hold(relay_addr, &names, relay_pid, &opts).await?;
+    let relay = RelayProcess::start(None).await?;
+    let relay_pid = relay.pid().context("the relay has no pid")?;
+    let relay_held = hold(relay.addr, &names, relay_pid, &opts).await?;
     drop(relay);
     Ok(Report {
         connections: opts.connections,

@@ -10,7 +10,9 @@
 //! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
 //! - [`files`] — upload throughput, an image's thumbnail time, uploads beside `bench`.
 //! - [`bench`] — closed-loop throughput and latency, against the server or [`relay`], the
-//!   in-process baseline with no authentication or storage.
+//!   baseline with no authentication or storage (a process of its own).
+//! - [`fanout`] — one room of many members: deliveries per second and the time until every
+//!   member has a post, against the server and the relay.
 //!
 //! Loopback only: every address is checked with [`loopback_only`].
 
@@ -19,6 +21,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod crash;
+pub mod fanout;
 pub mod files;
 pub mod http;
 pub mod idle;

@@ -54,7 +54,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Throughput and latency of the server, then of the in-process relay baselines (durable,
+    /// Throughput and latency of the server, then of the relay baselines (durable,
     /// then plain), in the same run: closed loop (a window per user), or open loop with `--rate`.
     Bench {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
@@ -100,6 +100,26 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=500))]
         samples: u64,
     },
+    /// One room of many members, each on a socket of their own, and one of them posting at
+    /// `--rate` posts a second, or as fast as the room takes it (`--window` posts not yet
+    /// received by everyone); then the plain relay, the same room and load.
+    Fanout {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        /// People in the room, the poster included (bounded by the open-file limit: each is
+        /// a socket here and one in the target).
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(2..=20_000))]
+        members: u64,
+        /// Posts per second (instead of the window).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Saturation: posts not yet received by every member.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+        window: u64,
+        /// Seconds of posting per target (bounded).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
     /// Holds many authenticated idle sockets; memory per connection, beside the plain relay's.
     Idle {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
@@ -110,13 +130,16 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
         seconds: u64,
     },
-    /// The plain relay baseline in a process of its own, until killed (the `idle` benchmark
-    /// starts it, so that the relay's memory is measured apart from the clients').
+    /// The relay baseline in a process of its own, until killed (the benchmarks start it, so
+    /// that the relay never shares a runtime with the load and its CPU and memory are its own).
     #[command(hide = true)]
     Relay {
         /// A loopback address to listen on.
         #[arg(long)]
         addr: std::net::SocketAddr,
+        /// Durable: append every message to this file (created) and sync it before the ack.
+        #[arg(long)]
+        journal: Option<PathBuf>,
     },
     /// Reconnect storms: half the users drop and resume at once, repeatedly, under traffic.
     Storm {
@@ -433,6 +456,99 @@ async fn main() -> anyhow::Result<()> {
                 })
             );
         }
+        Command::Fanout {
+            server_bin,
+            members,
+            rate,
+            window,
+            seconds,
+        } => {
+            let machine = loadgen::machine_load();
+            let cpu = loadgen::CpuTimes::now();
+            let pace = match rate {
+                Some(r) if r > 0.0 && r <= 100_000.0 => loadgen::fanout::Pace::Rate(r),
+                Some(r) => anyhow::bail!("--rate {r}: between 0 and 100,000 posts a second"),
+                None => loadgen::fanout::Pace::Window(window as usize),
+            };
+            println!(
+                "fan-out: one room of {members} members, {}, {seconds} s per target",
+                match pace {
+                    loadgen::fanout::Pace::Rate(r) => format!("{r} posts/s"),
+                    loadgen::fanout::Pace::Window(w) => format!("saturation (window {w})"),
+                }
+            );
+            let reports = loadgen::fanout::run(loadgen::fanout::Options {
+                server_bin,
+                members: members as usize,
+                pace,
+                duration: Duration::from_secs(seconds),
+            })
+            .await?;
+            let relay_per_s = reports[1].deliveries_per_second.max(1.0);
+            println!("target   posts  deliveries/s  vs relay  all reached p50/p99 (ms)  delivery p50/p99 (ms)  CPU (cores)  loadgen CPU  RSS (MiB)  connect (s)");
+            let ms = |us: u64| us as f64 / 1000.0;
+            for r in &reports {
+                println!(
+                    "{:<7} {:>6} {:>13.0} {:>8.1}% {:>12.1} / {:<10.1} {:>9.1} / {:<10.1} {:>8.2} {:>12.2} {:>10.1} {:>11.1}",
+                    r.target,
+                    r.posts,
+                    r.deliveries_per_second,
+                    100.0 * r.deliveries_per_second / relay_per_s,
+                    ms(r.all_reached_us.p50),
+                    ms(r.all_reached_us.p99),
+                    ms(r.delivery_us.p50),
+                    ms(r.delivery_us.p99),
+                    r.cpu_cores,
+                    r.loadgen_cpu_cores,
+                    r.rss_kib as f64 / 1024.0,
+                    r.connect_seconds,
+                );
+            }
+            println!(
+                "every member received every acknowledged post once, in seq order (both targets)"
+            );
+            let steal = cpu.and_then(|c| c.steal_since());
+            println!(
+                "machine load (1/5/15 min) before: {}, after: {}; CPU time stolen by the hypervisor: {}",
+                machine.as_deref().unwrap_or("-"),
+                loadgen::machine_load().as_deref().unwrap_or("-"),
+                steal.map_or("-".into(), |s| format!("{s:.1}%"))
+            );
+            let line: Vec<_> = reports
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "target": r.target,
+                        "posts": r.posts,
+                        "deliveries": r.deliveries,
+                        "seconds": r.seconds,
+                        "deliveries_per_s": r.deliveries_per_second,
+                        "all_reached_p50_us": r.all_reached_us.p50,
+                        "all_reached_p99_us": r.all_reached_us.p99,
+                        "delivery_p50_us": r.delivery_us.p50,
+                        "delivery_p99_us": r.delivery_us.p99,
+                        "cpu_cores": r.cpu_cores,
+                        "loadgen_cpu_cores": r.loadgen_cpu_cores,
+                        "rss_kib": r.rss_kib,
+                        "connect_seconds": r.connect_seconds,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": "fanout",
+                    "members": members,
+                    "rate": rate,
+                    "window": rate.is_none().then_some(window),
+                    "load_before": machine,
+                    "load_after": loadgen::machine_load(),
+                    "steal_percent": steal,
+                    "ratio_to_relay": reports[0].deliveries_per_second / relay_per_s,
+                    "results": line,
+                })
+            );
+        }
         Command::Idle {
             server_bin,
             connections,
@@ -485,8 +601,8 @@ async fn main() -> anyhow::Result<()> {
                 })
             );
         }
-        Command::Relay { addr } => {
-            let relay = loadgen::relay::Relay::start_on(addr, None).await?;
+        Command::Relay { addr, journal } => {
+            let relay = loadgen::relay::Relay::start_on(addr, journal.as_deref()).await?;
             println!("relay listening on {}", relay.addr);
             // Until killed: the sockets are served by the runtime's tasks.
             std::future::pending::<()>().await;

@@ -1,4 +1,4 @@
-//! The baselines: a minimal in-process WebSocket relay speaking the same frames as the chat
+//! The baselines: a minimal WebSocket relay speaking the same frames as the chat
 //! server, with no authentication and no sequencing beyond a counter. Whatever it reaches on
 //! this machine is the ceiling the real server is compared with.
 //!
@@ -9,9 +9,14 @@
 //! nothing before it is on disk: this machine's disk and scheduler, and no database.
 //!
 //! A client's session token is taken as its username; a direct conversation `a/b` has the
-//! members `a` and `b`. A `send` is acknowledged to the sender and delivered to the other
-//! members' sockets, encoded once.
+//! members `a` and `b`; any other conversation is a room, whose members are those who sent
+//! `join_room` for it. A `send` is acknowledged to the sender and delivered to the other
+//! members' sockets, encoded once and shared; each socket writes whatever is queued for it
+//! with one flush, as the server does. Benchmarks run it in a process of its own
+//! ([`RelayProcess`]), as they run the server, so that it never shares a runtime with the
+//! load generator and its CPU and memory are its own.
 
+use anyhow::Context;
 use app::protocol::{ClientMsg, Message, ServerMsg, UserInfo, PROTOCOL_VERSION};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -20,16 +25,21 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{Request, Response},
     protocol::WebSocketConfig,
-    Message as Frame,
+    Message as Frame, Utf8Bytes,
 };
 
-type Outbox = mpsc::UnboundedSender<Arc<str>>;
+type Outbox = mpsc::UnboundedSender<Utf8Bytes>;
 type Outboxes = Arc<Mutex<HashMap<String, Vec<Outbox>>>>;
+
+/// Most queued frames a socket writes with one flush (the server's `BURST`).
+const BURST: usize = 64;
 
 /// A running relay. Dropping it stops the durable relay's syncing thread (its sockets then
 /// get no more acks); the sockets themselves live as long as the runtime.
@@ -55,6 +65,7 @@ impl Relay {
         };
         let shared = Shared {
             outboxes: Arc::default(),
+            rooms: Arc::default(),
             seqs: Arc::default(),
             journal: journal.clone(),
         };
@@ -80,9 +91,48 @@ impl Drop for Relay {
     }
 }
 
+/// The relay in a process of its own (`loadgen relay`), killed when dropped.
+pub struct RelayProcess {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl RelayProcess {
+    /// Starts `loadgen relay` (this executable) on a free loopback port, durable with
+    /// `journal`, and waits until it listens.
+    pub async fn start(journal: Option<&Path>) -> anyhow::Result<RelayProcess> {
+        let addr = crate::process::free_port()?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["relay", "--addr", &addr.to_string()]);
+        if let Some(path) = journal {
+            command.arg("--journal").arg(path);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the relay process")?;
+        let listening = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            anyhow::ensure!(
+                listening.elapsed() < Duration::from_secs(10),
+                "the relay process did not listen on {addr} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(RelayProcess { addr, child })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     outboxes: Outboxes,
+    /// Each room's members (who sent `join_room` for it).
+    rooms: Arc<Mutex<HashMap<String, Vec<String>>>>,
     /// Each conversation's last `seq`; the durable relay holds it until the message is
     /// appended, so that a conversation's messages reach the file in `seq` order.
     seqs: Arc<Mutex<HashMap<String, u64>>>,
@@ -93,8 +143,8 @@ struct Shared {
 /// the ack to the sender's. The plain relay sends them at once; the durable one after the
 /// sync, in the order they were appended.
 struct Frames {
-    ack: (Outbox, Arc<str>),
-    delivery: (Vec<Outbox>, Arc<str>),
+    ack: (Outbox, Utf8Bytes),
+    delivery: (Vec<Outbox>, Utf8Bytes),
 }
 
 impl Frames {
@@ -206,7 +256,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
     )
     .await?;
     let (mut write, mut read) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Arc<str>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Utf8Bytes>();
     {
         let mut outboxes = shared.outboxes.lock().expect("lock");
         let mine = outboxes.entry(user.clone()).or_default();
@@ -220,9 +270,19 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
         admin: false,
     };
     write.send(Frame::text(hello.encode())).await?;
+    // Whatever is queued goes out with one flush (one write), as the server's sockets do.
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
-            if write.send(Frame::text(&*frame)).await.is_err() {
+            if write.feed(Frame::Text(frame)).await.is_err() {
+                break;
+            }
+            for _ in 1..BURST {
+                let Ok(frame) = rx.try_recv() else { break };
+                if write.feed(Frame::Text(frame)).await.is_err() {
+                    return;
+                }
+            }
+            if write.flush().await.is_err() {
                 break;
             }
         }
@@ -253,22 +313,26 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                     sent_at_ms: 0,
                     ..Message::default()
                 };
-                let delivery: Arc<str> = Arc::from(
+                let delivery = Utf8Bytes::from(
                     ServerMsg::Message {
                         message: message.clone(),
                     }
                     .encode(),
                 );
                 let recipients: Vec<Outbox> = {
+                    let rooms = shared.rooms.lock().expect("lock");
                     let outboxes = shared.outboxes.lock().expect("lock");
-                    conversation_id
-                        .0
-                        .split('/')
+                    let members: Vec<&str> = match rooms.get(&conversation_id.0) {
+                        Some(members) => members.iter().map(String::as_str).collect(),
+                        None => conversation_id.0.split('/').collect(),
+                    };
+                    members
+                        .into_iter()
                         .filter(|m| *m != user)
                         .flat_map(|m| outboxes.get(m).into_iter().flatten().cloned())
                         .collect()
                 };
-                let ack: Arc<str> = Arc::from(
+                let ack = Utf8Bytes::from(
                     ServerMsg::Ack {
                         client_msg_id: client_msg_id.to_string(),
                         message,
@@ -292,6 +356,15 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                 continue;
             }
             Ok(ClientMsg::Resume { .. }) => ServerMsg::Resumed,
+            // Joined at once; the client learns it with its next answer (a `ping`'s).
+            Ok(ClientMsg::JoinRoom { conversation_id }) => {
+                let mut rooms = shared.rooms.lock().expect("lock");
+                let members = rooms.entry(conversation_id.0).or_default();
+                if !members.contains(&user) {
+                    members.push(user.clone());
+                }
+                continue;
+            }
             Ok(ClientMsg::Ping { nonce }) => ServerMsg::Pong {
                 nonce,
                 server_time_ms: 0,
@@ -299,7 +372,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
             Ok(_) => continue,
             Err(e) => e.into(),
         };
-        if tx.send(Arc::from(reply.encode())).is_err() {
+        if tx.send(Utf8Bytes::from(reply.encode())).is_err() {
             break;
         }
     }

@@ -87,7 +87,7 @@ pub async fn populate(
 }
 
 /// Sends `msg` on a new socket of `token`'s user and returns the conversation it answers.
-async fn ask_conversation(
+pub async fn ask_conversation(
     addr: SocketAddr,
     token: &str,
     msg: ClientMsg,

@@ -724,15 +724,16 @@ impl ChatService {
             .ok_or(StoreError::NoSuchUser)?
             .info();
         let msg = ServerMsg::UserUpdated { user };
-        let mut to = self.contacts(me).await;
+        let mut to = self.contacts(me, usize::MAX).await;
         to.push(me.to_owned());
         self.hub.push(&to, &Outbound::frame(&msg), skip);
         Ok(msg)
     }
 
-    /// Tells everyone who shares a conversation with `user` that they came or went.
+    /// Tells everyone who shares a conversation with `user` that they came or went, but
+    /// through rooms of more than [`PRESENCE_ROOM_LIMIT`] members.
     pub async fn announce_presence(&self, user: &str, online: bool) {
-        let contacts = self.contacts(user).await;
+        let contacts = self.contacts(user, PRESENCE_ROOM_LIMIT).await;
         let msg = ServerMsg::Presence {
             username: user.to_owned(),
             online,
@@ -740,21 +741,30 @@ impl ChatService {
         self.hub.push(&contacts, &Outbound::frame(&msg), None);
     }
 
-    /// Everyone who shares a conversation with `me`.
-    async fn contacts(&self, me: &str) -> Vec<String> {
+    /// Everyone who shares a conversation of at most `largest` members with `me`.
+    async fn contacts(&self, me: &str, largest: usize) -> Vec<String> {
         let Ok(rows) = self.store.recent_conversations(me).await else {
             return Vec::new();
         };
         let mut all = BTreeSet::new();
         for row in rows {
             if let Ok(members) = self.store.members(&row.key).await {
-                all.extend(members.iter().cloned());
+                if members.len() <= largest {
+                    all.extend(members.iter().cloned());
+                }
             }
         }
         all.remove(me);
         all.into_iter().collect()
     }
 }
+
+/// Rooms larger than this do not tell their members when someone comes or goes: everyone
+/// connecting at once (a morning, a restart) would make a message to every member per
+/// member, the square of the room. Their member lists show who was online when they were
+/// read; direct conversations and smaller rooms are told live. (Slack and Discord likewise
+/// stop pushing presence for large groups.)
+pub const PRESENCE_ROOM_LIMIT: usize = 1_000;
 
 /// No room but the server's own may be called like it (it would pass for it).
 fn not_the_default_name(name: &RoomName) -> Result<(), Refusal> {
