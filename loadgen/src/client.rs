@@ -4,11 +4,14 @@
 use anyhow::{anyhow, bail, Context};
 use app::protocol::{ClientMsg, ServerMsg};
 use futures::{SinkExt, StreamExt};
-use std::{net::SocketAddr, time::Duration};
-use tokio::net::TcpStream;
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::{
-    connect_async_with_config,
-    tungstenite::{client::IntoClientRequest, Message, Utf8Bytes},
+    client_async_with_config,
+    tungstenite::{client::IntoClientRequest, protocol::WebSocketConfig, Message, Utf8Bytes},
     MaybeTlsStream, WebSocketStream,
 };
 
@@ -34,17 +37,43 @@ pub struct Conn {
 impl Conn {
     /// Connects (without Nagle, as browsers do for WebSockets) and consumes the `hello`.
     pub async fn open(addr: SocketAddr, token: &str) -> anyhow::Result<Conn> {
+        Self::open_from(addr, token, None).await
+    }
+
+    /// As [`Conn::open`], from the loopback address `from`: one source address has ~28,000
+    /// ports towards one server address, so more sockets than that come from several.
+    pub async fn open_from(
+        addr: SocketAddr,
+        token: &str,
+        from: Option<IpAddr>,
+    ) -> anyhow::Result<Conn> {
         let mut req = format!("ws://{addr}/ws").into_client_request()?;
         req.headers_mut()
             .insert("cookie", format!("chat_session={token}").parse()?);
         req.headers_mut()
             .insert("origin", format!("http://{addr}").parse()?);
-        let (ws, _) = tokio::time::timeout(
-            Duration::from_secs(5),
-            connect_async_with_config(req, None, true),
-        )
-        .await
-        .context("connect timed out")??;
+        let connecting = async {
+            let socket = match addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            if let Some(ip) = from {
+                socket.bind(crate::loopback_only(SocketAddr::new(ip, 0))?)?;
+            }
+            let stream = socket.connect(addr).await?;
+            stream.set_nodelay(true)?;
+            // The server's buffer sizes (4 KiB read, 16 KiB write) rather than the library's
+            // 128 KiB: a hundred thousand clients must fit beside the server.
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(16 * 1024);
+            let (ws, _) =
+                client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config)).await?;
+            anyhow::Ok(ws)
+        };
+        let ws = tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .context("connect timed out")??;
         let mut conn = Conn { ws };
         match conn.next(Duration::from_secs(5)).await? {
             ServerMsg::Hello { .. } => Ok(conn),

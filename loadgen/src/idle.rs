@@ -12,7 +12,7 @@
 
 use anyhow::{ensure, Context};
 use app::protocol::{ClientMsg, ServerMsg};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::client::Conn;
@@ -24,6 +24,14 @@ use crate::relay::RelayProcess;
 pub const PER_USER: usize = 25;
 /// Sockets being opened at once.
 const OPENING: usize = 100;
+/// Sockets from one source address (127.0.0.1, then .2, …): fewer than the ~28,000
+/// ephemeral ports one source has towards one server address.
+const PER_SOURCE: usize = 20_000;
+
+/// The loopback source address of socket `i`.
+fn source(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / PER_SOURCE) as u8))
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -80,8 +88,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let users = opts.connections.div_ceil(PER_USER).max(1);
     let names: Vec<String> = (0..users).map(|i| format!("idle{i}")).collect();
     let mut tokens = Vec::new();
-    for name in &names {
-        tokens.push(sign_up(addr, name).await?);
+    for chunk in names.chunks(OPENING) {
+        let signing = chunk.iter().map(|name| sign_up(addr, name));
+        for token in futures::future::join_all(signing).await {
+            tokens.push(token?);
+        }
     }
     let pid = server.pid().context("the server has no pid")?;
     let held = hold(addr, &tokens, pid, &opts).await?;
@@ -116,7 +127,7 @@ async fn hold(
     let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
     while conns.len() < opts.connections {
         let batch = (conns.len()..opts.connections.min(conns.len() + OPENING))
-            .map(|i| Conn::open(addr, &tokens[i / PER_USER]));
+            .map(|i| Conn::open_from(addr, &tokens[i / PER_USER], Some(source(i))));
         for conn in futures::future::join_all(batch).await {
             conns.push(conn?);
         }

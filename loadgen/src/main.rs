@@ -124,7 +124,9 @@ enum Command {
     Idle {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
         server_bin: PathBuf,
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        /// Sockets to hold (bounded; above ~20,000 the open-file limit must allow twice as
+        /// many: `ulimit -n`, see BENCHMARKS.md).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=200_000))]
         connections: u64,
         /// Seconds to hold them before measuring and pinging each (bounded).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]

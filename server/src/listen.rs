@@ -44,10 +44,25 @@ pub struct ConnectionLimits {
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Raises this process's soft limit on open files to its hard limit: every socket is a file,
-/// and the usual soft limit (1,024) is far below what a chat server holds. Returns the limit
-/// now in force.
+/// Raises this process's limit on open files as far as it may: every socket is a file, and
+/// the usual soft limit (1,024) is far below what a chat server holds. A process allowed to
+/// (root, or `CAP_SYS_RESOURCE`) first lifts its hard limit to the kernel's most
+/// (`/proc/sys/fs/nr_open`), so 100,000 sockets need no `ulimit` beforehand; any other
+/// raises its soft limit to the hard one its service manager gave it (`LimitNOFILE=`).
+/// Returns the limit now in force.
 pub fn raise_open_file_limit() -> io::Result<u64> {
+    let kernel_most = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(most) = kernel_most {
+        if rlimit::Resource::NOFILE
+            .get()
+            .is_ok_and(|(_, hard)| hard < most)
+        {
+            // Refused without the privilege: the hard limit stays as it was.
+            let _ = rlimit::Resource::NOFILE.set(most, most);
+        }
+    }
     rlimit::increase_nofile_limit(u64::MAX)
 }
 

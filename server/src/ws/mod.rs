@@ -144,7 +144,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let handler = Handler {
                 socket,
-                ended,
+                ended: Some(ended),
                 session_id: session.session_id,
                 me,
                 admin,
@@ -185,8 +185,8 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 /// Owns one socket for its whole life.
 struct Handler {
     socket: WebSocket,
-    /// Sessions signing out; ours closes the socket.
-    ended: broadcast::Receiver<String>,
+    /// Sessions signing out; ours closes the socket. Taken by the loop that serves it.
+    ended: Option<broadcast::Receiver<String>>,
     session_id: String,
     me: UserInfo,
     /// The user administers the server (told to the client with the hello).
@@ -204,6 +204,24 @@ struct Handler {
     shutdown: CancellationToken,
     /// The socket's place in the hub: its outbox, and the signal that it lagged.
     registration: Registration,
+}
+
+/// Ends when session `session_id` signs out (or may have: when sign-outs were missed, the
+/// store says whether it is still alive).
+async fn signed_out(mut ended: broadcast::Receiver<String>, auth: AuthState, session_id: String) {
+    loop {
+        match ended.recv().await {
+            Ok(sid) if sid == session_id => return,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !auth.session_alive(&session_id).await {
+                    return;
+                }
+            }
+            // The channel closed: the server is stopping, which `shutdown` handles.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Why the loop ended, and what to tell the peer.
@@ -242,8 +260,17 @@ impl Handler {
         if self.send(&hello).await.is_err() {
             return Exit::Quiet;
         }
-        let shutdown = self.shutdown.clone();
-        let dropped = self.registration.dropped.clone();
+        // The waits that last the socket's whole life are made once and polled in place: a
+        // wait made anew at every wake-up joins and leaves its token's (or channel's) list of
+        // waiters each time, under a lock that every socket of the server shares — per
+        // delivered frame, the cost of a wide fan-out.
+        let shutdown = self.shutdown.clone().cancelled_owned();
+        let dropped = self.registration.dropped.clone().cancelled_owned();
+        let Some(ended) = self.ended.take() else {
+            return Exit::Quiet;
+        };
+        let signed_out = signed_out(ended, self.auth.clone(), self.session_id.clone());
+        tokio::pin!(shutdown, dropped, signed_out);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
@@ -297,24 +324,14 @@ impl Handler {
                         return Exit::Quiet;
                     }
                 }
-                () = shutdown.cancelled() => {
+                () = &mut shutdown => {
                     return Exit::Close(close_code::AWAY, "server shutting down");
                 }
                 // Cut off by the hub, started or not: it fell too far behind.
-                () = dropped.cancelled(), if self.outbox_open => {
+                () = &mut dropped, if self.outbox_open => {
                     self.outbox_open = false;
                 }
-                ended = self.ended.recv() => {
-                    match ended {
-                        Ok(sid) if sid == self.session_id => {}
-                        // Missed some sign-outs: ours may have been one of them.
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            if self.auth.session_alive(&self.session_id).await {
-                                continue;
-                            }
-                        }
-                        _ => continue,
-                    }
+                () = &mut signed_out => {
                     return Exit::Close(close_code::POLICY, "signed out");
                 }
             }
