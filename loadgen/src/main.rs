@@ -210,6 +210,19 @@ enum StopArg {
     Term,
 }
 
+/// Prints the machine's load before a run (`before`) and now, and the share of CPU time the
+/// hypervisor took since `cpu`; returns that share.
+fn print_machine(before: Option<&str>, cpu: Option<loadgen::CpuTimes>) -> Option<f64> {
+    let steal = cpu.and_then(|c| c.steal_since());
+    println!(
+        "machine load (1/5/15 min) before: {}, after: {}; CPU time stolen by the hypervisor: {}",
+        before.unwrap_or("-"),
+        loadgen::machine_load().as_deref().unwrap_or("-"),
+        steal.map_or("-".into(), |s| format!("{s:.1}%"))
+    );
+    steal
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -406,13 +419,7 @@ async fn main() -> anyhow::Result<()> {
                     100.0 * server.throughput / c.max(1.0)
                 );
             }
-            let steal = cpu.and_then(|c| c.steal_since());
-            println!(
-                "machine load (1/5/15 min) before: {}, after: {}; CPU time stolen by the hypervisor: {}",
-                machine.as_deref().unwrap_or("-"),
-                loadgen::machine_load().as_deref().unwrap_or("-"),
-                steal.map_or("-".into(), |s| format!("{s:.1}%"))
-            );
+            let steal = print_machine(machine.as_deref(), cpu);
             let line: Vec<_> = reports
                 .iter()
                 .map(|r| {
@@ -509,13 +516,7 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "every member received every acknowledged post once, in seq order (both targets)"
             );
-            let steal = cpu.and_then(|c| c.steal_since());
-            println!(
-                "machine load (1/5/15 min) before: {}, after: {}; CPU time stolen by the hypervisor: {}",
-                machine.as_deref().unwrap_or("-"),
-                loadgen::machine_load().as_deref().unwrap_or("-"),
-                steal.map_or("-".into(), |s| format!("{s:.1}%"))
-            );
+            let steal = print_machine(machine.as_deref(), cpu);
             let line: Vec<_> = reports
                 .iter()
                 .map(|r| {
