@@ -11,7 +11,7 @@ use std::{
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::{
     client_async_with_config,
-    tungstenite::{client::IntoClientRequest, protocol::WebSocketConfig, Message, Utf8Bytes},
+    tungstenite::{client::IntoClientRequest, Message, Utf8Bytes},
     MaybeTlsStream, WebSocketStream,
 };
 
@@ -62,11 +62,8 @@ impl Conn {
             }
             let stream = socket.connect(addr).await?;
             stream.set_nodelay(true)?;
-            // The server's buffer sizes (4 KiB read, 16 KiB write) rather than the library's
-            // 128 KiB: a hundred thousand clients must fit beside the server.
-            let config = WebSocketConfig::default()
-                .read_buffer_size(4 * 1024)
-                .write_buffer_size(16 * 1024);
+            // Small buffers: a hundred thousand clients must fit beside the server.
+            let config = crate::socket_config();
             let (ws, _) =
                 client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config)).await?;
             anyhow::Ok(ws)

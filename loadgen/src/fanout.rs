@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::bench::Percentiles;
 use crate::client::{Closed, Conn};
 use crate::http::sign_up;
+use crate::in_batches;
 use crate::process::{cpu_seconds, free_port, rss_kib, ServerProcess, Stop};
 use crate::relay::RelayProcess;
 use crate::world::ask_conversation;
@@ -103,15 +104,10 @@ async fn populate(
     addr: SocketAddr,
     members: usize,
 ) -> anyhow::Result<(Vec<String>, ConversationId)> {
-    let mut tokens = Vec::with_capacity(members);
-    for chunk in (0..members).collect::<Vec<_>>().chunks(OPENING) {
-        let signing = chunk
-            .iter()
-            .map(|i| async move { sign_up(addr, &format!("fan{i}")).await });
-        for token in join_all(signing).await {
-            tokens.push(token?);
-        }
-    }
+    let tokens = in_batches(0..members, OPENING, |i| async move {
+        sign_up(addr, &format!("fan{i}")).await
+    })
+    .await?;
     let room = ask_conversation(
         addr,
         &tokens[0],
@@ -121,20 +117,17 @@ async fn populate(
         },
     )
     .await?;
-    for chunk in tokens[1..].chunks(OPENING) {
-        let joining = chunk.iter().map(|token| {
-            ask_conversation(
-                addr,
-                token,
-                ClientMsg::JoinRoom {
-                    conversation_id: room.clone(),
-                },
-            )
-        });
-        for joined in join_all(joining).await {
-            joined.context("join the room")?;
+    in_batches(&tokens[1..], OPENING, |token| {
+        let join = ClientMsg::JoinRoom {
+            conversation_id: room.clone(),
+        };
+        async move {
+            ask_conversation(addr, token, join)
+                .await
+                .context("join the room")
         }
-    }
+    })
+    .await?;
     Ok((tokens, room))
 }
 
@@ -193,28 +186,24 @@ async fn measure(
     opts: &Options,
 ) -> anyhow::Result<Report> {
     let opening = Instant::now();
-    let mut conns = Vec::with_capacity(tokens.len());
-    for chunk in tokens.chunks(OPENING) {
-        let opened = chunk.iter().map(|token| async move {
-            let mut conn = Conn::open_live(addr, token).await?;
-            if join {
-                // The relay learns the room's members from their sockets; its `pong` says
-                // the join is done.
-                conn.send(&ClientMsg::JoinRoom {
-                    conversation_id: room.clone(),
-                })
-                .await?;
-                conn.ask(ClientMsg::Ping { nonce: 0 }, |m| {
-                    matches!(m, ServerMsg::Pong { .. }).then_some(())
-                })
-                .await?;
-            }
-            anyhow::Ok(conn)
-        });
-        for conn in join_all(opened).await {
-            conns.push(conn.context("connect a member")?);
+    let conns = in_batches(tokens, OPENING, |token| async move {
+        let mut conn = Conn::open_live(addr, token).await?;
+        if join {
+            // The relay learns the room's members from their sockets; its `pong` says
+            // the join is done.
+            conn.send(&ClientMsg::JoinRoom {
+                conversation_id: room.clone(),
+            })
+            .await?;
+            conn.ask(ClientMsg::Ping { nonce: 0 }, |m| {
+                matches!(m, ServerMsg::Pong { .. }).then_some(())
+            })
+            .await?;
         }
-    }
+        anyhow::Ok(conn)
+    })
+    .await
+    .context("connect a member")?;
     let connect_seconds = opening.elapsed().as_secs_f64();
     // Whatever connecting set off (presence, above all) settles before posting starts.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::Conn;
 use crate::http::sign_up;
+use crate::in_batches;
 use crate::process::{free_port, rss_kib, ServerProcess, Stop};
 use crate::relay::RelayProcess;
 
@@ -87,13 +88,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     server.start().await?;
     let users = opts.connections.div_ceil(PER_USER).max(1);
     let names: Vec<String> = (0..users).map(|i| format!("idle{i}")).collect();
-    let mut tokens = Vec::new();
-    for chunk in names.chunks(OPENING) {
-        let signing = chunk.iter().map(|name| sign_up(addr, name));
-        for token in futures::future::join_all(signing).await {
-            tokens.push(token?);
-        }
-    }
+    let tokens = in_batches(&names, OPENING, |name| sign_up(addr, name)).await?;
     let pid = server.pid().context("the server has no pid")?;
     let held = hold(addr, &tokens, pid, &opts).await?;
     server.stop(Stop::Term).await?;
@@ -124,14 +119,10 @@ async fn hold(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before_kib = rss_kib(pid).unwrap_or(0);
     let started = Instant::now();
-    let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
-    while conns.len() < opts.connections {
-        let batch = (conns.len()..opts.connections.min(conns.len() + OPENING))
-            .map(|i| Conn::open_from(addr, &tokens[i / PER_USER], Some(source(i))));
-        for conn in futures::future::join_all(batch).await {
-            conns.push(conn?);
-        }
-    }
+    let mut conns = in_batches(0..opts.connections, OPENING, |i| {
+        Conn::open_from(addr, &tokens[i / PER_USER], Some(source(i)))
+    })
+    .await?;
     let open_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(opts.hold).await;
     let rss_after_kib = rss_kib(pid).unwrap_or(0);

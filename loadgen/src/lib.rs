@@ -67,6 +67,39 @@ impl Rng {
     }
 }
 
+/// Runs `task` for each of `items`, `at_once` of them at a time (a server set up by thousands
+/// of sign-ups, joins or connections at once would refuse them), and returns their results
+/// in the items' order; the first failure fails the whole.
+pub async fn in_batches<I, T, F, Fut>(
+    items: impl IntoIterator<Item = I>,
+    at_once: usize,
+    mut task: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(I) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut items = items.into_iter().peekable();
+    let mut done = Vec::new();
+    while items.peek().is_some() {
+        let batch: Vec<Fut> = items.by_ref().take(at_once.max(1)).map(&mut task).collect();
+        for result in futures::future::join_all(batch).await {
+            done.push(result?);
+        }
+    }
+    Ok(done)
+}
+
+/// The server's socket buffers (`server::ws`: 4 KiB read, 16 KiB write), for the relay and
+/// the clients alike: the library's defaults (128 KiB each way) would cost each socket
+/// ~130 KiB, and the relay would differ from the server in how it frames, not only in what
+/// it does.
+pub fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+}
+
 /// A seed from the clock, for runs that were not given one.
 pub fn fresh_seed() -> u64 {
     std::time::SystemTime::now()

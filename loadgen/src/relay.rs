@@ -9,7 +9,7 @@
 //! nothing before it is on disk: this machine's disk and scheduler, and no database.
 //!
 //! A client's session token is taken as its username; a direct conversation `a/b` has the
-//! members `a` and `b`; any other conversation is a room, whose members are those who sent
+//! members `a` and `b`; any other conversation (no `/`) is a room, whose members are those who sent
 //! `join_room` for it. A `send` is acknowledged to the sender and delivered to the other
 //! members' sockets, encoded once and shared; each socket writes whatever is queued for it
 //! with one flush, as the server does. Benchmarks run it in a process of its own
@@ -31,7 +31,6 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{Request, Response},
-    protocol::WebSocketConfig,
     Message as Frame, Utf8Bytes,
 };
 
@@ -227,15 +226,6 @@ impl Journal {
     }
 }
 
-/// The server's socket buffers (`server::ws`: 4 KiB read, 16 KiB write), so that the relay
-/// differs from the server in what it does, not in how it frames: the library's defaults
-/// (128 KiB each way) would cost each idle socket ~130 KiB.
-fn socket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
-}
-
 // The handshake callback's error type is tungstenite's (an HTTP response), not ours.
 #[allow(clippy::result_large_err)]
 async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<()> {
@@ -252,7 +242,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                 .to_owned();
             Ok(res)
         },
-        Some(socket_config()),
+        Some(crate::socket_config()),
     )
     .await?;
     let (mut write, mut read) = ws.split();
@@ -320,17 +310,25 @@ async fn serve(stream: tokio::net::TcpStream, shared: Shared) -> anyhow::Result<
                     .encode(),
                 );
                 let recipients: Vec<Outbox> = {
-                    let rooms = shared.rooms.lock().expect("lock");
                     let outboxes = shared.outboxes.lock().expect("lock");
-                    let members: Vec<&str> = match rooms.get(&conversation_id.0) {
-                        Some(members) => members.iter().map(String::as_str).collect(),
-                        None => conversation_id.0.split('/').collect(),
-                    };
-                    members
-                        .into_iter()
-                        .filter(|m| *m != user)
-                        .flat_map(|m| outboxes.get(m).into_iter().flatten().cloned())
-                        .collect()
+                    let sockets = |m: &str| outboxes.get(m).into_iter().flatten().cloned();
+                    if conversation_id.0.contains('/') {
+                        conversation_id
+                            .0
+                            .split('/')
+                            .filter(|m| *m != user)
+                            .flat_map(sockets)
+                            .collect()
+                    } else {
+                        let rooms = shared.rooms.lock().expect("lock");
+                        rooms
+                            .get(&conversation_id.0)
+                            .into_iter()
+                            .flatten()
+                            .filter(|m| **m != user)
+                            .flat_map(|m| sockets(m))
+                            .collect()
+                    }
                 };
                 let ack = Utf8Bytes::from(
                     ServerMsg::Ack {
