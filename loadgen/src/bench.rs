@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::client::{Closed, Conn};
+use crate::client::{Closed, Conn, Glance};
 use crate::process::{free_port, ServerProcess, Stop};
 use crate::relay::RelayProcess;
 use crate::world::populate;
@@ -440,11 +440,11 @@ async fn user(
                     }
                     continue;
                 }
-                next = conn.next(wait) => next,
+                next = conn.next_text(wait) => next,
             },
-            _ => conn.next(wait).await,
+            _ => conn.next_text(wait).await,
         };
-        let frame = match next {
+        let text = match next {
             Ok(f) => f,
             // The socket closed: a failure, not a quiet moment.
             Err(e) if e.downcast_ref::<Closed>().is_some() => return Err(e),
@@ -460,18 +460,35 @@ async fn user(
             }
         };
         quiet_since = None;
-        match frame {
-            ServerMsg::Ack {
-                client_msg_id,
-                message,
-            } => {
-                if let Some(t) = sent_at.remove(&client_msg_id) {
+        // Acks and messages, nearly every frame, are glanced at; the rest decoded whole.
+        let glance = Glance::of(&text)?;
+        match (glance.kind.as_ref(), glance.message) {
+            ("ack", Some(message)) => {
+                let id = glance.client_msg_id.context("an ack without its id")?;
+                if let Some(t) = sent_at.remove(id.as_ref()) {
                     r.acked += 1;
                     r.ack_us.push(t.elapsed().as_micros() as u64);
                 }
                 own_last = Some(own_last.map_or(message.seq, |l| l.max(message.seq)));
-                me.get_or_insert(message.sender);
+                if me.is_none() {
+                    me = Some(message.sender.into_owned());
+                }
+                continue;
             }
+            ("message", Some(message)) => {
+                last_seq = delivered(
+                    &mut r,
+                    index,
+                    last_seq,
+                    message.seq,
+                    Some(&message.body),
+                    start,
+                )?;
+                continue;
+            }
+            _ => {}
+        }
+        match ServerMsg::decode(&text)? {
             ServerMsg::Changed { change } if me.as_deref() == Some(change.actor.as_str()) => {
                 let t = changes.pop_front().context("a change nobody made")?;
                 r.acked += 1;
@@ -483,16 +500,6 @@ async fn user(
                     _ => None,
                 };
                 last_seq = delivered(&mut r, index, last_seq, change.seq, body, start)?;
-            }
-            ServerMsg::Message { message } => {
-                last_seq = delivered(
-                    &mut r,
-                    index,
-                    last_seq,
-                    message.seq,
-                    Some(&message.body),
-                    start,
-                )?;
             }
             ServerMsg::Error { code, message, .. } => {
                 anyhow::bail!("user {index}: error {code:?}: {message}")

@@ -4,6 +4,8 @@
 use anyhow::{anyhow, bail, Context};
 use app::protocol::{ClientMsg, ServerMsg};
 use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::{
     net::{IpAddr, SocketAddr},
     time::Duration,
@@ -151,17 +153,75 @@ impl Conn {
         }
     }
 
-    /// Sends `msg` and waits for the reply `pick` accepts.
+    /// Sends `msg` and waits (up to 10 s) for the reply `pick` accepts.
     pub async fn ask<T>(
         &mut self,
         msg: ClientMsg,
         pick: impl FnMut(&ServerMsg) -> Option<T>,
     ) -> anyhow::Result<T> {
+        self.ask_within(Duration::from_secs(10), msg, pick).await
+    }
+
+    /// Sends `msg` and waits up to `wait` for the reply `pick` accepts.
+    pub async fn ask_within<T>(
+        &mut self,
+        wait: Duration,
+        msg: ClientMsg,
+        pick: impl FnMut(&ServerMsg) -> Option<T>,
+    ) -> anyhow::Result<T> {
         self.send(&msg).await?;
-        self.until(Duration::from_secs(10), pick).await
+        self.until(wait, pick).await
     }
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// The few fields of a frame that load runs read (its type; a `message`'s or `ack`'s
+/// `seq`, sender and body; an ack's id), without decoding the rest: the load generator
+/// runs on the target's cores, and decoding every frame whole was a large share of its
+/// own cost. Other frames are decoded whole with [`ServerMsg::decode`] when needed.
+#[derive(Debug, Deserialize)]
+pub struct Glance<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub client_msg_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub message: Option<Glimpse<'a>>,
+}
+
+/// A glanced-at message.
+#[derive(Debug, Deserialize)]
+pub struct Glimpse<'a> {
+    pub seq: u64,
+    #[serde(borrow)]
+    pub sender: Cow<'a, str>,
+    #[serde(borrow)]
+    pub body: Cow<'a, str>,
+}
+
+impl<'a> Glance<'a> {
+    pub fn of(text: &'a str) -> anyhow::Result<Self> {
+        serde_json::from_str(text).with_context(|| format!("not a frame: {text}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_glanced_at_for_its_type_seq_sender_and_body() {
+        let text = r#"{"type":"ack","client_msg_id":"f3","message":{"conversation_id":"r1","seq":42,"sender":"a","body":"3:9\"9","client_msg_id":"f3","sent_at_ms":1,"reactions":[]}}"#;
+        let frame = Glance::of(text).unwrap();
+        assert_eq!(frame.kind, "ack");
+        assert_eq!(frame.client_msg_id.as_deref(), Some("f3"));
+        let m = frame.message.unwrap();
+        assert_eq!((m.seq, &*m.sender, &*m.body), (42, "a", "3:9\"9"));
+        let other = Glance::of(r#"{"type":"presence","username":"a","online":true}"#).unwrap();
+        assert!(other.message.is_none() && other.client_msg_id.is_none());
+        assert!(Glance::of("[1]").is_err());
     }
 }

@@ -7,6 +7,7 @@ use app::domain::{RoomName, Username};
 use app::protocol::{ClientMsg, ConversationId, ServerMsg};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::check::{check, check_unread, Acked, Findings};
 use crate::client::Conn;
@@ -93,8 +94,10 @@ pub async fn ask_conversation(
     msg: ClientMsg,
 ) -> anyhow::Result<ConversationId> {
     let mut conn = Conn::open(addr, token).await?;
+    // Set-up is not measured, and dozens of joins at once queue behind each other's
+    // commits: on a debug server sharing its cores with a build, several seconds each.
     let id = conn
-        .ask(msg, |m| match m {
+        .ask_within(Duration::from_secs(120), msg, |m| match m {
             ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
             _ => None,
         })

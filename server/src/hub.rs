@@ -8,17 +8,27 @@
 //!   outbox is full is cut off: nothing more is queued for it and its handler is told, even
 //!   one that is not reading its outbox yet; it tells the client `lagging` and closes, and
 //!   the client resumes on reconnect. Nobody else waits for it.
+//! - Each socket has one [`Stop`] signal, fired once with the reason it must close: it
+//!   lagged, its session signed out, or the server is shutting down. A socket's loop polls
+//!   it at every wake-up, so it is a flag and a waker of the socket's own: waiting on a
+//!   token or channel shared by every socket would take their common lock per delivered
+//!   frame.
 //! - Messages and acks carry their conversation and `seq`, so that each socket can keep
 //!   every conversation in order, without repeats (`crate::ws::delivery`).
 //! - Presence: a user is online while they have at least one registered socket.
 
 use axum::extract::ws::Utf8Bytes;
+use futures::task::AtomicWaker;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    future::poll_fn,
+    sync::{
+        atomic::{AtomicBool, AtomicU8, Ordering},
+        Arc, Mutex,
+    },
+    task::Poll,
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::locks::lock;
 
@@ -53,23 +63,81 @@ impl Outbound {
     }
 }
 
+/// Why a socket must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Why {
+    /// Its outbox overflowed: it fell too far behind.
+    Lagging = 1,
+    /// The session it was opened with signed out (or was ended by an administrator).
+    SignedOut = 2,
+    /// The server is shutting down.
+    ShuttingDown = 3,
+}
+
+/// A socket's close signal: fired at most once (the first reason wins), and waited for by
+/// that socket's loop alone.
+#[derive(Debug, Default)]
+pub struct Stop {
+    why: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Stop {
+    fn fire(&self, why: Why) {
+        if self
+            .why
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.waker.wake();
+        }
+    }
+
+    fn fired(&self) -> Option<Why> {
+        match self.why.load(Ordering::Acquire) {
+            1 => Some(Why::Lagging),
+            2 => Some(Why::SignedOut),
+            3 => Some(Why::ShuttingDown),
+            _ => None,
+        }
+    }
+
+    /// Resolves once the signal is fired, with its reason. Cheap to poll again and again:
+    /// an atomic load and a waker registration, nothing shared with other sockets.
+    pub async fn fired_with(&self) -> Why {
+        poll_fn(|cx| {
+            if let Some(why) = self.fired() {
+                return Poll::Ready(why);
+            }
+            self.waker.register(cx.waker());
+            // Fired between the first look and the registration: its wake-up may have
+            // found no waker.
+            self.fired().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+}
+
 #[derive(Debug)]
 struct SocketEntry {
     conn_id: u64,
+    /// The session the socket was opened with: its sign-out closes the socket.
+    session: Arc<str>,
     /// `None` once the socket lagged: nothing more is queued for it.
     tx: Option<mpsc::Sender<Outbound>>,
-    /// Cancelled when the socket lagged, so that its handler closes it even if it is not
+    /// Fired when the socket must close, so that its handler closes it even if it is not
     /// reading its outbox (a socket that never sent its first frame).
-    dropped: CancellationToken,
+    stop: Arc<Stop>,
 }
 
 impl SocketEntry {
-    /// Queues `item`; a socket that cannot take it is cut off (and told by `dropped`).
+    /// Queues `item`; a socket that cannot take it is cut off (and told by `stop`).
     fn offer(&mut self, item: Outbound) {
         if let Some(tx) = &self.tx {
             if tx.try_send(item).is_err() {
                 self.tx = None;
-                self.dropped.cancel();
+                self.stop.fire(Why::Lagging);
             }
         }
     }
@@ -84,8 +152,8 @@ pub struct Registration {
     released: bool,
     /// What the hub routes to this socket; closed once it lagged.
     pub outbox: mpsc::Receiver<Outbound>,
-    /// Cancelled once the socket lagged: it must be closed.
-    pub dropped: CancellationToken,
+    /// Fired once the socket must be closed, with the reason.
+    pub stop: Arc<Stop>,
     /// Whether the user came online with this socket.
     pub came_online: bool,
 }
@@ -106,10 +174,17 @@ impl Drop for Registration {
     }
 }
 
+/// Usernames hashed with foldhash (a per-process random seed): a fan-out to a room hashes
+/// one name per member, and the standard SipHash was a visible share of it.
+type ByUser = HashMap<String, Vec<SocketEntry>, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Inner {
     /// username -> live sockets. A std mutex: never held across an await.
-    sockets: Mutex<HashMap<String, Vec<SocketEntry>>>,
+    sockets: Mutex<ByUser>,
+    /// Set once the server is shutting down: a socket registered after that is stopped at
+    /// once.
+    closing: AtomicBool,
 }
 
 /// Cheap-to-clone handle to the switchboard.
@@ -122,9 +197,15 @@ impl Hub {
     /// Registers a socket unless `user` already has `max` (every open socket counts until
     /// it is released, a lagging one included); checked and taken under one lock, so that
     /// concurrent upgrades cannot pass the cap together.
-    pub fn try_register(&self, user: &str, conn_id: u64, max: usize) -> Option<Registration> {
+    pub fn try_register(
+        &self,
+        user: &str,
+        session: &str,
+        conn_id: u64,
+        max: usize,
+    ) -> Option<Registration> {
         let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
-        let dropped = CancellationToken::new();
+        let stop = Arc::new(Stop::default());
         let mut sockets = lock(&self.inner.sockets);
         let list = sockets.entry(user.to_owned()).or_default();
         if list.len() >= max {
@@ -133,18 +214,54 @@ impl Hub {
         let came_online = list.is_empty();
         list.push(SocketEntry {
             conn_id,
+            session: session.into(),
             tx: Some(tx),
-            dropped: dropped.clone(),
+            stop: stop.clone(),
         });
+        // Read under the lock `close_all` takes after setting it: either it sees this
+        // socket, or this socket sees the flag.
+        if self.inner.closing.load(Ordering::Acquire) {
+            stop.fire(Why::ShuttingDown);
+        }
         Some(Registration {
             hub: self.clone(),
             user: user.to_owned(),
             conn_id,
             released: false,
             outbox,
-            dropped,
+            stop,
             came_online,
         })
+    }
+
+    /// Stops every socket, and every one registered from now on: the server is shutting
+    /// down.
+    pub fn close_all(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        for s in lock(&self.inner.sockets).values().flatten() {
+            s.stop.fire(Why::ShuttingDown);
+        }
+    }
+
+    /// Stops the sockets opened with these sessions (which signed out).
+    pub fn close_sessions(&self, sessions: &[&str]) {
+        for s in lock(&self.inner.sockets).values().flatten() {
+            if sessions.contains(&&*s.session) {
+                s.stop.fire(Why::SignedOut);
+            }
+        }
+    }
+
+    /// The sessions that have sockets open (each once).
+    pub fn sessions(&self) -> Vec<Arc<str>> {
+        let mut all: Vec<Arc<str>> = lock(&self.inner.sockets)
+            .values()
+            .flatten()
+            .map(|s| s.session.clone())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Forgets a socket; returns whether the user is offline now (no socket left).
@@ -203,8 +320,8 @@ mod tests {
     #[test]
     fn a_user_is_online_while_any_socket_is_registered() {
         let hub = Hub::default();
-        let a = hub.try_register("alice", 1, 32).unwrap();
-        let b = hub.try_register("alice", 2, 32).unwrap();
+        let a = hub.try_register("alice", "s-alice", 1, 32).unwrap();
+        let b = hub.try_register("alice", "s-alice", 2, 32).unwrap();
         assert!(a.came_online && !b.came_online);
         assert!(!a.release());
         assert!(hub.is_online("alice"));
@@ -219,22 +336,22 @@ mod tests {
     fn the_socket_cap_counts_every_registered_socket() {
         let hub = Hub::default();
         let held: Vec<Registration> = (0..3)
-            .map(|i| hub.try_register("alice", i, 3).unwrap())
+            .map(|i| hub.try_register("alice", "s-alice", i, 3).unwrap())
             .collect();
-        assert!(hub.try_register("alice", 9, 3).is_none());
+        assert!(hub.try_register("alice", "s-alice", 9, 3).is_none());
         assert!(
-            hub.try_register("bob", 10, 3).is_some(),
+            hub.try_register("bob", "s-bob", 10, 3).is_some(),
             "caps are per user"
         );
         drop(held);
-        assert!(hub.try_register("alice", 11, 3).is_some());
+        assert!(hub.try_register("alice", "s-alice", 11, 3).is_some());
     }
 
     #[test]
     fn a_full_outbox_cuts_off_only_that_socket_which_still_counts_until_closed() {
         let hub = Hub::default();
-        let slow = hub.try_register("slow", 1, 32).unwrap();
-        let mut fast = hub.try_register("fast", 2, 32).unwrap();
+        let slow = hub.try_register("slow", "s-slow", 1, 32).unwrap();
+        let mut fast = hub.try_register("fast", "s-fast", 2, 32).unwrap();
         let users = vec!["slow".to_owned(), "fast".to_owned()];
         let frame = Outbound::Frame(Utf8Bytes::from_static("{}"));
         for _ in 0..=OUTBOX_CAPACITY {
@@ -242,8 +359,8 @@ mod tests {
             // The fast reader keeps up.
             assert!(fast.outbox.try_recv().is_ok());
         }
-        assert!(slow.dropped.is_cancelled());
-        assert!(!fast.dropped.is_cancelled());
+        assert_eq!(slow.stop.fired(), Some(Why::Lagging));
+        assert_eq!(fast.stop.fired(), None);
         assert_eq!(
             hub.socket_count("slow"),
             1,
@@ -251,5 +368,46 @@ mod tests {
         );
         assert!(slow.release());
         assert_eq!(hub.socket_count("slow"), 0);
+    }
+
+    #[test]
+    fn a_sign_out_stops_only_that_sessions_sockets() {
+        let hub = Hub::default();
+        let phone = hub.try_register("alice", "phone", 1, 32).unwrap();
+        let laptop = hub.try_register("alice", "laptop", 2, 32).unwrap();
+        let bob = hub.try_register("bob", "bobs", 3, 32).unwrap();
+        assert_eq!(hub.sessions().len(), 3);
+        hub.close_sessions(&["phone"]);
+        assert_eq!(phone.stop.fired(), Some(Why::SignedOut));
+        assert_eq!(laptop.stop.fired(), None);
+        assert_eq!(bob.stop.fired(), None);
+    }
+
+    #[test]
+    fn shutting_down_stops_every_socket_and_later_ones_at_once_and_the_first_reason_wins() {
+        let hub = Hub::default();
+        let slow = hub.try_register("slow", "a", 1, 32).unwrap();
+        slow.stop.fire(Why::Lagging);
+        let open = hub.try_register("alice", "b", 2, 32).unwrap();
+        hub.close_all();
+        let late = hub.try_register("bob", "c", 3, 32).unwrap();
+        assert_eq!(slow.stop.fired(), Some(Why::Lagging));
+        assert_eq!(open.stop.fired(), Some(Why::ShuttingDown));
+        assert_eq!(late.stop.fired(), Some(Why::ShuttingDown));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_socket_is_woken_when_its_stop_fires() {
+        let hub = Hub::default();
+        let r = hub.try_register("alice", "a", 1, 32).unwrap();
+        let stop = r.stop.clone();
+        let waiting = tokio::spawn(async move { stop.fired_with().await });
+        tokio::task::yield_now().await;
+        hub.close_sessions(&["a"]);
+        let why = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(why, Why::SignedOut);
     }
 }

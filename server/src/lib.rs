@@ -170,6 +170,8 @@ pub struct Application {
     files: files::FileStore,
     sign_ups: std::sync::Arc<auth::SignUpLimit>,
     admin: admin::Admin,
+    /// Its sign-outs close their sessions' sockets.
+    auth: auth::AuthState,
     shutdown: CancellationToken,
     /// Socket tasks: shutdown waits for them.
     tasks: TaskTracker,
@@ -273,12 +275,11 @@ impl Application {
             sockets: ws::Sockets {
                 chat: chat.clone(),
                 auth: auth.clone(),
-                shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
                 public_origin: settings.public_origin.clone(),
                 per_user: settings.limits.sockets_per_user,
             },
-            auth,
+            auth: auth.clone(),
             health: health::HealthState {
                 db: db.clone(),
                 boots: store.boots(),
@@ -300,6 +301,7 @@ impl Application {
             files,
             sign_ups,
             admin,
+            auth,
             shutdown,
             tasks,
             writer_tasks,
@@ -330,6 +332,7 @@ impl Application {
             files,
             sign_ups,
             admin,
+            auth,
             shutdown: token,
             tasks,
             writer_tasks,
@@ -361,6 +364,8 @@ impl Application {
             }
         });
         tokio::spawn(files.sweep_until(token.clone()));
+        // Before the first socket: sign-outs and the shutdown reach every socket from here.
+        tokio::spawn(ws::close_when_told(chat.hub().clone(), auth, token.clone()));
         tokio::spawn(forget_expired_sessions(store.clone(), token.clone()));
         // The administration subcommands reach this server through its data directory.
         if let Some(dir) = admin.data_dir.clone() {

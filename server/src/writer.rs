@@ -1038,7 +1038,7 @@ mod tests {
         }
         let ab = store.open_direct("alice", "bob", 1).await.unwrap();
         let hub = Hub::default();
-        let alice = hub.try_register("alice", 1, 32).unwrap();
+        let alice = hub.try_register("alice", "s", 1, 32).unwrap();
         let writers = Writers::start(
             &store,
             &hub,

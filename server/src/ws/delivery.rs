@@ -57,10 +57,16 @@ pub struct Cursor {
 impl Cursor {
     /// A live message of `key` at `seq` came out of the socket's outbox.
     pub fn live(&mut self, key: &str, seq: u64) -> Live {
-        match self.next.get(key).copied() {
-            Some(next) if seq < next => Live::Skip,
-            Some(next) if seq > next => Live::Gap { after: next - 1 },
-            _ => {
+        // The common case (the next message in order) looks the conversation up once.
+        match self.next.get_mut(key) {
+            Some(next) if seq < *next => Live::Skip,
+            Some(next) if seq > *next => Live::Gap { after: *next - 1 },
+            Some(next) => {
+                *next = seq + 1;
+                self.skip_acked(key);
+                Live::Deliver
+            }
+            None => {
                 self.advance(key, seq);
                 Live::Deliver
             }
@@ -79,19 +85,19 @@ impl Cursor {
 
     /// The newest history page of `key` ended at `last`: the client has everything up to it.
     pub fn history_newest(&mut self, key: &str, last: u64) {
-        let next = self.next.entry(key.to_owned()).or_insert(0);
-        *next = (*next).max(last + 1);
-        self.skip_acked(key);
+        self.advance_to(key, last + 1);
     }
 
     /// A replay of `key` after `after` is starting (a resume, or a fill): the client has
     /// everything up to `after`.
     pub fn begin_replay(&mut self, key: &str, after: u64) {
-        let next = self
-            .next
-            .entry(key.to_owned())
-            .or_insert(after.saturating_add(1));
-        *next = (*next).max(after.saturating_add(1));
+        let next = after.saturating_add(1);
+        match self.next.get_mut(key) {
+            Some(held) => *held = (*held).max(next),
+            None => {
+                self.next.insert(key.to_owned(), next);
+            }
+        }
     }
 
     /// One page of stored messages of `key` (their `seq`s, ascending) during a replay
@@ -134,10 +140,14 @@ impl Cursor {
         if self.next.get(key).is_some_and(|&next| seq < next) {
             return;
         }
-        let acked = self.acked.entry(key.to_owned()).or_default();
-        acked.insert(seq);
-        if acked.len() > MAX_ACKED_AHEAD {
-            acked.pop_first();
+        if !self.acked.contains_key(key) {
+            self.acked.insert(key.to_owned(), BTreeSet::new());
+        }
+        if let Some(acked) = self.acked.get_mut(key) {
+            acked.insert(seq);
+            if acked.len() > MAX_ACKED_AHEAD {
+                acked.pop_first();
+            }
         }
         self.skip_acked(key);
     }
@@ -146,14 +156,23 @@ impl Cursor {
         self.advance_to(key, seq + 1);
     }
 
+    /// (Looked up before inserting: a key is allocated once per conversation, not per
+    /// delivered message.)
     fn advance_to(&mut self, key: &str, next: u64) {
-        let held = self.next.entry(key.to_owned()).or_insert(next);
-        *held = (*held).max(next);
+        match self.next.get_mut(key) {
+            Some(held) => *held = (*held).max(next),
+            None => {
+                self.next.insert(key.to_owned(), next);
+            }
+        }
         self.skip_acked(key);
     }
 
     /// Moves `next` past acked `seq`s it has reached, and forgets those below it.
     fn skip_acked(&mut self, key: &str) {
+        if self.acked.is_empty() {
+            return;
+        }
         let Some(acked) = self.acked.get_mut(key) else {
             return;
         };

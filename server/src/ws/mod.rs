@@ -29,13 +29,13 @@ use std::{
 };
 use tokio::{sync::broadcast, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, debug_span, Instrument};
 
 use crate::{
     auth::{AuthError, AuthState, Session},
     changes::Request,
     chat::{ChatService, Refusal},
-    hub::{Outbound, Registration},
+    hub::{Hub, Outbound, Registration, Why},
     security,
     writer::Action,
 };
@@ -69,8 +69,6 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Sockets {
     pub chat: ChatService,
     pub auth: AuthState,
-    /// Cancelled once, when the server starts shutting down; every socket watches it.
-    pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// `None`: accept WebSocket upgrades whose Origin matches their Host header.
@@ -108,19 +106,18 @@ pub async fn upgrade(
     // The socket's place is taken here, before the upgrade completes: every socket counts
     // towards the cap from its upgrade until it is closed. An upgrade that never completes
     // drops its registration, which frees the place.
-    let Some(registration) =
-        sockets
-            .chat
-            .hub()
-            .try_register(&me.username, conn_id, sockets.per_user)
-    else {
+    let Some(registration) = sockets.chat.hub().try_register(
+        &me.username,
+        &session.session_id,
+        conn_id,
+        sockets.per_user,
+    ) else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
             "too many open connections for this user",
         );
     };
-    let ended = sockets.auth.sessions_ended.subscribe();
     let user = session.username.to_string();
     // When the device was last seen, for its owner's list of devices; the socket does not
     // wait for it.
@@ -144,8 +141,6 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let handler = Handler {
                 socket,
-                ended: Some(ended),
-                session_id: session.session_id,
                 me,
                 admin,
                 conn_id,
@@ -153,13 +148,13 @@ pub async fn upgrade(
                 cursor: Cursor::default(),
                 started: false,
                 chat: sockets.chat,
-                auth: sockets.auth,
-                shutdown: sockets.shutdown,
                 registration,
             };
+            // A debug span: an enabled span is entered and left at every poll of the
+            // socket's task, once per delivered frame.
             sockets
                 .tasks
-                .track_future(handler.run().instrument(info_span!("ws", conn_id, user)))
+                .track_future(handler.run().instrument(debug_span!("ws", conn_id, user)))
         })
 }
 
@@ -185,9 +180,6 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 /// Owns one socket for its whole life.
 struct Handler {
     socket: WebSocket,
-    /// Sessions signing out; ours closes the socket. Taken by the loop that serves it.
-    ended: Option<broadcast::Receiver<String>>,
-    session_id: String,
     me: UserInfo,
     /// The user administers the server (told to the client with the hello).
     admin: bool,
@@ -200,28 +192,55 @@ struct Handler {
     /// `resume` is handled before any live message and nothing overtakes what it missed.
     started: bool,
     chat: ChatService,
-    auth: AuthState,
-    shutdown: CancellationToken,
-    /// The socket's place in the hub: its outbox, and the signal that it lagged.
+    /// The socket's place in the hub: its outbox, and the signal to close it.
     registration: Registration,
 }
 
-/// Ends when session `session_id` signs out (or may have: when sign-outs were missed, the
-/// store says whether it is still alive).
-async fn signed_out(mut ended: broadcast::Receiver<String>, auth: AuthState, session_id: String) {
+/// Closes sockets from outside their loops, through the hub: every socket once `shutdown`
+/// is cancelled, and the sockets of each session that signs out (when sign-outs were
+/// missed, the store says which sessions are still alive). One task for the server, so
+/// that no socket waits on a channel or token shared with all the others.
+///
+/// Subscribes at once: a sign-out after this call is not missed.
+pub fn close_when_told(
+    hub: Hub,
+    auth: AuthState,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    let ended = auth.sessions_ended.subscribe();
+    close_sockets_when_told(hub, auth, ended, shutdown)
+}
+
+async fn close_sockets_when_told(
+    hub: Hub,
+    auth: AuthState,
+    mut ended: broadcast::Receiver<String>,
+    shutdown: CancellationToken,
+) {
     loop {
-        match ended.recv().await {
-            Ok(sid) if sid == session_id => return,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                if !auth.session_alive(&session_id).await {
-                    return;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            sid = ended.recv() => match sid {
+                Ok(sid) => hub.close_sessions(&[sid.as_str()]),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let mut gone = Vec::new();
+                    for sid in hub.sessions() {
+                        if !auth.session_alive(&sid).await {
+                            gone.push(sid);
+                        }
+                    }
+                    let gone: Vec<&str> = gone.iter().map(|s| &**s).collect();
+                    hub.close_sessions(&gone);
                 }
-            }
-            // The channel closed: the server is stopping, which `shutdown` handles.
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-            Ok(_) => {}
+                // Every sender is gone: the server is stopping.
+                Err(broadcast::error::RecvError::Closed) => {
+                    shutdown.cancelled().await;
+                    break;
+                }
+            },
         }
     }
+    hub.close_all();
 }
 
 /// Why the loop ended, and what to tell the peer.
@@ -231,11 +250,14 @@ enum Exit {
 }
 
 impl Handler {
+    /// What the socket does rarely and whose futures are large (a frame's handling, store
+    /// reads, presence) is boxed where it is awaited: a task's memory is its largest
+    /// state, and an idle socket would otherwise hold room for them all its life.
     async fn run(mut self) {
         debug!("socket opened");
         let username = self.me.username.clone();
         if self.registration.came_online {
-            self.chat.announce_presence(&username, true).await;
+            Box::pin(self.chat.announce_presence(&username, true)).await;
         }
         let exit = self.serve().await;
         if let Exit::Close(code, reason) = exit {
@@ -245,7 +267,7 @@ impl Handler {
             registration, chat, ..
         } = self;
         if registration.release() {
-            chat.announce_presence(&username, false).await;
+            Box::pin(chat.announce_presence(&username, false)).await;
         }
         debug!("socket closed");
     }
@@ -260,17 +282,12 @@ impl Handler {
         if self.send(&hello).await.is_err() {
             return Exit::Quiet;
         }
-        // The waits that last the socket's whole life are made once and polled in place: a
-        // wait made anew at every wake-up joins and leaves its token's (or channel's) list of
-        // waiters each time, under a lock that every socket of the server shares — per
-        // delivered frame, the cost of a wide fan-out.
-        let shutdown = self.shutdown.clone().cancelled_owned();
-        let dropped = self.registration.dropped.clone().cancelled_owned();
-        let Some(ended) = self.ended.take() else {
-            return Exit::Quiet;
-        };
-        let signed_out = signed_out(ended, self.auth.clone(), self.session_id.clone());
-        tokio::pin!(shutdown, dropped, signed_out);
+        // Every branch below is polled at every wake-up, once per delivered burst: none of
+        // them waits on something shared with other sockets (shutdown and sign-out come
+        // through the socket's own stop signal, see `close_when_told`).
+        let stop = self.registration.stop.clone();
+        let stopped = stop.fired_with();
+        tokio::pin!(stopped);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
@@ -285,7 +302,7 @@ impl Handler {
                     last_heard = Instant::now();
                     match frame {
                         Some(Ok(Message::Text(text))) => {
-                            let handled = self.handle_text(&text).await;
+                            let handled = Box::pin(self.handle_text(&text)).await;
                             self.started = true;
                             if handled.is_err() {
                                 return Exit::Quiet;
@@ -324,16 +341,15 @@ impl Handler {
                         return Exit::Quiet;
                     }
                 }
-                () = &mut shutdown => {
-                    return Exit::Close(close_code::AWAY, "server shutting down");
-                }
-                // Cut off by the hub, started or not: it fell too far behind.
-                () = &mut dropped, if self.outbox_open => {
-                    self.outbox_open = false;
-                }
-                () = &mut signed_out => {
-                    return Exit::Close(close_code::POLICY, "signed out");
-                }
+                why = &mut stopped => match why {
+                    // Cut off by the hub, started or not: it fell too far behind (told
+                    // at the top of the loop).
+                    Why::Lagging => self.outbox_open = false,
+                    Why::SignedOut => return Exit::Close(close_code::POLICY, "signed out"),
+                    Why::ShuttingDown => {
+                        return Exit::Close(close_code::AWAY, "server shutting down")
+                    }
+                },
             }
         }
     }
@@ -635,20 +651,26 @@ impl Handler {
 
     /// Forwards `first` and whatever else the outbox already holds (up to [`BURST`] items)
     /// with one flush: a committed batch reaches a socket as several items at once, and one
-    /// write for all of them costs one system call instead of one each.
+    /// write for all of them costs one system call instead of one each. The burst as a
+    /// whole gets [`WRITE_TIMEOUT`] (one timer per burst, not one per frame).
     async fn deliver_burst(&mut self, first: Outbound) -> Result<(), axum::Error> {
-        self.deliver(first).await?;
-        for _ in 1..BURST {
-            let Ok(out) = self.registration.outbox.try_recv() else {
-                break;
-            };
-            self.deliver(out).await?;
-        }
-        self.timed(|socket| socket.flush()).await
+        let burst = async {
+            self.deliver(first).await?;
+            for _ in 1..BURST {
+                let Ok(out) = self.registration.outbox.try_recv() else {
+                    break;
+                };
+                self.deliver(out).await?;
+            }
+            self.socket.flush().await
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, burst)
+            .await
+            .unwrap_or_else(|_| Err(write_timed_out()))
     }
 
     /// Forwards one item from the hub, as the cursor says (see [`delivery`]). Buffered:
-    /// the caller flushes.
+    /// the caller flushes, and bounds the time it takes.
     async fn deliver(&mut self, out: Outbound) -> Result<(), axum::Error> {
         let frame = match out {
             Outbound::Frame(frame) => frame,
@@ -662,7 +684,7 @@ impl Handler {
                 Live::Gap { after } => {
                     // Everything below `seq` is stored: fetch the gap, which may include
                     // `seq` itself.
-                    self.replay(&conversation, after, None).await?;
+                    Box::pin(self.replay(&conversation, after, None)).await?;
                     if !self.cursor.after_fill(&conversation, seq) {
                         return Ok(());
                     }
@@ -675,13 +697,14 @@ impl Handler {
                 frame,
             } => {
                 if let Some(after) = self.cursor.before_ack(&conversation, seq) {
-                    self.replay(&conversation, after, Some(seq)).await?;
+                    Box::pin(self.replay(&conversation, after, Some(seq))).await?;
                 }
                 self.cursor.acked(&conversation, seq);
                 frame
             }
         };
-        self.timed(|socket| socket.feed(Message::Text(frame))).await
+        // Within the burst's timeout.
+        self.socket.feed(Message::Text(frame)).await
     }
 
     /// Sends the stored messages of `key` after `after` (and below `until`, if given) that
@@ -752,15 +775,18 @@ impl Handler {
     {
         match tokio::time::timeout(WRITE_TIMEOUT, op(&mut self.socket)).await {
             Ok(done) => done,
-            Err(_) => {
-                debug!("peer stopped reading; dropping the socket");
-                Err(axum::Error::new(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "write timed out",
-                )))
-            }
+            Err(_) => Err(write_timed_out()),
         }
     }
+}
+
+/// The error of a write that did not finish within [`WRITE_TIMEOUT`].
+fn write_timed_out() -> axum::Error {
+    debug!("peer stopped reading; dropping the socket");
+    axum::Error::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "write timed out",
+    ))
 }
 
 /// The `client_msg_id` a refusal of this action names (sends only).
