@@ -157,6 +157,57 @@ setup_tools() {
     fi
 }
 
+# SurrealDB's server (`surreal`), for the tests of remote storage: built from the
+# `surrealdb-server` crate at our SDK's version (tools/surreal), in a target directory of its
+# own (its dependencies' features differ from the server's). A debug build: the tests need
+# it to be right, not fast, and it builds in a fraction of a release build's time.
+setup_surreal() {
+    local target="$CHAT_CACHE_DIR/surreal-target"
+    SURREAL_BIN="$target/debug/surreal"
+    if [ ! -x "$SURREAL_BIN" ]; then
+        say "building SurrealDB's server from tools/surreal (one-off, ~15-25 min on 2 cores)"
+    fi
+    CARGO_TARGET_DIR="$target" "$HOST_CARGO" build --quiet --locked \
+        --manifest-path "$ROOT/tools/surreal/Cargo.toml"
+    export SURREAL_BIN
+}
+
+# Starts `surreal start` on a free loopback port with its data in a fresh directory, as root
+# user `root` with a random password; exports CHAT_DB_URL, CHAT_DB_USER and CHAT_DB_PASSWORD
+# for the chat servers started after it, and SURREAL_PID. `stop_surreal` ends it.
+start_surreal() {
+    SURREAL_DIR="$(mktemp -d)"
+    local port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    CHAT_DB_USER=root
+    CHAT_DB_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+    CHAT_DB_URL="ws://127.0.0.1:$port"
+    SURREAL_USER="$CHAT_DB_USER" SURREAL_PASS="$CHAT_DB_PASSWORD" \
+        SURREAL_LOG=warn "$SURREAL_BIN" start --no-banner --bind "127.0.0.1:$port" \
+        "surrealkv://$SURREAL_DIR/db" >"$SURREAL_DIR/surreal.log" 2>&1 &
+    SURREAL_PID=$!
+    local tries=0
+    until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 600 ] || ! kill -0 "$SURREAL_PID" 2>/dev/null; then
+            cat "$SURREAL_DIR/surreal.log" >&2
+            die "SurrealDB's server did not start on 127.0.0.1:$port"
+        fi
+        sleep 0.1
+    done
+    export CHAT_DB_URL CHAT_DB_USER CHAT_DB_PASSWORD SURREAL_PID
+}
+
+stop_surreal() {
+    if [ -n "${SURREAL_PID:-}" ]; then
+        kill "$SURREAL_PID" 2>/dev/null || true
+        wait "$SURREAL_PID" 2>/dev/null || true
+        SURREAL_PID=
+    fi
+    rm -rf "${SURREAL_DIR:-}"
+    unset CHAT_DB_URL CHAT_DB_USER CHAT_DB_PASSWORD
+}
+
 setup_node() {
     if ! have npm || ! have node; then
         apt_install nodejs npm

@@ -31,8 +31,8 @@ pub enum Stop {
 }
 
 impl ServerProcess {
-    /// A server on `addr` (loopback) storing to `data_dir` on disk; its output is appended to
-    /// `data_dir/../server.log`.
+    /// A server on `addr` (loopback) storing to `data_dir` on disk (or to the SurrealDB
+    /// server `CHAT_DB_URL` names); its output is appended to `data_dir/../server.log`.
     pub fn new(bin: &Path, addr: SocketAddr, data_dir: &Path) -> anyhow::Result<Self> {
         crate::loopback_only(addr)?;
         let log = data_dir.with_extension("log");
@@ -71,7 +71,7 @@ impl ServerProcess {
         let mut child = Command::new(&self.bin)
             .env("CHAT_ADDR", self.addr.to_string())
             .env("CHAT_DATA_DIR", &self.data_dir)
-            .env("CHAT_STORAGE", "disk")
+            .env("CHAT_STORAGE", storage())
             .env("LEPTOS_OUTPUT_NAME", "chat")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
@@ -131,6 +131,17 @@ impl ServerProcess {
     /// The server's output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The server's storage: on disk under its data directory, or on the SurrealDB server
+/// that `CHAT_DB_URL` (with `CHAT_DB_USER`, `CHAT_DB_PASSWORD` and `CHAT_DB_DATABASE`, which
+/// the server reads from the environment it inherits) names.
+fn storage() -> &'static str {
+    if std::env::var_os("CHAT_DB_URL").is_some() {
+        "remote"
+    } else {
+        "disk"
     }
 }
 

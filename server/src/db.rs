@@ -10,8 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 use surrealdb::{
-    engine::local::{Db, Mem},
-    Surreal,
+    engine::{
+        local::{Db, Mem},
+        remote::ws::{Client, Ws},
+    },
+    method::IntoVariables,
+    opt::auth::Root,
+    IndexedResults, Surreal,
 };
 use surrealdb_cnf::ConfigMap;
 use surrealdb_core::kvs::Datastore;
@@ -26,6 +31,10 @@ pub enum StorageKind {
     Disk,
     /// Embedded SurrealDB in memory: everything is lost at exit. For tests and demos.
     Memory,
+    /// A SurrealDB server (`db_url`), which several chat servers can share. The data
+    /// directory still holds this server's own state: its search index, uploaded files and
+    /// its session-signing secret.
+    Remote,
 }
 
 impl StorageKind {
@@ -33,6 +42,100 @@ impl StorageKind {
         match self {
             StorageKind::Disk => "disk",
             StorageKind::Memory => "memory",
+            StorageKind::Remote => "remote",
+        }
+    }
+
+    /// Whether the data directory is used (everything but memory storage).
+    pub fn uses_data_dir(self) -> bool {
+        self != StorageKind::Memory
+    }
+}
+
+/// A SurrealDB server to store chats in.
+#[derive(Debug, Clone)]
+pub struct RemoteDb {
+    /// `ws://host:port` (the SDK's WebSocket engine).
+    pub url: String,
+    pub namespace: String,
+    pub database: String,
+    /// A root user of that server.
+    pub username: String,
+    pub password: crate::settings::Secret,
+}
+
+/// The SurrealDB connection: the embedded engine, or a SurrealDB server. Both speak the
+/// same queries; the SDK types them apart, so the few calls the store makes are passed on
+/// here.
+pub enum Conn {
+    Local(Surreal<Db>),
+    Remote(Surreal<Client>),
+}
+
+/// A query being built on a [`Conn`]: `bind` and `query` chain as on the SDK's, and it is
+/// awaited the same way.
+pub enum Query<'c> {
+    Local(surrealdb::method::Query<'c, Db>),
+    Remote(surrealdb::method::Query<'c, Client>),
+}
+
+impl Conn {
+    pub fn query<'c>(&'c self, sql: impl Into<std::borrow::Cow<'c, str>>) -> Query<'c> {
+        match self {
+            Conn::Local(db) => Query::Local(db.query(sql)),
+            Conn::Remote(db) => Query::Remote(db.query(sql)),
+        }
+    }
+
+    /// Writes the whole database to `path` as SurrealQL statements.
+    pub async fn export(&self, path: &Path) -> Result<(), surrealdb::Error> {
+        match self {
+            Conn::Local(db) => db.export(path).await,
+            Conn::Remote(db) => db.export(path).await,
+        }
+    }
+
+    /// Runs the SurrealQL statements in `path` (an [`Self::export`]).
+    pub async fn import(&self, path: &Path) -> Result<(), surrealdb::Error> {
+        match self {
+            Conn::Local(db) => db.import(path).await,
+            Conn::Remote(db) => db.import(path).await,
+        }
+    }
+
+    async fn health(&self) -> Result<(), surrealdb::Error> {
+        match self {
+            Conn::Local(db) => db.health().await,
+            Conn::Remote(db) => db.health().await,
+        }
+    }
+}
+
+impl<'c> Query<'c> {
+    pub fn bind(self, vars: impl IntoVariables) -> Self {
+        match self {
+            Query::Local(q) => Query::Local(q.bind(vars)),
+            Query::Remote(q) => Query::Remote(q.bind(vars)),
+        }
+    }
+
+    pub fn query(self, sql: impl Into<std::borrow::Cow<'c, str>>) -> Self {
+        match self {
+            Query::Local(q) => Query::Local(q.query(sql)),
+            Query::Remote(q) => Query::Remote(q.query(sql)),
+        }
+    }
+}
+
+impl<'c> std::future::IntoFuture for Query<'c> {
+    type Output = Result<IndexedResults, surrealdb::Error>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'c>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        match self {
+            Query::Local(q) => q.into_future(),
+            Query::Remote(q) => q.into_future(),
         }
     }
 }
@@ -57,7 +160,7 @@ pub const BLOCK_CACHE_BYTES: u64 = 256 << 20;
 /// sessions it never needed. Nothing here sets session variables, so one session serves all.
 #[derive(Clone)]
 pub struct Database {
-    db: Arc<Surreal<Db>>,
+    db: Arc<Conn>,
     /// The message search index beside it (`<data dir>/search` on disk).
     search: Arc<SearchIndex>,
     kind: StorageKind,
@@ -132,6 +235,16 @@ pub enum DbError {
     Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot open the {0}")]
     Search(#[from] SearchIndexError),
+    #[error("cannot reach the SurrealDB server at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<surrealdb::Error>,
+    },
+    #[error("storage = \"remote\" needs db_url (the SurrealDB server's ws://host:port address), db_user and db_password")]
+    RemoteUnset,
+    #[error("{0:?} is not a SurrealDB namespace or database name this server uses (letters, digits and _, starting with a letter)")]
+    RemoteName(String),
 }
 
 /// Opens SurrealKV in `dir` as `surrealdb::engine::any::connect("surrealkv://...")` would,
@@ -155,6 +268,24 @@ async fn open_surrealkv(dir: &Path, cache_bytes: u64) -> anyhow::Result<Arc<Data
     Ok(datastore)
 }
 
+/// A namespace or database name written into a statement as is: a letter, then letters,
+/// digits and `_`.
+pub fn is_identifier(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The message search index in `<data_dir>/search`.
+fn open_search(data_dir: &Path) -> Result<SearchIndex, DbError> {
+    let dir = data_dir.join("search");
+    private_dirs(data_dir, &dir).map_err(|source| DbError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Ok(SearchIndex::open(Some(&dir))?)
+}
+
 /// Creates the data directory and the database's directory inside it, readable by this
 /// user only (0700): they hold password hashes and every message. Directories that exist
 /// with wider permissions are narrowed.
@@ -174,7 +305,18 @@ impl Database {
         Self::open_with_cache(kind, data_dir, BLOCK_CACHE_BYTES).await
     }
 
+    /// Opens the database the settings name: embedded, or on a SurrealDB server.
+    pub async fn open_from(settings: &crate::settings::Settings) -> Result<Self, DbError> {
+        match (settings.storage, &settings.remote) {
+            (StorageKind::Remote, Some(remote)) => Self::connect(remote, &settings.data_dir).await,
+            (kind, _) => {
+                Self::open_with_cache(kind, &settings.data_dir, settings.db_cache_bytes).await
+            }
+        }
+    }
+
     /// Opens (creating if needed) the database; on disk, with a block cache of `cache_bytes`.
+    /// Remote storage is opened by [`Self::connect`].
     pub async fn open_with_cache(
         kind: StorageKind,
         data_dir: &Path,
@@ -196,30 +338,77 @@ impl Database {
                     .await
                     .map_err(|e| DbError::Engine(e.into()))?;
                 // Opened after the engine, whose lock keeps a second process out of both.
-                let search_dir = data_dir.join("search");
-                private_dirs(data_dir, &search_dir).map_err(|source| DbError::DataDir {
-                    path: search_dir.display().to_string(),
-                    source,
-                })?;
-                let search = SearchIndex::open(Some(&search_dir))?;
+                let search = open_search(data_dir)?;
                 (
                     Surreal::<Db>::unstable_from_datastore(datastore, None).await?,
                     Some(dir.join("LOCK")),
                     search,
                 )
             }
+            StorageKind::Remote => return Err(DbError::RemoteUnset),
         };
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
         Ok(Database {
-            db: Arc::new(db),
+            db: Arc::new(Conn::Local(db)),
             search: Arc::new(search),
             kind,
             lock_file,
         })
     }
 
+    /// Connects to a SurrealDB server as its root user, creating the namespace and database
+    /// if they do not exist; the search index is kept in `data_dir`.
+    pub async fn connect(remote: &RemoteDb, data_dir: &Path) -> Result<Self, DbError> {
+        let address = remote
+            .url
+            .strip_prefix("ws://")
+            .unwrap_or(&remote.url)
+            .trim_end_matches('/');
+        let failed = |source| DbError::Connect {
+            url: remote.url.clone(),
+            source: Box::new(source),
+        };
+        let db = Surreal::new::<Ws>(address).await.map_err(failed)?;
+        db.signin(Root {
+            username: remote.username.clone(),
+            password: remote.password.expose().to_owned(),
+        })
+        .await
+        .map_err(failed)?;
+        // A root user may create them. Their names are checked identifiers (the settings
+        // refuse anything else), as SurrealQL takes no parameter there.
+        for name in [&remote.namespace, &remote.database] {
+            if !is_identifier(name) {
+                return Err(DbError::RemoteName(name.clone()));
+            }
+        }
+        db.query(format!(
+            "DEFINE NAMESPACE IF NOT EXISTS {};",
+            remote.namespace
+        ))
+        .await
+        .and_then(|r| r.check())
+        .map_err(failed)?;
+        db.use_ns(remote.namespace.as_str()).await.map_err(failed)?;
+        db.query(format!(
+            "DEFINE DATABASE IF NOT EXISTS {};",
+            remote.database
+        ))
+        .await
+        .and_then(|r| r.check())
+        .map_err(failed)?;
+        db.use_db(remote.database.as_str()).await.map_err(failed)?;
+        let search = open_search(data_dir)?;
+        Ok(Database {
+            db: Arc::new(Conn::Remote(db)),
+            search: Arc::new(search),
+            kind: StorageKind::Remote,
+            lock_file: None,
+        })
+    }
+
     /// The underlying SurrealDB handle (shared, not cloned: see [`Database`]).
-    pub fn handle(&self) -> Arc<Surreal<Db>> {
+    pub fn handle(&self) -> Arc<Conn> {
         Arc::clone(&self.db)
     }
 
@@ -276,5 +465,55 @@ impl Database {
         self.db.health().await?;
         self.db.query("RETURN 1").await?.check()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_identifiers_name_a_namespace_or_database() {
+        for ok in ["chat", "chat_2", "Chat"] {
+            assert!(is_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "2chat",
+            "_chat",
+            "chat-2",
+            "chat; REMOVE NAMESPACE chat",
+            "chät",
+        ] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_is_a_clear_error() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let remote = RemoteDb {
+            url: format!("ws://127.0.0.1:{port}"),
+            namespace: "chat".into(),
+            database: "chat".into(),
+            username: "root".into(),
+            password: crate::settings::Secret::new("pw"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let e = tokio::time::timeout(
+            Duration::from_secs(30),
+            Database::connect(&remote, dir.path()),
+        )
+        .await
+        .expect("refused at once, not hanging")
+        .err()
+        .expect("no database there");
+        assert!(matches!(e, DbError::Connect { .. }), "{e}");
+        assert!(e.to_string().contains(&remote.url), "{e}");
     }
 }

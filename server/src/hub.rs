@@ -23,7 +23,7 @@ use std::{
     collections::HashMap,
     future::poll_fn,
     sync::{
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
         Arc, Mutex,
     },
     task::Poll,
@@ -133,14 +133,38 @@ struct SocketEntry {
 
 impl SocketEntry {
     /// Queues `item`; a socket that cannot take it is cut off (and told by `stop`).
-    fn offer(&mut self, item: Outbound) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(item).is_err() {
-                self.tx = None;
-                self.stop.fire(Why::Lagging);
-            }
+    /// Returns what happened, for the hub's counts.
+    fn offer(&mut self, item: Outbound) -> Offered {
+        let Some(tx) = &self.tx else {
+            return Offered::Dropped;
+        };
+        if tx.try_send(item).is_ok() {
+            Offered::Queued
+        } else {
+            self.tx = None;
+            self.stop.fire(Why::Lagging);
+            Offered::CutOff
         }
     }
+}
+
+enum Offered {
+    Queued,
+    /// The socket was lagging already.
+    Dropped,
+    /// The socket's outbox was full: it is lagging from now on.
+    CutOff,
+}
+
+/// What the hub has done since it started, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubCounts {
+    /// Sockets registered now.
+    pub sockets: usize,
+    /// Items queued for sockets.
+    pub queued: u64,
+    /// Sockets cut off for lagging.
+    pub lagged: u64,
 }
 
 /// A socket's place in the hub, from the upgrade until [`Registration::release`] (or until
@@ -185,6 +209,11 @@ struct Inner {
     /// Set once the server is shutting down: a socket registered after that is stopped at
     /// once.
     closing: AtomicBool,
+    /// Sockets registered now (changed under the `sockets` lock).
+    open: AtomicU64,
+    /// Items queued for sockets: added once per push, not per socket.
+    queued: AtomicU64,
+    lagged: AtomicU64,
 }
 
 /// Cheap-to-clone handle to the switchboard.
@@ -212,6 +241,7 @@ impl Hub {
             return None;
         }
         let came_online = list.is_empty();
+        self.inner.open.fetch_add(1, Ordering::Relaxed);
         list.push(SocketEntry {
             conn_id,
             session: session.into(),
@@ -270,7 +300,11 @@ impl Hub {
         let Some(list) = sockets.get_mut(user) else {
             return true;
         };
+        let before = list.len();
         list.retain(|s| s.conn_id != conn_id);
+        self.inner
+            .open
+            .fetch_sub((before - list.len()) as u64, Ordering::Relaxed);
         if list.is_empty() {
             sockets.remove(user);
             true
@@ -291,14 +325,17 @@ impl Hub {
     /// Queues `item` for every socket of every user in `users`, except `skip_conn`.
     /// Sockets that cannot take it are cut off (they are lagging; see the module docs).
     pub fn push(&self, users: &[String], item: &Outbound, skip_conn: Option<u64>) {
+        let mut tally = Tally::default();
         let mut sockets = lock(&self.inner.sockets);
         for user in users {
             for s in sockets.get_mut(user).into_iter().flatten() {
                 if Some(s.conn_id) != skip_conn {
-                    s.offer(item.clone());
+                    tally.add(s.offer(item.clone()));
                 }
             }
         }
+        drop(sockets);
+        self.count(tally);
     }
 
     /// Queues `item` for one socket of `user`; cuts the socket off if it cannot take it.
@@ -308,7 +345,46 @@ impl Hub {
             .get_mut(user)
             .and_then(|list| list.iter_mut().find(|s| s.conn_id == conn_id))
         {
-            s.offer(item);
+            let mut tally = Tally::default();
+            tally.add(s.offer(item));
+            drop(sockets);
+            self.count(tally);
+        }
+    }
+
+    /// What the hub has done so far.
+    pub fn counts(&self) -> HubCounts {
+        HubCounts {
+            sockets: self.inner.open.load(Ordering::Relaxed) as usize,
+            queued: self.inner.queued.load(Ordering::Relaxed),
+            lagged: self.inner.lagged.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds a push's tally to the counts: one atomic add per push (per room's fan-out),
+    /// not per socket.
+    fn count(&self, tally: Tally) {
+        if tally.queued > 0 {
+            self.inner.queued.fetch_add(tally.queued, Ordering::Relaxed);
+        }
+        if tally.lagged > 0 {
+            self.inner.lagged.fetch_add(tally.lagged, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    queued: u64,
+    lagged: u64,
+}
+
+impl Tally {
+    fn add(&mut self, offered: Offered) {
+        match offered {
+            Offered::Queued => self.queued += 1,
+            Offered::CutOff => self.lagged += 1,
+            Offered::Dropped => {}
         }
     }
 }
@@ -330,6 +406,39 @@ mod tests {
             !hub.is_online("alice"),
             "a dropped registration frees its place"
         );
+    }
+
+    #[test]
+    fn counts_follow_sockets_pushes_and_cut_offs() {
+        let hub = Hub::default();
+        let a = hub.try_register("alice", "s-alice", 1, 32).unwrap();
+        let b = hub.try_register("bob", "s-bob", 2, 32).unwrap();
+        let users = ["alice".to_owned(), "bob".to_owned()];
+        let frame = Outbound::Frame("{}".into());
+        hub.push(&users, &frame, Some(2));
+        assert_eq!(
+            hub.counts(),
+            HubCounts {
+                sockets: 2,
+                queued: 1,
+                lagged: 0
+            }
+        );
+        // Bob never reads: his outbox fills, he is cut off once, and then skipped.
+        for _ in 0..OUTBOX_CAPACITY + 5 {
+            hub.push_to("bob", 2, frame.clone());
+        }
+        assert_eq!(
+            hub.counts(),
+            HubCounts {
+                sockets: 2,
+                queued: 1 + OUTBOX_CAPACITY as u64,
+                lagged: 1
+            }
+        );
+        drop(a);
+        b.release();
+        assert_eq!(hub.counts().sockets, 0);
     }
 
     #[test]

@@ -21,12 +21,14 @@
 //! - [`admin`] — the administration subcommands (accounts, backup and restore, a person's
 //!   export), carried out in the running server over a Unix socket or over the data
 //!   directory when none runs.
-//! - [`health`] — `/healthz`; [`security`] — security headers, the pages' CSP, the
+//! - [`health`] — `/healthz`; [`telemetry`] — `/metrics` (behind a token) and the
+//!   handles the writer records commits with; [`security`] — security headers, the pages' CSP, the
 //!   same-origin checks.
 //! - `clock` (the wall clock as stored), `locks` (std mutexes that survive a panic) and
 //!   `priority` (background threads at the lowest CPU priority): leaves every module may use.
 //! - [`Application`]: opens the database, binds the listener, wires the routes (Leptos
-//!   pages, `/ws`, `/healthz`, `/api/auth/*`, static files), runs until told to stop.
+//!   pages, `/ws`, `/healthz`, `/metrics`, `/api/auth/*`, static files), runs until told
+//!   to stop.
 //!
 //! # The path of one message
 //! 1. A `send` frame arrives on a socket; [`ws`] decodes it (`app::protocol::ClientMsg`)
@@ -63,6 +65,7 @@ pub mod search_index;
 pub mod security;
 pub mod settings;
 pub mod store;
+pub mod telemetry;
 pub mod throttle;
 pub mod writer;
 pub mod ws;
@@ -100,6 +103,7 @@ pub struct AppState {
     sockets: ws::Sockets,
     health: health::HealthState,
     files: files::FileStore,
+    metrics: telemetry::MetricsState,
 }
 
 impl FromRef<AppState> for files::FileStore {
@@ -129,6 +133,12 @@ impl FromRef<AppState> for chat::ChatService {
 impl FromRef<AppState> for ws::Sockets {
     fn from_ref(state: &AppState) -> Self {
         state.sockets.clone()
+    }
+}
+
+impl FromRef<AppState> for telemetry::MetricsState {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
     }
 }
 
@@ -179,18 +189,14 @@ pub struct Application {
     writer_tasks: TaskTracker,
     /// Cancelled once the sockets are closed: the writers store what is queued and end.
     writer_stop: CancellationToken,
+    metrics: telemetry::MetricsState,
 }
 
 impl Application {
     /// Opens the database and binds the listener; nothing is served until [`Self::run`].
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let leptos = leptos_options()?;
-        let db = Database::open_with_cache(
-            settings.storage,
-            &settings.data_dir,
-            settings.db_cache_bytes,
-        )
-        .await?;
+        let db = Database::open_from(&settings).await?;
         let store = SurrealChatStore::new(&db, now_ms()).await?;
         info!(
             storage = settings.storage.as_str(),
@@ -200,7 +206,9 @@ impl Application {
         );
         let secret = auth::load_or_create_secret(
             settings.jwt_secret.as_ref().map(|s| s.expose()),
-            (settings.storage == settings::StorageKind::Disk)
+            settings
+                .storage
+                .uses_data_dir()
                 .then_some(settings.data_dir.as_path()),
         )
         .map_err(StartError::Secret)?;
@@ -217,7 +225,9 @@ impl Application {
                     source,
                 })?;
         let files = files::FileStore::open(
-            (settings.storage == settings::StorageKind::Disk)
+            settings
+                .storage
+                .uses_data_dir()
                 .then(|| settings.data_dir.join("files"))
                 .as_deref(),
             store.clone(),
@@ -226,11 +236,23 @@ impl Application {
         )
         .map_err(StartError::Files)?;
         let hub = hub::Hub::default();
+        let registry = telemetry::Registry::new();
         let writer_tasks = TaskTracker::new();
         let writer_stop = CancellationToken::new();
-        let writers =
-            writer::Writers::start(&store, &hub, writer::WRITERS, &writer_tasks, &writer_stop)
-                .map_err(|source| StartError::Writers { source })?;
+        let writers = writer::Writers::start(
+            &store,
+            &hub,
+            writer::WRITERS,
+            &telemetry::CommitMetrics::register(&registry),
+            &writer_tasks,
+            &writer_stop,
+        )
+        .map_err(|source| StartError::Writers { source })?;
+        let metrics = telemetry::MetricsState::new(
+            &registry,
+            settings.metrics_token.as_ref().map(|t| t.expose()),
+            hub.clone(),
+        );
         let chat = chat::ChatService::new(
             store.clone(),
             hub,
@@ -261,7 +283,9 @@ impl Application {
         let admin = admin::Admin {
             store: store.clone(),
             files: files.clone(),
-            data_dir: (settings.storage == settings::StorageKind::Disk)
+            data_dir: settings
+                .storage
+                .uses_data_dir()
                 .then(|| settings.data_dir.clone()),
             hashing: auth.hashing.clone(),
             sessions_ended: auth.sessions_ended.clone(),
@@ -278,6 +302,7 @@ impl Application {
                 tasks: tasks.clone(),
                 public_origin: settings.public_origin.clone(),
                 per_user: settings.limits.sockets_per_user,
+                frames_in: telemetry::frames_received(&registry),
             },
             auth: auth.clone(),
             health: health::HealthState {
@@ -286,6 +311,7 @@ impl Application {
                 store: store.clone(),
             },
             files: files.clone(),
+            metrics: metrics.clone(),
         };
         let limits = listen::ConnectionLimits {
             per_address: settings.limits.connections_per_address,
@@ -306,6 +332,7 @@ impl Application {
             tasks,
             writer_tasks,
             writer_stop,
+            metrics,
         })
     }
 
@@ -337,6 +364,7 @@ impl Application {
             tasks,
             writer_tasks,
             writer_stop,
+            metrics,
         } = self;
         tokio::spawn({
             let token = token.clone();
@@ -364,6 +392,7 @@ impl Application {
             }
         });
         tokio::spawn(files.sweep_until(token.clone()));
+        tokio::spawn(metrics.upkeep_until(token.clone()));
         // Before the first socket: sign-outs and the shutdown reach every socket from here.
         tokio::spawn(ws::close_when_told(chat.hub().clone(), auth, token.clone()));
         tokio::spawn(forget_expired_sessions(store.clone(), token.clone()));
@@ -437,6 +466,7 @@ fn router(state: AppState, body_timeout: Duration) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(telemetry::metrics))
         .merge(
             Router::new()
                 .route("/api/auth/signup", post(auth::sign_up))

@@ -2,7 +2,7 @@
 //! then environment variables (`CHAT_*`), then command-line flags. Every setting is listed in
 //! the README.
 
-pub use crate::db::StorageKind;
+pub use crate::db::{RemoteDb, StorageKind};
 use clap::Parser;
 use serde::Deserialize;
 use std::{
@@ -83,6 +83,12 @@ pub enum SignUpMode {
     Closed,
 }
 
+/// The SurrealDB namespace and database the chat uses on a server unless told otherwise.
+pub const DEFAULT_DB_NAME: &str = "chat";
+
+/// Shortest `metrics_token` accepted: long enough not to be guessed.
+pub const MIN_METRICS_TOKEN: usize = 16;
+
 /// Default lifetime of a sign-in: 30 days.
 pub const DEFAULT_SESSION_TTL_HOURS: u64 = 720;
 
@@ -102,12 +108,31 @@ pub struct Cli {
     /// Directory holding the database and other state [default: ./data].
     #[arg(long, env = "CHAT_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// Storage engine [default: disk].
-    #[arg(long, env = "CHAT_STORAGE", value_enum)]
+    /// Storage engine [default: remote when db_url is set, else disk].
+    #[arg(long, env = "CHAT_STORAGE", value_enum, global = true)]
     pub storage: Option<StorageKind>,
+    /// The SurrealDB server to store chats in, as `ws://host:port` (storage = remote).
+    #[arg(long, env = "CHAT_DB_URL", global = true)]
+    pub db_url: Option<String>,
+    /// Namespace on the SurrealDB server [default: chat].
+    #[arg(long, env = "CHAT_DB_NAMESPACE", global = true)]
+    pub db_namespace: Option<String>,
+    /// Database on the SurrealDB server [default: chat].
+    #[arg(long, env = "CHAT_DB_DATABASE", global = true)]
+    pub db_database: Option<String>,
+    /// A root user of the SurrealDB server.
+    #[arg(long, env = "CHAT_DB_USER", global = true)]
+    pub db_user: Option<String>,
+    /// That user's password.
+    #[arg(long, env = "CHAT_DB_PASSWORD", hide_env_values = true, global = true)]
+    pub db_password: Option<String>,
     /// Secret that signs session tokens [default: generated once, kept in <data_dir>/jwt-secret].
     #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Token a Prometheus scraper sends (`Authorization: Bearer …`) to read `/metrics`; at
+    /// least 16 characters [default: none, and `/metrics` is off].
+    #[arg(long, env = "CHAT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// How long a sign-in lasts, in hours [default: 720 (30 days)].
     #[arg(long, env = "CHAT_SESSION_TTL_HOURS")]
     pub session_ttl_hours: Option<u64>,
@@ -174,8 +199,14 @@ struct FileSettings {
     addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     storage: Option<StorageKind>,
+    db_url: Option<String>,
+    db_namespace: Option<String>,
+    db_database: Option<String>,
+    db_user: Option<String>,
+    db_password: Option<String>,
     log: Option<String>,
     jwt_secret: Option<String>,
+    metrics_token: Option<String>,
     session_ttl_hours: Option<u64>,
     public_origin: Option<String>,
     send_rate: Option<u32>,
@@ -200,9 +231,13 @@ pub struct Settings {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub storage: StorageKind,
+    /// The SurrealDB server, when `storage` is remote.
+    pub remote: Option<RemoteDb>,
     pub log: String,
     /// `None`: generated and kept in the data directory.
     pub jwt_secret: Option<Secret>,
+    /// `None`: `/metrics` is off.
+    pub metrics_token: Option<Secret>,
     pub session_ttl: std::time::Duration,
     /// `None`: same origin as the request's Host header.
     pub public_origin: Option<String>,
@@ -252,6 +287,10 @@ pub enum SettingsError {
     DbCache(u64),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("storage = \"remote\" {0}")]
+    Remote(String),
+    #[error("metrics_token must be at least {MIN_METRICS_TOKEN} characters (got {0})")]
+    MetricsToken(usize),
 }
 
 impl Settings {
@@ -268,6 +307,32 @@ impl Settings {
         let settings = Self::resolve(cli, file, site_addr);
         if settings.db_cache_bytes < MIN_DB_CACHE_MB << 20 {
             return Err(SettingsError::DbCache(settings.db_cache_bytes >> 20));
+        }
+        if settings.storage == StorageKind::Remote {
+            let Some(remote) = &settings.remote else {
+                return Err(SettingsError::Remote(
+                    "needs db_url (ws://host:port), db_user and db_password".into(),
+                ));
+            };
+            if !remote.url.starts_with("ws://") {
+                return Err(SettingsError::Remote(format!(
+                    "db_url must be ws://host:port (got {:?})",
+                    remote.url
+                )));
+            }
+            for name in [&remote.namespace, &remote.database] {
+                if !crate::db::is_identifier(name) {
+                    return Err(SettingsError::Remote(format!(
+                        "{name:?} is not a namespace or database name this server uses (a letter, then letters, digits and _)"
+                    )));
+                }
+            }
+        }
+        if let Some(token) = &settings.metrics_token {
+            let length = token.expose().chars().count();
+            if length < MIN_METRICS_TOKEN {
+                return Err(SettingsError::MetricsToken(length));
+            }
         }
         let l = settings.limits;
         for (name, value) in [
@@ -304,9 +369,36 @@ impl Settings {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("data")),
-            storage: cli.storage.or(file.storage).unwrap_or(StorageKind::Disk),
+            storage: cli.storage.or(file.storage).unwrap_or(
+                if cli.db_url.is_some() || file.db_url.is_some() {
+                    StorageKind::Remote
+                } else {
+                    StorageKind::Disk
+                },
+            ),
+            remote: match (
+                cli.db_url.or(file.db_url),
+                cli.db_user.or(file.db_user),
+                cli.db_password.or(file.db_password),
+            ) {
+                (Some(url), Some(username), Some(password)) => Some(RemoteDb {
+                    url,
+                    namespace: cli
+                        .db_namespace
+                        .or(file.db_namespace)
+                        .unwrap_or_else(|| DEFAULT_DB_NAME.into()),
+                    database: cli
+                        .db_database
+                        .or(file.db_database)
+                        .unwrap_or_else(|| DEFAULT_DB_NAME.into()),
+                    username,
+                    password: Secret(password),
+                }),
+                _ => None,
+            },
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
             jwt_secret: cli.jwt_secret.or(file.jwt_secret).map(Secret),
+            metrics_token: cli.metrics_token.or(file.metrics_token).map(Secret),
             session_ttl: std::time::Duration::from_secs(
                 3600 * cli
                     .session_ttl_hours
@@ -385,8 +477,10 @@ impl Settings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: PathBuf::from("unused-in-memory"),
             storage: StorageKind::Memory,
+            remote: None,
             log: "warn".into(),
             jwt_secret: None,
+            metrics_token: None,
             session_ttl: std::time::Duration::from_secs(3600 * DEFAULT_SESSION_TTL_HOURS),
             public_origin: None,
             // Tests pour messages in; the rate limit has a test of its own.
@@ -457,6 +551,83 @@ mod tests {
         assert!(matches!(
             Settings::load(cli),
             Err(SettingsError::Zero("sign_ups_per_hour"))
+        ));
+    }
+
+    #[test]
+    fn a_database_url_means_remote_storage_and_needs_its_credentials() {
+        let s = Settings::resolve(
+            Cli::default(),
+            file("db_url = \"ws://127.0.0.1:8000\"\ndb_user = \"root\"\ndb_password = \"pw\""),
+            None,
+        );
+        assert_eq!(s.storage, StorageKind::Remote);
+        let remote = s.remote.as_ref().unwrap();
+        assert_eq!(
+            (remote.namespace.as_str(), remote.database.as_str()),
+            ("chat", "chat")
+        );
+        assert_eq!(format!("{:?}", remote.password), "Secret(***)");
+        let load = |cli: Cli| Settings::load(cli).map(|s| s.storage);
+        let remote = |url: &str, database: &str| Cli {
+            db_url: Some(url.into()),
+            db_user: Some("root".into()),
+            db_password: Some("pw".into()),
+            db_database: Some(database.into()),
+            ..Cli::default()
+        };
+        assert!(matches!(
+            load(remote("ws://127.0.0.1:8000", "chat_2")),
+            Ok(StorageKind::Remote)
+        ));
+        for (cli, why) in [
+            (remote("http://127.0.0.1:8000", "chat"), "ws://"),
+            (
+                remote("ws://127.0.0.1:8000", "chat; REMOVE DATABASE x"),
+                "not a namespace",
+            ),
+            (remote("ws://127.0.0.1:8000", "9lives"), "not a namespace"),
+            (
+                Cli {
+                    storage: Some(StorageKind::Remote),
+                    ..Cli::default()
+                },
+                "needs db_url",
+            ),
+            (
+                Cli {
+                    db_user: None,
+                    ..remote("ws://127.0.0.1:8000", "chat")
+                },
+                "needs db_url",
+            ),
+        ] {
+            let e = load(cli).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_metrics_token_comes_from_the_file_and_must_not_be_short() {
+        let s = Settings::resolve(Cli::default(), FileSettings::default(), None);
+        assert!(s.metrics_token.is_none());
+        let s = Settings::resolve(
+            Cli::default(),
+            file("metrics_token = \"0123456789abcdef\""),
+            None,
+        );
+        assert_eq!(
+            s.metrics_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(format!("{:?}", s.metrics_token), "Some(Secret(***))");
+        let cli = Cli {
+            metrics_token: Some("short".into()),
+            ..Cli::default()
+        };
+        assert!(matches!(
+            Settings::load(cli),
+            Err(SettingsError::MetricsToken(5))
         ));
     }
 
@@ -549,7 +720,13 @@ mod tests {
                 "CHAT_ADDR",
                 "CHAT_DATA_DIR",
                 "CHAT_STORAGE",
+                "CHAT_DB_URL",
+                "CHAT_DB_NAMESPACE",
+                "CHAT_DB_DATABASE",
+                "CHAT_DB_USER",
+                "CHAT_DB_PASSWORD",
                 "CHAT_JWT_SECRET",
+                "CHAT_METRICS_TOKEN",
                 "CHAT_SESSION_TTL_HOURS",
                 "CHAT_PUBLIC_ORIGIN",
                 "CHAT_SEND_RATE",

@@ -57,6 +57,7 @@ use crate::{
         Batch, ChangeKind, ChangeRecord, Entry, Mark, Members, MentionKey, MessageRecord,
         SentUpload, StoreError, SurrealChatStore, UploadRecord,
     },
+    telemetry::CommitMetrics,
 };
 
 /// Why a send's files cannot go with it.
@@ -213,6 +214,7 @@ impl Writers {
         store: &SurrealChatStore,
         hub: &Hub,
         count: usize,
+        metrics: &CommitMetrics,
         tracker: &TaskTracker,
         stop: &CancellationToken,
     ) -> std::io::Result<Self> {
@@ -237,6 +239,7 @@ impl Writers {
                     loaded,
                     stop: stop.clone(),
                     _running: running.clone(),
+                    metrics: metrics.clone(),
                 };
                 tracker.spawn(writer.run());
                 tx
@@ -318,6 +321,7 @@ struct Writer {
     stop: CancellationToken,
     /// Dropped when the writer ends (see [`store_pending_every`]).
     _running: mpsc::Sender<()>,
+    metrics: CommitMetrics,
 }
 
 /// A conversation whose head was read: `Ok(None)` when it does not exist.
@@ -668,7 +672,15 @@ impl Writer {
                 sent_uploads,
                 deleted_uploads,
             };
-            match self.store.commit(&batch).await {
+            let started = std::time::Instant::now();
+            let stored = self.store.commit(&batch).await;
+            if stored.is_ok() {
+                self.metrics.seconds.record(started.elapsed().as_secs_f64());
+                self.metrics
+                    .entries
+                    .record((batch.entries.len() + batch.changed.len()) as f64);
+            }
+            match stored {
                 Ok(()) => {
                     self.answer(accepted, batch.entries).await;
                     self.recount_mentions(recount);
@@ -677,6 +689,7 @@ impl Writer {
                     let (subs, _): (Vec<Submission>, Vec<Outcome>) = accepted.into_iter().unzip();
                     match e {
                         StoreError::ClientMsgIdTaken => {
+                            self.metrics.conflicts.increment(1);
                             // Sent before this writer remembered it: learn where each went.
                             if self.learn_ids(&subs).await {
                                 again = Some(subs);
@@ -687,10 +700,12 @@ impl Writer {
                             }
                         }
                         StoreError::SeqTaken | StoreError::OutOfSequence => {
+                            self.metrics.conflicts.increment(1);
                             self.resync(&given).await;
                             again = Some(subs);
                         }
                         e => {
+                            self.metrics.failures.increment(1);
                             warn!(error = %e, entries = subs.len(), "storing a batch failed");
                             for sub in &subs {
                                 self.refuse(sub, Refusal::internal());
@@ -1043,6 +1058,7 @@ mod tests {
             &store,
             &hub,
             1,
+            &CommitMetrics::unregistered(),
             &TaskTracker::new(),
             &CancellationToken::new(),
         )

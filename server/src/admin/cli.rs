@@ -86,6 +86,11 @@ pub async fn run(command: Command, settings: &Settings) -> anyhow::Result<String
     let request = match command {
         Command::Serve => unreachable!("`serve` runs the server; main handles it"),
         Command::Restore { from } => {
+            if !matches!(settings.storage, crate::settings::StorageKind::Disk) {
+                anyhow::bail!(
+                    "restore fills a data directory of embedded storage; a SurrealDB server takes a backup's database.surql with `surreal import`, and the backup's files go into each node's data directory"
+                );
+            }
             let manifest = backup::restore(&absolute(&from)?, data_dir).await?;
             return Ok(format!(
                 "restored into {} the backup taken at {} (ms since the epoch); start the server on it",
@@ -145,7 +150,12 @@ pub async fn run(command: Command, settings: &Settings) -> anyhow::Result<String
 /// Carries `request` out in this process, over the data directory no server is running on.
 async fn run_here(request: Request, settings: &Settings) -> Result<String, AdminError> {
     let data_dir = settings.data_dir.clone();
-    let db = Database::open(crate::settings::StorageKind::Disk, &data_dir).await?;
+    let db = match (settings.storage, &settings.remote) {
+        (crate::settings::StorageKind::Remote, Some(remote)) => {
+            Database::connect(remote, &data_dir).await?
+        }
+        _ => Database::open(crate::settings::StorageKind::Disk, &data_dir).await?,
+    };
     let store = SurrealChatStore::new(&db, crate::now_ms()).await?;
     let files = FileStore::open(
         Some(&data_dir.join("files")),

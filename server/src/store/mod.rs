@@ -48,11 +48,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use surrealdb::{
-    engine::local::Db,
-    types::{ErrorDetails, QueryError},
-    Surreal,
-};
+use surrealdb::types::{ErrorDetails, QueryError};
 
 use crate::locks::lock;
 use conversations::MemberCache;
@@ -181,7 +177,7 @@ fn taken_table(e: &surrealdb::Error) -> Option<&str> {
 #[derive(Clone)]
 pub struct SurrealChatStore {
     /// Shared, never cloned (a clone is a new engine session: see [`crate::db::Database`]).
-    db: Arc<Surreal<Db>>,
+    db: Arc<crate::db::Conn>,
     /// Conversations' heads and the read positions sending moved (see [`heads`]).
     heads: Arc<Mutex<Heads>>,
     /// The recent-conversations lists, kept current by this store's writes.

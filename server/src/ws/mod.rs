@@ -75,6 +75,8 @@ pub struct Sockets {
     pub public_origin: Option<String>,
     /// Most sockets one user may hold open at once.
     pub per_user: usize,
+    /// Frames received from clients, all sockets together (`/metrics`).
+    pub frames_in: metrics::Counter,
 }
 
 /// Checks the upgrade (Origin, then session), and hands the socket to a [`Handler`] tracked
@@ -149,6 +151,7 @@ pub async fn upgrade(
                 started: false,
                 chat: sockets.chat,
                 registration,
+                frames_in: sockets.frames_in,
             };
             // A debug span: an enabled span is entered and left at every poll of the
             // socket's task, once per delivered frame.
@@ -194,6 +197,7 @@ struct Handler {
     chat: ChatService,
     /// The socket's place in the hub: its outbox, and the signal to close it.
     registration: Registration,
+    frames_in: metrics::Counter,
 }
 
 /// Closes sockets from outside their loops, through the hub: every socket once `shutdown`
@@ -300,6 +304,9 @@ impl Handler {
             tokio::select! {
                 frame = self.socket.recv() => {
                     last_heard = Instant::now();
+                    if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                        self.frames_in.increment(1);
+                    }
                     match frame {
                         Some(Ok(Message::Text(text))) => {
                             let handled = Box::pin(self.handle_text(&text)).await;

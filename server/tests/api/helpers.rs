@@ -490,7 +490,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     .await
 }
 
-async fn request(addr: SocketAddr, request: String) -> HttpResponse {
+pub async fn request(addr: SocketAddr, request: String) -> HttpResponse {
     request_from(std::net::Ipv4Addr::LOCALHOST.into(), addr, request).await
 }
 
