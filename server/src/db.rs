@@ -148,6 +148,9 @@ const DATABASE: &str = "chat";
 /// and zeroed in one go, which took 3.5 s of CPU at each shutdown and would stall a commit
 /// when it fills.
 pub const MEMTABLE_BYTES: u64 = 64 << 20;
+/// How long a health check waits for the database.
+pub const CHECK_WITHIN: Duration = Duration::from_secs(5);
+
 /// The storage engine's cache of file blocks by default (the `db_cache_mb` setting changes
 /// it); SurrealKV's own default is half of RAM less 1 GiB.
 pub const BLOCK_CACHE_BYTES: u64 = 256 << 20;
@@ -243,6 +246,8 @@ pub enum DbError {
     },
     #[error("storage = \"remote\" needs db_url (the SurrealDB server's ws://host:port address), db_user and db_password")]
     RemoteUnset,
+    #[error("the database did not answer within {0:?}")]
+    Unanswered(Duration),
     #[error("{0:?} is not a SurrealDB namespace or database name this server uses (letters, digits and _, starting with a letter)")]
     RemoteName(String),
 }
@@ -376,14 +381,15 @@ impl Database {
         .await
         .map_err(failed)?;
         // A root user may create them. Their names are checked identifiers (the settings
-        // refuse anything else), as SurrealQL takes no parameter there.
+        // refuse anything else), quoted so that a keyword is a name too: SurrealQL takes no
+        // parameter there.
         for name in [&remote.namespace, &remote.database] {
             if !is_identifier(name) {
                 return Err(DbError::RemoteName(name.clone()));
             }
         }
         db.query(format!(
-            "DEFINE NAMESPACE IF NOT EXISTS {};",
+            "DEFINE NAMESPACE IF NOT EXISTS `{}`;",
             remote.namespace
         ))
         .await
@@ -391,7 +397,7 @@ impl Database {
         .map_err(failed)?;
         db.use_ns(remote.namespace.as_str()).await.map_err(failed)?;
         db.query(format!(
-            "DEFINE DATABASE IF NOT EXISTS {};",
+            "DEFINE DATABASE IF NOT EXISTS `{}`;",
             remote.database
         ))
         .await
@@ -460,11 +466,20 @@ impl Database {
         }
     }
 
-    /// Succeeds when the datastore answers a query.
+    /// Succeeds when the datastore answers a query within [`CHECK_WITHIN`]. (A SurrealDB
+    /// server that went away is waited for by the SDK, which reconnects when it is back:
+    /// without a limit, `/healthz` would hang as long.)
     pub async fn check(&self) -> Result<(), DbError> {
-        self.db.health().await?;
-        self.db.query("RETURN 1").await?.check()?;
-        Ok(())
+        let answered = tokio::time::timeout(CHECK_WITHIN, async {
+            self.db.health().await?;
+            self.db.query("RETURN 1").await?.check()?;
+            Ok::<(), surrealdb::Error>(())
+        })
+        .await;
+        match answered {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(DbError::Unanswered(CHECK_WITHIN)),
+        }
     }
 }
 
