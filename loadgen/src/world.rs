@@ -96,15 +96,17 @@ pub async fn ask_conversation(
     let mut conn = Conn::open(addr, token).await?;
     // Set-up is not measured, and dozens of joins at once queue behind each other's
     // commits: on a debug server sharing its cores with a build, several seconds each.
-    let id = conn
+    // An error is the answer too: waiting on would only hide it.
+    let answer = conn
         .ask_within(Duration::from_secs(120), msg, |m| match m {
-            ServerMsg::Conversation { conversation } => Some(conversation.id.clone()),
+            ServerMsg::Conversation { conversation } => Some(Ok(conversation.id.clone())),
+            ServerMsg::Error { .. } => Some(Err(anyhow::anyhow!("refused: {m:?}"))),
             _ => None,
         })
         .await
         .context("set-up request")?;
     conn.close().await;
-    Ok(id)
+    answer.context("set-up request")
 }
 
 impl World {

@@ -353,6 +353,7 @@ impl SurrealChatStore {
     pub async fn leave_room(&self, key: &str, username: &str) -> Result<(), StoreError> {
         self.require_room(key, username).await?;
         self.require_member(key, username).await?;
+        let one_at_a_time = self.membership_lock(key).await;
         let left = retry_conflicts(|| async {
             self.db
                 .query(
@@ -370,6 +371,7 @@ impl SurrealChatStore {
             Ok(())
         })
         .await;
+        drop(one_at_a_time);
         self.membership_changed(key, &[username]);
         left
     }

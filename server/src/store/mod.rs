@@ -137,6 +137,10 @@ fn is_conflict(e: &surrealdb::Error) -> bool {
     e.query_details() == Some(&QueryError::TransactionConflict)
 }
 
+/// Locks the membership writes of rooms are spread over (rooms whose keys hash alike share
+/// one; a lock is held for one transaction).
+const MEMBERSHIP_LOCKS: usize = 64;
+
 /// Tries of an operation whose transaction keeps meeting concurrent writes.
 const CONFLICT_TRIES: u32 = 6;
 
@@ -189,6 +193,11 @@ pub struct SurrealChatStore {
     /// under CPU contention the deferred writes met `mark_read`s through all their retries
     /// (the soak logged a failed write of pending changes).
     read_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the writes that change a room's membership (joins, removals, leaving), per
+    /// room: each updates the room's `member_count`, and dozens of people joining one room
+    /// at once conflicted in the engine through all their retries, which refused some of
+    /// them. See [`Self::membership_lock`].
+    membership_writes: Arc<[tokio::sync::Mutex<()>; MEMBERSHIP_LOCKS]>,
     /// Conversations the search index is behind (see [`search`]).
     unindexed: Arc<Mutex<Unindexed>>,
     /// The message search index, shared with the [`crate::db::Database`] it was opened with.
@@ -229,6 +238,7 @@ impl SurrealChatStore {
             recent: Arc::default(),
             members: Arc::default(),
             read_writes: Arc::default(),
+            membership_writes: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
             unindexed: Arc::default(),
             boots: 0,
         };
@@ -251,6 +261,16 @@ impl SurrealChatStore {
     /// across restarts, which makes durability visible in `/healthz`.
     pub fn boots(&self) -> u64 {
         self.boots
+    }
+
+    /// Taken around a write that changes the membership of room `key`, so that two of
+    /// them on one room take turns instead of conflicting (other writes to the room, such
+    /// as its last message, may still conflict with one, and are retried).
+    async fn membership_lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize
+            % MEMBERSHIP_LOCKS;
+        self.membership_writes[stripe].lock().await
     }
 
     fn heads(&self) -> std::sync::MutexGuard<'_, Heads> {

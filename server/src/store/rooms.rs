@@ -193,6 +193,7 @@ impl SurrealChatStore {
     /// (`StoreError::Banned`); a member already stays as they are. Returns whether they
     /// were added.
     pub async fn admit(&self, key: &str, username: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let one_at_a_time = self.membership_lock(key).await;
         let added = retry_conflicts(|| async {
             let res = self
                 .db
@@ -219,6 +220,7 @@ impl SurrealChatStore {
             Ok(outcome)
         })
         .await?;
+        drop(one_at_a_time);
         let outcome = added.ok_or(StoreError::NoSuchConversation)?;
         if outcome.banned {
             return Err(StoreError::Banned);
@@ -238,6 +240,7 @@ impl SurrealChatStore {
         ban: Option<&str>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let one_at_a_time = self.membership_lock(key).await;
         let removed = retry_conflicts(|| async {
             let res = self
                 .db
@@ -268,6 +271,7 @@ impl SurrealChatStore {
             Ok(was.unwrap_or(false))
         })
         .await?;
+        drop(one_at_a_time);
         self.membership_changed(key, &[username]);
         Ok(removed)
     }

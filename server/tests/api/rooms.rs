@@ -891,3 +891,45 @@ async fn room_changes_reach_every_member() {
     assert!(refused.is_err());
     app.stop().await;
 }
+
+/// Dozens of people joining one room at the same moment all get in: each join updates the
+/// room's member count, and a race between valid requests is the server's to resolve.
+#[tokio::test]
+async fn many_people_joining_one_room_at_once_all_get_in() {
+    const JOINERS: usize = 40;
+    let app = spawn_app().await;
+    let mut owner = app.user("crowdowner").await;
+    let room = crate::chat::create_room(&mut owner, "crowded").await.id;
+    let mut clients = Vec::new();
+    for i in 0..JOINERS {
+        clients.push(app.user(&format!("crowd{i}")).await);
+    }
+    let joins = clients.into_iter().map(|mut c| {
+        let room = room.clone();
+        tokio::spawn(async move {
+            let answer = c
+                .ask(
+                    ClientMsg::JoinRoom {
+                        conversation_id: room.clone(),
+                    },
+                    |m| match m {
+                        ServerMsg::Conversation { conversation } => {
+                            Some(Ok(conversation.id.clone()))
+                        }
+                        ServerMsg::Error { code, .. } => Some(Err(*code)),
+                        _ => None,
+                    },
+                )
+                .await;
+            (c, answer)
+        })
+    });
+    let mut joined = Vec::new();
+    for join in joins.collect::<Vec<_>>() {
+        let (c, answer) = join.await.unwrap();
+        assert_eq!(answer, Ok(room.clone()), "a join was refused");
+        joined.push(c);
+    }
+    assert_eq!(joined.len(), JOINERS);
+    app.stop().await;
+}
