@@ -165,7 +165,7 @@ setup_surreal() {
     local target="$CHAT_CACHE_DIR/surreal-target"
     SURREAL_BIN="$target/debug/surreal"
     if [ ! -x "$SURREAL_BIN" ]; then
-        say "building SurrealDB's server from tools/surreal (one-off, ~15-25 min on 2 cores)"
+        say "building SurrealDB's server from tools/surreal (one-off, ~7 min on 2 cores)"
     fi
     CARGO_TARGET_DIR="$target" "$HOST_CARGO" build --quiet --locked \
         --manifest-path "$ROOT/tools/surreal/Cargo.toml"
