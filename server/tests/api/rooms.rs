@@ -893,11 +893,13 @@ async fn room_changes_reach_every_member() {
 }
 
 /// Dozens of people joining one room at the same moment all get in: each join updates the
-/// room's member count, and a race between valid requests is the server's to resolve.
+/// room's member count, and a race between valid requests is the server's to resolve. On
+/// disk, where each commit waits for its sync and concurrent ones overlap the most.
 #[tokio::test]
 async fn many_people_joining_one_room_at_once_all_get_in() {
-    const JOINERS: usize = 40;
-    let app = spawn_app().await;
+    const JOINERS: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(disk_settings(dir.path())).await;
     let mut owner = app.user("crowdowner").await;
     let room = crate::chat::create_room(&mut owner, "crowded").await.id;
     let mut clients = Vec::new();
