@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub acked: Mutex<Vec<Acked>>,
     pub stop: AtomicBool,
     pub refused: AtomicU64,
+    /// Why sends were refused: the server's words, and how often.
+    pub refusals: Mutex<std::collections::BTreeMap<String, u64>>,
     pub clean_closes: AtomicU64,
     pub abrupt_closes: AtomicU64,
 }
@@ -76,6 +78,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         acked: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         refused: AtomicU64::new(0),
+        refusals: Mutex::default(),
         clean_closes: AtomicU64::new(0),
         abrupt_closes: AtomicU64::new(0),
     });
@@ -201,8 +204,8 @@ pub(crate) async fn sender(
                     ServerMsg::Error {
                         client_msg_id: Some(c),
                         code,
-                        ..
-                    } if *c == want => Some(Err(*code)),
+                        message,
+                    } if *c == want => Some(Err(format!("{code:?}: {message}"))),
                     _ => None,
                 })
                 .await;
@@ -215,8 +218,14 @@ pub(crate) async fn sender(
                     });
                     in_flight = None;
                 }
-                Ok(Err(_)) => {
+                Ok(Err(why)) => {
                     shared.refused.fetch_add(1, Ordering::SeqCst);
+                    *shared
+                        .refusals
+                        .lock()
+                        .expect("lock")
+                        .entry(why)
+                        .or_default() += 1;
                     in_flight = None;
                 }
                 // The server went away: reconnect and send the same message again.

@@ -6,6 +6,8 @@
 //! - [`world`] — users in pairs and one room: the population scenarios run on.
 //! - [`check`] — reads every conversation back and checks the invariants.
 //! - [`crash`] — many senders while the server is killed and restarted.
+//! - [`cluster`] — nodes on a SurrealDB server with NATS and nginx: delivery across nodes,
+//!   nodes and NATS killed under load.
 //! - [`backup`] — the server binary's `backup` while senders write, then `restore`.
 //! - [`soak`] — mixed traffic with connects and disconnects for a bounded time.
 //! - [`files`] — upload throughput, an image's thumbnail time, uploads beside `bench`.
@@ -20,6 +22,7 @@ pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod crash;
 pub mod fanout;
 pub mod files;

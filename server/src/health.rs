@@ -9,6 +9,8 @@ use crate::{db::Database, store::SurrealChatStore};
 /// What `/healthz` reads; cheap to clone.
 #[derive(Clone)]
 pub struct HealthState {
+    /// `None`: a single node.
+    pub bus: Option<crate::bus::Bus>,
     pub db: Database,
     /// How many times the data directory has been opened, this time included.
     pub boots: u64,
@@ -22,6 +24,9 @@ pub struct Health {
     pub version: &'static str,
     pub database: DatabaseHealth,
     pub search: SearchHealth,
+    /// In a cluster: this node, whether it reaches the bus, and the nodes it hears.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<crate::bus::BusHealth>,
 }
 
 /// How far the message search index is behind the messages (it follows them within a
@@ -44,8 +49,12 @@ pub struct DatabaseHealth {
 pub async fn healthz(State(state): State<HealthState>) -> (StatusCode, Json<Health>) {
     let check = state.db.check().await;
     let ok = check.is_ok();
+    let bus = state.bus.as_ref().map(crate::bus::Bus::health);
+    // Without the bus a node still serves its own sockets from the shared database (so
+    // it stays in the balancer), but its people miss the other nodes' live events.
+    let whole = ok && bus.as_ref().is_none_or(|b| b.connected);
     let health = Health {
-        status: if ok { "ok" } else { "degraded" },
+        status: if whole { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
         database: DatabaseHealth {
             ok,
@@ -56,6 +65,7 @@ pub async fn healthz(State(state): State<HealthState>) -> (StatusCode, Json<Heal
         search: SearchHealth {
             unindexed_conversations: state.store.unindexed_count(),
         },
+        bus,
     };
     let code = if ok {
         StatusCode::OK

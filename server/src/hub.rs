@@ -15,16 +15,21 @@
 //!   frame.
 //! - Messages and acks carry their conversation and `seq`, so that each socket can keep
 //!   every conversation in order, without repeats (`crate::ws::delivery`).
-//! - Presence: a user is online while they have at least one registered socket.
+//! - Presence: a user is online while they have at least one registered socket, here or
+//!   on another node of the cluster.
+//! - In a cluster, every push, sign-out and change of presence is also handed to the bus
+//!   ([`Relayed`], see `crate::bus`), and what other nodes hand theirs arrives through
+//!   [`Hub::deliver`]; connection ids are drawn from a random start, so that they are
+//!   unique across nodes (an ack goes to one socket, wherever it is).
 
 use axum::extract::ws::Utf8Bytes;
 use futures::task::AtomicWaker;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future::poll_fn,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
     task::Poll,
 };
@@ -156,6 +161,29 @@ enum Offered {
     CutOff,
 }
 
+/// What the hub hands to the bus so that the sockets on other nodes get it too. Each is
+/// the part of a call that this node's own sockets could not take.
+#[derive(Debug, Clone)]
+pub enum Relayed {
+    /// `item` for every socket of `users` but `skip_conn`. A live message is for its
+    /// conversation's members, whom every node knows: `users` is empty then.
+    Push {
+        users: Vec<String>,
+        item: Outbound,
+        skip_conn: Option<u64>,
+    },
+    /// `item` for the socket `conn_id` of `user`, which is not on this node.
+    PushTo {
+        user: String,
+        conn_id: u64,
+        item: Outbound,
+    },
+    /// The sockets of these sessions must close (they signed out).
+    CloseSessions(Vec<String>),
+    /// `user` opened their first socket on this node (`true`) or closed their last.
+    Presence { user: String, online: bool },
+}
+
 /// What the hub has done since it started, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubCounts {
@@ -214,15 +242,145 @@ struct Inner {
     /// Items queued for sockets: added once per push, not per socket.
     queued: AtomicU64,
     lagged: AtomicU64,
+    /// The next connection id.
+    next_conn: AtomicU64,
+    /// Set in a cluster: where what other nodes must see goes.
+    relay: OnceLock<mpsc::Sender<Relayed>>,
+    /// Relayed items dropped because the bus fell behind.
+    relay_dropped: AtomicU64,
+    /// Users online on other nodes: username -> those nodes.
+    remote: Mutex<HashMap<String, HashSet<Arc<str>>>>,
 }
 
 /// Cheap-to-clone handle to the switchboard.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
 }
 
+impl Default for Hub {
+    fn default() -> Self {
+        let mut start = [0u8; 8];
+        getrandom::fill(&mut start).expect("the OS random source is available");
+        // A random start in the lower half leaves room to count up for ever; ids of two
+        // nodes' sockets meet only if their starts fall within one node's lifetime count.
+        let start = (u64::from_le_bytes(start) >> 1).max(1);
+        let inner = Inner {
+            sockets: Mutex::default(),
+            closing: AtomicBool::default(),
+            open: AtomicU64::default(),
+            queued: AtomicU64::default(),
+            lagged: AtomicU64::default(),
+            next_conn: AtomicU64::new(start),
+            relay: OnceLock::new(),
+            relay_dropped: AtomicU64::default(),
+            remote: Mutex::default(),
+        };
+        Hub {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
 impl Hub {
+    /// A connection id, unique on this node and (drawn from a random start) across nodes.
+    pub fn next_conn_id(&self) -> u64 {
+        self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// From now on, what other nodes must see is also handed to `relay` (once: the bus
+    /// is started once).
+    pub fn relay_to(&self, relay: mpsc::Sender<Relayed>) {
+        let _ = self.inner.relay.set(relay);
+    }
+
+    /// Hands `item` to the bus, if there is one; dropped if the bus is that far behind
+    /// (delivery between nodes is at most once: a socket fills what it missed from the
+    /// store when the next message shows the gap, or when it resumes).
+    fn relay(&self, item: Relayed) {
+        if let Some(relay) = self.inner.relay.get() {
+            if relay.try_send(item).is_err() {
+                self.inner.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn in_cluster(&self) -> bool {
+        self.inner.relay.get().is_some()
+    }
+
+    /// Items the bus could not take (it fell behind), since the start.
+    pub fn relay_dropped(&self) -> u64 {
+        self.inner.relay_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether `user` has a socket on another node.
+    fn online_elsewhere(&self, user: &str) -> bool {
+        lock(&self.inner.remote).contains_key(user)
+    }
+
+    /// `node` says `user` opened their first socket there, or closed their last.
+    pub fn presence_elsewhere(&self, node: &Arc<str>, user: &str, online: bool) {
+        let mut remote = lock(&self.inner.remote);
+        if online {
+            remote
+                .entry(user.to_owned())
+                .or_default()
+                .insert(node.clone());
+        } else if let Some(nodes) = remote.get_mut(user) {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                remote.remove(user);
+            }
+        }
+    }
+
+    /// `node`'s users online now are `users` (all of them: what was known is replaced).
+    pub fn present_elsewhere(&self, node: &Arc<str>, users: &[String]) {
+        self.forget_node(node);
+        let mut remote = lock(&self.inner.remote);
+        for user in users {
+            remote.entry(user.clone()).or_default().insert(node.clone());
+        }
+    }
+
+    /// `node` is gone: nobody is online there.
+    pub fn forget_node(&self, node: &str) {
+        lock(&self.inner.remote).retain(|_, nodes| {
+            nodes.retain(|n| &**n != node);
+            !nodes.is_empty()
+        });
+    }
+
+    /// The users with a socket on this node.
+    pub fn local_users(&self) -> Vec<String> {
+        lock(&self.inner.sockets).keys().cloned().collect()
+    }
+
+    /// What another node relayed: for this node's sockets only (never relayed again).
+    pub fn deliver(&self, relayed: Relayed) {
+        match relayed {
+            Relayed::Push {
+                users,
+                item,
+                skip_conn,
+            } => self.push_here(&users, &item, skip_conn),
+            Relayed::PushTo {
+                user,
+                conn_id,
+                item,
+            } => {
+                self.push_to_here(&user, conn_id, item);
+            }
+            Relayed::CloseSessions(sessions) => {
+                let sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
+                self.close_sessions_here(&sessions);
+            }
+            // Presence of another node's users is kept by `presence_elsewhere`.
+            Relayed::Presence { .. } => {}
+        }
+    }
+
     /// Registers a socket unless `user` already has `max` (every open socket counts until
     /// it is released, a lagging one included); checked and taken under one lock, so that
     /// concurrent upgrades cannot pass the cap together.
@@ -240,7 +398,7 @@ impl Hub {
         if list.len() >= max {
             return None;
         }
-        let came_online = list.is_empty();
+        let first_here = list.is_empty();
         self.inner.open.fetch_add(1, Ordering::Relaxed);
         list.push(SocketEntry {
             conn_id,
@@ -252,6 +410,14 @@ impl Hub {
         // socket, or this socket sees the flag.
         if self.inner.closing.load(Ordering::Acquire) {
             stop.fire(Why::ShuttingDown);
+        }
+        drop(sockets);
+        let came_online = first_here && !self.online_elsewhere(user);
+        if first_here && self.in_cluster() {
+            self.relay(Relayed::Presence {
+                user: user.to_owned(),
+                online: true,
+            });
         }
         Some(Registration {
             hub: self.clone(),
@@ -273,8 +439,17 @@ impl Hub {
         }
     }
 
-    /// Stops the sockets opened with these sessions (which signed out).
+    /// Stops the sockets opened with these sessions (which signed out), on every node.
     pub fn close_sessions(&self, sessions: &[&str]) {
+        self.close_sessions_here(sessions);
+        if self.in_cluster() {
+            self.relay(Relayed::CloseSessions(
+                sessions.iter().map(|s| (*s).to_owned()).collect(),
+            ));
+        }
+    }
+
+    fn close_sessions_here(&self, sessions: &[&str]) {
         for s in lock(&self.inner.sockets).values().flatten() {
             if sessions.contains(&&*s.session) {
                 s.stop.fire(Why::SignedOut);
@@ -294,27 +469,35 @@ impl Hub {
         all
     }
 
-    /// Forgets a socket; returns whether the user is offline now (no socket left).
+    /// Forgets a socket; returns whether the user is offline now (no socket left here or
+    /// elsewhere).
     fn unregister(&self, user: &str, conn_id: u64) -> bool {
         let mut sockets = lock(&self.inner.sockets);
         let Some(list) = sockets.get_mut(user) else {
-            return true;
+            return !self.online_elsewhere(user);
         };
         let before = list.len();
         list.retain(|s| s.conn_id != conn_id);
         self.inner
             .open
             .fetch_sub((before - list.len()) as u64, Ordering::Relaxed);
-        if list.is_empty() {
-            sockets.remove(user);
-            true
-        } else {
-            false
+        if !list.is_empty() {
+            return false;
         }
+        sockets.remove(user);
+        drop(sockets);
+        if self.in_cluster() {
+            self.relay(Relayed::Presence {
+                user: user.to_owned(),
+                online: false,
+            });
+        }
+        !self.online_elsewhere(user)
     }
 
+    /// Whether `user` has a socket open here or on another node.
     pub fn is_online(&self, user: &str) -> bool {
-        lock(&self.inner.sockets).contains_key(user)
+        lock(&self.inner.sockets).contains_key(user) || self.online_elsewhere(user)
     }
 
     /// How many sockets `user` has open (lagging ones included, until they are closed).
@@ -322,9 +505,26 @@ impl Hub {
         lock(&self.inner.sockets).get(user).map_or(0, Vec::len)
     }
 
-    /// Queues `item` for every socket of every user in `users`, except `skip_conn`.
-    /// Sockets that cannot take it are cut off (they are lagging; see the module docs).
+    /// Queues `item` for every socket of every user in `users`, except `skip_conn`, here
+    /// and on the other nodes. Sockets that cannot take it are cut off (they are lagging;
+    /// see the module docs).
     pub fn push(&self, users: &[String], item: &Outbound, skip_conn: Option<u64>) {
+        self.push_here(users, item, skip_conn);
+        if self.in_cluster() {
+            let users = match item {
+                // For the conversation's members, whom the other nodes know.
+                Outbound::Message { .. } => Vec::new(),
+                _ => users.to_vec(),
+            };
+            self.relay(Relayed::Push {
+                users,
+                item: item.clone(),
+                skip_conn,
+            });
+        }
+    }
+
+    fn push_here(&self, users: &[String], item: &Outbound, skip_conn: Option<u64>) {
         let mut tally = Tally::default();
         let mut sockets = lock(&self.inner.sockets);
         for user in users {
@@ -338,18 +538,34 @@ impl Hub {
         self.count(tally);
     }
 
-    /// Queues `item` for one socket of `user`; cuts the socket off if it cannot take it.
+    /// Queues `item` for one socket of `user`, here or on another node; cuts the socket
+    /// off if it cannot take it.
     pub fn push_to(&self, user: &str, conn_id: u64, item: Outbound) {
+        if let Some(item) = self.push_to_here(user, conn_id, item) {
+            if self.in_cluster() {
+                self.relay(Relayed::PushTo {
+                    user: user.to_owned(),
+                    conn_id,
+                    item,
+                });
+            }
+        }
+    }
+
+    /// Queues `item` for the socket if it is on this node; gives it back if not.
+    fn push_to_here(&self, user: &str, conn_id: u64, item: Outbound) -> Option<Outbound> {
         let mut sockets = lock(&self.inner.sockets);
-        if let Some(s) = sockets
+        let Some(s) = sockets
             .get_mut(user)
             .and_then(|list| list.iter_mut().find(|s| s.conn_id == conn_id))
-        {
-            let mut tally = Tally::default();
-            tally.add(s.offer(item));
-            drop(sockets);
-            self.count(tally);
-        }
+        else {
+            return Some(item);
+        };
+        let mut tally = Tally::default();
+        tally.add(s.offer(item));
+        drop(sockets);
+        self.count(tally);
+        None
     }
 
     /// What the hub has done so far.

@@ -48,6 +48,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod bus;
 pub mod changes;
 pub mod chat;
 mod clock;
@@ -167,6 +168,8 @@ pub enum StartError {
     Writers { source: std::io::Error },
     #[error("cannot open the file store: {0}")]
     Files(#[source] std::io::Error),
+    #[error("cannot join the cluster's bus: {0}")]
+    Bus(#[source] bus::BusError),
 }
 
 /// A bound, ready-to-run server.
@@ -197,7 +200,8 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let leptos = leptos_options()?;
         let db = Database::open_from(&settings).await?;
-        let store = SurrealChatStore::new(&db, now_ms()).await?;
+        let node = settings.cluster.as_ref().map(|c| c.node.as_str());
+        let store = SurrealChatStore::new_for_node(&db, now_ms(), node).await?;
         info!(
             storage = settings.storage.as_str(),
             data_dir = %settings.data_dir.display(),
@@ -248,6 +252,23 @@ impl Application {
             &writer_stop,
         )
         .map_err(|source| StartError::Writers { source })?;
+        let bus = match (&settings.cluster, &settings.remote) {
+            (Some(cluster), Some(remote)) => Some(
+                bus::Bus::start(
+                    &cluster.nats_url,
+                    &cluster.node,
+                    format!("chat.{}.{}", remote.namespace, remote.database),
+                    &hub,
+                    &store,
+                    &registry,
+                    &writer_tasks,
+                    &writer_stop,
+                )
+                .await
+                .map_err(StartError::Bus)?,
+            ),
+            _ => None,
+        };
         let metrics = telemetry::MetricsState::new(
             &registry,
             settings.metrics_token.as_ref().map(|t| t.expose()),
@@ -306,6 +327,7 @@ impl Application {
             },
             auth: auth.clone(),
             health: health::HealthState {
+                bus,
                 db: db.clone(),
                 boots: store.boots(),
                 store: store.clone(),

@@ -126,6 +126,14 @@ pub struct Cli {
     /// That user's password.
     #[arg(long, env = "CHAT_DB_PASSWORD", hide_env_values = true, global = true)]
     pub db_password: Option<String>,
+    /// The NATS server that carries events between the nodes of a cluster, as
+    /// `nats://host:port` [default: none, a single node]; needs `node`.
+    #[arg(long, env = "CHAT_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's name in a cluster: unique, stable across restarts (its search index's
+    /// progress is kept under it); letters, digits, `_` and `-`, at most 32.
+    #[arg(long, env = "CHAT_NODE")]
+    pub node: Option<String>,
     /// Secret that signs session tokens [default: generated once, kept in <data_dir>/jwt-secret].
     #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -205,6 +213,8 @@ struct FileSettings {
     db_user: Option<String>,
     db_password: Option<String>,
     log: Option<String>,
+    nats_url: Option<String>,
+    node: Option<String>,
     jwt_secret: Option<String>,
     metrics_token: Option<String>,
     session_ttl_hours: Option<u64>,
@@ -234,6 +244,8 @@ pub struct Settings {
     /// The SurrealDB server, when `storage` is remote.
     pub remote: Option<RemoteDb>,
     pub log: String,
+    /// `None`: a single node, no bus.
+    pub cluster: Option<ClusterSettings>,
     /// `None`: generated and kept in the data directory.
     pub jwt_secret: Option<Secret>,
     /// `None`: `/metrics` is off.
@@ -247,6 +259,24 @@ pub struct Settings {
     pub db_cache_bytes: u64,
     pub sign_up: SignUpMode,
     pub limits: Limits,
+}
+
+/// This node's place in a cluster (see [`crate::bus`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `nats://host:port`.
+    pub nats_url: String,
+    /// Unique among the nodes, stable across restarts.
+    pub node: String,
+}
+
+/// Whether `name` can name a node: 1 to 32 ASCII letters, digits, `_` or `-` (it goes into
+/// bus subjects and table names).
+pub fn is_node_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A secret string that never shows in logs or `Debug` output.
@@ -291,6 +321,8 @@ pub enum SettingsError {
     Remote(String),
     #[error("metrics_token must be at least {MIN_METRICS_TOKEN} characters (got {0})")]
     MetricsToken(usize),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 impl Settings {
@@ -304,6 +336,10 @@ impl Settings {
             Ok(s) => Some(s.parse().map_err(|_| SettingsError::SiteAddr(s))?),
             Err(_) => None,
         };
+        let cli_cluster = (
+            cli.nats_url.is_some() || file.nats_url.is_some(),
+            cli.node.is_some() || file.node.is_some(),
+        );
         let settings = Self::resolve(cli, file, site_addr);
         if settings.db_cache_bytes < MIN_DB_CACHE_MB << 20 {
             return Err(SettingsError::DbCache(settings.db_cache_bytes >> 20));
@@ -327,6 +363,33 @@ impl Settings {
                     )));
                 }
             }
+        }
+        match (&settings.cluster, &cli_cluster) {
+            (Some(c), _) => {
+                if !c.nats_url.starts_with("nats://") {
+                    return Err(SettingsError::Cluster(format!(
+                        "nats_url must be nats://host:port (got {:?})",
+                        c.nats_url
+                    )));
+                }
+                if !is_node_name(&c.node) {
+                    return Err(SettingsError::Cluster(format!(
+                        "node {:?} must be 1 to 32 letters, digits, _ or -",
+                        c.node
+                    )));
+                }
+                if settings.storage != StorageKind::Remote {
+                    return Err(SettingsError::Cluster(
+                        "nodes share their storage: set db_url (storage = \"remote\")".into(),
+                    ));
+                }
+            }
+            (None, (true, false)) => {
+                return Err(SettingsError::Cluster(
+                    "nats_url needs node (CHAT_NODE), this node's name".into(),
+                ))
+            }
+            (None, _) => {}
         }
         if let Some(token) = &settings.metrics_token {
             let length = token.expose().chars().count();
@@ -397,6 +460,10 @@ impl Settings {
                 _ => None,
             },
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
+            cluster: match (cli.nats_url.or(file.nats_url), cli.node.or(file.node)) {
+                (Some(nats_url), Some(node)) => Some(ClusterSettings { nats_url, node }),
+                _ => None,
+            },
             jwt_secret: cli.jwt_secret.or(file.jwt_secret).map(Secret),
             metrics_token: cli.metrics_token.or(file.metrics_token).map(Secret),
             session_ttl: std::time::Duration::from_secs(
@@ -479,6 +546,7 @@ impl Settings {
             storage: StorageKind::Memory,
             remote: None,
             log: "warn".into(),
+            cluster: None,
             jwt_secret: None,
             metrics_token: None,
             session_ttl: std::time::Duration::from_secs(3600 * DEFAULT_SESSION_TTL_HOURS),

@@ -142,6 +142,9 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// Attempts at a batch refused for ids or positions the writer did not know, before what
 /// is left is stored one message at a time.
 const COMMIT_ATTEMPTS: usize = 3;
+/// Attempts at a batch that lost the race for its positions to another node's batch,
+/// beyond [`COMMIT_ATTEMPTS`].
+const RACE_ATTEMPTS: usize = 12;
 /// Stored `(sender, client_msg_id)` pairs each writer remembers.
 pub const RECENT_IDS: usize = 100_000;
 /// How often what a batch changed besides its messages is stored: a change waits in memory
@@ -188,6 +191,22 @@ impl Action {
             Action::Change { .. } => None,
         }
     }
+}
+
+/// Why a batch goes again.
+enum Retry {
+    /// Some of its ids were stored already.
+    Ids,
+    /// Another writer took its positions first.
+    Raced,
+}
+
+/// The pause before the `race`th attempt again: random, up to 1, 2, 4 … 32 ms.
+fn race_pause(race: usize) -> Duration {
+    let mut byte = [0u8; 2];
+    let _ = getrandom::fill(&mut byte);
+    let ceiling = 1u64 << race.min(5);
+    Duration::from_micros(u64::from(u16::from_le_bytes(byte)) % (ceiling * 1000))
 }
 
 /// What an accepted submission became, for answering once the batch is stored.
@@ -447,17 +466,29 @@ impl Writer {
     /// Stores a batch and answers every send in it. A batch refused because some of its
     /// ids were stored before this writer remembered them (a retry from before a restart)
     /// learns where they went in one read and goes again without them; after
-    /// [`COMMIT_ATTEMPTS`], what is left is stored one message at a time.
+    /// [`COMMIT_ATTEMPTS`], what is left is stored one message at a time. A batch that
+    /// lost a race for its positions (another node of a cluster wrote to the conversation
+    /// first) goes again after the head is read again, up to [`RACE_ATTEMPTS`] times, with
+    /// a short random pause so that racing nodes fall out of step.
     async fn commit(&mut self, mut batch: Vec<Submission>) {
-        for _ in 0..COMMIT_ATTEMPTS {
+        let (mut attempts, mut races) = (0, 0);
+        while attempts < COMMIT_ATTEMPTS {
             match self.try_commit(batch).await {
-                Some(again) => batch = again,
                 None => return,
+                Some((again, Retry::Raced)) if races < RACE_ATTEMPTS => {
+                    races += 1;
+                    batch = again;
+                    tokio::time::sleep(race_pause(races)).await;
+                }
+                Some((again, _)) => {
+                    attempts += 1;
+                    batch = again;
+                }
             }
         }
         // What is left goes one at a time: one bad submission cannot hold up the others.
         for sub in batch {
-            if let Some(left) = self.try_commit(vec![sub]).await {
+            if let Some((left, _)) = self.try_commit(vec![sub]).await {
                 for sub in &left {
                     self.refuse(sub, Refusal::internal());
                 }
@@ -469,7 +500,7 @@ impl Writer {
     /// refused for an id or a position the store had and the writer did not know. Each
     /// change is checked against its message as the batch left it (see
     /// [`crate::changes`]): a refused one is answered at once and stores nothing.
-    async fn try_commit(&mut self, batch: Vec<Submission>) -> Option<Vec<Submission>> {
+    async fn try_commit(&mut self, batch: Vec<Submission>) -> Option<(Vec<Submission>, Retry)> {
         let now = crate::clock::now_ms();
         let mut states = match self.targets(&batch).await {
             Ok(states) => states,
@@ -692,7 +723,7 @@ impl Writer {
                             self.metrics.conflicts.increment(1);
                             // Sent before this writer remembered it: learn where each went.
                             if self.learn_ids(&subs).await {
-                                again = Some(subs);
+                                again = Some((subs, Retry::Ids));
                             } else {
                                 for sub in &subs {
                                     self.refuse(sub, Refusal::internal());
@@ -702,7 +733,7 @@ impl Writer {
                         StoreError::SeqTaken | StoreError::OutOfSequence => {
                             self.metrics.conflicts.increment(1);
                             self.resync(&given).await;
-                            again = Some(subs);
+                            again = Some((subs, Retry::Raced));
                         }
                         e => {
                             self.metrics.failures.increment(1);

@@ -19,6 +19,14 @@ use super::{
 pub const SEEN_EVERY: i64 = 300;
 
 impl SurrealChatStore {
+    /// How `username` shows changed: the lists here and on the other nodes drop it.
+    fn person_changed(&self, username: &str) {
+        self.recent.profile_changed(username);
+        self.tell(|| super::Note::Person {
+            user: username.to_owned(),
+        });
+    }
+
     /// Creates an account, and the terms it is found by, in one transaction; fails with
     /// [`StoreError::UsernameTaken`] if the name is in use. The first account ever created
     /// is a server administrator (`admin` makes any other one); returns whether it is one.
@@ -123,7 +131,7 @@ impl SurrealChatStore {
     pub async fn set_status(&self, username: &str, status: Option<&str>) -> Result<(), StoreError> {
         self.update_user(username, "status = $value", status.map(str::to_owned))
             .await?;
-        self.recent.profile_changed(username);
+        self.person_changed(username);
         Ok(())
     }
 
@@ -160,7 +168,7 @@ impl SurrealChatStore {
             Ok(transaction(res)?)
         })
         .await?;
-        self.recent.profile_changed(username);
+        self.person_changed(username);
         Ok(())
     }
 
@@ -415,7 +423,7 @@ impl SurrealChatStore {
             Ok(transaction(res)?)
         })
         .await?;
-        self.recent.profile_changed(username);
+        self.person_changed(username);
         Ok(())
     }
 

@@ -69,7 +69,13 @@ impl MemberCache {
         }
     }
 
-    fn forget(&self, key: &str) {
+    pub(super) fn forget_all(&self) {
+        let mut map = lock(&self.members);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+
+    pub(super) fn forget(&self, key: &str) {
         let mut map = lock(&self.members);
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.remove(key);
@@ -120,6 +126,10 @@ impl SurrealChatStore {
         for user in users {
             self.recent.forget_user(user);
         }
+        self.tell(|| super::Note::Members {
+            conversation: key.to_owned(),
+            users: users.iter().map(|u| (*u).to_owned()).collect(),
+        });
     }
 
     /// The direct conversation between `a` and `b`, created (with both as members) on first
@@ -439,6 +449,9 @@ impl SurrealChatStore {
         })
         .await?;
         self.recent.forget_user(username);
+        self.tell(|| super::Note::Lists {
+            users: vec![username.to_owned()],
+        });
         Ok(())
     }
 

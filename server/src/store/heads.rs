@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use super::rows::{ConversationRow, Entry, MessageRecord, PREVIEW_CHARS};
 
 /// A position in a conversation and the messages up to it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mark {
     pub seq: u64,
     pub n: u64,
@@ -45,7 +45,7 @@ impl Mark {
 }
 
 /// The last message of a conversation, as its `last_*` fields hold it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LastMessage {
     pub seq: u64,
     pub at: i64,
@@ -134,6 +134,8 @@ pub struct Heads {
     conversations: HashMap<String, Head>,
     /// Read positions moved by sending, not stored yet.
     reads: HashMap<(String, String), Mark>,
+    /// Read positions sending moved on other nodes of the cluster (they store them).
+    reads_elsewhere: HashMap<(String, String), Mark>,
 }
 
 impl Heads {
@@ -164,6 +166,29 @@ impl Heads {
             }
         }
         head.at
+    }
+
+    /// Another node of the cluster committed up to `at` in `key` (`last`: its newest
+    /// message then): the head moves as for a commit here, but storing its fields is that
+    /// node's to do (a node's start repairs them if it died first).
+    pub fn learn_elsewhere(&mut self, key: &str, at: Mark, last: Option<LastMessage>) {
+        let head = self.conversations.entry(key.to_owned()).or_default();
+        head.at = head.at.max(at);
+        head.stored_seq = head.stored_seq.max(at.seq);
+        if let Some(m) = last {
+            if head.last.as_ref().is_none_or(|held| held.seq <= m.seq) {
+                head.last = Some(m);
+            }
+        }
+    }
+
+    /// Sending on another node read `key` up to `at` for `user` (that node stores it).
+    pub fn read_elsewhere(&mut self, user: &str, key: &str, at: Mark) {
+        let held = self
+            .reads_elsewhere
+            .entry((user.to_owned(), key.to_owned()))
+            .or_default();
+        *held = held.max(at);
     }
 
     /// A batch is committed: each conversation's head moves to its last entry in the
@@ -243,12 +268,14 @@ impl Heads {
 
     /// `user`'s read position in `key`: the stored one, or a newer one sending moved.
     pub fn read_position(&self, user: &str, key: &str, stored: Mark) -> Mark {
-        if self.reads.is_empty() {
+        if self.reads.is_empty() && self.reads_elsewhere.is_empty() {
             return stored;
         }
-        self.reads
-            .get(&(user.to_owned(), key.to_owned()))
-            .map_or(stored, |&mark| mark.max(stored))
+        let pair = (user.to_owned(), key.to_owned());
+        [&self.reads, &self.reads_elsewhere]
+            .into_iter()
+            .filter_map(|reads| reads.get(&pair))
+            .fold(stored, |read, &mark| read.max(mark))
     }
 
     /// Everything the database does not hold yet.

@@ -277,15 +277,37 @@ impl SurrealChatStore {
         match res {
             Ok(()) => {
                 self.unindexed(last.keys().copied());
-                let applied = self.heads().apply(&batch.entries, &batch.changed);
-                for (user, conv, mark) in applied.reads {
-                    self.recent.read(&user, &conv, mark);
+                let (applied, heads) = {
+                    let mut h = self.heads();
+                    let applied = h.apply(&batch.entries, &batch.changed);
+                    let heads: Vec<_> = match self.notes.get() {
+                        Some(_) => last
+                            .keys()
+                            .filter_map(|key| {
+                                let at = h.head(key)?;
+                                Some(((*key).to_owned(), at, h.last_message(key).cloned()))
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    (applied, heads)
+                };
+                for (user, conv, mark) in &applied.reads {
+                    self.recent.read(user, conv, *mark);
                 }
+                self.tell(|| super::Note::Committed {
+                    heads,
+                    reads: applied.reads,
+                });
                 Ok(())
             }
             Err(e) => match taken_table(&e) {
                 Some("msg" | "change") => Err(StoreError::SeqTaken),
                 Some("client_msg") => Err(StoreError::ClientMsgIdTaken),
+                // Another node's batch wrote the same records at the same moment (in a
+                // cluster): as for a position found taken, the head is read again and the
+                // batch goes again, numbered after what that node stored.
+                _ if super::is_conflict(&e) => Err(StoreError::SeqTaken),
                 _ => Err(e.into()),
             },
         }
@@ -669,6 +691,11 @@ impl SurrealChatStore {
         });
         let read = self.heads().read_position(username, key, stored);
         self.recent.read(username, key, read);
+        self.tell(|| super::Note::Read {
+            user: username.to_owned(),
+            conversation: key.to_owned(),
+            at: read,
+        });
         Ok((read, head.max(read)))
     }
 }

@@ -395,7 +395,8 @@ impl SurrealChatStore {
             .query("SELECT VALUE clean FROM ONLY store_state:shutdown")
             .await?
             .check()?;
-        if res.take::<Option<bool>>(0)? == Some(false) {
+        // In a cluster the flag is every node's: another node may have died since it was set.
+        if self.shared || res.take::<Option<bool>>(0)? == Some(false) {
             self.repair_last_messages().await?;
         }
         self.set_clean(false).await

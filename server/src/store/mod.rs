@@ -28,6 +28,13 @@
 //!   `last_*` fields and its senders' read positions back in step with its messages.
 //! - Unread counts are never stored: they are `conversation.last_seq - member.last_read_seq`.
 //! - Times are integers (milliseconds since the Unix epoch): lean records, no conversions.
+//! - In a cluster, several nodes' stores share one database, and each keeps its caches and
+//!   heads: what one changes that the others hold in memory goes out as a [`Note`] (see
+//!   `crate::bus`) and is taken in by [`SurrealChatStore::learn_note`]. Positions stay
+//!   gap-free whoever writes: a message's id is its position, so a node whose head was
+//!   behind has its batch refused (`SeqTaken`), reads the head again and retries. Each
+//!   node starts by repairing the `last_*` fields, since any node may have died before
+//!   storing its own, and keeps its search index's progress under its name.
 
 mod accounts;
 mod conversations;
@@ -45,10 +52,11 @@ pub mod user_terms;
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 use surrealdb::types::{ErrorDetails, QueryError};
+use tokio::sync::mpsc;
 
 use crate::locks::lock;
 use conversations::MemberCache;
@@ -137,6 +145,34 @@ fn is_conflict(e: &surrealdb::Error) -> bool {
     e.query_details() == Some(&QueryError::TransactionConflict)
 }
 
+/// What a store changed that the other nodes' stores hold in memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Note {
+    /// A batch was committed: each conversation's head (and its newest message then), and
+    /// the read positions that sending moved.
+    Committed {
+        heads: Vec<(String, Mark, Option<heads::LastMessage>)>,
+        reads: Vec<(String, String, Mark)>,
+    },
+    /// The members of a conversation changed; these users' lists with it.
+    Members {
+        conversation: String,
+        users: Vec<String>,
+    },
+    /// These users' lists changed (a role, a new direct conversation).
+    Lists { users: Vec<String> },
+    /// How a room shows in lists changed (name, topic, privacy).
+    Room { conversation: String },
+    /// How a person shows changed (name, picture, status).
+    Person { user: String },
+    /// A user read a conversation up to a position.
+    Read {
+        user: String,
+        conversation: String,
+        at: Mark,
+    },
+}
+
 /// Locks the membership writes of rooms are spread over (rooms whose keys hash alike share
 /// one; a lock is held for one transaction).
 const MEMBERSHIP_LOCKS: usize = 64;
@@ -204,6 +240,12 @@ pub struct SurrealChatStore {
     search: Arc<crate::search_index::SearchIndex>,
     /// How many times this database has been opened, this time included.
     boots: u64,
+    /// Set in a cluster: where [`Note`]s for the other nodes go.
+    notes: Arc<OnceLock<mpsc::Sender<Note>>>,
+    /// The table of this node's search cursors (see [`search`]).
+    cursor_table: Arc<str>,
+    /// In a cluster: other nodes write too, and any of them may have died.
+    shared: bool,
 }
 
 impl SurrealChatStore {
@@ -229,6 +271,16 @@ impl SurrealChatStore {
     /// write goes through it (clones share them), and [`Self::close`] is called once when
     /// it is done.
     pub async fn new(database: &crate::db::Database, now_ms: i64) -> Result<Self, StoreError> {
+        Self::new_for_node(database, now_ms, None).await
+    }
+
+    /// [`Self::new`] for node `node` of a cluster (`None`: the only node). The name must
+    /// pass [`crate::settings::is_node_name`].
+    pub async fn new_for_node(
+        database: &crate::db::Database,
+        now_ms: i64,
+        node: Option<&str>,
+    ) -> Result<Self, StoreError> {
         let db = database.handle();
         db.query(SCHEMA).await?.check()?;
         let mut store = SurrealChatStore {
@@ -241,7 +293,25 @@ impl SurrealChatStore {
             membership_writes: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
             unindexed: Arc::default(),
             boots: 0,
+            notes: Arc::default(),
+            cursor_table: match node {
+                // `-` is not allowed in a table name without quotes.
+                Some(node) => format!("search_cursor_{}", node.replace('-', "_")).into(),
+                None => "search_cursor".into(),
+            },
+            shared: node.is_some(),
         };
+        if node.is_some() {
+            // The search cursors of the `search_cursor` table, under this node's name.
+            store
+                .db
+                .query(format!(
+                    "DEFINE TABLE IF NOT EXISTS {} SCHEMALESS",
+                    store.cursor_table
+                ))
+                .await?
+                .check()?;
+        }
         store.boots = store.record_boot().await?;
         store.migrate().await?;
         store.open_state().await?;
@@ -275,5 +345,69 @@ impl SurrealChatStore {
 
     fn heads(&self) -> std::sync::MutexGuard<'_, Heads> {
         lock(&self.heads)
+    }
+
+    /// From now on, what other nodes' stores must learn goes to `notes` (once).
+    pub fn notes_to(&self, notes: mpsc::Sender<Note>) {
+        let _ = self.notes.set(notes);
+    }
+
+    /// Tells the other nodes, if there are any; a note the bus cannot take now is dropped
+    /// (their caches then follow the database a little later: see `crate::bus`).
+    fn tell(&self, note: impl FnOnce() -> Note) {
+        if let Some(notes) = self.notes.get() {
+            let _ = notes.try_send(note());
+        }
+    }
+
+    /// This node may have missed notes (the bus was away): members and lists are read
+    /// from the database again. Heads need not be: one that is behind has its next batch
+    /// refused and is read again then.
+    pub fn forget_cached(&self) {
+        self.members.forget_all();
+        self.recent.forget_all();
+    }
+
+    /// What another node's store changed: caches drop what it made stale, heads and read
+    /// positions move, and the search index follows the conversations it wrote to.
+    pub async fn learn_note(&self, note: Note) {
+        match note {
+            Note::Committed { heads, reads } => {
+                {
+                    let mut h = self.heads();
+                    for (key, at, last) in &heads {
+                        h.learn_elsewhere(key, *at, last.clone());
+                    }
+                    for (user, key, at) in &reads {
+                        h.read_elsewhere(user, key, *at);
+                    }
+                }
+                for (user, key, at) in reads {
+                    self.recent.read(&user, &key, at);
+                }
+                self.unindexed(heads.iter().map(|(key, _, _)| key.as_str()));
+            }
+            Note::Members {
+                conversation,
+                users,
+            } => {
+                self.members.forget(&conversation);
+                for user in &users {
+                    self.recent.forget_user(user);
+                }
+            }
+            Note::Lists { users } => {
+                for user in &users {
+                    self.recent.forget_user(user);
+                }
+            }
+            Note::Room { conversation } => self.forget_room(&conversation).await,
+            Note::Person { user } => self.recent.profile_changed(&user),
+            Note::Read {
+                user,
+                conversation,
+                at,
+            } => self.recent.read(&user, &conversation, at),
+        }
     }
 }

@@ -233,6 +233,20 @@ impl RecentCache {
         }
     }
 
+    /// Everything may have changed (this node missed what other nodes said): every list
+    /// is read again, and loads in flight are not kept.
+    pub fn forget_all(&self) {
+        let mut state = lock(&self.state);
+        state.conversations.clear();
+        state.users.retain(|_, entry| match entry {
+            UserEntry::Loading { dirty, .. } => {
+                *dirty = true;
+                true
+            }
+            UserEntry::Loaded(_) => false,
+        });
+    }
+
     /// A room's name, topic or privacy changed: what is kept of it is read again (its
     /// members' lists are to be forgotten too, by [`Self::forget_user`]).
     pub fn forget_conversation(&self, key: &str) {

@@ -179,8 +179,17 @@ impl SurrealChatStore {
         res
     }
 
-    /// What the lists show of `key` changed: every member's list is read again.
+    /// What the lists show of `key` changed: every member's list is read again, here and
+    /// on the other nodes.
     async fn room_changed(&self, key: &str) {
+        self.forget_room(key).await;
+        self.tell(|| super::Note::Room {
+            conversation: key.to_owned(),
+        });
+    }
+
+    /// Drops what the lists keep of `key`, and its members' lists.
+    pub(super) async fn forget_room(&self, key: &str) {
         self.recent.forget_conversation(key);
         if let Ok(members) = self.members(key).await {
             for m in members.iter() {
@@ -315,6 +324,9 @@ impl SurrealChatStore {
         })
         .await?;
         self.recent.forget_user(username);
+        self.tell(|| super::Note::Lists {
+            users: vec![username.to_owned()],
+        });
         Ok(())
     }
 

@@ -56,10 +56,6 @@ struct CursorRow {
     upto: i64,
 }
 
-fn cursor_id(key: &str) -> RecordId {
-    RecordId::new("search_cursor", key)
-}
-
 /// The term that finds a sender's messages (no word term starts with `@`).
 fn sender_term(username: &str) -> String {
     format!("@{username}")
@@ -77,6 +73,11 @@ fn doc(m: &MessageRecord) -> Option<SearchDoc> {
 }
 
 impl SurrealChatStore {
+    /// The record of `key`'s cursor, in this node's table.
+    fn cursor_id(&self, key: &str) -> RecordId {
+        RecordId::new(&*self.cursor_table, key)
+    }
+
     /// Notes that `keys` have positions the index does not have yet.
     pub(super) fn unindexed<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
         let mut u = lock(&self.unindexed);
@@ -98,14 +99,18 @@ impl SurrealChatStore {
     pub(super) async fn find_unindexed(&self) -> Result<(), StoreError> {
         if self.search.take_fresh() {
             // An index made anew holds nothing, whatever the cursors say.
-            self.db.query("DELETE search_cursor").await?.check()?;
+            self.db
+                .query(format!("DELETE {}", self.cursor_table))
+                .await?
+                .check()?;
         }
         let mut res = self
             .db
-            .query(
+            .query(format!(
                 "SELECT id, last_seq, last_n FROM conversation;
-                 SELECT id, upto FROM search_cursor;",
-            )
+                 SELECT id, upto FROM {};",
+                self.cursor_table
+            ))
             .await?
             .check()?;
         let convs: Vec<ConversationSeqRow> = res.take(0)?;
@@ -229,7 +234,7 @@ impl SurrealChatStore {
             .cursors
             .iter()
             .map(|(k, &upto)| CursorRow {
-                id: cursor_id(k),
+                id: self.cursor_id(k),
                 upto: upto as i64,
             })
             .collect();
@@ -276,7 +281,7 @@ impl SurrealChatStore {
         let mut res = self
             .db
             .query("SELECT VALUE upto FROM ONLY $cursor")
-            .bind(("cursor", cursor_id(key)))
+            .bind(("cursor", self.cursor_id(key)))
             .await?
             .check()?;
         Ok(res.take::<Option<i64>>(0)?.map_or(0, to_u64))

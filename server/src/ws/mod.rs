@@ -23,10 +23,7 @@ use axum::{
     Json,
 };
 use futures::SinkExt;
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 use tokio::{sync::broadcast, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, debug_span, Instrument};
@@ -61,8 +58,6 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Most outbox items written with one flush (see `Handler::deliver_burst`).
 const BURST: usize = 64;
-
-static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What the socket endpoint uses; cheap to clone.
 #[derive(Clone)]
@@ -104,7 +99,7 @@ pub async fn upgrade(
         Ok(Some(found)) => found,
         _ => return AuthError::Unauthenticated.into_response(),
     };
-    let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let conn_id = sockets.chat.hub().next_conn_id();
     // The socket's place is taken here, before the upgrade completes: every socket counts
     // towards the cap from its upgrade until it is closed. An upgrade that never completes
     // drops its registration, which frees the place.
