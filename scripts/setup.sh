@@ -54,8 +54,10 @@ apt_install() {
     [ ${#missing[@]} = 0 ] && return 0
     have apt-get || die "missing packages ${missing[*]}, and this is not a Debian-like system: install their equivalents"
     say "installing Debian packages: ${missing[*]}"
+    # RUNLEVEL=1: a package that ships a service (nginx) is installed, not started; the
+    # scripts start what they use themselves, on loopback ports of their choosing.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        && as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || die "could not install ${missing[*]} (needs root or passwordless sudo). Run: sudo apt-get install ${missing[*]}"
 }
 
@@ -206,6 +208,92 @@ stop_surreal() {
     fi
     rm -rf "${SURREAL_DIR:-}"
     unset CHAT_DB_URL CHAT_DB_USER CHAT_DB_PASSWORD
+}
+
+# NATS (the bus between the nodes of a cluster) and nginx (the balancer in front of them),
+# from Debian's packages.
+setup_cluster_tools() {
+    apt_install nats-server nginx-light
+    NATS_BIN="$(command -v nats-server || echo /usr/sbin/nats-server)"
+    NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
+    export NATS_BIN NGINX_BIN
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until something listens on 127.0.0.1:$1, or dies naming $2 and showing log $3.
+wait_port() {
+    local tries=0
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 600 ]; then
+            cat "$3" >&2 || true
+            die "$2 did not listen on 127.0.0.1:$1"
+        fi
+        sleep 0.1
+    done
+}
+
+# A local cluster in directory $1 (kept: logs, data, pids): SurrealDB's server, NATS, $2
+# chat nodes running server binary $3 with site root $4, and nginx on 127.0.0.1:$5 in
+# front. Writes $1/env (the addresses and pids, for tests that kill a node) and exports
+# CLUSTER_PIDS. `stop_cluster` ends it.
+start_cluster() {
+    local dir="$1" count="$2" bin="$3" site="$4" port="$5"
+    mkdir -p "$dir/files" "$dir/nginx"
+    start_surreal
+    local nats_port
+    nats_port="$(free_port)"
+    "$NATS_BIN" -a 127.0.0.1 -p "$nats_port" >"$dir/nats.log" 2>&1 &
+    CLUSTER_PIDS="$!"
+    echo "NATS_PID=$!" >"$dir/env"
+    wait_port "$nats_port" nats-server "$dir/nats.log"
+    local secret metrics servers="" i node_port
+    secret="$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
+    metrics="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    echo "METRICS_TOKEN=$metrics" >>"$dir/env"
+    for i in $(seq 0 $((count - 1))); do
+        node_port="$(free_port)"
+        mkdir -p "$dir/node$i"
+        # Uploaded files live in one directory every node reads and writes.
+        ln -sfn "$dir/files" "$dir/node$i/files"
+        CHAT_ADDR="127.0.0.1:$node_port" CHAT_DATA_DIR="$dir/node$i" CHAT_NODE="n$i" \
+            CHAT_NATS_URL="nats://127.0.0.1:$nats_port" CHAT_JWT_SECRET="$secret" \
+            CHAT_METRICS_TOKEN="$metrics" \
+            LEPTOS_SITE_ROOT="$site" LEPTOS_OUTPUT_NAME=chat \
+            "$bin" >"$dir/node$i.log" 2>&1 &
+        CLUSTER_PIDS="$CLUSTER_PIDS $!"
+        echo "NODE${i}_PID=$!" >>"$dir/env"
+        echo "NODE${i}_ADDR=127.0.0.1:$node_port" >>"$dir/env"
+        servers="$servers        server 127.0.0.1:$node_port max_fails=1 fail_timeout=2s;\n"
+    done
+    for i in $(seq 0 $((count - 1))); do
+        node_port="$(sed -n "s/^NODE${i}_ADDR=127.0.0.1://p" "$dir/env")"
+        wait_port "$node_port" "chat node n$i" "$dir/node$i.log"
+    done
+    sed -e "s|@DIR@|$dir/nginx|g" -e "s|@LISTEN@|127.0.0.1:$port|" \
+        -e "s|@SERVERS@|$servers|" "$ROOT/deploy/nginx.conf" >"$dir/nginx/nginx.conf"
+    "$NGINX_BIN" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/error.log" \
+        >"$dir/nginx/nginx.log" 2>&1 &
+    CLUSTER_PIDS="$CLUSTER_PIDS $!"
+    echo "NGINX_PID=$!" >>"$dir/env"
+    echo "CLUSTER_ADDR=127.0.0.1:$port" >>"$dir/env"
+    wait_port "$port" nginx "$dir/nginx/error.log"
+    export CLUSTER_PIDS
+}
+
+stop_cluster() {
+    local pid
+    for pid in ${CLUSTER_PIDS:-}; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in ${CLUSTER_PIDS:-}; do
+        wait "$pid" 2>/dev/null || true
+    done
+    CLUSTER_PIDS=
+    stop_surreal
 }
 
 setup_node() {

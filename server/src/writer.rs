@@ -488,8 +488,13 @@ impl Writer {
         }
         // What is left goes one at a time: one bad submission cannot hold up the others.
         for sub in batch {
-            if let Some((left, _)) = self.try_commit(vec![sub]).await {
+            if let Some((left, why)) = self.try_commit(vec![sub]).await {
                 for sub in &left {
+                    warn!(
+                        conversation = %sub.conversation,
+                        raced = matches!(why, Retry::Raced),
+                        "a send could not be stored however often it was tried; refused"
+                    );
                     self.refuse(sub, Refusal::internal());
                 }
             }
@@ -749,6 +754,10 @@ impl Writer {
         // After the batch: whatever the outcome, the store has the answer.
         for sub in &repeats {
             if !self.ack_stored(sub).await {
+                warn!(
+                    conversation = %sub.conversation,
+                    "a repeated client_msg_id has no stored message; refused"
+                );
                 self.refuse(sub, Refusal::internal());
             }
         }

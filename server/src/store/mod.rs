@@ -177,6 +177,16 @@ pub enum Note {
 /// one; a lock is held for one transaction).
 const MEMBERSHIP_LOCKS: usize = 64;
 
+/// Tries at opening the store while other nodes open it too (about 10 s in all).
+const OPEN_TRIES: u32 = 16;
+
+/// Whether a failed statement may succeed when run again: a conflict with a concurrent
+/// transaction, as the query layer reports it or as the key-value layer words it (a
+/// schema definition meeting another node's comes back as the latter).
+fn may_retry(e: &surrealdb::Error) -> bool {
+    is_conflict(e) || e.to_string().contains("can be retried")
+}
+
 /// Tries of an operation whose transaction keeps meeting concurrent writes.
 const CONFLICT_TRIES: u32 = 6;
 
@@ -282,7 +292,6 @@ impl SurrealChatStore {
         node: Option<&str>,
     ) -> Result<Self, StoreError> {
         let db = database.handle();
-        db.query(SCHEMA).await?.check()?;
         let mut store = SurrealChatStore {
             db,
             search: database.search_index(),
@@ -301,23 +310,40 @@ impl SurrealChatStore {
             },
             shared: node.is_some(),
         };
-        if node.is_some() {
+        // Nodes of a cluster starting together on a new database define its tables and
+        // its default room at the same moment: every step is safe to run again, and a
+        // step that met another node's is, after a pause.
+        let mut pause = Duration::from_millis(20);
+        for attempt in 1.. {
+            match store.open(now_ms).await {
+                Err(StoreError::Db(e)) if attempt < OPEN_TRIES && may_retry(&e) => {
+                    tracing::info!(error = %e, attempt, "opening the store met another node's writes; again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                opened => return opened.map(|()| store),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn open(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        self.db.query(SCHEMA).await?.check()?;
+        if self.shared {
             // The search cursors of the `search_cursor` table, under this node's name.
-            store
-                .db
+            self.db
                 .query(format!(
                     "DEFINE TABLE IF NOT EXISTS {} SCHEMALESS",
-                    store.cursor_table
+                    self.cursor_table
                 ))
                 .await?
                 .check()?;
         }
-        store.boots = store.record_boot().await?;
-        store.migrate().await?;
-        store.open_state().await?;
-        store.ensure_default_room(now_ms).await?;
-        store.find_unindexed().await?;
-        Ok(store)
+        self.boots = self.record_boot().await?;
+        self.migrate().await?;
+        self.open_state().await?;
+        self.ensure_default_room(now_ms).await?;
+        self.find_unindexed().await
     }
 
     /// Writes the whole database to `path` as SurrealQL statements, from one read
