@@ -32,6 +32,15 @@ pub enum Target {
     Relay,
     /// The relay baseline syncing every message to a file before its ack.
     DurableRelay,
+    /// Chat nodes on the SurrealDB server `CHAT_DB_URL` names, NATS between them
+    /// ([`crate::cluster::Cluster`]); each pair's two users on different nodes, so that
+    /// every message crosses the bus.
+    Cluster {
+        server_bin: PathBuf,
+        nats_bin: PathBuf,
+        nginx_bin: PathBuf,
+        nodes: usize,
+    },
 }
 
 /// How the users send.
@@ -137,6 +146,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut server = None;
     // Kept until the run ends: dropping it stops the relay's process.
     let mut relay = None;
+    let mut cluster: Option<crate::cluster::Cluster> = None;
     let (addr, target, tokens, convs) = match &opts.target {
         Target::Relay | Target::DurableRelay => {
             let durable = matches!(opts.target, Target::DurableRelay);
@@ -158,6 +168,30 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 convs,
             )
         }
+        Target::Cluster {
+            server_bin,
+            nats_bin,
+            nginx_bin,
+            nodes,
+        } => {
+            let mut rng = crate::Rng::new(crate::fresh_seed());
+            let started = crate::cluster::Cluster::start(
+                server_bin,
+                nats_bin,
+                nginx_bin,
+                *nodes,
+                dir.path(),
+                &mut rng,
+            )
+            .await?;
+            let addr = started.lb;
+            let world = populate(addr, "bench", users, "bench room").await?;
+            let tokens: Vec<String> = world.users.into_iter().map(|(_, t)| t).collect();
+            let convs: Vec<ConversationId> =
+                world.routes.into_iter().map(|r| r[0].clone()).collect();
+            cluster = Some(started);
+            (addr, "cluster", tokens, convs)
+        }
         Target::Server(bin) => {
             let addr = free_port()?;
             let mut s = ServerProcess::new(bin, addr, &dir.path().join("data"))?;
@@ -178,8 +212,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     let first_conv = convs.first().map(|c| c.0.clone()).unwrap_or_default();
     let mut conns = Vec::new();
-    for token in &tokens {
-        conns.push(Conn::open_live(addr, token).await.context("connect")?);
+    for (i, token) in tokens.iter().enumerate() {
+        // In a cluster, user i on node i mod n: the two of a pair are neighbours.
+        let at = match &cluster {
+            Some(c) => c.nodes[i % c.nodes.len()].addr,
+            None => addr,
+        };
+        conns.push(Conn::open_live(at, token).await.context("connect")?);
     }
     let start = Instant::now();
     let deadline = start + opts.duration;
@@ -202,7 +241,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             }
         };
         let mix = match opts.target {
-            Target::Server(_) => opts.changes_every.filter(|&n| n > 0),
+            Target::Server(_) | Target::Cluster { .. } => opts.changes_every.filter(|&n| n > 0),
             Target::Relay | Target::DurableRelay => None,
         };
         tasks.push(tokio::spawn(user(
@@ -241,6 +280,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     if let Some(mut s) = server {
         s.stop(Stop::Term).await?;
+    }
+    if let Some(mut c) = cluster {
+        c.stop().await?;
     }
     drop(relay);
     let acked: u64 = results.iter().map(|r| r.acked).sum();

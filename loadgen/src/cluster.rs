@@ -231,12 +231,100 @@ fn nginx_conf(dir: &Path, listen: SocketAddr, nodes: &[SocketAddr]) -> String {
         .replace("@SERVERS@", servers.trim_end())
 }
 
+/// NATS, the chat nodes and nginx, started on loopback for a run; the SurrealDB server is
+/// the one `CHAT_DB_URL` names.
+pub struct Cluster {
+    nats: Daemon,
+    nats_addr: SocketAddr,
+    pub nodes: Vec<ServerProcess>,
+    nginx: Daemon,
+    /// nginx, in front of the nodes.
+    pub lb: SocketAddr,
+}
+
+impl Cluster {
+    /// Starts NATS, `count` nodes one after the other (each healthy before the next) and
+    /// nginx, with their files under `dir`; returns once every node hears the others.
+    pub async fn start(
+        server_bin: &Path,
+        nats_bin: &Path,
+        nginx_bin: &Path,
+        count: usize,
+        dir: &Path,
+        rng: &mut Rng,
+    ) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(
+            std::env::var_os("CHAT_DB_URL").is_some(),
+            "a cluster runs on a SurrealDB server: set CHAT_DB_URL, CHAT_DB_USER and CHAT_DB_PASSWORD"
+        );
+        anyhow::ensure!(count >= 2, "a cluster has at least two nodes");
+        let nats_addr = free_port()?;
+        let mut nats = Daemon {
+            name: "nats-server",
+            program: nats_bin.to_owned(),
+            args: vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                nats_addr.port().to_string(),
+            ],
+            log: dir.join("nats.log"),
+            child: None,
+        };
+        nats.start(nats_addr).await?;
+        let secret = format!("cluster-{:x}-{:x}", rng.next_u64(), rng.next_u64());
+        let mut nodes = Vec::new();
+        for i in 0..count {
+            let mut node =
+                ServerProcess::new(server_bin, free_port()?, &dir.join(format!("node{i}")))?;
+            node.set_env("CHAT_NODE", &format!("n{i}"));
+            node.set_env("CHAT_NATS_URL", &format!("nats://{nats_addr}"));
+            node.set_env("CHAT_JWT_SECRET", &secret);
+            node.start().await?;
+            nodes.push(node);
+        }
+        until_joined(&nodes, Duration::from_secs(30)).await?;
+        let lb = free_port()?;
+        let nginx_dir = dir.join("nginx");
+        std::fs::create_dir_all(&nginx_dir)?;
+        let conf = nginx_dir.join("nginx.conf");
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        std::fs::write(&conf, nginx_conf(&nginx_dir, lb, &addrs))?;
+        let mut nginx = Daemon {
+            name: "nginx",
+            program: nginx_bin.to_owned(),
+            args: vec![
+                "-p".into(),
+                nginx_dir.display().to_string(),
+                "-c".into(),
+                conf.display().to_string(),
+                "-e".into(),
+                nginx_dir.join("error.log").display().to_string(),
+            ],
+            log: nginx_dir.join("nginx.log"),
+            child: None,
+        };
+        nginx.start(lb).await?;
+        Ok(Cluster {
+            nats,
+            nats_addr,
+            nodes,
+            nginx,
+            lb,
+        })
+    }
+
+    /// Stops the nodes (gracefully), nginx and NATS.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            node.stop(Stop::Term).await?;
+        }
+        self.nginx.kill().await?;
+        self.nats.kill().await
+    }
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
-    anyhow::ensure!(
-        std::env::var_os("CHAT_DB_URL").is_some(),
-        "the cluster runs on a SurrealDB server: set CHAT_DB_URL, CHAT_DB_USER and CHAT_DB_PASSWORD"
-    );
-    anyhow::ensure!(opts.nodes >= 2, "a cluster has at least two nodes");
     let dir = tempfile::tempdir()?;
     // Logs of every process, kept for a look when asked.
     if std::env::var_os("LOADGEN_KEEP_LOGS").is_some() {
@@ -244,61 +332,21 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let mut rng = Rng::new(opts.seed);
 
-    let nats_addr = free_port()?;
-    let mut nats = Daemon {
-        name: "nats-server",
-        program: opts.nats_bin.clone(),
-        args: vec![
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            nats_addr.port().to_string(),
-        ],
-        log: dir.path().join("nats.log"),
-        child: None,
-    };
-    nats.start(nats_addr).await?;
-
-    let secret = format!("cluster-test-{:x}-{:x}", rng.next_u64(), rng.next_u64());
-    let mut nodes = Vec::new();
-    for i in 0..opts.nodes {
-        let mut node = ServerProcess::new(
-            &opts.server_bin,
-            free_port()?,
-            &dir.path().join(format!("node{i}")),
-        )?;
-        node.set_env("CHAT_NODE", &format!("n{i}"));
-        node.set_env("CHAT_NATS_URL", &format!("nats://{nats_addr}"));
-        node.set_env("CHAT_JWT_SECRET", &secret);
-        nodes.push(node);
-    }
-    for node in &mut nodes {
-        node.start().await?;
-    }
-    until_joined(&nodes, Duration::from_secs(30)).await?;
-
-    let lb = free_port()?;
-    let nginx_dir = dir.path().join("nginx");
-    std::fs::create_dir_all(&nginx_dir)?;
-    let conf = nginx_dir.join("nginx.conf");
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    std::fs::write(&conf, nginx_conf(&nginx_dir, lb, &addrs))?;
-    let mut nginx = Daemon {
-        name: "nginx",
-        program: opts.nginx_bin.clone(),
-        args: vec![
-            "-p".into(),
-            nginx_dir.display().to_string(),
-            "-c".into(),
-            conf.display().to_string(),
-            "-e".into(),
-            nginx_dir.join("error.log").display().to_string(),
-        ],
-        log: nginx_dir.join("nginx.log"),
-        child: None,
-    };
-    nginx.start(lb).await?;
-
+    let mut cluster = Cluster::start(
+        &opts.server_bin,
+        &opts.nats_bin,
+        &opts.nginx_bin,
+        opts.nodes,
+        dir.path(),
+        &mut rng,
+    )
+    .await?;
+    let (nodes, nats, nats_addr, lb) = (
+        &mut cluster.nodes,
+        &mut cluster.nats,
+        cluster.nats_addr,
+        cluster.lb,
+    );
     let tag = opts.seed % 100_000;
     let world = populate(lb, &format!("cl{tag}"), opts.senders, "cluster room").await?;
 
@@ -353,7 +401,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     nats.kill().await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     nats.start(nats_addr).await?;
-    until_joined(&nodes, Duration::from_secs(30)).await?;
+    until_joined(nodes, Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(opts.steady_secs)).await;
 
     shared.stop.store(true, Ordering::SeqCst);
@@ -389,11 +437,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
         watched.push((i, s.received, s.reconnects));
     }
-    for node in &mut nodes {
-        node.stop(Stop::Term).await?;
-    }
-    nginx.kill().await?;
-    nats.kill().await?;
+    cluster.stop().await?;
     if std::env::var_os("LOADGEN_KEEP_LOGS").is_some() {
         let _ = dir.keep();
     }

@@ -104,6 +104,14 @@ enum Command {
         /// messages (the baselines get none).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         upload_mb: Option<u64>,
+        /// Also run this many nodes on the SurrealDB server CHAT_DB_URL names, with NATS
+        /// between them (each pair's users on different nodes), beside the single server.
+        #[arg(long)]
+        cluster_nodes: Option<usize>,
+        #[arg(long, default_value = "nats-server")]
+        nats_bin: PathBuf,
+        #[arg(long, default_value = "nginx")]
+        nginx_bin: PathBuf,
         /// Those uploads' pace in MB/s, as a client on a link of that speed (default: as
         /// fast as the server takes them).
         #[arg(long)]
@@ -413,6 +421,9 @@ async fn main() -> anyhow::Result<()> {
             store_ceiling,
             upload_mb,
             upload_mb_per_s,
+            cluster_nodes,
+            nats_bin,
+            nginx_bin,
         } => {
             let load = match rate {
                 Some(per_second) => loadgen::bench::Load::Open { per_second },
@@ -421,11 +432,20 @@ async fn main() -> anyhow::Result<()> {
             let machine = loadgen::machine_load();
             let cpu = loadgen::CpuTimes::now();
             let mut reports = Vec::new();
-            for target in [
-                loadgen::bench::Target::Server(server_bin),
+            let mut targets = vec![
+                loadgen::bench::Target::Server(server_bin.clone()),
                 loadgen::bench::Target::DurableRelay,
                 loadgen::bench::Target::Relay,
-            ] {
+            ];
+            if let Some(nodes) = cluster_nodes {
+                targets.push(loadgen::bench::Target::Cluster {
+                    server_bin,
+                    nats_bin,
+                    nginx_bin,
+                    nodes,
+                });
+            }
+            for target in targets {
                 reports.push(
                     loadgen::bench::run(loadgen::bench::Options {
                         target,

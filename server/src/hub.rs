@@ -721,6 +721,100 @@ mod tests {
         assert_eq!(late.stop.fired(), Some(Why::ShuttingDown));
     }
 
+    fn relayed(rx: &mut mpsc::Receiver<Relayed>) -> Vec<Relayed> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn in_a_cluster_what_other_nodes_must_see_goes_to_the_bus_once() {
+        let hub = Hub::default();
+        let (tx, mut rx) = mpsc::channel(64);
+        hub.relay_to(tx);
+        let mut alice = hub.try_register("alice", "a", 10, 32).unwrap();
+        assert!(matches!(
+            &relayed(&mut rx)[..],
+            [Relayed::Presence { user, online: true }] if user == "alice"
+        ));
+        let users = ["alice".to_owned(), "bob".to_owned()];
+        hub.push(&users, &Outbound::Frame("{}".into()), None);
+        assert!(alice.outbox.try_recv().is_ok(), "delivered here too");
+        assert!(matches!(
+            &relayed(&mut rx)[..],
+            [Relayed::Push { users: to, skip_conn: None, .. }] if to.len() == 2
+        ));
+        // A live message names no one: every node knows the conversation's members.
+        let message = Outbound::Message {
+            conversation: "r1".into(),
+            seq: 4,
+            frame: "{}".into(),
+        };
+        hub.push(&users, &message, Some(10));
+        assert!(
+            alice.outbox.try_recv().is_err(),
+            "the sender's own socket is skipped"
+        );
+        assert!(matches!(
+            &relayed(&mut rx)[..],
+            [Relayed::Push { users: to, skip_conn: Some(10), .. }] if to.is_empty()
+        ));
+        // An ack for a socket here stays here; for one elsewhere, it travels.
+        hub.push_to("alice", 10, Outbound::Frame("{}".into()));
+        assert!(relayed(&mut rx).is_empty());
+        hub.push_to("alice", 99, Outbound::Frame("{}".into()));
+        assert!(matches!(
+            &relayed(&mut rx)[..],
+            [Relayed::PushTo { conn_id: 99, .. }]
+        ));
+        // What another node relayed reaches the sockets here and goes nowhere else.
+        while alice.outbox.try_recv().is_ok() {}
+        hub.deliver(Relayed::Push {
+            users: vec!["alice".into()],
+            item: Outbound::Frame("{}".into()),
+            skip_conn: None,
+        });
+        assert!(alice.outbox.try_recv().is_ok());
+        hub.deliver(Relayed::CloseSessions(vec!["a".into()]));
+        assert_eq!(alice.stop.fired(), Some(Why::SignedOut));
+        assert!(relayed(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn a_user_online_on_another_node_is_online_here_until_that_node_is_gone() {
+        let hub = Hub::default();
+        let (tx, mut rx) = mpsc::channel(64);
+        hub.relay_to(tx);
+        let n2: Arc<str> = "n2".into();
+        hub.presence_elsewhere(&n2, "bob", true);
+        assert!(hub.is_online("bob"));
+        let here = hub.try_register("bob", "b", 1, 32).unwrap();
+        assert!(!here.came_online, "already online elsewhere");
+        assert!(!here.release(), "still online on n2");
+        assert!(matches!(
+            &relayed(&mut rx)[..],
+            [
+                Relayed::Presence { online: true, .. },
+                Relayed::Presence { online: false, .. }
+            ]
+        ));
+        hub.present_elsewhere(&n2, &["carol".to_owned()]);
+        assert!(!hub.is_online("bob"), "n2's list replaced what was known");
+        assert!(hub.is_online("carol"));
+        hub.forget_node("n2");
+        assert!(!hub.is_online("carol"));
+    }
+
+    #[test]
+    fn connection_ids_are_unique_and_start_at_random() {
+        let (a, b) = (Hub::default(), Hub::default());
+        let (x, y) = (a.next_conn_id(), a.next_conn_id());
+        assert_eq!(y, x + 1);
+        assert_ne!(
+            x,
+            b.next_conn_id(),
+            "two nodes do not count from the same place"
+        );
+    }
+
     #[tokio::test]
     async fn a_waiting_socket_is_woken_when_its_stop_fires() {
         let hub = Hub::default();

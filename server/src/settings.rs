@@ -676,6 +676,57 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_needs_its_name_a_nats_url_and_shared_storage() {
+        let node = |nats: Option<&str>, name: Option<&str>, db: bool| Cli {
+            nats_url: nats.map(Into::into),
+            node: name.map(Into::into),
+            db_url: db.then(|| "ws://127.0.0.1:8000".into()),
+            db_user: db.then(|| "root".into()),
+            db_password: db.then(|| "pw".into()),
+            ..Cli::default()
+        };
+        let s = Settings::load(node(Some("nats://127.0.0.1:4222"), Some("chat-1"), true)).unwrap();
+        assert_eq!(
+            s.cluster,
+            Some(ClusterSettings {
+                nats_url: "nats://127.0.0.1:4222".into(),
+                node: "chat-1".into()
+            })
+        );
+        assert!(Settings::load(node(None, None, true))
+            .unwrap()
+            .cluster
+            .is_none());
+        for (cli, says) in [
+            (
+                node(Some("nats://127.0.0.1:4222"), None, true),
+                "needs node",
+            ),
+            (
+                node(Some("nats://127.0.0.1:4222"), Some("chat-1"), false),
+                "db_url",
+            ),
+            (
+                node(Some("http://127.0.0.1:4222"), Some("chat-1"), true),
+                "nats://",
+            ),
+            (
+                node(Some("nats://127.0.0.1:4222"), Some("a b"), true),
+                "letters",
+            ),
+            (
+                node(Some("nats://127.0.0.1:4222"), Some(&"n".repeat(33)), true),
+                "letters",
+            ),
+        ] {
+            match Settings::load(cli) {
+                Err(SettingsError::Cluster(m)) => assert!(m.contains(says), "{m}"),
+                other => panic!("expected a cluster error saying {says}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_metrics_token_comes_from_the_file_and_must_not_be_short() {
         let s = Settings::resolve(Cli::default(), FileSettings::default(), None);
         assert!(s.metrics_token.is_none());
@@ -793,6 +844,8 @@ mod tests {
                 "CHAT_DB_DATABASE",
                 "CHAT_DB_USER",
                 "CHAT_DB_PASSWORD",
+                "CHAT_NATS_URL",
+                "CHAT_NODE",
                 "CHAT_JWT_SECRET",
                 "CHAT_METRICS_TOKEN",
                 "CHAT_SESSION_TTL_HOURS",

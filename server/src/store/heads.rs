@@ -479,4 +479,21 @@ mod tests {
         let row = heads.view("alice", row);
         assert_eq!((row.last_seq, row.last_at, row.last_sender), (0, 99, None));
     }
+
+    #[test]
+    fn a_head_learned_from_another_node_moves_views_but_is_not_stored_here() {
+        let mut h = Heads::default();
+        let last = LastMessage::of(&msg("r", 7, "bob"));
+        h.learn_elsewhere("r", Mark::new(7, 7), Some(last.clone()));
+        h.read_elsewhere("bob", "r", Mark::new(7, 7));
+        assert_eq!(h.head("r"), Some(Mark::new(7, 7)));
+        assert!(h.unstored().is_empty(), "the node that committed stores it");
+        let row = h.view("bob", stored("r", 5, 3));
+        assert_eq!((row.last_seq, row.last_read_seq), (7, 7));
+        assert_eq!(row.last_text.as_deref(), Some(last.text.as_str()));
+        assert_eq!(h.view("alice", stored("r", 5, 3)).last_read_seq, 3);
+        // An older word from elsewhere moves nothing back.
+        h.learn_elsewhere("r", Mark::new(6, 6), None);
+        assert_eq!(h.head("r"), Some(Mark::new(7, 7)));
+    }
 }
