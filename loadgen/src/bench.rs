@@ -87,6 +87,8 @@ pub struct Report {
     pub rss_kib: Option<u64>,
     /// MB/s of each upload made beside the messages (`upload_mb`).
     pub uploads_mb_s: Vec<f64>,
+    /// A cluster's commits and lost races (set-up included).
+    pub commits: Option<crate::cluster::Commits>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -281,6 +283,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     if let Some(mut s) = server {
         s.stop(Stop::Term).await?;
     }
+    let commits = match &cluster {
+        Some(c) => Some(c.commits().await),
+        None => None,
+    };
     if let Some(mut c) = cluster {
         c.stop().await?;
     }
@@ -317,6 +323,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         ),
         rss_kib,
         uploads_mb_s,
+        commits,
     })
 }
 

@@ -240,6 +240,24 @@ pub struct Cluster {
     nginx: Daemon,
     /// nginx, in front of the nodes.
     pub lb: SocketAddr,
+    /// The nodes' `/metrics` token.
+    metrics_token: String,
+}
+
+/// What the nodes' writers did, summed over the nodes (from their `/metrics`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Commits {
+    /// Batches committed.
+    pub commits: f64,
+    /// Batches that lost the race for their positions to another node's and went again.
+    pub raced: f64,
+}
+
+/// The value of the sample `name` (labels included, as written) in a Prometheus text page.
+fn sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl Cluster {
@@ -273,6 +291,7 @@ impl Cluster {
         };
         nats.start(nats_addr).await?;
         let secret = format!("cluster-{:x}-{:x}", rng.next_u64(), rng.next_u64());
+        let metrics_token = format!("metrics-{:x}-{:x}", rng.next_u64(), rng.next_u64());
         let mut nodes = Vec::new();
         for i in 0..count {
             let mut node =
@@ -280,6 +299,7 @@ impl Cluster {
             node.set_env("CHAT_NODE", &format!("n{i}"));
             node.set_env("CHAT_NATS_URL", &format!("nats://{nats_addr}"));
             node.set_env("CHAT_JWT_SECRET", &secret);
+            node.set_env("CHAT_METRICS_TOKEN", &metrics_token);
             node.start().await?;
             nodes.push(node);
         }
@@ -311,7 +331,21 @@ impl Cluster {
             nodes,
             nginx,
             lb,
+            metrics_token,
         })
+    }
+
+    /// Commits and lost races so far, all nodes together.
+    pub async fn commits(&self) -> Commits {
+        let mut sum = Commits::default();
+        for node in &self.nodes {
+            let page = crate::http::body_with_token(node.addr, "/metrics", &self.metrics_token)
+                .await
+                .unwrap_or_default();
+            sum.commits += sample(&page, "chat_commit_entries_count");
+            sum.raced += sample(&page, "chat_commit_failures_total{reason=\"conflict\"}");
+        }
+        sum
     }
 
     /// Stops the nodes (gracefully), nginx and NATS.

@@ -35,8 +35,18 @@ pub async fn sign_up(addr: SocketAddr, username: &str) -> anyhow::Result<String>
 
 /// `GET path`; the body of a 200 answer, or `None`.
 pub async fn body_of(addr: SocketAddr, path: &str) -> Option<String> {
+    body_with(addr, path, "").await
+}
+
+/// `GET path` with `Authorization: Bearer <token>`; the body of a 200 answer, or `None`.
+pub async fn body_with_token(addr: SocketAddr, path: &str, token: &str) -> Option<String> {
+    body_with(addr, path, &format!("Authorization: Bearer {token}\r\n")).await
+}
+
+async fn body_with(addr: SocketAddr, path: &str, headers: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;

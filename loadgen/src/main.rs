@@ -493,6 +493,17 @@ async fn main() -> anyhow::Result<()> {
                         .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
                 );
             }
+            for r in &reports {
+                if let Some(c) = r.commits {
+                    println!(
+                        "{}: {:.0} commits on all nodes, {:.0} of them lost the race for their positions to another node's and went again ({:.1} %)",
+                        r.target,
+                        c.commits,
+                        c.raced,
+                        100.0 * c.raced / c.commits.max(1.0)
+                    );
+                }
+            }
             println!(
                 "server delivery p99: {:.1}x the durable relay's, {:.1}x the relay's (relay+sync: the relay with an fsync before each ack, shared by whatever arrived meanwhile)",
                 times(server.delivery_us.p99, durable.delivery_us.p99),

@@ -12,8 +12,10 @@
 //!   conversation, not its recipients: each node fans it out to the members it knows.
 //! - Presence: each node says when a user opens their first socket there or closes their
 //!   last, says who is online there when it (re)connects or hears of a node it did not
-//!   know (a `hello`, which every node answers with its own list), and says it is alive every [`ALIVE_EVERY`]; a node silent for [`GONE_AFTER`] is taken for
-//!   dead and its users for offline.
+//!   know (a `hello`, which every node answers with its own list), and says it is alive
+//!   every [`ALIVE_EVERY`]; a node silent for [`GONE_AFTER`] is taken for dead and its
+//!   users for offline, which the live node with the first name announces to their
+//!   contacts (one announcement, not one per node).
 //! - After the connection to NATS was lost, a node may have missed notes: it drops the
 //!   members and lists it keeps, and reads them from the database again.
 //!
@@ -286,7 +288,8 @@ impl Bus {
 
     /// Connects to NATS (waiting for it if it is not up yet: the node serves its own
     /// sockets meanwhile), hands the hub's and the store's outgoing events to it, and
-    /// delivers the other nodes' to them, until `stop`.
+    /// delivers the other nodes' to them, until `stop`. The receiver yields the users
+    /// this node is to announce as offline (their node went silent).
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         url: &str,
@@ -297,7 +300,7 @@ impl Bus {
         registry: &Registry,
         tracker: &TaskTracker,
         stop: &CancellationToken,
-    ) -> Result<Bus, BusError> {
+    ) -> Result<(Bus, mpsc::UnboundedReceiver<String>), BusError> {
         let node: Arc<str> = node.into();
         let metrics = BusMetrics::register(registry);
         let connected = Arc::new(AtomicBool::new(false));
@@ -375,16 +378,18 @@ impl Bus {
             metrics,
             stop.clone(),
         ));
+        let (gone_tx, gone) = mpsc::unbounded_channel();
         tracker.spawn(keep_in_touch(
             bus.clone(),
             hub.clone(),
             store.clone(),
             joined,
             own_tx,
+            gone_tx,
             stop.clone(),
         ));
         info!(%node, url, "bus started");
-        Ok(bus)
+        Ok((bus, gone))
     }
 }
 
@@ -508,6 +513,7 @@ async fn keep_in_touch(
     store: SurrealChatStore,
     mut joined: mpsc::UnboundedReceiver<bool>,
     own: mpsc::Sender<Event>,
+    gone_users: mpsc::UnboundedSender<String>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(ALIVE_EVERY);
@@ -527,7 +533,7 @@ async fn keep_in_touch(
             },
             _ = tick.tick() => {
                 let _ = own.try_send(Event::Alive);
-                let gone: Vec<Arc<str>> = {
+                let (gone, first) = {
                     let mut nodes = crate::locks::lock(&bus.nodes);
                     let gone = nodes
                         .iter()
@@ -537,11 +543,17 @@ async fn keep_in_touch(
                     for n in &gone {
                         nodes.remove(n);
                     }
-                    gone
+                    // Whether this node has the first name among those alive.
+                    let first = nodes.keys().all(|n| **n > *bus.node);
+                    (gone, first)
                 };
                 for n in gone {
                     warn!(node = %n, "a node went silent: its users count as offline");
-                    hub.forget_node(&n);
+                    for user in hub.forget_node(&n) {
+                        if first {
+                            let _ = gone_users.send(user);
+                        }
+                    }
                 }
             }
             () = stop.cancelled() => break,

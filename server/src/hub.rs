@@ -337,19 +337,28 @@ impl Hub {
 
     /// `node`'s users online now are `users` (all of them: what was known is replaced).
     pub fn present_elsewhere(&self, node: &Arc<str>, users: &[String]) {
-        self.forget_node(node);
+        let _ = self.forget_node(node);
         let mut remote = lock(&self.inner.remote);
         for user in users {
             remote.entry(user.clone()).or_default().insert(node.clone());
         }
     }
 
-    /// `node` is gone: nobody is online there.
-    pub fn forget_node(&self, node: &str) {
-        lock(&self.inner.remote).retain(|_, nodes| {
+    /// `node` is gone: nobody is online there. Returns the users who were online there
+    /// and now are nowhere.
+    pub fn forget_node(&self, node: &str) -> Vec<String> {
+        let mut gone = Vec::new();
+        lock(&self.inner.remote).retain(|user, nodes| {
+            let before = nodes.len();
             nodes.retain(|n| &**n != node);
+            if nodes.is_empty() && before > 0 {
+                gone.push(user.clone());
+            }
             !nodes.is_empty()
         });
+        let here = lock(&self.inner.sockets);
+        gone.retain(|user| !here.contains_key(user));
+        gone
     }
 
     /// The users with a socket on this node.
@@ -799,7 +808,7 @@ mod tests {
         hub.present_elsewhere(&n2, &["carol".to_owned()]);
         assert!(!hub.is_online("bob"), "n2's list replaced what was known");
         assert!(hub.is_online("carol"));
-        hub.forget_node("n2");
+        assert_eq!(hub.forget_node("n2"), ["carol".to_owned()]);
         assert!(!hub.is_online("carol"));
     }
 

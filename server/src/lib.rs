@@ -252,9 +252,9 @@ impl Application {
             &writer_stop,
         )
         .map_err(|source| StartError::Writers { source })?;
-        let bus = match (&settings.cluster, &settings.remote) {
-            (Some(cluster), Some(remote)) => Some(
-                bus::Bus::start(
+        let (bus, gone_offline) = match (&settings.cluster, &settings.remote) {
+            (Some(cluster), Some(remote)) => {
+                let (bus, gone) = bus::Bus::start(
                     &cluster.nats_url,
                     &cluster.node,
                     format!("chat.{}.{}", remote.namespace, remote.database),
@@ -265,9 +265,10 @@ impl Application {
                     &writer_stop,
                 )
                 .await
-                .map_err(StartError::Bus)?,
-            ),
-            _ => None,
+                .map_err(StartError::Bus)?;
+                (Some(bus), Some(gone))
+            }
+            _ => (None, None),
         };
         let metrics = telemetry::MetricsState::new(
             &registry,
@@ -284,6 +285,17 @@ impl Application {
                 rooms_owned: settings.limits.rooms_owned,
             },
         );
+        if let Some(mut gone) = gone_offline {
+            // The people of a node that went silent: their contacts are told they left.
+            let chat = chat.clone();
+            writer_tasks.spawn(async move {
+                while let Some(user) = gone.recv().await {
+                    if !chat.hub().is_online(&user) {
+                        chat.announce_presence(&user, false).await;
+                    }
+                }
+            });
+        }
         let auth = auth::AuthState {
             store: store.clone(),
             keys,
