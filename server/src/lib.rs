@@ -336,6 +336,7 @@ impl Application {
                 public_origin: settings.public_origin.clone(),
                 per_user: settings.limits.sockets_per_user,
                 frames_in: telemetry::frames_received(&registry),
+                gap_fills: telemetry::gap_fills(&registry),
             },
             auth: auth.clone(),
             health: health::HealthState {

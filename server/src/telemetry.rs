@@ -172,6 +172,15 @@ pub fn frames_received(registry: &Registry) -> Counter {
     )
 }
 
+/// The counter of live messages delivered after a gap was filled from the store (a
+/// socket that fell behind its outbox, or in a cluster an event the bus lost).
+pub fn gap_fills(registry: &Registry) -> Counter {
+    registry.counter(
+        "chat_gap_fills_total",
+        "Live messages that arrived past a gap, which was filled from the database first.",
+    )
+}
+
 /// What `/metrics` reads; cheap to clone.
 #[derive(Clone)]
 pub struct MetricsState {

@@ -140,9 +140,12 @@ fn committed(
 }
 
 /// Whether the engine refused a transaction because a concurrent one wrote the same
-/// records (it may be run again and will see the other's outcome).
+/// records (it may be run again and will see the other's outcome): as the query layer
+/// reports it, or as the key-value layer words it (a SurrealDB server returns some
+/// conflicts that way, with no detail to match).
 fn is_conflict(e: &surrealdb::Error) -> bool {
     e.query_details() == Some(&QueryError::TransactionConflict)
+        || e.to_string().contains("This transaction can be retried")
 }
 
 /// What a store changed that the other nodes' stores hold in memory.
@@ -179,13 +182,6 @@ const MEMBERSHIP_LOCKS: usize = 64;
 
 /// Tries at opening the store while other nodes open it too (about 10 s in all).
 const OPEN_TRIES: u32 = 16;
-
-/// Whether a failed statement may succeed when run again: a conflict with a concurrent
-/// transaction, as the query layer reports it or as the key-value layer words it (a
-/// schema definition meeting another node's comes back as the latter).
-fn may_retry(e: &surrealdb::Error) -> bool {
-    is_conflict(e) || e.to_string().contains("can be retried")
-}
 
 /// Tries of an operation whose transaction keeps meeting concurrent writes.
 const CONFLICT_TRIES: u32 = 6;
@@ -316,7 +312,7 @@ impl SurrealChatStore {
         let mut pause = Duration::from_millis(20);
         for attempt in 1.. {
             match store.open(now_ms).await {
-                Err(StoreError::Db(e)) if attempt < OPEN_TRIES && may_retry(&e) => {
+                Err(StoreError::Db(e)) if attempt < OPEN_TRIES && is_conflict(&e) => {
                     tracing::info!(error = %e, attempt, "opening the store met another node's writes; again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));

@@ -72,6 +72,8 @@ pub struct Sockets {
     pub per_user: usize,
     /// Frames received from clients, all sockets together (`/metrics`).
     pub frames_in: metrics::Counter,
+    /// Live messages that came after a gap, filled from the store first (`/metrics`).
+    pub gap_fills: metrics::Counter,
 }
 
 /// Checks the upgrade (Origin, then session), and hands the socket to a [`Handler`] tracked
@@ -147,6 +149,7 @@ pub async fn upgrade(
                 chat: sockets.chat,
                 registration,
                 frames_in: sockets.frames_in,
+                gap_fills: sockets.gap_fills,
             };
             // A debug span: an enabled span is entered and left at every poll of the
             // socket's task, once per delivered frame.
@@ -193,6 +196,7 @@ struct Handler {
     /// The socket's place in the hub: its outbox, and the signal to close it.
     registration: Registration,
     frames_in: metrics::Counter,
+    gap_fills: metrics::Counter,
 }
 
 /// Closes sockets from outside their loops, through the hub: every socket once `shutdown`
@@ -684,6 +688,7 @@ impl Handler {
                 Live::Deliver => frame,
                 Live::Skip => return Ok(()),
                 Live::Gap { after } => {
+                    self.gap_fills.increment(1);
                     // Everything below `seq` is stored: fetch the gap, which may include
                     // `seq` itself.
                     Box::pin(self.replay(&conversation, after, None)).await?;
