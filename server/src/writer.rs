@@ -142,9 +142,11 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// Attempts at a batch refused for ids or positions the writer did not know, before what
 /// is left is stored one message at a time.
 const COMMIT_ATTEMPTS: usize = 3;
-/// Attempts at a batch that lost the race for its positions to another node's batch,
-/// beyond [`COMMIT_ATTEMPTS`].
-const RACE_ATTEMPTS: usize = 12;
+/// How long a batch that keeps losing the race for its positions to other nodes' batches
+/// (a busy room written through every node) goes again before what is left is tried one
+/// message at a time, and refused if that loses too. Its senders wait for their acks
+/// meanwhile; no count of tries would be right for every load, a time is.
+const RACE_BUDGET: Duration = Duration::from_secs(5);
 /// Stored `(sender, client_msg_id)` pairs each writer remembers.
 pub const RECENT_IDS: usize = 100_000;
 /// How often what a batch changed besides its messages is stored: a change waits in memory
@@ -468,14 +470,15 @@ impl Writer {
     /// learns where they went in one read and goes again without them; after
     /// [`COMMIT_ATTEMPTS`], what is left is stored one message at a time. A batch that
     /// lost a race for its positions (another node of a cluster wrote to the conversation
-    /// first) goes again after the head is read again, up to [`RACE_ATTEMPTS`] times, with
-    /// a short random pause so that racing nodes fall out of step.
+    /// first) goes again after the head is read again, for up to [`RACE_BUDGET`], with a
+    /// short random pause so that racing nodes fall out of step.
     async fn commit(&mut self, mut batch: Vec<Submission>) {
         let (mut attempts, mut races) = (0, 0);
+        let started = std::time::Instant::now();
         while attempts < COMMIT_ATTEMPTS {
             match self.try_commit(batch).await {
                 None => return,
-                Some((again, Retry::Raced)) if races < RACE_ATTEMPTS => {
+                Some((again, Retry::Raced)) if started.elapsed() < RACE_BUDGET => {
                     races += 1;
                     batch = again;
                     tokio::time::sleep(race_pause(races)).await;
