@@ -338,10 +338,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let l = &report.last;
-            println!(
-                "final: {} acknowledged, {} recovered, {} lost, {} stored, {} refused, no duplicates, no gaps, unread consistent",
-                l.acked, l.recovered, l.lost.len(), l.stored, report.refused
-            );
+            print_final(l, report.refused);
             println!(
                 "{}",
                 serde_json::json!({
@@ -386,10 +383,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let l = &report.last;
-            println!(
-                "final: {} acknowledged, {} recovered, {} lost, {} stored, {} refused, no duplicates, no gaps, unread consistent",
-                l.acked, l.recovered, l.lost.len(), l.stored, report.refused
-            );
+            print_final(l, report.refused);
             println!(
                 "sockets the server closed: {} with 1001 (going away), {} without a close frame",
                 report.clean_closes, report.abrupt_closes
@@ -954,4 +948,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The last line of a run that killed servers: what the read-back found.
+fn print_final(l: &loadgen::check::Findings, refused: u64) {
+    println!(
+        "final: {} acknowledged, {} recovered, {} lost, {} stored, {refused} refused, no duplicates, no gaps, unread consistent",
+        l.acked,
+        l.recovered,
+        l.lost.len(),
+        l.stored
+    );
 }
