@@ -187,7 +187,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             )
             .await?;
             let addr = started.lb;
-            let world = populate(addr, "bench", users, "bench room").await?;
+            // Names of its own: the single server of the same run may have used this
+            // database.
+            let world = populate(addr, "cbench", users, "bench room").await?;
             let tokens: Vec<String> = world.users.into_iter().map(|(_, t)| t).collect();
             let convs: Vec<ConversationId> =
                 world.routes.into_iter().map(|r| r[0].clone()).collect();
