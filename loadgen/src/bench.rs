@@ -142,6 +142,13 @@ fn delivered(
     Ok(seq)
 }
 
+/// Each user's token and direct conversation (the first of their routes), in user order.
+fn pairs(world: crate::world::World) -> (Vec<String>, Vec<ConversationId>) {
+    let tokens = world.users.into_iter().map(|(_, t)| t).collect();
+    let convs = world.routes.into_iter().map(|r| r[0].clone()).collect();
+    (tokens, convs)
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let users = opts.users.max(2) & !1;
     let dir = tempfile::tempdir()?;
@@ -189,10 +196,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             let addr = started.lb;
             // Names of its own: the single server of the same run may have used this
             // database.
-            let world = populate(addr, "cbench", users, "bench room").await?;
-            let tokens: Vec<String> = world.users.into_iter().map(|(_, t)| t).collect();
-            let convs: Vec<ConversationId> =
-                world.routes.into_iter().map(|r| r[0].clone()).collect();
+            let (tokens, convs) = pairs(populate(addr, "cbench", users, "bench room").await?);
             cluster = Some(started);
             (addr, "cluster", tokens, convs)
         }
@@ -206,10 +210,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             }
             s.start().await?;
             // The users in pairs, each pair's direct conversation first in its routes.
-            let world = populate(addr, "bench", users, "bench room").await?;
-            let tokens: Vec<String> = world.users.into_iter().map(|(_, t)| t).collect();
-            let convs: Vec<ConversationId> =
-                world.routes.into_iter().map(|r| r[0].clone()).collect();
+            let (tokens, convs) = pairs(populate(addr, "bench", users, "bench room").await?);
             server = Some(s);
             (addr, "server", tokens, convs)
         }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
@@ -398,14 +398,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     // The watchers' `resume` is answered before anything is sent.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let shared = Arc::new(Shared {
-        acked: Mutex::new(Vec::new()),
-        stop: AtomicBool::new(false),
-        refused: AtomicU64::new(0),
-        refusals: Mutex::default(),
-        clean_closes: AtomicU64::new(0),
-        abrupt_closes: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::default());
     let senders = spawn_senders(lb, &world, &shared, |_| rng.next_u64());
 
     tokio::time::sleep(Duration::from_secs(opts.steady_secs)).await;

@@ -74,14 +74,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
 
     let world = populate(addr, &format!("crash{tag}"), opts.senders, "crash room").await?;
 
-    let shared = Arc::new(Shared {
-        acked: Mutex::new(Vec::new()),
-        stop: AtomicBool::new(false),
-        refused: AtomicU64::new(0),
-        refusals: Mutex::default(),
-        clean_closes: AtomicU64::new(0),
-        abrupt_closes: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::default());
     let tasks = spawn_senders(addr, &world, &shared, |_| rng.next_u64());
 
     let mut kills = Vec::new();
