@@ -64,6 +64,8 @@ pub struct Findings {
     pub recovered: usize,
     pub lost: Vec<Acked>,
     pub problems: Vec<String>,
+    /// The last stored `seq` of each conversation read.
+    pub ends: HashMap<ConversationId, u64>,
 }
 
 impl Findings {
@@ -108,6 +110,8 @@ pub async fn check(
             }
         }
         f.stored += history.len();
+        f.ends
+            .insert(conversation.clone(), history.last().map_or(0, |m| m.seq));
         stored.insert(conversation.clone(), history);
     }
     for a in acked {

@@ -82,7 +82,6 @@ impl Daemon {
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start {}", self.program.display()))?;
         let started = Instant::now();
@@ -103,11 +102,44 @@ impl Daemon {
         bail!("{} did not listen on {ready} within 20 s", self.name)
     }
 
+    /// SIGKILL: gone at once, as a crash leaves it.
     async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
             child.kill().await?;
         }
         Ok(())
+    }
+
+    /// SIGTERM, and SIGKILL if it is still there 10 s later: nginx's master stops its
+    /// workers only when asked (killed, it leaves them running).
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await?;
+        }
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A run that fails midway still stops what it started (SIGTERM: see [`Daemon::stop`]).
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
     }
 }
 
@@ -353,8 +385,8 @@ impl Cluster {
         for node in &mut self.nodes {
             node.stop(Stop::Term).await?;
         }
-        self.nginx.kill().await?;
-        self.nats.kill().await
+        self.nginx.stop().await?;
+        self.nats.stop().await
     }
 }
 
@@ -441,8 +473,28 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let acked = shared.acked.lock().expect("lock").clone();
     let refusals = shared.refusals.lock().expect("lock").clone();
-    // What is stored and what each member's list says, read through the balancer.
-    let last = world.check(lb, &acked, &Default::default()).await?;
+    // What is stored and what each member's list says, read through the balancer, then
+    // from each node: every node tells the same (one that missed what another stored
+    // would show less).
+    let mut last = world.check(lb, &acked, &Default::default()).await?;
+    for (i, node) in nodes.iter().enumerate() {
+        let there = world.check(node.addr, &acked, &Default::default()).await?;
+        last.problems.extend(
+            there
+                .lost
+                .iter()
+                .map(|l| format!("node {i}: acknowledged {l:?} not there"))
+                .chain(there.problems.iter().map(|p| format!("node {i}: {p}"))),
+        );
+        for (conv, end) in &there.ends {
+            let want = last.ends.get(conv).copied().unwrap_or(0);
+            if *end != want {
+                last.problems.push(format!(
+                    "node {i}: {conv} ends at {end}, through the balancer at {want}"
+                ));
+            }
+        }
+    }
     let mut newest: BTreeMap<ConversationId, u64> = BTreeMap::new();
     for a in &acked {
         let n = newest.entry(a.conversation.clone()).or_default();

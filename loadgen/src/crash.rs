@@ -144,8 +144,13 @@ pub(crate) fn spawn_senders(
     tasks
 }
 
+/// How long a sender told to stop may take to have its last message acknowledged (it may
+/// be reconnecting then): what is stored is then what was acknowledged.
+const FINISH_WITHIN: Duration = Duration::from_secs(30);
+
 /// Sends one message at a time, waiting for its ack; reconnects whenever the socket dies and
-/// re-sends the unacknowledged message with the same `client_msg_id`.
+/// re-sends the unacknowledged message with the same `client_msg_id`. Told to stop, it
+/// stops once its last message is answered.
 pub(crate) async fn sender(
     addr: std::net::SocketAddr,
     index: usize,
@@ -158,7 +163,22 @@ pub(crate) async fn sender(
     let mut rng = Rng::new(seed);
     let mut n = 0_u64;
     let mut in_flight: Option<(ConversationId, String)> = None;
-    while !shared.stop.load(Ordering::SeqCst) {
+    let mut stopping: Option<std::time::Instant> = None;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            let Some((conv, id)) = &in_flight else {
+                return Ok(());
+            };
+            if stopping
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                > FINISH_WITHIN
+            {
+                anyhow::bail!(
+                    "{name}: {id} in {conv} still unanswered {FINISH_WITHIN:?} after the stop"
+                );
+            }
+        }
         let mut conn = match Conn::open(addr, &token).await {
             Ok(c) => c,
             Err(_) => {
@@ -234,5 +254,4 @@ pub(crate) async fn sender(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(())
 }

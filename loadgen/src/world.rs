@@ -120,14 +120,9 @@ impl World {
         marked: &HashMap<(usize, ConversationId), u64>,
     ) -> anyhow::Result<Findings> {
         let mut findings = check(addr, &self.readers, acked).await?;
-        let mut newest: HashMap<ConversationId, u64> = HashMap::new();
-        for a in acked {
-            let n = newest.entry(a.conversation.clone()).or_default();
-            *n = (*n).max(a.seq);
-        }
         findings
             .problems
-            .extend(check_unread(addr, &self.users, &newest, marked).await?);
+            .extend(check_unread(addr, &self.users, &findings.ends, marked).await?);
         Ok(findings)
     }
 }

@@ -16,8 +16,14 @@
 //!   every [`ALIVE_EVERY`]; a node silent for [`GONE_AFTER`] is taken for dead and its
 //!   users for offline, which the live node with the first name announces to their
 //!   contacts (one announcement, not one per node).
-//! - After the connection to NATS was lost, a node may have missed notes: it drops the
-//!   members and lists it keeps, and reads them from the database again.
+//! - Notes can be lost: a node killed between its commit and its note, NATS away for a
+//!   while. So whenever that may have happened — this node's connection came back, another
+//!   node said hello (it started again, or its connection came back), a node went silent —
+//!   the node catches up ([`CatchUp`]): it reads members and lists from the database
+//!   again, moves the heads it knows to what is stored past them and pushes the newest
+//!   entry of each conversation that moved to its sockets there (which fill what is
+//!   before it from the database). When a node went silent, the live node with the first
+//!   name first repairs the conversations' stored `last_*` fields it may have left behind.
 //!
 //! Encoding: a JSON header line, then (for pushed frames) the frame's bytes as they go to
 //! the sockets, not re-encoded.
@@ -255,6 +261,37 @@ impl BusMetrics {
     }
 }
 
+/// Asks the node to catch up with the database (see the module's notes); requests made
+/// while one is waiting are taken together. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct CatchUp {
+    wanted: Arc<tokio::sync::Notify>,
+    repair: Arc<AtomicBool>,
+}
+
+impl CatchUp {
+    /// Asks for a catch-up; `repair`: the stored `last_*` fields are repaired first.
+    fn ask(&self, repair: bool) {
+        if repair {
+            self.repair.store(true, Ordering::SeqCst);
+        }
+        self.wanted.notify_one();
+    }
+
+    /// Waits until a catch-up is wanted; whether the fields are to be repaired first.
+    pub async fn wanted(&self) -> bool {
+        self.wanted.notified().await;
+        self.repair.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// What the bus asks of the rest of the node.
+pub struct Duties {
+    /// Users to announce as offline (their node went silent).
+    pub offline: mpsc::UnboundedReceiver<String>,
+    pub catch_up: CatchUp,
+}
+
 /// A node's place on the bus; cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
@@ -288,8 +325,8 @@ impl Bus {
 
     /// Connects to NATS (waiting for it if it is not up yet: the node serves its own
     /// sockets meanwhile), hands the hub's and the store's outgoing events to it, and
-    /// delivers the other nodes' to them, until `stop`. The receiver yields the users
-    /// this node is to announce as offline (their node went silent).
+    /// delivers the other nodes' to them, until `stop`; the [`Duties`] are what it asks of
+    /// the rest of the node.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         url: &str,
@@ -300,7 +337,7 @@ impl Bus {
         registry: &Registry,
         tracker: &TaskTracker,
         stop: &CancellationToken,
-    ) -> Result<(Bus, mpsc::UnboundedReceiver<String>), BusError> {
+    ) -> Result<(Bus, Duties), BusError> {
         let node: Arc<str> = node.into();
         let metrics = BusMetrics::register(registry);
         let connected = Arc::new(AtomicBool::new(false));
@@ -369,27 +406,29 @@ impl Bus {
             metrics.clone(),
             stop.clone(),
         ));
+        let catch_up = CatchUp::default();
         tracker.spawn(receive(
             subscriber,
             bus.clone(),
             hub.clone(),
             store.clone(),
             own_tx.clone(),
+            catch_up.clone(),
             metrics,
             stop.clone(),
         ));
-        let (gone_tx, gone) = mpsc::unbounded_channel();
+        let (gone_tx, offline) = mpsc::unbounded_channel();
         tracker.spawn(keep_in_touch(
             bus.clone(),
             hub.clone(),
-            store.clone(),
             joined,
             own_tx,
             gone_tx,
+            catch_up.clone(),
             stop.clone(),
         ));
         info!(%node, url, "bus started");
-        Ok((bus, gone))
+        Ok((bus, Duties { offline, catch_up }))
     }
 }
 
@@ -429,12 +468,14 @@ async fn publish(
 }
 
 /// Delivers what the other nodes publish.
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     mut subscriber: async_nats::Subscriber,
     bus: Bus,
     hub: Hub,
     store: SurrealChatStore,
     own: mpsc::Sender<Event>,
+    catch_up: CatchUp,
     metrics: BusMetrics,
     stop: CancellationToken,
 ) {
@@ -495,6 +536,9 @@ async fn receive(
             Event::Present { users } => hub.present_elsewhere(&from, &users),
             Event::Hello { users } => {
                 hub.present_elsewhere(&from, &users);
+                // It started again or its connection came back: what it said meanwhile
+                // may not have come.
+                catch_up.ask(false);
                 let _ = own.try_send(Event::Present {
                     users: hub.local_users(),
                 });
@@ -510,10 +554,10 @@ async fn receive(
 async fn keep_in_touch(
     bus: Bus,
     hub: Hub,
-    store: SurrealChatStore,
     mut joined: mpsc::UnboundedReceiver<bool>,
     own: mpsc::Sender<Event>,
     gone_users: mpsc::UnboundedSender<String>,
+    catch_up: CatchUp,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(ALIVE_EVERY);
@@ -523,8 +567,8 @@ async fn keep_in_touch(
             j = joined.recv() => match j {
                 Some(true) => {
                     if was_away {
-                        info!("bus back: reading members and lists again");
-                        store.forget_cached();
+                        info!("bus back: catching up with the database");
+                        catch_up.ask(false);
                     }
                     let _ = own.send(Event::Hello { users: hub.local_users() }).await;
                 }
@@ -547,6 +591,9 @@ async fn keep_in_touch(
                     let first = nodes.keys().all(|n| **n > *bus.node);
                     (gone, first)
                 };
+                if !gone.is_empty() {
+                    catch_up.ask(first);
+                }
                 for n in gone {
                     warn!(node = %n, "a node went silent: its users count as offline");
                     for user in hub.forget_node(&n) {

@@ -252,9 +252,9 @@ impl Application {
             &writer_stop,
         )
         .map_err(|source| StartError::Writers { source })?;
-        let (bus, gone_offline) = match (&settings.cluster, &settings.remote) {
+        let (bus, duties) = match (&settings.cluster, &settings.remote) {
             (Some(cluster), Some(remote)) => {
-                let (bus, gone) = bus::Bus::start(
+                let (bus, duties) = bus::Bus::start(
                     &cluster.nats_url,
                     &cluster.node,
                     format!("chat.{}.{}", remote.namespace, remote.database),
@@ -266,7 +266,7 @@ impl Application {
                 )
                 .await
                 .map_err(StartError::Bus)?;
-                (Some(bus), Some(gone))
+                (Some(bus), Some(duties))
             }
             _ => (None, None),
         };
@@ -285,13 +285,26 @@ impl Application {
                 rooms_owned: settings.limits.rooms_owned,
             },
         );
-        if let Some(mut gone) = gone_offline {
+        if let Some(bus::Duties {
+            mut offline,
+            catch_up,
+        }) = duties
+        {
             // The people of a node that went silent: their contacts are told they left.
-            let chat = chat.clone();
+            let announcing = chat.clone();
             writer_tasks.spawn(async move {
-                while let Some(user) = gone.recv().await {
-                    if !chat.hub().is_online(&user) {
-                        chat.announce_presence(&user, false).await;
+                while let Some(user) = offline.recv().await {
+                    if !announcing.hub().is_online(&user) {
+                        announcing.announce_presence(&user, false).await;
+                    }
+                }
+            });
+            let (chat, stop) = (chat.clone(), writer_stop.clone());
+            writer_tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        repair = catch_up.wanted() => chat.catch_up(repair).await,
+                        () = stop.cancelled() => break,
                     }
                 }
             });

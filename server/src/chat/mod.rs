@@ -32,7 +32,7 @@ use std::{
 pub use crate::refusal::Refusal;
 use crate::{
     changes::Request,
-    hub::{Hub, Outbound},
+    hub::{Hub, Outbound, Relayed},
     store::{
         direct_peer, ConversationRow, Entry, Kind, RoomRow, StoreError, SurrealChatStore,
         DEFAULT_ROOM_NAME,
@@ -605,6 +605,15 @@ impl ChatService {
         after: u64,
     ) -> Result<Vec<(u64, ServerMsg)>, Refusal> {
         self.store.require_member(key, me).await?;
+        Ok(self.entries_after(key, after).await?)
+    }
+
+    /// [`Self::missed`] for anyone: the frames are the same for every member.
+    async fn entries_after(
+        &self,
+        key: &str,
+        after: u64,
+    ) -> Result<Vec<(u64, ServerMsg)>, StoreError> {
         let entries = self.store.entries_after(key, after, RESUME_PAGE).await?;
         let messages = entries.iter().filter_map(|e| match e {
             Entry::Message(m) => Some(m),
@@ -728,6 +737,54 @@ impl ChatService {
         to.push(me.to_owned());
         self.hub.push(&to, &Outbound::frame(&msg), skip);
         Ok(msg)
+    }
+
+    /// Catches up with what other nodes stored whose notes never came (see `crate::bus`):
+    /// members and lists are read again, the heads known move to what is stored, and the
+    /// newest entry of each conversation that moved goes to its members' sockets here
+    /// (each fills what comes before it from the database). `repair`: the conversations'
+    /// stored `last_*` fields are repaired first (a node died before storing its own).
+    pub async fn catch_up(&self, repair: bool) {
+        if repair {
+            if let Err(e) = self.store.repair_last_messages().await {
+                tracing::warn!(error = %e, "cannot repair the conversations a silent node left");
+            }
+        }
+        self.store.forget_cached();
+        let moved = match self.store.catch_up_heads().await {
+            Ok(moved) => moved,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot catch up with the database");
+                return;
+            }
+        };
+        for (key, _, to) in &moved {
+            let newest = match self.entries_after(key, to - 1).await {
+                Ok(entries) => entries.into_iter().find(|(seq, _)| seq == to),
+                Err(e) => {
+                    tracing::warn!(error = %e, conversation = %key, "cannot read what was caught up");
+                    continue;
+                }
+            };
+            let (Some((seq, msg)), Ok(members)) = (newest, self.store.members(key).await) else {
+                continue;
+            };
+            self.hub.deliver(Relayed::Push {
+                users: members.to_vec(),
+                item: Outbound::Message {
+                    conversation: Arc::from(key.as_str()),
+                    seq,
+                    frame: msg.encode().into(),
+                },
+                skip_conn: None,
+            });
+        }
+        if !moved.is_empty() {
+            tracing::info!(
+                conversations = moved.len(),
+                "caught up with entries other nodes stored"
+            );
+        }
     }
 
     /// Tells everyone who shares a conversation with `user` that they came or went, but

@@ -144,6 +144,14 @@ impl Heads {
         self.conversations.get(key).map(|h| h.at)
     }
 
+    /// Every conversation whose head is known, with its last `seq`.
+    pub fn known(&self) -> Vec<(String, u64)> {
+        self.conversations
+            .iter()
+            .map(|(key, head)| (key.clone(), head.at.seq))
+            .collect()
+    }
+
     /// `key`'s newest message, if known.
     pub fn last_message(&self, key: &str) -> Option<&LastMessage> {
         self.conversations.get(key)?.last.as_ref()

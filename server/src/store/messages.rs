@@ -16,8 +16,8 @@ use super::{
     retry_conflicts,
     rows::{
         change_id, client_msg_id, client_msg_key, conversation_id, member_id, mentioned_id,
-        mentions_after, message_id, position_range, to_u64, ChangeRow, ClientMsgRow, Entry,
-        LastFieldsRow, MentionKey, MessageRecord, MessageRow, MessageStateRow,
+        mentions_after, message_id, position_of, position_range, to_u64, ChangeRow, ClientMsgRow,
+        Entry, LastFieldsRow, MentionKey, MessageRecord, MessageRow, MessageStateRow,
     },
     taken_table, transaction,
     uploads::SentUpload,
@@ -27,6 +27,9 @@ use super::{
 /// Widest range of positions one read of a history page covers (the ranges double from
 /// the page's size while they come back short of messages).
 const MAX_HISTORY_WINDOW: u64 = 10_000;
+
+/// Heads checked per read by [`SurrealChatStore::catch_up_heads`] (two record ids each).
+const CATCH_UP_CHUNK: usize = 500;
 
 /// What one commit stores: new entries (messages and changes) in position order, the
 /// messages the changes changed, as they are after them, and the mentions that appeared
@@ -143,6 +146,44 @@ impl SurrealChatStore {
             Entry::Change(_) => None,
         });
         Ok(self.heads().learn(key, mark, last).seq)
+    }
+
+    /// Moves every head this store knows to what is stored past it, if anything is: what
+    /// other nodes committed whose notes never came (a node killed between its commit and
+    /// its note, or the bus away for a while). One read per [`CATCH_UP_CHUNK`] heads, then
+    /// one per conversation found behind. Returns `(key, from, to)` for each head moved.
+    pub async fn catch_up_heads(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let known = self.heads().known();
+        let mut behind: Vec<(String, u64)> = Vec::new();
+        for chunk in known.chunks(CATCH_UP_CHUNK) {
+            let next: Vec<RecordId> = chunk
+                .iter()
+                .flat_map(|(key, seq)| [message_id(key, seq + 1), change_id(key, seq + 1)])
+                .collect();
+            let mut res = self
+                .db
+                .query("SELECT VALUE id FROM $next")
+                .bind(("next", next))
+                .await?
+                .check()?;
+            let found: Vec<RecordId> = res.take(0)?;
+            behind.extend(
+                found
+                    .iter()
+                    .filter_map(position_of)
+                    .map(|(key, seq)| (key, seq.saturating_sub(1))),
+            );
+        }
+        behind.sort();
+        behind.dedup_by(|a, b| a.0 == b.0);
+        let mut moved = Vec::new();
+        for (key, from) in behind {
+            let to = self.resync_head(&key).await?;
+            if to > from {
+                moved.push((key, from, to));
+            }
+        }
+        Ok(moved)
     }
 
     /// The conversation's head if known (no database read).

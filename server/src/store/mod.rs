@@ -382,9 +382,9 @@ impl SurrealChatStore {
         }
     }
 
-    /// This node may have missed notes (the bus was away): members and lists are read
-    /// from the database again. Heads need not be: one that is behind has its next batch
-    /// refused and is read again then.
+    /// This node may have missed notes (the bus was away, or a node died or restarted):
+    /// members and lists are read from the database again. Heads are caught up with
+    /// [`Self::catch_up_heads`].
     pub fn forget_cached(&self) {
         self.members.forget_all();
         self.recent.forget_all();

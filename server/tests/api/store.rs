@@ -731,6 +731,48 @@ async fn a_position_taken_behind_the_stores_back_is_refused_then_learned() {
     assert_eq!(say(&store, &ab, "alice", "three", 6).await, 3);
 }
 
+/// Two nodes' stores on one database: what one commits and the other never hears of (its
+/// note lost) stays out of the other's history and unread counts until it catches up; then
+/// its heads follow what is stored, and only the conversations behind are named.
+#[tokio::test]
+async fn a_node_that_missed_another_nodes_commits_catches_up_with_the_database() {
+    let db = Database::open(StorageKind::Memory, Path::new("unused"))
+        .await
+        .unwrap();
+    let here = SurrealChatStore::new_for_node(&db, 1, Some("n1"))
+        .await
+        .unwrap();
+    let (ab, room) = alice_bob_and_a_quiet_room(&here).await;
+    say(&here, &ab, "alice", "one", 3).await;
+    assert_eq!(here.last_seq(&room).await.unwrap(), Some(0));
+    let there = SurrealChatStore::new_for_node(&db, 2, Some("n2"))
+        .await
+        .unwrap();
+    say(&there, &ab, "bob", "two", 4).await;
+    say(&there, &ab, "bob", "three", 5).await;
+    let seen = |page: server::store::HistoryPage| {
+        page.messages
+            .iter()
+            .map(|m| m.body.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen(here.history_page(&ab, None, 10).await.unwrap()),
+        ["one"]
+    );
+    assert_eq!(
+        here.catch_up_heads().await.unwrap(),
+        [(ab.clone(), 1, 3)],
+        "the quiet room is not behind"
+    );
+    assert_eq!(
+        seen(here.history_page(&ab, None, 10).await.unwrap()),
+        ["one", "two", "three"]
+    );
+    assert_eq!(here.catch_up_heads().await.unwrap(), []);
+    assert_eq!(say(&here, &ab, "alice", "four", 6).await, 4);
+}
+
 /// Read positions written at the same moment (several tabs of one person, the deferred
 /// writes of what sending moved) conflict in the engine; the store runs them again, so
 /// none fails and the highest wins.
