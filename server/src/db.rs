@@ -388,21 +388,13 @@ impl Database {
                 return Err(DbError::RemoteName(name.clone()));
             }
         }
-        db.query(format!(
-            "DEFINE NAMESPACE IF NOT EXISTS `{}`;",
-            remote.namespace
-        ))
-        .await
-        .and_then(|r| r.check())
-        .map_err(failed)?;
+        define_once(&db, "NAMESPACE", &remote.namespace)
+            .await
+            .map_err(failed)?;
         db.use_ns(remote.namespace.as_str()).await.map_err(failed)?;
-        db.query(format!(
-            "DEFINE DATABASE IF NOT EXISTS `{}`;",
-            remote.database
-        ))
-        .await
-        .and_then(|r| r.check())
-        .map_err(failed)?;
+        define_once(&db, "DATABASE", &remote.database)
+            .await
+            .map_err(failed)?;
         db.use_db(remote.database.as_str()).await.map_err(failed)?;
         let search = open_search(data_dir)?;
         Ok(Database {
@@ -481,6 +473,36 @@ impl Database {
             Err(_) => Err(DbError::Unanswered(CHECK_WITHIN)),
         }
     }
+}
+
+/// Whether the engine refused a transaction because a concurrent one wrote the same
+/// records (it may be run again and will see the other's outcome): as the query layer
+/// reports it, or as the key-value layer words it (a SurrealDB server returns some
+/// conflicts that way, with no detail to match).
+pub fn is_conflict(e: &surrealdb::Error) -> bool {
+    e.query_details() == Some(&surrealdb::types::QueryError::TransactionConflict)
+        || e.to_string().contains("This transaction can be retried")
+}
+
+/// Tries at defining the namespace or the database while other nodes define it too.
+const DEFINE_TRIES: u32 = 10;
+
+/// `DEFINE <what> IF NOT EXISTS <name>`, again after a pause while it meets the same
+/// definition by a node starting at the same moment. `name` is a checked identifier,
+/// quoted so that a keyword is a name too (SurrealQL takes no parameter there).
+async fn define_once(db: &Surreal<Client>, what: &str, name: &str) -> Result<(), surrealdb::Error> {
+    let sql = format!("DEFINE {what} IF NOT EXISTS `{name}`;");
+    let mut pause = Duration::from_millis(20);
+    for _ in 1..DEFINE_TRIES {
+        match db.query(sql.as_str()).await.and_then(|r| r.check()) {
+            Err(e) if is_conflict(&e) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            done => return done.map(|_| ()),
+        }
+    }
+    db.query(sql).await.and_then(|r| r.check()).map(|_| ())
 }
 
 #[cfg(test)]

@@ -348,7 +348,7 @@ impl SurrealChatStore {
                 // Another node's batch wrote the same records at the same moment (in a
                 // cluster): as for a position found taken, the head is read again and the
                 // batch goes again, numbered after what that node stored.
-                _ if super::is_conflict(&e) => Err(StoreError::SeqTaken),
+                _ if crate::db::is_conflict(&e) => Err(StoreError::SeqTaken),
                 _ => Err(e.into()),
             },
         }

@@ -58,7 +58,7 @@ use std::{
 use surrealdb::types::{ErrorDetails, QueryError};
 use tokio::sync::mpsc;
 
-use crate::locks::lock;
+use crate::{db::is_conflict, locks::lock};
 use conversations::MemberCache;
 use heads::Heads;
 use recent::RecentCache;
@@ -137,15 +137,6 @@ fn committed(
         None => Ok(res),
         Some((_, e)) => Err(e),
     }
-}
-
-/// Whether the engine refused a transaction because a concurrent one wrote the same
-/// records (it may be run again and will see the other's outcome): as the query layer
-/// reports it, or as the key-value layer words it (a SurrealDB server returns some
-/// conflicts that way, with no detail to match).
-fn is_conflict(e: &surrealdb::Error) -> bool {
-    e.query_details() == Some(&QueryError::TransactionConflict)
-        || e.to_string().contains("This transaction can be retried")
 }
 
 /// What a store changed that the other nodes' stores hold in memory.
