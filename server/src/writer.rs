@@ -942,10 +942,9 @@ impl Writer {
 
     /// Makes the heads of these conversations follow what is really stored.
     async fn resync(&self, conversations: &HashMap<Arc<str>, Mark>) {
-        for key in conversations.keys() {
-            if let Err(e) = self.store.resync_head(key).await {
-                warn!(error = %e, conversation = %key, "cannot re-read a conversation's head");
-            }
+        let keys: Vec<&str> = conversations.keys().map(|k| &**k).collect();
+        if let Err(e) = self.store.resync_heads(&keys).await {
+            warn!(error = %e, "cannot re-read the heads of a batch's conversations");
         }
     }
 

@@ -150,10 +150,36 @@ impl SurrealChatStore {
 
     /// Moves every head this store knows to what is stored past it, if anything is: what
     /// other nodes committed whose notes never came (a node killed between its commit and
-    /// its note, or the bus away for a while). One read per [`CATCH_UP_CHUNK`] heads, then
-    /// one per conversation found behind. Returns `(key, from, to)` for each head moved.
+    /// its note, or the bus away for a while). Returns `(key, from, to)` for each head moved.
     pub async fn catch_up_heads(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let known = self.heads().known();
+        self.follow_stored(known).await
+    }
+
+    /// [`Self::resync_head`] for each of `keys` (the conversations of a batch that lost a
+    /// race for its positions to another node's), in one read for all those whose head is
+    /// known and one more per conversation found behind: the others are not read again.
+    pub async fn resync_heads(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let mut known = Vec::new();
+        for &key in keys {
+            match self.known_last_seq(key) {
+                Some(seq) => known.push((key.to_owned(), seq)),
+                None => {
+                    self.resync_head(key).await?;
+                }
+            }
+        }
+        self.follow_stored(known).await.map(|_| ())
+    }
+
+    /// Moves each of these heads (`(key, last seq)` as known here) that something is stored
+    /// past to the end of what is stored: one read per [`CATCH_UP_CHUNK`] heads (is anything
+    /// at the next position?), then [`Self::resync_head`] for each found behind. Returns
+    /// `(key, from, to)` for each head moved.
+    async fn follow_stored(
+        &self,
+        known: Vec<(String, u64)>,
+    ) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let mut behind: Vec<(String, u64)> = Vec::new();
         for chunk in known.chunks(CATCH_UP_CHUNK) {
             let next: Vec<RecordId> = chunk

@@ -773,6 +773,32 @@ async fn a_node_that_missed_another_nodes_commits_catches_up_with_the_database()
     assert_eq!(say(&here, &ab, "alice", "four", 6).await, 4);
 }
 
+/// A batch that lost the race for a position to another node's is renumbered from the
+/// heads read again: the conversation that moved follows the database, the others keep
+/// theirs, and the batch then goes through.
+#[tokio::test]
+async fn a_batch_that_lost_a_race_follows_the_other_nodes_positions() {
+    let db = Database::open(StorageKind::Memory, Path::new("unused"))
+        .await
+        .unwrap();
+    let here = SurrealChatStore::new_for_node(&db, 1, Some("n1"))
+        .await
+        .unwrap();
+    let (ab, room) = alice_bob_and_a_quiet_room(&here).await;
+    say(&here, &ab, "alice", "one", 3).await;
+    say(&here, &room, "bob", "hello", 3).await;
+    let there = SurrealChatStore::new_for_node(&db, 2, Some("n2"))
+        .await
+        .unwrap();
+    assert_eq!(say(&there, &ab, "bob", "two", 4).await, 2);
+    let lost = append(&here, &ab, 2, "alice", "alice-5", "late", 5).await;
+    assert!(matches!(lost, Err(StoreError::SeqTaken)), "{lost:?}");
+    here.resync_heads(&[&ab, &room]).await.unwrap();
+    assert_eq!(here.known_last_seq(&ab), Some(2));
+    assert_eq!(here.known_last_seq(&room), Some(1));
+    assert_eq!(say(&here, &ab, "alice", "late", 5).await, 3);
+}
+
 /// Read positions written at the same moment (several tabs of one person, the deferred
 /// writes of what sending moved) conflict in the engine; the store runs them again, so
 /// none fails and the highest wins.
