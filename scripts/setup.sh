@@ -21,6 +21,9 @@ export LEPTOS_OUTPUT_NAME=chat
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 # `cargo install` puts the tools here; make sure they are found even if PATH lacks it.
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# wasm-bindgen-cli is installed here (see `start_tools`); an older install in cargo's own
+# directory is found after it.
+export PATH="$CHAT_CACHE_DIR/tools/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.11
 # Oldest rustc that can build cargo-leptos 0.3.11 from its lockfile.
@@ -140,37 +143,95 @@ tool_cargo() {
     fi
 }
 
-# `cargo install` with a quick release profile: LTO and a single codegen unit would triple
-# the install time on two cores for tools whose speed does not matter.
+# `cargo install` at optimisation level $1 without LTO, in a target directory of its own
+# (so that tools build beside the project's own builds, not after them): LTO and a single
+# codegen unit would triple the install time on two cores for tools whose speed does not
+# matter.
 quick_install() {
-    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    local level="$1" name="$2"
+    shift
+    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL="$level" CARGO_TARGET_DIR="$CHAT_CACHE_DIR/tool-target/$name" \
         "$(tool_cargo)" install --quiet "$@"
 }
 
-setup_tools() {
+# Builds started by `start_tools` in the background, by name: their pids and logs.
+declare -A TOOL_PID=() TOOL_LOG=()
+
+# Runs "$@" (a command or a function of this file) in the background at the lowest CPU
+# priority, as the build named $1; `wait_tool $1` waits for it.
+build_in_background() {
+    local name="$1"
+    shift
+    mkdir -p "$CHAT_CACHE_DIR/logs"
+    TOOL_LOG[$name]="$CHAT_CACHE_DIR/logs/$name.log"
+    (
+        renice -n 19 -p "$BASHPID" >/dev/null
+        "$@"
+    ) >"${TOOL_LOG[$name]}" 2>&1 &
+    TOOL_PID[$name]=$!
+}
+
+# Waits for the background build named $1, if one was started; shows its log if it failed.
+wait_tool() {
+    local pid="${TOOL_PID[$1]:-}"
+    [ -n "$pid" ] || return 0
+    if ! wait "$pid"; then
+        tail -n 60 "${TOOL_LOG[$1]}" >&2
+        die "building $1 failed (log: ${TOOL_LOG[$1]})"
+    fi
+    TOOL_PID[$1]=
+}
+
+# Starts building, in the background, the tools missing or out of date: cargo-leptos,
+# wasm-bindgen-cli and, with `surreal` as $1, SurrealDB's server. On a fresh machine these
+# are ~45 min of compiling that the caller's own builds and tests overlap (at a lower
+# priority: they take the CPU the caller leaves); `wait_tool cargo-leptos`, `wait_tool
+# wasm-bindgen` and `wait_tool surreal` before using each.
+start_tools() {
     if [ "$(cargo-leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
-        say "installing cargo-leptos $CARGO_LEPTOS_VERSION (one-off, ~20-40 min on 2 cores)"
-        quick_install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+        say "building cargo-leptos $CARGO_LEPTOS_VERSION in the background (one-off, ~30 min on 2 cores)"
+        # Unoptimised: it runs cargo, wasm-bindgen and wasm-opt, and does little itself.
+        build_in_background cargo-leptos \
+            quick_install 0 cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
     fi
     if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
-        say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (one-off, ~5-10 min)"
+        say "building wasm-bindgen-cli $WASM_BINDGEN_VERSION in the background (one-off, ~7 min)"
+        # Its own install root: two installs into one root at once would share its records.
         # Not --locked: its lockfile names a crate version crates.io no longer serves.
-        quick_install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+        build_in_background wasm-bindgen quick_install 1 wasm-bindgen-cli \
+            --version "$WASM_BINDGEN_VERSION" --force --root "$CHAT_CACHE_DIR/tools"
     fi
+    SURREAL_BIN="$CHAT_CACHE_DIR/surreal-target/debug/surreal"
+    export SURREAL_BIN
+    if [ "${1:-}" = surreal ]; then
+        [ -x "$SURREAL_BIN" ] ||
+            say "building SurrealDB's server from tools/surreal in the background (one-off, ~7 min on 2 cores)"
+        build_in_background surreal build_surreal
+    fi
+}
+
+# cargo-leptos and wasm-bindgen-cli, built now if missing.
+setup_tools() {
+    start_tools
+    wait_tool cargo-leptos
+    wait_tool wasm-bindgen
 }
 
 # SurrealDB's server (`surreal`), for the tests of remote storage: built from the
 # `surrealdb-server` crate at our SDK's version (tools/surreal), in a target directory of its
 # own (its dependencies' features differ from the server's). A debug build: the tests need
 # it to be right, not fast, and it builds in a fraction of a release build's time.
-setup_surreal() {
-    local target="$CHAT_CACHE_DIR/surreal-target"
-    SURREAL_BIN="$target/debug/surreal"
-    if [ ! -x "$SURREAL_BIN" ]; then
-        say "building SurrealDB's server from tools/surreal (one-off, ~7 min on 2 cores)"
-    fi
-    CARGO_TARGET_DIR="$target" "$HOST_CARGO" build --quiet --locked \
+build_surreal() {
+    CARGO_TARGET_DIR="$CHAT_CACHE_DIR/surreal-target" "$HOST_CARGO" build --quiet --locked \
         --manifest-path "$ROOT/tools/surreal/Cargo.toml"
+}
+
+# SurrealDB's server, built now if missing; exports SURREAL_BIN.
+setup_surreal() {
+    SURREAL_BIN="$CHAT_CACHE_DIR/surreal-target/debug/surreal"
+    [ -x "$SURREAL_BIN" ] || say "building SurrealDB's server from tools/surreal (one-off, ~7 min on 2 cores)"
+    build_surreal
     export SURREAL_BIN
 }
 
