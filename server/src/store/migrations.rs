@@ -463,12 +463,15 @@ impl SurrealChatStore {
         if count > 0 {
             self.store_changes(reads, &last).await?;
         }
-        warn!(
-            conversations = convs.len(),
-            repaired = count,
-            ms = started.elapsed().as_millis() as u64,
-            "the database was not closed cleanly: conversations' last messages checked"
-        );
+        let ms = started.elapsed().as_millis() as u64;
+        let what = "a store may have stopped before storing its deferred fields (a crash, or \
+                    in a cluster a node gone): conversations' last messages checked";
+        // In a cluster every start and every node gone checks; news only if it repaired.
+        if self.shared && count == 0 {
+            tracing::info!(conversations = convs.len(), repaired = count, ms, "{what}");
+        } else {
+            warn!(conversations = convs.len(), repaired = count, ms, "{what}");
+        }
         Ok(())
     }
 }

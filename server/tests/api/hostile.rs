@@ -616,7 +616,7 @@ async fn a_stalled_request_cannot_hold_up_a_clean_stop() {
         !again
             .start_log()
             .iter()
-            .any(|l| l.contains("not closed cleanly")),
+            .any(|l| l.contains("conversations' last messages checked")),
         "{:#?}",
         again.start_log()
     );
