@@ -298,7 +298,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let delivered: u64 = results.iter().map(|r| r.delivered).sum();
     anyhow::ensure!(
         acked == delivered,
-        "{acked} acknowledged but {delivered} delivered"
+        "{target}: {acked} acknowledged but {delivered} delivered"
     );
     Ok(Report {
         target,
@@ -528,6 +528,12 @@ async fn user(
                 continue;
             }
             ("message", Some(message)) => {
+                // Each user has one socket, and a message's ack takes its place on it.
+                anyhow::ensure!(
+                    me.as_deref() != Some(message.sender.as_ref()),
+                    "user {index}: its own message {} came back as a message",
+                    message.seq
+                );
                 last_seq = delivered(
                     &mut r,
                     index,

@@ -148,6 +148,14 @@ pub(crate) fn spawn_senders(
 /// be reconnecting then): what is stored is then what was acknowledged.
 const FINISH_WITHIN: Duration = Duration::from_secs(30);
 
+/// The answer to a sender's message on its socket.
+enum Reply {
+    Acked(u64),
+    Refused(String),
+    /// It came as a `message`: its ack takes its place on the sending socket, always.
+    Echoed(u64),
+}
+
 /// Sends one message at a time, waiting for its ack; reconnects whenever the socket dies and
 /// re-sends the unacknowledged message with the same `client_msg_id`. Told to stop, it
 /// stops once its last message is answered.
@@ -213,17 +221,23 @@ pub(crate) async fn sender(
                     ServerMsg::Ack {
                         client_msg_id,
                         message,
-                    } if *client_msg_id == want => Some(Ok(message.seq)),
+                    } if *client_msg_id == want => Some(Reply::Acked(message.seq)),
                     ServerMsg::Error {
                         client_msg_id: Some(c),
                         code,
                         message,
-                    } if *c == want => Some(Err(format!("{code:?}: {message}"))),
+                    } if *c == want => Some(Reply::Refused(format!("{code:?}: {message}"))),
+                    ServerMsg::Message { message } if message.client_msg_id == want => {
+                        Some(Reply::Echoed(message.seq))
+                    }
                     _ => None,
                 })
                 .await;
             match reply {
-                Ok(Ok(seq)) => {
+                Ok(Reply::Echoed(seq)) => {
+                    anyhow::bail!("{name}: {id} came back to its socket as a message at {seq}")
+                }
+                Ok(Reply::Acked(seq)) => {
                     shared.acked.lock().expect("lock").push(Acked {
                         conversation: conv,
                         seq,
@@ -231,7 +245,7 @@ pub(crate) async fn sender(
                     });
                     in_flight = None;
                 }
-                Ok(Err(why)) => {
+                Ok(Reply::Refused(why)) => {
                     shared.refused.fetch_add(1, Ordering::SeqCst);
                     *shared
                         .refusals

@@ -115,8 +115,17 @@ enum Event {
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Item {
     Frame,
-    Message { conversation: String, seq: u64 },
-    Ack { conversation: String, seq: u64 },
+    Message {
+        conversation: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sender: Option<String>,
+    },
+    Ack {
+        conversation: String,
+        seq: u64,
+        client_msg_id: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -131,22 +140,26 @@ fn item_of(item: &Outbound) -> (Item, &Utf8Bytes) {
         Outbound::Message {
             conversation,
             seq,
+            sender,
             frame,
         } => (
             Item::Message {
                 conversation: conversation.to_string(),
                 seq: *seq,
+                sender: sender.as_deref().map(str::to_owned),
             },
             frame,
         ),
         Outbound::Ack {
             conversation,
             seq,
+            client_msg_id,
             frame,
         } => (
             Item::Ack {
                 conversation: conversation.to_string(),
                 seq: *seq,
+                client_msg_id: client_msg_id.to_string(),
             },
             frame,
         ),
@@ -156,14 +169,24 @@ fn item_of(item: &Outbound) -> (Item, &Utf8Bytes) {
 fn outbound(item: Item, frame: Utf8Bytes) -> Outbound {
     match item {
         Item::Frame => Outbound::Frame(frame),
-        Item::Message { conversation, seq } => Outbound::Message {
+        Item::Message {
+            conversation,
+            seq,
+            sender,
+        } => Outbound::Message {
             conversation: conversation.into(),
             seq,
+            sender: sender.map(Arc::from),
             frame,
         },
-        Item::Ack { conversation, seq } => Outbound::Ack {
+        Item::Ack {
+            conversation,
+            seq,
+            client_msg_id,
+        } => Outbound::Ack {
             conversation: conversation.into(),
             seq,
+            client_msg_id: client_msg_id.into(),
             frame,
         },
     }
@@ -621,6 +644,7 @@ mod tests {
             item: Outbound::Message {
                 conversation: "r1".into(),
                 seq: 7,
+                sender: Some("ann".into()),
                 frame: frame.clone(),
             },
             skip_conn: Some(u64::MAX / 3),

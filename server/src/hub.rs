@@ -51,12 +51,17 @@ pub enum Outbound {
     Message {
         conversation: Arc<str>,
         seq: u64,
+        /// Who sent it, for a message (not a change): the frame may reach the sender's own
+        /// socket before its ack, and then goes as that ack.
+        sender: Option<Arc<str>>,
         frame: Utf8Bytes,
     },
-    /// The `ack` of this socket's own message at `seq`; ordered with the deliveries.
+    /// The `ack` of this socket's own message at `seq`, sent with `client_msg_id`;
+    /// ordered with the deliveries.
     Ack {
         conversation: Arc<str>,
         seq: u64,
+        client_msg_id: Box<str>,
         frame: Utf8Bytes,
     },
 }
@@ -755,6 +760,7 @@ mod tests {
         let message = Outbound::Message {
             conversation: "r1".into(),
             seq: 4,
+            sender: Some("bob".into()),
             frame: "{}".into(),
         };
         hub.push(&users, &message, Some(10));

@@ -908,6 +908,7 @@ impl Writer {
                             &Outbound::Message {
                                 conversation: sub.conversation.clone(),
                                 seq,
+                                sender: None,
                                 frame,
                             },
                             None,
@@ -1026,6 +1027,7 @@ impl Writer {
                 &Outbound::Message {
                     conversation: sub.conversation.clone(),
                     seq: record.seq,
+                    sender: Some(record.sender.as_str().into()),
                     frame,
                 },
                 Some(sub.conn_id),
@@ -1045,6 +1047,7 @@ impl Writer {
             Outbound::Ack {
                 conversation: sub.conversation.clone(),
                 seq: record.seq,
+                client_msg_id: record.client_msg_id.as_str().into(),
                 frame: Utf8Bytes::from(ack.encode()),
             },
         );

@@ -774,6 +774,10 @@ impl ChatService {
                 item: Outbound::Message {
                     conversation: Arc::from(key.as_str()),
                     seq,
+                    sender: match &msg {
+                        ServerMsg::Message { message } => Some(message.sender.as_str().into()),
+                        _ => None,
+                    },
                     frame: msg.encode().into(),
                 },
                 skip_conn: None,

@@ -11,16 +11,25 @@
 //! - An `ack` tells the sender its own message; before it goes out, every earlier message
 //!   the socket owes is filled (a message fanned out just before ours may still be queued),
 //!   and the acked `seq` is remembered so that a fill or a live copy does not repeat it.
+//! - A fill can reach one of the socket's own messages before its ack does (in a cluster,
+//!   another node's later message may overtake the ack): the fill tells it as its ack, in
+//!   its place, and the ack that follows is not sent again.
 //! - The newest history page tells the client everything up to its last message.
 //! - A `resume` replays what the client says it missed, except what this socket already
 //!   told it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Most acked-ahead `seq`s one socket remembers per conversation (a socket that only ever
 /// sends in a conversation never advances `next` there; forgetting one costs at most a
 /// repeat, which clients drop by `seq`).
 pub const MAX_ACKED_AHEAD: usize = 1024;
+
+/// Most of its own sends awaiting their acks one socket remembers (an ack forgets its send
+/// at once; only a send refused after it left the socket stays, until pushed out). Past
+/// it, the oldest is forgotten: a fill that reaches it tells it as a `message`, and its
+/// ack follows.
+pub const MAX_SENDING: usize = 64;
 
 /// What to do with a live message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +61,12 @@ pub struct Cursor {
     next: HashMap<String, u64>,
     /// Per conversation, `seq`s at or beyond `next` this socket told by an `ack`.
     acked: HashMap<String, BTreeSet<u64>>,
+    /// The `client_msg_id`s of this socket's sends whose acks have not come, oldest first
+    /// (a few at most: a linear search beats hashing them).
+    sending: VecDeque<Box<str>>,
+    /// This socket's own messages (conversation, `seq`) a fill told as their acks before
+    /// the acks came.
+    told_acks: Vec<(Box<str>, u64)>,
 }
 
 impl Cursor {
@@ -132,6 +147,65 @@ impl Cursor {
         match self.next.get(key) {
             Some(&next) if next < seq => Some(next - 1),
             _ => None,
+        }
+    }
+
+    /// The socket sent a message with `client_msg_id`: its ack is to come.
+    pub fn sending(&mut self, client_msg_id: &str) {
+        if self.sending.len() == MAX_SENDING {
+            self.sending.pop_front();
+        }
+        self.sending.push_back(client_msg_id.into());
+    }
+
+    /// Whether any of this socket's sends awaits its ack.
+    pub fn awaiting_acks(&self) -> bool {
+        !self.sending.is_empty()
+    }
+
+    /// The send with `client_msg_id` was refused: no ack is to come.
+    pub fn refused(&mut self, client_msg_id: &str) {
+        self.forget_sending(client_msg_id);
+    }
+
+    /// A fill is about to tell the user's own message at `seq` of `key`: whether it is a
+    /// send of this socket whose ack has not come, so that it goes as its ack (and the
+    /// ack itself, when it comes, is not sent again: [`Self::ack_due`]).
+    pub fn own_send(&mut self, key: &str, seq: u64, client_msg_id: &str) -> bool {
+        if !self.forget_sending(client_msg_id) {
+            return false;
+        }
+        if self.told_acks.len() == MAX_SENDING {
+            self.told_acks.remove(0);
+        }
+        self.told_acks.push((key.into(), seq));
+        true
+    }
+
+    /// The ack of `client_msg_id`, stored at `seq` of `key`, came: whether to send it
+    /// (`false`: a fill told it already). Then [`Self::before_ack`] and [`Self::acked`].
+    pub fn ack_due(&mut self, key: &str, seq: u64, client_msg_id: &str) -> bool {
+        self.forget_sending(client_msg_id);
+        match self
+            .told_acks
+            .iter()
+            .position(|(k, s)| **k == *key && *s == seq)
+        {
+            Some(i) => {
+                self.told_acks.swap_remove(i);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn forget_sending(&mut self, client_msg_id: &str) -> bool {
+        match self.sending.iter().position(|id| **id == *client_msg_id) {
+            Some(i) => {
+                self.sending.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -244,6 +318,41 @@ mod tests {
     }
 
     #[test]
+    fn an_own_message_a_fill_reaches_before_its_ack_goes_as_that_ack_once() {
+        let mut c = Cursor::default();
+        c.begin_replay("r", 7);
+        c.sending("mine");
+        // Another node's message at 9 overtook the ack of ours at 8.
+        assert_eq!(c.live("r", 9), Live::Gap { after: 7 });
+        c.begin_replay("r", 7);
+        let page = c.replay_page("r", &[8, 9], None);
+        assert_eq!(page.send, vec![0, 1]);
+        assert!(c.own_send("r", 8, "mine"), "8 goes as its ack");
+        assert!(!c.own_send("r", 8, "mine"), "once");
+        assert!(!c.own_send("r", 9, "another tab's"));
+        assert!(!c.after_fill("r", 9), "the fill brought 9");
+        assert!(
+            !c.ack_due("r", 8, "mine"),
+            "the ack itself is not sent again"
+        );
+        c.sending("next");
+        assert!(c.ack_due("r", 10, "next"), "an ack in its place goes out");
+        assert!(c.sending.is_empty() && c.told_acks.is_empty());
+    }
+
+    #[test]
+    fn sends_awaiting_their_acks_are_bounded() {
+        let mut c = Cursor::default();
+        for i in 0..(MAX_SENDING + 10) {
+            c.sending(&format!("m{i}"));
+        }
+        c.refused(&format!("m{}", MAX_SENDING + 9));
+        assert_eq!(c.sending.len(), MAX_SENDING - 1);
+        assert!(!c.own_send("r", 1, "m0"), "the oldest were forgotten");
+        assert!(c.own_send("r", 1, "m10"));
+    }
+
+    #[test]
     fn the_newest_history_page_tells_everything_before_it() {
         let mut c = Cursor::default();
         c.history_newest("r", 10);
@@ -282,15 +391,18 @@ mod tests {
 
     /// What the socket handler does with the store and the outbox, in a model: messages
     /// `1..=total` of one conversation are committed one by one, some sent by this client
-    /// (they come back as acks), the others as live messages; the socket may register late,
-    /// be dropped and replaced (a reconnect that resumes from what the client holds), and
-    /// the client may ask for the newest history page at any time. What the client ends
-    /// with must be every message, each told once per socket and in order.
+    /// (they come back as acks, in order with the others or, as in a cluster, overtaken by
+    /// later messages of other nodes), the others as live messages; the socket may register
+    /// late, be dropped and replaced (a reconnect that resumes from what the client holds),
+    /// and the client may ask for the newest history page at any time. What the client ends
+    /// with must be every message, each told once per socket (as a message or as its ack)
+    /// and in order.
     fn run_model(seed: u64) {
         const PAGE: usize = 4;
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let total = 1 + rng.below(40);
         let own: Vec<bool> = (0..=total).map(|_| rng.below(3) == 0).collect();
+        let id = |seq: u64| format!("m{seq}");
         let mut committed = 0_u64;
         // The client's contiguous holding: every seq up to here.
         let mut held: BTreeSet<u64> = BTreeSet::new();
@@ -306,12 +418,17 @@ mod tests {
             sockets += 1;
             assert!(sockets < 100, "seed {seed}: too many reconnects");
             let mut cursor = Cursor::default();
-            // Registered now: the outbox gets what commits from here on.
+            // Registered now: the outbox gets what commits from here on; `late` holds the
+            // acks another node's messages overtake.
             let mut outbox: std::collections::VecDeque<(u64, bool)> = Default::default();
+            let mut late: std::collections::VecDeque<u64> = Default::default();
             let mut told: Vec<u64> = Vec::new();
+            // What the newest history page told (the client holds it all).
+            let mut history = 0;
             let stored =
                 |after: u64, until: u64| -> Vec<u64> { ((after + 1)..=until).take(PAGE).collect() };
-            // Replays through the cursor, page by page, as the handler does.
+            // Replays through the cursor, page by page, as the handler does: this socket's
+            // own sends awaiting their acks go as their acks.
             let replay = |cursor: &mut Cursor,
                           told: &mut Vec<u64>,
                           committed: u64,
@@ -321,7 +438,12 @@ mod tests {
                 loop {
                     let page = stored(after, committed);
                     let step = cursor.replay_page("r", &page, until);
-                    told.extend(step.send.iter().map(|&i| page[i]));
+                    for &i in &step.send {
+                        if own[page[i] as usize] {
+                            cursor.own_send("r", page[i], &id(page[i]));
+                        }
+                        told.push(page[i]);
+                    }
                     match step.last {
                         Some(last) if !step.done => after = last,
                         _ => break,
@@ -331,51 +453,70 @@ mod tests {
             // The first frame: a resume from what the client holds.
             replay(&mut cursor, &mut told, committed, contiguous(&held), None);
             loop {
-                if committed == total && outbox.is_empty() {
+                if committed == total && outbox.is_empty() && late.is_empty() {
                     check_socket(seed, &told);
                     held.extend(told);
                     break 'socket;
                 }
-                let action = rng.below(10);
-                if committed < total && action < 4 {
+                let action = rng.below(11);
+                let popped = if committed < total && action < 4 {
                     committed += 1;
-                    outbox.push_back((committed, own[committed as usize]));
-                } else if action < 8 && !outbox.is_empty() {
-                    let Some((seq, is_ack)) = outbox.pop_front() else {
-                        unreachable!("checked non-empty");
-                    };
-                    if is_ack {
-                        if let Some(after) = cursor.before_ack("r", seq) {
-                            replay(&mut cursor, &mut told, committed, after, Some(seq));
-                        }
-                        cursor.acked("r", seq);
-                        // The ack always goes out (it confirms the client's send); it tells
-                        // the message unless a fill already did.
-                        if !told.contains(&seq) {
-                            told.push(seq);
-                        }
-                    } else {
-                        match cursor.live("r", seq) {
-                            Live::Deliver => told.push(seq),
-                            Live::Skip => {}
-                            Live::Gap { after } => {
-                                replay(&mut cursor, &mut told, committed, after, None);
-                                if cursor.after_fill("r", seq) {
-                                    told.push(seq);
-                                }
-                            }
-                        }
+                    let mine = own[committed as usize];
+                    if mine {
+                        cursor.sending(&id(committed));
                     }
+                    if mine && rng.below(2) == 0 {
+                        late.push_back(committed);
+                    } else {
+                        outbox.push_back((committed, mine));
+                    }
+                    None
+                } else if action < 8 && !outbox.is_empty() {
+                    outbox.pop_front()
+                } else if action == 10 && !late.is_empty() {
+                    late.pop_front().map(|seq| (seq, true))
                 } else if action == 8 && committed > 0 {
                     // The newest history page, and older ones as the client scrolls back:
                     // the client holds everything up to its last message.
                     held.extend(1..=committed);
+                    history = committed;
                     cursor.history_newest("r", committed);
+                    None
                 } else if action == 9 && rng.below(4) == 0 {
                     // Dropped (lagging, a network change): the client reconnects.
                     check_socket(seed, &told);
                     held.extend(told);
                     continue 'socket;
+                } else {
+                    None
+                };
+                let Some((seq, is_ack)) = popped else {
+                    continue;
+                };
+                if is_ack {
+                    if !cursor.ack_due("r", seq, &id(seq)) {
+                        continue;
+                    }
+                    if let Some(after) = cursor.before_ack("r", seq) {
+                        replay(&mut cursor, &mut told, committed, after, Some(seq));
+                    }
+                    cursor.acked("r", seq);
+                    // The ack goes out: it tells the message, unless the client holds it
+                    // from a history page already (then it only confirms the send).
+                    if seq > history {
+                        told.push(seq);
+                    }
+                } else {
+                    match cursor.live("r", seq) {
+                        Live::Deliver => told.push(seq),
+                        Live::Skip => {}
+                        Live::Gap { after } => {
+                            replay(&mut cursor, &mut told, committed, after, None);
+                            if cursor.after_fill("r", seq) {
+                                told.push(seq);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -396,7 +537,7 @@ mod tests {
 
     #[test]
     fn any_interleaving_of_commits_acks_history_and_reconnects_tells_every_message_once_in_order() {
-        for seed in 0..3_000 {
+        for seed in 0..5_000 {
             run_model(seed);
         }
     }

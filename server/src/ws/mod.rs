@@ -636,6 +636,9 @@ impl Handler {
     /// that a slow database never makes a sender look like a lagging reader.
     async fn submit(&mut self, key: &str, action: Action) -> Result<(), axum::Error> {
         let id = action_id(&action);
+        if let Some(id) = &id {
+            self.cursor.sending(id);
+        }
         let chat = self.chat.clone();
         let me = self.me.username.clone();
         let submit = chat.submit(&me, self.conn_id, key, action);
@@ -651,7 +654,12 @@ impl Handler {
         };
         match submitted {
             Ok(()) => Ok(()),
-            Err(refusal) => self.send(&refusal.into_msg(id)).await,
+            Err(refusal) => {
+                if let Some(id) = &id {
+                    self.cursor.refused(id);
+                }
+                self.send(&refusal.into_msg(id)).await
+            }
         }
     }
 
@@ -683,26 +691,39 @@ impl Handler {
             Outbound::Message {
                 conversation,
                 seq,
+                sender,
                 frame,
-            } => match self.cursor.live(&conversation, seq) {
-                Live::Deliver => frame,
-                Live::Skip => return Ok(()),
-                Live::Gap { after } => {
-                    self.gap_fills.increment(1);
-                    // Everything below `seq` is stored: fetch the gap, which may include
-                    // `seq` itself.
-                    Box::pin(self.replay(&conversation, after, None)).await?;
-                    if !self.cursor.after_fill(&conversation, seq) {
-                        return Ok(());
+            } => {
+                match self.cursor.live(&conversation, seq) {
+                    Live::Deliver => {}
+                    Live::Skip => return Ok(()),
+                    Live::Gap { after } => {
+                        self.gap_fills.increment(1);
+                        // Everything below `seq` is stored: fetch the gap, which may
+                        // include `seq` itself.
+                        Box::pin(self.replay(&conversation, after, None)).await?;
+                        if !self.cursor.after_fill(&conversation, seq) {
+                            return Ok(());
+                        }
                     }
+                }
+                if sender.as_deref() == Some(self.me.username.as_str())
+                    && self.cursor.awaiting_acks()
+                {
+                    self.as_ack_if_awaited_frame(&conversation, frame)
+                } else {
                     frame
                 }
-            },
+            }
             Outbound::Ack {
                 conversation,
                 seq,
+                client_msg_id,
                 frame,
             } => {
+                if !self.cursor.ack_due(&conversation, seq, &client_msg_id) {
+                    return Ok(());
+                }
                 if let Some(after) = self.cursor.before_ack(&conversation, seq) {
                     Box::pin(self.replay(&conversation, after, Some(seq))).await?;
                 }
@@ -741,6 +762,7 @@ impl Handler {
                 page.into_iter().map(|(_, msg)| Some(msg)).collect();
             for i in step.send {
                 if let Some(msg) = page[i].take() {
+                    let msg = self.as_ack_if_awaited(key, msg);
                     self.send(&msg).await?;
                 }
             }
@@ -758,6 +780,37 @@ impl Handler {
                 );
                 return self.send(&e).await;
             }
+        }
+    }
+
+    /// A replayed message that is one of this socket's sends whose ack has not come goes
+    /// as that ack, in its place (see [`delivery`]).
+    fn as_ack_if_awaited(&mut self, key: &str, msg: ServerMsg) -> ServerMsg {
+        match msg {
+            ServerMsg::Message { message }
+                if message.sender == self.me.username
+                    && self
+                        .cursor
+                        .own_send(key, message.seq, &message.client_msg_id) =>
+            {
+                ServerMsg::Ack {
+                    client_msg_id: message.client_msg_id.clone(),
+                    message,
+                }
+            }
+            msg => msg,
+        }
+    }
+
+    /// [`Self::as_ack_if_awaited`] for a live frame of the user's own message (rare: one
+    /// that reached this socket from another node or a catch-up before its ack).
+    fn as_ack_if_awaited_frame(&mut self, key: &str, frame: Utf8Bytes) -> Utf8Bytes {
+        let Ok(msg) = ServerMsg::decode(frame.as_str()) else {
+            return frame;
+        };
+        match self.as_ack_if_awaited(key, msg) {
+            ack @ ServerMsg::Ack { .. } => ack.encode().into(),
+            _ => frame,
         }
     }
 

@@ -24,6 +24,19 @@ async fn memory_store() -> SurrealChatStore {
     open(StorageKind::Memory, Path::new("unused")).await
 }
 
+async fn memory_db() -> Database {
+    Database::open(StorageKind::Memory, Path::new("unused"))
+        .await
+        .unwrap()
+}
+
+/// The store of the cluster node `name` on a database the nodes share.
+async fn node(db: &Database, name: &str) -> SurrealChatStore {
+    SurrealChatStore::new_for_node(db, 1, Some(name))
+        .await
+        .unwrap()
+}
+
 async fn user(store: &SurrealChatStore, name: &str) {
     store
         .create_user(
@@ -736,18 +749,12 @@ async fn a_position_taken_behind_the_stores_back_is_refused_then_learned() {
 /// its heads follow what is stored, and only the conversations behind are named.
 #[tokio::test]
 async fn a_node_that_missed_another_nodes_commits_catches_up_with_the_database() {
-    let db = Database::open(StorageKind::Memory, Path::new("unused"))
-        .await
-        .unwrap();
-    let here = SurrealChatStore::new_for_node(&db, 1, Some("n1"))
-        .await
-        .unwrap();
+    let db = memory_db().await;
+    let here = node(&db, "n1").await;
     let (ab, room) = alice_bob_and_a_quiet_room(&here).await;
     say(&here, &ab, "alice", "one", 3).await;
     assert_eq!(here.last_seq(&room).await.unwrap(), Some(0));
-    let there = SurrealChatStore::new_for_node(&db, 2, Some("n2"))
-        .await
-        .unwrap();
+    let there = node(&db, "n2").await;
     say(&there, &ab, "bob", "two", 4).await;
     say(&there, &ab, "bob", "three", 5).await;
     let seen = |page: server::store::HistoryPage| {
@@ -778,18 +785,12 @@ async fn a_node_that_missed_another_nodes_commits_catches_up_with_the_database()
 /// theirs, and the batch then goes through.
 #[tokio::test]
 async fn a_batch_that_lost_a_race_follows_the_other_nodes_positions() {
-    let db = Database::open(StorageKind::Memory, Path::new("unused"))
-        .await
-        .unwrap();
-    let here = SurrealChatStore::new_for_node(&db, 1, Some("n1"))
-        .await
-        .unwrap();
+    let db = memory_db().await;
+    let here = node(&db, "n1").await;
     let (ab, room) = alice_bob_and_a_quiet_room(&here).await;
     say(&here, &ab, "alice", "one", 3).await;
     say(&here, &room, "bob", "hello", 3).await;
-    let there = SurrealChatStore::new_for_node(&db, 2, Some("n2"))
-        .await
-        .unwrap();
+    let there = node(&db, "n2").await;
     assert_eq!(say(&there, &ab, "bob", "two", 4).await, 2);
     let lost = append(&here, &ab, 2, "alice", "alice-5", "late", 5).await;
     assert!(matches!(lost, Err(StoreError::SeqTaken)), "{lost:?}");
