@@ -300,34 +300,25 @@ wait_port() {
 # A local cluster in directory $1 (kept: logs, data, pids): SurrealDB's server, NATS, $2
 # chat nodes running server binary $3 with site root $4, and nginx on 127.0.0.1:$5 in
 # front. Writes $1/env (the addresses and pids, for tests that kill a node) and exports
-# CLUSTER_PIDS. `stop_cluster` ends it.
+# CLUSTER_PIDS. `start_cluster_node` starts a node again; `stop_cluster` ends it all.
 start_cluster() {
-    local dir="$1" count="$2" bin="$3" site="$4" port="$5"
+    CLUSTER_DIR="$1" CLUSTER_BIN="$3" CLUSTER_SITE="$4"
+    local dir="$1" count="$2" port="$5"
     mkdir -p "$dir/files" "$dir/nginx"
     start_surreal
-    local nats_port
-    nats_port="$(free_port)"
-    "$NATS_BIN" -a 127.0.0.1 -p "$nats_port" >"$dir/nats.log" 2>&1 &
+    CLUSTER_NATS_PORT="$(free_port)"
+    "$NATS_BIN" -a 127.0.0.1 -p "$CLUSTER_NATS_PORT" >"$dir/nats.log" 2>&1 &
     CLUSTER_PIDS="$!"
     echo "NATS_PID=$!" >"$dir/env"
-    wait_port "$nats_port" nats-server "$dir/nats.log"
-    local secret metrics servers="" i node_port
-    secret="$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
-    metrics="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-    echo "METRICS_TOKEN=$metrics" >>"$dir/env"
+    wait_port "$CLUSTER_NATS_PORT" nats-server "$dir/nats.log"
+    CLUSTER_SECRET="$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
+    CLUSTER_METRICS_TOKEN="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    echo "METRICS_TOKEN=$CLUSTER_METRICS_TOKEN" >>"$dir/env"
+    local servers="" i node_port
     for i in $(seq 0 $((count - 1))); do
         node_port="$(free_port)"
-        mkdir -p "$dir/node$i"
-        # Uploaded files live in one directory every node reads and writes.
-        ln -sfn "$dir/files" "$dir/node$i/files"
-        CHAT_ADDR="127.0.0.1:$node_port" CHAT_DATA_DIR="$dir/node$i" CHAT_NODE="n$i" \
-            CHAT_NATS_URL="nats://127.0.0.1:$nats_port" CHAT_JWT_SECRET="$secret" \
-            CHAT_METRICS_TOKEN="$metrics" \
-            LEPTOS_SITE_ROOT="$site" LEPTOS_OUTPUT_NAME=chat \
-            "$bin" >"$dir/node$i.log" 2>&1 &
-        CLUSTER_PIDS="$CLUSTER_PIDS $!"
-        echo "NODE${i}_PID=$!" >>"$dir/env"
         echo "NODE${i}_ADDR=127.0.0.1:$node_port" >>"$dir/env"
+        start_cluster_node "$i"
         servers="$servers        server 127.0.0.1:$node_port max_fails=1 fail_timeout=2s;\n"
     done
     for i in $(seq 0 $((count - 1))); do
@@ -343,6 +334,25 @@ start_cluster() {
     echo "CLUSTER_ADDR=127.0.0.1:$port" >>"$dir/env"
     wait_port "$port" nginx "$dir/nginx/error.log"
     export CLUSTER_PIDS
+}
+
+# Starts chat node $1 of the cluster `start_cluster` made, in the background: at first, or
+# again after it stopped (the same address, data directory and settings, its log appended
+# to); its pid goes to CLUSTER_PIDS and the env file.
+start_cluster_node() {
+    local i="$1" dir="$CLUSTER_DIR" addr
+    addr="$(sed -n "s/^NODE${i}_ADDR=//p" "$dir/env")"
+    mkdir -p "$dir/node$i"
+    # Uploaded files live in one directory every node reads and writes.
+    ln -sfn "$dir/files" "$dir/node$i/files"
+    CHAT_ADDR="$addr" CHAT_DATA_DIR="$dir/node$i" CHAT_NODE="n$i" \
+        CHAT_NATS_URL="nats://127.0.0.1:$CLUSTER_NATS_PORT" CHAT_JWT_SECRET="$CLUSTER_SECRET" \
+        CHAT_METRICS_TOKEN="$CLUSTER_METRICS_TOKEN" \
+        LEPTOS_SITE_ROOT="$CLUSTER_SITE" LEPTOS_OUTPUT_NAME=chat \
+        "$CLUSTER_BIN" >>"$dir/node$i.log" 2>&1 &
+    CLUSTER_PIDS="$CLUSTER_PIDS $!"
+    sed -i "/^NODE${i}_PID=/d" "$dir/env"
+    echo "NODE${i}_PID=$!" >>"$dir/env"
 }
 
 stop_cluster() {
