@@ -137,31 +137,21 @@ struct Header {
 fn item_of(item: &Outbound) -> (Item, &Utf8Bytes) {
     match item {
         Outbound::Frame(frame) => (Item::Frame, frame),
-        Outbound::Message {
-            conversation,
-            seq,
-            sender,
-            frame,
-        } => (
+        Outbound::Message(live) => (
             Item::Message {
-                conversation: conversation.to_string(),
-                seq: *seq,
-                sender: sender.as_deref().map(str::to_owned),
+                conversation: live.conversation.to_string(),
+                seq: live.seq,
+                sender: live.sender.as_deref().map(str::to_owned),
             },
-            frame,
+            &live.frame,
         ),
-        Outbound::Ack {
-            conversation,
-            seq,
-            client_msg_id,
-            frame,
-        } => (
+        Outbound::Ack(ack) => (
             Item::Ack {
-                conversation: conversation.to_string(),
-                seq: *seq,
-                client_msg_id: client_msg_id.to_string(),
+                conversation: ack.conversation.to_string(),
+                seq: ack.seq,
+                client_msg_id: ack.client_msg_id.to_string(),
             },
-            frame,
+            &ack.frame,
         ),
     }
 }
@@ -173,22 +163,12 @@ fn outbound(item: Item, frame: Utf8Bytes) -> Outbound {
             conversation,
             seq,
             sender,
-        } => Outbound::Message {
-            conversation: conversation.into(),
-            seq,
-            sender: sender.map(Arc::from),
-            frame,
-        },
+        } => Outbound::message(conversation.into(), seq, sender.map(Arc::from), frame),
         Item::Ack {
             conversation,
             seq,
             client_msg_id,
-        } => Outbound::Ack {
-            conversation: conversation.into(),
-            seq,
-            client_msg_id: client_msg_id.into(),
-            frame,
-        },
+        } => Outbound::ack(conversation.into(), seq, client_msg_id.into(), frame),
     }
 }
 
@@ -532,8 +512,8 @@ async fn receive(
             Event::Push { users, item, skip } => {
                 let item = outbound(item, frame);
                 let users: Vec<String> = match (&item, users.is_empty()) {
-                    (Outbound::Message { conversation, .. }, true) => {
-                        match store.members(conversation).await {
+                    (Outbound::Message(live), true) => {
+                        match store.members(&live.conversation).await {
                             Ok(members) => members.to_vec(),
                             Err(e) => {
                                 warn!(error = %e, "cannot read members to fan out from the bus");
@@ -641,12 +621,7 @@ mod tests {
         let frame = Utf8Bytes::from("{\"type\":\"message\",\"body\":\"line\\none 你好\"}");
         let relayed = Relayed::Push {
             users: Vec::new(),
-            item: Outbound::Message {
-                conversation: "r1".into(),
-                seq: 7,
-                sender: Some("ann".into()),
-                frame: frame.clone(),
-            },
+            item: Outbound::message("r1".into(), 7, Some("ann".into()), frame.clone()),
             skip_conn: Some(u64::MAX / 3),
         };
         let (event, carried) = event_of(relayed);

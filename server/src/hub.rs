@@ -41,35 +41,72 @@ use crate::locks::lock;
 pub const OUTBOX_CAPACITY: usize = 1024;
 
 /// What the hub pushes to a socket's handler. Frames are encoded once and shared by every
-/// recipient (`Utf8Bytes` clones are reference counts).
+/// recipient (`Utf8Bytes` clones are reference counts). Small (40 bytes): every socket's
+/// outbox holds a block of them, connected or idle.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// An encoded `ServerMsg` to forward as is.
     Frame(Utf8Bytes),
-    /// A message of `conversation` at `seq`, already encoded; the handler skips it if a
-    /// `resume` has already sent it.
-    Message {
-        conversation: Arc<str>,
-        seq: u64,
-        /// Who sent it, for a message (not a change): the frame may reach the sender's own
-        /// socket before its ack, and then goes as that ack.
-        sender: Option<Arc<str>>,
-        frame: Utf8Bytes,
-    },
-    /// The `ack` of this socket's own message at `seq`, sent with `client_msg_id`;
-    /// ordered with the deliveries.
-    Ack {
-        conversation: Arc<str>,
-        seq: u64,
-        client_msg_id: Box<str>,
-        frame: Utf8Bytes,
-    },
+    /// A position of a conversation (a message or a change), one for all its recipients.
+    Message(Arc<LiveItem>),
+    /// The `ack` of this socket's own message; ordered with the deliveries.
+    Ack(Box<Acked>),
+}
+
+/// A message or change of `conversation` at `seq`, already encoded; the handler skips it
+/// if a `resume` has already sent it.
+#[derive(Debug)]
+pub struct LiveItem {
+    pub conversation: Arc<str>,
+    pub seq: u64,
+    /// Who sent it, for a message (not a change): the frame may reach the sender's own
+    /// socket before its ack, and then goes as that ack.
+    pub sender: Option<Arc<str>>,
+    pub frame: Utf8Bytes,
+}
+
+/// The `ack` of a socket's own message at `seq` of `conversation`, sent with
+/// `client_msg_id`.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub conversation: Arc<str>,
+    pub seq: u64,
+    pub client_msg_id: Box<str>,
+    pub frame: Utf8Bytes,
 }
 
 impl Outbound {
     /// Encodes a `ServerMsg` once, as a frame to forward as is.
     pub fn frame(msg: &app::protocol::ServerMsg) -> Self {
         Outbound::Frame(Utf8Bytes::from(msg.encode()))
+    }
+
+    pub fn message(
+        conversation: Arc<str>,
+        seq: u64,
+        sender: Option<Arc<str>>,
+        frame: Utf8Bytes,
+    ) -> Self {
+        Outbound::Message(Arc::new(LiveItem {
+            conversation,
+            seq,
+            sender,
+            frame,
+        }))
+    }
+
+    pub fn ack(
+        conversation: Arc<str>,
+        seq: u64,
+        client_msg_id: Box<str>,
+        frame: Utf8Bytes,
+    ) -> Self {
+        Outbound::Ack(Box::new(Acked {
+            conversation,
+            seq,
+            client_msg_id,
+            frame,
+        }))
     }
 }
 
@@ -527,7 +564,7 @@ impl Hub {
         if self.in_cluster() {
             let users = match item {
                 // For the conversation's members, whom the other nodes know.
-                Outbound::Message { .. } => Vec::new(),
+                Outbound::Message(_) => Vec::new(),
                 _ => users.to_vec(),
             };
             self.relay(Relayed::Push {
@@ -622,6 +659,13 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every socket's outbox allocates a block of 32 items when it registers, idle or not:
+    /// what a live item carries beyond a frame lives behind one pointer.
+    #[test]
+    fn an_outbox_item_is_a_frame_and_a_tag() {
+        assert!(std::mem::size_of::<Outbound>() <= 40);
+    }
 
     #[test]
     fn a_user_is_online_while_any_socket_is_registered() {
@@ -757,12 +801,7 @@ mod tests {
             [Relayed::Push { users: to, skip_conn: None, .. }] if to.len() == 2
         ));
         // A live message names no one: every node knows the conversation's members.
-        let message = Outbound::Message {
-            conversation: "r1".into(),
-            seq: 4,
-            sender: Some("bob".into()),
-            frame: "{}".into(),
-        };
+        let message = Outbound::message("r1".into(), 4, Some("bob".into()), "{}".into());
         hub.push(&users, &message, Some(10));
         assert!(
             alice.outbox.try_recv().is_err(),

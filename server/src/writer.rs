@@ -905,12 +905,7 @@ impl Writer {
                         }
                         self.hub.push(
                             who,
-                            &Outbound::Message {
-                                conversation: sub.conversation.clone(),
-                                seq,
-                                sender: None,
-                                frame,
-                            },
+                            &Outbound::message(sub.conversation.clone(), seq, None, frame),
                             None,
                         );
                     }
@@ -1024,12 +1019,12 @@ impl Writer {
             );
             self.hub.push(
                 members,
-                &Outbound::Message {
-                    conversation: sub.conversation.clone(),
-                    seq: record.seq,
-                    sender: Some(record.sender.as_str().into()),
+                &Outbound::message(
+                    sub.conversation.clone(),
+                    record.seq,
+                    Some(record.sender.as_str().into()),
                     frame,
-                },
+                ),
                 Some(sub.conn_id),
             );
         }
@@ -1044,12 +1039,12 @@ impl Writer {
         self.hub.push_to(
             &sub.sender,
             sub.conn_id,
-            Outbound::Ack {
-                conversation: sub.conversation.clone(),
-                seq: record.seq,
-                client_msg_id: record.client_msg_id.as_str().into(),
-                frame: Utf8Bytes::from(ack.encode()),
-            },
+            Outbound::ack(
+                sub.conversation.clone(),
+                record.seq,
+                record.client_msg_id.as_str().into(),
+                Utf8Bytes::from(ack.encode()),
+            ),
         );
     }
 
@@ -1139,9 +1134,9 @@ mod tests {
             .expect("a frame in time")
             .expect("the outbox is open");
         let frame = match out {
-            Outbound::Frame(f)
-            | Outbound::Message { frame: f, .. }
-            | Outbound::Ack { frame: f, .. } => f,
+            Outbound::Frame(f) => f,
+            Outbound::Message(live) => live.frame.clone(),
+            Outbound::Ack(ack) => ack.frame,
         };
         ServerMsg::decode(frame.as_str()).unwrap()
     }

@@ -771,15 +771,15 @@ impl ChatService {
             };
             self.hub.deliver(Relayed::Push {
                 users: members.to_vec(),
-                item: Outbound::Message {
-                    conversation: Arc::from(key.as_str()),
+                item: Outbound::message(
+                    Arc::from(key.as_str()),
                     seq,
-                    sender: match &msg {
+                    match &msg {
                         ServerMsg::Message { message } => Some(message.sender.as_str().into()),
                         _ => None,
                     },
-                    frame: msg.encode().into(),
-                },
+                    msg.encode().into(),
+                ),
                 skip_conn: None,
             });
         }

@@ -688,47 +688,39 @@ impl Handler {
     async fn deliver(&mut self, out: Outbound) -> Result<(), axum::Error> {
         let frame = match out {
             Outbound::Frame(frame) => frame,
-            Outbound::Message {
-                conversation,
-                seq,
-                sender,
-                frame,
-            } => {
-                match self.cursor.live(&conversation, seq) {
+            Outbound::Message(item) => {
+                let key = &*item.conversation;
+                match self.cursor.live(key, item.seq) {
                     Live::Deliver => {}
                     Live::Skip => return Ok(()),
                     Live::Gap { after } => {
                         self.gap_fills.increment(1);
                         // Everything below `seq` is stored: fetch the gap, which may
                         // include `seq` itself.
-                        Box::pin(self.replay(&conversation, after, None)).await?;
-                        if !self.cursor.after_fill(&conversation, seq) {
+                        Box::pin(self.replay(key, after, None)).await?;
+                        if !self.cursor.after_fill(key, item.seq) {
                             return Ok(());
                         }
                     }
                 }
-                if sender.as_deref() == Some(self.me.username.as_str())
+                if item.sender.as_deref() == Some(self.me.username.as_str())
                     && self.cursor.awaiting_acks()
                 {
-                    self.as_ack_if_awaited_frame(&conversation, frame)
+                    self.as_ack_if_awaited_frame(key, item.frame.clone())
                 } else {
-                    frame
+                    item.frame.clone()
                 }
             }
-            Outbound::Ack {
-                conversation,
-                seq,
-                client_msg_id,
-                frame,
-            } => {
-                if !self.cursor.ack_due(&conversation, seq, &client_msg_id) {
+            Outbound::Ack(ack) => {
+                let key = &*ack.conversation;
+                if !self.cursor.ack_due(key, ack.seq, &ack.client_msg_id) {
                     return Ok(());
                 }
-                if let Some(after) = self.cursor.before_ack(&conversation, seq) {
-                    Box::pin(self.replay(&conversation, after, Some(seq))).await?;
+                if let Some(after) = self.cursor.before_ack(key, ack.seq) {
+                    Box::pin(self.replay(key, after, Some(ack.seq))).await?;
                 }
-                self.cursor.acked(&conversation, seq);
-                frame
+                self.cursor.acked(key, ack.seq);
+                ack.frame
             }
         };
         // Within the burst's timeout.
