@@ -326,7 +326,10 @@ impl SurrealChatStore {
                 .await?
                 .check()?;
         }
-        self.boots = self.record_boot().await?;
+        // Counted once: an open that met another node's writes later on goes again.
+        if self.boots == 0 {
+            self.boots = self.record_boot().await?;
+        }
         self.migrate().await?;
         self.open_state().await?;
         self.ensure_default_room(now_ms).await?;
