@@ -11,8 +11,9 @@
 //! - An `ack` tells the sender its own message; before it goes out, every earlier message
 //!   the socket owes is filled (a message fanned out just before ours may still be queued),
 //!   and the acked `seq` is remembered so that a fill or a live copy does not repeat it.
-//! - A fill can reach one of the socket's own messages before its ack does (in a cluster,
-//!   another node's later message may overtake the ack): the fill tells it as its ack, in
+//! - A fill or a live copy can reach one of the socket's own messages before its ack does
+//!   (in a cluster, another node's later message may overtake the ack; after a reconnect,
+//!   the original of a re-sent message may come from another node): it goes as its ack, in
 //!   its place, and the ack that follows is not sent again.
 //! - The newest history page tells the client everything up to its last message.
 //! - A `resume` replays what the client says it missed, except what this socket already
@@ -168,9 +169,9 @@ impl Cursor {
         self.forget_sending(client_msg_id);
     }
 
-    /// A fill is about to tell the user's own message at `seq` of `key`: whether it is a
-    /// send of this socket whose ack has not come, so that it goes as its ack (and the
-    /// ack itself, when it comes, is not sent again: [`Self::ack_due`]).
+    /// A fill or a live copy is about to tell the user's own message at `seq` of `key`:
+    /// whether it is a send of this socket whose ack has not come, so that it goes as its
+    /// ack (and the ack itself, when it comes, is not sent again: [`Self::ack_due`]).
     pub fn own_send(&mut self, key: &str, seq: u64, client_msg_id: &str) -> bool {
         if !self.forget_sending(client_msg_id) {
             return false;
