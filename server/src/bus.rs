@@ -124,6 +124,9 @@ enum Item {
     Ack {
         conversation: String,
         seq: u64,
+        // Absent from an older node's events (a rolling deploy): the ack then goes out
+        // unless a fill on its socket told it already.
+        #[serde(default)]
         client_msg_id: String,
     },
 }
