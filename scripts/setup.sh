@@ -155,8 +155,9 @@ quick_install() {
         "$(tool_cargo)" install --quiet "$@"
 }
 
-# Builds started by `start_tools` in the background, by name: their pids and logs.
-declare -A TOOL_PID=() TOOL_LOG=()
+# Builds started by `start_tools` in the background, by name: their pids, logs and the files
+# their exit statuses go to.
+declare -A TOOL_PID=() TOOL_LOG=() TOOL_STATUS=()
 
 # Runs "$@" (a command or a function of this file) in the background at the lowest CPU
 # priority, as the build named $1; `wait_tool $1` waits for it.
@@ -165,20 +166,37 @@ build_in_background() {
     shift
     mkdir -p "$CHAT_CACHE_DIR/logs"
     TOOL_LOG[$name]="$CHAT_CACHE_DIR/logs/$name.log"
+    TOOL_STATUS[$name]="$CHAT_CACHE_DIR/logs/$name.status"
+    rm -f "${TOOL_STATUS[$name]}"
     (
         renice -n 19 -p "$BASHPID" >/dev/null
-        "$@"
+        status=0
+        "$@" || status=$?
+        echo "$status" >"${TOOL_STATUS[$name]}"
     ) >"${TOOL_LOG[$name]}" 2>&1 &
     TOOL_PID[$name]=$!
 }
 
 # Waits for the background build named $1, if one was started; shows its log if it failed.
+# It waits for the build's status file, not with `wait`: a test run starts threads and
+# processes by the tens of thousands, the kernel hands the pids out again, and bash forgets
+# a finished child's status once a later child of its own gets the same pid ("not a child
+# of this shell"), or waits for that other child instead.
 wait_tool() {
-    local pid="${TOOL_PID[$1]:-}"
+    local pid="${TOOL_PID[$1]:-}" file="${TOOL_STATUS[$1]:-}" status
     [ -n "$pid" ] || return 0
-    if ! wait "$pid"; then
+    while [ ! -f "$file" ]; do
+        # Gone without a status (killed): one more look, then give up.
+        if ! kill -0 "$pid" 2>/dev/null; then
+            sleep 1
+            [ -f "$file" ] || break
+        fi
+        sleep 1
+    done
+    status="$(cat "$file" 2>/dev/null || echo "none: the build was killed")"
+    if [ "$status" != 0 ]; then
         tail -n 60 "${TOOL_LOG[$1]}" >&2
-        die "building $1 failed (log: ${TOOL_LOG[$1]})"
+        die "building $1 failed (exit status $status; log: ${TOOL_LOG[$1]})"
     fi
     TOOL_PID[$1]=
 }
