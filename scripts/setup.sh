@@ -430,16 +430,28 @@ setup_browser() {
 # Runs cargo-leptos with the WASM route chosen above. It is started directly (not through
 # `cargo leptos`) so that its own environment stays clean: it finds the WASM route's `cargo`
 # first on PATH for the front end, and builds the server with HOST_CARGO.
+# Every build splits the front end: the signed-in view is a WASM module of its own, fetched
+# after the main one (`app`'s `split` feature; see app/src/pages/home.rs).
 cargo_leptos() {
     local cmd="$1"
     shift
     PATH="$(dirname "$WASM_CARGO"):$PATH" LEPTOS_BIN_CARGO_COMMAND="$HOST_CARGO" \
-        cargo-leptos "$cmd" "${LIB_CARGO_ARGS[@]}" "$@"
+        cargo-leptos "$cmd" "${LIB_CARGO_ARGS[@]}" --split --lib-features split "$@"
+}
+
+# The WASM modules of the built front end in directory $1 (its pkg/): the main one, `chat`,
+# and those the split manifest names (older builds' modules may still lie beside them).
+wasm_modules() {
+    echo chat
+    node -e '
+      const m = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      for (const name of new Set(Object.values(m).flat())) console.log(name);
+    ' "$1/__wasm_split_manifest.json"
 }
 
 # Runs clippy on the WASM build of the front end, with the WASM route's toolchain.
 clippy_wasm() {
-    local args=(clippy --package frontend --package app --features app/hydrate
+    local args=(clippy --package frontend --package app --features app/split
         --target wasm32-unknown-unknown --target-dir "$CARGO_TARGET_DIR/front")
     if [ "$WASM_ROUTE" = debian ]; then
         args+=(-Zbuild-std=std,panic_abort)

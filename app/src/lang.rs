@@ -6,11 +6,44 @@
 //! [`Rule`]), never from the server's English sentence.
 
 use crate::domain::{Invalid, Rule};
-use crate::i18n::{td_string, Locale};
+use crate::i18n::{td_string, I18nLocaleTrait, Locale};
 use crate::protocol::{AuthProblem, ErrorCode};
 
 /// The languages offered, with their names as their readers write them.
 pub const LANGUAGES: [(Locale, &str); 2] = [(Locale::en, "English"), (Locale::zh_CN, "中文")];
+
+/// The cookie that remembers the language a reader chose, which the server renders the next
+/// page in. (The name `leptos_i18n` gives it, so that a choice made before still counts; the
+/// app writes and reads it itself, which keeps a cookie parser and a date library out of
+/// the browser's code.)
+pub const LANGUAGE_COOKIE: &str = "i18n_pref_locale";
+
+/// A choice is remembered for a year.
+const LANGUAGE_COOKIE_MAX_AGE_S: u32 = 365 * 24 * 60 * 60;
+
+/// The language a request's `Cookie` header says the reader chose, if it is one offered.
+pub fn chosen_language(cookie_header: &str) -> Option<Locale> {
+    cookie_header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        if name != LANGUAGE_COOKIE {
+            return None;
+        }
+        let value = value.trim_matches('"');
+        LANGUAGES
+            .iter()
+            .find(|(locale, _)| locale.as_str() == value)
+            .map(|(locale, _)| *locale)
+    })
+}
+
+/// What the browser stores (`document.cookie`) when the reader chooses `locale`: for this
+/// site only, a year.
+pub fn language_cookie(locale: Locale) -> String {
+    format!(
+        "{LANGUAGE_COOKIE}={}; Path=/; Max-Age={LANGUAGE_COOKIE_MAX_AGE_S}; SameSite=Lax",
+        locale.as_str()
+    )
+}
 
 /// An `Accept-Language` header with every Chinese tag read as `zh-CN`, the Chinese this
 /// interface is written in: a reader who asks for `zh`, `zh-Hans` or `zh-TW` reads it
@@ -227,5 +260,34 @@ mod tests {
             typing_line(Locale::zh_CN, &names(&["小明", "Bob"])).unwrap(),
             "小明和 Bob 正在输入…"
         );
+    }
+
+    #[test]
+    fn the_chosen_language_survives_the_cookie_round_trip() {
+        for (locale, _) in LANGUAGES {
+            let stored = language_cookie(locale);
+            assert!(
+                stored.contains("Path=/") && stored.contains("Max-Age=31536000"),
+                "{stored}"
+            );
+            // The browser sends back only the pair, among its other cookies.
+            let pair = stored.split(';').next().unwrap();
+            let header = format!("chat_session=abc; {pair}; theme=dark");
+            assert_eq!(chosen_language(&header), Some(locale));
+        }
+        assert_eq!(
+            chosen_language("i18n_pref_locale=\"zh-CN\""),
+            Some(Locale::zh_CN)
+        );
+        for other in [
+            "",
+            "chat_session=abc",
+            "i18n_pref_locale=fr",
+            "i18n_pref_locale=",
+            "xi18n_pref_locale=en",
+            "i18n_pref_locale",
+        ] {
+            assert_eq!(chosen_language(other), None, "{other:?}");
+        }
     }
 }

@@ -68,36 +68,38 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 /// The root component: language, styles, title and routes.
 ///
-/// The language is the one the reader chose (a cookie), else the best match of the browser's
-/// `Accept-Language`, else English; the server renders the page in it, so it never flashes
-/// in the other language.
+/// The language is the one the reader chose (a cookie, see [`lang::chosen_language`]), else
+/// the best match of the browser's `Accept-Language`, else English; the server renders the
+/// page in it (the browser then reads it from `<html lang>`), so it never flashes in the
+/// other language.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
 
     view! {
-        <i18n::I18nContextProvider
-            cookie_options=i18n_cookie()
-            ssr_lang_header_getter=accept_language()
-        >
+        <i18n::I18nContextProvider ssr_lang_header_getter=accept_language()>
             <Root />
         </i18n::I18nContextProvider>
     }
 }
 
-/// The chosen language is remembered for a year, for this site only.
-fn i18n_cookie() -> leptos_i18n::context::CookieOptions<i18n::Locale> {
-    leptos_i18n::context::CookieOptions::default()
-        .max_age(365_i64 * 24 * 60 * 60 * 1000)
-        .path("/")
-}
-
-/// The languages the request accepts (server side), any Chinese read as ours.
+/// The languages the request asks for (server side): the one the reader chose if they did,
+/// else those it accepts, any Chinese read as ours.
 fn accept_language() -> leptos_i18n::context::UseLocalesOptions {
     leptos_i18n::context::UseLocalesOptions::default().ssr_lang_header_getter(|| {
         #[cfg(feature = "ssr")]
         {
+            use leptos_i18n::Locale as _;
             let parts = use_context::<http::request::Parts>()?;
+            let chosen = parts
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(lang::chosen_language);
+            if let Some(locale) = chosen {
+                return Some(locale.as_str().to_owned());
+            }
             let header = parts.headers.get(http::header::ACCEPT_LANGUAGE)?;
             Some(lang::prefer_our_chinese(header.to_str().ok()?))
         }

@@ -1,5 +1,5 @@
 //! The language picker: English or 中文. The choice takes effect at once and is remembered
-//! (a cookie the server reads when it renders the next page).
+//! (a cookie the server reads when it renders the next page, see [`crate::lang::chosen_language`]).
 
 use leptos::prelude::*;
 
@@ -13,6 +13,7 @@ pub fn LanguagePicker() -> impl IntoView {
         let tag = event_target_value(&ev);
         if let Some((locale, _)) = LANGUAGES.iter().find(|(l, _)| l.as_str() == tag) {
             i18n.set_locale(*locale);
+            remember(*locale);
         }
     };
     view! {
@@ -35,5 +36,17 @@ pub fn LanguagePicker() -> impl IntoView {
                 })
                 .collect_view()}
         </select>
+    }
+}
+
+/// Stores the choice in the cookie the server reads.
+#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+fn remember(locale: crate::i18n::Locale) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        if let Ok(document) = document().dyn_into::<web_sys::HtmlDocument>() {
+            let _ = document.set_cookie(&crate::lang::language_cookie(locale));
+        }
     }
 }
