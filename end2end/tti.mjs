@@ -1,7 +1,10 @@
 // Time to interactive, in headless Chromium, against a running server (not part of the
 // test suite: it reports times, it asserts none).
 //
-//   node end2end/tti.mjs [http://127.0.0.1:3000] [loads]
+//   node end2end/tti.mjs [http://127.0.0.1:3000] [loads] [Mbit/s] [round trip ms]
+//
+// With the last two, every page's network is slowed to that bandwidth (both ways) and round
+// trip, as Chromium's DevTools emulate it; without them it is loopback's.
 //
 // Each load is a new browser context (empty cache, no cookies), so every load fetches the
 // page, the JS and the WASM. Measured in the page's own clock (ms since navigation start):
@@ -17,6 +20,24 @@ import { chromium } from "@playwright/test";
 
 const base = process.argv[2] ?? "http://127.0.0.1:3000";
 const loads = Math.max(1, Math.min(50, Number(process.argv[3] ?? 10)));
+const mbit = Number(process.argv[4] ?? 0);
+const rttMs = Number(process.argv[5] ?? 0);
+
+// A new page, on the emulated network if one was asked for.
+async function open(context) {
+  const page = await context.newPage();
+  if (mbit > 0) {
+    const cdp = await context.newCDPSession(page);
+    const bytesPerS = (mbit * 1e6) / 8;
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: rttMs,
+      downloadThroughput: bytesPerS,
+      uploadThroughput: bytesPerS,
+    });
+  }
+  return page;
+}
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH || undefined,
   args: ["--disable-gpu", "--disable-quic", "--no-first-run"],
@@ -27,7 +48,7 @@ const chat = [];
 const back = [];
 for (let i = 0; i < loads; i++) {
   const context = await browser.newContext();
-  const page = await context.newPage();
+  const page = await open(context);
   await page.goto(base, { waitUntil: "commit" });
   await page.getByLabel("Username").waitFor({ state: "visible", timeout: 30_000 });
   form.push(await page.evaluate(() => performance.now()));
@@ -38,7 +59,7 @@ for (let i = 0; i < loads; i++) {
   chat.push(await page.evaluate(() => performance.now()));
   const signedIn = await browser.newContext({ storageState: await context.storageState() });
   await context.close();
-  const again = await signedIn.newPage();
+  const again = await open(signedIn);
   await again.goto(base, { waitUntil: "commit" });
   await again.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
   back.push(await again.evaluate(() => performance.now()));
@@ -54,6 +75,7 @@ const pct = (v, q) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) * q
 const summary = {
   scenario: "tti",
   loads,
+  network: mbit > 0 ? `${mbit} Mbit/s, ${rttMs} ms round trip` : "loopback",
   form_p50_ms: Math.round(pct(form, 0.5)),
   form_max_ms: Math.round(Math.max(...form)),
   connected_p50_ms: Math.round(pct(chat, 0.5)),
