@@ -85,6 +85,9 @@ pub struct Report {
     /// the closed loop a send is due when it is written, so this is only its write.
     pub send_late_us: Percentiles,
     pub rss_kib: Option<u64>,
+    /// The target process's CPU from the first send until every user was done, in cores
+    /// (not for a cluster).
+    pub cpu_cores: Option<f64>,
     /// MB/s of each upload made beside the messages (`upload_mb`).
     pub uploads_mb_s: Vec<f64>,
     /// A cluster's commits and lost races (set-up included).
@@ -225,6 +228,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         };
         conns.push(Conn::open_live(at, token).await.context("connect")?);
     }
+    let target_pid = match (&server, &relay) {
+        (Some(s), _) => s.pid(),
+        (None, Some(r)) => r.pid(),
+        (None, None) => None,
+    };
+    let cpu_before = target_pid.and_then(crate::process::cpu_seconds);
     let start = Instant::now();
     let deadline = start + opts.duration;
     let mut tasks = Vec::new();
@@ -277,6 +286,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         Some(t) => t.await??,
         None => Vec::new(),
     };
+    let cpu_cores = match (target_pid.and_then(crate::process::cpu_seconds), cpu_before) {
+        (Some(after), Some(before)) => Some((after - before) / start.elapsed().as_secs_f64()),
+        _ => None,
+    };
     let seconds = opts.duration.as_secs_f64();
     let rss_kib = match (&server, &relay) {
         (Some(s), _) => s.rss_kib(),
@@ -325,6 +338,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 .collect(),
         ),
         rss_kib,
+        cpu_cores,
         uploads_mb_s,
         commits,
     })

@@ -472,10 +472,10 @@ async fn main() -> anyhow::Result<()> {
                     "open loop: {users} users in pairs, {per_second} msg/s in all, {seconds} s each"
                 ),
             }
-            println!("target       delivered/s   vs relay   ack p50/p99 (us)   delivery p50/p99 (us)   server RSS");
+            println!("target       delivered/s   vs relay   ack p50/p99 (us)   delivery p50/p99 (us)   CPU (cores)   server RSS");
             for r in &reports {
                 println!(
-                    "{:<10}  {:>11.0}   {:>7.1}%   {:>7} / {:<7}   {:>9} / {:<9}   {}",
+                    "{:<10}  {:>11.0}   {:>7.1}%   {:>7} / {:<7}   {:>9} / {:<9}   {:>11}   {}",
                     r.target,
                     r.throughput,
                     100.0 * r.throughput / relay_per_s,
@@ -483,6 +483,7 @@ async fn main() -> anyhow::Result<()> {
                     r.ack_us.p99,
                     r.delivery_us.p50,
                     r.delivery_us.p99,
+                    r.cpu_cores.map_or("-".into(), |c| format!("{c:.2}")),
                     r.rss_kib
                         .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
                 );
@@ -544,6 +545,7 @@ async fn main() -> anyhow::Result<()> {
                         "delivery_max_us": r.delivery_us.max,
                         "send_late_p50_us": r.send_late_us.p50,
                         "send_late_p99_us": r.send_late_us.p99,
+                        "cpu_cores": r.cpu_cores,
                         "rss_kib": r.rss_kib,
                     })
                 })
