@@ -91,6 +91,39 @@ test("an unreachable server is explained next to the form", async ({ page }) => 
   await expect(page.getByRole("alert")).toHaveText(/server is unreachable/);
 });
 
+test("a signed-in view that cannot be downloaded is explained and fetched again on request", async ({
+  page,
+}) => {
+  watchForErrors(page);
+  // The signed-in view is a WASM module of its own (the split build the test command makes):
+  // its download fails, at the page's preload and again when the view is first needed.
+  const chunk = "**/pkg/split_*.wasm";
+  let refused = 0;
+  await page.route(chunk, (route) => {
+    refused += 1;
+    return route.abort("connectionrefused");
+  });
+  await page.goto("/");
+  await fillCredentials(page, uniqueName("flo"), PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("alert")).toHaveText(
+    "The chat could not be loaded. Check your connection and try again.",
+  );
+  expect(refused).toBeGreaterThanOrEqual(1);
+  await page.screenshot({ path: "screenshots/chat-module-unavailable.png" });
+
+  // Still unreachable: the same explanation, not a dead page.
+  const before = refused;
+  await page.getByRole("button", { name: "Try again" }).click();
+  await expect.poll(() => refused).toBeGreaterThan(before);
+  await expect(page.getByRole("alert")).toHaveText(/could not be loaded/);
+
+  await page.unroute(chunk);
+  await page.getByRole("button", { name: "Try again" }).click();
+  await expect(status(page)).toHaveText("Connected");
+  await expect(page.getByText("No conversations yet.")).toBeVisible();
+});
+
 test("pages and API answers carry a Content-Security-Policy and the usual security headers", async ({
   request,
 }) => {
