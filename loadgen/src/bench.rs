@@ -291,11 +291,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         _ => None,
     };
     let seconds = opts.duration.as_secs_f64();
-    let rss_kib = match (&server, &relay) {
-        (Some(s), _) => s.rss_kib(),
-        (None, Some(r)) => r.pid().and_then(crate::process::rss_kib),
-        (None, None) => None,
-    };
+    let rss_kib = target_pid.and_then(crate::process::rss_kib);
     if let Some(mut s) = server {
         s.stop(Stop::Term).await?;
     }
