@@ -24,6 +24,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod crash;
+pub mod deflate;
 pub mod fanout;
 pub mod files;
 pub mod http;

@@ -150,6 +150,22 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
         seconds: u64,
     },
+    /// What permessage-deflate would make of the frames a room's members receive: real
+    /// frames captured at a member's socket, compressed once per post (no context takeover)
+    /// and per socket (context takeover); bytes on the wire and CPU per compression.
+    Deflate {
+        #[arg(long, env = "LOADGEN_SERVER_BIN")]
+        server_bin: PathBuf,
+        /// Messages posted and captured (bounded).
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        messages: u64,
+        /// zlib's compression level.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+        level: u32,
+        /// The LZ77 window in bits (what `server_max_window_bits` would allow).
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15))]
+        window_bits: u8,
+    },
     /// Holds many authenticated idle sockets; memory per connection, beside the plain relay's.
     Idle {
         #[arg(long, env = "LOADGEN_SERVER_BIN")]
@@ -573,6 +589,49 @@ async fn main() -> anyhow::Result<()> {
                     "ratio_to_store_ceiling": ceiling.map(|c| server.throughput / c.max(1.0)),
                     "results": line,
                 })
+            );
+        }
+        Command::Deflate {
+            server_bin,
+            messages,
+            level,
+            window_bits,
+        } => {
+            let r = loadgen::deflate::run(loadgen::deflate::Options {
+                server_bin,
+                messages: messages as usize,
+                level,
+                window_bits,
+            })
+            .await?;
+            println!(
+                "permessage-deflate on {} message frames captured at a member's socket (zlib level {}, window {} bits)",
+                r.frames, r.level, r.window_bits
+            );
+            println!("way                                   bytes/frame on the wire   of plain   CPU per compression (us)");
+            let pct = |b: f64| 100.0 * b / r.plain_bytes;
+            println!("{:<37} {:>20.1} {:>10}", "plain", r.plain_bytes, "100.0%");
+            println!(
+                "{:<37} {:>20.1} {:>9.1}% {:>12.2} per post",
+                "once per post (no context takeover)",
+                r.once_bytes,
+                pct(r.once_bytes),
+                r.once_us
+            );
+            println!(
+                "{:<37} {:>20.1} {:>9.1}% {:>12.2} per member and post",
+                "per socket (context takeover)",
+                r.per_socket_bytes,
+                pct(r.per_socket_bytes),
+                r.per_socket_us
+            );
+            println!(
+                "a socket's compressor (context takeover) holds {:.0} bytes; every compressed message inflated back to the frame sent",
+                r.per_socket_state_bytes
+            );
+            println!(
+                "{}",
+                serde_json::json!({ "scenario": "deflate", "report": r })
             );
         }
         Command::Fanout {
