@@ -35,14 +35,17 @@ use std::{
 };
 use tokio::sync::mpsc;
 
-use crate::locks::lock;
+use crate::{
+    locks::lock,
+    outbox::{outbox, Outbox, OutboxSender},
+};
 
 /// Frames a socket may have queued before it counts as lagging.
 pub const OUTBOX_CAPACITY: usize = 1024;
 
 /// What the hub pushes to a socket's handler. Frames are encoded once and shared by every
-/// recipient (`Utf8Bytes` clones are reference counts). Small (40 bytes): every socket's
-/// outbox holds a block of them, connected or idle.
+/// recipient (`Utf8Bytes` clones are reference counts). Small (40 bytes): a room's fan-out
+/// queues one per member and message.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// An encoded `ServerMsg` to forward as is.
@@ -172,7 +175,7 @@ struct SocketEntry {
     /// The session the socket was opened with: its sign-out closes the socket.
     session: Arc<str>,
     /// `None` once the socket lagged: nothing more is queued for it.
-    tx: Option<mpsc::Sender<Outbound>>,
+    tx: Option<OutboxSender<Outbound>>,
     /// Fired when the socket must close, so that its handler closes it even if it is not
     /// reading its outbox (a socket that never sent its first frame).
     stop: Arc<Stop>,
@@ -245,7 +248,7 @@ pub struct Registration {
     conn_id: u64,
     released: bool,
     /// What the hub routes to this socket; closed once it lagged.
-    pub outbox: mpsc::Receiver<Outbound>,
+    pub outbox: Outbox<Outbound>,
     /// Fired once the socket must be closed, with the reason.
     pub stop: Arc<Stop>,
     /// Whether the user came online with this socket.
@@ -442,7 +445,7 @@ impl Hub {
         conn_id: u64,
         max: usize,
     ) -> Option<Registration> {
-        let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
+        let (tx, outbox) = outbox(OUTBOX_CAPACITY);
         let stop = Arc::new(Stop::default());
         let mut sockets = lock(&self.inner.sockets);
         let list = sockets.entry(user.to_owned()).or_default();
@@ -660,8 +663,8 @@ impl Tally {
 mod tests {
     use super::*;
 
-    /// Every socket's outbox allocates a block of 32 items when it registers, idle or not:
-    /// what a live item carries beyond a frame lives behind one pointer.
+    /// A room's fan-out queues one item per member and message: what a live item carries
+    /// beyond a frame lives behind one pointer.
     #[test]
     fn an_outbox_item_is_a_frame_and_a_tag() {
         assert!(std::mem::size_of::<Outbound>() <= 40);

@@ -59,6 +59,7 @@ pub mod hub;
 pub mod indexer;
 pub mod listen;
 mod locks;
+pub mod outbox;
 mod priority;
 pub mod profile;
 pub mod refusal;

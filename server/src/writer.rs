@@ -1128,7 +1128,7 @@ mod tests {
     }
 
     /// The next frame for Alice's socket, decoded.
-    async fn next(outbox: &mut mpsc::Receiver<Outbound>) -> ServerMsg {
+    async fn next(outbox: &mut crate::outbox::Outbox<Outbound>) -> ServerMsg {
         let out = tokio::time::timeout(Duration::from_secs(10), outbox.recv())
             .await
             .expect("a frame in time")
@@ -1141,14 +1141,14 @@ mod tests {
         ServerMsg::decode(frame.as_str()).unwrap()
     }
 
-    async fn acked(outbox: &mut mpsc::Receiver<Outbound>) -> Message {
+    async fn acked(outbox: &mut crate::outbox::Outbox<Outbound>) -> Message {
         match next(outbox).await {
             ServerMsg::Ack { message, .. } => message,
             other => panic!("expected an ack, got {other:?}"),
         }
     }
 
-    async fn refused(outbox: &mut mpsc::Receiver<Outbound>) -> ErrorCode {
+    async fn refused(outbox: &mut crate::outbox::Outbox<Outbound>) -> ErrorCode {
         match next(outbox).await {
             ServerMsg::Error { code, .. } => code,
             other => panic!("expected an error, got {other:?}"),
