@@ -20,6 +20,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::locks::lock;
 
+/// Most items an empty queue keeps room for; a larger one gives its memory back.
+const KEPT_WHEN_EMPTY: usize = 128;
+
 struct Queue<T> {
     items: VecDeque<T>,
     /// The sender is gone: once `items` is empty, nothing more comes.
@@ -88,7 +91,13 @@ impl<T> Outbox<T> {
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut q = lock(&self.0.queue);
         match q.items.pop_front() {
-            Some(item) => Ok(item),
+            Some(item) => {
+                if q.items.is_empty() && q.items.capacity() > KEPT_WHEN_EMPTY {
+                    // A burst's peak is not kept for the quiet that follows it.
+                    q.items = VecDeque::new();
+                }
+                Ok(item)
+            }
             None if q.closed => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
@@ -141,6 +150,24 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(2));
         assert_eq!(rx.try_recv(), Ok(4));
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn a_queue_emptied_after_a_burst_gives_its_memory_back() {
+        let (tx, mut rx) = outbox(1024);
+        for i in 0..1000 {
+            tx.try_send(i).unwrap();
+        }
+        while rx.try_recv().is_ok() {}
+        assert_eq!(lock(&rx.0.queue).items.capacity(), 0);
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+        }
+        while rx.try_recv().is_ok() {}
+        assert!(
+            lock(&rx.0.queue).items.capacity() > 0,
+            "a small queue keeps its room"
+        );
     }
 
     #[test]
