@@ -110,21 +110,24 @@ impl<T> Outbox<T> {
         // the others on its worker now and then.
         tokio::task::coop::consume_budget().await;
         poll_fn(|cx| {
-            match self.try_recv() {
-                Ok(item) => return Poll::Ready(Some(item)),
-                Err(TryRecvError::Disconnected) => return Poll::Ready(None),
-                Err(TryRecvError::Empty) => {}
+            if let Poll::Ready(answer) = self.poll_take() {
+                return Poll::Ready(answer);
             }
             self.0.consumer.register(cx.waker());
             // An item queued between the first look and the registration woke no one (or a
             // waker of before): this look sees it.
-            match self.try_recv() {
-                Ok(item) => Poll::Ready(Some(item)),
-                Err(TryRecvError::Disconnected) => Poll::Ready(None),
-                Err(TryRecvError::Empty) => Poll::Pending,
-            }
+            self.poll_take()
         })
         .await
+    }
+
+    /// What [`Self::recv`] answers now, if it can answer without waiting.
+    fn poll_take(&mut self) -> Poll<Option<T>> {
+        match self.try_recv() {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => Poll::Pending,
+        }
     }
 }
 
