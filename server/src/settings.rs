@@ -270,6 +270,42 @@ pub struct ClusterSettings {
     pub node: String,
 }
 
+impl ClusterSettings {
+    /// A node's cluster settings from its NATS URL and its name: both, or neither (a single
+    /// node). One without the other is refused: a node that named itself but has no bus
+    /// would run as the only writer of a database other nodes share.
+    fn from_parts(
+        nats_url: Option<String>,
+        node: Option<String>,
+    ) -> Result<Option<Self>, SettingsError> {
+        let (nats_url, node) = match (nats_url, node) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(SettingsError::Cluster(
+                    "nats_url needs node (CHAT_NODE), this node's name".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::Cluster(
+                    "node needs nats_url (CHAT_NATS_URL), the cluster's NATS server".into(),
+                ))
+            }
+            (Some(nats_url), Some(node)) => (nats_url, node),
+        };
+        if !nats_url.starts_with("nats://") {
+            return Err(SettingsError::Cluster(format!(
+                "nats_url must be nats://host:port (got {nats_url:?})"
+            )));
+        }
+        if !is_node_name(&node) {
+            return Err(SettingsError::Cluster(format!(
+                "node {node:?} must be 1 to 32 letters, digits, _ or -"
+            )));
+        }
+        Ok(Some(ClusterSettings { nats_url, node }))
+    }
+}
+
 /// Whether `name` can name a node: 1 to 32 ASCII letters, digits, `_` or `-` (it goes into
 /// bus subjects and table names).
 pub fn is_node_name(name: &str) -> bool {
@@ -327,8 +363,8 @@ pub enum SettingsError {
 
 impl Settings {
     /// Reads the file named by the flags (if any) and resolves every setting.
-    pub fn load(cli: Cli) -> Result<Self, SettingsError> {
-        let file = match &cli.config {
+    pub fn load(mut cli: Cli) -> Result<Self, SettingsError> {
+        let mut file = match &cli.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
@@ -336,11 +372,14 @@ impl Settings {
             Ok(s) => Some(s.parse().map_err(|_| SettingsError::SiteAddr(s))?),
             Err(_) => None,
         };
-        let cli_cluster = (
-            cli.nats_url.is_some() || file.nats_url.is_some(),
-            cli.node.is_some() || file.node.is_some(),
-        );
-        let settings = Self::resolve(cli, file, site_addr);
+        let cluster = ClusterSettings::from_parts(
+            cli.nats_url.take().or(file.nats_url.take()),
+            cli.node.take().or(file.node.take()),
+        )?;
+        let settings = Self {
+            cluster,
+            ..Self::resolve(cli, file, site_addr)
+        };
         if settings.db_cache_bytes < MIN_DB_CACHE_MB << 20 {
             return Err(SettingsError::DbCache(settings.db_cache_bytes >> 20));
         }
@@ -364,32 +403,10 @@ impl Settings {
                 }
             }
         }
-        match (&settings.cluster, &cli_cluster) {
-            (Some(c), _) => {
-                if !c.nats_url.starts_with("nats://") {
-                    return Err(SettingsError::Cluster(format!(
-                        "nats_url must be nats://host:port (got {:?})",
-                        c.nats_url
-                    )));
-                }
-                if !is_node_name(&c.node) {
-                    return Err(SettingsError::Cluster(format!(
-                        "node {:?} must be 1 to 32 letters, digits, _ or -",
-                        c.node
-                    )));
-                }
-                if settings.storage != StorageKind::Remote {
-                    return Err(SettingsError::Cluster(
-                        "nodes share their storage: set db_url (storage = \"remote\")".into(),
-                    ));
-                }
-            }
-            (None, (true, false)) => {
-                return Err(SettingsError::Cluster(
-                    "nats_url needs node (CHAT_NODE), this node's name".into(),
-                ))
-            }
-            (None, _) => {}
+        if settings.cluster.is_some() && settings.storage != StorageKind::Remote {
+            return Err(SettingsError::Cluster(
+                "nodes share their storage: set db_url (storage = \"remote\")".into(),
+            ));
         }
         if let Some(token) = &settings.metrics_token {
             let length = token.expose().chars().count();
@@ -460,10 +477,8 @@ impl Settings {
                 _ => None,
             },
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
-            cluster: match (cli.nats_url.or(file.nats_url), cli.node.or(file.node)) {
-                (Some(nats_url), Some(node)) => Some(ClusterSettings { nats_url, node }),
-                _ => None,
-            },
+            // Checked as a pair by `load` (see `ClusterSettings::from_parts`).
+            cluster: None,
             jwt_secret: cli.jwt_secret.or(file.jwt_secret).map(Secret),
             metrics_token: cli.metrics_token.or(file.metrics_token).map(Secret),
             session_ttl: std::time::Duration::from_secs(
@@ -702,6 +717,7 @@ mod tests {
                 node(Some("nats://127.0.0.1:4222"), None, true),
                 "needs node",
             ),
+            (node(None, Some("chat-1"), true), "needs nats_url"),
             (
                 node(Some("nats://127.0.0.1:4222"), Some("chat-1"), false),
                 "db_url",
@@ -724,6 +740,33 @@ mod tests {
                 other => panic!("expected a cluster error saying {says}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_cluster_pair_may_come_from_the_file_and_a_flag_beats_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.toml");
+        std::fs::write(
+            &path,
+            "nats_url = \"nats://10.0.0.1:4222\"\nnode = \"from-file\"\n\
+             db_url = \"ws://127.0.0.1:8000\"\ndb_user = \"root\"\ndb_password = \"pw\"",
+        )
+        .unwrap();
+        let with = |node: Option<&str>| Cli {
+            config: Some(path.clone()),
+            node: node.map(Into::into),
+            ..Cli::default()
+        };
+        let s = Settings::load(with(None)).unwrap();
+        assert_eq!(
+            s.cluster,
+            Some(ClusterSettings {
+                nats_url: "nats://10.0.0.1:4222".into(),
+                node: "from-file".into()
+            })
+        );
+        let s = Settings::load(with(Some("from-flag"))).unwrap();
+        assert_eq!(s.cluster.map(|c| c.node).as_deref(), Some("from-flag"));
     }
 
     #[test]
